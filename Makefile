@@ -1,0 +1,38 @@
+# Thin wrapper around CMake. `make demo` and `make test` are the two commands of README.md:
+# both install what they need first (scripts/install-deps is quiet when all is there).
+BUILD ?= build
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+CTEST_FLAGS ?=
+
+.PHONY: all build deps test test-unit test-cli demo install clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+
+build: $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+test-unit: build
+	ctest --test-dir $(BUILD) --output-on-failure -L unit $(CTEST_FLAGS)
+
+test-cli: build
+	ctest --test-dir $(BUILD) --output-on-failure -L cli $(CTEST_FLAGS)
+
+demo: deps build
+	@scripts/demo.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,89 @@
+#include "core/cli.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <new>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace dsk::cli {
+
+std::string version_string() {
+#ifdef DSK_VERSION
+  return str("dsk ", DSK_VERSION);
+#else
+  return "dsk";
+#endif
+}
+
+void add_common_flags(CLI::App& app, CommonOptions& options) {
+  app.add_flag("-v,--verbose", options.verbose, "More detail on stderr (debug messages)");
+  app.add_flag("-q,--quiet", options.quiet, "Only errors on stderr: no progress, no info");
+  app.set_version_flag("--version", version_string());
+}
+
+void add_config_flags(CLI::App& app, CommonOptions& options) {
+  app.add_option("-c,--config", options.config_path, "YAML config file, or - to read it from stdin");
+  app.add_option("--set", options.overrides, "Override one config key: --set key.path=value (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
+  app.add_flag("--print-config", options.print_config, "Print the effective config as YAML and exit");
+}
+
+void set_examples(CLI::App& app, const std::vector<std::string>& examples) {
+  std::string footer = "\nExamples:\n";
+  for (const auto& example : examples) footer += "  " + example + "\n";
+  app.footer(footer);
+}
+
+std::optional<Config> load_config(const Schema& schema, const CommonOptions& options) {
+  Config config = Config::load(schema, options.config_path, options.overrides);
+  if (options.print_config) {
+    std::string text = config.to_yaml();
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return std::nullopt;
+  }
+  return config;
+}
+
+int run(CLI::App& app, int argc, char** argv, const CommonOptions& options, const std::function<int()>& body) {
+  set_tool_name(app.get_name().empty() ? "dsk" : app.get_name());
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    log_error(e.what());
+    std::fprintf(stderr, "Run '%s --help' for usage.\n", app.get_name().c_str());
+    return static_cast<int>(ExitCode::usage);
+  }
+  if (options.quiet) set_log_level(LogLevel::error);
+  else if (options.verbose > 0) set_log_level(LogLevel::debug);
+  try {
+    return body();
+  } catch (const Interrupted& e) {
+    log_warn(e.what());
+    return static_cast<int>(e.code());
+  } catch (const Error& e) {
+    log_error(e.what());
+    return static_cast<int>(e.code());
+  } catch (const YAML::Exception& e) {
+    log_error("YAML: ", e.what());
+    return static_cast<int>(ExitCode::data);
+  } catch (const std::bad_alloc&) {
+    log_error("out of memory");
+    return static_cast<int>(ExitCode::resource);
+  } catch (const std::exception& e) {
+    log_error("internal error: ", e.what());
+    return static_cast<int>(ExitCode::internal);
+  }
+}
+
+}  // namespace dsk::cli

@@ -1,0 +1,98 @@
+// Config schema: defaults, file layering, --set, and the errors that name file, line and key.
+#include <doctest/doctest.h>
+
+#include <functional>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+
+using namespace dsk;
+
+namespace {
+Schema example_schema() {
+  Schema schema;
+  schema.integer("data.seq_len", 1024, "tokens per sequence").minimum = 1;
+  schema.number("optim.lr", 3e-4, "peak learning rate");
+  schema.boolean("eval.enabled", true, "run evaluation");
+  schema.choice("schedule.kind", "cosine", {"cosine", "linear", "constant", "wsd"}, "learning-rate schedule");
+  schema.string_list("data.train", {}, "training shard dirs");
+  schema.string("run.name", std::nullopt, "run name");
+  schema.tree("model.config", "inline HF config.json fields");
+  return schema;
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("defaults apply when the file says nothing") {
+  Schema schema = example_schema();
+  Config config = Config::from_text(schema, "", "empty.yaml");
+  CHECK(config.get_int("data.seq_len") == 1024);
+  CHECK(config.get_double("optim.lr") == doctest::Approx(3e-4));
+  CHECK(config.get_bool("eval.enabled"));
+  CHECK(config.get_string("schedule.kind") == "cosine");
+  CHECK_FALSE(config.has("run.name"));
+}
+
+TEST_CASE("file values and then --set overrides win in order") {
+  Schema schema = example_schema();
+  Config config = Config::from_text(schema, "optim:\n  lr: 1e-3\ndata:\n  train: shards/a\n", "a.yaml",
+                                    {"optim.lr=2e-3", "data.seq_len=64", "model.config.hidden_size=32"});
+  CHECK(config.get_double("optim.lr") == doctest::Approx(2e-3));
+  CHECK(config.get_int("data.seq_len") == 64);
+  CHECK(config.get_strings("data.train") == std::vector<std::string>{"shards/a"});
+  CHECK(config.get_tree("model.config")["hidden_size"].as<int>() == 32);
+}
+
+TEST_CASE("the printed config reads back to the same values") {
+  Schema schema = example_schema();
+  Config first = Config::from_text(schema, "run:\n  name: tiny\nschedule:\n  kind: wsd\n", "a.yaml", {"optim.lr=0.0005"});
+  Config second = Config::from_text(schema, first.to_yaml(), "printed.yaml");
+  CHECK(second.to_yaml() == first.to_yaml());
+  CHECK(second.get_string("run.name") == "tiny");
+  CHECK(second.get_double("optim.lr") == doctest::Approx(0.0005));
+}
+
+TEST_CASE("an unknown key names the file, the line and a suggestion") {
+  Schema schema = example_schema();
+  std::string message = error_of([&] { Config::from_text(schema, "optim:\n  lr: 1\n  lrr: 2\n", "train.yaml"); });
+  CHECK(message.find("train.yaml:3") != std::string::npos);
+  CHECK(message.find("unknown key 'optim.lrr'") != std::string::npos);
+  CHECK(message.find("did you mean 'optim.lr'") != std::string::npos);
+}
+
+TEST_CASE("a wrong type names the key and what was expected") {
+  Schema schema = example_schema();
+  std::string message = error_of([&] { Config::from_text(schema, "data:\n  seq_len: lots\n", "t.yaml"); });
+  CHECK(message.find("t.yaml:2") != std::string::npos);
+  CHECK(message.find("'data.seq_len' expects an integer") != std::string::npos);
+  CHECK(error_of([&] { Config::from_text(schema, "eval:\n  enabled: maybe\n", "t.yaml"); }).find("boolean") !=
+        std::string::npos);
+  CHECK(error_of([&] { Config::from_text(schema, "optim: 3\n", "t.yaml"); }).find("section") != std::string::npos);
+}
+
+TEST_CASE("ranges and choices are enforced, also on --set") {
+  Schema schema = example_schema();
+  CHECK(error_of([&] { Config::from_text(schema, "", "t.yaml", {"data.seq_len=0"}); }).find("at least 1") !=
+        std::string::npos);
+  CHECK(error_of([&] { Config::from_text(schema, "schedule:\n  kind: step\n", "t.yaml"); }).find("one of") !=
+        std::string::npos);
+  CHECK(error_of([&] { Config::from_text(schema, "", "t.yaml", {"nope=1"}); }).find("--set nope=1") !=
+        std::string::npos);
+  CHECK(error_of([&] { Config::from_text(schema, "", "t.yaml", {"=1"}); }).find("key.path=value") !=
+        std::string::npos);
+}
+
+TEST_CASE("YAML syntax errors carry the line") {
+  Schema schema = example_schema();
+  std::string message = error_of([&] { Config::from_text(schema, "optim:\n  lr: [1, 2\n", "bad.yaml"); });
+  CHECK(message.find("bad.yaml:") != std::string::npos);
+  CHECK(message.find("YAML syntax error") != std::string::npos);
+}

@@ -1,0 +1,41 @@
+// Records round-trip through YAML and resolve "-" arguments by kind.
+#include <doctest/doctest.h>
+
+#include "core/error.hpp"
+#include "core/record.hpp"
+
+using namespace dsk;
+
+TEST_CASE("a record prints as flat YAML and parses back") {
+  Record record("checkpoint");
+  record.set("path", "runs/tiny/checkpoints/step-000500").set("step", int64_t{500}).set("val_loss", 3.21);
+  record.set("resumed", false);
+  std::string text = record.to_yaml();
+  CHECK(text.rfind("kind: checkpoint\n", 0) == 0);
+  CHECK(text.find("step: 500") != std::string::npos);
+  Record back = Record::parse(text, "test");
+  CHECK(back.kind() == "checkpoint");
+  CHECK(back.require("path") == "runs/tiny/checkpoints/step-000500");
+  CHECK(back.get("val_loss") == "3.21");
+  CHECK(back.get("resumed") == "false");
+  CHECK_FALSE(back.get("missing"));
+}
+
+TEST_CASE("odd strings survive quoting") {
+  Record record("shards");
+  record.set("path", "dir with: colon # and hash").set("note", "123abc").set("empty", "");
+  Record back = Record::parse(record.to_yaml(), "test");
+  CHECK(back.require("path") == "dir with: colon # and hash");
+  CHECK(back.require("note") == "123abc");
+}
+
+TEST_CASE("a malformed record is a data error") {
+  CHECK_THROWS_AS(Record::parse("just text", "t"), DataError);
+  CHECK_THROWS_AS(Record::parse("path: x\n", "t"), DataError);
+  CHECK_THROWS_AS(Record::parse("kind: a\nlist: [1, 2]\n", "t"), DataError);
+  CHECK_THROWS_AS(Record("x").require("path"), DataError);
+}
+
+TEST_CASE("a plain path argument is returned as it is") {
+  CHECK(resolve_artifact_path("runs/a", {"checkpoint"}) == "runs/a");
+}
