@@ -1,0 +1,335 @@
+#include "io/token_shard.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+
+namespace fs = std::filesystem;
+
+namespace dsk::io {
+namespace {
+
+// Little-endian stores and loads, independent of the host's byte order.
+void store_le(unsigned char* out, uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i) out[i] = static_cast<unsigned char>(value >> (8 * i));
+}
+uint64_t load_le(const unsigned char* in, int bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < bytes; ++i) value |= static_cast<uint64_t>(in[i]) << (8 * i);
+  return value;
+}
+
+constexpr bool host_is_little_endian() { return std::endian::native == std::endian::little; }
+
+}  // namespace
+
+uint32_t token_bytes_for_vocab(uint64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
+
+std::string dtype_name(uint32_t token_bytes) { return token_bytes == 2 ? "u16" : "u32"; }
+
+void encode_shard_header(const ShardHeader& header, unsigned char out[kShardHeaderBytes]) {
+  std::memset(out, 0, kShardHeaderBytes);
+  std::memcpy(out, kShardMagic, sizeof kShardMagic);
+  store_le(out + 8, header.version, 4);
+  store_le(out + 12, header.token_bytes, 4);
+  store_le(out + 16, header.vocab_size, 8);
+  store_le(out + 24, header.token_count, 8);
+  store_le(out + 32, header.document_count, 8);
+  store_le(out + 40, header.eos_id, 4);
+  store_le(out + 44, header.bos_id, 4);
+}
+
+ShardHeader decode_shard_header(const unsigned char bytes[kShardHeaderBytes], const std::string& source) {
+  if (std::memcmp(bytes, kShardMagic, sizeof kShardMagic) != 0)
+    throw DataError(str(source, ": not a dsk token shard (bad magic; expected \"DSKTOKS1\")"));
+  ShardHeader header;
+  header.version = static_cast<uint32_t>(load_le(bytes + 8, 4));
+  if (header.version != kShardVersion)
+    throw DataError(str(source, ": token shard version ", header.version, " is not supported (this dsk reads version ",
+                        kShardVersion, ")"));
+  header.token_bytes = static_cast<uint32_t>(load_le(bytes + 12, 4));
+  if (header.token_bytes != 2 && header.token_bytes != 4)
+    throw DataError(str(source, ": token width ", header.token_bytes, " bytes in the header; expected 2 or 4"));
+  header.vocab_size = load_le(bytes + 16, 8);
+  header.token_count = load_le(bytes + 24, 8);
+  header.document_count = load_le(bytes + 32, 8);
+  header.eos_id = static_cast<uint32_t>(load_le(bytes + 40, 4));
+  header.bos_id = static_cast<uint32_t>(load_le(bytes + 44, 4));
+  if (header.vocab_size == 0 || (header.token_bytes == 2 && header.vocab_size > 65536))
+    throw DataError(str(source, ": vocab_size ", header.vocab_size, " does not fit ", dtype_name(header.token_bytes),
+                        " tokens"));
+  if (header.eos_id >= header.vocab_size)
+    throw DataError(str(source, ": eos_id ", header.eos_id, " is not below vocab_size ", header.vocab_size));
+  if (header.bos_id != kNoBos && header.bos_id >= header.vocab_size)
+    throw DataError(str(source, ": bos_id ", header.bos_id, " is not below vocab_size ", header.vocab_size));
+  if (header.document_count > header.token_count)
+    throw DataError(str(source, ": ", header.document_count, " documents in ", header.token_count, " tokens"));
+  return header;
+}
+
+// ---- ShardWriter ----
+
+ShardWriter::ShardWriter(fs::path path, uint64_t vocab_size, uint32_t eos_id, uint32_t bos_id)
+    : path_(std::move(path)), file_(path_) {
+  header_.token_bytes = token_bytes_for_vocab(vocab_size);
+  header_.vocab_size = vocab_size;
+  header_.eos_id = eos_id;
+  header_.bos_id = bos_id;
+  if (eos_id >= vocab_size) throw InternalError(str("eos_id ", eos_id, " >= vocab_size ", vocab_size));
+  unsigned char placeholder[kShardHeaderBytes] = {};
+  file_.write(placeholder, sizeof placeholder);
+}
+
+void ShardWriter::write_tokens(std::span<const uint32_t> tokens) {
+  const int width = static_cast<int>(header_.token_bytes);
+  buffer_.resize(tokens.size() * width);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] >= header_.vocab_size)
+      throw InternalError(str(path_.string(), ": token id ", tokens[i], " >= vocab_size ", header_.vocab_size));
+    store_le(buffer_.data() + i * width, tokens[i], width);
+  }
+  file_.write(buffer_.data(), buffer_.size());
+  header_.token_count += tokens.size();
+}
+
+void ShardWriter::append(std::span<const uint32_t> tokens) { write_tokens(tokens); }
+
+void ShardWriter::end_document() {
+  uint32_t eos = header_.eos_id;
+  write_tokens({&eos, 1});
+  header_.document_count += 1;
+}
+
+void ShardWriter::commit() {
+  unsigned char bytes[kShardHeaderBytes];
+  encode_shard_header(header_, bytes);
+  if (std::fseek(file_.handle(), 0, SEEK_SET) != 0) throw_io_error("seek in", file_.temporary_path(), errno);
+  file_.write(bytes, sizeof bytes);
+  file_.commit();
+}
+
+// ---- ShardReader ----
+
+ShardReader::ShardReader(const fs::path& path) : path_(path) {
+  const std::string source = path.string();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_io_error("open token shard", path, errno);
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    int error = errno;
+    ::close(fd);
+    throw_io_error("stat", path, error);
+  }
+  file_size_ = static_cast<size_t>(info.st_size);
+  if (file_size_ < kShardHeaderBytes) {
+    ::close(fd);
+    throw DataError(str(source, ": truncated token shard (", file_size_, " bytes; the header alone is ",
+                        kShardHeaderBytes, ")"));
+  }
+  void* mapped = ::mmap(nullptr, file_size_, PROT_READ, MAP_SHARED, fd, 0);
+  int map_error = errno;
+  ::close(fd);
+  if (mapped == MAP_FAILED) throw_io_error("mmap", path, map_error);
+  data_ = static_cast<const unsigned char*>(mapped);
+  try {
+    header_ = decode_shard_header(data_, source);
+    uint64_t expected = kShardHeaderBytes + header_.token_count * header_.token_bytes;
+    if (header_.token_count > (UINT64_MAX - kShardHeaderBytes) / header_.token_bytes || expected != file_size_)
+      throw DataError(str(source, ": the header says ", header_.token_count, " ", dtype_name(header_.token_bytes),
+                          " tokens (", expected, " bytes) but the file has ", file_size_, " bytes",
+                          file_size_ < expected ? " (truncated)" : ""));
+  } catch (...) {
+    close();
+    throw;
+  }
+}
+
+ShardReader::~ShardReader() { close(); }
+
+void ShardReader::close() {
+  if (data_) ::munmap(const_cast<unsigned char*>(data_), file_size_);
+  data_ = nullptr;
+}
+
+ShardReader::ShardReader(ShardReader&& other) noexcept
+    : path_(std::move(other.path_)), header_(other.header_), data_(other.data_), file_size_(other.file_size_) {
+  other.data_ = nullptr;
+}
+
+ShardReader& ShardReader::operator=(ShardReader&& other) noexcept {
+  if (this != &other) {
+    close();
+    path_ = std::move(other.path_);
+    header_ = other.header_;
+    data_ = other.data_;
+    file_size_ = other.file_size_;
+    other.data_ = nullptr;
+  }
+  return *this;
+}
+
+uint32_t ShardReader::token(uint64_t i) const {
+  if (i >= header_.token_count)
+    throw std::out_of_range(str(path_.string(), ": token ", i, " of ", header_.token_count));
+  const unsigned char* at = data_ + kShardHeaderBytes + i * header_.token_bytes;
+  return static_cast<uint32_t>(load_le(at, static_cast<int>(header_.token_bytes)));
+}
+
+void ShardReader::read(uint64_t begin, uint64_t count, std::vector<uint32_t>& out) const {
+  if (begin > header_.token_count || count > header_.token_count - begin)
+    throw std::out_of_range(str(path_.string(), ": tokens [", begin, ", ", begin + count, ") of ", header_.token_count));
+  out.resize(count);
+  const int width = static_cast<int>(header_.token_bytes);
+  const unsigned char* at = data_ + kShardHeaderBytes + begin * width;
+  for (uint64_t i = 0; i < count; ++i) out[i] = static_cast<uint32_t>(load_le(at + i * width, width));
+}
+
+std::span<const uint16_t> ShardReader::u16_tokens() const {
+  if (header_.token_bytes != 2 || !host_is_little_endian()) return {};
+  return {reinterpret_cast<const uint16_t*>(data_ + kShardHeaderBytes), header_.token_count};
+}
+
+std::span<const uint32_t> ShardReader::u32_tokens() const {
+  if (header_.token_bytes != 4 || !host_is_little_endian()) return {};
+  return {reinterpret_cast<const uint32_t*>(data_ + kShardHeaderBytes), header_.token_count};
+}
+
+void ShardReader::check_token_ids() const {
+  uint64_t eos_count = 0;
+  for (uint64_t i = 0; i < header_.token_count; ++i) {
+    uint32_t id = token(i);
+    if (id >= header_.vocab_size)
+      throw DataError(str(path_.string(), ": token ", i, " has id ", id, ", not below vocab_size ", header_.vocab_size));
+    eos_count += id == header_.eos_id;
+  }
+  if (header_.token_count > 0 && token(header_.token_count - 1) != header_.eos_id)
+    throw DataError(str(path_.string(), ": the last token is not eos_id ", header_.eos_id, " (a document is cut off)"));
+  if (eos_count != header_.document_count)
+    throw DataError(str(path_.string(), ": ", eos_count, " EOS tokens but the header says ", header_.document_count,
+                        " documents"));
+}
+
+// ---- index.yaml ----
+
+namespace {
+
+void emit_split(YAML::Emitter& out, const ShardSplit& split) {
+  out << YAML::BeginMap;
+  out << YAML::Key << "documents" << YAML::Value << split.documents;
+  out << YAML::Key << "tokens" << YAML::Value << split.tokens;
+  out << YAML::Key << "text_bytes" << YAML::Value << split.text_bytes;
+  out << YAML::Key << "shards" << YAML::Value << YAML::BeginSeq;
+  for (const auto& shard : split.shards) {
+    out << YAML::BeginMap;
+    out << YAML::Key << "file" << YAML::Value << shard.file;
+    out << YAML::Key << "documents" << YAML::Value << shard.documents;
+    out << YAML::Key << "tokens" << YAML::Value << shard.tokens;
+    out << YAML::Key << "sha256" << YAML::Value << shard.sha256;
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq << YAML::EndMap;
+}
+
+template <typename T>
+T required(const YAML::Node& node, const std::string& key, const std::string& source) {
+  const YAML::Node value = node[key];
+  if (!value) throw DataError(str(yaml_location(source, node), ": missing key '", key, "'"));
+  try {
+    return value.as<T>();
+  } catch (const YAML::Exception&) {
+    throw DataError(str(yaml_location(source, value), ": key '", key, "' has a malformed value"));
+  }
+}
+
+ShardSplit load_split(const YAML::Node& root, const std::string& name, const std::string& source) {
+  const YAML::Node node = root[name];
+  if (!node || !node.IsMap()) throw DataError(str(source, ": missing section '", name, "'"));
+  ShardSplit split;
+  split.documents = required<uint64_t>(node, "documents", source);
+  split.tokens = required<uint64_t>(node, "tokens", source);
+  split.text_bytes = required<uint64_t>(node, "text_bytes", source);
+  const YAML::Node shards = node["shards"];
+  if (!shards || !shards.IsSequence()) throw DataError(str(yaml_location(source, node), ": '", name, ".shards' must be a list"));
+  for (const auto& item : shards) {
+    ShardFileEntry entry;
+    entry.file = required<std::string>(item, "file", source);
+    entry.documents = required<uint64_t>(item, "documents", source);
+    entry.tokens = required<uint64_t>(item, "tokens", source);
+    entry.sha256 = item["sha256"] ? item["sha256"].as<std::string>() : "";
+    split.shards.push_back(std::move(entry));
+  }
+  return split;
+}
+
+}  // namespace
+
+std::string shard_index_to_yaml(const ShardIndex& index) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "format" << YAML::Value << "dsk-token-shards";
+  out << YAML::Key << "version" << YAML::Value << kShardVersion;
+  out << YAML::Key << "tokenizer" << YAML::Value << index.tokenizer;
+  out << YAML::Key << "vocab_size" << YAML::Value << index.vocab_size;
+  out << YAML::Key << "dtype" << YAML::Value << dtype_name(index.token_bytes);
+  out << YAML::Key << "eos_id" << YAML::Value << index.eos_id;
+  out << YAML::Key << "bos_id" << YAML::Value << (index.bos_id == kNoBos ? int64_t{-1} : int64_t{index.bos_id});
+  out << YAML::Key << "documents" << YAML::Value << index.documents();
+  out << YAML::Key << "tokens" << YAML::Value << index.tokens();
+  out << YAML::Key << "text_bytes" << YAML::Value << index.text_bytes();
+  for (const auto& [key, yaml_text] : index.extra) out << YAML::Key << key << YAML::Value << YAML::Load(yaml_text);
+  out << YAML::Key << "train" << YAML::Value;
+  emit_split(out, index.train);
+  out << YAML::Key << "val" << YAML::Value;
+  emit_split(out, index.val);
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+ShardIndex load_shard_index(const fs::path& directory) {
+  const fs::path path = directory / kShardIndexName;
+  const std::string source = path.string();
+  YAML::Node root;
+  try {
+    root = YAML::Load(read_file(path));
+  } catch (const YAML::Exception& e) {
+    throw DataError(str(source, ":", e.mark.line + 1, ": YAML syntax error: ", e.msg));
+  }
+  if (!root.IsMap() || !root["format"] || root["format"].as<std::string>() != "dsk-token-shards")
+    throw DataError(str(source, ": not a dsk token shard index (expected 'format: dsk-token-shards')"));
+  if (required<uint32_t>(root, "version", source) != kShardVersion)
+    throw DataError(str(source, ": index version ", root["version"].as<std::string>(), " is not supported"));
+  ShardIndex index;
+  index.tokenizer = required<std::string>(root, "tokenizer", source);
+  index.vocab_size = required<uint64_t>(root, "vocab_size", source);
+  std::string dtype = required<std::string>(root, "dtype", source);
+  if (dtype != "u16" && dtype != "u32") throw DataError(str(source, ": dtype '", dtype, "'; expected u16 or u32"));
+  index.token_bytes = dtype == "u16" ? 2 : 4;
+  index.eos_id = required<uint32_t>(root, "eos_id", source);
+  int64_t bos = required<int64_t>(root, "bos_id", source);
+  index.bos_id = bos < 0 ? kNoBos : static_cast<uint32_t>(bos);
+  index.train = load_split(root, "train", source);
+  index.val = load_split(root, "val", source);
+  static const char* const standard[] = {"format", "version", "tokenizer", "vocab_size", "dtype", "eos_id",
+                                         "bos_id", "documents", "tokens", "text_bytes", "train", "val"};
+  for (const auto& entry : root) {
+    std::string key = entry.first.as<std::string>();
+    if (std::find(std::begin(standard), std::end(standard), key) != std::end(standard)) continue;
+    YAML::Emitter value;
+    value << YAML::Flow << entry.second;
+    index.extra.emplace_back(key, value.c_str());
+  }
+  return index;
+}
+
+}  // namespace dsk::io
