@@ -1,0 +1,54 @@
+#include "tokenize/shard_set_writer.hpp"
+
+#include <cstdio>
+
+#include "core/sha256.hpp"
+
+namespace dsk::tokenize {
+
+ShardSetWriter::ShardSetWriter(std::filesystem::path directory, std::string prefix, uint64_t shard_tokens,
+                               uint64_t vocab_size, uint32_t eos_id, uint32_t bos_id)
+    : directory_(std::move(directory)),
+      prefix_(std::move(prefix)),
+      shard_tokens_(shard_tokens),
+      vocab_size_(vocab_size),
+      eos_id_(eos_id),
+      bos_id_(bos_id) {}
+
+std::string ShardSetWriter::shard_name(const std::string& prefix, size_t number) {
+  char digits[32];
+  std::snprintf(digits, sizeof digits, "%05zu", number);
+  return prefix + "-" + digits + ".tok";
+}
+
+void ShardSetWriter::add_document(std::span<const uint32_t> tokens, uint64_t text_bytes) {
+  const uint64_t document_tokens = tokens.size() + 1;  // with its EOS
+  if (open_ && open_->token_count() > 0 && open_->token_count() + document_tokens > shard_tokens_) close_shard();
+  if (!open_) {
+    auto path = directory_ / shard_name(prefix_, split_.shards.size());
+    open_ = std::make_unique<io::ShardWriter>(path, vocab_size_, eos_id_, bos_id_);
+  }
+  open_->append(tokens);
+  open_->end_document();
+  split_.documents += 1;
+  split_.tokens += document_tokens;
+  split_.text_bytes += text_bytes;
+}
+
+void ShardSetWriter::close_shard() {
+  open_->commit();
+  io::ShardFileEntry entry;
+  entry.file = open_->path().filename().string();
+  entry.documents = open_->document_count();
+  entry.tokens = open_->token_count();
+  entry.sha256 = sha256_file(open_->path());
+  split_.shards.push_back(std::move(entry));
+  open_.reset();
+}
+
+io::ShardSplit ShardSetWriter::finish() {
+  if (open_) close_shard();
+  return split_;
+}
+
+}  // namespace dsk::tokenize
