@@ -1,7 +1,6 @@
 // Token shards: the byte layout of io/token_shard.hpp, and every way a shard can be wrong.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -10,18 +9,13 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "io/token_shard.hpp"
+#include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace dsk;
 using namespace dsk::io;
 
 namespace {
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("dsk-shard-test-" + name + "-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 // Two documents: [5, 6] and [7]; EOS is 1, BOS 0.
 fs::path write_small_shard(const fs::path& path, uint64_t vocab_size) {
@@ -53,7 +47,7 @@ std::string error_of(const fs::path& path) {
 }  // namespace
 
 TEST_CASE("a u16 shard has the documented bytes") {
-  fs::path path = write_small_shard(fresh_dir("layout") / "a.tok", 1000);
+  fs::path path = write_small_shard(scratch_dir("layout") / "a.tok", 1000);
   std::string bytes = read_file(path);
   REQUIRE(bytes.size() == 64 + 7 * 2);
   CHECK(bytes.substr(0, 8) == "DSKTOKS1");
@@ -72,7 +66,7 @@ TEST_CASE("a u16 shard has the documented bytes") {
 
 TEST_CASE("the reader gives tokens by index and by span, for u16 and u32") {
   for (uint64_t vocab : {uint64_t{1000}, uint64_t{129280}}) {
-    fs::path path = write_small_shard(fresh_dir("read") / "a.tok", vocab);
+    fs::path path = write_small_shard(scratch_dir("read") / "a.tok", vocab);
     ShardReader reader(path);
     CHECK(reader.header().token_bytes == token_bytes_for_vocab(vocab));
     CHECK(reader.size() == 7);
@@ -103,7 +97,7 @@ TEST_CASE("token width follows the vocabulary") {
 }
 
 TEST_CASE("bad shards are DataErrors that name the file and the problem") {
-  fs::path dir = fresh_dir("bad");
+  fs::path dir = scratch_dir("bad");
   fs::path path = dir / "s.tok";
 
   write_small_shard(path, 1000);
@@ -139,7 +133,7 @@ TEST_CASE("bad shards are DataErrors that name the file and the problem") {
 }
 
 TEST_CASE("an uncommitted writer leaves nothing behind; ids past the vocabulary are refused") {
-  fs::path dir = fresh_dir("abandon");
+  fs::path dir = scratch_dir("abandon");
   {
     ShardWriter writer(dir / "a.tok", 100, 1);
     std::vector<uint32_t> bad{100};
@@ -149,7 +143,7 @@ TEST_CASE("an uncommitted writer leaves nothing behind; ids past the vocabulary 
 }
 
 TEST_CASE("index.yaml round-trips, keeping the producer's extra fields") {
-  fs::path dir = fresh_dir("index");
+  fs::path dir = scratch_dir("index");
   ShardIndex index;
   index.tokenizer = "tok/tokenizer.json";
   index.vocab_size = 129280;

@@ -1,7 +1,6 @@
 // zstd streams: round trips through files, several frames, and corrupt or truncated input.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
 #include <zstd.h>
 
 #include <filesystem>
@@ -10,18 +9,13 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "io/zstd_stream.hpp"
+#include "scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace dsk;
 using namespace dsk::io;
 
 namespace {
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("dsk-zstd-test-" + name + "-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 std::string sample_text(size_t size) {
   std::mt19937 random(7);
@@ -46,7 +40,7 @@ std::string compress_frame(const std::string& text) {
 }  // namespace
 
 TEST_CASE("ZstdWriter then ZstdReader gives back the bytes, in small and large chunks") {
-  fs::path dir = fresh_dir("roundtrip");
+  fs::path dir = scratch_dir("roundtrip");
   std::string text = sample_text(3'000'000);
   for (int threads : {0, 2}) {
     fs::path path = dir / ("a" + std::to_string(threads) + ".zst");
@@ -64,14 +58,14 @@ TEST_CASE("ZstdWriter then ZstdReader gives back the bytes, in small and large c
 }
 
 TEST_CASE("concatenated frames read as one stream") {
-  fs::path dir = fresh_dir("frames");
+  fs::path dir = scratch_dir("frames");
   write_file_atomic(dir / "m.zst", compress_frame("first frame\n") + compress_frame("") + compress_frame("second\n"));
   ZstdReader reader(dir / "m.zst");
   CHECK(read_all(reader, 5) == "first frame\nsecond\n");
 }
 
 TEST_CASE("corrupt and truncated input are DataErrors naming the file") {
-  fs::path dir = fresh_dir("bad");
+  fs::path dir = scratch_dir("bad");
   std::string frame = compress_frame(sample_text(200'000));
 
   write_file_atomic(dir / "cut.zst", frame.substr(0, frame.size() / 2));
@@ -92,7 +86,7 @@ TEST_CASE("corrupt and truncated input are DataErrors naming the file") {
 }
 
 TEST_CASE("an uncommitted writer leaves no file; bad levels are usage errors") {
-  fs::path dir = fresh_dir("abandon");
+  fs::path dir = scratch_dir("abandon");
   {
     ZstdWriter writer(dir / "a.zst");
     writer.write(std::string("partial"));

@@ -1,7 +1,6 @@
 // Documents from text, paragraphs, JSONL and .zst inputs, and the three error policies.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
 #include <zstd.h>
 
 #include <filesystem>
@@ -9,18 +8,13 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "tokenize/document_reader.hpp"
+#include "../io/scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace dsk;
 using namespace dsk::tokenize;
 
 namespace {
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("dsk-reader-test-" + name + "-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 std::vector<Document> read_all(DocumentReader& reader) {
   std::vector<Document> documents;
@@ -42,7 +36,7 @@ std::string zstd_frame(const std::string& text) {
 }  // namespace
 
 TEST_CASE("text: one document per file, kept byte for byte; empty files are dropped and counted") {
-  fs::path dir = fresh_dir("files");
+  fs::path dir = scratch_dir("files");
   write_file_atomic(dir / "a.txt", "first file\r\nline two\n");
   write_file_atomic(dir / "empty.txt", "");
   write_file_atomic(dir / "b.txt", "second");
@@ -59,7 +53,7 @@ TEST_CASE("text: one document per file, kept byte for byte; empty files are drop
 }
 
 TEST_CASE("text: one document per blank-line-separated block") {
-  fs::path dir = fresh_dir("paragraphs");
+  fs::path dir = scratch_dir("paragraphs");
   write_file_atomic(dir / "p.txt", "\n\nIn the beginning\nGod created\n \n\n\nAnd the earth\n\nlast");
   ReaderOptions options;
   options.documents = TextDocuments::paragraph;
@@ -73,7 +67,7 @@ TEST_CASE("text: one document per blank-line-separated block") {
 }
 
 TEST_CASE("JSONL by extension, a named field, blank lines ignored") {
-  fs::path dir = fresh_dir("jsonl");
+  fs::path dir = scratch_dir("jsonl");
   write_file_atomic(dir / "d.jsonl", "{\"text\": \"one\", \"id\": 1}\n\n{\"body\": \"x\", \"text\": \"two\\nlines \\u00e9\"}\n");
   auto documents = read_all({(dir / "d.jsonl").string()}, {});
   REQUIRE(documents.size() == 2);
@@ -91,7 +85,7 @@ TEST_CASE("JSONL by extension, a named field, blank lines ignored") {
 }
 
 TEST_CASE("zstd input is recognised by its magic, with or without the .zst name") {
-  fs::path dir = fresh_dir("zstd");
+  fs::path dir = scratch_dir("zstd");
   write_file_atomic(dir / "d.jsonl.zst", zstd_frame("{\"text\": \"packed\"}\n") + zstd_frame("{\"text\": \"twice\"}\n"));
   write_file_atomic(dir / "plain-name.txt", zstd_frame("compressed text"));
   auto jsonl = read_all({(dir / "d.jsonl.zst").string()}, {});
@@ -106,7 +100,7 @@ TEST_CASE("zstd input is recognised by its magic, with or without the .zst name"
 }
 
 TEST_CASE("a bad JSONL line: fail stops with its place; skip and replace drop it and count it") {
-  fs::path dir = fresh_dir("bad-json");
+  fs::path dir = scratch_dir("bad-json");
   write_file_atomic(dir / "d.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"unterminated}\n[1, 2]\n{\"text\": 5}\n{\"text\": \"end\"}\n");
   std::string file = (dir / "d.jsonl").string();
   ReaderOptions options;
@@ -124,7 +118,7 @@ TEST_CASE("a bad JSONL line: fail stops with its place; skip and replace drop it
 }
 
 TEST_CASE("invalid UTF-8: fail names file, line and column; replace repairs; skip drops") {
-  fs::path dir = fresh_dir("utf8");
+  fs::path dir = scratch_dir("utf8");
   write_file_atomic(dir / "t.txt", "line one\nline \xFFtwo\n");
   write_file_atomic(dir / "d.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\xC3\"}\n");
   ReaderOptions options;

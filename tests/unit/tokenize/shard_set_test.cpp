@@ -1,7 +1,6 @@
 // Splits written as shards of whole documents, and the statistics read back from them.
 #include <doctest/doctest.h>
 
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -12,22 +11,14 @@
 #include "io/token_shard.hpp"
 #include "tokenize/shard_set_writer.hpp"
 #include "tokenize/shard_stats.hpp"
+#include "../io/scratch_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace dsk;
 using namespace dsk::tokenize;
 
-namespace {
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("dsk-shardset-test-" + name + "-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-}  // namespace
-
 TEST_CASE("shards close before a document would overflow them; long documents get their own") {
-  fs::path dir = fresh_dir("sizes");
+  fs::path dir = scratch_dir("sizes");
   ShardSetWriter writer(dir, "train", 8, 100, 1, io::kNoBos);
   writer.add_document(std::vector<uint32_t>{5, 6, 7}, 10);           // 4 tokens
   writer.add_document(std::vector<uint32_t>{8, 9}, 6);               // 3: 7 in shard 0
@@ -51,7 +42,7 @@ TEST_CASE("shards close before a document would overflow them; long documents ge
 }
 
 TEST_CASE("statistics: counts from the shards, unigram entropy in bits and nats") {
-  fs::path dir = fresh_dir("stats");
+  fs::path dir = scratch_dir("stats");
   ShardSetWriter train(dir, "train", 100, 16, 1, 0);
   train.add_document(std::vector<uint32_t>{0, 2}, 8);  // tokens 0 2 1
   train.add_document(std::vector<uint32_t>{0, 3}, 8);  // tokens 0 3 1
