@@ -1,0 +1,43 @@
+// The parts of dsk-scale's loop around the policy: reading the configured metric sources into one
+// observation, carrying a decision out, and remembering cooldowns between --once runs.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "scale/policy.hpp"
+
+namespace dsk::scale {
+
+struct SourceConfig {
+  bool slurm = false;
+  std::string partition;
+  bool gpu = false;
+  std::vector<std::string> prometheus_urls;
+  std::string samples_path;
+};
+SourceConfig source_config_from(const Config& config);
+
+// Reads every configured source; any failure throws (the caller holds capacity and says why).
+// UsageError when no source is configured.
+Observation observe(const SourceConfig& sources, double now);
+
+class Actuator {
+ public:
+  virtual ~Actuator() = default;
+  // The capacity as the actuator sees it, when it knows (Kubernetes replicas).
+  virtual std::optional<int64_t> current() { return std::nullopt; }
+  // Carries a scale-out or scale-in out; dry run (apply false) only says what it would do.
+  virtual void act(const Decision& decision, bool apply) = 0;
+};
+// nullptr for actuator.kind none.
+std::unique_ptr<Actuator> make_actuator(const Config& config);
+
+// Cooldown and stabilization memory for --once, kept in a small JSON file.
+ControllerState load_state(const std::string& path);
+void save_state(const std::string& path, const ControllerState& state);
+
+}  // namespace dsk::scale

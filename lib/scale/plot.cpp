@@ -1,0 +1,51 @@
+#include "scale/plot.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "scale/process.hpp"
+
+namespace dsk::scale {
+namespace {
+
+// Columns: time (hours), load, capacity, capacity at a scale-out (or NaN), at a scale-in (or NaN).
+std::string plot_data(const SimulationResult& result) {
+  std::string data;
+  double start = result.steps.empty() ? 0 : result.steps.front().time;
+  for (const auto& step : result.steps) {
+    std::string out = step.action == "scale-out" ? str(step.capacity) : "NaN";
+    std::string in = step.action == "scale-in" ? str(step.capacity) : "NaN";
+    data += str((step.time - start) / 3600, " ", step.load, " ", step.capacity, " ", out, " ", in, "\n");
+  }
+  return data;
+}
+
+}  // namespace
+
+void plot_simulation(const SimulationResult& result, const std::string& metric, const std::string& png_path) {
+  std::filesystem::path target = std::filesystem::absolute(png_path);
+  std::filesystem::path data_path = str(target.string(), ".dat.", getpid());
+  std::filesystem::path temporary = str(target.string(), ".tmp.", getpid(), ".png");
+  write_file_atomic(data_path, plot_data(result));
+  std::string script = str(
+      "set terminal pngcairo size 1000,500\n", "set output '", temporary.string(), "'\n",
+      "set xlabel 'hours'\nset ylabel '", metric, "'\nset y2label 'capacity'\n",
+      "set ytics nomirror\nset y2tics\nset key outside bottom center horizontal\nset grid\n",
+      "plot '", data_path.string(), "' using 1:2 with lines lc rgb '#888888' title '", metric, "', ",
+      "'' using 1:3 axes x1y2 with steps lw 2 lc rgb '#1f77b4' title 'capacity', ",
+      "'' using 1:4 axes x1y2 with points pt 9 ps 1.5 lc rgb '#2ca02c' title 'scale-out', ",
+      "'' using 1:5 axes x1y2 with points pt 11 ps 1.5 lc rgb '#d62728' title 'scale-in'\n");
+  CommandResult gnuplot = run_command({"gnuplot", "-e", script}, {}, 60);
+  std::filesystem::remove(data_path);
+  if (gnuplot.exit_code == 127) throw ResourceError("--plot needs gnuplot on PATH (Debian: apt-get install gnuplot-nox)");
+  if (gnuplot.exit_code != 0 || !std::filesystem::exists(temporary)) {
+    std::filesystem::remove(temporary);
+    throw RemoteError(str("gnuplot failed (exit ", gnuplot.exit_code, "): ", gnuplot.errors));
+  }
+  std::filesystem::rename(temporary, target);
+}
+
+}  // namespace dsk::scale
