@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "io/model_config.hpp"
+#include "model/architecture.hpp"
 
 namespace dsk::model {
 
@@ -38,6 +38,8 @@ struct ParamView {
   std::vector<int64_t> shape;  // HF shape, row-major (a Linear weight is [out, in])
   size_t offset = 0;           // in floats, into parameters() / gradients()
   size_t numel = 0;
+  bool trainable = true;       // false for buffers kept with the weights (e_score_correction_bias):
+                               // their gradient stays 0 and an optimizer must leave them alone
 };
 
 // Keys and values of every layer for positions [0, length) of each of `batch` sequences.
@@ -59,7 +61,8 @@ class Model {
  public:
   // Random init with `seed`: Linear and embedding weights ~ normal(0, init_std), biases 0,
   // RMSNorm weights 1, e_score_correction_bias 0 (HF's _init_weights with initializer_range).
-  Model(const io::ModelConfig& config, uint64_t seed, float init_std = 0.02f);
+  // The Architecture comes from an HF config.json through architecture_from_config (hf_config.hpp).
+  Model(const Architecture& arch, uint64_t seed, float init_std = 0.02f);
   ~Model();
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
@@ -73,7 +76,7 @@ class Model {
   void save_hf_checkpoint(const std::filesystem::path& dir, const std::string& dtype = "BF16",
                           size_t max_shard_bytes = size_t(5) << 30) const;
 
-  const io::ModelConfig& config() const;
+  const Architecture& architecture() const;
 
   std::span<float> parameters();
   std::span<const float> parameters() const;

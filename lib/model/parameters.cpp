@@ -1,0 +1,102 @@
+#include "model/parameters.hpp"
+
+#include "core/error.hpp"
+
+namespace dsk::model {
+
+namespace {
+
+class LayoutBuilder {
+ public:
+  explicit LayoutBuilder(ParameterLayout& layout) : layout_(layout) {}
+
+  size_t tensor(const std::string& name, std::vector<int64_t> shape, bool trainable = true) {
+    ParamView view;
+    view.name = name;
+    view.numel = 1;
+    for (int64_t d : shape) view.numel *= (size_t)d;
+    view.shape = std::move(shape);
+    view.offset = layout_.total;
+    view.trainable = trainable;
+    layout_.total += view.numel;
+    layout_.views.push_back(std::move(view));
+    return layout_.views.back().offset;
+  }
+
+  Linear linear(const std::string& name, int in, int out, bool bias) {
+    Linear l;
+    l.in = in;
+    l.out = out;
+    l.weight = tensor(name + ".weight", {out, in});
+    if (bias) l.bias = tensor(name + ".bias", {out});
+    return l;
+  }
+
+  MlpParams mlp(const std::string& name, int hidden, int inner) {
+    MlpParams m;
+    m.gate = linear(name + ".gate_proj", hidden, inner, false);
+    m.up = linear(name + ".up_proj", hidden, inner, false);
+    m.down = linear(name + ".down_proj", inner, hidden, false);
+    return m;
+  }
+
+ private:
+  ParameterLayout& layout_;
+};
+
+void attention_layout(LayoutBuilder& b, LayerParams& p, const Architecture& a, const std::string& prefix) {
+  int C = a.hidden;
+  if (!a.mla()) {
+    p.q = b.linear(prefix + "q_proj", C, a.heads * a.head_dim, a.qkv_bias);
+    p.k = b.linear(prefix + "k_proj", C, a.kv_heads * a.head_dim, a.qkv_bias);
+    p.v = b.linear(prefix + "v_proj", C, a.kv_heads * a.head_dim, a.qkv_bias);
+    p.o = b.linear(prefix + "o_proj", a.heads * a.head_dim, C, a.o_bias);
+    return;
+  }
+  int qk = a.qk_head_dim();
+  if (a.q_lora_rank > 0) {
+    p.q_a = b.linear(prefix + "q_a_proj", C, a.q_lora_rank, a.o_bias);
+    p.q_a_norm = b.tensor(prefix + "q_a_layernorm.weight", {a.q_lora_rank});
+    p.q_b = b.linear(prefix + "q_b_proj", a.q_lora_rank, a.heads * qk, false);
+  } else {
+    p.q = b.linear(prefix + "q_proj", C, a.heads * qk, false);
+  }
+  p.kv_a = b.linear(prefix + "kv_a_proj_with_mqa", C, a.kv_lora_rank + a.qk_rope_dim, a.o_bias);
+  p.kv_a_norm = b.tensor(prefix + "kv_a_layernorm.weight", {a.kv_lora_rank});
+  p.kv_b = b.linear(prefix + "kv_b_proj", a.kv_lora_rank, a.heads * (a.qk_nope_dim + a.v_head_dim), false);
+  p.o = b.linear(prefix + "o_proj", a.heads * a.v_head_dim, C, a.o_bias);
+}
+
+}  // namespace
+
+ParameterLayout layout_parameters(const Architecture& a) {
+  a.validate();
+  ParameterLayout layout;
+  LayoutBuilder b(layout);
+  layout.embed = b.tensor("model.embed_tokens.weight", {a.vocab, a.hidden});
+  for (int l = 0; l < a.layers; l++) {
+    std::string prefix = str("model.layers.", l, ".");
+    LayerParams p;
+    p.input_norm = b.tensor(prefix + "input_layernorm.weight", {a.hidden});
+    attention_layout(b, p, a, prefix + "self_attn.");
+    p.post_norm = b.tensor(prefix + "post_attention_layernorm.weight", {a.hidden});
+    p.moe = a.is_moe_layer(l);
+    if (!p.moe) {
+      p.mlp = b.mlp(prefix + "mlp", a.hidden, a.intermediate);
+    } else {
+      p.router = b.linear(prefix + "mlp.gate", a.hidden, a.n_routed, false);
+      p.router_bias = b.tensor(prefix + "mlp.gate.e_score_correction_bias", {a.n_routed}, false);
+      for (int e = 0; e < a.n_routed; e++)
+        p.experts.push_back(b.mlp(str(prefix, "mlp.experts.", e), a.hidden, a.moe_intermediate));
+      if (a.n_shared > 0) p.shared = b.mlp(prefix + "mlp.shared_experts", a.hidden, a.moe_intermediate * a.n_shared);
+    }
+    layout.layers.push_back(std::move(p));
+  }
+  layout.final_norm = b.tensor("model.norm.weight", {a.hidden});
+  layout.lm_head.in = a.hidden;
+  layout.lm_head.out = a.vocab;
+  layout.lm_head.weight = a.tied_embeddings ? layout.embed : b.tensor("lm_head.weight", {a.vocab, a.hidden});
+  return layout;
+}
+
+}  // namespace dsk::model

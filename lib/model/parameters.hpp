@@ -1,0 +1,50 @@
+// Where each HF tensor lives in the flat parameter buffer. layout_parameters() walks the
+// architecture in HF's order and gives every tensor its name, shape and offset; the structs below
+// hold those offsets so the layer code reads `params + layer.q.weight` instead of names.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/architecture.hpp"
+#include "model/model.hpp"
+
+namespace dsk::model {
+
+constexpr size_t kNone = ~size_t(0);
+
+struct Linear {  // y = x @ weight^T + bias, weight [out, in]
+  size_t weight = kNone, bias = kNone;
+  int in = 0, out = 0;
+};
+
+struct MlpParams {  // SwiGLU: down(silu(gate(x)) * up(x))
+  Linear gate, up, down;
+};
+
+struct LayerParams {
+  size_t input_norm = kNone, post_norm = kNone;
+  Linear q, k, v, o;  // GQA uses all four; MLA uses q (no q_lora) and o
+  Linear q_a, q_b, kv_a, kv_b;
+  size_t q_a_norm = kNone, kv_a_norm = kNone;
+  bool moe = false;
+  MlpParams mlp;  // dense layers
+  Linear router;  // MoE: gate.weight [E, C]
+  size_t router_bias = kNone;  // e_score_correction_bias [E], not trained by gradients
+  std::vector<MlpParams> experts;
+  MlpParams shared;
+};
+
+struct ParameterLayout {
+  size_t embed = kNone, final_norm = kNone;
+  Linear lm_head;  // weight == embed when the embeddings are tied
+  std::vector<LayerParams> layers;
+  std::vector<ParamView> views;
+  size_t total = 0;  // floats
+};
+
+ParameterLayout layout_parameters(const Architecture& arch);
+
+}  // namespace dsk::model

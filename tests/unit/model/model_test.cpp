@@ -1,0 +1,225 @@
+// Whole-model checks that need no fixture: gradients against central finite differences, the
+// += gradient convention, the KV-cache path against the full forward, MoE load and bias update.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.hpp"
+#include "model/model.hpp"
+
+using namespace dsk::model;
+
+namespace {
+
+Architecture tiny_llama() {
+  Architecture a;
+  a.family = Family::llama;
+  a.vocab = 24;
+  a.hidden = 16;
+  a.layers = 2;
+  a.intermediate = 24;
+  a.heads = 4;
+  a.kv_heads = 2;
+  a.head_dim = 4;
+  a.rms_eps = 1e-5f;
+  a.rope_scaling.type = "llama3";
+  a.rope_scaling.factor = 8;
+  a.rope_scaling.original_max_position_embeddings = 16;
+  return a;
+}
+
+Architecture tiny_qwen2() {
+  Architecture a = tiny_llama();
+  a.family = Family::qwen2;
+  a.qkv_bias = true;
+  a.tied_embeddings = true;
+  a.kv_heads = 1;
+  a.rope_scaling = RopeScaling{};
+  return a;
+}
+
+Architecture tiny_deepseek(int q_lora_rank) {
+  Architecture a;
+  a.family = Family::deepseek_v3;
+  a.vocab = 24;
+  a.hidden = 16;
+  a.layers = 2;
+  a.intermediate = 24;
+  a.heads = 2;
+  a.q_lora_rank = q_lora_rank;
+  a.kv_lora_rank = 8;
+  a.qk_nope_dim = 4;
+  a.qk_rope_dim = 4;
+  a.v_head_dim = 4;
+  a.rope_interleave = true;
+  a.first_k_dense = 1;
+  a.n_routed = 4;
+  a.n_shared = 1;
+  a.moe_intermediate = 8;
+  a.top_k = 2;
+  a.n_group = 2;
+  a.topk_group = 1;
+  a.routed_scaling = 2.5f;
+  a.rope_scaling.type = "yarn";
+  a.rope_scaling.factor = 4;
+  a.rope_scaling.original_max_position_embeddings = 8;
+  a.rope_scaling.mscale = 1.0;
+  a.rope_scaling.mscale_all_dim = 0.8;
+  return a;
+}
+
+struct Batch {
+  int B = 2, T = 5;
+  std::vector<int32_t> tokens = {1, 5, 9, 2, 7, 3, 3, 11, 20, 0};
+  std::vector<int32_t> targets = {5, 9, -100, 7, 1, 3, 11, 20, 0, 4};
+};
+
+// Central differences on a few entries of every tensor; fp32 forward, so eps = 1e-2 and the
+// tolerance |analytic - numeric| <= 2e-3 + 5e-2 * |numeric|.
+void check_model_gradients(Model& model, float aux_alpha = 0) {
+  Batch batch;
+  model.set_sequence_aux_loss(aux_alpha);
+  model.zero_grad();
+  model.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
+  model.backward();
+  std::vector<float> analytic(model.gradients().begin(), model.gradients().end());
+  auto params = model.parameters();
+  const float eps = 1e-2f;
+  int checked = 0;
+  for (const ParamView& v : model.parameter_views()) {
+    if (!v.trainable) continue;
+    for (size_t i : {size_t(0), v.numel / 2, v.numel - 1}) {
+      float& p = params[v.offset + i];
+      float saved = p;
+      p = saved + eps;
+      double plus = model.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
+      p = saved - eps;
+      double minus = model.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
+      p = saved;
+      double numeric = (plus - minus) / (2 * eps);
+      INFO(v.name << "[" << i << "] analytic " << analytic[v.offset + i] << " numeric " << numeric);
+      CHECK(std::fabs(analytic[v.offset + i] - numeric) <= 2e-3 + 5e-2 * std::fabs(numeric));
+      checked++;
+    }
+  }
+  CHECK(checked > 20);
+}
+
+// Prefill the first 3 positions, then one token at a time: each step's logits must equal the
+// full forward's at that position (max abs difference <= 1e-5 * max |logit| + 1e-6).
+void check_kv_cache(Model& model) {
+  Batch batch;
+  int B = batch.B, T = batch.T, V = model.architecture().vocab;
+  model.forward(batch.tokens.data(), nullptr, B, T);
+  std::vector<float> full(model.logits().begin(), model.logits().end());
+  float scale = 0;
+  for (float f : full) scale = std::max(scale, std::fabs(f));
+
+  KvCache cache = model.new_kv_cache(B, T);
+  int prefill = 3;
+  std::vector<int32_t> first;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < prefill; t++) first.push_back(batch.tokens[b * T + t]);
+  auto compare = [&](std::span<const float> got, int t0, int steps) {
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < steps; t++)
+        for (int v = 0; v < V; v++) {
+          float want = full[((size_t)b * T + t0 + t) * V + v];
+          float have = got[((size_t)b * steps + t) * V + v];
+          REQUIRE(std::fabs(want - have) <= 1e-5f * scale + 1e-6f);
+        }
+  };
+  compare(model.forward_cached(cache, first.data(), B, prefill), 0, prefill);
+  for (int t = prefill; t < T; t++) {
+    std::vector<int32_t> next = {batch.tokens[t], batch.tokens[T + t]};
+    compare(model.forward_cached(cache, next.data(), B, 1), t, 1);
+  }
+  CHECK(cache.length == T);
+  std::vector<int32_t> one = {0, 0};
+  CHECK_THROWS_AS(model.forward_cached(cache, one.data(), B, 1), dsk::UsageError);
+}
+
+}  // namespace
+
+TEST_CASE("llama (GQA, llama3 rope): gradients match finite differences") {
+  Model model(tiny_llama(), 7, 0.2f);
+  check_model_gradients(model);
+}
+
+TEST_CASE("qwen2 (tied embeddings, qkv bias, MQA): gradients match finite differences") {
+  Model model(tiny_qwen2(), 8, 0.2f);
+  for (auto& v : model.parameter_views())  // give the zero-initialised biases a value
+    if (v.name.ends_with(".bias"))
+      for (size_t i = 0; i < v.numel; i++) model.parameters()[v.offset + i] = 0.1f * (float)((i % 5) - 2.0);
+  CHECK_THROWS_AS(model.view("lm_head.weight"), dsk::UsageError);
+  check_model_gradients(model);
+}
+
+TEST_CASE("deepseek_v3 (MLA with q_lora, yarn, MoE, sequence aux loss): gradients match finite differences") {
+  Model model(tiny_deepseek(6), 9, 0.2f);
+  check_model_gradients(model, 0.1f);
+}
+
+TEST_CASE("deepseek_v3 without q_lora: gradients match finite differences") {
+  Model model(tiny_deepseek(0), 10, 0.2f);
+  check_model_gradients(model);
+}
+
+TEST_CASE("backward accumulates: two backward passes give twice the gradient") {
+  Model model(tiny_llama(), 11, 0.2f);
+  Batch batch;
+  model.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
+  model.backward();
+  std::vector<float> once(model.gradients().begin(), model.gradients().end());
+  model.backward();
+  for (size_t i = 0; i < once.size(); i += 97) CHECK(model.gradients()[i] == doctest::Approx(2 * once[i]));
+  model.zero_grad();
+  CHECK(model.gradients()[5] == 0.0f);
+}
+
+TEST_CASE("KV-cache generation matches the full forward") {
+  SUBCASE("llama") {
+    Model model(tiny_llama(), 12, 0.2f);
+    check_kv_cache(model);
+  }
+  SUBCASE("qwen2") {
+    Model model(tiny_qwen2(), 13, 0.2f);
+    check_kv_cache(model);
+  }
+  SUBCASE("deepseek_v3") {
+    Model model(tiny_deepseek(6), 14, 0.2f);
+    check_kv_cache(model);
+  }
+}
+
+TEST_CASE("expert load counts every routed token and the bias moves against the load") {
+  Model model(tiny_deepseek(0), 15, 0.2f);
+  Batch batch;
+  model.forward(batch.tokens.data(), nullptr, batch.B, batch.T);
+  const ExpertLoad& load = model.expert_load();
+  REQUIRE(load.layers == std::vector<int>{1});
+  int64_t total = 0;
+  for (int64_t c : load.counts[0]) total += c;
+  CHECK(total == batch.B * batch.T * 2);
+  std::vector<int64_t> counts = load.counts[0];
+  model.update_expert_bias(0.01f);
+  auto bias = model.parameter("model.layers.1.mlp.gate.e_score_correction_bias");
+  double mean = total / 4.0;
+  for (int e = 0; e < 4; e++) {
+    float expected = counts[e] < mean ? 0.01f : counts[e] > mean ? -0.01f : 0.0f;
+    CHECK(bias[e] == doctest::Approx(expected));
+  }
+  model.reset_expert_load();
+  CHECK(model.expert_load().counts[0][0] == 0);
+}
+
+TEST_CASE("bad inputs are usage errors") {
+  Model model(tiny_llama(), 16, 0.2f);
+  std::vector<int32_t> tokens = {1, 99};
+  CHECK_THROWS_AS(model.forward(tokens.data(), nullptr, 1, 2), dsk::UsageError);
+  CHECK_THROWS_AS(model.backward(), dsk::UsageError);
+  Architecture bad = tiny_llama();
+  bad.kv_heads = 3;
+  CHECK_THROWS_AS(Model(bad, 1), dsk::UsageError);
+}
