@@ -21,6 +21,7 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
         for (int j = 0; j <= last; j++) {
           const float* kv = k + ((int64_t)b * s.Tk + j) * s.k_stride + (int64_t)kvh * s.Dk;
           float dot = 0;
+#pragma omp simd reduction(+ : dot)
           for (int d = 0; d < s.Dk; d++) dot += qv[d] * kv[d];
           p[j] = dot * s.scale;
           maxv = p[j] > maxv ? p[j] : maxv;
@@ -36,6 +37,7 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
         for (int d = 0; d < s.Dv; d++) o[d] = 0;
         for (int j = 0; j <= last; j++) {
           const float* vv = v + ((int64_t)b * s.Tk + j) * s.v_stride + (int64_t)kvh * s.Dv;
+#pragma omp simd
           for (int d = 0; d < s.Dv; d++) o[d] += p[j] * vv[d];
         }
       }
@@ -64,6 +66,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             const float* vv = v + ((int64_t)b * s.Tk + j) * s.v_stride + (int64_t)kvh * s.Dv;
             float* dvv = dv + ((int64_t)b * s.Tk + j) * s.v_stride + (int64_t)kvh * s.Dv;
             float dp = 0;
+#pragma omp simd reduction(+ : dp)
             for (int d = 0; d < s.Dv; d++) {
               dp += go[d] * vv[d];
               dvv[d] += p[j] * go[d];
@@ -75,6 +78,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
             float ds = p[j] * (dscore[j] - weighted) * s.scale;
             const float* kv = k + ((int64_t)b * s.Tk + j) * s.k_stride + (int64_t)kvh * s.Dk;
             float* dkv = dk + ((int64_t)b * s.Tk + j) * s.k_stride + (int64_t)kvh * s.Dk;
+#pragma omp simd
             for (int d = 0; d < s.Dk; d++) {
               dqv[d] += ds * kv[d];
               dkv[d] += ds * qv[d];
