@@ -3,13 +3,17 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
+#include <chrono>
 #include <sstream>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "scale/process.hpp"
 
 namespace dsk::scale {
+
+constexpr const char* kDrainReason = "dsk-scale: scale in";
 
 std::vector<SlurmNode> parse_sinfo_nodes(const std::string& text) {
   std::vector<SlurmNode> nodes;
@@ -108,6 +112,21 @@ std::vector<std::string> SlurmCluster::scale_out(int64_t count, bool apply) cons
   return chosen;
 }
 
+bool SlurmCluster::wait_powered_down(const std::vector<std::string>& names) const {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(power_down_wait_seconds_);
+  while (true) {
+    size_t down = 0;
+    for (const auto& node : nodes())
+      if (std::find(names.begin(), names.end(), node.name) != names.end() && node.flags.find('~') != std::string::npos) ++down;
+    if (down == names.size()) return true;
+    if (std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  log_warn("Slurm: nodes still powering down after ", power_down_wait_seconds_,
+           "s; Slurm may wake them for queued jobs until they are drained");
+  return false;
+}
+
 std::vector<std::string> SlurmCluster::scale_in(int64_t count, bool apply) const {
   std::vector<SlurmNode> node_list = nodes();
   std::vector<std::string> chosen;
@@ -118,8 +137,11 @@ std::vector<std::string> SlurmCluster::scale_in(int64_t count, bool apply) const
   if (static_cast<int64_t>(chosen.size()) < count)
     log_warn("Slurm: only ", chosen.size(), " idle node(s) to power down of ", count, " wanted");
   if (chosen.empty()) return chosen;
+  // Drained first, so that no job lands on a node between the two updates. Slurm clears the
+  // drain when the power-down completes, so it is set again once the nodes are down.
+  scontrol_update(chosen, {"state=DRAIN", "reason=" + std::string(kDrainReason)}, apply);
   scontrol_update(chosen, {"state=POWER_DOWN"}, apply);
-  scontrol_update(chosen, {"state=DRAIN", "reason=dsk-scale: scale in"}, apply);
+  if (apply && wait_powered_down(chosen)) scontrol_update(chosen, {"state=DRAIN", "reason=" + std::string(kDrainReason)}, apply);
   return chosen;
 }
 

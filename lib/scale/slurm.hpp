@@ -7,6 +7,8 @@
 // which runs the cluster's ResumeProgram) and returns them to service; scale-in powers idle nodes
 // down (state=POWER_DOWN, which runs SuspendProgram) and drains them so that Slurm's own power
 // saving does not wake them for queued jobs: from then on dsk-scale's policy decides capacity.
+// Slurm 22.05 clears a drain when a power-down completes, so scale_in waits for the nodes to be
+// down (about SuspendTimeout) and drains them again.
 #pragma once
 
 #include <string>
@@ -37,7 +39,9 @@ Observation slurm_observation(const std::vector<SlurmNode>& nodes, const std::st
 
 class SlurmCluster {
  public:
-  explicit SlurmCluster(std::string partition) : partition_(std::move(partition)) {}
+  // power_down_wait_seconds: how long scale_in waits for powered-down nodes to settle (SuspendTimeout).
+  explicit SlurmCluster(std::string partition, double power_down_wait_seconds = 120)
+      : partition_(std::move(partition)), power_down_wait_seconds_(power_down_wait_seconds) {}
 
   std::vector<SlurmNode> nodes() const;  // RemoteError when the controller does not answer
   Observation observe(double now) const;
@@ -47,7 +51,9 @@ class SlurmCluster {
 
  private:
   void scontrol_update(const std::vector<std::string>& nodes, const std::vector<std::string>& settings, bool apply) const;
+  bool wait_powered_down(const std::vector<std::string>& names) const;
   std::string partition_;
+  double power_down_wait_seconds_;
 };
 
 }  // namespace dsk::scale

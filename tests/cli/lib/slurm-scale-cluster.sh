@@ -1,0 +1,129 @@
+# A real Slurm cluster on loopback for dsk-scale's tests: munged with a private key and socket,
+# slurmctld, and one slurmd per node (slurmd -N NAME, each node on 127.0.0.1 with its own port),
+# all state under one temporary directory. Power saving is on: ResumeProgram starts a node's
+# slurmd (with -b, so that it reports a fresh boot as a powered-up cloud node must) and
+# SuspendProgram stops it, as a cloud's instance start/stop would.
+#
+#   source tests/cli/lib/slurm-scale-cluster.sh
+#   slurm_cluster_start "$work/slurm" 3    # nodes n1..n3, SLURM_CONF exported
+#   ...
+#   slurm_cluster_stop                     # also run from the caller's EXIT trap
+#
+# Needs Debian's slurmctld, slurmd, slurm-client and munge (scripts/deps/apt-scale.txt).
+
+slurm_cluster_missing() {
+  local program
+  for program in munged slurmctld slurmd sinfo squeue sbatch scontrol; do
+    command -v "$program" >/dev/null 2>&1 || { echo "$program"; return 0; }
+  done
+  return 1
+}
+
+slurm_cluster_start() {
+  SLURM_DIR=$1
+  local node_count=$2 user base_port i
+  user=$(id -un)
+  base_port=$((20000 + RANDOM % 20000))
+  mkdir -p "$SLURM_DIR"/{munge,state,log,spool}
+  chmod 700 "$SLURM_DIR/munge"
+  head -c 1024 /dev/urandom >"$SLURM_DIR/munge/munge.key"
+  chmod 400 "$SLURM_DIR/munge/munge.key"
+  munged --force --key-file="$SLURM_DIR/munge/munge.key" --socket="$SLURM_DIR/munge/socket" \
+    --pid-file="$SLURM_DIR/munge/munged.pid" --seed-file="$SLURM_DIR/munge/seed" \
+    --log-file="$SLURM_DIR/log/munged.log"
+
+  cat >"$SLURM_DIR/resume.sh" <<SCRIPT
+#!/bin/sh
+# ResumeProgram: "powers up" each node of the hostlist by starting its slurmd.
+echo "\$(date +%T) resume \$1" >>"$SLURM_DIR/log/power.log"
+# slurmd gets open stdin/stdout/stderr: slurmctld starts this program without them, and a daemon
+# whose log file lands on fd 0-2 loses it when it daemonizes.
+for node in \$(scontrol show hostnames "\$1"); do slurmd -b -N "\$node" </dev/null >/dev/null 2>&1; done
+SCRIPT
+  cat >"$SLURM_DIR/suspend.sh" <<SCRIPT
+#!/bin/sh
+# SuspendProgram: "powers down" each node of the hostlist by stopping its slurmd.
+echo "\$(date +%T) suspend \$1" >>"$SLURM_DIR/log/power.log"
+for node in \$(scontrol show hostnames "\$1"); do
+  [ -f "$SLURM_DIR/spool/\$node.pid" ] && kill "\$(cat "$SLURM_DIR/spool/\$node.pid")"
+done
+exit 0
+SCRIPT
+  chmod +x "$SLURM_DIR/resume.sh" "$SLURM_DIR/suspend.sh"
+
+  cat >"$SLURM_DIR/slurm.conf" <<CONF
+ClusterName=dsk-scale-test
+SlurmctldHost=localhost
+SlurmctldPort=$base_port
+SlurmUser=$user
+SlurmdUser=$user
+AuthType=auth/munge
+AuthInfo=socket=$SLURM_DIR/munge/socket
+CredType=cred/munge
+StateSaveLocation=$SLURM_DIR/state
+SlurmdSpoolDir=$SLURM_DIR/spool/%n
+SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
+SlurmdPidFile=$SLURM_DIR/spool/%n.pid
+SlurmctldLogFile=$SLURM_DIR/log/slurmctld.log
+SlurmdLogFile=$SLURM_DIR/log/%n.log
+MailProg=/bin/true
+MessageTimeout=3
+TCPTimeout=1
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+SelectType=select/linear
+MpiDefault=none
+ReturnToService=2
+SuspendProgram=$SLURM_DIR/suspend.sh
+ResumeProgram=$SLURM_DIR/resume.sh
+SuspendTime=3600
+SuspendTimeout=3
+ResumeTimeout=60
+SlurmctldParameters=power_save_interval=1,power_save_min_interval=0
+NodeName=n[1-$node_count] NodeHostname=localhost NodeAddr=127.0.0.1 Port=[$((base_port + 1))-$((base_port + node_count))] CPUs=1 RealMemory=100 State=UNKNOWN
+PartitionName=gpu Nodes=n[1-$node_count] Default=YES MaxTime=INFINITE State=UP
+CONF
+  export SLURM_CONF="$SLURM_DIR/slurm.conf"
+  slurmctld -c -i
+  for i in $(seq 1 "$node_count"); do
+    mkdir -p "$SLURM_DIR/spool/n$i"
+    slurmd -N "n$i"
+  done
+  slurm_wait "all $node_count nodes idle" 30 \
+    bash -c "[ \"\$(sinfo -h -N -t idle -o %N 2>/dev/null | wc -l)\" = $node_count ]"
+}
+
+# slurm_wait WHAT SECONDS command...: polls the command every half second.
+slurm_wait() {
+  local what=$1 seconds=$2 tries
+  shift 2
+  for tries in $(seq 1 $((seconds * 2))); do
+    "$@" && return 0
+    sleep 0.5
+  done
+  echo "timed out after ${seconds}s waiting for: $what" >&2
+  sinfo -N -o "%N %T %E" >&2 || true
+  squeue >&2 || true
+  tail -n 20 "$SLURM_DIR/log/slurmctld.log" >&2 || true
+  return 1
+}
+
+slurm_node_state() { sinfo -h -n "$1" -o %T | head -1; }
+
+# Stops everything slurm_cluster_start started, by the pids in its own files.
+slurm_cluster_stop() {
+  [ -n "${SLURM_DIR:-}" ] && [ -d "$SLURM_DIR" ] || return 0
+  local pid_file pid tries pids=()
+  for pid_file in "$SLURM_DIR"/slurmctld.pid "$SLURM_DIR"/spool/*.pid; do
+    [ -f "$pid_file" ] && pids+=("$(cat "$pid_file")")
+  done
+  scancel --quiet --user="$(id -un)" >/dev/null 2>&1 || true
+  scontrol shutdown >/dev/null 2>&1 || true
+  for pid in "${pids[@]}"; do
+    for tries in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.3; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+  done
+  [ -f "$SLURM_DIR/munge/munged.pid" ] && kill "$(cat "$SLURM_DIR/munge/munged.pid")" 2>/dev/null
+  SLURM_DIR=
+}
