@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/signals.hpp"
 
 namespace fs = std::filesystem;
 
@@ -32,9 +33,15 @@ FileSource::~FileSource() {
 }
 
 size_t FileSource::read(char* out, size_t capacity) {
-  size_t count = std::fread(out, 1, capacity, file_);
-  if (count < capacity && std::ferror(file_)) throw_io_error("read", name_, errno);
-  return count;
+  for (;;) {
+    size_t count = std::fread(out, 1, capacity, file_);
+    if (count == capacity || !std::ferror(file_)) return count;
+    if (errno != EINTR) throw_io_error("read", name_, errno);
+    // A signal interrupted a blocking read (a pipe, a terminal): stop if it asked us to.
+    std::clearerr(file_);
+    if (stop_requested()) throw Interrupted(stop_exit_code(), str("interrupted while reading ", name_));
+    if (count > 0) return count;
+  }
 }
 
 bool has_zstd_magic(const char* bytes, size_t size) {
