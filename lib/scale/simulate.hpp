@@ -4,7 +4,8 @@
 // A trace is a samples file (samples_file.hpp). When its rows carry "demand" (load in units of
 // capacity: 2.5 = two and a half nodes' worth of work), the metrics respond to the simulated
 // capacity: <policy metric> = min(100, demand / capacity x 100), pending = what does not fit,
-// running = what does. Rows without demand are replayed as recorded.
+// running = what does. Rows without demand are replayed as recorded. A decision made at a sample
+// takes effect from the next one: capacity takes time to come and to go.
 #pragma once
 
 #include <cstdint>
