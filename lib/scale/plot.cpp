@@ -31,15 +31,18 @@ void plot_simulation(const SimulationResult& result, const std::string& metric, 
   std::filesystem::path temporary = str(target.string(), ".tmp.", getpid(), ".png");
   write_file_atomic(data_path, plot_data(result));
   std::string script = str(
-      "set terminal pngcairo size 1000,500\n", "set output '", temporary.string(), "'\n",
+      "set terminal pngcairo noenhanced size 1000,500\n", "set output '", temporary.string(), "'\n",
       "set xlabel 'hours'\nset ylabel '", metric, "'\nset y2label 'capacity'\n",
       "set ytics nomirror\nset y2tics\nset key outside bottom center horizontal\nset grid\n",
       "plot '", data_path.string(), "' using 1:2 with lines lc rgb '#888888' title '", metric, "', ",
       "'' using 1:3 axes x1y2 with steps lw 2 lc rgb '#1f77b4' title 'capacity', ",
       "'' using 1:4 axes x1y2 with points pt 9 ps 1.5 lc rgb '#2ca02c' title 'scale-out', ",
       "'' using 1:5 axes x1y2 with points pt 11 ps 1.5 lc rgb '#d62728' title 'scale-in'\n");
-  CommandResult gnuplot = run_command({"gnuplot", "-e", script}, {}, 60);
+  std::filesystem::path script_path = str(target.string(), ".gp.", getpid());
+  write_file_atomic(script_path, script);
+  CommandResult gnuplot = run_command({"gnuplot", script_path.string()}, {}, 60);
   std::filesystem::remove(data_path);
+  std::filesystem::remove(script_path);
   if (gnuplot.exit_code == 127) throw ResourceError("--plot needs gnuplot on PATH (Debian: apt-get install gnuplot-nox)");
   if (gnuplot.exit_code != 0 || !std::filesystem::exists(temporary)) {
     std::filesystem::remove(temporary);
