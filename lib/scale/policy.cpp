@@ -24,6 +24,7 @@ Schema build_schema() {
   schema.number("threshold.running_fraction", 0.5, "scale in only when running < this x capacity").minimum = 0;
   schema.number("proportional.target", 70, "the metric's target value").minimum = 1e-9;
   schema.number("proportional.tolerance", 0.1, "no change while metric/target is within 1 +- this").minimum = 0;
+  schema.boolean("proportional.per_unit", false, "the metric is a fleet total: divide it by current first");
   schema.integer("step.max_out", 4, "most units added by one action").minimum = 1;
   schema.integer("step.max_in", 1, "most units removed by one action").minimum = 1;
   schema.string("cooldown.out", "60s", "no scale-out sooner than this after the last one");
@@ -82,7 +83,7 @@ std::string format_time(double time) {
 
 std::string format_number(double value) {
   std::ostringstream out;
-  out.precision(value == std::floor(value) && std::fabs(value) < 1e15 ? 15 : 4);
+  out.precision(value == std::floor(value) && std::fabs(value) < 1e15 ? 15 : 6);
   out << value;
   return out.str();
 }
@@ -95,12 +96,15 @@ int64_t raw_recommendation(const Policy& policy, double value, const Observation
       reason = value > 0 ? str(policy.metric, " ", format_number(value), " > 0 with no capacity") : "no load";
       return value > 0 ? 1 : 0;
     }
-    double ratio = value / policy.target;
+    double per_unit_value = policy.per_unit ? value / current : value;
+    std::string shown = policy.per_unit ? str(format_number(value), "/", current) : format_number(value);
+    double ratio = per_unit_value / policy.target;
     if (std::fabs(ratio - 1) <= policy.tolerance) {
-      reason = str(policy.metric, "/target ", format_number(ratio), " within tolerance ", policy.tolerance);
+      reason = str(policy.metric, " ", shown, " / target ", format_number(policy.target), " = ", format_number(ratio),
+                   " within tolerance ", policy.tolerance);
       return current;
     }
-    reason = str("ceil(", current, " x ", format_number(value), " / ", format_number(policy.target), ")");
+    reason = str("ceil(", current, " x ", shown, " / ", format_number(policy.target), ")");
     return static_cast<int64_t>(std::ceil(current * ratio - 1e-9));
   }
   double pending = observation.metric(policy.pending_metric).value_or(0);
@@ -184,6 +188,7 @@ Policy policy_from_config(const Config& config) {
   policy.running_fraction = config.get_double("threshold.running_fraction");
   policy.target = config.get_double("proportional.target");
   policy.tolerance = config.get_double("proportional.tolerance");
+  policy.per_unit = config.get_bool("proportional.per_unit");
   policy.max_step_out = config.get_int("step.max_out");
   policy.max_step_in = config.get_int("step.max_in");
   policy.cooldown_out = parse_duration(config.get_string("cooldown.out"), "cooldown.out");

@@ -7,7 +7,8 @@
 //                 running_fraction of the capacity: "GPU utilization above 85% with jobs pending:
 //                 scale out; below 30% with running jobs under half the capacity: scale in".
 //   proportional  Kubernetes HPA's rule: desired = ceil(current * metric / target), unchanged while
-//                 metric / target is within 1 +- tolerance.
+//                 metric / target is within 1 +- tolerance. With per_unit the metric is a total
+//                 over the fleet and is divided by current first (HPA's AverageValue target).
 // The recommendation then passes, in this order, the stabilization windows (scale in to the
 // highest recommendation of the last stabilization.in seconds, scale out to the lowest of the last
 // stabilization.out seconds), the step limits, min/max capacity, and the cooldowns since the last
@@ -41,6 +42,7 @@ struct Policy {
   // proportional rule
   double target = 70;
   double tolerance = 0.1;
+  bool per_unit = false;  // the metric is a total (queue depth): compare metric / current to the target
   // limits and timing (seconds)
   int64_t max_step_out = 4;
   int64_t max_step_in = 1;

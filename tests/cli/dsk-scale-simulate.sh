@@ -12,7 +12,7 @@ fixtures=tests/fixtures/scale
 dsk-scale --simulate $fixtures/diurnal.jsonl >"$work/default.yaml"
 diff -u $fixtures/diurnal-default.golden.yaml "$work/default.yaml" || fail "default rule: totals differ from the golden"
 dsk-scale --simulate $fixtures/diurnal.jsonl -c configs/scale-serve.yaml --set metric=gpu_util \
-  --set proportional.target=70 >"$work/proportional.yaml"
+  --set proportional.target=70 --set proportional.per_unit=false >"$work/proportional.yaml"
 diff -u $fixtures/diurnal-proportional.golden.yaml "$work/proportional.yaml" || fail "proportional rule: totals differ from the golden"
 
 # The decisions behind the totals (-v): the first scale-out comes when load first exceeds one

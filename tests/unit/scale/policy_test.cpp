@@ -169,3 +169,17 @@ TEST_CASE("a decision is one line") {
                 "reason=\"gpu_util 90 > 85 with 3 pending\"");
   CHECK(line.find('\n') == std::string::npos);
 }
+
+TEST_CASE("the proportional rule on a fleet total divides by the capacity first (HPA AverageValue)") {
+  Policy policy = quick_policy();
+  policy.rule = Rule::proportional;
+  policy.metric = "queue_depth";
+  policy.target = 8;
+  policy.per_unit = true;
+  Observation observation;
+  observation.current = 2;
+  observation.metrics["queue_depth"] = 32;  // 16 per replica
+  CHECK(decide_fresh(policy, observation).desired == 4);
+  observation.current = 4;  // 8 per replica: on target
+  CHECK(decide_fresh(policy, observation).action == "hold");
+}
