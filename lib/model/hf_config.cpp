@@ -76,6 +76,8 @@ Architecture architecture_from_hf_config(const json& c, const std::string& where
     a.max_position_embeddings = get<double>(c, "max_position_embeddings", qwen ? 32768 : 2048, where);
     a.rms_eps = get<float>(c, "rms_norm_eps", 1e-6f, where);
     bool attention_bias = get<bool>(c, "attention_bias", false, where);
+    if (qwen && get<bool>(c, "use_sliding_window", false, where))
+      throw DataError(where + ": use_sliding_window = true is not supported");
     a.qkv_bias = qwen || attention_bias;
     a.o_bias = !qwen && attention_bias;
   } else if (type == "deepseek_v3") {

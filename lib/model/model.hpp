@@ -42,7 +42,8 @@ struct ParamView {
                                // their gradient stays 0 and an optimizer must leave them alone
 };
 
-// Keys and values of every layer for positions [0, length) of each of `batch` sequences.
+// Keys and values of every layer for positions [0, length) of each of `batch` sequences. For MLA
+// the per-head keys and values are kept expanded (not the compressed latent).
 struct KvCache {
   int batch = 0;
   int max_length = 0;
@@ -61,15 +62,16 @@ class Model {
  public:
   // Random init with `seed`: Linear and embedding weights ~ normal(0, init_std), biases 0,
   // RMSNorm weights 1, e_score_correction_bias 0 (HF's _init_weights with initializer_range).
-  // The Architecture comes from an HF config.json through architecture_from_config (hf_config.hpp).
+  // The Architecture comes from an HF config.json through read_hf_config (hf_config.hpp).
   Model(const Architecture& arch, uint64_t seed, float init_std = 0.02f);
   ~Model();
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
 
   // HF checkpoint directory: config.json + model.safetensors, or model.safetensors.index.json with
-  // shards. Tensors are converted to fp32. A missing or unexpected tensor, or a wrong shape, is a
-  // DataError naming it.
+  // shards, expert weights per expert as the Hub stores them. F32/BF16/F16 tensors become fp32. A
+  // missing or unexpected tensor, or a wrong shape, is a DataError naming it (lm_head.weight of a
+  // tied model and DeepSeek's MTP layers past num_hidden_layers are skipped, as HF does).
   static Model load_hf_checkpoint(const std::filesystem::path& dir);
   // Writes config.json and model.safetensors (sharded with an index past max_shard_bytes), each
   // file to a temporary name renamed when whole. dtype: "F32", "BF16" or "F16".
