@@ -11,50 +11,14 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "model/model.hpp"
+#include "tiny_models.hpp"
 
 using namespace dsk::model;
+using namespace dsk::model::testing;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-Architecture small_llama() {
-  Architecture a;
-  a.vocab = 32;
-  a.hidden = 16;
-  a.layers = 2;
-  a.intermediate = 24;
-  a.heads = 4;
-  a.kv_heads = 2;
-  a.head_dim = 4;
-  a.rope_scaling.type = "linear";
-  a.rope_scaling.factor = 2;
-  return a;
-}
-
-Architecture small_deepseek(int layers) {
-  Architecture a;
-  a.family = Family::deepseek_v3;
-  a.vocab = 32;
-  a.hidden = 16;
-  a.layers = layers;
-  a.intermediate = 24;
-  a.heads = 2;
-  a.q_lora_rank = 6;
-  a.kv_lora_rank = 8;
-  a.qk_nope_dim = 4;
-  a.qk_rope_dim = 4;
-  a.v_head_dim = 4;
-  a.rope_interleave = true;
-  a.first_k_dense = 1;
-  a.n_routed = 4;
-  a.n_shared = 1;
-  a.moe_intermediate = 8;
-  a.top_k = 2;
-  a.n_group = 2;
-  a.topk_group = 1;
-  return a;
-}
 
 json read_json(const fs::path& p) { return json::parse(dsk::read_file(p)); }
 void write_json(const fs::path& p, const json& j) { dsk::write_file_atomic(p, j.dump(2)); }
@@ -69,7 +33,7 @@ std::vector<float> logits_of(Model& model) {
 
 TEST_CASE("F32 save and load round-trip exactly, config included") {
   fs::path dir = scratch_dir("ckpt-f32");
-  Model model(small_deepseek(2), 3, 0.1f);
+  Model model(tiny_deepseek(6), 3, 0.1f);
   model.save_hf_checkpoint(dir / "out", "F32");
   CHECK(fs::exists(dir / "out/model.safetensors"));
   CHECK(read_json(dir / "out/config.json")["model_type"] == "deepseek_v3");
@@ -83,7 +47,7 @@ TEST_CASE("F32 save and load round-trip exactly, config included") {
 
 TEST_CASE("BF16 and F16 saves round to within half a unit in the last place, sharded with an index") {
   fs::path dir = scratch_dir("ckpt-bf16");
-  Model model(small_llama(), 4, 0.1f);
+  Model model(tiny_llama(), 4, 0.1f);
   for (const char* dtype : {"BF16", "F16"}) {
     fs::path out = dir / dtype;
     model.save_hf_checkpoint(out, dtype, 4096);
@@ -123,7 +87,7 @@ TEST_CASE("the Hub's config style (rope_theta + rope_scaling with \"type\") load
 
 TEST_CASE("tensors that do not fit the config are DataErrors naming them") {
   fs::path dir = scratch_dir("ckpt-errors");
-  Model model(small_llama(), 5, 0.1f);
+  Model model(tiny_llama(), 5, 0.1f);
   model.save_hf_checkpoint(dir / "m", "F32");
   json config = read_json(dir / "m/config.json");
   auto load_with = [&](const json& c) {
@@ -156,7 +120,7 @@ TEST_CASE("tensors that do not fit the config are DataErrors naming them") {
 
 TEST_CASE("deepseek_v3: tensors of layers past num_hidden_layers (the MTP layer) are skipped as HF does") {
   fs::path dir = scratch_dir("ckpt-mtp");
-  Model model(small_deepseek(3), 6, 0.1f);
+  Model model(tiny_deepseek(6, 3), 6, 0.1f);
   model.save_hf_checkpoint(dir / "m", "F32");
   json config = read_json(dir / "m/config.json");
   config["num_hidden_layers"] = 2;
