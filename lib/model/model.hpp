@@ -7,7 +7,8 @@
 // walks one array. Gradients ACCUMULATE: backward() adds (+=) into them, zero_grad() clears them,
 // so calling forward/backward k times before a step is gradient accumulation.
 //
-//   Model model(config, /*seed=*/1);                  // random init, normal(0, 0.02), norms = 1
+//   Model model(read_hf_config("config.json"), 1);     // random init, normal(0, 0.02), norms = 1
+//   Model model = Model::load_hf_checkpoint(dir);      // or the weights of an HF checkpoint
 //   float loss = model.forward(tokens, targets, B, T); // tokens, targets: [B,T] row-major
 //   model.backward();                                  // += d(loss)/d(params) into gradients()
 //   ... optimizer on model.parameters() / model.gradients(); model.zero_grad();
