@@ -15,6 +15,7 @@
 #include "scale/plot.hpp"
 #include "scale/samples_file.hpp"
 #include "scale/simulate.hpp"
+#include "scale/slurm_power.hpp"
 
 namespace {
 
@@ -32,6 +33,8 @@ struct ScaleFlags {
   int64_t iterations = 0;  // --watch: stop after this many decisions (0: run until a signal)
   std::string plot_path;
   int64_t start_capacity = -1;
+  std::string slurm_resume;   // hostlist, as Slurm's ResumeProgram
+  std::string slurm_suspend;  // hostlist, as Slurm's SuspendProgram
 };
 
 // Totals to a thousandth, so that records read cleanly and a golden comparison is exact.
@@ -137,8 +140,12 @@ int main(int argc, char** argv) {
   auto* once = app.add_flag("--once", flags.once, "Make one decision, print it as one line, act on it (with --apply)");
   auto* watch = app.add_flag("--watch", flags.watch, "Decide every `interval` until SIGINT/SIGTERM; a failing source holds capacity");
   auto* simulate_option = app.add_option("--simulate", flags.simulate_trace, "Replay a JSONL/CSV trace through the policy and print totals")->type_name("TRACE");
-  once->excludes(watch)->excludes(simulate_option);
-  watch->excludes(simulate_option);
+  auto* resume = app.add_option("--slurm-resume", flags.slurm_resume, "Act as Slurm's ResumeProgram: run actuator.command for each node")->type_name("HOSTLIST");
+  auto* suspend = app.add_option("--slurm-suspend", flags.slurm_suspend, "Act as Slurm's SuspendProgram: run actuator.command for each node")->type_name("HOSTLIST");
+  for (CLI::Option* mode : {watch, simulate_option, resume, suspend}) once->excludes(mode);
+  for (CLI::Option* mode : {simulate_option, resume, suspend}) watch->excludes(mode);
+  for (CLI::Option* mode : {resume, suspend}) simulate_option->excludes(mode);
+  resume->excludes(suspend);
   app.add_flag("--apply", flags.apply, "Carry decisions out (default: dry run, say what would be done)");
   app.add_option("--state", flags.state_path, "JSON file keeping cooldowns and windows between --once runs")->type_name("FILE");
   app.add_option("--current", flags.current, "The capacity up now, when no source or actuator reports it")->type_name("N");
@@ -156,9 +163,15 @@ int main(int argc, char** argv) {
     std::optional<Config> config = dsk::cli::load_config(policy_schema(), common);
     if (!config) return 0;
     Policy policy = policy_from_config(*config);
+    if (!flags.slurm_resume.empty() || !flags.slurm_suspend.empty()) {
+      bool resuming = !flags.slurm_resume.empty();
+      run_power_program(policy, config->get_string("actuator.command"), resuming,
+                        resuming ? flags.slurm_resume : flags.slurm_suspend);
+      return 0;
+    }
     if (!flags.simulate_trace.empty()) return run_simulate(policy, flags, common.config_path);
     if (flags.watch) return run_watch(*config, policy, flags);
     if (flags.once) return run_once(*config, policy, flags);
-    throw UsageError("say what to do: --once, --watch or --simulate TRACE");
+    throw UsageError("say what to do: --once, --watch, --simulate TRACE, --slurm-resume or --slurm-suspend");
   });
 }

@@ -16,10 +16,29 @@
 namespace dsk::scale {
 namespace {
 
+// slurmctld starts ResumeProgram/SuspendProgram with fds 0-2 closed; pipes would then take those
+// numbers and collide with the child's stdout. Occupy any closed one with /dev/null first.
+void ensure_standard_fds_open() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      int null_fd = open("/dev/null", O_RDWR);
+      if (null_fd >= 0 && null_fd != fd) {
+        dup2(null_fd, fd);
+        close(null_fd);
+      }
+    }
+}
+
+// dup2 onto the same number keeps O_CLOEXEC; clear it so the descriptor survives exec.
+void move_fd(int from, int to) {
+  if (from == to) fcntl(to, F_SETFD, 0);
+  else dup2(from, to);
+}
+
 [[noreturn]] void exec_child(const std::vector<std::string>& argv, const std::map<std::string, std::string>& environment,
                              int out_fd, int err_fd) {
-  dup2(out_fd, STDOUT_FILENO);
-  dup2(err_fd, STDERR_FILENO);
+  move_fd(out_fd, STDOUT_FILENO);
+  move_fd(err_fd, STDERR_FILENO);
   int null_fd = open("/dev/null", O_RDONLY);
   if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
   for (const auto& [name, value] : environment) setenv(name.c_str(), value.c_str(), 1);
@@ -68,6 +87,7 @@ std::string join_command(const std::vector<std::string>& argv) {
 CommandResult run_command(const std::vector<std::string>& argv, const std::map<std::string, std::string>& environment,
                           double timeout_seconds) {
   if (argv.empty()) throw InternalError("run_command: empty command");
+  ensure_standard_fds_open();
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0)
     throw ResourceError(str("cannot create a pipe for ", argv[0], ": ", std::strerror(errno)));

@@ -30,6 +30,8 @@ expect 2 "capacity.min 6 is above capacity.max 2" dsk-scale -c inverted.yaml --o
 expect 2 "scale_in_below must be below" dsk-scale -c crossed.yaml --once
 expect 2 "cooldown.in" dsk-scale --set cooldown.in=soon --simulate good.jsonl
 expect 2 "rule" dsk-scale --set rule=magic --once
+expect 2 "excludes" dsk-scale --slurm-resume n1 --slurm-suspend n2
+expect 2 "run actuator.command per node" dsk-scale --slurm-resume n1
 expect 2 "actuator.command is required" dsk-scale --set source.samples=good.jsonl --set actuator.kind=command --once
 
 # Bad samples: exit 3, naming file and line, and no decision printed.

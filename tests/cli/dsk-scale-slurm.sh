@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dsk-scale against a real Slurm controller and three node daemons on loopback
-# (tests/cli/lib/slurm-scale-cluster.sh): idle nodes are powered down and drained (scale-in), jobs
+# (tests/cli/lib/slurm-scale-cluster.sh), with dsk-scale also as Slurm's ResumeProgram and
+# SuspendProgram: idle nodes are powered down and drained (scale-in), jobs
 # submitted with sbatch wait in the queue, and dsk-scale powers nodes up through Slurm's
 # ResumeProgram until they run (scale-out). Then Slurm goes down: a clear error and no action.
 set -euo pipefail
@@ -30,6 +31,7 @@ echo "$line"
 slurm_wait "n2 and n3 powered down" 30 \
   bash -c '[ "$(sinfo -h -N -n n2,n3 -o %T | grep -c "~$")" = 2 ]'
 grep -q "suspend n\[2-3\]" "$SLURM_DIR/log/power.log" || fail "SuspendProgram did not run: $(cat "$SLURM_DIR/log/power.log")"
+grep -qx "suspend n3 pool=" "$SLURM_DIR/log/power.log" || fail "dsk-scale --slurm-suspend: $(cat "$SLURM_DIR/log/power.log")"
 [ "$(slurm_node_state n1)" = idle ] || fail "n1 should stay up: $(slurm_node_state n1)"
 sinfo -h -N -n n2 -o "%T %E" | grep -q "^drained~ dsk-scale: scale in" || fail "n2 not drained by dsk-scale: $(sinfo -h -N -n n2 -o '%T %E')"
 
@@ -55,6 +57,9 @@ echo "$line"
 [ "$(field desired "$line")" = 3 ] || fail "expected desired=3: $line"
 slurm_wait "all three jobs running" 60 bash -c '[ "$(squeue -h -t R -o %i | wc -l)" = 3 ]'
 grep -q "resume n\[2-3\]" "$SLURM_DIR/log/power.log" || fail "ResumeProgram did not run: $(cat "$SLURM_DIR/log/power.log")"
+# dsk-scale --slurm-resume ran the command once per node, in the spot pool (price 1.2 under the cap 2).
+grep -qx "resume n2 pool=spot" "$SLURM_DIR/log/power.log" && grep -qx "resume n3 pool=spot" "$SLURM_DIR/log/power.log" ||
+  fail "dsk-scale --slurm-resume: $(cat "$SLURM_DIR/log/power.log")"
 [ "$(sinfo -h -N -t alloc -o %N | wc -l)" = 3 ] || fail "expected 3 allocated nodes: $(sinfo -h -N -o '%N %T')"
 
 # Busy with nothing pending: hold.

@@ -1,15 +1,16 @@
 # A real Slurm cluster on loopback for dsk-scale's tests: munged with a private key and socket,
 # slurmctld, and one slurmd per node (slurmd -N NAME, each node on 127.0.0.1 with its own port),
-# all state under one temporary directory. Power saving is on: ResumeProgram starts a node's
-# slurmd (with -b, so that it reports a fresh boot as a powered-up cloud node must) and
-# SuspendProgram stops it, as a cloud's instance start/stop would.
+# all state under one temporary directory. Power saving is on, with dsk-scale as ResumeProgram and
+# SuspendProgram: resuming a node starts its slurmd (with -b, so that it reports a fresh boot as a
+# powered-up cloud node must) and suspending stops it, as a cloud's instance start/stop would.
 #
 #   source tests/cli/lib/slurm-scale-cluster.sh
 #   slurm_cluster_start "$work/slurm" 3    # nodes n1..n3, SLURM_CONF exported
 #   ...
 #   slurm_cluster_stop                     # also run from the caller's EXIT trap
 #
-# Needs Debian's slurmctld, slurmd, slurm-client and munge (scripts/deps/apt-scale.txt).
+# Needs Debian's slurmctld, slurmd, slurm-client and munge (scripts/deps/apt-scale.txt), and
+# dsk-scale on PATH.
 
 slurm_cluster_missing() {
   local program
@@ -32,23 +33,29 @@ slurm_cluster_start() {
     --pid-file="$SLURM_DIR/munge/munged.pid" --seed-file="$SLURM_DIR/munge/seed" \
     --log-file="$SLURM_DIR/log/munged.log"
 
-  cat >"$SLURM_DIR/resume.sh" <<SCRIPT
+  # ResumeProgram and SuspendProgram are dsk-scale itself (--slurm-resume/--slurm-suspend), whose
+  # policy command "powers up" a node by starting its slurmd and "powers down" one by stopping it.
+  # slurmd gets /dev/null for stdin/stdout/stderr: a daemon must not hold dsk-scale's pipes, and
+  # slurmctld starts these programs without fds 0-2, so a log file opened there would be lost.
+  cat >"$SLURM_DIR/power.yaml" <<YAML
+pricing: {preemptible: true, spot: 1.2, spot_price_cap: 2.0}
+actuator:
+  command: |
+    echo "\$DSK_SCALE_ACTION \$DSK_SCALE_NODE pool=\$DSK_SCALE_POOL" >>"$SLURM_DIR/log/power.log"
+    if [ "\$DSK_SCALE_ACTION" = resume ]; then
+      slurmd -b -N "\$DSK_SCALE_NODE" </dev/null >/dev/null 2>&1
+    else
+      kill "\$(cat "$SLURM_DIR/spool/\$DSK_SCALE_NODE.pid")"
+    fi
+YAML
+  local mode
+  for mode in resume suspend; do
+    cat >"$SLURM_DIR/$mode.sh" <<SCRIPT
 #!/bin/sh
-# ResumeProgram: "powers up" each node of the hostlist by starting its slurmd.
-echo "\$(date +%T) resume \$1" >>"$SLURM_DIR/log/power.log"
-# slurmd gets open stdin/stdout/stderr: slurmctld starts this program without them, and a daemon
-# whose log file lands on fd 0-2 loses it when it daemonizes.
-for node in \$(scontrol show hostnames "\$1"); do slurmd -b -N "\$node" </dev/null >/dev/null 2>&1; done
+echo "\$(date +%T) $mode \$1" >>"$SLURM_DIR/log/power.log"
+exec "$(command -v dsk-scale)" -c "$SLURM_DIR/power.yaml" --slurm-$mode "\$1" 2>>"$SLURM_DIR/log/power.log"
 SCRIPT
-  cat >"$SLURM_DIR/suspend.sh" <<SCRIPT
-#!/bin/sh
-# SuspendProgram: "powers down" each node of the hostlist by stopping its slurmd.
-echo "\$(date +%T) suspend \$1" >>"$SLURM_DIR/log/power.log"
-for node in \$(scontrol show hostnames "\$1"); do
-  [ -f "$SLURM_DIR/spool/\$node.pid" ] && kill "\$(cat "$SLURM_DIR/spool/\$node.pid")"
-done
-exit 0
-SCRIPT
+  done
   chmod +x "$SLURM_DIR/resume.sh" "$SLURM_DIR/suspend.sh"
 
   cat >"$SLURM_DIR/slurm.conf" <<CONF
