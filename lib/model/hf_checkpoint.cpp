@@ -180,9 +180,11 @@ std::vector<fs::path> checkpoint_files(const fs::path& dir) {
 }
 
 // Tensors HF itself skips when loading: the multi-token-prediction layers DeepSeek-V3 checkpoints
-// carry after the last decoder layer, and lm_head.weight when the embeddings are tied.
+// carry after the last decoder layer, lm_head.weight when the embeddings are tied, and the RoPE
+// inv_freq buffers that old llama checkpoints saved.
 bool ignored_tensor(const std::string& name, const Architecture& a) {
   if (a.tied_embeddings && name == "lm_head.weight") return true;
+  if (name.ends_with("rotary_emb.inv_freq")) return true;
   const std::string prefix = "model.layers.";
   if (a.mla() && name.starts_with(prefix)) {
     size_t end = name.find('.', prefix.size());

@@ -10,6 +10,7 @@
 #include "../io/scratch_dir.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "f32_safetensors.hpp"
 #include "model/model.hpp"
 #include "tiny_models.hpp"
 
@@ -128,5 +129,23 @@ TEST_CASE("deepseek_v3: tensors of layers past num_hidden_layers (the MTP layer)
   Model loaded = Model::load_hf_checkpoint(dir / "m");
   CHECK(loaded.architecture().layers == 2);
   CHECK(loaded.parameter("model.norm.weight")[0] == model.parameter("model.norm.weight")[0]);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("tensors HF skips on load are skipped: lm_head of a tied model, old rotary_emb.inv_freq buffers") {
+  fs::path dir = scratch_dir("ckpt-skip");
+  Model model(tiny_qwen2(), 7, 0.1f);
+  model.save_hf_checkpoint(dir / "m", "F32");
+  fs::path file = dir / "m/model.safetensors";
+  auto tensors = read_f32_safetensors(file);
+  tensors["lm_head.weight"] = tensors.at("model.embed_tokens.weight");
+  tensors["model.layers.0.self_attn.rotary_emb.inv_freq"] = F32Tensor{{2}, {1.0f, 0.01f}};
+  write_f32_safetensors(file, tensors);
+  Model loaded = Model::load_hf_checkpoint(dir / "m");
+  CHECK(logits_of(loaded) == logits_of(model));
+  tensors["model.layers.0.mlp.extra.weight"] = F32Tensor{{1}, {0.0f}};
+  write_f32_safetensors(file, tensors);
+  CHECK_THROWS_WITH_AS(Model::load_hf_checkpoint(dir / "m"), doctest::Contains("model.layers.0.mlp.extra.weight"),
+                       dsk::DataError);
   fs::remove_all(dir);
 }

@@ -8,40 +8,21 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
-#include <fstream>
-#include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "core/fs.hpp"
+#include "f32_safetensors.hpp"
 #include "model/model.hpp"
 
 using namespace dsk::model;
+using namespace dsk::model::testing;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
 
 const fs::path kFixtures = fs::path(DSK_SOURCE_DIR) / "tests/fixtures/models";
-
-// The F32 tensors of a safetensors file (the reference files hold only F32).
-std::map<std::string, std::vector<float>> read_f32_tensors(const fs::path& path) {
-  std::string bytes = dsk::read_file(path);
-  uint64_t length;
-  std::memcpy(&length, bytes.data(), 8);
-  json header = json::parse(bytes.substr(8, length));
-  std::map<std::string, std::vector<float>> out;
-  for (auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") continue;
-    REQUIRE(entry["dtype"] == "F32");
-    size_t begin = entry["data_offsets"][0], end = entry["data_offsets"][1];
-    std::vector<float> values((end - begin) / 4);
-    std::memcpy(values.data(), bytes.data() + 8 + length + begin, end - begin);
-    out[name] = std::move(values);
-  }
-  return out;
-}
 
 double max_relative_error(std::span<const float> ours, const std::vector<float>& hf) {
   REQUIRE(ours.size() == hf.size());
@@ -62,12 +43,12 @@ void check_parity(const std::string& name) {
   for (auto& row : fixture["targets"])
     for (auto& t : row) targets.push_back(t.get<int32_t>());
   int B = (int)fixture["tokens"].size(), T = (int)fixture["tokens"][0].size();
-  auto reference = read_f32_tensors(dir / "reference.safetensors");
+  auto reference = read_f32_safetensors(dir / "reference.safetensors");
 
   Model model = Model::load_hf_checkpoint(dir / "checkpoint");
   float loss = model.forward(tokens.data(), targets.data(), B, T, fixture["ignore_index"].get<int>());
   double hf_loss = fixture["loss"].get<double>();
-  double logits_error = max_relative_error(model.logits(), reference.at("logits"));
+  double logits_error = max_relative_error(model.logits(), reference.at("logits").values);
   model.backward();
 
   double worst_grad = 0;
@@ -78,7 +59,7 @@ void check_parity(const std::string& name) {
     auto it = reference.find("grad." + v.name);
     INFO(name << ": no reference gradient for " << v.name);
     REQUIRE(it != reference.end());
-    double error = max_relative_error(model.gradient(v.name), it->second);
+    double error = max_relative_error(model.gradient(v.name), it->second.values);
     INFO(name << ": gradient of " << v.name << " max relative error " << error);
     CHECK(error <= 1e-4);
     if (error > worst_grad) {
