@@ -5,14 +5,7 @@ set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect() {  # expect CODE PATTERN command...
-  local code=$1 pattern=$2; shift 2
-  local got=0
-  "$@" >out.txt 2>err.txt || got=$?
-  [ "$got" = "$code" ] || fail "$* exited $got, expected $code: $(cat err.txt)"
-  grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
-}
+source "${DSK_SOURCE_DIR:?}/tests/cli/lib/slurm-scale-checks.sh"
 printf '{"time": 0, "gpu_util": 95, "pending": 1, "current": 1}\n' >good.jsonl
 printf '{"time": 0, "gpu_util": 95}\n{"time": 60, "gpu_util": "busy"}\n' >bad-field.jsonl
 printf '{"time": 0, "gpu_util": 95}\n{"time": 60, "gpu_util": 9\n' >bad-json.jsonl

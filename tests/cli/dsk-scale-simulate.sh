@@ -5,7 +5,7 @@
 set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "${DSK_SOURCE_DIR:?}/tests/cli/lib/slurm-scale-checks.sh"
 cd "${DSK_SOURCE_DIR:?}"  # the goldens name the trace and policy by these relative paths
 fixtures=tests/fixtures/scale
 

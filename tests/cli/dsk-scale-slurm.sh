@@ -12,14 +12,13 @@ if missing=$(slurm_cluster_missing); then
 fi
 work=$(mktemp -d)
 trap 'slurm_cluster_stop; rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$DSK_SOURCE_DIR/tests/cli/lib/slurm-scale-checks.sh"
 policy="$DSK_SOURCE_DIR/configs/scale-slurm.yaml"
 # No cooldowns, so that each step acts at once; the rest is the shipped policy.
 scale() {
   dsk-scale -c "$policy" --set source.partition=gpu --set cooldown.in=0s --set cooldown.out=0s \
     --set stabilization.in=0s --set step.max_in=2 "$@"
 }
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 slurm_cluster_start "$work/slurm" 3
 

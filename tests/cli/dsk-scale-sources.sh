@@ -8,15 +8,7 @@ work=$(mktemp -d)
 server_pid=
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-expect() {  # expect CODE PATTERN command...
-  local code=$1 pattern=$2; shift 2
-  local got=0
-  "$@" >out.txt 2>err.txt || got=$?
-  [ "$got" = "$code" ] || fail "$* exited $got, expected $code: $(cat err.txt)"
-  grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
-}
+source "${DSK_SOURCE_DIR:?}/tests/cli/lib/slurm-scale-checks.sh"
 
 # A metrics endpoint as dsk-serve will expose it, from Python's http.server on a free port.
 mkdir www
