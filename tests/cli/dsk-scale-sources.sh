@@ -87,6 +87,33 @@ if ! command -v nvidia-smi >/dev/null && ! ldconfig -p 2>/dev/null | grep -q lib
     dsk-scale --set source.gpu=true --once --current 1
 fi
 
+# The nvidia-smi fallback and kubectl's command lines, through stand-ins on PATH that record
+# their arguments (there is no GPU nor cluster here): 4 replicas at 90% and 70% utilization.
+mkdir bin
+cat >bin/nvidia-smi <<'SH'
+#!/bin/sh
+echo "$*" >>nvidia-smi.args
+printf '90, 40000, 81920\n70, 20480, 81920\n'
+SH
+cat >bin/kubectl <<'SH'
+#!/bin/sh
+echo "$*" >>kubectl.args
+[ "$1" = get ] && printf 4
+exit 0
+SH
+chmod +x bin/nvidia-smi bin/kubectl
+if ! ldconfig -p 2>/dev/null | grep -q libnvidia-ml.so.1; then
+  line=$(PATH="$PWD/bin:$PATH" dsk-scale --set source.gpu=true --set rule=proportional --set proportional.target=40 \
+    --set actuator.kind=kubernetes --set actuator.kubernetes.name=dsk-serve --set actuator.kubernetes.namespace=serving \
+    --once --apply)
+  [ "$(field gpu_util "$line")" = 80 ] && [ "$(field gpu_memory "$line")" = 36.9141 ] || fail "nvidia-smi metrics: $line"
+  [ "$(field current "$line")" = 4 ] && [ "$(field desired "$line")" = 8 ] || fail "replicas from kubectl: $line"
+  [ "$(cat nvidia-smi.args)" = "--query-gpu=utilization.gpu,memory.used,memory.total --format=csv,noheader,nounits" ] ||
+    fail "nvidia-smi called as: $(cat nvidia-smi.args)"
+  printf 'get deployment/dsk-serve -o jsonpath={.spec.replicas} -n serving\nscale deployment/dsk-serve --replicas=8 -n serving\n' |
+    diff - kubectl.args || fail "kubectl command lines differ"
+fi
+
 # Kubernetes: the replica count comes from kubectl; without it, a clear remote error.
 if ! command -v kubectl >/dev/null; then
   expect 5 "kubectl not found on PATH" dsk-scale --set source.samples=samples.jsonl --set actuator.kind=kubernetes \
