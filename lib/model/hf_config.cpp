@@ -43,6 +43,10 @@ RopeScaling read_rope(const json& config, const std::string& where) {
   r.mscale_all_dim = get<double>(params, "mscale_all_dim", 0.0, place);
   r.attention_factor = get<double>(params, "attention_factor", 0.0, place);
   r.truncate = get<bool>(params, "truncate", true, place);
+  if (r.type != "default" && r.type != "linear" && r.type != "llama3" && r.type != "yarn")
+    throw DataError(str(place, ": rope_type \"", r.type, "\" is not supported (default, linear, llama3, yarn)"));
+  if (r.type == "llama3" && r.original_max_position_embeddings <= 0)
+    throw DataError(place + ": llama3 scaling needs original_max_position_embeddings");
   if (r.type == "yarn" && !params.contains("factor") && r.original_max_position_embeddings > 0)
     r.factor = get<double>(config, "max_position_embeddings", 0.0, where) / r.original_max_position_embeddings;
   return r;

@@ -108,6 +108,9 @@ TEST_CASE("tensors that do not fit the config are DataErrors naming them") {
   json other = config;
   other["model_type"] = "gpt2";
   CHECK_THROWS_WITH_AS(load_with(other), doctest::Contains("model_type \"gpt2\" is not supported"), dsk::DataError);
+  json dynamic = config;
+  dynamic["rope_parameters"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
+  CHECK_THROWS_WITH_AS(load_with(dynamic), doctest::Contains("rope_type \"dynamic\" is not supported"), dsk::DataError);
   json gelu = config;
   gelu["hidden_act"] = "gelu";
   CHECK_THROWS_AS(load_with(gelu), dsk::DataError);
