@@ -52,10 +52,11 @@ void print_line(const std::string& line) {
 // One pass of the loop: observe, decide, print the decision, act. With hold_on_source_error (in
 // --watch) a failing source holds capacity and says why; otherwise its error ends the run.
 void decide_once(const Config& config, const Policy& policy, const ScaleFlags& flags, Actuator* actuator,
-                     ControllerState& state, bool hold_on_source_error) {
+                 ControllerState& state, bool hold_on_source_error) {
   Observation observation;
   try {
     observation = observe(source_config_from(config), now_seconds());
+    if (flags.current) observation.current = flags.current;
     if (actuator && !observation.current) observation.current = actuator->current();
   } catch (const UsageError&) {
     throw;
@@ -66,7 +67,6 @@ void decide_once(const Config& config, const Policy& policy, const ScaleFlags& f
     log_warn(hold.reason);
     return;
   }
-  if (flags.current) observation.current = flags.current;
   if (!flags.phase.empty()) observation.phase = flags.phase;
   Decision decision = decide(policy, observation, state);
   print_line(format_decision(decision));
