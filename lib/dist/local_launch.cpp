@@ -1,0 +1,86 @@
+#include "dist/local_launch.hpp"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.hpp"
+
+namespace dsk::dist {
+
+int free_tcp_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    close(fd);
+    throw ResourceError(str("--nproc-per-node: no free TCP port on loopback: ", std::strerror(errno)));
+  }
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+namespace {
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+[[noreturn]] void exec_child(int rank, int process_count, int port, const std::vector<std::string>& arguments) {
+  setenv("RANK", std::to_string(rank).c_str(), 1);
+  setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
+  setenv("WORLD_SIZE", std::to_string(process_count).c_str(), 1);
+  setenv("LOCAL_WORLD_SIZE", std::to_string(process_count).c_str(), 1);
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+  std::vector<char*> argv;
+  for (const std::string& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
+  argv.push_back(nullptr);
+  execv("/proc/self/exe", argv.data());
+  std::fprintf(stderr, "%s: error: cannot start rank %d: %s\n", arguments[0].c_str(), rank, std::strerror(errno));
+  _exit(1);
+}
+
+}  // namespace
+
+int run_local_processes(int process_count, const std::vector<std::string>& arguments) {
+  if (process_count < 1) throw UsageError("--nproc-per-node: must be at least 1");
+  int port = free_tcp_port();
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::vector<pid_t> children;
+  for (int rank = 0; rank < process_count; ++rank) {
+    pid_t pid = fork();
+    if (pid < 0) throw ResourceError(str("--nproc-per-node: fork: ", std::strerror(errno)));
+    if (pid == 0) exec_child(rank, process_count, port, arguments);
+    children.push_back(pid);
+  }
+  int first_failure = 0;
+  for (size_t running = children.size(); running > 0; --running) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0 && errno == EINTR) { ++running; continue; }
+    if (pid < 0) break;
+    for (pid_t& child : children)
+      if (child == pid) child = 0;
+    int code = exit_code_of(status);
+    if (code != 0 && first_failure == 0) {
+      first_failure = code;
+      for (pid_t child : children)
+        if (child > 0) kill(child, SIGTERM);  // the others would wait for the failed one until their timeout
+    }
+  }
+  return first_failure;
+}
+
+}  // namespace dsk::dist

@@ -1,0 +1,18 @@
+// --nproc-per-node N: start N copies of this program on this host, as torchrun would, each with
+// RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT in
+// its environment (launch.hpp reads them back). Waits for all of them; when one fails, stops the
+// others (by their pids) and returns the first failure's exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dsk::dist {
+
+// arguments: argv of the children (argv[0] first), without --nproc-per-node.
+int run_local_processes(int process_count, const std::vector<std::string>& arguments);
+
+// A TCP port that was free a moment ago (bind to port 0, read it back, close).
+int free_tcp_port();
+
+}  // namespace dsk::dist
