@@ -56,7 +56,7 @@ void decide_once(const Config& config, const Policy& policy, const ScaleFlags& f
   Observation observation;
   try {
     observation = observe(source_config_from(config), now_seconds());
-    if (flags.current) observation.current = flags.current;
+    if (!observation.current) observation.current = flags.current;
     if (actuator && !observation.current) observation.current = actuator->current();
   } catch (const UsageError&) {
     throw;
