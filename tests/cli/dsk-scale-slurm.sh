@@ -68,8 +68,9 @@ line=$(scale --once --apply)
 # Slurm down: --once fails with the remote-service code and a message naming Slurm; --watch
 # holds capacity and says why instead of acting blind.
 scancel --quiet --user="$(id -un)"
+controller_pid=$(cat "$SLURM_DIR/slurmctld.pid")
 scontrol shutdown >/dev/null
-slurm_wait "slurmctld gone" 20 bash -c '! kill -0 "$(cat "$SLURM_DIR/slurmctld.pid")" 2>/dev/null'
+slurm_wait "slurmctld gone" 20 bash -c "! kill -0 $controller_pid 2>/dev/null"
 code=0
 scale --once --apply >"$work/out" 2>"$work/err" || code=$?
 [ "$code" = 5 ] || fail "Slurm down: exit $code, expected 5: $(cat "$work/err")"
