@@ -77,6 +77,13 @@ dsk-scale -c serve.yaml --watch --apply --current 2 --iterations 3 --set interva
 [ "$(grep -c 'action=hold reason="metric source failed: holding capacity: metrics endpoint http://127.0.0.1' watch.txt)" = 3 ] ||
   fail "--watch did not hold with a reason: $(cat watch.txt)"
 [ "$(wc -l <actions.log)" = 2 ] || fail "--watch acted blind"
+# --watch stops at SIGTERM between decisions, with the signal's exit code.
+dsk-scale --set source.samples=samples.jsonl --watch --set interval=30s >term.txt 2>&1 &
+watch_pid=$!
+for i in $(seq 1 50); do [ -s term.txt ] && break; sleep 0.1; done
+kill -TERM "$watch_pid"
+code=0; wait "$watch_pid" || code=$?
+[ "$code" = 143 ] || fail "--watch after SIGTERM exited $code, expected 143: $(cat term.txt)"
 # --once with the endpoint down: exit 5 and no decision.
 expect 5 "metrics endpoint $url" dsk-scale -c serve.yaml --once --current 2 --apply
 [ ! -s out.txt ] || fail "printed a decision with the source down"
