@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -65,20 +67,28 @@ int run_local_processes(int process_count, const std::vector<std::string>& argum
     if (pid == 0) exec_child(rank, process_count, port, arguments);
     children.push_back(pid);
   }
+  // After a failure the others usually stop on their own within moments (their rendezvous peer
+  // is gone) and say why; the ones still running after the grace period are stopped.
+  constexpr auto grace = std::chrono::seconds(10);
   int first_failure = 0;
-  for (size_t running = children.size(); running > 0; --running) {
+  auto failed_at = std::chrono::steady_clock::time_point::max();
+  for (size_t running = children.size(); running > 0;) {
     int status = 0;
-    pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0 && errno == EINTR) { ++running; continue; }
+    pid_t pid = waitpid(-1, &status, first_failure ? WNOHANG : 0);
+    if (pid < 0 && errno == EINTR) continue;
     if (pid < 0) break;
+    if (pid == 0) {  // still running after a failure
+      if (std::chrono::steady_clock::now() - failed_at > grace)
+        for (pid_t child : children)
+          if (child > 0) kill(child, SIGTERM);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    --running;
     for (pid_t& child : children)
       if (child == pid) child = 0;
     int code = exit_code_of(status);
-    if (code != 0 && first_failure == 0) {
-      first_failure = code;
-      for (pid_t child : children)
-        if (child > 0) kill(child, SIGTERM);  // the others would wait for the failed one until their timeout
-    }
+    if (code != 0 && first_failure == 0) first_failure = code, failed_at = std::chrono::steady_clock::now();
   }
   return first_failure;
 }

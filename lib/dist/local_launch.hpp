@@ -1,7 +1,7 @@
 // --nproc-per-node N: start N copies of this program on this host, as torchrun would, each with
 // RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1 and a free MASTER_PORT in
-// its environment (launch.hpp reads them back). Waits for all of them; when one fails, stops the
-// others (by their pids) and returns the first failure's exit code.
+// its environment (launch.hpp reads them back). Waits for all of them and returns the first failure's exit
+// code; ranks still running 10 s after a failure are stopped (SIGTERM, by their pids).
 #pragma once
 
 #include <string>
