@@ -140,6 +140,14 @@ double avg_tolerance(DataType type, int ranks) {
   }
 }
 
+// Each process takes -g consecutive devices by local rank (nccl-tests' convention), unless the
+// launcher already gave it exactly its own (CUDA_VISIBLE_DEVICES per task, e.g. srun --gpus-per-task).
+int first_device(const LaunchInfo& launch, int gpus_per_process) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) return 0;
+  return count == gpus_per_process ? 0 : launch.local_rank * gpus_per_process;
+}
+
 struct Gpu {
   int device = 0;
   int rank = 0;  // in the communicator
@@ -159,7 +167,7 @@ class GpuSet {
     gpus_.resize(gpus_per_process);
     for (int g = 0; g < gpus_per_process; ++g) {
       Gpu& gpu = gpus_[g];
-      gpu.device = launch.local_rank * gpus_per_process + g;
+      gpu.device = first_device(launch, gpus_per_process) + g;
       gpu.rank = launch.rank * gpus_per_process + g;
       CUDA_CHECK(cudaSetDevice(gpu.device));
       CUDA_CHECK(cudaStreamCreateWithFlags(&gpu.stream, cudaStreamNonBlocking));
@@ -434,7 +442,7 @@ std::string probe_gpus(const LaunchInfo& launch, int gpus_per_process) {
   int count = 0;
   cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) return str("no usable CUDA device (", cudaGetErrorString(status), ")");
-  int first = launch.local_rank * gpus_per_process;
+  int first = first_device(launch, gpus_per_process);
   if (first + gpus_per_process > count)
     return str("needs CUDA devices ", first, "..", first + gpus_per_process - 1, " (local rank ", launch.local_rank,
                " x -g ", gpus_per_process, ") but ", count, " are visible");
