@@ -103,14 +103,13 @@ int run_rank(const ToolFlags& flags, const BenchOptions& options) {
   LaunchInfo launch = detect_launch(process_environment());
   log_debug("launch: ", launch.launcher, " rank ", launch.rank, " of ", launch.world_size, ", local rank ",
             launch.local_rank, ", rendezvous ", launch.master_addr, ":", launch.master_port);
-  TcpRendezvous rendezvous(launch.master_addr, launch.master_port, launch.rank, launch.world_size,
-                           flags.rendezvous_timeout);
+  std::unique_ptr<Rendezvous> rendezvous = connect_rendezvous(launch, flags.rendezvous_timeout);
   std::string probe = probe_gpus(launch, options.gpus_per_process);
-  check_hellos(rendezvous.all_gather(hello_blob(options.signature(), probe)));
+  check_hellos(rendezvous->all_gather(hello_blob(options.signature(), probe)));
 
   Topology topology;
   auto print = launch.rank == 0 ? print_out : [](const std::string&) {};
-  std::vector<Row> rows = run_nccl_benchmark(options, launch, rendezvous, topology, print);
+  std::vector<Row> rows = run_nccl_benchmark(options, launch, *rendezvous, topology, print);
   if (launch.rank != 0) return 0;
   int ranks = launch.world_size * options.gpus_per_process;
   if (!flags.json_path.empty()) write_file_atomic(flags.json_path, to_json(rows, topology, options, ranks));

@@ -34,7 +34,7 @@ std::string probe_gpus(const LaunchInfo& launch, int gpus_per_process);
 
 // Runs every collective x type x op x size on this process's GPUs. Rank 0 calls print with
 // each piece of the table as it is measured (topology, header, rows, stragglers, average).
-std::vector<Row> run_nccl_benchmark(const BenchOptions& options, const LaunchInfo& launch, TcpRendezvous& rendezvous,
+std::vector<Row> run_nccl_benchmark(const BenchOptions& options, const LaunchInfo& launch, Rendezvous& rendezvous,
                                     Topology& topology, const std::function<void(const std::string&)>& print);
 
 }  // namespace dsk::dist

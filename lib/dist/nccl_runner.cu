@@ -332,7 +332,7 @@ int64_t count_wrong_elements(const Case& c, GpuSet& set) {
   return wrong;
 }
 
-Measurement measure(const Case& c, GpuSet& set, const BenchOptions& options, TcpRendezvous& rendezvous, uint64_t bytes) {
+Measurement measure(const Case& c, GpuSet& set, const BenchOptions& options, Rendezvous& rendezvous, uint64_t bytes) {
   fill_inputs(c, set);
   std::vector<double> times = time_iterations(c, set, options);
   int64_t wrong = options.check ? count_wrong_elements(c, set) : -1;
@@ -415,7 +415,7 @@ std::vector<std::pair<std::string, std::string>> nccl_environment() {
   return variables;
 }
 
-Topology gather_topology(GpuSet& set, TcpRendezvous& rendezvous) {
+Topology gather_topology(GpuSet& set, Rendezvous& rendezvous) {
   Topology topology;
   topology.gpus = parse_gpus(rendezvous.all_gather(describe_gpus(set)));
   char host[256] = {};
@@ -426,7 +426,7 @@ Topology gather_topology(GpuSet& set, TcpRendezvous& rendezvous) {
   return topology;
 }
 
-ncclUniqueId shared_unique_id(const LaunchInfo& launch, TcpRendezvous& rendezvous) {
+ncclUniqueId shared_unique_id(const LaunchInfo& launch, Rendezvous& rendezvous) {
   ncclUniqueId id{};
   if (launch.rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
   std::string blob(reinterpret_cast<const char*>(&id), sizeof id);
@@ -451,7 +451,7 @@ std::string probe_gpus(const LaunchInfo& launch, int gpus_per_process) {
   return "";
 }
 
-std::vector<Row> run_nccl_benchmark(const BenchOptions& options, const LaunchInfo& launch, TcpRendezvous& rendezvous,
+std::vector<Row> run_nccl_benchmark(const BenchOptions& options, const LaunchInfo& launch, Rendezvous& rendezvous,
                                     Topology& topology, const std::function<void(const std::string&)>& print) {
   int ranks = launch.world_size * options.gpus_per_process;
   if (options.root >= ranks) throw UsageError(str("-r/--root ", options.root, ": there are only ", ranks, " ranks"));

@@ -12,7 +12,7 @@ std::string probe_gpus(const LaunchInfo&, int) {
          "the CUDA toolkit and NCCL)";
 }
 
-std::vector<Row> run_nccl_benchmark(const BenchOptions&, const LaunchInfo&, TcpRendezvous&, Topology&,
+std::vector<Row> run_nccl_benchmark(const BenchOptions&, const LaunchInfo&, Rendezvous&, Topology&,
                                     const std::function<void(const std::string&)>&) {
   throw ResourceError("this dsk-bench-nccl was built without CUDA and NCCL");
 }

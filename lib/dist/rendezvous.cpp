@@ -202,3 +202,19 @@ std::vector<std::string> TcpRendezvous::all_gather(const std::string& blob) {
 }
 
 }  // namespace dsk::dist
+
+#ifdef DSK_DIST_MPI
+#include "dist/mpi_rendezvous.hpp"
+#endif
+
+namespace dsk::dist {
+
+std::unique_ptr<Rendezvous> connect_rendezvous(const LaunchInfo& launch, double timeout_seconds) {
+#ifdef DSK_DIST_MPI
+  if (launch.launcher == "mpi") return std::make_unique<MpiRendezvous>();
+#endif
+  return std::make_unique<TcpRendezvous>(launch.master_addr, launch.master_port, launch.rank, launch.world_size,
+                                         timeout_seconds);
+}
+
+}  // namespace dsk::dist

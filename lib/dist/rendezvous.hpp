@@ -8,21 +8,35 @@
 // A peer that does not show up or goes away is a RemoteError naming it (exit 5).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "dist/launch.hpp"
+
 namespace dsk::dist {
 
-class TcpRendezvous {
+// What the ranks of a job use to exchange small blobs before (and beside) NCCL.
+class Rendezvous {
+ public:
+  virtual ~Rendezvous() = default;
+  // Every rank's blob, indexed by rank.
+  virtual std::vector<std::string> all_gather(const std::string& blob) = 0;
+};
+
+// Through MPI when mpirun started us and dsk was built with MPI (DSK_MPI), else TCP.
+std::unique_ptr<Rendezvous> connect_rendezvous(const LaunchInfo& launch, double timeout_seconds);
+
+class TcpRendezvous : public Rendezvous {
  public:
   // Blocks until every rank is connected, or throws after timeout_seconds.
   TcpRendezvous(const std::string& master_addr, int master_port, int rank, int world_size, double timeout_seconds);
-  ~TcpRendezvous();
+  ~TcpRendezvous() override;
   TcpRendezvous(const TcpRendezvous&) = delete;
   TcpRendezvous& operator=(const TcpRendezvous&) = delete;
 
   // Every rank's blob, indexed by rank. Each call waits at most timeout_seconds for the others.
-  std::vector<std::string> all_gather(const std::string& blob);
+  std::vector<std::string> all_gather(const std::string& blob) override;
 
  private:
   void listen_and_accept(const std::string& master_addr, int master_port);
