@@ -71,13 +71,15 @@ if command -v mpirun >/dev/null; then
     >mpi.out 2>mpi.err || code=$?
   [ "$code" != 0 ] || fail "mpirun: a run without GPU succeeded"
   grep -q "launch: mpi rank 1 of 2" mpi.err || fail "mpirun: ranks not detected: $(cat mpi.err)"
-  [ "$(grep -c 'error: rank 0: ' mpi.err)" = 2 ] || fail "mpirun: both ranks should stop on rank 0's reason: $(cat mpi.err)"
+  # (mpirun aborts the job when the first rank exits non-zero, so the other may not get to say it.)
+  grep -q 'error: rank 0: ' mpi.err || fail "mpirun: the ranks should stop on rank 0's reason: $(cat mpi.err)"
   # Built with MPI, mpirun's ranks meet through MPI itself: a MASTER_ADDR that resolves nowhere is not used.
   if ldd "$tool" | grep -q libmpi; then
     code=0
     timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2 -x MASTER_ADDR=no-such-host.invalid dsk-bench-nccl \
       >mpi.out 2>mpi.err || code=$?
-    [ "$(grep -c 'error: rank 0: ' mpi.err)" = 2 ] || fail "mpirun through MPI: $(cat mpi.err)"
+    grep -q 'error: rank 0: ' mpi.err || fail "mpirun through MPI: $(cat mpi.err)"
+    ! grep -q "no-such-host" mpi.err || fail "mpirun through MPI used MASTER_ADDR: $(cat mpi.err)"
   fi
 fi
 echo "dsk-bench-nccl rendezvous: ok"
