@@ -293,12 +293,18 @@ std::vector<double> time_iterations(const Case& c, GpuSet& set, const BenchOptio
     if (options.blocking) set.synchronize();
   }
   set.synchronize();
-  for (Gpu& gpu : set.gpus()) CUDA_CHECK(cudaEventRecord(gpu.start, gpu.stream));
+  for (Gpu& gpu : set.gpus()) {
+    CUDA_CHECK(cudaSetDevice(gpu.device));
+    CUDA_CHECK(cudaEventRecord(gpu.start, gpu.stream));
+  }
   for (int i = 0; i < options.iterations; ++i) {
     enqueue_all(c, set);
     if (options.blocking) set.synchronize();
   }
-  for (Gpu& gpu : set.gpus()) CUDA_CHECK(cudaEventRecord(gpu.stop, gpu.stream));
+  for (Gpu& gpu : set.gpus()) {
+    CUDA_CHECK(cudaSetDevice(gpu.device));
+    CUDA_CHECK(cudaEventRecord(gpu.stop, gpu.stream));
+  }
   set.synchronize();
   std::vector<double> times;
   for (Gpu& gpu : set.gpus()) {
@@ -325,6 +331,7 @@ int64_t count_wrong_elements(const Case& c, GpuSet& set) {
   set.synchronize();
   int64_t wrong = 0;
   for (Gpu& gpu : set.gpus()) {
+    CUDA_CHECK(cudaSetDevice(gpu.device));
     unsigned long long count = 0;
     CUDA_CHECK(cudaMemcpy(&count, gpu.wrong, sizeof count, cudaMemcpyDeviceToHost));
     wrong += static_cast<int64_t>(count);
