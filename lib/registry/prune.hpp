@@ -1,0 +1,28 @@
+// Which versions `prune --keep N --older-than D` deletes: a version goes only when it is not
+// among the N newest, is older than D, and no alias points to it (all three).
+#pragma once
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace dsk::registry {
+
+struct VersionAge {
+  std::string version;
+  std::chrono::system_clock::time_point created;  // the manifest's creation time
+};
+
+struct PrunePolicy {
+  size_t keep = 0;                    // the newest N always stay
+  std::chrono::seconds older_than{0};  // only versions older than this may go
+};
+
+// Returns the versions to delete, oldest first.
+std::vector<std::string> versions_to_prune(std::vector<VersionAge> versions,
+                                           const std::set<std::string>& aliased,
+                                           const PrunePolicy& policy,
+                                           std::chrono::system_clock::time_point now);
+
+}  // namespace dsk::registry
