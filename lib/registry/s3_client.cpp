@@ -1,0 +1,158 @@
+#include "registry/s3_client.hpp"
+
+#include <curl/curl.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <ctime>
+
+#include "core/error.hpp"
+#include "core/sha256.hpp"
+
+namespace dsk::registry {
+namespace {
+
+std::string amz_date_now() {
+  std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char text[17];
+  std::strftime(text, sizeof text, "%Y%m%dT%H%M%SZ", &utc);
+  return text;
+}
+
+size_t append_body(char* data, size_t size, size_t count, void* target) {
+  static_cast<std::string*>(target)->append(data, size * count);
+  return size * count;
+}
+
+size_t append_header(char* data, size_t size, size_t count, void* target) {
+  std::string line(data, size * count);
+  auto colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon), value = line.substr(colon + 1);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto begin = value.find_first_not_of(" \t"), end = value.find_last_not_of(" \t\r\n");
+    (*static_cast<std::map<std::string, std::string>*>(target))[name] =
+        begin == std::string::npos ? "" : value.substr(begin, end - begin + 1);
+  }
+  return size * count;
+}
+
+std::string child_text(xmlNode* parent, const char* name) {
+  for (xmlNode* node = parent->children; node; node = node->next)
+    if (node->type == XML_ELEMENT_NODE && xmlStrcmp(node->name, BAD_CAST name) == 0) {
+      xmlChar* content = xmlNodeGetContent(node);
+      std::string text = content ? reinterpret_cast<char*>(content) : "";
+      xmlFree(content);
+      return text;
+    }
+  return "";
+}
+
+}  // namespace
+
+std::string s3_error_summary(const std::string& xml) {
+  xmlDoc* doc = xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "error.xml", nullptr,
+                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  if (!doc) return "";
+  std::string summary;
+  xmlNode* root = xmlDocGetRootElement(doc);
+  if (root && xmlStrcmp(root->name, BAD_CAST "Error") == 0)
+    summary = child_text(root, "Code") + ": " + child_text(root, "Message");
+  xmlFreeDoc(doc);
+  return summary;
+}
+
+struct S3Client::Curl {
+  CURL* handle = curl_easy_init();
+  ~Curl() { curl_easy_cleanup(handle); }
+};
+
+S3Client::S3Client(Connection connection, bool virtual_host)
+    : connection_(std::move(connection)),
+      endpoint_(make_endpoint(connection_.endpoint_url, connection_.region, virtual_host)),
+      curl_(std::make_unique<Curl>()) {
+  if (!curl_->handle) throw ResourceError("libcurl could not start a session");
+}
+
+S3Client::~S3Client() = default;
+
+Response S3Client::send(const std::string& method, const ObjectAddress& object,
+                        const std::map<std::string, std::string>& query,
+                        const std::string& body,
+                        const std::map<std::string, std::string>& headers, bool accept_missing) {
+  Target target = target_of(endpoint_, object);
+  SignedRequest request{method, target.path, {}, {{"host", target.host}}, sha256_hex(body)};
+  for (const auto& [name, value] : query) request.query.emplace_back(name, value);
+  for (const auto& [name, value] : headers) request.headers.emplace_back(name, value);
+  request.headers.emplace_back("x-amz-content-sha256", request.payload_sha256);
+  std::string authorization =
+      sign_headers(request, connection_.credentials, {connection_.region, "s3"}, amz_date_now());
+
+  std::string url = endpoint_.scheme + "://" + target.host + uri_encode(target.path, true);
+  std::string query_text;
+  for (const auto& [name, value] : query)
+    query_text += (query_text.empty() ? "?" : "&") + uri_encode(name, false) +
+                  (value.empty() ? "" : "=" + uri_encode(value, false));
+  url += query_text;
+
+  curl_slist* list = nullptr;
+  for (const auto& [name, value] : request.headers)
+    if (name != "host") list = curl_slist_append(list, (name + ": " + value).c_str());
+  list = curl_slist_append(list, ("Authorization: " + authorization).c_str());
+  list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
+
+  Response response;
+  CURL* h = curl_->handle;
+  curl_easy_reset(h);
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (method == "HEAD") curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  if (method == "PUT" || method == "POST") {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  }
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, append_header);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, &response.headers);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+  CURLcode code = curl_easy_perform(h);
+  curl_slist_free_all(list);
+  std::string where = method + " s3://" + object.bucket + "/" + object.key;
+  if (code != CURLE_OK)
+    throw RemoteError(str(where, " at ", endpoint_.host, ": ", curl_easy_strerror(code)));
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);
+  if (response.status == 404 && accept_missing) return response;
+  if (response.status >= 300) {
+    std::string summary = s3_error_summary(response.body);
+    throw RemoteError(str(where, " at ", endpoint_.host, ": HTTP ", response.status,
+                          summary.empty() ? "" : " " + summary));
+  }
+  return response;
+}
+
+std::string S3Client::put(const ObjectAddress& object, const std::string& bytes) {
+  return send("PUT", object, {}, bytes, {}, false).headers["etag"];
+}
+
+std::optional<std::string> S3Client::get(const ObjectAddress& object,
+                                         std::optional<std::pair<long long, long long>> range) {
+  std::map<std::string, std::string> headers;
+  if (range) headers["range"] = str("bytes=", range->first, "-", range->second);
+  Response response = send("GET", object, {}, "", headers, true);
+  if (response.status == 404) return std::nullopt;
+  return response.body;
+}
+
+std::optional<ObjectInfo> S3Client::head(const ObjectAddress& object) {
+  Response response = send("HEAD", object, {}, "", {}, true);
+  if (response.status == 404) return std::nullopt;
+  return ObjectInfo{std::stoll(response.headers["content-length"]), response.headers["etag"]};
+}
+
+void S3Client::remove(const ObjectAddress& object) { send("DELETE", object, {}, "", {}, true); }
+
+}  // namespace dsk::registry

@@ -1,0 +1,58 @@
+// A small S3 client on libcurl: one signed request at a time per client (one easy handle, so
+// give each worker thread its own client). Objects are addressed as {bucket, key}.
+// Errors: an HTTP error becomes RemoteError (exit 5) carrying the server's <Code> and
+// <Message> and the URL without credentials; 404 on head/get is reported as "absent".
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "registry/address.hpp"
+#include "registry/credentials.hpp"
+
+namespace dsk::registry {
+
+struct ObjectInfo {
+  long long size = 0;
+  std::string etag;
+};
+
+struct Response {
+  long status = 0;
+  std::map<std::string, std::string> headers;  // names lowercased
+  std::string body;
+};
+
+class S3Client {
+ public:
+  S3Client(Connection connection, bool virtual_host = false);
+  ~S3Client();
+  S3Client(const S3Client&) = delete;
+  S3Client& operator=(const S3Client&) = delete;
+
+  // Returns the new ETag.
+  std::string put(const ObjectAddress& object, const std::string& bytes);
+  // The whole object, or bytes [first, last] of it; nullopt when absent.
+  std::optional<std::string> get(const ObjectAddress& object,
+                                 std::optional<std::pair<long long, long long>> range = {});
+  std::optional<ObjectInfo> head(const ObjectAddress& object);
+  void remove(const ObjectAddress& object);
+
+  // Signs and sends one request; a 4xx/5xx other than accepted_missing (404) throws.
+  Response send(const std::string& method, const ObjectAddress& object,
+                const std::map<std::string, std::string>& query, const std::string& body,
+                const std::map<std::string, std::string>& headers, bool accept_missing);
+
+ private:
+  Connection connection_;
+  Endpoint endpoint_;
+  struct Curl;
+  std::unique_ptr<Curl> curl_;
+};
+
+// "<Code>: <Message>" out of an S3 XML error body, or "" when it is not one.
+std::string s3_error_summary(const std::string& xml);
+
+}  // namespace dsk::registry
