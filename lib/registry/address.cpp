@@ -34,7 +34,8 @@ Endpoint make_endpoint(const std::string& endpoint_url, const std::string& regio
 }
 
 Target target_of(const Endpoint& endpoint, const ObjectAddress& object) {
-  if (endpoint.path_style) return {endpoint.host, "/" + object.bucket + "/" + object.key};
+  if (endpoint.path_style)  // the bucket itself is "/bucket", with no trailing slash
+    return {endpoint.host, "/" + object.bucket + (object.key.empty() ? "" : "/" + object.key)};
   return {object.bucket + "." + endpoint.host, "/" + object.key};
 }
 

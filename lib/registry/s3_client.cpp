@@ -64,6 +64,28 @@ std::string s3_error_summary(const std::string& xml) {
   return summary;
 }
 
+ListPage parse_list_page(const std::string& xml) {
+  xmlDoc* doc = xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "list.xml", nullptr,
+                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  xmlNode* root = doc ? xmlDocGetRootElement(doc) : nullptr;
+  if (!root || xmlStrcmp(root->name, BAD_CAST "ListBucketResult") != 0) {
+    if (doc) xmlFreeDoc(doc);
+    throw RemoteError("the server's ListObjectsV2 answer is not a <ListBucketResult>");
+  }
+  ListPage page;
+  for (xmlNode* node = root->children; node; node = node->next) {
+    if (node->type != XML_ELEMENT_NODE || xmlStrcmp(node->name, BAD_CAST "Contents") != 0)
+      continue;
+    std::string size = child_text(node, "Size");
+    page.objects.push_back({child_text(node, "Key"), size.empty() ? 0 : std::stoll(size),
+                            child_text(node, "ETag")});
+  }
+  if (child_text(root, "IsTruncated") == "true")
+    page.next_token = child_text(root, "NextContinuationToken");
+  xmlFreeDoc(doc);
+  return page;
+}
+
 struct S3Client::Curl {
   CURL* handle = curl_easy_init();
   ~Curl() { curl_easy_cleanup(handle); }
@@ -154,5 +176,21 @@ std::optional<ObjectInfo> S3Client::head(const ObjectAddress& object) {
 }
 
 void S3Client::remove(const ObjectAddress& object) { send("DELETE", object, {}, "", {}, true); }
+
+std::vector<ListedObject> S3Client::list(const ObjectAddress& prefix, int page_size) {
+  std::vector<ListedObject> objects;
+  std::string token;
+  do {
+    std::map<std::string, std::string> query{
+        {"list-type", "2"}, {"prefix", prefix.key}, {"max-keys", std::to_string(page_size)}};
+    if (!token.empty()) query["continuation-token"] = token;
+    ListPage page = parse_list_page(send("GET", {prefix.bucket, ""}, query, "", {}, false).body);
+    objects.insert(objects.end(), page.objects.begin(), page.objects.end());
+    if (!page.next_token.empty() && page.next_token == token)
+      throw RemoteError("the server repeated a ListObjectsV2 continuation token");
+    token = page.next_token;
+  } while (!token.empty());
+  return objects;
+}
 
 }  // namespace dsk::registry

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "registry/address.hpp"
 #include "registry/credentials.hpp"
@@ -15,6 +16,12 @@
 namespace dsk::registry {
 
 struct ObjectInfo {
+  long long size = 0;
+  std::string etag;
+};
+
+struct ListedObject {
+  std::string key;
   long long size = 0;
   std::string etag;
 };
@@ -39,6 +46,9 @@ class S3Client {
                                  std::optional<std::pair<long long, long long>> range = {});
   std::optional<ObjectInfo> head(const ObjectAddress& object);
   void remove(const ObjectAddress& object);
+  // Every key under object.key (a prefix), following ListObjectsV2's continuation tokens;
+  // page_size is max-keys (the server may return fewer).
+  std::vector<ListedObject> list(const ObjectAddress& prefix, int page_size = 1000);
 
   // Signs and sends one request; a 4xx/5xx other than accepted_missing (404) throws.
   Response send(const std::string& method, const ObjectAddress& object,
@@ -51,6 +61,13 @@ class S3Client {
   struct Curl;
   std::unique_ptr<Curl> curl_;
 };
+
+// One ListObjectsV2 page: its objects, and the continuation token ("" on the last page).
+struct ListPage {
+  std::vector<ListedObject> objects;
+  std::string next_token;
+};
+ListPage parse_list_page(const std::string& xml);
 
 // "<Code>: <Message>" out of an S3 XML error body, or "" when it is not one.
 std::string s3_error_summary(const std::string& xml);
