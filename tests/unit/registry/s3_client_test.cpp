@@ -11,9 +11,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "core/error.hpp"
+#include "registry/multipart.hpp"
 #include "registry/s3_client.hpp"
 
 using namespace dsk::registry;
@@ -119,6 +121,32 @@ TEST_CASE("listing follows continuation tokens across pages") {
   CHECK(listed.front().key == "m/1.0/file0");
   CHECK(listed.back().key == "m/1.0/file6");
   CHECK(listed.front().size == 1);
+}
+
+TEST_CASE("a file spanning three parts uploads from parallel threads and reads back whole") {
+  if (!std::filesystem::exists(s3rver_js)) {
+    MESSAGE("s3rver is not installed (scripts/install-deps): skipped");
+    return;
+  }
+  LoopbackS3 server;
+  S3Client client(connection_to(server, "S3RVER"));
+  REQUIRE(server.ready(client));
+  auto file = std::filesystem::temp_directory_path() /
+              ("dsk-multipart-" + std::to_string(::getpid()));
+  std::string bytes;
+  for (int i = 0; i < (11 << 20); ++i) bytes += static_cast<char>((i * 7 + i / 4099) & 0xff);
+  std::ofstream(file, std::ios::binary) << bytes;
+  ObjectAddress object{"models", "m/1.0/model.safetensors"};
+  upload_multipart(connection_to(server, "S3RVER"), file, object, {5 << 20, 3});
+  CHECK(client.head(object)->size == static_cast<long long>(bytes.size()));
+  CHECK(client.get(object) == bytes);
+  CHECK(client.get(object, std::pair{(5LL << 20) - 2, (5LL << 20) + 1}) ==
+        bytes.substr((5 << 20) - 2, 4));
+
+  ObjectAddress refused{"no-such-bucket", "x"};
+  CHECK_THROWS_AS(upload_multipart(connection_to(server, "S3RVER"), file, refused, {5 << 20, 2}),
+                  dsk::RemoteError);
+  std::filesystem::remove(file);
 }
 
 TEST_CASE("S3 XML errors are summarised, anything else is not") {
