@@ -1,83 +1,19 @@
-// The S3 client against a real S3-compatible server on loopback: s3rver (npm, pinned in
-// scripts/deps/npm-registry.txt) with its fixed credentials S3RVER / S3RVER. s3rver 3.7.1 checks
-// the access key id but, despite its docs, not SigV4 signatures (its authentication.js accepts
-// any V4 signature), so the signer's correctness rests on the AWS vectors in sigv4_test.cpp.
-// The test is skipped with a message when s3rver is not installed.
+// The S3 client and multipart upload against s3rver on loopback (loopback_s3.hpp).
 #include <doctest/doctest.h>
 
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/sha256.hpp"
+#include "loopback_s3.hpp"
 #include "registry/multipart.hpp"
-#include "registry/s3_client.hpp"
 
 using namespace dsk::registry;
-
-namespace {
-
-const std::filesystem::path s3rver_js =
-    std::filesystem::path(DSK_SOURCE_DIR) / ".deps/npm/node_modules/s3rver/bin/s3rver.js";
-
-// Runs s3rver on 127.0.0.1 with bucket "models" until destroyed. Node needs OpenSSL's legacy
-// provider for s3rver's continuation tokens (it encrypts them with a cipher OpenSSL 3 retired).
-class LoopbackS3 {
- public:
-  LoopbackS3() {
-    port_ = 20000 + static_cast<int>(::getpid() % 20000);
-    dir_ = std::filesystem::temp_directory_path() / ("dsk-s3rver-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      std::string port = std::to_string(port_), dir = dir_.string(), js = s3rver_js.string();
-      ::execlp("node", "node", "--openssl-legacy-provider", js.c_str(), "-d", dir.c_str(), "-a", "127.0.0.1", "-p",
-               port.c_str(), "-s", "--configure-bucket", "models", nullptr);
-      ::_exit(127);
-    }
-  }
-  ~LoopbackS3() {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    std::filesystem::remove_all(dir_);
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
-  // Waits (bounded) until the server answers a signed HEAD.
-  bool ready(S3Client& client) const {
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      try {
-        client.head({"models", "probe"});
-        return true;
-      } catch (const dsk::RemoteError&) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-    return false;
-  }
-
- private:
-  int port_ = 0;
-  pid_t pid_ = -1;
-  std::filesystem::path dir_;
-};
-
-Connection connection_to(const LoopbackS3& server, const std::string& key_id) {
-  return Connection{{key_id, "S3RVER", ""}, "us-east-1", server.url()};
-}
-
-}  // namespace
+using namespace dsk::registry::testing;
 
 TEST_CASE("put, head, ranged get and delete against s3rver") {
-  if (!std::filesystem::exists(s3rver_js)) {
-    MESSAGE("s3rver is not installed (scripts/install-deps): skipped");
-    return;
-  }
+  REQUIRE_S3RVER();
   LoopbackS3 server;
   S3Client client(connection_to(server, "S3RVER"));
   REQUIRE(server.ready(client));
@@ -107,10 +43,7 @@ TEST_CASE("put, head, ranged get and delete against s3rver") {
 }
 
 TEST_CASE("listing follows continuation tokens across pages") {
-  if (!std::filesystem::exists(s3rver_js)) {
-    MESSAGE("s3rver is not installed (scripts/install-deps): skipped");
-    return;
-  }
+  REQUIRE_S3RVER();
   LoopbackS3 server;
   S3Client client(connection_to(server, "S3RVER"));
   REQUIRE(server.ready(client));
@@ -124,10 +57,7 @@ TEST_CASE("listing follows continuation tokens across pages") {
 }
 
 TEST_CASE("a file spanning three parts uploads from parallel threads and reads back whole") {
-  if (!std::filesystem::exists(s3rver_js)) {
-    MESSAGE("s3rver is not installed (scripts/install-deps): skipped");
-    return;
-  }
+  REQUIRE_S3RVER();
   LoopbackS3 server;
   S3Client client(connection_to(server, "S3RVER"));
   REQUIRE(server.ready(client));
