@@ -1,8 +1,5 @@
 #include "registry/multipart.hpp"
 
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-
 #include <atomic>
 #include <fstream>
 #include <mutex>
@@ -14,19 +11,8 @@
 namespace dsk::registry {
 namespace {
 
-// <InitiateMultipartUploadResult><UploadId>...</UploadId>...
 std::string upload_id_of(const std::string& xml) {
-  xmlDoc* doc = xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "initiate.xml", nullptr,
-                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-  std::string id;
-  if (xmlNode* root = doc ? xmlDocGetRootElement(doc) : nullptr)
-    for (xmlNode* node = root->children; node; node = node->next)
-      if (node->type == XML_ELEMENT_NODE && xmlStrcmp(node->name, BAD_CAST "UploadId") == 0) {
-        xmlChar* content = xmlNodeGetContent(node);
-        id = content ? reinterpret_cast<char*>(content) : "";
-        xmlFree(content);
-      }
-  if (doc) xmlFreeDoc(doc);
+  std::string id = xml_field(xml, "InitiateMultipartUploadResult", "UploadId");
   if (id.empty()) throw RemoteError("the server's InitiateMultipartUpload answer has no UploadId");
   return id;
 }

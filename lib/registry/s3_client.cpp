@@ -52,16 +52,20 @@ std::string child_text(xmlNode* parent, const char* name) {
 
 }  // namespace
 
-std::string s3_error_summary(const std::string& xml) {
-  xmlDoc* doc = xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "error.xml", nullptr,
+std::string xml_field(const std::string& xml, const char* root_name, const char* child) {
+  xmlDoc* doc = xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "answer.xml", nullptr,
                               XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if (!doc) return "";
-  std::string summary;
+  std::string text;
   xmlNode* root = xmlDocGetRootElement(doc);
-  if (root && xmlStrcmp(root->name, BAD_CAST "Error") == 0)
-    summary = child_text(root, "Code") + ": " + child_text(root, "Message");
+  if (root && xmlStrcmp(root->name, BAD_CAST root_name) == 0) text = child_text(root, child);
   xmlFreeDoc(doc);
-  return summary;
+  return text;
+}
+
+std::string s3_error_summary(const std::string& xml) {
+  std::string code = xml_field(xml, "Error", "Code");
+  return code.empty() ? "" : code + ": " + xml_field(xml, "Error", "Message");
 }
 
 ListPage parse_list_page(const std::string& xml) {

@@ -69,6 +69,10 @@ struct ListPage {
 };
 ListPage parse_list_page(const std::string& xml);
 
+// The text of <child> directly under the document's root element when the root is <root>,
+// else "" (also for bytes that are not XML).
+std::string xml_field(const std::string& xml, const char* root, const char* child);
+
 // "<Code>: <Message>" out of an S3 XML error body, or "" when it is not one.
 std::string s3_error_summary(const std::string& xml);
 
