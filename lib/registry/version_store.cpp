@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/sha256.hpp"
+#include "registry/alias_store.hpp"
 
 namespace dsk::registry {
 namespace {
@@ -23,10 +24,7 @@ std::string utc_now() {
 
 ObjectAddress version_object(const std::string& root, const std::string& name,
                              const std::string& version, const std::string& file) {
-  ObjectAddress base = parse_s3_url(root);
-  std::string prefix = base.key;
-  if (!prefix.empty() && !prefix.ends_with('/')) prefix += '/';
-  return {base.bucket, prefix + name + "/" + version + "/" + file};
+  return registry_object(root, name, version + "/" + file);
 }
 
 // A relative file path must stay inside the version's directory.

@@ -2,11 +2,13 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/sha256.hpp"
 #include "loopback_s3.hpp"
+#include "registry/alias_store.hpp"
 #include "registry/version_store.hpp"
 
 using namespace dsk::registry;
@@ -68,3 +70,27 @@ TEST_CASE("manifests round-trip and bad ones name the problem") {
     CHECK_THROWS_AS(parse_manifest(bad, "m.yaml"), dsk::DataError);
 }
 
+
+TEST_CASE("two concurrent alias writers both keep their change") {
+  REQUIRE_S3RVER();
+  LoopbackS3 server;
+  Connection connection = connection_to(server, "S3RVER");
+  S3Client client(connection);
+  REQUIRE(server.ready(client));
+  const std::string root = "s3://models";
+  for (const char* version : {"1.0", "1.1"})
+    client.put({"models", std::string("vision/") + version + "/manifest.yaml"}, "x");
+
+  auto writer = [&](std::string alias, std::vector<WeightedVersion> versions) {
+    S3Client own(connection);
+    set_alias(own, root, "vision", alias, versions, {8, std::chrono::milliseconds(150)});
+  };
+  std::thread first(writer, "prod", std::vector<WeightedVersion>{{"1.0", 90}, {"1.1", 10}});
+  std::thread second(writer, "canary", std::vector<WeightedVersion>{{"1.1", 100}});
+  first.join();
+  second.join();
+  AliasTable table = read_aliases(client, root, "vision");
+  CHECK(table["prod"] == std::vector<WeightedVersion>{{"1.0", 90}, {"1.1", 10}});
+  CHECK(table["canary"] == std::vector<WeightedVersion>{{"1.1", 100}});
+  CHECK_THROWS_AS(set_alias(client, root, "vision", "prod", {{"2.0", 100}}), dsk::UsageError);
+}
