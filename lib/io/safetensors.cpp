@@ -12,6 +12,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/fs.hpp"
 
 namespace dsk::io {
 
@@ -222,6 +223,49 @@ TensorView SafetensorsFile::at(std::string_view name) const {
 
 TensorView SafetensorsFile::view(const TensorInfo& info) const {
   return TensorView{&info, mapping_ + data_offset_ + info.begin};
+}
+
+namespace {
+
+uint64_t bytes_of(const TensorToWrite& t) {
+  uint64_t n = dtype_size(t.dtype);
+  for (auto d : t.shape) {
+    if (d < 0) throw UsageError(str("tensor '", t.name, "': negative dimension"));
+    n *= static_cast<uint64_t>(d);
+  }
+  return n;
+}
+
+}  // namespace
+
+std::string safetensors_header_json(const std::vector<TensorToWrite>& tensors,
+                                    const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& t : tensors) {
+    if (t.name == "__metadata__" || header.contains(t.name))
+      throw UsageError(str("tensor name '", t.name, "' given twice or reserved"));
+    const uint64_t size = bytes_of(t);
+    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape},
+                      {"data_offsets", {offset, offset + size}}};
+    offset += size;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  return text;
+}
+
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  const std::string header = safetensors_header_json(tensors, metadata);
+  char length[8];
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<char>((static_cast<uint64_t>(header.size()) >> (8 * i)) & 0xFF);
+  AtomicFile file(path);
+  file.write(length, 8);
+  file.write(header);
+  for (const auto& t : tensors) file.write(t.data, bytes_of(t));
+  file.commit();
 }
 
 }  // namespace dsk::io

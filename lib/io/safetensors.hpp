@@ -88,3 +88,24 @@ class SafetensorsFile {
 };
 
 }  // namespace dsk::io
+
+namespace dsk::io {
+
+// One tensor to write: bytes are byte_size(dtype, shape) long and are copied as they are.
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  const void* data;
+};
+
+// The header JSON of a file holding these tensors, back to back in the given order, padded
+// with spaces to a multiple of 8 bytes so the data section starts 8-aligned (as HF writes it).
+std::string safetensors_header_json(const std::vector<TensorToWrite>& tensors,
+                                    const std::map<std::string, std::string>& metadata);
+// Writes a safetensors file to a temporary name and renames it into place (core/fs.hpp).
+// UsageError for a name given twice; ResourceError on a full disk.
+void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace dsk::io

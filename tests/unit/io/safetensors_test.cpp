@@ -139,3 +139,29 @@ TEST_CASE("a nested key with a repeated name is not a duplicate tensor") {
   CHECK(file.tensors().size() == 1);
   CHECK(file.metadata().at("t") == "x");
 }
+
+TEST_CASE("writer -> reader round trip, 8-aligned data, temp file renamed") {
+  const float a[] = {1.5f, -2.0f, 3.25f};
+  const uint16_t b[] = {float_to_bf16(0.5f), float_to_bf16(-4.0f)};
+  const int64_t c[] = {7};
+  auto dir = scratch_dir("st-write");
+  auto path = dir / "out.safetensors";
+  write_safetensors(path,
+                    {{"a", DType::F32, {3}, a}, {"b.weight", DType::BF16, {1, 2}, b}, {"c", DType::I64, {}, c}},
+                    {{"format", "pt"}});
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);
+  std::string bytes = read_file(path);
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes.data(), 8);
+  CHECK(header_len % 8 == 0);
+  SafetensorsFile file(path);
+  CHECK(file.metadata().at("format") == "pt");
+  CHECK(element_to_float(file.at("a").data, DType::F32, 2) == 3.25f);
+  CHECK(file.at("b.weight").shape() == std::vector<int64_t>{1, 2});
+  CHECK(element_to_float(file.at("b.weight").data, DType::BF16, 1) == -4.0f);
+  CHECK(file.at("c").shape().empty());
+  CHECK(element_to_float(file.at("c").data, DType::I64, 0) == 7.0f);
+  CHECK_THROWS_AS(write_safetensors(dir / "dup.safetensors", {{"a", DType::F32, {1}, a}, {"a", DType::F32, {1}, a}}),
+                  UsageError);
+  CHECK(!fs::exists(dir / "dup.safetensors"));
+}
