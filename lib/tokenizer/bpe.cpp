@@ -1,0 +1,178 @@
+#include "tokenizer/bpe.hpp"
+
+#include <queue>
+
+#include "core/error.hpp"
+
+namespace dsk::tokenizer {
+
+const std::array<std::string, 256>& byte_level_alphabet() {
+  static const std::array<std::string, 256> alphabet = [] {
+    std::array<std::string, 256> table;
+    auto encode = [](uint32_t cp) {
+      std::string s;
+      if (cp < 0x80) {
+        s += char(cp);
+      } else {
+        s += char(0xC0 | (cp >> 6));
+        s += char(0x80 | (cp & 0x3F));
+      }
+      return s;
+    };
+    // Printable Latin-1 bytes map to themselves; the rest to 256, 257, ... in byte order.
+    uint32_t next = 256;
+    for (int b = 0; b < 256; ++b) {
+      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      table[b] = encode(printable ? uint32_t(b) : next++);
+    }
+    return table;
+  }();
+  return alphabet;
+}
+
+bool byte_level_to_bytes(std::string_view text, std::string& bytes) {
+  static const std::unordered_map<std::string, char> reverse = [] {
+    std::unordered_map<std::string, char> map;
+    const auto& alphabet = byte_level_alphabet();
+    for (int b = 0; b < 256; ++b) map[alphabet[b]] = char(b);
+    return map;
+  }();
+  bytes.clear();
+  for (size_t at = 0; at < text.size();) {
+    size_t length = (static_cast<unsigned char>(text[at]) < 0x80) ? 1 : 2;
+    auto it = reverse.find(std::string(text.substr(at, length)));
+    if (it == reverse.end()) return false;
+    bytes += it->second;
+    at += length;
+  }
+  return true;
+}
+
+Bpe Bpe::from_json(const nlohmann::json& model, const std::string& where) {
+  if (model.value("type", "BPE") != "BPE")
+    throw DataError(str(where, ".model.type: expected \"BPE\", got \"", model.value("type", ""), "\""));
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
+    if (model.contains(key) && !model[key].is_null() && !model[key].get<std::string>().empty())
+      throw DataError(str(where, ".model.", key, ": not supported by dsk's byte-level BPE"));
+  if (model.value("byte_fallback", false))
+    throw DataError(str(where, ".model.byte_fallback: true is not supported (byte-level BPE needs none)"));
+  if (model.contains("dropout") && !model["dropout"].is_null())
+    throw DataError(str(where, ".model.dropout: BPE dropout is not supported"));
+
+  Bpe bpe;
+  bpe.ignore_merges_ = model.value("ignore_merges", false);
+  const auto& vocab = model.at("vocab");
+  std::string bytes;
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    auto id = it.value().get<TokenId>();
+    bpe.vocab_.emplace(it.key(), id);
+    if (id >= bpe.id_bytes_.size()) bpe.id_bytes_.resize(size_t(id) + 1);
+    // Entries outside the byte-level alphabet (DeepSeek lists its special tokens here too) can
+    // never come out of merges; they decode to themselves.
+    if (byte_level_to_bytes(it.key(), bytes)) {
+      bpe.id_bytes_[id] = bytes;
+      bpe.bytes_to_id_.emplace(bytes, id);
+    } else {
+      bpe.id_bytes_[id] = it.key();
+    }
+  }
+  bpe.byte_id_.fill(-1);
+  for (int b = 0; b < 256; ++b) {
+    auto it = bpe.bytes_to_id_.find(std::string(1, char(b)));
+    if (it != bpe.bytes_to_id_.end()) bpe.byte_id_[b] = it->second;
+  }
+
+  const auto& merges = model.at("merges");
+  bpe.merges_.reserve(merges.size() * 2);
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    const auto& merge = merges[rank];
+    std::string left, right;
+    if (merge.is_string()) {  // "a b"
+      const auto& text = merge.get_ref<const std::string&>();
+      size_t space = text.find(' ', 1);
+      if (space == std::string::npos)
+        throw DataError(str(where, ".model.merges[", rank, "]: expected \"left right\""));
+      left = text.substr(0, space);
+      right = text.substr(space + 1);
+    } else if (merge.is_array() && merge.size() == 2) {  // ["a", "b"]
+      left = merge[0].get<std::string>();
+      right = merge[1].get<std::string>();
+    } else {
+      throw DataError(str(where, ".model.merges[", rank, "]: expected \"a b\" or [\"a\", \"b\"]"));
+    }
+    auto l = vocab.find(left), r = vocab.find(right), m = vocab.find(left + right);
+    if (l == vocab.end() || r == vocab.end() || m == vocab.end())
+      throw DataError(str(where, ".model.merges[", rank, "]: \"", left, "\" + \"", right, "\" not in the vocab"));
+    bpe.merges_.try_emplace(pair_key(l->get<TokenId>(), r->get<TokenId>()),
+                            Merge{uint32_t(rank), m->get<TokenId>()});
+  }
+  return bpe;
+}
+
+// Merges adjacent symbols, lowest rank first and leftmost among equals (as HF's BPE does),
+// with a heap of candidate pairs over a linked list of symbols: O(n log n) for long pieces.
+void Bpe::merge_symbols(std::vector<TokenId>& symbols) const {
+  size_t n = symbols.size();
+  if (n < 2) return;
+  struct Candidate {
+    uint32_t rank;
+    uint32_t left;  // position of the left symbol
+    TokenId left_id, right_id;
+    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+  };
+  thread_local std::vector<uint32_t> next, prev;
+  thread_local std::vector<Candidate> heap_storage;
+  next.resize(n);
+  prev.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    next[i] = uint32_t(i + 1);
+    prev[i] = uint32_t(i - 1);  // wraps for i == 0; never read there
+  }
+  heap_storage.clear();
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap(std::greater<>{},
+                                                                             std::move(heap_storage));
+  auto push = [&](uint32_t left) {
+    uint32_t right = next[left];
+    if (right >= n) return;
+    auto it = merges_.find(pair_key(symbols[left], symbols[right]));
+    if (it != merges_.end()) heap.push({it->second.rank, left, symbols[left], symbols[right]});
+  };
+  constexpr TokenId kDead = ~TokenId(0);
+  for (uint32_t i = 0; i + 1 < n; ++i) push(i);
+  while (!heap.empty()) {
+    Candidate top = heap.top();
+    heap.pop();
+    uint32_t left = top.left;
+    if (symbols[left] != top.left_id) continue;  // stale: the left symbol changed
+    uint32_t right = next[left];
+    if (right >= n || symbols[right] != top.right_id) continue;
+    symbols[left] = merges_.at(pair_key(top.left_id, top.right_id)).merged;
+    symbols[right] = kDead;
+    next[left] = next[right];
+    if (next[right] < n) prev[next[right]] = left;
+    if (left > 0) push(prev[left]);  // position 0 is never merged away, so prev[left] is live
+    push(left);
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (symbols[i] != kDead) symbols[kept++] = symbols[i];
+  symbols.resize(kept);
+}
+
+void Bpe::encode_piece(std::string_view piece, std::vector<TokenId>& out) const {
+  if (ignore_merges_) {
+    auto it = bytes_to_id_.find(piece);
+    if (it != bytes_to_id_.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
+  thread_local std::vector<TokenId> symbols;
+  symbols.clear();
+  for (unsigned char b : piece)
+    if (byte_id_[b] >= 0) symbols.push_back(TokenId(byte_id_[b]));  // no unk token: HF drops it
+  merge_symbols(symbols);
+  out.insert(out.end(), symbols.begin(), symbols.end());
+}
+
+}  // namespace dsk::tokenizer

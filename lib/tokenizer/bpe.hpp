@@ -1,0 +1,57 @@
+// The BPE model of a byte-level tokenizer.json: merges a piece of raw bytes into token ids.
+// Vocabulary strings are in GPT-2's byte-to-unicode alphabet; they are turned back into raw
+// bytes at load, so encoding works on bytes and decoding is a table lookup.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace dsk::tokenizer {
+
+using TokenId = uint32_t;
+
+// GPT-2's reversible map from bytes to printable code points (bytes_to_unicode), as UTF-8.
+const std::array<std::string, 256>& byte_level_alphabet();
+// The raw bytes of a byte-level string; false when a character is outside the alphabet.
+bool byte_level_to_bytes(std::string_view text, std::string& bytes);
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using StringToId = std::unordered_map<std::string, TokenId, StringHash, std::equal_to<>>;
+
+class Bpe {
+ public:
+  // `model` is the "model" node (type BPE); `where` names the file for errors.
+  static Bpe from_json(const nlohmann::json& model, const std::string& where);
+
+  // Appends the ids of one pre-tokenized piece (raw bytes).
+  void encode_piece(std::string_view piece, std::vector<TokenId>& out) const;
+
+  const StringToId& vocab() const { return vocab_; }  // byte-level strings
+  const std::vector<std::string>& id_bytes() const { return id_bytes_; }  // raw bytes per id
+
+ private:
+  struct Merge {
+    uint32_t rank;
+    TokenId merged;
+  };
+  static uint64_t pair_key(TokenId left, TokenId right) { return (uint64_t(left) << 32) | right; }
+  void merge_symbols(std::vector<TokenId>& symbols) const;
+
+  StringToId vocab_;
+  std::unordered_map<std::string, TokenId, StringHash, std::equal_to<>> bytes_to_id_;
+  std::vector<std::string> id_bytes_;
+  std::array<int64_t, 256> byte_id_{};  // -1 where the byte has no token
+  std::unordered_map<uint64_t, Merge> merges_;
+  bool ignore_merges_ = false;
+};
+
+}  // namespace dsk::tokenizer
