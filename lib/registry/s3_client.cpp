@@ -21,8 +21,21 @@ std::string amz_date_now() {
   return text;
 }
 
+// Success bodies go to the sink when there is one; error bodies are kept for the message.
+struct BodyTarget {
+  CURL* handle;
+  std::string* body;
+  const std::function<void(std::string_view)>* sink;
+};
+
 size_t append_body(char* data, size_t size, size_t count, void* target) {
-  static_cast<std::string*>(target)->append(data, size * count);
+  auto* body = static_cast<BodyTarget*>(target);
+  long status = 0;
+  curl_easy_getinfo(body->handle, CURLINFO_RESPONSE_CODE, &status);
+  if (body->sink && status < 300)
+    (*body->sink)(std::string_view(data, size * count));
+  else
+    body->body->append(data, size * count);
   return size * count;
 }
 
@@ -107,7 +120,8 @@ S3Client::~S3Client() = default;
 Response S3Client::send(const std::string& method, const ObjectAddress& object,
                         const std::map<std::string, std::string>& query,
                         const std::string& body,
-                        const std::map<std::string, std::string>& headers, bool accept_missing) {
+                        const std::map<std::string, std::string>& headers, bool accept_missing,
+                        const std::function<void(std::string_view)>* sink) {
   Target target = target_of(endpoint_, object);
   SignedRequest request{method, target.path, {}, {{"host", target.host}}, sha256_hex(body)};
   for (const auto& [name, value] : query) request.query.emplace_back(name, value);
@@ -141,7 +155,8 @@ Response S3Client::send(const std::string& method, const ObjectAddress& object,
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   }
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &response.body);
+  BodyTarget body_target{h, &response.body, sink};
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &body_target);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, append_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &response.headers);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
@@ -171,6 +186,11 @@ std::optional<std::string> S3Client::get(const ObjectAddress& object,
   Response response = send("GET", object, {}, "", headers, true);
   if (response.status == 404) return std::nullopt;
   return response.body;
+}
+
+bool S3Client::download(const ObjectAddress& object,
+                        const std::function<void(std::string_view)>& sink) {
+  return send("GET", object, {}, "", {}, true, &sink).status != 404;
 }
 
 std::optional<ObjectInfo> S3Client::head(const ObjectAddress& object) {

@@ -4,6 +4,7 @@
 // <Message> and the URL without credentials; 404 on head/get is reported as "absent".
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -44,6 +45,9 @@ class S3Client {
   // The whole object, or bytes [first, last] of it; nullopt when absent.
   std::optional<std::string> get(const ObjectAddress& object,
                                  std::optional<std::pair<long long, long long>> range = {});
+  // Streams the object's bytes to sink as they arrive (no copy of the whole object in
+  // memory); false when absent.
+  bool download(const ObjectAddress& object, const std::function<void(std::string_view)>& sink);
   std::optional<ObjectInfo> head(const ObjectAddress& object);
   void remove(const ObjectAddress& object);
   // Every key under object.key (a prefix), following ListObjectsV2's continuation tokens;
@@ -53,7 +57,8 @@ class S3Client {
   // Signs and sends one request; a 4xx/5xx other than accepted_missing (404) throws.
   Response send(const std::string& method, const ObjectAddress& object,
                 const std::map<std::string, std::string>& query, const std::string& body,
-                const std::map<std::string, std::string>& headers, bool accept_missing);
+                const std::map<std::string, std::string>& headers, bool accept_missing,
+                const std::function<void(std::string_view)>* sink = nullptr);
 
  private:
   Connection connection_;

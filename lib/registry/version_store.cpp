@@ -117,13 +117,21 @@ Manifest fetch_version(const Connection& connection, const std::string& root,
   if (!text) throw UsageError(str(name, " version ", version, " does not exist (no ", source, ")"));
   Manifest manifest = parse_manifest(*text, source);
   for (const auto& file : manifest.files) {
-    auto bytes = client.get(version_object(root, name, version, file.path));
     std::string where = str(source, ": ", file.path);
-    if (!bytes) throw DataError(str(where, " is listed but missing"));
-    if (static_cast<long long>(bytes->size()) != file.size || sha256_hex(*bytes) != file.sha256)
-      throw DataError(str(where, ": downloaded bytes do not match the manifest's size/sha256"));
     std::filesystem::create_directories((directory / file.path).parent_path());
-    write_file_atomic(directory / file.path, *bytes);
+    AtomicFile out(directory / file.path);
+    Sha256 digest;
+    long long received = 0;
+    bool present = client.download(version_object(root, name, version, file.path),
+                                   [&](std::string_view bytes) {
+                                     out.write(bytes);
+                                     digest.update(bytes);
+                                     received += static_cast<long long>(bytes.size());
+                                   });
+    if (!present) throw DataError(str(where, " is listed but missing"));
+    if (received != file.size || digest.hex_digest() != file.sha256)
+      throw DataError(str(where, ": downloaded bytes do not match the manifest's size/sha256"));
+    out.commit();
   }
   write_file_atomic(directory / "manifest.yaml", *text);
   return manifest;
