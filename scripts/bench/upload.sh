@@ -25,7 +25,7 @@ measure() {
   echo "$label $wall" >>"$work/results"
 }
 measure dsk-upload dsk-upload "$work/ckpt" --name bench --model-version 1 --to s3://models \
-  --part-size 16MiB --concurrency 8
+  --part-size 64MiB --concurrency 4
 measure aws-upload aws s3 cp "$work/ckpt/model.bin" s3://models/aws/model.bin
 measure dsk-download dsk-upload --name bench --model-version 1 --to s3://models --get "$work/d1"
 measure aws-download aws s3 cp s3://models/aws/model.bin "$work/d2.bin"
