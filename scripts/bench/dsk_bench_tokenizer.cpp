@@ -2,10 +2,11 @@
 // parity test. The corpus holds documents separated by "\x1e\n" (tests/tokenizer/make_corpus.py);
 // invalid UTF-8 in a document is replaced by U+FFFD first, as Python's errors="replace" does.
 //
-//   dsk-bench-tokenizer TOKENIZER_JSON CORPUS [--threads N] [--repeat R] [--ids OUT]
+//   dsk-bench-tokenizer TOKENIZER_JSON CORPUS [--threads N] [--repeat R] [--ids OUT] [--roundtrip]
 //
 // Prints "threads N mb_per_s X tokens T" on stdout. With --ids, writes one line of ids per
-// document (single thread), the format tests/tokenizer/encode_js.mjs writes.
+// document (single thread), the format tests/tokenizer/encode_js.mjs writes. With --roundtrip,
+// checks decode(encode(doc)) == doc for every (replaced, so valid) document; exit 3 if not.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -68,6 +69,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> positional;
   size_t threads = 1, repeat = 1;
   std::string ids_path;
+  bool roundtrip = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -77,11 +79,12 @@ int run(int argc, char** argv) {
     if (arg == "--threads") threads = std::stoul(value());
     else if (arg == "--repeat") repeat = std::stoul(value());
     else if (arg == "--ids") ids_path = value();
+    else if (arg == "--roundtrip") roundtrip = true;
     else if (!arg.empty() && arg[0] == '-') throw dsk::UsageError(dsk::str("unknown option ", arg));
     else positional.push_back(arg);
   }
   if (positional.size() != 2 || threads == 0 || repeat == 0)
-    throw dsk::UsageError("usage: dsk-bench-tokenizer TOKENIZER_JSON CORPUS [--threads N] [--repeat R] [--ids OUT]");
+    throw dsk::UsageError("usage: dsk-bench-tokenizer TOKENIZER_JSON CORPUS [--threads N] [--repeat R] [--ids OUT] [--roundtrip]");
 
   Tokenizer tokenizer = Tokenizer::load(positional[0]);
   size_t bytes = 0;
@@ -98,6 +101,11 @@ int run(int argc, char** argv) {
     }
     if (!out) throw dsk::ResourceError(dsk::str(ids_path, ": write failed"));
   }
+
+  if (roundtrip)
+    for (size_t i = 0; i < documents.size(); ++i)
+      if (tokenizer.decode(tokenizer.encode(documents[i])) != documents[i])
+        throw dsk::DataError(dsk::str("document ", i + 1, ": decode(encode(text)) differs from the text"));
 
   size_t tokens = 0;
   encode_all(tokenizer, documents, threads, 1, tokens);  // warm the caches and the JIT

