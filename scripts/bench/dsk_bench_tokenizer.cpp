@@ -108,7 +108,7 @@ int run(int argc, char** argv) {
         throw dsk::DataError(dsk::str("document ", i + 1, ": decode(encode(text)) differs from the text"));
 
   size_t tokens = 0;
-  encode_all(tokenizer, documents, threads, 1, tokens);  // warm the caches and the JIT
+  encode_all(tokenizer, documents, threads, 1, tokens);  // page in the corpus and the tables (the piece caches are per thread, so they start cold again below)
   double seconds = encode_all(tokenizer, documents, threads, repeat, tokens);
   double mb_per_s = double(bytes) * double(repeat) / 1e6 / seconds;
   std::printf("threads %zu mb_per_s %.3f tokens %zu\n", threads, mb_per_s, tokens / repeat);
