@@ -45,4 +45,14 @@ void set_alias(S3Client& client, const std::string& root, const std::string& nam
                         " attempts (other writers keep replacing it)"));
 }
 
+std::string resolve_version(S3Client& client, const std::string& root, const std::string& name,
+                            const std::string& ref, double u) {
+  AliasTable table = read_aliases(client, root, name);
+  if (auto alias = table.find(ref); alias != table.end()) return pick_version(alias->second, u);
+  if (client.head(registry_object(root, name, ref + "/manifest.yaml"))) return ref;
+  ObjectAddress base = registry_object(root, name, "");
+  throw UsageError(str(name, "@", ref, ": no such alias in s3://", base.bucket, "/", base.key,
+                       "aliases.yaml and no such version (no ", ref, "/manifest.yaml)"));
+}
+
 }  // namespace dsk::registry

@@ -29,6 +29,11 @@ void set_alias(S3Client& client, const std::string& root, const std::string& nam
                const std::string& alias, const std::vector<WeightedVersion>& versions,
                const AliasWriteOptions& options = {});
 
+// The version that ref names: an alias of name (a version drawn by its weights with u in
+// [0, 1)) or else a version. UsageError when it is neither (naming both places looked at).
+std::string resolve_version(S3Client& client, const std::string& root, const std::string& name,
+                            const std::string& ref, double u);
+
 // Where <root>/<name>/<file> lives ("s3://bucket/prefix" root).
 ObjectAddress registry_object(const std::string& root, const std::string& name,
                               const std::string& file);

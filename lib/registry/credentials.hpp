@@ -19,6 +19,12 @@ struct Connection {
   Credentials credentials;
   std::string region = "us-east-1";
   std::string endpoint_url;  // empty: AWS itself; "http://127.0.0.1:4568" for a local server
+  // Retries of one request on a 5xx answer (but 501), a connection failure or a time-out,
+  // with exponential backoff from first_backoff_ms (doubling, capped at 8 s, with jitter).
+  int attempts = 5;
+  long first_backoff_ms = 250;
+  // A transfer that moves no byte for this long fails as a time-out (and is retried).
+  long stall_timeout_seconds = 30;
 };
 
 struct ConnectionFlags {  // what the user passed; empty means "not given"

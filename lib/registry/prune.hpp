@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "registry/s3_client.hpp"
+
 namespace dsk::registry {
 
 struct VersionAge {
@@ -24,5 +26,15 @@ std::vector<std::string> versions_to_prune(std::vector<VersionAge> versions,
                                            const std::set<std::string>& aliased,
                                            const PrunePolicy& policy,
                                            std::chrono::system_clock::time_point now);
+
+// "2026-11-22T18:40:00Z" (a manifest's creation time); DataError naming source otherwise.
+std::chrono::system_clock::time_point parse_utc_time(const std::string& text,
+                                                     const std::string& source);
+
+// Prunes name under root: reads its whole versions and aliases, deletes (unless dry_run) the
+// versions versions_to_prune selects, each manifest first, and returns them, oldest first.
+std::vector<std::string> prune_versions(S3Client& client, const std::string& root,
+                                        const std::string& name, const PrunePolicy& policy,
+                                        bool dry_run);
 
 }  // namespace dsk::registry

@@ -4,9 +4,13 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <chrono>
 #include <ctime>
+#include <random>
+#include <thread>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/sha256.hpp"
 
 namespace dsk::registry {
@@ -117,11 +121,74 @@ S3Client::S3Client(Connection connection, bool virtual_host)
 
 S3Client::~S3Client() = default;
 
+namespace {
+
+// Failures worth another try: the server was busy or broken for a moment (5xx, but not 501
+// Not Implemented, which stays so), the connection failed or stalled.
+bool retryable_status(long status) { return status >= 500 && status != 501; }
+
+bool retryable_curl(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 Response S3Client::send(const std::string& method, const ObjectAddress& object,
                         const std::map<std::string, std::string>& query,
                         const std::string& body,
                         const std::map<std::string, std::string>& headers, bool accept_missing,
                         const std::function<void(std::string_view)>* sink) {
+  std::string where = method + " s3://" + object.bucket + "/" + object.key;
+  // A streamed answer cannot be taken back from the sink, so a retry is possible only while
+  // the sink has seen nothing.
+  bool sink_used = false;
+  std::function<void(std::string_view)> counting_sink = [&](std::string_view bytes) {
+    sink_used = true;
+    (*sink)(bytes);
+  };
+  std::mt19937 random(std::random_device{}());
+  long backoff_ms = std::max(1L, connection_.first_backoff_ms);
+  for (int attempt = 1;; ++attempt) {
+    std::string failure;
+    bool retry = false;
+    try {
+      Response response = send_once(method, object, query, body, headers, sink ? &counting_sink : nullptr);
+      if (response.status == 404 && accept_missing) return response;
+      if (response.status < 300) return response;
+      std::string summary = s3_error_summary(response.body);
+      failure = str("HTTP ", response.status, summary.empty() ? "" : " " + summary);
+      retry = retryable_status(response.status);
+    } catch (const TransferFailure& error) {
+      failure = error.message;
+      retry = retryable_curl(static_cast<CURLcode>(error.code));
+    }
+    bool last = attempt >= std::max(1, connection_.attempts) || sink_used;
+    if (!retry || last)
+      throw RemoteError(str(where, " at ", endpoint_.host, ": ", failure,
+                            retry ? str(" (after ", attempt, attempt == 1 ? " try)" : " tries)") : ""));
+    log_debug(where, ": ", failure, "; retrying in ", backoff_ms, " ms");
+    std::uniform_int_distribution<long> jitter(0, backoff_ms / 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms + jitter(random)));
+    backoff_ms = std::min(backoff_ms * 2, 8000L);
+  }
+}
+
+Response S3Client::send_once(const std::string& method, const ObjectAddress& object,
+                             const std::map<std::string, std::string>& query,
+                             const std::string& body,
+                             const std::map<std::string, std::string>& headers,
+                             const std::function<void(std::string_view)>* sink) {
   Target target = target_of(endpoint_, object);
   SignedRequest request{method, target.path, {}, {{"host", target.host}}, sha256_hex(body)};
   for (const auto& [name, value] : query) request.query.emplace_back(name, value);
@@ -160,23 +227,19 @@ Response S3Client::send(const std::string& method, const ObjectAddress& object,
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, append_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &response.headers);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+  // A stalled transfer (under 1 byte/s for the stall time) fails with CURLE_OPERATION_TIMEDOUT.
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, std::max(1L, connection_.stall_timeout_seconds));
   CURLcode code = curl_easy_perform(h);
   curl_slist_free_all(list);
-  std::string where = method + " s3://" + object.bucket + "/" + object.key;
-  if (code != CURLE_OK)
-    throw RemoteError(str(where, " at ", endpoint_.host, ": ", curl_easy_strerror(code)));
+  if (code != CURLE_OK) throw TransferFailure{static_cast<int>(code), curl_easy_strerror(code)};
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);
-  if (response.status == 404 && accept_missing) return response;
-  if (response.status >= 300) {
-    std::string summary = s3_error_summary(response.body);
-    throw RemoteError(str(where, " at ", endpoint_.host, ": HTTP ", response.status,
-                          summary.empty() ? "" : " " + summary));
-  }
   return response;
 }
 
-std::string S3Client::put(const ObjectAddress& object, const std::string& bytes) {
-  return send("PUT", object, {}, bytes, {}, false).headers["etag"];
+std::string S3Client::put(const ObjectAddress& object, const std::string& bytes,
+                          const std::map<std::string, std::string>& headers) {
+  return send("PUT", object, {}, bytes, headers, false).headers["etag"];
 }
 
 std::optional<std::string> S3Client::get(const ObjectAddress& object,
@@ -196,7 +259,10 @@ bool S3Client::download(const ObjectAddress& object,
 std::optional<ObjectInfo> S3Client::head(const ObjectAddress& object) {
   Response response = send("HEAD", object, {}, "", {}, true);
   if (response.status == 404) return std::nullopt;
-  return ObjectInfo{std::stoll(response.headers["content-length"]), response.headers["etag"]};
+  ObjectInfo info{std::stoll(response.headers["content-length"]), response.headers["etag"], {}};
+  for (const auto& [name, value] : response.headers)
+    if (name.starts_with("x-amz-meta-")) info.metadata[name.substr(11)] = value;
+  return info;
 }
 
 void S3Client::remove(const ObjectAddress& object) { send("DELETE", object, {}, "", {}, true); }

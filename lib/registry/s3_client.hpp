@@ -19,6 +19,7 @@ namespace dsk::registry {
 struct ObjectInfo {
   long long size = 0;
   std::string etag;
+  std::map<std::string, std::string> metadata;  // x-amz-meta-<name> headers, by <name>
 };
 
 struct ListedObject {
@@ -40,8 +41,9 @@ class S3Client {
   S3Client(const S3Client&) = delete;
   S3Client& operator=(const S3Client&) = delete;
 
-  // Returns the new ETag.
-  std::string put(const ObjectAddress& object, const std::string& bytes);
+  // Returns the new ETag. headers: extra request headers such as x-amz-meta-sha256.
+  std::string put(const ObjectAddress& object, const std::string& bytes,
+                  const std::map<std::string, std::string>& headers = {});
   // The whole object, or bytes [first, last] of it; nullopt when absent.
   std::optional<std::string> get(const ObjectAddress& object,
                                  std::optional<std::pair<long long, long long>> range = {});
@@ -54,13 +56,25 @@ class S3Client {
   // page_size is max-keys (the server may return fewer).
   std::vector<ListedObject> list(const ObjectAddress& prefix, int page_size = 1000);
 
-  // Signs and sends one request; a 4xx/5xx other than accepted_missing (404) throws.
+  // Signs and sends one request; a 4xx/5xx other than accepted_missing (404) throws. 5xx
+  // answers (but 501), connection failures and stalls are retried with backoff (Connection's
+  // attempts); a streamed answer only while the sink has received nothing.
   Response send(const std::string& method, const ObjectAddress& object,
                 const std::map<std::string, std::string>& query, const std::string& body,
                 const std::map<std::string, std::string>& headers, bool accept_missing,
                 const std::function<void(std::string_view)>* sink = nullptr);
 
  private:
+  struct TransferFailure {  // libcurl gave up (no HTTP answer): its CURLcode and text
+    int code;
+    std::string message;
+  };
+  // One signed request, no retry; throws TransferFailure when no answer came.
+  Response send_once(const std::string& method, const ObjectAddress& object,
+                     const std::map<std::string, std::string>& query, const std::string& body,
+                     const std::map<std::string, std::string>& headers,
+                     const std::function<void(std::string_view)>* sink);
+
   Connection connection_;
   Endpoint endpoint_;
   struct Curl;

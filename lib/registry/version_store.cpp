@@ -2,11 +2,20 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <ctime>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/log.hpp"
+#include "core/progress.hpp"
 #include "core/sha256.hpp"
 #include "registry/alias_store.hpp"
 
@@ -33,6 +42,74 @@ void check_relative(const std::string& path, const std::string& where) {
     throw DataError(str(where, ": file path '", path, "' must be relative, without '..'"));
 }
 
+// config.json's model_type, or "" (JSON is read as YAML, which it nearly always is).
+std::string model_type_of(const std::filesystem::path& directory) {
+  try {
+    YAML::Node config = YAML::LoadFile((directory / "config.json").string());
+    return config.IsMap() ? config["model_type"].as<std::string>("") : "";
+  } catch (const YAML::Exception&) {
+    return "";
+  }
+}
+
+// Downloads one file of size bytes into target, verified: a single GET below part_size,
+// otherwise ranges of part_size from `concurrency` threads written in place, hashed after.
+// Each request is retried by the client, so a dropped connection costs one range at most.
+void download_file(const Connection& connection, S3Client& client, const ObjectAddress& object,
+                   const ManifestFile& file, const std::filesystem::path& target,
+                   const FetchOptions& options, const std::string& where) {
+  std::filesystem::create_directories(target.parent_path());
+  AtomicFile out(target);
+  if (file.size <= options.part_size || options.concurrency <= 1) {
+    auto bytes = client.get(object);
+    if (!bytes) throw DataError(str(where, " is listed but missing"));
+    if (static_cast<long long>(bytes->size()) != file.size || sha256_hex(*bytes) != file.sha256)
+      throw DataError(str(where, ": downloaded bytes do not match the manifest's size/sha256"));
+    out.write(*bytes);
+    if (options.progress) options.progress->add(bytes->size());
+    out.commit();
+    return;
+  }
+  int descriptor = fileno(out.handle());
+  if (ftruncate(descriptor, file.size) != 0) throw_io_error("resize", out.temporary_path(), errno);
+  const long long ranges = (file.size + options.part_size - 1) / options.part_size;
+  std::atomic<long long> next{0};
+  std::mutex error_mutex;
+  std::exception_ptr first_error;
+  auto worker = [&] {
+    try {
+      S3Client own(connection);
+      for (long long range = next++; range < ranges && !first_error; range = next++) {
+        long long first = range * options.part_size;
+        long long last = std::min(file.size, first + options.part_size) - 1;
+        auto bytes = own.get(object, std::pair{first, last});
+        if (!bytes) throw DataError(str(where, " is listed but missing"));
+        if (static_cast<long long>(bytes->size()) != last - first + 1)
+          throw DataError(str(where, ": bytes ", first, "-", last, " came back as ",
+                              bytes->size(), " bytes (is the object shorter than the manifest says?)"));
+        for (size_t written = 0; written < bytes->size();) {
+          ssize_t n = pwrite(descriptor, bytes->data() + written, bytes->size() - written,
+                             static_cast<off_t>(first) + static_cast<off_t>(written));
+          if (n < 0) throw_io_error("write", out.temporary_path(), errno);
+          written += static_cast<size_t>(n);
+        }
+        if (options.progress) options.progress->add(bytes->size());
+      }
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!first_error) first_error = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < std::min<long long>(options.concurrency, ranges); ++i)
+    threads.emplace_back(worker);
+  for (auto& thread : threads) thread.join();
+  if (first_error) std::rethrow_exception(first_error);
+  if (sha256_file(out.temporary_path()) != file.sha256)
+    throw DataError(str(where, ": downloaded bytes do not match the manifest's sha256"));
+  out.commit();
+}
+
 }  // namespace
 
 Manifest parse_manifest(const std::string& yaml, const std::string& source) {
@@ -44,8 +121,11 @@ Manifest parse_manifest(const std::string& yaml, const std::string& source) {
     manifest.name = root["name"].as<std::string>("");
     manifest.version = root["version"].as<std::string>("");
     manifest.created = root["created"].as<std::string>("");
+    manifest.model_type = root["model_type"].as<std::string>("");
     for (const auto& entry : root["files"]) {
       std::string where = yaml_location(source, entry);
+      if (!entry.IsMap())
+        throw DataError(str(where, ": each file must be a map {path, size, sha256}"));
       ManifestFile file{entry["path"].as<std::string>(""), entry["size"].as<long long>(-1),
                         entry["sha256"].as<std::string>("")};
       check_relative(file.path, where);
@@ -53,6 +133,9 @@ Manifest parse_manifest(const std::string& yaml, const std::string& source) {
         throw DataError(str(where, ": file '", file.path, "' needs a size and a 64-hex sha256"));
       manifest.files.push_back(file);
     }
+    if (YAML::Node record = root["record"]; record && record.IsMap())
+      for (const auto& field : record)
+        manifest.record.emplace_back(field.first.as<std::string>(), field.second.as<std::string>(""));
   } catch (const YAML::Exception& error) {
     throw DataError(str(source, ":", error.mark.line + 1, ": not a manifest: ", error.msg));
   }
@@ -66,75 +149,150 @@ std::string manifest_to_yaml(const Manifest& manifest) {
   out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << manifest.name;
   out << YAML::Key << "version" << YAML::Value << YAML::DoubleQuoted << manifest.version;
   out << YAML::Key << "created" << YAML::Value << manifest.created;
+  if (!manifest.model_type.empty())
+    out << YAML::Key << "model_type" << YAML::Value << manifest.model_type;
   out << YAML::Key << "files" << YAML::Value << YAML::BeginSeq;
   for (const auto& file : manifest.files)
     out << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << file.path
         << YAML::Key << "size" << YAML::Value << file.size << YAML::Key << "sha256"
         << YAML::Value << file.sha256 << YAML::EndMap;
-  out << YAML::EndSeq << YAML::EndMap;
+  out << YAML::EndSeq;
+  if (!manifest.record.empty()) {
+    out << YAML::Key << "record" << YAML::Value << YAML::BeginMap;
+    for (const auto& [key, value] : manifest.record) out << YAML::Key << key << YAML::Value << value;
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
 
 Published publish_version(const Connection& connection, const std::string& root,
                           const std::string& name, const std::string& version,
-                          const std::filesystem::path& directory, bool force,
-                          const MultipartOptions& options) {
+                          const std::filesystem::path& directory, const PublishOptions& options) {
   S3Client client(connection);
   ObjectAddress manifest_object = version_object(root, name, version, "manifest.yaml");
-  if (!force && client.head(manifest_object))
+  if (!options.force && client.head(manifest_object))
     throw UsageError(str(name, " version ", version, " already exists at s3://",
                          manifest_object.bucket, "/", manifest_object.key,
                          " (versions are immutable; --force replaces it)"));
-  Manifest manifest{name, version, utc_now(), {}};
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(directory)) {
-    if (!entry.is_regular_file()) continue;
-    std::string relative = entry.path().lexically_relative(directory).generic_string();
-    if (relative == "manifest.yaml") continue;
-    long long size = static_cast<long long>(entry.file_size());
-    manifest.files.push_back({relative, size, sha256_file(entry.path())});
+  if (!std::filesystem::is_directory(directory))
+    throw UsageError(str(directory.string(), ": not a directory to publish"));
+  Manifest manifest{name, version, utc_now(), {}, model_type_of(directory), options.record};
+  std::vector<std::filesystem::path> paths;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(directory))
+    if (entry.is_regular_file() && entry.path().lexically_relative(directory) != "manifest.yaml")
+      paths.push_back(entry.path());
+  if (paths.empty()) throw UsageError(str(directory.string(), ": no files to publish"));
+  std::sort(paths.begin(), paths.end());
+  long long total = 0;
+  for (const auto& path : paths) total += static_cast<long long>(std::filesystem::file_size(path));
+  if (options.multipart.progress) options.multipart.progress->set_total(static_cast<uint64_t>(total));
+
+  for (const auto& path : paths) {
+    std::string relative = path.lexically_relative(directory).generic_string();
+    long long size = static_cast<long long>(std::filesystem::file_size(path));
+    std::string sha256 = sha256_file(path);
+    manifest.files.push_back({relative, size, sha256});
     ObjectAddress object = version_object(root, name, version, relative);
-    if (size >= options.part_size)
-      upload_multipart(connection, entry.path(), object, options);
-    else
-      client.put(object, read_file(entry.path()));
+    // A rerun after an interruption: a file already stored whole is not sent again.
+    if (auto stored = client.head(object);
+        stored && stored->size == size && stored->metadata["sha256"] == sha256) {
+      log_debug(relative, ": already stored whole, not sent again");
+      if (options.multipart.progress) options.multipart.progress->add(static_cast<uint64_t>(size));
+      continue;
+    }
+    std::map<std::string, std::string> metadata{{"x-amz-meta-sha256", sha256}};
+    if (size >= options.multipart.part_size) {
+      upload_multipart(connection, path, object, options.multipart, metadata);
+    } else {
+      client.put(object, read_file(path), metadata);
+      if (options.multipart.progress) options.multipart.progress->add(static_cast<uint64_t>(size));
+    }
   }
-  if (manifest.files.empty())
-    throw UsageError(str(directory.string(), ": no files to publish"));
-  std::sort(manifest.files.begin(), manifest.files.end(),
-            [](const auto& a, const auto& b) { return a.path < b.path; });
   std::string text = manifest_to_yaml(manifest);
   client.put(manifest_object, text);
-  return {str("s3://", manifest_object.bucket, "/", manifest_object.key), sha256_hex(text)};
+  return {str("s3://", manifest_object.bucket, "/", manifest_object.key), sha256_hex(text), total};
+}
+
+std::optional<std::string> read_manifest_text(S3Client& client, const std::string& root,
+                                              const std::string& name, const std::string& version) {
+  return client.get(version_object(root, name, version, "manifest.yaml"));
 }
 
 Manifest fetch_version(const Connection& connection, const std::string& root,
                        const std::string& name, const std::string& version,
-                       const std::filesystem::path& directory) {
+                       const std::filesystem::path& directory, const FetchOptions& options) {
   S3Client client(connection);
+  auto text = read_manifest_text(client, root, name, version);
+  if (!text) {
+    ObjectAddress object = version_object(root, name, version, "manifest.yaml");
+    throw UsageError(str(name, " version ", version, " does not exist (no s3://", object.bucket,
+                         "/", object.key, ")"));
+  }
+  return fetch_manifest_files(connection, root, name, version, *text, directory, options);
+}
+
+Manifest fetch_manifest_files(const Connection& connection, const std::string& root,
+                              const std::string& name, const std::string& version,
+                              const std::string& manifest_text,
+                              const std::filesystem::path& directory, const FetchOptions& options) {
   ObjectAddress manifest_object = version_object(root, name, version, "manifest.yaml");
   std::string source = str("s3://", manifest_object.bucket, "/", manifest_object.key);
-  auto text = client.get(manifest_object);
-  if (!text) throw UsageError(str(name, " version ", version, " does not exist (no ", source, ")"));
-  Manifest manifest = parse_manifest(*text, source);
-  for (const auto& file : manifest.files) {
-    std::string where = str(source, ": ", file.path);
-    std::filesystem::create_directories((directory / file.path).parent_path());
-    AtomicFile out(directory / file.path);
-    Sha256 digest;
-    long long received = 0;
-    bool present = client.download(version_object(root, name, version, file.path),
-                                   [&](std::string_view bytes) {
-                                     out.write(bytes);
-                                     digest.update(bytes);
-                                     received += static_cast<long long>(bytes.size());
-                                   });
-    if (!present) throw DataError(str(where, " is listed but missing"));
-    if (received != file.size || digest.hex_digest() != file.sha256)
-      throw DataError(str(where, ": downloaded bytes do not match the manifest's size/sha256"));
-    out.commit();
+  Manifest manifest = parse_manifest(manifest_text, source);
+  if (options.progress) {
+    long long total = 0;
+    for (const auto& file : manifest.files) total += file.size;
+    options.progress->set_total(static_cast<uint64_t>(total));
   }
-  write_file_atomic(directory / "manifest.yaml", *text);
+  S3Client client(connection);
+  for (const auto& file : manifest.files)
+    download_file(connection, client, version_object(root, name, version, file.path), file,
+                  directory / file.path, options, str(source, ": ", file.path));
+  write_file_atomic(directory / "manifest.yaml", manifest_text);
   return manifest;
+}
+
+// Both listings walk every key under the prefix rather than asking for CommonPrefixes with a
+// delimiter: s3rver 3.7.1 returns no CommonPrefixes when the rest of a key holds more than one
+// '/', and a registry has few enough objects that one paginated listing is cheap.
+std::vector<std::string> list_names(S3Client& client, const std::string& root) {
+  ObjectAddress base = registry_object(root, "", "");  // "prefix//" or "/"
+  base.key.pop_back();                                 // "prefix/" or ""
+  std::set<std::string> names;
+  for (const auto& object : client.list(base)) {
+    std::string rest = object.key.substr(base.key.size());
+    if (auto slash = rest.find('/'); slash != std::string::npos && slash > 0)
+      names.insert(rest.substr(0, slash));
+  }
+  return {names.begin(), names.end()};
+}
+
+std::vector<VersionSummary> list_versions(S3Client& client, const std::string& root,
+                                          const std::string& name) {
+  ObjectAddress base = registry_object(root, name, "");  // "prefix/name/"
+  std::vector<VersionSummary> versions;
+  for (const auto& object : client.list(base)) {
+    std::string rest = object.key.substr(base.key.size());
+    auto slash = rest.find('/');
+    if (slash == std::string::npos || slash == 0 || rest.substr(slash + 1) != "manifest.yaml") continue;
+    std::string version = rest.substr(0, slash);
+    auto text = read_manifest_text(client, root, name, version);
+    if (!text) continue;  // deleted meanwhile
+    Manifest manifest = parse_manifest(*text, str("s3://", base.bucket, "/", base.key, version, "/manifest.yaml"));
+    versions.push_back({version, manifest.created});
+  }
+  std::sort(versions.begin(), versions.end(), [](const auto& a, const auto& b) {
+    return a.created != b.created ? a.created < b.created : a.version < b.version;
+  });
+  return versions;
+}
+
+void delete_version(S3Client& client, const std::string& root, const std::string& name,
+                    const std::string& version) {
+  ObjectAddress manifest_object = version_object(root, name, version, "manifest.yaml");
+  client.remove(manifest_object);
+  for (const auto& object : client.list(version_object(root, name, version, "")))
+    client.remove({manifest_object.bucket, object.key});
 }
 
 }  // namespace dsk::registry

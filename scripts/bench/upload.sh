@@ -24,10 +24,12 @@ measure() {
     "$(echo "$size_mib * 1.048576 / $wall" | bc -l)" "$wall" "$(echo "$user + $sys" | bc -l)"
   echo "$label $wall" >>"$work/results"
 }
-measure dsk-upload dsk-upload "$work/ckpt" --name bench --model-version 1 --to s3://models \
+export XDG_STATE_HOME=$work/state
+measure dsk-upload dsk-upload -q "$work/ckpt" --name bench --version 1 --to s3://models \
   --part-size 64MiB --concurrency 4
 measure aws-upload aws s3 cp "$work/ckpt/model.bin" s3://models/aws/model.bin
-measure dsk-download dsk-upload --name bench --model-version 1 --to s3://models --get "$work/d1"
+measure dsk-download dsk-upload -q get bench@1 --to s3://models -o "$work/d1" \
+  --part-size 64MiB --concurrency 4
 measure aws-download aws s3 cp s3://models/aws/model.bin "$work/d2.bin"
 cmp "$work/ckpt/model.bin" "$work/d1/model.bin"
 awk '{t[$1]=$2} END {printf "ratio (aws time / dsk time): upload %.2f  download %.2f\n",

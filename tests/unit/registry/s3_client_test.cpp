@@ -12,6 +12,17 @@
 using namespace dsk::registry;
 using namespace dsk::registry::testing;
 
+namespace {
+
+MultipartOptions parts_of(long long part_size, int concurrency) {
+  MultipartOptions options;
+  options.part_size = part_size;
+  options.concurrency = concurrency;
+  return options;
+}
+
+}  // namespace
+
 TEST_CASE("put, head, ranged get and delete against s3rver") {
   REQUIRE_S3RVER();
   LoopbackS3 server;
@@ -67,14 +78,14 @@ TEST_CASE("a file spanning three parts uploads from parallel threads and reads b
   for (int i = 0; i < (11 << 20); ++i) bytes += static_cast<char>((i * 7 + i / 4099) & 0xff);
   std::ofstream(file, std::ios::binary) << bytes;
   ObjectAddress object{"models", "m/1.0/model.safetensors"};
-  upload_multipart(connection_to(server, "S3RVER"), file, object, {5 << 20, 3});
+  upload_multipart(connection_to(server, "S3RVER"), file, object, parts_of(5 << 20, 3));
   CHECK(client.head(object)->size == static_cast<long long>(bytes.size()));
   CHECK(client.get(object) == bytes);
   CHECK(client.get(object, std::pair{(5LL << 20) - 2, (5LL << 20) + 1}) ==
         bytes.substr((5 << 20) - 2, 4));
 
   ObjectAddress refused{"no-such-bucket", "x"};
-  CHECK_THROWS_AS(upload_multipart(connection_to(server, "S3RVER"), file, refused, {5 << 20, 2}),
+  CHECK_THROWS_AS(upload_multipart(connection_to(server, "S3RVER"), file, refused, parts_of(5 << 20, 2)),
                   dsk::RemoteError);
   std::filesystem::remove(file);
 }
@@ -96,4 +107,17 @@ TEST_CASE("a list page is read from ListObjectsV2 XML") {
   CHECK(page.objects[0].size == 12);
   CHECK(page.next_token == "t1");
   CHECK_THROWS_AS(parse_list_page("<Error/>"), dsk::RemoteError);
+}
+
+TEST_CASE("a refused connection is retried with backoff, then reported with the count") {
+  Connection connection{{"S3RVER", "S3RVER", ""}, "us-east-1", "http://127.0.0.1:1"};
+  connection.attempts = 3;
+  connection.first_backoff_ms = 10;
+  S3Client client(connection);
+  try {
+    client.head({"models", "x"});
+    FAIL("a closed port answered");
+  } catch (const dsk::RemoteError& error) {
+    CHECK(std::string(error.what()).find("after 3 tries") != std::string::npos);
+  }
 }

@@ -25,18 +25,21 @@ TEST_CASE("a published version reads back verified; collisions and corruption ar
   std::filesystem::create_directories(scratch / "ckpt/tokenizer");
   dsk::write_file_atomic(scratch / "ckpt/config.json", "{\"model_type\": \"llama\"}");
   dsk::write_file_atomic(scratch / "ckpt/tokenizer/vocab.txt", std::string(6 << 20, 'v'));
-  MultipartOptions options{5 << 20, 2};
+  PublishOptions options;
+  options.multipart.part_size = 5 << 20;
+  options.multipart.concurrency = 2;
+  PublishOptions force = options;
+  force.force = true;
   const std::string root = "s3://models/team";
 
   Published published =
-      publish_version(connection, root, "vision", "1.0", scratch / "ckpt", false, options);
+      publish_version(connection, root, "vision", "1.0", scratch / "ckpt", options);
   CHECK(published.manifest_url == "s3://models/team/vision/1.0/manifest.yaml");
   CHECK(published.manifest_sha256 ==
         dsk::sha256_hex(*client.get({"models", "team/vision/1.0/manifest.yaml"})));
-  CHECK_THROWS_AS(publish_version(connection, root, "vision", "1.0", scratch / "ckpt", false,
-                                  options),
+  CHECK_THROWS_AS(publish_version(connection, root, "vision", "1.0", scratch / "ckpt", options),
                   dsk::UsageError);
-  publish_version(connection, root, "vision", "1.0", scratch / "ckpt", true, options);
+  publish_version(connection, root, "vision", "1.0", scratch / "ckpt", force);
 
   Manifest fetched = fetch_version(connection, root, "vision", "1.0", scratch / "out");
   CHECK(fetched.files.size() == 2);
@@ -56,7 +59,7 @@ TEST_CASE("a published version reads back verified; collisions and corruption ar
 
 TEST_CASE("manifests round-trip and bad ones name the problem") {
   Manifest manifest{"vision", "1.0", "2026-11-22T18:40:00Z",
-                    {{"a/b.bin", 3, std::string(64, 'a')}}};
+                    {{"a/b.bin", 3, std::string(64, 'a')}}, "", {}};
   Manifest again = parse_manifest(manifest_to_yaml(manifest), "m.yaml");
   CHECK(again.version == "1.0");
   REQUIRE(again.files.size() == 1);

@@ -1,0 +1,53 @@
+// The pieces of resume and lifecycle that need no server: the upload state file, its path,
+// lifecycle XML, and manifest creation times.
+#include <doctest/doctest.h>
+
+#include "core/error.hpp"
+#include "registry/lifecycle.hpp"
+#include "registry/multipart.hpp"
+#include "registry/prune.hpp"
+
+using namespace dsk::registry;
+
+TEST_CASE("the upload state file round-trips and names a bad file") {
+  UploadState state{"id-1", "s3://models/a/b.bin", "/data/b.bin", 123, 456, 5 << 20,
+                    {{1, "\"etag-1\""}, {3, "\"etag-3\""}}};
+  UploadState again = parse_upload_state(upload_state_to_yaml(state), "state.yaml");
+  CHECK(again.upload_id == "id-1");
+  CHECK(again.object == state.object);
+  CHECK(again.size == 123);
+  CHECK(again.mtime == 456);
+  CHECK(again.part_size == 5 << 20);
+  CHECK(again.etags == state.etags);
+  CHECK_THROWS_AS(parse_upload_state("parts: [", "state.yaml"), dsk::DataError);
+  CHECK_THROWS_AS(parse_upload_state("a: 1\n", "state.yaml"), dsk::DataError);
+
+  Connection connection{{"k", "s", ""}, "us-east-1", "http://127.0.0.1:1"};
+  auto path = upload_state_path("/state", connection, {"models", "a/b.bin"}, 5 << 20);
+  CHECK(path.parent_path() == "/state");
+  CHECK(path == upload_state_path("/state", connection, {"models", "a/b.bin"}, 5 << 20));
+  CHECK(path != upload_state_path("/state", connection, {"models", "a/b.bin"}, 6 << 20));
+  CHECK(path != upload_state_path("/state", connection, {"models", "a/c.bin"}, 5 << 20));
+}
+
+TEST_CASE("lifecycle rules round-trip through S3's XML") {
+  std::vector<LifecycleRule> rules{{"dsk-registry-team", "team/", true, 0, 7},
+                                   {"old", "scratch/", false, 30, 0}};
+  std::vector<LifecycleRule> again = parse_lifecycle(lifecycle_to_xml(rules));
+  REQUIRE(again.size() == 2);
+  CHECK(again[0].id == "dsk-registry-team");
+  CHECK(again[0].prefix == "team/");
+  CHECK(again[0].enabled);
+  CHECK(again[0].abort_incomplete_days == 7);
+  CHECK(again[0].expire_days == 0);
+  CHECK(!again[1].enabled);
+  CHECK(again[1].expire_days == 30);
+  CHECK_THROWS_AS(parse_lifecycle("<Error/>"), dsk::RemoteError);
+}
+
+TEST_CASE("manifest creation times parse as UTC") {
+  auto time = parse_utc_time("1970-01-02T00:00:01Z", "m.yaml");
+  CHECK(std::chrono::system_clock::to_time_t(time) == 86401);
+  CHECK_THROWS_AS(parse_utc_time("yesterday", "m.yaml"), dsk::DataError);
+  CHECK_THROWS_AS(parse_utc_time("2026-11-22T18:40:00", "m.yaml"), dsk::DataError);
+}
