@@ -206,15 +206,23 @@ int main(int argc, char** argv) {
   std::vector<std::pair<CLI::Option*, std::string>> keyed;
   add_tokenize_flags(app, flags, keyed);
 
+  // -v and -q work after a subcommand too ("dsk-tokenize stats -q shards/").
+  auto add_log_flags = [&](CLI::App* subcommand) {
+    subcommand->add_flag("-v,--verbose", common.verbose, "More detail on stderr (debug messages)");
+    subcommand->add_flag("-q,--quiet", common.quiet, "Only errors on stderr");
+  };
   CLI::App* stats = app.add_subcommand("stats", "Print statistics of a shard directory: tokens, bytes/token, unigram entropy");
   std::string stats_directory;
+  add_log_flags(stats);
   stats->add_option("directory", stats_directory, "Shard directory, or - for a shards record on stdin")->required()->type_name("DIR");
 
   CLI::App* decode = app.add_subcommand("decode", "Print the documents of a shard directory as text");
   std::string decode_directory, decode_split = "all", decode_tokenizer;
   bool decode_jsonl = false;
+  add_log_flags(decode);
   decode->add_option("directory", decode_directory, "Shard directory, or - for a shards record on stdin")->required()->type_name("DIR");
   decode->add_option("--split", decode_split, "train, val or all (train then val)")
+      ->type_name("SPLIT")
       ->check(CLI::IsMember({"train", "val", "all"}));
   decode->add_option("-t,--tokenizer", decode_tokenizer, "tokenizer.json (default: the one in index.yaml)")->type_name("FILE");
   decode->add_flag("--jsonl", decode_jsonl, "One JSON object {\"text\": ...} per document instead of the raw text");

@@ -25,8 +25,9 @@ void add_common_flags(CLI::App& app, CommonOptions& options) {
 }
 
 void add_config_flags(CLI::App& app, CommonOptions& options) {
-  app.add_option("-c,--config", options.config_path, "YAML config file, or - to read it from stdin");
+  app.add_option("-c,--config", options.config_path, "YAML config file, or - to read it from stdin")->type_name("FILE");
   app.add_option("--set", options.overrides, "Override one config key: --set key.path=value (repeatable)")
+      ->type_name("KEY=VALUE")
       ->take_all()
       ->allow_extra_args(false);
   app.add_flag("--print-config", options.print_config, "Print the effective config as YAML and exit");
@@ -69,7 +70,7 @@ int run(CLI::App& app, int argc, char** argv, const CommonOptions& options, cons
   try {
     return body();
   } catch (const Interrupted& e) {
-    log_warn(e.what());
+    log_line(LogLevel::warn, e.what());  // even under -q: it says where the saved state is
     return static_cast<int>(e.code());
   } catch (const Error& e) {
     log_error(e.what());
