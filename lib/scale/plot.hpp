@@ -8,7 +8,7 @@
 
 namespace dsk::scale {
 
-// Writes png_path (atomically). ResourceError when gnuplot is missing, RemoteError if it fails.
+// Writes png_path (atomically). ResourceError when gnuplot is missing or fails.
 void plot_simulation(const SimulationResult& result, const std::string& metric, const std::string& png_path);
 
 }  // namespace dsk::scale

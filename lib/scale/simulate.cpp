@@ -45,7 +45,7 @@ SimulationResult simulate(const Policy& policy, const std::vector<Observation>& 
     result.peak_capacity = std::max(result.peak_capacity, *sample.current);
 
     Decision decision = decide(policy, sample, state);
-    result.steps.push_back({sample.time, load, *sample.current, decision.action});
+    result.steps.push_back({sample.time, load, sample.metric("demand"), *sample.current, decision.action});
     if (decision.action != "hold") {
       ++result.actions;
       ++(decision.action == "scale-out" ? result.scale_outs : result.scale_ins);

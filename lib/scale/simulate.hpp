@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ namespace dsk::scale {
 struct SimulationStep {
   double time = 0;
   double load = 0;       // the policy metric as the policy saw it
+  std::optional<double> demand;  // the trace's demand, in units of capacity, where it has one
   int64_t capacity = 0;  // capacity during the interval that starts here
   std::string action;    // "scale-out", "scale-in" or "hold"
 };

@@ -34,5 +34,23 @@ TEST_CASE("simulate: capacity follows demand, totals are capacity-hours, cost, t
   CHECK(result.scale_outs == 1);
   CHECK(result.scale_ins == 1);
   CHECK(result.peak_capacity == 3);
-  CHECK(result.steps.size() == 4);
+  REQUIRE(result.steps.size() == 4);
+  // What --plot draws: demand beside the capacity of each interval, and where the policy acted.
+  CHECK(result.steps[0].demand == 3);
+  CHECK(result.steps[1].capacity == 3);
+  CHECK(result.steps[0].action == "scale-out");
+  CHECK(result.steps[2].action == "scale-in");
+}
+
+TEST_CASE("simulate: a trace without demand is replayed as recorded, with no demand to plot") {
+  Policy policy;
+  Observation sample;
+  sample.time = 0;
+  sample.current = 2;
+  sample.metrics["gpu_util"] = 50;
+  SimulationResult result = simulate(policy, {sample}, 1);
+  REQUIRE(result.steps.size() == 1);
+  CHECK_FALSE(result.steps[0].demand.has_value());
+  CHECK(result.steps[0].capacity == 2);
+  CHECK(result.steps[0].load == 50);
 }
