@@ -16,9 +16,16 @@ float cross_entropy_forward(float* probs, const float* logits, const int32_t* ta
     float* p = probs + (int64_t)n * V;
     float maxv = z[0];
     for (int i = 1; i < V; i++) maxv = z[i] > maxv ? z[i] : maxv;
+    // One exp per logit (float, each in (0, 1]); the sum in double so that a 100k-token
+    // vocabulary adds up without losing the small terms.
     double sum = 0;
-    for (int i = 0; i < V; i++) sum += std::exp((double)z[i] - maxv);
-    for (int i = 0; i < V; i++) p[i] = (float)(std::exp((double)z[i] - maxv) / sum);
+    for (int i = 0; i < V; i++) {
+      const float e = std::exp(z[i] - maxv);
+      p[i] = e;
+      sum += e;
+    }
+    const float inverse = (float)(1.0 / sum);
+    for (int i = 0; i < V; i++) p[i] *= inverse;
     if (targets && targets[n] != ignore_index) {
       total += std::log(sum) + maxv - z[targets[n]];
       counted++;

@@ -5,6 +5,9 @@
 #include <numeric>
 #include <vector>
 
+#include "core/error.hpp"
+#include "model/model.hpp"
+
 namespace dsk::model {
 
 std::uint32_t sample_token(std::span<const float> logits, const SamplingSettings& settings, std::mt19937_64& rng) {
@@ -31,6 +34,29 @@ std::uint32_t sample_token(std::span<const float> logits, const SamplingSettings
   }
   std::discrete_distribution<std::size_t> pick(probs.begin(), probs.begin() + std::ptrdiff_t(nucleus));
   return ids[pick(rng)];
+}
+
+}  // namespace dsk::model
+
+namespace dsk::model {
+
+std::vector<std::uint32_t> generate_tokens(Model& model, std::span<const std::int32_t> prompt, int max_new_tokens,
+                                           const SamplingSettings& settings, std::mt19937_64& rng,
+                                           std::optional<std::uint32_t> stop_token) {
+  if (prompt.empty()) throw UsageError("generation needs a prompt of at least one token");
+  const int vocab = model.architecture().vocab;
+  KvCache cache = model.new_kv_cache(1, int(prompt.size()) + max_new_tokens);
+  std::span<const float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
+  std::vector<std::uint32_t> generated;
+  for (int i = 0; i < max_new_tokens; ++i) {
+    const std::uint32_t next = sample_token(logits.subspan(logits.size() - size_t(vocab)), settings, rng);
+    generated.push_back(next);
+    if (stop_token && next == *stop_token) break;
+    if (i + 1 == max_new_tokens) break;
+    const std::int32_t input = std::int32_t(next);
+    logits = model.forward_cached(cache, &input, 1, 1);
+  }
+  return generated;
 }
 
 }  // namespace dsk::model

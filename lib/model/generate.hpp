@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <span>
+#include <vector>
 
 namespace dsk::model {
 
@@ -17,5 +19,14 @@ struct SamplingSettings {
 
 // logits: (vocab,). Returns the chosen token id.
 std::uint32_t sample_token(std::span<const float> logits, const SamplingSettings& settings, std::mt19937_64& rng);
+
+class Model;
+
+// Continues `prompt` (at least one token) by up to max_new_tokens sampled tokens, one at a time
+// through the KV cache; stops early after `stop_token` (which is returned too). Returns only the
+// new tokens.
+std::vector<std::uint32_t> generate_tokens(Model& model, std::span<const std::int32_t> prompt, int max_new_tokens,
+                                           const SamplingSettings& settings, std::mt19937_64& rng,
+                                           std::optional<std::uint32_t> stop_token = std::nullopt);
 
 }  // namespace dsk::model

@@ -23,6 +23,10 @@ class MetricsLog {
   // Opens for appending (a resumed run continues the same file). ResourceError when it cannot.
   explicit MetricsLog(const std::filesystem::path& path);
   void append(const StepMetrics& metrics);
+  // Drops the lines of steps after `step` (logged by a run that was killed before its next
+  // checkpoint), so that a resumed run does not log those steps twice. The file is rewritten
+  // under a temporary name.
+  void truncate_after(std::int64_t step);
 
  private:
   std::filesystem::path path_;

@@ -39,6 +39,8 @@ Schema build_schema() {
   s.string("checkpoint.dir", "runs/default", "run directory");
   s.integer("checkpoint.every", 500, "checkpoint every N steps (0: only at the end)").minimum = 0;
   s.integer("checkpoint.keep", 3, "keep the last K checkpoints").minimum = 1;
+  s.choice("checkpoint.dtype", "BF16", {"BF16", "F16", "F32"},
+           "dtype of model.safetensors (the fp32 master weights are in dsk/optimizer.bin.zst)");
 
   s.integer("logging.every", 10, "append to metrics.jsonl every N steps").minimum = 1;
 

@@ -76,6 +76,27 @@ TEST_CASE("matmul forward matches a naive loop on an odd-sized problem") {
     }
 }
 
+TEST_CASE("matmul backward matches naive loops across tile boundaries") {
+  // The backward works in tiles of 16 rows x 256 columns: sizes that leave partial tiles in every
+  // direction and more than one column tile. Relative tolerance 1e-5 against a float64 sum.
+  const int N = 37, C = 300, OC = 19;
+  Vec x = random_vec(N * C, 11), w = random_vec(OC * C, 12), dout = random_vec(N * OC, 13);
+  Vec dx(N * C, 0.5f), dw(OC * C, -0.25f);  // nonzero: backward adds into what is there
+  matmul_backward(dx.data(), dw.data(), nullptr, dout.data(), x.data(), w.data(), N, C, OC);
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < C; c++) {
+      double s = 0.5;
+      for (int o = 0; o < OC; o++) s += (double)dout[n * OC + o] * w[o * C + c];
+      CHECK(dx[n * C + c] == doctest::Approx(s).epsilon(1e-5));
+    }
+  for (int o = 0; o < OC; o++)
+    for (int c = 0; c < C; c++) {
+      double s = -0.25;
+      for (int n = 0; n < N; n++) s += (double)dout[n * OC + o] * x[n * C + c];
+      CHECK(dw[o * C + c] == doctest::Approx(s).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("rmsnorm backward matches finite differences") {
   int N = 4, C = 8;
   Vec x = random_vec(N * C, 7), w = random_vec(C, 8), r = random_vec(N * C, 9), out(N * C), rstd(N);

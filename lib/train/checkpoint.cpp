@@ -1,0 +1,166 @@
+#include "train/checkpoint.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "train/optimizer_state.hpp"
+
+namespace dsk::train {
+namespace fs = std::filesystem;
+namespace {
+
+const std::regex kCheckpointName(R"(step-(\d+))");
+const std::regex kLeftoverName(R"(step-\d+\.(tmp|old)-\d+)");
+
+std::string state_to_yaml(const TrainingState& state) {
+  YAML::Emitter out;
+  out.SetDoublePrecision(17);
+  out << YAML::BeginMap;
+  out << YAML::Key << "step" << YAML::Value << state.step;
+  out << YAML::Key << "tokens" << YAML::Value << state.tokens;
+  out << YAML::Key << "data_cursor" << YAML::Value << state.data_cursor;
+  out << YAML::Key << "seed" << YAML::Value << state.seed;
+  out << YAML::Key << "skipped_steps" << YAML::Value << state.skipped_steps;
+  out << YAML::Key << "bad_steps_in_row" << YAML::Value << state.bad_steps_in_row;
+  out << YAML::Key << "elapsed_s" << YAML::Value << state.elapsed_s;
+  out << YAML::Key << "train_loss" << YAML::Value << state.train_loss;
+  if (state.val_loss) out << YAML::Key << "val_loss" << YAML::Value << *state.val_loss;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+template <typename T>
+T required(const YAML::Node& root, const char* key, const fs::path& file) {
+  const YAML::Node node = root[key];
+  if (!node) throw DataError(str(file.string(), ": missing key ", key));
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    throw DataError(str(file.string(), ":", node.Mark().line + 1, ": ", key, " is not a valid value"));
+  }
+}
+
+TrainingState state_from_yaml(const fs::path& file) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(read_file(file));
+  } catch (const YAML::Exception& e) {
+    throw DataError(str(file.string(), ": not valid YAML: ", e.what()));
+  }
+  if (!root.IsMap()) throw DataError(str(file.string(), ": expected a mapping"));
+  TrainingState state;
+  state.step = required<int64_t>(root, "step", file);
+  state.tokens = required<int64_t>(root, "tokens", file);
+  state.data_cursor = required<uint64_t>(root, "data_cursor", file);
+  state.seed = required<uint64_t>(root, "seed", file);
+  state.skipped_steps = required<int64_t>(root, "skipped_steps", file);
+  state.bad_steps_in_row = required<int64_t>(root, "bad_steps_in_row", file);
+  state.elapsed_s = required<double>(root, "elapsed_s", file);
+  state.train_loss = required<double>(root, "train_loss", file);
+  if (root["val_loss"]) state.val_loss = required<double>(root, "val_loss", file);
+  return state;
+}
+
+// tokenizer.json and, when present beside it, tokenizer_config.json.
+void copy_tokenizer(const fs::path& tokenizer, const fs::path& into) {
+  if (tokenizer.empty()) return;
+  if (!fs::exists(tokenizer)) {
+    log_warn(tokenizer.string(), " (named by the shards' index.yaml) is gone: the checkpoint has no tokenizer");
+    return;
+  }
+  fs::copy_file(tokenizer, into / "tokenizer.json", fs::copy_options::overwrite_existing);
+  const fs::path config = tokenizer.parent_path() / "tokenizer_config.json";
+  if (fs::exists(config)) fs::copy_file(config, into / "tokenizer_config.json", fs::copy_options::overwrite_existing);
+}
+
+void write_generation_config(const CheckpointExtras& extras, const fs::path& into) {
+  nlohmann::json generation{{"_from_model_config", true}};
+  if (extras.bos_id) generation["bos_token_id"] = *extras.bos_id;
+  if (extras.eos_id) generation["eos_token_id"] = *extras.eos_id;
+  write_file_atomic(into / "generation_config.json", generation.dump(2) + "\n");
+}
+
+// Whole checkpoints of the run, oldest first.
+std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& run_dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  const fs::path directory = run_dir / "checkpoints";
+  if (!fs::is_directory(directory)) return found;
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    const std::string name = entry.path().filename().string();
+    std::smatch match;
+    if (entry.is_directory() && std::regex_match(name, match, kCheckpointName))
+      found.emplace_back(std::stoll(match[1].str()), entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+void remove_leftovers(const fs::path& run_dir) {
+  const fs::path directory = run_dir / "checkpoints";
+  if (!fs::is_directory(directory)) return;
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    if (!std::regex_match(entry.path().filename().string(), kLeftoverName)) continue;
+    log_warn("removing ", entry.path().string(), ", a checkpoint left half-written");
+    fs::remove_all(entry.path());
+  }
+}
+
+}  // namespace
+
+fs::path checkpoint_path(const fs::path& run_dir, int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%06lld", static_cast<long long>(step));
+  return run_dir / "checkpoints" / name;
+}
+
+fs::path save_checkpoint(const fs::path& run_dir, const model::Model& model, AdamW& optimizer,
+                         const TrainingState& state, const CheckpointExtras& extras) {
+  const fs::path target = checkpoint_path(run_dir, state.step);
+  fs::create_directories(target.parent_path());
+  AtomicDirectory directory(target);
+  model.save_hf_checkpoint(directory.path(), extras.dtype);
+  write_generation_config(extras, directory.path());
+  copy_tokenizer(extras.tokenizer, directory.path());
+  const fs::path dsk_dir = directory.path() / "dsk";
+  fs::create_directories(dsk_dir);
+  write_file_atomic(dsk_dir / "config.yaml", extras.config_yaml);
+  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(state));
+  save_optimizer_state(dsk_dir / "optimizer.bin.zst", optimizer.steps_taken(), model.parameters(),
+                       optimizer.first_moment(), optimizer.second_moment());
+  directory.commit(/*replace_existing=*/true);
+  return target;
+}
+
+std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
+  remove_leftovers(run_dir);
+  auto found = list_checkpoints(run_dir);
+  if (found.empty()) return std::nullopt;
+  return found.back().second;
+}
+
+TrainingState load_checkpoint_state(const fs::path& checkpoint, model::Model& model, AdamW& optimizer) {
+  const fs::path dsk_dir = checkpoint / "dsk";
+  TrainingState state = state_from_yaml(dsk_dir / "state.yaml");
+  OptimizerState saved = load_optimizer_state(dsk_dir / "optimizer.bin.zst", model.parameter_count());
+  std::copy(saved.master.begin(), saved.master.end(), model.parameters().begin());
+  optimizer.first_moment() = std::move(saved.m);
+  optimizer.second_moment() = std::move(saved.v);
+  optimizer.set_steps_taken(saved.adam_steps);
+  return state;
+}
+
+void prune_checkpoints(const fs::path& run_dir, int64_t keep) {
+  auto found = list_checkpoints(run_dir);
+  if (static_cast<int64_t>(found.size()) <= keep) return;
+  for (size_t i = 0; i + keep < found.size(); ++i) fs::remove_all(found[i].second);
+}
+
+}  // namespace dsk::train

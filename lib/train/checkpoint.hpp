@@ -1,0 +1,60 @@
+// Training checkpoints of a run directory (../shared/DESIGN.md, "Formats"):
+//
+//   RUN/checkpoints/step-000500/        an HF checkpoint directory, loadable by transformers as is
+//     config.json  model.safetensors  generation_config.json  tokenizer.json  tokenizer_config.json
+//     dsk/config.yaml                   the effective dsk-train config
+//     dsk/state.yaml                    step, tokens, data cursor, seed, counters (TrainingState)
+//     dsk/optimizer.bin.zst             fp32 master weights and AdamW moments
+//
+// A checkpoint is built under a temporary name and renamed into place when whole, so a directory
+// named step-NNNNNN is always complete; leftovers of a crash (step-*.tmp-*) are removed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "model/model.hpp"
+#include "train/adamw.hpp"
+
+namespace dsk::train {
+
+// What a run needs, beside weights and moments, to continue exactly where it stopped.
+struct TrainingState {
+  int64_t step = 0;             // optimizer steps done
+  int64_t tokens = 0;           // training tokens consumed
+  uint64_t data_cursor = 0;     // next window of the training loader
+  uint64_t seed = 0;
+  int64_t skipped_steps = 0;    // NaN/Inf steps skipped so far
+  int64_t bad_steps_in_row = 0;
+  double elapsed_s = 0;         // training time before this process
+  double train_loss = 0;        // the last step's loss
+  std::optional<double> val_loss;
+};
+
+// What goes beside the weights: where the tokenizer is, and the ids for generation_config.json.
+struct CheckpointExtras {
+  std::filesystem::path tokenizer;  // tokenizer.json to copy in (tokenizer_config.json beside it too); may be empty
+  std::optional<uint32_t> bos_id, eos_id;
+  std::string config_yaml;          // the effective config
+  std::string dtype = "BF16";       // of model.safetensors
+};
+
+std::filesystem::path checkpoint_path(const std::filesystem::path& run_dir, int64_t step);
+
+// Writes RUN/checkpoints/step-NNNNNN atomically (replacing one of the same step) and returns its path.
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const model::Model& model,
+                                      AdamW& optimizer, const TrainingState& state, const CheckpointExtras& extras);
+
+// The whole checkpoint with the highest step, if any; removes crash leftovers first.
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+
+// Restores the fp32 master weights into model, the moments into optimizer, and returns the state.
+// DataError naming the file when something is missing, truncated or of another model.
+TrainingState load_checkpoint_state(const std::filesystem::path& checkpoint, model::Model& model, AdamW& optimizer);
+
+// Deletes all but the newest `keep` checkpoints of the run.
+void prune_checkpoints(const std::filesystem::path& run_dir, int64_t keep);
+
+}  // namespace dsk::train

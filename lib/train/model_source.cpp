@@ -1,0 +1,65 @@
+#include "train/model_source.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "model/hf_config.hpp"
+
+namespace dsk::train {
+namespace {
+
+nlohmann::json scalar_to_json(const YAML::Node& node) {
+  const std::string& text = node.Scalar();
+  if (node.Tag() == "!") return text;  // quoted in the YAML: a string, whatever it spells
+  if (text == "null" || text == "~" || text.empty()) return nullptr;
+  if (text == "true" || text == "True") return true;
+  if (text == "false" || text == "False") return false;
+  int64_t integer;
+  if (YAML::convert<int64_t>::decode(node, integer)) return integer;
+  double number;
+  if (YAML::convert<double>::decode(node, number)) return number;
+  return text;
+}
+
+}  // namespace
+
+nlohmann::json yaml_to_json(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      nlohmann::json object = nlohmann::json::object();
+      for (const auto& entry : node) object[entry.first.as<std::string>()] = yaml_to_json(entry.second);
+      return object;
+    }
+    case YAML::NodeType::Sequence: {
+      nlohmann::json array = nlohmann::json::array();
+      for (const auto& item : node) array.push_back(yaml_to_json(item));
+      return array;
+    }
+    case YAML::NodeType::Scalar:
+      return scalar_to_json(node);
+    default:
+      return nullptr;
+  }
+}
+
+model::Model model_from_config(const Config& config, uint64_t seed) {
+  const int sources = int(config.has("model.config_json")) + int(config.has("model.config")) +
+                      int(config.has("model.init_from"));
+  if (sources != 1)
+    throw UsageError(str(config.source(), ": give exactly one of model.config_json, model.config and model.init_from (",
+                         sources, " given)"));
+  if (config.has("model.init_from")) {
+    const std::string directory = config.get_string("model.init_from");
+    log_info("model: weights of ", directory);
+    return model::Model::load_hf_checkpoint(directory);
+  }
+  model::Architecture arch;
+  if (config.has("model.config_json")) {
+    arch = model::read_hf_config(config.get_string("model.config_json"));
+  } else {
+    arch = model::architecture_from_hf_config(yaml_to_json(config.get_tree("model.config")),
+                                              str(config.source(), ": model.config"));
+  }
+  return model::Model(arch, seed);
+}
+
+}  // namespace dsk::train

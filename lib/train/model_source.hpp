@@ -1,0 +1,22 @@
+// The model a training run starts from, by the config's model section (exactly one of):
+//   model.config_json: PATH     an HF config.json; weights initialized at random with `seed`
+//   model.config: {...}         the same fields inline in the YAML
+//   model.init_from: DIR        an HF checkpoint directory (its config.json and weights)
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "core/config.hpp"
+#include "model/model.hpp"
+
+namespace dsk::train {
+
+model::Model model_from_config(const Config& config, uint64_t seed);
+
+// YAML (inline config.json fields) as JSON: integers, numbers, booleans and null by their YAML
+// spelling, everything else a string; maps and sequences recursively.
+nlohmann::json yaml_to_json(const YAML::Node& node);
+
+}  // namespace dsk::train

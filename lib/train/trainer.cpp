@@ -1,0 +1,366 @@
+#include "train/trainer.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "core/progress.hpp"
+#include "core/signals.hpp"
+#include "train/adamw.hpp"
+#include "train/checkpoint.hpp"
+#include "train/metrics_log.hpp"
+#include "train/model_source.hpp"
+#include "train/schedule.hpp"
+#include "train/token_windows.hpp"
+#include "train/train_data.hpp"
+#include "train/train_schema.hpp"
+
+namespace dsk::train {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One process per run directory: a second dsk-train on the same directory would interleave
+// checkpoints and metrics. The lock goes with the process, also when it is killed.
+class RunDirectoryLock {
+ public:
+  explicit RunDirectoryLock(const fs::path& run_dir) {
+    const fs::path path = run_dir / ".lock";
+    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw_io_error("cannot create the run lock", path, errno);
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0)
+      throw UsageError(str(run_dir.string(), ": another dsk-train is running in this run directory"));
+  }
+  ~RunDirectoryLock() { ::close(fd_); }
+  RunDirectoryLock(const RunDirectoryLock&) = delete;
+  RunDirectoryLock& operator=(const RunDirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// inputs and next-token targets of B windows of T + 1 tokens, as the model takes them ([B,T]).
+struct Batch {
+  std::vector<int32_t> tokens, targets;
+  std::vector<uint32_t> window;
+
+  template <typename NextWindow>
+  void fill(int B, int T, NextWindow next_window) {
+    tokens.resize(size_t(B) * T);
+    targets.resize(size_t(B) * T);
+    for (int b = 0; b < B; ++b) {
+      window.clear();
+      next_window(window);
+      for (int t = 0; t < T; ++t) {
+        tokens[size_t(b) * T + t] = int32_t(window[t]);
+        targets[size_t(b) * T + t] = int32_t(window[t + 1]);
+      }
+    }
+  }
+};
+
+// Weight decay on matrices only: not on norms, biases, embeddings or the routing-bias buffer.
+std::vector<uint8_t> build_decay_mask(const model::Model& model, bool decay_everything) {
+  std::vector<uint8_t> mask(model.parameter_count(), 0);
+  for (const auto& view : model.parameter_views()) {
+    if (!view.trainable) continue;
+    const bool matrix = view.shape.size() == 2 && view.name.find("embed_tokens") == std::string::npos;
+    if (decay_everything || matrix) std::fill_n(mask.begin() + view.offset, view.numel, 1);
+  }
+  return mask;
+}
+
+int64_t steps_of(const Config& config, int64_t tokens_per_step) {
+  if (config.has("steps") && config.has("tokens"))
+    throw UsageError(str(config.source(), ": give steps or tokens, not both"));
+  if (config.has("steps")) return config.get_int("steps");
+  if (config.has("tokens")) return (config.get_int("tokens") + tokens_per_step - 1) / tokens_per_step;
+  throw UsageError(str(config.source(), ": give the run's length as steps or tokens"));
+}
+
+const char* family_name(model::Family family) {
+  switch (family) {
+    case model::Family::llama: return "llama";
+    case model::Family::qwen2: return "qwen2";
+    case model::Family::deepseek_v3: return "deepseek_v3";
+  }
+  return "?";
+}
+
+// Routed tokens per expert over a logging interval, as shares of each MoE layer's total.
+class ExpertLoadTally {
+ public:
+  void add(const model::ExpertLoad& load) {
+    if (counts_.empty()) counts_.assign(load.counts.size(), {});
+    for (size_t layer = 0; layer < load.counts.size(); ++layer) {
+      counts_[layer].resize(load.counts[layer].size(), 0);
+      for (size_t e = 0; e < load.counts[layer].size(); ++e) counts_[layer][e] += load.counts[layer][e];
+    }
+  }
+  std::vector<std::vector<double>> take_shares() {
+    std::vector<std::vector<double>> shares;
+    for (const auto& layer : counts_) {
+      double total = 0;
+      for (int64_t count : layer) total += double(count);
+      std::vector<double> row;
+      for (int64_t count : layer) row.push_back(total > 0 ? double(count) / total : 0.0);
+      shares.push_back(std::move(row));
+    }
+    counts_.clear();
+    return shares;
+  }
+
+ private:
+  std::vector<std::vector<int64_t>> counts_;
+};
+
+class TrainingRun {
+ public:
+  explicit TrainingRun(const Config& config);
+  TrainOutcome run();
+
+ private:
+  void resume_or_start();
+  void take_step();
+  double evaluate();
+  void log_step(double loss, double lr, double grad_norm, double step_seconds);
+  void save();
+
+  const Config& config_;
+  const fs::path run_dir_;
+  const int B_, T_, grad_accum_;
+  TrainData data_;
+  RunDirectoryLock lock_;
+  model::Model model_;
+  AdamW optimizer_;
+  std::vector<uint8_t> decay_mask_;
+  TokenWindows train_windows_;
+  std::optional<TokenWindows> val_windows_;
+  Schedule schedule_;
+  int64_t total_steps_ = 0;
+  TrainingState state_;
+  CheckpointExtras extras_;
+  MetricsLog metrics_;
+  ExpertLoadTally expert_tally_;
+  Batch batch_;
+  fs::path last_checkpoint_;
+  int64_t checkpointed_step_ = -1;
+  double interval_seconds_ = 0;
+  int64_t interval_steps_ = 0;
+  Clock::time_point started_ = Clock::now();
+};
+
+fs::path prepare_run_dir(const Config& config) {
+  const fs::path run_dir = config.get_string("checkpoint.dir");
+  std::error_code error;
+  fs::create_directories(run_dir / "checkpoints", error);
+  if (error) throw_io_error("cannot create the run directory", run_dir, error.value());
+  return run_dir;
+}
+
+AdamWSettings adamw_settings(const Config& config) {
+  AdamWSettings settings;
+  settings.beta1 = float(config.get_double("optim.beta1"));
+  settings.beta2 = float(config.get_double("optim.beta2"));
+  settings.eps = float(config.get_double("optim.eps"));
+  settings.weight_decay = float(config.get_double("optim.weight_decay"));
+  return settings;
+}
+
+TrainingRun::TrainingRun(const Config& config)
+    : config_(config),
+      run_dir_(prepare_run_dir(config)),
+      B_(int(config.get_int("data.micro_batch"))),
+      T_(int(config.get_int("data.seq_len"))),
+      grad_accum_(int(config.get_int("data.grad_accum"))),
+      data_(resolve_train_data(config.get_strings("data.train"), config.get_strings("data.val"))),
+      lock_(run_dir_),
+      model_(model_from_config(config, uint64_t(config.get_int("seed")))),
+      optimizer_(model_.parameter_count(), adamw_settings(config)),
+      decay_mask_(build_decay_mask(model_, config.get_bool("optim.decay_norms_biases_embeddings"))),
+      train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))),
+      metrics_(run_dir_ / "metrics.jsonl") {
+  const int64_t vocab = model_.architecture().vocab;
+  if (data_.vocab_size > uint64_t(vocab))
+    throw UsageError(str("the shards use a vocabulary of ", data_.vocab_size, " tokens but the model has ", vocab,
+                         " (model vocab_size must be at least the tokenizer's)"));
+  if (!data_.val.empty()) {
+    // A fixed set of validation windows, the same at every evaluation.
+    val_windows_.emplace(data_.val, T_, uint64_t(config.get_int("seed")) ^ 0x5eedull);
+  } else {
+    log_warn("no validation shards (data.val, or a val split in the train directories): no evaluation");
+  }
+  total_steps_ = steps_of(config, int64_t(B_) * T_ * grad_accum_);
+  schedule_ = schedule_from(config, total_steps_);
+  extras_.tokenizer = data_.tokenizer;
+  extras_.bos_id = data_.bos_id;
+  extras_.eos_id = data_.eos_id;
+  extras_.config_yaml = config.to_yaml();
+  extras_.dtype = config.get_string("checkpoint.dtype");
+  model_.set_sequence_aux_loss(float(config.get_double("moe.aux_loss_alpha")));
+  state_.seed = uint64_t(config.get_int("seed"));
+  resume_or_start();
+  write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
+}
+
+void TrainingRun::resume_or_start() {
+  std::optional<fs::path> latest = latest_checkpoint(run_dir_);
+  if (!latest) {
+    log_info("model: ", family_name(model_.architecture().family), ", ", model_.parameter_count(),
+             " parameters; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_, " tokens");
+    return;
+  }
+  state_ = load_checkpoint_state(*latest, model_, optimizer_);
+  if (state_.seed != uint64_t(config_.get_int("seed")))
+    throw UsageError(str(run_dir_.string(), ": the run was started with seed ", state_.seed,
+                         "; resuming with another seed would change its data order (use a new checkpoint.dir)"));
+  train_windows_.set_cursor(state_.data_cursor);
+  metrics_.truncate_after(state_.step);
+  last_checkpoint_ = *latest;
+  checkpointed_step_ = state_.step;
+  log_info("resuming from ", latest->string(), " (step ", state_.step, " of ", total_steps_, ")");
+}
+
+void TrainingRun::take_step() {
+  const auto step_start = Clock::now();
+  model_.zero_grad();
+  model_.reset_expert_load();
+  double loss_sum = 0;
+  for (int micro = 0; micro < grad_accum_; ++micro) {
+    batch_.fill(B_, T_, [&](std::vector<uint32_t>& out) { train_windows_.next(out); });
+    loss_sum += model_.forward(batch_.tokens.data(), batch_.targets.data(), B_, T_);
+    model_.backward();
+  }
+  const double loss = loss_sum / grad_accum_;
+  std::span<float> grads = model_.gradients();
+  if (grad_accum_ > 1)
+    for (float& g : grads) g /= float(grad_accum_);
+  const double grad_norm = clip_grad_norm(grads, float(config_.get_double("optim.grad_clip")));
+  const double lr = schedule_.lr_at(state_.step);
+  state_.tokens += int64_t(B_) * T_ * grad_accum_;
+  state_.data_cursor = train_windows_.cursor();
+  if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
+    // The update is skipped; the step still counts, so the data moves on past the bad batch.
+    state_.skipped_steps++;
+    state_.bad_steps_in_row++;
+    log_warn("step ", state_.step + 1, ": loss ", loss, ", grad norm ", grad_norm, ": update skipped (",
+             state_.bad_steps_in_row, " in a row)");
+    if (state_.bad_steps_in_row >= config_.get_int("max_bad_steps"))
+      throw DataError(str(state_.bad_steps_in_row, " steps in a row had a NaN or Inf loss (last at step ",
+                          state_.step + 1, "): the run diverged; lower optim.lr or add warmup. ",
+                          last_checkpoint_.empty() ? std::string("No checkpoint was written")
+                                                   : "The last good checkpoint is " + last_checkpoint_.string()));
+  } else {
+    state_.bad_steps_in_row = 0;
+    optimizer_.step(model_.parameters(), grads, decay_mask_, float(lr));
+    if (model_.architecture().n_routed > 0) {
+      expert_tally_.add(model_.expert_load());
+      model_.update_expert_bias(float(config_.get_double("moe.bias_update_speed")));
+    }
+  }
+  state_.step++;
+  state_.train_loss = loss;
+  log_step(loss, lr, grad_norm, std::chrono::duration<double>(Clock::now() - step_start).count());
+}
+
+void TrainingRun::log_step(double loss, double lr, double grad_norm, double step_seconds) {
+  interval_seconds_ += step_seconds;
+  interval_steps_++;
+  if (state_.step % config_.get_int("logging.every") != 0 && state_.step != total_steps_) return;
+  StepMetrics metrics;
+  metrics.step = state_.step;
+  metrics.loss = loss;
+  metrics.lr = lr;
+  metrics.grad_norm = grad_norm;
+  metrics.tokens_per_s = double(interval_steps_) * B_ * T_ * grad_accum_ / std::max(interval_seconds_, 1e-9);
+  metrics.elapsed_s = state_.elapsed_s + std::chrono::duration<double>(Clock::now() - started_).count();
+  metrics.skipped_steps = state_.skipped_steps;
+  metrics.expert_load = expert_tally_.take_shares();
+  metrics_.append(metrics);
+  log_debug("step ", state_.step, " loss ", loss, " lr ", lr, " grad_norm ", grad_norm, " tokens/s ",
+            metrics.tokens_per_s);
+  interval_seconds_ = 0;
+  interval_steps_ = 0;
+}
+
+// Mean loss over eval.batches fixed micro-batches of the validation shards; plain cross-entropy
+// (no balance loss), and the expert counts it causes are not kept.
+double TrainingRun::evaluate() {
+  const int64_t batches = config_.get_int("eval.batches");
+  const float alpha = float(config_.get_double("moe.aux_loss_alpha"));
+  model_.set_sequence_aux_loss(0);
+  double sum = 0;
+  uint64_t k = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    batch_.fill(B_, T_, [&](std::vector<uint32_t>& out) { val_windows_->window(k++, out); });
+    sum += model_.forward(batch_.tokens.data(), batch_.targets.data(), B_, T_);
+  }
+  model_.set_sequence_aux_loss(alpha);
+  model_.reset_expert_load();
+  return sum / double(batches);
+}
+
+void TrainingRun::save() {
+  TrainingState saved = state_;
+  saved.elapsed_s += std::chrono::duration<double>(Clock::now() - started_).count();
+  last_checkpoint_ = save_checkpoint(run_dir_, model_, optimizer_, saved, extras_);
+  checkpointed_step_ = state_.step;
+  prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
+  log_info("checkpoint ", last_checkpoint_.string());
+}
+
+TrainOutcome TrainingRun::run() {
+  install_stop_signal_handlers();
+  const int64_t eval_every = config_.get_int("eval.every");
+  const int64_t checkpoint_every = config_.get_int("checkpoint.every");
+  Progress progress("train", uint64_t(total_steps_), "steps");
+  progress.set(uint64_t(std::min(state_.step, total_steps_)));
+  while (state_.step < total_steps_) {
+    take_step();
+    const bool last = state_.step == total_steps_;
+    if (val_windows_ && (last || (eval_every > 0 && state_.step % eval_every == 0))) {
+      state_.val_loss = evaluate();
+      log_info("step ", state_.step, ": train loss ", state_.train_loss, ", val loss ", *state_.val_loss);
+    }
+    progress.set(uint64_t(state_.step));
+    progress.set_note(str("loss ", state_.train_loss));
+    if (last || (checkpoint_every > 0 && state_.step % checkpoint_every == 0)) save();
+    if (stop_requested()) {
+      if (checkpointed_step_ != state_.step) save();
+      progress.finish();
+      throw Interrupted(stop_exit_code(), str("stopped by a signal at step ", state_.step, "; checkpoint ",
+                                              last_checkpoint_.string(), "; rerun the same command to resume"));
+    }
+  }
+  progress.finish();
+  if (checkpointed_step_ != state_.step) save();  // a resumed run that had nothing left to do
+  TrainOutcome outcome;
+  outcome.run_dir = run_dir_;
+  outcome.checkpoint = last_checkpoint_;
+  outcome.model_type = family_name(model_.architecture().family);
+  outcome.step = state_.step;
+  outcome.tokens = state_.tokens;
+  outcome.parameters = int64_t(model_.parameter_count());
+  outcome.train_loss = state_.train_loss;
+  outcome.val_loss = state_.val_loss;
+  outcome.skipped_steps = state_.skipped_steps;
+  return outcome;
+}
+
+}  // namespace
+
+TrainOutcome run_training(const Config& config) {
+  TrainingRun run(config);
+  return run.run();
+}
+
+}  // namespace dsk::train

@@ -1,0 +1,42 @@
+// The training loop of dsk-train, on the model engine (lib/model) and the pieces beside this
+// file: data (train_data, token_windows), optimizer (adamw, schedule), checkpoints, metrics.
+//
+// One optimizer step: grad_accum micro-batches of micro_batch windows of seq_len + 1 tokens,
+// forward + backward each (gradients accumulate, then are averaged), a NaN/Inf guard, global
+// grad-norm clipping, AdamW at the schedule's lr, and for MoE models the auxiliary-loss-free update
+// of the routing biases. Every logging.every steps a line of metrics.jsonl, every eval.every steps
+// a validation loss, every checkpoint.every steps a checkpoint (the last checkpoint.keep are kept).
+//
+// Running the same config again resumes from the newest whole checkpoint of the run directory:
+// weights, moments, data cursor and counters come back exactly, so the losses that follow are
+// bit-identical to those of a run that never stopped (with the same thread count). SIGINT,
+// SIGTERM and SIGUSR1 save a checkpoint at the end of the step under way and then throw
+// dsk::Interrupted (exit 130 or 143).
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "core/config.hpp"
+
+namespace dsk::train {
+
+struct TrainOutcome {
+  std::filesystem::path run_dir;
+  std::filesystem::path checkpoint;  // the last one written
+  std::string model_type;
+  int64_t step = 0;
+  int64_t tokens = 0;
+  int64_t parameters = 0;
+  double train_loss = 0;
+  std::optional<double> val_loss;
+  int64_t skipped_steps = 0;
+};
+
+// config follows train_schema(). Throws UsageError / DataError / ResourceError as usual,
+// Interrupted after a clean save on a stop signal, and DataError when max_bad_steps steps in a
+// row had a NaN or Inf loss.
+TrainOutcome run_training(const Config& config);
+
+}  // namespace dsk::train

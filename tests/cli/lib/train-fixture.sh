@@ -1,0 +1,70 @@
+# Sourced by tests/cli/dsk-train-*.sh: a small real corpus (the first 300 kB of the bundled KJV)
+# tokenized with the tiny GPT-2 fixture tokenizer (267 tokens) into ./shards, and write_config
+# for a tiny model that trains in a fraction of a second a step on one core.
+#   make_shards                      ./shards, ./tokenizer.json, ./tokenizer_config.json
+#   write_config FILE MODEL_TYPE     a dsk-train config (llama or deepseek_v3) training on ./shards
+fail() { echo "FAIL: $*" >&2; exit 1; }
+field() { sed -n "s/^$1: //p" "$2" | tail -1; }  # a record's field
+
+make_shards() {
+  cp "${DSK_SOURCE_DIR:?}/tests/fixtures/tokenizer/tiny-gpt2/tokenizer.json" tokenizer.json
+  echo '{"eos_token": "<|endoftext|>", "add_bos_token": false}' >tokenizer_config.json
+  # zstdcat stops on a closed pipe once head has its bytes: not an error.
+  (zstdcat "$DSK_SOURCE_DIR/assets/corpus/kjv.txt.zst" 2>/dev/null || true) | head -c 300000 >corpus.txt
+  dsk-tokenize -q -t tokenizer.json -o shards --documents paragraph --val-fraction 0.1 corpus.txt >shards.yaml
+}
+
+write_config() {
+  local file=$1 model_type=$2
+  {
+    echo "model:"
+    echo "  config:"
+    echo "    model_type: $model_type"
+    echo "    vocab_size: 272"
+    echo "    hidden_size: 32"
+    echo "    intermediate_size: 64"
+    echo "    num_hidden_layers: 2"
+    echo "    num_attention_heads: 4"
+    echo "    max_position_embeddings: 128"
+    if [ "$model_type" = llama ]; then
+      echo "    num_key_value_heads: 2"
+    else
+      cat <<'EOF'
+    num_key_value_heads: 4
+    first_k_dense_replace: 1
+    q_lora_rank: 16
+    kv_lora_rank: 16
+    qk_nope_head_dim: 8
+    qk_rope_head_dim: 8
+    v_head_dim: 8
+    moe_intermediate_size: 16
+    n_routed_experts: 6
+    n_shared_experts: 1
+    num_experts_per_tok: 2
+    n_group: 3
+    topk_group: 2
+EOF
+    fi
+    cat <<'EOF'
+data:
+  train: shards
+  seq_len: 32
+  micro_batch: 4
+  grad_accum: 2
+optim:
+  lr: 0.003
+schedule:
+  warmup_steps: 3
+steps: 40
+eval:
+  every: 8
+  batches: 2
+checkpoint:
+  dir: run
+  every: 5
+  keep: 2
+logging:
+  every: 1
+EOF
+  } >"$file"
+}

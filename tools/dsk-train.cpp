@@ -1,0 +1,154 @@
+// dsk-train: pre-train a model on token shards (lib/train does the work), and sample from a checkpoint.
+//   dsk-train -c pretrain.yaml                    train or resume; a "checkpoint" record on stdout
+//   dsk-train sample runs/tiny/checkpoints/step-000500 --prompt "In the beginning"
+#include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "core/cli.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/record.hpp"
+#include "model/generate.hpp"
+#include "model/model.hpp"
+#include "tokenizer/tokenizer.hpp"
+#include "train/trainer.hpp"
+#include "train/train_schema.hpp"
+
+using namespace dsk;
+
+namespace {
+
+struct TrainFlags {
+  std::string run_dir, data, init_from, steps;
+};
+
+struct SampleFlags {
+  std::string checkpoint, prompt;
+  int tokens = 64, samples = 1, top_k = 0;
+  float temperature = 0.8f, top_p = 0.95f;
+  uint64_t seed = 1;
+};
+
+// "key=value" with the value quoted, so a path reads back as a YAML string whatever it spells.
+std::string assignment(const std::string& key, const std::string& value) {
+  YAML::Emitter out;
+  out << YAML::DoubleQuoted << value;
+  return key + "=" + out.c_str();
+}
+
+// The flags that set config keys, applied after -c and --set (so they win). A `-` for --data or
+// --init-from reads the producing tool's record from stdin.
+std::vector<std::string> flag_overrides(const TrainFlags& flags) {
+  std::vector<std::string> overrides;
+  if (!flags.run_dir.empty()) overrides.push_back(assignment("checkpoint.dir", flags.run_dir));
+  if (!flags.steps.empty()) overrides.push_back("steps=" + flags.steps);
+  if (!flags.data.empty())
+    overrides.push_back(assignment("data.train", resolve_artifact_path(flags.data, {"shards"})));
+  if (!flags.init_from.empty())
+    overrides.push_back(assignment("model.init_from", resolve_artifact_path(flags.init_from, {"checkpoint"})));
+  return overrides;
+}
+
+int run_train(const Config& config) {
+  train::TrainOutcome outcome = train::run_training(config);
+  Record record("checkpoint");
+  record.set("path", outcome.checkpoint.string())
+      .set("run_dir", outcome.run_dir.string())
+      .set("model_type", outcome.model_type)
+      .set("parameters", outcome.parameters)
+      .set("step", outcome.step)
+      .set("tokens", outcome.tokens)
+      .set("train_loss", outcome.train_loss);
+  if (outcome.val_loss) record.set("val_loss", *outcome.val_loss);
+  record.set("skipped_steps", outcome.skipped_steps);
+  record.print();
+  return 0;
+}
+
+int run_sample(const SampleFlags& flags) {
+  if (flags.tokens < 1) throw UsageError("-n/--tokens must be at least 1");
+  const std::filesystem::path checkpoint = resolve_artifact_path(flags.checkpoint, {"checkpoint"});
+  const std::filesystem::path tokenizer_path = checkpoint / "tokenizer.json";
+  if (!std::filesystem::exists(tokenizer_path))
+    throw DataError(str(checkpoint.string(), ": no tokenizer.json in the checkpoint, so text cannot be made"));
+  auto tokenizer = tokenizer::Tokenizer::load(tokenizer_path);
+  model::Model model = model::Model::load_hf_checkpoint(checkpoint);
+
+  std::vector<int32_t> prompt;
+  tokenizer::EncodeOptions options;
+  options.add_special_tokens = tokenizer.add_bos_by_default();
+  for (auto id : tokenizer.encode(flags.prompt, options)) prompt.push_back(int32_t(id));
+  if (prompt.empty()) {
+    // A document starts after BOS, or, without one, after the EOS that ended the one before.
+    std::optional<uint32_t> start = tokenizer.bos_id() ? tokenizer.bos_id() : tokenizer.eos_id();
+    if (!start) throw UsageError("the tokenizer has neither BOS nor EOS: give a --prompt to start from");
+    prompt.push_back(int32_t(*start));
+  }
+  model::SamplingSettings settings{flags.temperature, flags.top_k, flags.top_p};
+  std::mt19937_64 rng(flags.seed);
+  for (int sample = 0; sample < flags.samples; ++sample) {
+    std::vector<uint32_t> generated = model::generate_tokens(model, prompt, flags.tokens, settings, rng,
+                                                             tokenizer.eos_id());
+    std::string text = flags.prompt + tokenizer.decode(generated, /*skip_special_tokens=*/true) + "\n";
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) throw ResourceError("cannot write to stdout");
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+void add_sample_command(CLI::App& app, SampleFlags& flags, CLI::App*& sample) {
+  sample = app.add_subcommand("sample", "Generate text from a checkpoint (its tokenizer.json encodes the prompt)");
+  sample->add_option("checkpoint", flags.checkpoint, "Checkpoint directory, or - for a checkpoint record on stdin")
+      ->required()->type_name("DIR");
+  sample->add_option("-p,--prompt", flags.prompt, "Text to continue (default: start from BOS)");
+  sample->add_option("-n,--tokens", flags.tokens, "New tokens per sample at most (default 64)");
+  sample->add_option("--samples", flags.samples, "Number of samples, one per line (default 1)")->check(CLI::PositiveNumber);
+  sample->add_option("--temperature", flags.temperature, "0 for greedy (default 0.8)")->check(CLI::NonNegativeNumber);
+  sample->add_option("--top-k", flags.top_k, "Sample among the K most likely tokens, 0 = all (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  sample->add_option("--top-p", flags.top_p, "Nucleus sampling threshold (default 0.95)")->check(CLI::Range(0.0, 1.0));
+  sample->add_option("--seed", flags.seed, "Seed of the sampler (default 1)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Pre-train a llama, qwen2 or deepseek_v3 model on token shards", "dsk-train"};
+  cli::CommonOptions common;
+  cli::add_common_flags(app, common);
+  cli::add_config_flags(app, common);
+  TrainFlags flags;
+  app.add_option("-o,--run-dir", flags.run_dir, "Run directory: checkpoints, metrics.jsonl (checkpoint.dir)")
+      ->type_name("DIR");
+  app.add_option("--data", flags.data, "Train shard directory, or - for a shards record on stdin (data.train)")
+      ->type_name("DIR");
+  app.add_option("--init-from", flags.init_from,
+                 "Start from this checkpoint's weights, or - for a checkpoint record on stdin (model.init_from)")
+      ->type_name("DIR");
+  app.add_option("--steps", flags.steps, "Optimizer steps (steps)")->type_name("N");
+  SampleFlags sample_flags;
+  CLI::App* sample = nullptr;
+  add_sample_command(app, sample_flags, sample);
+
+  cli::set_examples(app, {
+      "dsk-train -c configs/tiny-deepseek.yaml",
+      "dsk-train -c configs/tiny-deepseek.yaml --set optim.lr=1e-3 --steps 2000 -o runs/lr1e-3",
+      "dsk-tokenize -t tokenizer.json -o shards/ corpus.txt | dsk-train -c configs/tiny-deepseek.yaml --data -",
+      "dsk-train -c configs/tiny-deepseek.yaml --print-config",
+      "dsk-train sample runs/tiny/checkpoints/step-001000 --prompt 'In the beginning' -n 40 --samples 3",
+      "dsk-train -c configs/tiny-deepseek.yaml | dsk-train sample - -n 40",
+  });
+
+  return cli::run(app, argc, argv, common, [&] {
+    if (sample->parsed()) return run_sample(sample_flags);
+    cli::CommonOptions effective = common;
+    for (auto& assignment : flag_overrides(flags)) effective.overrides.push_back(assignment);
+    auto config = cli::load_config(train::train_schema(), effective);
+    if (!config) return 0;
+    return run_train(*config);
+  });
+}
