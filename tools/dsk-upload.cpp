@@ -98,8 +98,10 @@ void print_local_record(const Manifest& manifest, const std::string& path, const
   record.set("path", path).set("name", manifest.name).set("version", manifest.version)
       .set("url", url).set("manifest_sha256", manifest_sha256);
   if (!manifest.model_type.empty()) record.set("model_type", manifest.model_type);
+  if (!manifest.base_model.empty()) record.set("base_model", manifest.base_model);
+  if (manifest.parameters > 0) record.set("parameters", static_cast<int64_t>(manifest.parameters));
   for (const auto& [key, value] : manifest.record)
-    if (key == "base_model" || key == "step") record.set(key, value);
+    if (key == "step") record.set(key, value);
   record.print();
 }
 

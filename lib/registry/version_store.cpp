@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <ctime>
 #include <mutex>
 #include <set>
@@ -17,6 +18,7 @@
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "core/sha256.hpp"
+#include "io/safetensors.hpp"
 #include "registry/alias_store.hpp"
 
 namespace dsk::registry {
@@ -42,14 +44,33 @@ void check_relative(const std::string& path, const std::string& where) {
     throw DataError(str(where, ": file path '", path, "' must be relative, without '..'"));
 }
 
-// config.json's model_type, or "" (JSON is read as YAML, which it nearly always is).
-std::string model_type_of(const std::filesystem::path& directory) {
+// A JSON file's top-level string field, or "" (JSON is read as YAML, which it nearly always is).
+std::string json_field(const std::filesystem::path& file, const char* field) {
+  if (!std::filesystem::exists(file)) return "";
   try {
-    YAML::Node config = YAML::LoadFile((directory / "config.json").string());
-    return config.IsMap() ? config["model_type"].as<std::string>("") : "";
+    YAML::Node root = YAML::LoadFile(file.string());
+    return root.IsMap() ? root[field].as<std::string>("") : "";
   } catch (const YAML::Exception&) {
     return "";
   }
+}
+
+long long safetensors_parameters(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  unsigned char prefix[8] = {};
+  if (!in.read(reinterpret_cast<char*>(prefix), 8))
+    throw DataError(str(file.string(), ": too short for a safetensors header"));
+  uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = length << 8 | prefix[i];
+  uint64_t file_size = std::filesystem::file_size(file);
+  if (length > io::kMaxHeaderBytes || length > file_size - 8)
+    throw DataError(str(file.string(), ": safetensors header length ", length, " does not fit the file"));
+  std::string json(length, '\0');
+  in.read(json.data(), static_cast<std::streamsize>(length));
+  long long count = 0;
+  for (const auto& tensor : io::parse_safetensors_header(json, file_size - 8 - length, file.string()).tensors)
+    count += static_cast<long long>(tensor.element_count());
+  return count;
 }
 
 // Downloads one file of size bytes into target, verified: a single GET below part_size,
@@ -122,6 +143,8 @@ Manifest parse_manifest(const std::string& yaml, const std::string& source) {
     manifest.version = root["version"].as<std::string>("");
     manifest.created = root["created"].as<std::string>("");
     manifest.model_type = root["model_type"].as<std::string>("");
+    manifest.base_model = root["base_model"].as<std::string>("");
+    manifest.parameters = root["parameters"].as<long long>(0);
     for (const auto& entry : root["files"]) {
       std::string where = yaml_location(source, entry);
       if (!entry.IsMap())
@@ -151,6 +174,10 @@ std::string manifest_to_yaml(const Manifest& manifest) {
   out << YAML::Key << "created" << YAML::Value << manifest.created;
   if (!manifest.model_type.empty())
     out << YAML::Key << "model_type" << YAML::Value << manifest.model_type;
+  if (!manifest.base_model.empty())
+    out << YAML::Key << "base_model" << YAML::Value << manifest.base_model;
+  if (manifest.parameters > 0)
+    out << YAML::Key << "parameters" << YAML::Value << manifest.parameters;
   out << YAML::Key << "files" << YAML::Value << YAML::BeginSeq;
   for (const auto& file : manifest.files)
     out << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << file.path
@@ -166,6 +193,21 @@ std::string manifest_to_yaml(const Manifest& manifest) {
   return std::string(out.c_str()) + "\n";
 }
 
+void describe_model(const std::filesystem::path& directory, Manifest& manifest) {
+  manifest.model_type = json_field(directory / "config.json", "model_type");
+  manifest.base_model = json_field(directory / "adapter_config.json", "base_model_name_or_path");
+  manifest.parameters = 0;
+  try {
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(directory))
+      if (entry.is_regular_file() && entry.path().extension() == ".safetensors")
+        manifest.parameters += safetensors_parameters(entry.path());
+  } catch (const DataError& error) {
+    // Publishing stores bytes; a file dsk cannot read is still the user's to store.
+    log_warn(error.what(), ": the manifest gets no parameter count");
+    manifest.parameters = 0;
+  }
+}
+
 Published publish_version(const Connection& connection, const std::string& root,
                           const std::string& name, const std::string& version,
                           const std::filesystem::path& directory, const PublishOptions& options) {
@@ -177,7 +219,11 @@ Published publish_version(const Connection& connection, const std::string& root,
                          " (versions are immutable; --force replaces it)"));
   if (!std::filesystem::is_directory(directory))
     throw UsageError(str(directory.string(), ": not a directory to publish"));
-  Manifest manifest{name, version, utc_now(), {}, model_type_of(directory), options.record};
+  Manifest manifest{name, version, utc_now(), {}, "", "", 0, options.record};
+  describe_model(directory, manifest);
+  if (manifest.base_model.empty())
+    for (const auto& [key, value] : options.record)
+      if (key == "base_model") manifest.base_model = value;
   std::vector<std::filesystem::path> paths;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(directory))
     if (entry.is_regular_file() && entry.path().lexically_relative(directory) != "manifest.yaml")

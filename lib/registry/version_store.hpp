@@ -4,6 +4,8 @@
 //   version: "1.0"
 //   created: 2026-11-22T18:40:00Z
 //   model_type: llama                  # from config.json, when there is one
+//   base_model: deepseek-ai/...        # an adapter's base (adapter_config.json), or the record's
+//   parameters: 6738415616             # elements of every *.safetensors tensor, when any
 //   files:
 //     - {path: model.safetensors, size: 123, sha256: ab12...}
 //   record: {kind: checkpoint, path: ..., step: 500}   # the producing record, when read from stdin
@@ -32,6 +34,8 @@ struct Manifest {
   std::string name, version, created;
   std::vector<ManifestFile> files;
   std::string model_type;                                   // "" when unknown
+  std::string base_model;                                   // "" when unknown
+  long long parameters = 0;                                 // 0 when unknown
   std::vector<std::pair<std::string, std::string>> record;  // the producing record's fields
 };
 
@@ -49,6 +53,12 @@ struct PublishOptions {
   MultipartOptions multipart;  // files at least multipart.part_size bytes go multipart
   std::vector<std::pair<std::string, std::string>> record;  // kept in the manifest
 };
+
+// What the manifest says about a directory's model beyond its files: model_type from
+// config.json, base_model from adapter_config.json (PEFT's base_model_name_or_path), and the
+// parameter count summed over the headers of its *.safetensors files (0, with a warning, when
+// one of them is not valid safetensors).
+void describe_model(const std::filesystem::path& directory, Manifest& manifest);
 
 // root: s3://bucket/prefix (prefix may be empty).
 Published publish_version(const Connection& connection, const std::string& root,

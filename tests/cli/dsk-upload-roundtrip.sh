@@ -39,10 +39,20 @@ dsk-upload ckpt --name vision --model-version 1.1 --part-size 5MiB >/dev/null
 dsk-upload alias vision prod 1.0=90,1.1=10 >/dev/null
 status=0; dsk-upload alias vision prod 7.0 2>/dev/null || status=$?
 [ "$status" = 2 ]
-[ "$(dsk-upload list)" = vision ]
+[ "$(dsk-upload list | tr '\n' ' ')" = "vision " ]
 dsk-upload list vision | cut -f1,3 >listed.txt
 printf '1.0\tprod=90\n1.1\tprod=10\n' | cmp - listed.txt
 dsk-upload show vision@1.1 | grep -q 'model_type: llama'
+
+# The manifest counts parameters in safetensors headers (2x3 + 4 here) and keeps an adapter's base.
+mkdir -p adapter
+header='{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]}}'
+{ printf "\\x$(printf %02x ${#header})\\0\\0\\0\\0\\0\\0\\0"; printf %s "$header"; head -c 32 /dev/zero; } \
+  >adapter/adapter_model.safetensors
+echo '{"base_model_name_or_path": "deepseek-ai/base", "peft_type": "LORA"}' >adapter/adapter_config.json
+dsk-upload adapter --name vision-lora --version 1 >/dev/null
+dsk-upload show vision-lora@1 >adapter-manifest.txt
+grep -q '^parameters: 10$' adapter-manifest.txt && grep -q '^base_model: deepseek-ai/base$' adapter-manifest.txt
 
 # A record on stdin in place of the directory; the manifest keeps it.
 printf -- '---\nkind: checkpoint\npath: ckpt\nstep: 500\n' | dsk-upload - --name vision --version 1.2 >/dev/null

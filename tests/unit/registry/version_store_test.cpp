@@ -59,12 +59,15 @@ TEST_CASE("a published version reads back verified; collisions and corruption ar
 
 TEST_CASE("manifests round-trip and bad ones name the problem") {
   Manifest manifest{"vision", "1.0", "2026-11-22T18:40:00Z",
-                    {{"a/b.bin", 3, std::string(64, 'a')}}, "", {}};
+                    {{"a/b.bin", 3, std::string(64, 'a')}}, "llama", "org/base", 42, {}};
   Manifest again = parse_manifest(manifest_to_yaml(manifest), "m.yaml");
   CHECK(again.version == "1.0");
   REQUIRE(again.files.size() == 1);
   CHECK(again.files[0].path == "a/b.bin");
   CHECK(again.files[0].size == 3);
+  CHECK(again.model_type == "llama");
+  CHECK(again.base_model == "org/base");
+  CHECK(again.parameters == 42);
   for (const char* bad : {"name: x\nversion: '1'\n", "[1]",
                           "name: x\nversion: '1'\nfiles: [{path: ../x, size: 1, sha256: "
                           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}]\n",
