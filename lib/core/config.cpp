@@ -173,7 +173,13 @@ Config Config::load(const Schema& schema, const std::string& path, const std::ve
     std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
     return from_text(schema, text, "<stdin>", overrides);
   }
-  return from_text(schema, read_file(path), path, overrides);
+  std::string text;
+  try {
+    text = read_file(path);
+  } catch (const DataError& e) {  // a -c that names no readable file is a usage error (exit 2)
+    throw UsageError(str("config: ", e.what()));
+  }
+  return from_text(schema, text, path, overrides);
 }
 
 Config Config::from_text(const Schema& schema, const std::string& text, const std::string& source,

@@ -96,3 +96,9 @@ TEST_CASE("YAML syntax errors carry the line") {
   CHECK(message.find("bad.yaml:") != std::string::npos);
   CHECK(message.find("YAML syntax error") != std::string::npos);
 }
+
+TEST_CASE("a config file that cannot be read is a usage error naming it (exit 2, not bad data)") {
+  Schema schema = example_schema();
+  std::string message = error_of([&] { Config::load(schema, "no-such-dir/missing.yaml", {}); });
+  CHECK(message.find("no-such-dir/missing.yaml") != std::string::npos);
+}
