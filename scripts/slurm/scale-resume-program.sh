@@ -1,6 +1,6 @@
 #!/bin/sh
 # Slurm's ResumeProgram, delegated to dsk-scale (see dsk-scale(1)). In slurm.conf:
-#   ResumeProgram=/usr/local/libexec/dsk/scale-resume-program.sh
+#   ResumeProgram=/usr/local/libexec/dsk/scale-resume-program.sh   (make install puts it there)
 # slurmctld runs it with one argument, a hostlist; the policy's actuator.command runs once per node
 # with DSK_SCALE_ACTION=resume and DSK_SCALE_NODE set. Slurm discards the output, so errors are
 # appended to $DSK_SCALE_LOG.
