@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "core/units.hpp"
 #include "scale/gpu.hpp"
 #include "scale/http_metrics.hpp"
 #include "scale/process.hpp"
@@ -98,6 +99,7 @@ SourceConfig source_config_from(const Config& config) {
   sources.gpu = config.get_bool("source.gpu");
   sources.prometheus_urls = config.get_strings("source.prometheus");
   sources.samples_path = config.get_string("source.samples");
+  sources.samples_max_age = parse_duration(config.get_string("source.samples_max_age"), "source.samples_max_age");
   return sources;
 }
 
@@ -108,7 +110,13 @@ Observation observe(const SourceConfig& sources, double now) {
   observation.time = now;
   if (!sources.samples_path.empty()) {
     Observation last = read_samples(sources.samples_path).back();
+    // Times below 1e9 are a trace's own clock (seconds from its start): no age to judge.
+    double age = now - last.time;
+    if (sources.samples_max_age > 0 && last.time >= 1e9 && age > sources.samples_max_age)
+      throw DataError(str(sources.samples_path, ": the last sample is ", static_cast<int64_t>(age),
+                          "s old, over source.samples_max_age (", static_cast<int64_t>(sources.samples_max_age), "s)"));
     observation = last;
+    observation.time = now;
   }
   if (sources.slurm) {
     Observation slurm = SlurmCluster(sources.partition).observe(now);

@@ -18,11 +18,14 @@ struct SourceConfig {
   bool gpu = false;
   std::vector<std::string> prometheus_urls;
   std::string samples_path;
+  double samples_max_age = 600;  // seconds; a last sample older than this is a failing source (0: no limit)
 };
 SourceConfig source_config_from(const Config& config);
 
-// Reads every configured source; any failure throws (the caller holds capacity and says why).
-// UsageError when no source is configured.
+// Reads every configured source into an observation made at `now`; any failure throws (the
+// caller holds capacity and says why), and so does a samples file whose last row (with a time in
+// seconds since the epoch) is older than samples_max_age: a collector that stopped is no
+// reason to act. UsageError when no source is configured.
 Observation observe(const SourceConfig& sources, double now);
 
 class Actuator {

@@ -65,10 +65,22 @@ line=$(dsk-scale -c serve.yaml --once --current 3 --apply --state state.json)
 [ "$(field action "$line")" = hold ] && [[ "$line" == *"cooldown"* ]] || fail "cooldown across --once runs: $line"
 
 # A samples file as the source (its last row), with the training phase's CPU ratio.
-printf '{"time": 1795000000, "gpu_util": 95, "pending": 2, "running": 2, "current": 2, "phase": "warmup"}\n' >samples.jsonl
+printf '{"time": %s, "gpu_util": 95, "pending": 2, "running": 2, "current": 2, "phase": "warmup"}\n' "$(date +%s)" >samples.jsonl
 line=$(dsk-scale -c "$DSK_SOURCE_DIR/configs/scale-train.yaml" --set source.gpu=false --set source.slurm=false \
   --set source.samples=samples.jsonl --once)
 [ "$(field desired "$line")" = 4 ] && [ "$(field cpus "$line")" = 64 ] || fail "phase ratio: $line"
+
+# A collector that stopped: a last sample older than source.samples_max_age fails the source,
+# --once with bad data (3) and no decision, --watch by holding.
+printf '{"time": %s, "gpu_util": 95, "pending": 2, "current": 2}\n' "$(( $(date +%s) - 3600 ))" >stale.jsonl
+expect 3 "stale.jsonl: the last sample is 36[0-9][0-9]s old, over source.samples_max_age (600s)" \
+  dsk-scale --set source.samples=stale.jsonl --once --apply
+[ ! -s out.txt ] || fail "decided on a stale sample: $(cat out.txt)"
+line=$(dsk-scale --set source.samples=stale.jsonl --watch --iterations 1 2>/dev/null)
+[[ "$line" == *'action=hold reason="metric source failed: holding capacity: stale.jsonl: the last sample'* ]] ||
+  fail "--watch on a stale sample: $line"
+line=$(dsk-scale --set source.samples=stale.jsonl --set source.samples_max_age=0s --once)
+[ "$(field action "$line")" = scale-out ] || fail "samples_max_age=0s should lift the limit: $line"
 
 # --watch: the endpoint goes away; each interval holds capacity and says why, exit 0.
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=

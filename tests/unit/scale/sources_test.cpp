@@ -3,8 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "core/error.hpp"
+#include "core/fs.hpp"
+#include "scale/controller.hpp"
 #include "scale/gpu.hpp"
 #include "scale/prometheus.hpp"
 #include "scale/samples_file.hpp"
@@ -138,4 +141,32 @@ TEST_CASE("samples files: JSONL and CSV, with errors naming the line") {
   CHECK(error_of("time,gpu_util\n0,91,3\n", true).find("f:2: expected 2 fields") == 0);
   CHECK(error_of("gpu_util\n91\n", true).find("no \"time\" column") != std::string::npos);
   CHECK(error_of("{\"time\": 0,\n", false).find("not valid JSON") != std::string::npos);
+}
+
+TEST_CASE("a samples file as a source: decided at now; a stale last sample fails the source") {
+  std::filesystem::path path = std::filesystem::temp_directory_path() / "dsk-scale-samples-test.jsonl";
+  SourceConfig sources;
+  sources.samples_path = path.string();
+  const double now = 1800000000;
+  write_file_atomic(path, "{\"time\": 1799999900, \"gpu_util\": 91, \"current\": 2}\n");
+  Observation fresh = observe(sources, now);
+  CHECK(fresh.time == now);
+  CHECK(*fresh.current == 2);
+  CHECK(fresh.metrics.at("gpu_util") == 91);
+
+  write_file_atomic(path, "{\"time\": 1799990000, \"gpu_util\": 91, \"current\": 2}\n");  // 10000 s old
+  std::string message;
+  try {
+    observe(sources, now);
+  } catch (const DataError& e) {
+    message = e.what();
+  }
+  CHECK(message.find("last sample is 10000s old") != std::string::npos);
+  sources.samples_max_age = 0;  // no limit
+  CHECK(observe(sources, now).metrics.at("gpu_util") == 91);
+
+  sources.samples_max_age = 600;  // a trace's own clock (time 60 s) has no age to judge
+  write_file_atomic(path, "{\"time\": 60, \"gpu_util\": 10, \"current\": 2}\n");
+  CHECK(observe(sources, now).metrics.at("gpu_util") == 10);
+  std::filesystem::remove(path);
 }
