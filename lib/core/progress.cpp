@@ -87,7 +87,9 @@ std::string Progress::render() const {
   bool bytes = unit_ == "B";
   std::string amount = bytes ? human_bytes(done) : str(done);
   if (total) amount += str(" / ", bytes ? human_bytes(total) : str(total));
-  std::string rate_text = bytes ? str(human_bytes(rate), "/s") : str(static_cast<uint64_t>(rate), " ", unit_, "/s");
+  // A slow count (training steps) keeps two significant decimals instead of showing "0 steps/s".
+  std::string count_rate = rate >= 10 ? str(static_cast<uint64_t>(rate)) : str(std::round(rate * 100) / 100);
+  std::string rate_text = bytes ? str(human_bytes(rate), "/s") : str(count_rate, " ", unit_, "/s");
   std::string line = label_ + " ";
   if (total) {
     double fraction = std::min(1.0, static_cast<double>(done) / total);
