@@ -3,8 +3,11 @@
 
     python3 scripts/bench/nccl_torch.py --nproc 2 -b 8 -e 8G -f 2 -n 20 -w 5 --json torch.json
     python3 scripts/bench/nccl_torch.py --compare dsk.json torch.json
+    python3 scripts/bench/nccl_torch.py --compare dsk-1.json,dsk-2.json torch-1.json,torch-2.json
 
-One process per GPU (torch.multiprocessing), float32, sum. For each collective and size: w warm-up
+One process per GPU (torch.multiprocessing), float32, sum. Inputs hold the values dsk-bench-nccl
+uses (lib/dist/collectives.hpp: (k + r) mod 4 for reductions, (k + 3r) mod 7 for data movement),
+since power, and so clocks, can depend on the data (--fill ones for all ones). For each collective and size: w warm-up
 calls, then CUDA events recorded on the current stream around n calls; time per call = elapsed / n;
 algbw = size / time (GB/s, 1e9 bytes); busbw = algbw * the nccl-tests factor. The time reported is
 the mean over ranks (dsk-bench-nccl's -a 1). "size" is nccl-tests': the whole vector (all_gather's
@@ -51,30 +54,47 @@ def element_count(collective, size, n):
     return count - count % n if collective in ("all_gather", "reduce_scatter", "alltoall") else count
 
 
-def make_call(collective, count, rank, n, device):
+def make_input(fill, collective, count, rank, n, device):
+    """This rank's input, as dsk-bench-nccl fills it (collectives.hpp's input_value for float sum)."""
+    import torch
+
+    length = count // n if collective == "all_gather" else count
+    if fill == "ones":
+        return torch.ones(length, device=device)
+    index = torch.arange(length, device=device, dtype=torch.int64)
+    if collective in ("all_reduce", "reduce_scatter", "reduce"):
+        values = index.add_(rank).remainder_(4)
+    elif collective == "all_gather":  # this rank's block of the whole vector
+        values = index.add_(rank * length + 3 * rank).remainder_(7)
+    else:
+        values = index.add_(3 * rank).remainder_(7)
+    result = values.float()
+    del values, index
+    return result
+
+
+def make_call(collective, count, rank, n, device, fill):
     import torch
     import torch.distributed as dist
 
     chunk = count // n
+    source = make_input(fill, collective, count, rank, n, device)
     if collective == "all_reduce":
-        buffer = torch.ones(count, device=device)
-        return lambda: dist.all_reduce(buffer)
+        return lambda: dist.all_reduce(source)
     if collective == "all_gather":
-        source, target = torch.ones(chunk, device=device), torch.empty(count, device=device)
+        target = torch.empty(count, device=device)
         return lambda: dist.all_gather_into_tensor(target, source)
     if collective == "reduce_scatter":
-        source, target = torch.ones(count, device=device), torch.empty(chunk, device=device)
+        target = torch.empty(chunk, device=device)
         return lambda: dist.reduce_scatter_tensor(target, source)
     if collective == "broadcast":
-        buffer = torch.ones(count, device=device)
-        return lambda: dist.broadcast(buffer, src=0)
+        return lambda: dist.broadcast(source, src=0)
     if collective == "reduce":
-        buffer = torch.ones(count, device=device)
-        return lambda: dist.reduce(buffer, dst=0)
+        return lambda: dist.reduce(source, dst=0)
     if collective == "alltoall":
-        source, target = torch.ones(count, device=device), torch.empty(count, device=device)
+        target = torch.empty(count, device=device)
         return lambda: dist.all_to_all_single(target, source)
-    source, target = torch.ones(count, device=device), torch.empty(count, device=device)
+    target = torch.empty(count, device=device)
 
     def sendrecv():  # a ring, as dsk-bench-nccl's sendrecv: send to the next rank, receive from the previous
         ops = [dist.P2POp(dist.isend, source, (rank + 1) % n), dist.P2POp(dist.irecv, target, (rank - 1) % n)]
@@ -102,7 +122,7 @@ def worker(rank, n, args, port, queue):
             count = element_count(collective, size, n)
             if count == 0:
                 continue
-            call = make_call(collective, count, rank, n, device)
+            call = make_call(collective, count, rank, n, device, args.fill)
             for _ in range(args.warmup_iters):
                 call()
             torch.cuda.synchronize()
@@ -127,7 +147,8 @@ def worker(rank, n, args, port, queue):
                       f"{row['busbw_gbps']:>8.2f}", flush=True)
     if rank == 0:
         queue.put({"ranks": n, "torch": torch.__version__, "nccl_version": ".".join(map(str, torch.cuda.nccl.version())),
-                   "iterations": args.iters, "warmup_iterations": args.warmup_iters, "results": rows})
+                   "iterations": args.iters, "warmup_iterations": args.warmup_iters, "fill": args.fill,
+                   "results": rows})
     dist.barrier()
     dist.destroy_process_group()
 
@@ -151,44 +172,92 @@ def run(args):
         os.replace(args.json + ".tmp", args.json)
 
 
-def compare(dsk_path, torch_path):
-    """busbw ratio dsk / torch per collective and size, the 8-byte latency, and the large-size verdict."""
-    with open(dsk_path) as f:
-        dsk = json.load(f)
-    with open(torch_path) as f:
-        theirs = json.load(f)
-    ours = {}
-    for row in dsk["results"]:
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def load_runs(paths):
+    """{(collective, size, placement): [cell per run]} and the first document, for comma-separated
+    JSON paths, each written by dsk-bench-nccl --json or by this script's --json."""
+    runs, first = {}, None
+    for path in paths.split(","):
+        with open(path) as f:
+            document = json.load(f)
+        first = first or document
+        for key, cell in (torch_cells if "torch" in document else dsk_cells)(document):
+            runs.setdefault(key, []).append(cell)
+    return runs, first
+
+
+def describe(document, paths):
+    runs = len(paths.split(","))
+    if "torch" in document:
+        return (f"torch {document['torch']} (NCCL {document['nccl_version']}, -n {document['iterations']}, "
+                f"inputs {document.get('fill', 'ones')}), {runs} run(s)")
+    return f"dsk-bench-nccl (NCCL {document['nccl_version']}, -n {document['iterations']}), {runs} run(s)"
+
+
+def dsk_cells(document):
+    for row in document["results"]:
         if row["type"] == "float" and row["redop"] in ("sum", "none"):
-            ours[(row["collective"], row["size"])] = row
-    print(f"# dsk-bench-nccl (NCCL {dsk['nccl_version']}, {dsk['ranks']} ranks) vs torch {theirs['torch']} "
-          f"(NCCL {theirs['nccl_version']}): busbw in GB/s, time in us, float32 sum")
-    print(f"# {'collective':>14} {'size':>12} {'placement':>12} {'dsk time':>10} {'torch time':>10} "
-          f"{'dsk busbw':>10} {'torch busbw':>11} {'ratio':>7}")
-    worst = {}
-    for row in theirs["results"]:
-        key = (row["collective"], row["size"])
-        if key not in ours:
+            for placement in ("out-of-place", "in-place"):
+                cell = row[placement.replace("-", "_")]
+                if cell:
+                    yield (row["collective"], row["size"], placement), cell
+
+
+def torch_cells(document):
+    for row in document["results"]:
+        yield (row["collective"], row["size"], row["placement"]), row
+
+
+def compare(paths_a, paths_b):
+    """busbw ratio A / B per collective, size and placement (A: dsk-bench-nccl, B: torch, usually),
+    the 8-byte latency, and the verdict at sizes >= 64 MiB. With several runs of a side (comma-
+    separated), its times are averaged and its spread shown: (slowest - fastest) / fastest over its
+    runs, the noise that a ratio must be read against."""
+    runs_a, document_a = load_runs(paths_a)
+    runs_b, document_b = load_runs(paths_b)
+    print(f"# A: {describe(document_a, paths_a)}")
+    print(f"# B: {describe(document_b, paths_b)}")
+    print(f"# {document_b['ranks']} ranks, float32 sum; time in us (mean of runs), busbw in GB/s")
+    print(f"# {'collective':>14} {'size':>12} {'placement':>12} {'A time':>10} {'B time':>10} "
+          f"{'A busbw':>10} {'B busbw':>10} {'ratio':>7} {'A spread':>9} {'B spread':>9}")
+    large = {}
+    for key, cells_b in runs_b.items():
+        if key not in runs_a:
             continue
-        cell = ours[key]["in_place" if row["placement"] == "in-place" else "out_of_place"]
-        if not cell:
-            continue
-        ratio = cell["busbw_gbps"] / row["busbw_gbps"] if row["busbw_gbps"] > 0 else float("nan")
-        if row["size"] == 8:
-            ratio = row["time_us"] / cell["time_us"]  # latency: > 1 means dsk is faster
-        print(f"  {row['collective']:>14} {row['size']:>12} {row['placement']:>12} {cell['time_us']:>10.2f} "
-              f"{row['time_us']:>10.2f} {cell['busbw_gbps']:>10.2f} {row['busbw_gbps']:>11.2f} {ratio:>7.3f}")
-        if row["size"] >= 64 << 20:
-            worst[row["collective"]] = min(worst.get(row["collective"], 9.9), ratio)
-    print("# ratio: dsk busbw / torch busbw (8 B rows: torch time / dsk time, so > 1 is dsk faster)")
-    for collective, ratio in worst.items():
-        verdict = "within 3%" if ratio >= 0.97 else "MORE THAN 3% SLOWER"
-        print(f"# {collective}: lowest busbw ratio at >= 64 MiB: {ratio:.3f} ({verdict})")
+        collective, size, placement = key
+        cells_a = runs_a[key]
+        time_a = sum(c["time_us"] for c in cells_a) / len(cells_a)
+        time_b = sum(c["time_us"] for c in cells_b) / len(cells_b)
+        # busbw is inversely proportional to time at a fixed size and collective.
+        busbw_a = cells_a[0]["busbw_gbps"] * cells_a[0]["time_us"] / time_a
+        busbw_b = cells_b[0]["busbw_gbps"] * cells_b[0]["time_us"] / time_b
+        ratio = time_b / time_a  # = busbw A / busbw B; at 8 B, > 1 means A is faster
+
+        def spread(cells):
+            times = [c["time_us"] for c in cells]
+            return f"{100 * (max(times) - min(times)) / min(times):.1f}%" if len(times) > 1 else "-"
+
+        print(f"  {collective:>14} {size:>12} {placement:>12} {time_a:>10.2f} {time_b:>10.2f} "
+              f"{busbw_a:>10.2f} {busbw_b:>10.2f} {ratio:>7.3f} {spread(cells_a):>9} {spread(cells_b):>9}")
+        if size >= 64 << 20:
+            large.setdefault(collective, []).append(ratio)
+    print("# ratio: busbw A / busbw B = time B / time A (at 8 B: > 1 means A is faster)")
+    for collective, ratios in large.items():
+        middle = median(ratios)
+        verdict = "within 3%" if middle >= 0.97 else "MORE THAN 3% SLOWER"
+        print(f"# {collective}: busbw ratio at >= 64 MiB ({len(ratios)} sizes): median {middle:.3f}, "
+              f"lowest {min(ratios):.3f}, highest {max(ratios):.3f} ({verdict})")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", nargs=2, metavar=("DSK_JSON", "TORCH_JSON"))
+    parser.add_argument("--compare", nargs=2, metavar=("A_JSON[,...]", "B_JSON[,...]"),
+                        help="busbw ratio A / B (each dsk-bench-nccl's or this script's JSON)")
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("-b", "--minbytes", type=parse_size, default=8)
     parser.add_argument("-e", "--maxbytes", type=parse_size, default=parse_size("8G"))
@@ -196,6 +265,8 @@ def main():
     parser.add_argument("-n", "--iters", type=int, default=20)
     parser.add_argument("-w", "--warmup_iters", type=int, default=5)
     parser.add_argument("--collectives", default="all")
+    parser.add_argument("--fill", choices=("pattern", "ones"), default="pattern",
+                        help="inputs: dsk-bench-nccl's values (default) or all ones")
     parser.add_argument("--json")
     args = parser.parse_args()
     if args.compare:
