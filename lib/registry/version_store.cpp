@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <map>
 #include <fstream>
 #include <ctime>
 #include <mutex>
@@ -74,7 +76,7 @@ long long safetensors_parameters(const std::filesystem::path& file) {
 }
 
 // Downloads one file of size bytes into target, verified: a single GET below part_size,
-// otherwise ranges of part_size from `concurrency` threads written in place, hashed after.
+// otherwise ranges of part_size from `concurrency` threads written in place.
 // Each request is retried by the client, so a dropped connection costs one range at most.
 void download_file(const Connection& connection, S3Client& client, const ObjectAddress& object,
                    const ManifestFile& file, const std::filesystem::path& target,
@@ -94,13 +96,27 @@ void download_file(const Connection& connection, S3Client& client, const ObjectA
   int descriptor = fileno(out.handle());
   if (ftruncate(descriptor, file.size) != 0) throw_io_error("resize", out.temporary_path(), errno);
   const long long ranges = (file.size + options.part_size - 1) / options.part_size;
+  // Ranges are hashed in order as they arrive (by whichever worker completes the next one), so
+  // the file is never read back; a worker runs at most `window` ranges ahead of the hash, which
+  // bounds the memory to about (concurrency + 1) ranges.
+  const long long window = options.concurrency + 1;
+  Sha256 digest;
+  std::mutex mutex;
+  std::condition_variable progressed;
+  std::map<long long, std::string> unhashed;
+  long long next_to_hash = 0;
+  bool hashing = false;
   std::atomic<long long> next{0};
-  std::mutex error_mutex;
   std::exception_ptr first_error;
   auto worker = [&] {
     try {
       S3Client own(connection);
-      for (long long range = next++; range < ranges && !first_error; range = next++) {
+      for (long long range = next++; range < ranges; range = next++) {
+        {
+          std::unique_lock lock(mutex);
+          progressed.wait(lock, [&] { return range < next_to_hash + window || first_error; });
+          if (first_error) return;
+        }
         long long first = range * options.part_size;
         long long last = std::min(file.size, first + options.part_size) - 1;
         auto bytes = own.get(object, std::pair{first, last});
@@ -115,10 +131,26 @@ void download_file(const Connection& connection, S3Client& client, const ObjectA
           written += static_cast<size_t>(n);
         }
         if (options.progress) options.progress->add(bytes->size());
+        std::unique_lock lock(mutex);
+        unhashed.emplace(range, std::move(*bytes));
+        if (hashing) continue;  // the worker hashing now will reach this range too
+        hashing = true;
+        for (auto ready = unhashed.find(next_to_hash); ready != unhashed.end();
+             ready = unhashed.find(next_to_hash)) {
+          std::string chunk = std::move(ready->second);
+          unhashed.erase(ready);
+          lock.unlock();
+          digest.update(chunk);
+          lock.lock();
+          ++next_to_hash;
+          progressed.notify_all();
+        }
+        hashing = false;
       }
     } catch (...) {
-      std::lock_guard lock(error_mutex);
+      std::lock_guard lock(mutex);
       if (!first_error) first_error = std::current_exception();
+      progressed.notify_all();
     }
   };
   std::vector<std::thread> threads;
@@ -126,7 +158,7 @@ void download_file(const Connection& connection, S3Client& client, const ObjectA
     threads.emplace_back(worker);
   for (auto& thread : threads) thread.join();
   if (first_error) std::rethrow_exception(first_error);
-  if (sha256_file(out.temporary_path()) != file.sha256)
+  if (next_to_hash != ranges || digest.hex_digest() != file.sha256)
     throw DataError(str(where, ": downloaded bytes do not match the manifest's sha256"));
   out.commit();
 }
