@@ -2,23 +2,11 @@
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
-#include <openssl/evp.h>
 
 #include "core/error.hpp"
 
 namespace dsk::registry {
 namespace {
-
-// S3 wants Content-MD5 (base64) on PutBucketLifecycleConfiguration.
-std::string md5_base64(const std::string& bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (!EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_md5(), nullptr))
-    throw InternalError("MD5 failed in OpenSSL");
-  unsigned char encoded[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
-  int size = EVP_EncodeBlock(encoded, digest, static_cast<int>(length));
-  return std::string(reinterpret_cast<char*>(encoded), static_cast<size_t>(size));
-}
 
 xmlNode* child(xmlNode* parent, const char* name) {
   for (xmlNode* node = parent ? parent->children : nullptr; node; node = node->next)
@@ -93,6 +81,7 @@ void set_lifecycle(S3Client& client, const std::string& bucket,
                    const std::vector<LifecycleRule>& rules) {
   std::string xml = lifecycle_to_xml(rules);
   try {
+    // S3 wants Content-MD5 on PutBucketLifecycleConfiguration.
     client.send("PUT", {bucket, ""}, {{"lifecycle", ""}}, xml,
                 {{"content-md5", md5_base64(xml)}, {"content-type", "application/xml"}}, false);
   } catch (const RemoteError& error) {

@@ -87,9 +87,8 @@ std::string run_upload(const Connection& connection, const std::filesystem::path
         }
         long long number = pending[i];
         std::string bytes = read_range(file, (number - 1) * options.part_size, part_bytes(number));
-        Response response = client.send(
-            "PUT", object, {{"partNumber", std::to_string(number)}, {"uploadId", state.upload_id}},
-            bytes, {}, false);
+        Response response = client.put_verified(
+            object, {{"partNumber", std::to_string(number)}, {"uploadId", state.upload_id}}, bytes, {});
         std::lock_guard lock(state_mutex);
         state.etags[number] = response.headers["etag"];
         if (!state_path.empty()) write_file_atomic(state_path, upload_state_to_yaml(state));

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <openssl/evp.h>
 
 #include <chrono>
 #include <cstdio>
@@ -79,6 +80,36 @@ std::string xml_field(const std::string& xml, const char* root_name, const char*
   if (root && xmlStrcmp(root->name, BAD_CAST root_name) == 0) text = child_text(root, child);
   xmlFreeDoc(doc);
   return text;
+}
+
+namespace {
+
+std::string md5_digest(const std::string& bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (!EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_md5(), nullptr))
+    throw InternalError("MD5 failed in OpenSSL");
+  return std::string(reinterpret_cast<char*>(digest), length);
+}
+
+}  // namespace
+
+std::string md5_base64(const std::string& bytes) {
+  std::string digest = md5_digest(bytes);
+  unsigned char encoded[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  int size = EVP_EncodeBlock(encoded, reinterpret_cast<const unsigned char*>(digest.data()),
+                             static_cast<int>(digest.size()));
+  return std::string(reinterpret_cast<char*>(encoded), static_cast<size_t>(size));
+}
+
+std::string md5_hex(const std::string& bytes) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : md5_digest(bytes)) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
 }
 
 std::string s3_error_summary(const std::string& xml) {
@@ -246,7 +277,23 @@ Response S3Client::send_once(const std::string& method, const ObjectAddress& obj
 
 std::string S3Client::put(const ObjectAddress& object, const std::string& bytes,
                           const std::map<std::string, std::string>& headers) {
-  return send("PUT", object, {}, bytes, headers, false).headers["etag"];
+  return put_verified(object, {}, bytes, headers).headers["etag"];
+}
+
+Response S3Client::put_verified(const ObjectAddress& object,
+                                const std::map<std::string, std::string>& query,
+                                const std::string& bytes, std::map<std::string, std::string> headers) {
+  headers["content-md5"] = md5_base64(bytes);
+  Response response = send("PUT", object, query, bytes, headers, false);
+  std::string etag = response.headers["etag"];
+  if (etag.size() == 34 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, 32);
+  bool etag_is_md5 = etag.size() == 32 && etag.find_first_not_of("0123456789abcdef") == std::string::npos &&
+                     response.headers["x-amz-server-side-encryption"] != "aws:kms";
+  if (etag_is_md5 && etag != md5_hex(bytes))
+    throw RemoteError(str("PUT s3://", object.bucket, "/", object.key, " at ", endpoint_.host,
+                          ": the server stored other bytes than were sent (ETag ", etag,
+                          ", MD5 sent ", md5_hex(bytes), ")"));
+  return response;
 }
 
 std::optional<std::string> S3Client::get(const ObjectAddress& object,

@@ -44,6 +44,12 @@ class S3Client {
   // Returns the new ETag. headers: extra request headers such as x-amz-meta-sha256.
   std::string put(const ObjectAddress& object, const std::string& bytes,
                   const std::map<std::string, std::string>& headers = {});
+  // A PUT (an object, or a part with partNumber/uploadId in query) sent with Content-MD5, so a
+  // server that checks it refuses damaged bytes, and whose answer's ETag is then compared with
+  // that MD5 (S3 and s3rver return the MD5 of what they stored, except under SSE-KMS, which is
+  // skipped): the bytes stored are the bytes sent, or RemoteError.
+  Response put_verified(const ObjectAddress& object, const std::map<std::string, std::string>& query,
+                        const std::string& bytes, std::map<std::string, std::string> headers);
   // The whole object, or bytes [first, last] of it; nullopt when absent.
   std::optional<std::string> get(const ObjectAddress& object,
                                  std::optional<std::pair<long long, long long>> range = {});
@@ -91,6 +97,10 @@ ListPage parse_list_page(const std::string& xml);
 // The text of <child> directly under the document's root element when the root is <root>,
 // else "" (also for bytes that are not XML).
 std::string xml_field(const std::string& xml, const char* root, const char* child);
+
+// MD5 of bytes: base64 (a Content-MD5 header's value) and hex (what an S3 ETag holds).
+std::string md5_base64(const std::string& bytes);
+std::string md5_hex(const std::string& bytes);
 
 // "<Code>: <Message>" out of an S3 XML error body, or "" when it is not one.
 std::string s3_error_summary(const std::string& xml);

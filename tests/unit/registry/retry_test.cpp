@@ -1,5 +1,6 @@
-// Retries against a scripted HTTP server on loopback: a 503 is retried until the server
-// answers, a 501 (the server will never do it) is not, and the error names the try count.
+// Against a scripted HTTP server on loopback: a 503 is retried until the server answers, a 501
+// (the server will never do it) is not, the error names the try count; a PUT whose answer's
+// ETag is not the MD5 of the bytes sent is refused.
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
@@ -22,7 +23,8 @@ namespace {
 // connection: it closes after answering), counting the requests.
 class ScriptedServer {
  public:
-  explicit ScriptedServer(std::vector<int> statuses) : statuses_(std::move(statuses)) {
+  explicit ScriptedServer(std::vector<int> statuses, std::string etag = "\"e\"")
+      : statuses_(std::move(statuses)), etag_(std::move(etag)) {
     listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
@@ -56,12 +58,13 @@ class ScriptedServer {
       }
       ++requests_;
       std::string answer = "HTTP/1.1 " + std::to_string(statuses_[i]) +
-                           " Scripted\r\nETag: \"e\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                           " Scripted\r\nETag: " + etag_ + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
       [[maybe_unused]] ssize_t sent = ::write(connection, answer.data(), answer.size());
       ::close(connection);
     }
   }
   std::vector<int> statuses_;
+  std::string etag_;
   int listener_ = -1;
   int port_ = 0;
   std::atomic<int> requests_{0};
@@ -101,4 +104,22 @@ TEST_CASE("a 501 is not retried, and running out of tries says how many") {
     CHECK(std::string(error.what()).find("after 3 tries") != std::string::npos);
   }
   CHECK(server.requests() == 3);
+}
+
+TEST_CASE("a PUT answered with another MD5 than the bytes sent is refused") {
+  CHECK(md5_hex("bytes") == "4b3a6218bb3e3a7303e8a171a60fcf92");
+  CHECK(md5_base64("bytes") == "SzpiGLs+OnMD6KFxpg/Pkg==");
+  {
+    ScriptedServer server({200}, "\"4b3a6218bb3e3a7303e8a171a60fcf92\"");
+    S3Client client(fast_retries(server.url(), 1));
+    CHECK(client.put({"models", "x"}, "bytes") == "\"4b3a6218bb3e3a7303e8a171a60fcf92\"");
+  }
+  ScriptedServer server({200}, "\"00000000000000000000000000000000\"");
+  S3Client client(fast_retries(server.url(), 1));
+  try {
+    client.put({"models", "x"}, "bytes");
+    FAIL("a wrong ETag was accepted");
+  } catch (const dsk::RemoteError& error) {
+    CHECK(std::string(error.what()).find("stored other bytes") != std::string::npos);
+  }
 }
