@@ -5,6 +5,9 @@
 # what it made; add a step by writing its function and naming it in STEPS.
 #   tokenize   assets/corpus/kjv.txt.zst -> runs/demo/shards (DeepSeek-V3 tokenizer, 5% validation)
 #   stats      documents, tokens, bytes per token, unigram entropy of the shards
+#   train      a tiny deepseek_v3 (MLA + MoE) on the CPU: configs/tiny-deepseek.yaml -> runs/demo/train
+#              (rerunning resumes from its last checkpoint; delete runs/demo/train to start over)
+#   sample     a few lines from the trained model
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build}"
@@ -38,7 +41,29 @@ step_stats() {
     }' "$demo_dir/shard-stats.yaml" >&2
 }
 
-STEPS=(tokenize stats)
+step_train() {
+  say "train: configs/tiny-deepseek.yaml -> $demo_dir/train (CPU, a few minutes; metrics in $demo_dir/train/metrics.jsonl)"
+  dsk-train -c configs/tiny-deepseek.yaml | tee "$demo_dir/checkpoint.yaml"
+  local val_loss entropy
+  val_loss=$(sed -n 's/^val_loss: //p' "$demo_dir/checkpoint.yaml")
+  entropy=$(sed -n 's/^val_entropy_nats: //p' "$demo_dir/shard-stats.yaml")
+  # The model must have learned more than token frequencies: its validation loss (nats per token)
+  # below the entropy of the validation tokens' unigram distribution, by a clear margin.
+  if awk -v loss="$val_loss" -v entropy="$entropy" 'BEGIN { exit !(loss < entropy - 0.5) }'; then
+    printf '\nvalidation loss %.3f nats/token, %.3f below the unigram entropy %.3f\n' \
+      "$val_loss" "$(awk -v a="$entropy" -v b="$val_loss" 'BEGIN{print a-b}')" "$entropy" >&2
+  else
+    echo "demo: validation loss $val_loss is not clearly below the unigram entropy $entropy" >&2
+    exit 1
+  fi
+}
+
+step_sample() {
+  say "sample: three continuations of \"And God said\" (temperature 0.8, top-p 0.95)"
+  dsk-train sample - --prompt "And God said" -n 30 --samples 3 --seed 1 <"$demo_dir/checkpoint.yaml"
+}
+
+STEPS=(tokenize stats train sample)
 
 for step in "${STEPS[@]}"; do
   start=$SECONDS

@@ -4,7 +4,6 @@
 //   dsk-tokenize decode shards/                                    the documents' text on stdout
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <yaml-cpp/yaml.h>
 
 #include <cstdio>
 #include <thread>
@@ -44,21 +43,6 @@ Schema make_schema() {
   schema.integer("split.seed", 0, "seed of the document-number hash that picks validation documents").minimum = 0;
   schema.integer("threads", 0, "tokenizer threads; 0: one per CPU").minimum = 0;
   return schema;
-}
-
-// "key=value" for --set, with the value quoted so that any text reads back as a YAML string.
-std::string assignment(const std::string& key, const std::string& value) {
-  YAML::Emitter out;
-  out << YAML::DoubleQuoted << value;
-  return key + "=" + out.c_str();
-}
-
-std::string list_assignment(const std::string& key, const std::vector<std::string>& values) {
-  YAML::Emitter out;
-  out << YAML::Flow << YAML::BeginSeq;
-  for (const auto& value : values) out << YAML::DoubleQuoted << value;
-  out << YAML::EndSeq;
-  return key + "=" + out.c_str();
 }
 
 struct TokenizeFlags {
@@ -241,8 +225,8 @@ int main(int argc, char** argv) {
     if (decode->parsed()) return run_decode(decode_directory, decode_split, decode_tokenizer, decode_jsonl);
     std::vector<std::string> overrides = common.overrides;
     for (const auto& [option, key] : keyed)
-      if (option->count() > 0) overrides.push_back(assignment(key, option->as<std::string>()));
-    if (!flags.inputs.empty()) overrides.push_back(list_assignment("input.paths", flags.inputs));
+      if (option->count() > 0) overrides.push_back(cli::quoted_assignment(key, option->as<std::string>()));
+    if (!flags.inputs.empty()) overrides.push_back(cli::quoted_list_assignment("input.paths", flags.inputs));
     if (flags.force) overrides.push_back("output.force=true");
     cli::CommonOptions effective = common;
     effective.overrides = overrides;

@@ -2,7 +2,6 @@
 //   dsk-train -c pretrain.yaml                    train or resume; a "checkpoint" record on stdout
 //   dsk-train sample runs/tiny/checkpoints/step-000500 --prompt "In the beginning"
 #include <CLI/CLI.hpp>
-#include <yaml-cpp/yaml.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -23,7 +22,8 @@ using namespace dsk;
 namespace {
 
 struct TrainFlags {
-  std::string run_dir, data, init_from, steps;
+  std::string run_dir, data, init_from;
+  int64_t steps = 0;
 };
 
 struct SampleFlags {
@@ -33,23 +33,17 @@ struct SampleFlags {
   uint64_t seed = 1;
 };
 
-// "key=value" with the value quoted, so a path reads back as a YAML string whatever it spells.
-std::string assignment(const std::string& key, const std::string& value) {
-  YAML::Emitter out;
-  out << YAML::DoubleQuoted << value;
-  return key + "=" + out.c_str();
-}
-
 // The flags that set config keys, applied after -c and --set (so they win). A `-` for --data or
 // --init-from reads the producing tool's record from stdin.
 std::vector<std::string> flag_overrides(const TrainFlags& flags) {
   std::vector<std::string> overrides;
-  if (!flags.run_dir.empty()) overrides.push_back(assignment("checkpoint.dir", flags.run_dir));
-  if (!flags.steps.empty()) overrides.push_back("steps=" + flags.steps);
+  if (!flags.run_dir.empty()) overrides.push_back(cli::quoted_assignment("checkpoint.dir", flags.run_dir));
+  if (flags.steps > 0) overrides.push_back("steps=" + std::to_string(flags.steps));
   if (!flags.data.empty())
-    overrides.push_back(assignment("data.train", resolve_artifact_path(flags.data, {"shards"})));
+    overrides.push_back(cli::quoted_assignment("data.train", resolve_artifact_path(flags.data, {"shards"})));
   if (!flags.init_from.empty())
-    overrides.push_back(assignment("model.init_from", resolve_artifact_path(flags.init_from, {"checkpoint"})));
+    overrides.push_back(
+        cli::quoted_assignment("model.init_from", resolve_artifact_path(flags.init_from, {"checkpoint"})));
   return overrides;
 }
 
@@ -88,7 +82,9 @@ int run_sample(const SampleFlags& flags) {
     if (!start) throw UsageError("the tokenizer has neither BOS nor EOS: give a --prompt to start from");
     prompt.push_back(int32_t(*start));
   }
-  model::SamplingSettings settings{flags.temperature, flags.top_k, flags.top_p};
+  // A model's vocabulary may be padded past the tokenizer's (DeepSeek-V3: 129280 vs 128815); the
+  // padding ids decode to nothing, so they are never sampled.
+  model::SamplingSettings settings{flags.temperature, flags.top_k, flags.top_p, int(tokenizer.vocab_size())};
   std::mt19937_64 rng(flags.seed);
   for (int sample = 0; sample < flags.samples; ++sample) {
     std::vector<uint32_t> generated = model::generate_tokens(model, prompt, flags.tokens, settings, rng,
@@ -106,7 +102,7 @@ void add_sample_command(CLI::App& app, SampleFlags& flags, CLI::App*& sample) {
       ->required()->type_name("DIR");
   sample->add_option("-p,--prompt", flags.prompt, "Text to continue (default: start from BOS)");
   sample->add_option("-n,--tokens", flags.tokens, "New tokens per sample at most (default 64)");
-  sample->add_option("--samples", flags.samples, "Number of samples, one per line (default 1)")->check(CLI::PositiveNumber);
+  sample->add_option("--samples", flags.samples, "Number of samples, each ended by a newline (default 1)")->check(CLI::PositiveNumber);
   sample->add_option("--temperature", flags.temperature, "0 for greedy (default 0.8)")->check(CLI::NonNegativeNumber);
   sample->add_option("--top-k", flags.top_k, "Sample among the K most likely tokens, 0 = all (default 0)")
       ->check(CLI::NonNegativeNumber);
@@ -129,7 +125,7 @@ int main(int argc, char** argv) {
   app.add_option("--init-from", flags.init_from,
                  "Start from this checkpoint's weights, or - for a checkpoint record on stdin (model.init_from)")
       ->type_name("DIR");
-  app.add_option("--steps", flags.steps, "Optimizer steps (steps)")->type_name("N");
+  app.add_option("--steps", flags.steps, "Optimizer steps (steps)")->type_name("N")->check(CLI::PositiveNumber);
   SampleFlags sample_flags;
   CLI::App* sample = nullptr;
   add_sample_command(app, sample_flags, sample);

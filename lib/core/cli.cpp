@@ -87,4 +87,18 @@ int run(CLI::App& app, int argc, char** argv, const CommonOptions& options, cons
   }
 }
 
+std::string quoted_assignment(const std::string& key, const std::string& value) {
+  YAML::Emitter out;
+  out << YAML::DoubleQuoted << value;
+  return key + "=" + out.c_str();
+}
+
+std::string quoted_list_assignment(const std::string& key, const std::vector<std::string>& values) {
+  YAML::Emitter out;
+  out << YAML::Flow << YAML::BeginSeq;
+  for (const auto& value : values) out << YAML::DoubleQuoted << value;
+  out << YAML::EndSeq;
+  return key + "=" + out.c_str();
+}
+
 }  // namespace dsk::cli

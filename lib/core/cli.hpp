@@ -48,4 +48,10 @@ int run(CLI::App& app, int argc, char** argv, const CommonOptions& options, cons
 
 std::string version_string();
 
+// "key=value" for --set, with the value double-quoted so that any text (a path named "true", a
+// number-like name) reads back as a YAML string; for flags that stand for a config key.
+std::string quoted_assignment(const std::string& key, const std::string& value);
+// The same for a list of strings: key=["a", "b"].
+std::string quoted_list_assignment(const std::string& key, const std::vector<std::string>& values);
+
 }  // namespace dsk::cli

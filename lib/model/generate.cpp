@@ -49,7 +49,9 @@ std::vector<std::uint32_t> generate_tokens(Model& model, std::span<const std::in
   std::span<const float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
   std::vector<std::uint32_t> generated;
   for (int i = 0; i < max_new_tokens; ++i) {
-    const std::uint32_t next = sample_token(logits.subspan(logits.size() - size_t(vocab)), settings, rng);
+    std::span<const float> last = logits.subspan(logits.size() - size_t(vocab));
+    if (settings.vocab_limit > 0 && settings.vocab_limit < vocab) last = last.first(size_t(settings.vocab_limit));
+    const std::uint32_t next = sample_token(last, settings, rng);
     generated.push_back(next);
     if (stop_token && next == *stop_token) break;
     if (i + 1 == max_new_tokens) break;

@@ -15,6 +15,7 @@ struct SamplingSettings {
   float temperature = 1.0f;  // 0: greedy (argmax)
   int top_k = 0;             // 0: no limit
   float top_p = 1.0f;        // 1: no limit
+  int vocab_limit = 0;       // > 0: only ids below it (a model vocabulary padded past its tokenizer's)
 };
 
 // logits: (vocab,). Returns the chosen token id.

@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include "core/error.hpp"
@@ -34,6 +36,9 @@ using Clock = std::chrono::steady_clock;
 class RunDirectoryLock {
  public:
   explicit RunDirectoryLock(const fs::path& run_dir) {
+    std::error_code error;
+    fs::create_directories(run_dir / "checkpoints", error);
+    if (error) throw_io_error("cannot create the run directory", run_dir, error.value());
     const fs::path path = run_dir / ".lock";
     fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
     if (fd_ < 0) throw_io_error("cannot create the run lock", path, errno);
@@ -139,8 +144,8 @@ class TrainingRun {
   const fs::path run_dir_;
   const int B_, T_, grad_accum_;
   TrainData data_;
-  RunDirectoryLock lock_;
   model::Model model_;
+  RunDirectoryLock lock_;  // creates the run directory: only once data and model are known good
   AdamW optimizer_;
   std::vector<uint8_t> decay_mask_;
   TokenWindows train_windows_;
@@ -159,12 +164,23 @@ class TrainingRun {
   Clock::time_point started_ = Clock::now();
 };
 
-fs::path prepare_run_dir(const Config& config) {
-  const fs::path run_dir = config.get_string("checkpoint.dir");
-  std::error_code error;
-  fs::create_directories(run_dir / "checkpoints", error);
-  if (error) throw_io_error("cannot create the run directory", run_dir, error.value());
-  return run_dir;
+// The lines of the effective config that differ from the one a checkpoint was written with
+// (the run length and the cadences aside, which may change between resumes).
+std::vector<std::string> changed_settings(const std::string& before, const std::string& now) {
+  auto lines = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  };
+  const std::vector<std::string> old_lines = lines(before);
+  std::vector<std::string> changed;
+  for (const std::string& line : lines(now)) {
+    const bool cadence = line.rfind("steps:", 0) == 0 || line.rfind("tokens:", 0) == 0 ||
+                         line.find("every:") != std::string::npos || line.find("keep:") != std::string::npos;
+    if (!cadence && std::find(old_lines.begin(), old_lines.end(), line) == old_lines.end()) changed.push_back(line);
+  }
+  return changed;
 }
 
 AdamWSettings adamw_settings(const Config& config) {
@@ -178,13 +194,13 @@ AdamWSettings adamw_settings(const Config& config) {
 
 TrainingRun::TrainingRun(const Config& config)
     : config_(config),
-      run_dir_(prepare_run_dir(config)),
+      run_dir_(config.get_string("checkpoint.dir")),
       B_(int(config.get_int("data.micro_batch"))),
       T_(int(config.get_int("data.seq_len"))),
       grad_accum_(int(config.get_int("data.grad_accum"))),
       data_(resolve_train_data(config.get_strings("data.train"), config.get_strings("data.val"))),
-      lock_(run_dir_),
       model_(model_from_config(config, uint64_t(config.get_int("seed")))),
+      lock_(run_dir_),
       optimizer_(model_.parameter_count(), adamw_settings(config)),
       decay_mask_(build_decay_mask(model_, config.get_bool("optim.decay_norms_biases_embeddings"))),
       train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))),
@@ -223,6 +239,16 @@ void TrainingRun::resume_or_start() {
   if (state_.seed != uint64_t(config_.get_int("seed")))
     throw UsageError(str(run_dir_.string(), ": the run was started with seed ", state_.seed,
                          "; resuming with another seed would change its data order (use a new checkpoint.dir)"));
+  if (state_.step > total_steps_)
+    throw UsageError(str(run_dir_.string(), ": the run has already done ", state_.step, " steps, more than the ",
+                         total_steps_, " asked for (a new checkpoint.dir starts over)"));
+  const fs::path saved_config = *latest / "dsk" / "config.yaml";
+  if (fs::exists(saved_config)) {
+    // Allowed (a lower lr to finish a run, say), but the losses are no longer those of the
+    // uninterrupted run, so say what changed.
+    for (const std::string& line : changed_settings(read_file(saved_config), extras_.config_yaml))
+      log_warn("resuming with a setting that differs from the checkpoint's config: ", line);
+  }
   train_windows_.set_cursor(state_.data_cursor);
   metrics_.truncate_after(state_.step);
   last_checkpoint_ = *latest;
@@ -319,7 +345,6 @@ void TrainingRun::save() {
 }
 
 TrainOutcome TrainingRun::run() {
-  install_stop_signal_handlers();
   const int64_t eval_every = config_.get_int("eval.every");
   const int64_t checkpoint_every = config_.get_int("checkpoint.every");
   Progress progress("train", uint64_t(total_steps_), "steps");
@@ -359,6 +384,8 @@ TrainOutcome TrainingRun::run() {
 }  // namespace
 
 TrainOutcome run_training(const Config& config) {
+  // Before anything slow: a signal while shards and weights load stops the run cleanly too.
+  install_stop_signal_handlers();
   TrainingRun run(config);
   return run.run();
 }

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The CPU benchmarks that need PyTorch / HF on the same machine, run on the GPU machine's 16 cores
+# with .carry/cpu carried (scripts/device/pack-cpu-bench.sh builds it):
+#   scripts/device/bench-cpu.sh
+#  1. tokenizer: dsk-bench-tokenizer (1 and 16 threads) against HF tokenizers (scripts/bench/tokenizer_hf.py)
+#     on the parity corpus;
+#  2. training: dsk-train's tokens/s against PyTorch + transformers (scripts/bench/train_hf.py) training
+#     the same model (configs/tiny-deepseek.yaml) on the same shards, both on 16 threads, fp32;
+#  3. interchange: transformers loads a dsk-train checkpoint as it is, and its greedy continuation
+#     is compared with `dsk-train sample --temperature 0`;
+#  4. the demo config's learning curve, and variants of it, 4 runs side by side on 4 threads each.
+# Writes $OUT/{tokenizer,train,greedy,curves}.txt and $OUT/runs.tar.gz (metrics.jsonl of each run).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-$PWD/out-bench-cpu}"
+mkdir -p "$OUT"
+carry="$PWD/.carry/cpu"
+export LD_LIBRARY_PATH="$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="$carry/bin:$PATH"
+tokenizer="$carry/tokenizer/tokenizer.json"
+threads=$(nproc)
+work=$(mktemp -d)
+echo "cpu: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $threads threads; $(python3 -c 'import torch, transformers, tokenizers; print("torch", torch.__version__, "transformers", transformers.__version__, "tokenizers", tokenizers.__version__)')" | tee "$OUT/machine.txt"
+
+echo "== 1. tokenizer" | tee "$OUT/tokenizer.txt"
+corpus="$carry/corpus.txt"
+{
+  dsk-bench-tokenizer "$tokenizer" "$corpus" --threads 1 --repeat 3
+  dsk-bench-tokenizer "$tokenizer" "$corpus" --threads "$threads" --repeat 3
+  RAYON_NUM_THREADS=1 python3 scripts/bench/tokenizer_hf.py "$tokenizer" "$corpus" --threads 1 --repeat 3
+  python3 scripts/bench/tokenizer_hf.py "$tokenizer" "$corpus" --threads "$threads" --repeat 3
+} 2>&1 | tee -a "$OUT/tokenizer.txt"
+
+echo "== 2. training throughput" | tee "$OUT/train.txt"
+dsk-tokenize -q -t "$tokenizer" -o "$work/shards" --documents paragraph --val-fraction 0.05 --seed 0 \
+  assets/corpus/kjv.txt.zst >/dev/null
+cd "$work"
+mkdir -p runs/demo && ln -s "$work/shards" runs/demo/shards
+config="$OLDPWD/configs/tiny-deepseek.yaml"
+OMP_NUM_THREADS=$threads dsk-train -q -c "$config" -o throughput --steps 30 --set eval.every=0 --set eval.batches=1 \
+  --set logging.every=1 >throughput.yaml
+python3 - throughput/metrics.jsonl <<'PY' | tee -a "$OUT/train.txt"
+import json, statistics, sys
+rates = [json.loads(line)["tokens_per_s"] for line in open(sys.argv[1])][5:]
+print(f"dsk_train tokens_per_s {statistics.median(rates):.1f} (median of steps 6-30)")
+PY
+checkpoint=$(sed -n 's/^path: //p' throughput.yaml)
+python3 "$OLDPWD/scripts/bench/train_hf.py" throughput "$checkpoint" shards/train-00000.tok --batch 8 --seq 64 \
+  --steps 10 --threads "$threads" 2>&1 | tee -a "$OUT/train.txt"
+
+echo "== 4. learning curves (4 threads each, side by side)" | tee "$OUT/curves.txt"
+run_variant() {
+  local name=$1
+  shift
+  OMP_NUM_THREADS=4 dsk-train -q -c "$config" -o "curve-$name" --set checkpoint.every=0 --set eval.every=50 "$@" \
+    >"curve-$name.yaml" 2>"curve-$name.err"
+}
+run_variant demo &
+run_variant untied --set model.config.tie_word_embeddings=false &
+run_variant lr1e-2 --set optim.lr=0.01 &
+run_variant hidden96 --set model.config.hidden_size=96 --set model.config.intermediate_size=288 &
+wait
+for run in curve-*; do
+  [ -d "$run" ] || continue
+  python3 - "$run" <<'PY' | tee -a "$OUT/curves.txt"
+import json, sys
+run = sys.argv[1]
+lines = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
+print(run, " ".join(f"{m['step']}:{m['loss']:.3f}" for m in lines[::5]), "tokens/s", round(lines[-1]["tokens_per_s"]))
+PY
+  grep -h "val_loss" "$run.yaml" | sed "s/^/$run /" | tee -a "$OUT/curves.txt"
+  tail -3 "$run.err" >>"$OUT/curves.txt"
+done
+
+echo "== 3. transformers loads a dsk-train checkpoint" | tee "$OUT/greedy.txt"
+final=$(sed -n 's/^path: //p' curve-demo.yaml)
+{
+  echo "dsk:          $(dsk-train sample "$final" --prompt 'And God said' -n 24 --temperature 0)"
+  echo "transformers: $(python3 "$OLDPWD/scripts/bench/train_hf.py" greedy "$final" --prompt 'And God said' -n 24 2>/dev/null)"
+} | tee -a "$OUT/greedy.txt"
+tar -czf "$OUT/runs.tar.gz" curve-*/metrics.jsonl throughput/metrics.jsonl
