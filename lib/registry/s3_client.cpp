@@ -92,25 +92,27 @@ std::string md5_digest(const std::string& bytes) {
   return std::string(reinterpret_cast<char*>(digest), length);
 }
 
-}  // namespace
-
-std::string md5_base64(const std::string& bytes) {
-  std::string digest = md5_digest(bytes);
+std::string base64_of(const std::string& raw) {
   unsigned char encoded[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
-  int size = EVP_EncodeBlock(encoded, reinterpret_cast<const unsigned char*>(digest.data()),
-                             static_cast<int>(digest.size()));
+  int size = EVP_EncodeBlock(encoded, reinterpret_cast<const unsigned char*>(raw.data()),
+                             static_cast<int>(raw.size()));
   return std::string(reinterpret_cast<char*>(encoded), static_cast<size_t>(size));
 }
 
-std::string md5_hex(const std::string& bytes) {
+std::string hex_of(const std::string& raw) {
   static const char digits[] = "0123456789abcdef";
   std::string out;
-  for (unsigned char c : md5_digest(bytes)) {
+  for (unsigned char c : raw) {
     out += digits[c >> 4];
     out += digits[c & 15];
   }
   return out;
 }
+
+}  // namespace
+
+std::string md5_base64(const std::string& bytes) { return base64_of(md5_digest(bytes)); }
+std::string md5_hex(const std::string& bytes) { return hex_of(md5_digest(bytes)); }
 
 std::string s3_error_summary(const std::string& xml) {
   std::string code = xml_field(xml, "Error", "Code");
@@ -222,7 +224,10 @@ Response S3Client::send_once(const std::string& method, const ObjectAddress& obj
                              const std::map<std::string, std::string>& headers,
                              const std::function<void(std::string_view)>* sink) {
   Target target = target_of(endpoint_, object);
-  SignedRequest request{method, target.path, {}, {{"host", target.host}}, sha256_hex(body)};
+  // A body sent with Content-MD5 is bound to the signature through that (signed) header, which
+  // the server checks against the bytes, so it need not be hashed a second time with SHA-256.
+  std::string payload_hash = headers.count("content-md5") && !body.empty() ? "UNSIGNED-PAYLOAD" : sha256_hex(body);
+  SignedRequest request{method, target.path, {}, {{"host", target.host}}, payload_hash};
   for (const auto& [name, value] : query) request.query.emplace_back(name, value);
   for (const auto& [name, value] : headers) request.headers.emplace_back(name, value);
   request.headers.emplace_back("x-amz-content-sha256", request.payload_sha256);
@@ -283,16 +288,17 @@ std::string S3Client::put(const ObjectAddress& object, const std::string& bytes,
 Response S3Client::put_verified(const ObjectAddress& object,
                                 const std::map<std::string, std::string>& query,
                                 const std::string& bytes, std::map<std::string, std::string> headers) {
-  headers["content-md5"] = md5_base64(bytes);
+  std::string digest = md5_digest(bytes);
+  headers["content-md5"] = base64_of(digest);
   Response response = send("PUT", object, query, bytes, headers, false);
   std::string etag = response.headers["etag"];
   if (etag.size() == 34 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, 32);
   bool etag_is_md5 = etag.size() == 32 && etag.find_first_not_of("0123456789abcdef") == std::string::npos &&
                      response.headers["x-amz-server-side-encryption"] != "aws:kms";
-  if (etag_is_md5 && etag != md5_hex(bytes))
+  if (etag_is_md5 && etag != hex_of(digest))
     throw RemoteError(str("PUT s3://", object.bucket, "/", object.key, " at ", endpoint_.host,
                           ": the server stored other bytes than were sent (ETag ", etag,
-                          ", MD5 sent ", md5_hex(bytes), ")"));
+                          ", MD5 sent ", hex_of(digest), ")"));
   return response;
 }
 

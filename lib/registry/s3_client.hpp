@@ -47,7 +47,8 @@ class S3Client {
   // A PUT (an object, or a part with partNumber/uploadId in query) sent with Content-MD5, so a
   // server that checks it refuses damaged bytes, and whose answer's ETag is then compared with
   // that MD5 (S3 and s3rver return the MD5 of what they stored, except under SSE-KMS, which is
-  // skipped): the bytes stored are the bytes sent, or RemoteError.
+  // skipped): the bytes stored are the bytes sent, or RemoteError. The payload is signed as
+  // UNSIGNED-PAYLOAD: the signed Content-MD5 header, checked by the server, binds it instead.
   Response put_verified(const ObjectAddress& object, const std::map<std::string, std::string>& query,
                         const std::string& bytes, std::map<std::string, std::string> headers);
   // The whole object, or bytes [first, last] of it; nullopt when absent.
