@@ -224,6 +224,7 @@ void Config::merge_node(const YAML::Node& node, const std::string& prefix, const
 }
 
 void Config::assign(const KeySpec& spec, const YAML::Node& value, const std::string& where) {
+  where_[spec.path] = where;
   auto fail = [&](const std::string& what) {
     throw UsageError(str(where, ": key '", spec.path, "' ", what));
   };
@@ -357,6 +358,11 @@ std::vector<std::string> Config::get_strings(const std::string& path) const {
   return items;
 }
 YAML::Node Config::get_tree(const std::string& path) const { return value_of(path, ValueType::tree); }
+
+std::string Config::where(const std::string& path) const {
+  auto found = where_.find(path);
+  return found == where_.end() ? str(source_, " (default of ", path, ")") : found->second;
+}
 
 std::string Config::to_yaml() const {
   YAML::Node root(YAML::NodeType::Map);

@@ -80,6 +80,9 @@ class Config {
   std::string to_yaml() const;
   const Schema& schema() const { return *schema_; }
   const std::string& source() const { return source_; }
+  // Where a key got its value, for errors a consumer finds later (a malformed duration, a bad
+  // entry under a tree key): "file.yaml:12", "--set key=value", or the source for a default.
+  std::string where(const std::string& path) const;
 
  private:
   explicit Config(const Schema& schema) : schema_(&schema) {}
@@ -93,6 +96,7 @@ class Config {
   const Schema* schema_;
   std::map<std::string, YAML::Node> values_;  // by key path; printed in schema order
   std::string source_;  // the file the config came from, for messages
+  std::map<std::string, std::string> where_;  // by key path: the file:line or --set that set it
 };
 
 // "file.yaml:12" from a node's mark (line is 0-based in yaml-cpp).

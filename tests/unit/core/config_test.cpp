@@ -102,3 +102,11 @@ TEST_CASE("a config file that cannot be read is a usage error naming it (exit 2,
   std::string message = error_of([&] { Config::load(schema, "no-such-dir/missing.yaml", {}); });
   CHECK(message.find("no-such-dir/missing.yaml") != std::string::npos);
 }
+
+TEST_CASE("where(): the file and line, or the --set, that gave a key its value") {
+  Schema schema = example_schema();
+  Config config = Config::from_text(schema, "optim:\n  lr: 0.1\nrun:\n  name: x\n", "c.yaml", {"run.name=y"});
+  CHECK(config.where("optim.lr") == "c.yaml:2");
+  CHECK(config.where("run.name") == "--set run.name=y");
+  CHECK(config.where("data.seq_len").find("c.yaml") == 0);  // a default: the source, and that it is one
+}
