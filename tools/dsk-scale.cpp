@@ -84,7 +84,7 @@ int run_once(const Config& config, const Policy& policy, const ScaleFlags& flags
 int run_watch(const Config& config, const Policy& policy, const ScaleFlags& flags) {
   std::unique_ptr<Actuator> actuator = make_actuator(config);
   ControllerState state = load_state(flags.state_path);
-  double interval = parse_duration(config.get_string("interval"), "interval");
+  double interval = config_duration(config, "interval");
   install_stop_signal_handlers();
   for (int64_t done = 0; flags.iterations == 0 || done < flags.iterations; ++done) {
     if (done > 0) {

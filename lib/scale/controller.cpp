@@ -6,7 +6,6 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
-#include "core/units.hpp"
 #include "scale/gpu.hpp"
 #include "scale/http_metrics.hpp"
 #include "scale/process.hpp"
@@ -99,7 +98,7 @@ SourceConfig source_config_from(const Config& config) {
   sources.gpu = config.get_bool("source.gpu");
   sources.prometheus_urls = config.get_strings("source.prometheus");
   sources.samples_path = config.get_string("source.samples");
-  sources.samples_max_age = parse_duration(config.get_string("source.samples_max_age"), "source.samples_max_age");
+  sources.samples_max_age = config_duration(config, "source.samples_max_age");
   return sources;
 }
 

@@ -53,20 +53,30 @@ Schema build_schema() {
   return schema;
 }
 
+// Errors name where the phases key was set (file:line or --set): entries of a tree key carry no
+// line of their own once stored.
 std::map<std::string, double> phases_from(const Config& config) {
   std::map<std::string, double> ratios;
   if (!config.has("phases")) return ratios;
   YAML::Node phases = config.get_tree("phases");
-  if (!phases.IsMap()) throw UsageError(str(yaml_location(config.source(), phases), ": phases: expected a mapping of phase name to {cpus_per_gpu: N}"));
+  const std::string where = config.where("phases");
+  if (phases.IsNull()) return ratios;
+  if (!phases.IsMap()) throw UsageError(str(where, ": phases: expected a mapping of phase name to {cpus_per_gpu: N}"));
   for (const auto& entry : phases) {
     std::string name = entry.first.as<std::string>();
+    if (!entry.second.IsMap()) throw UsageError(str(where, ": phases.", name, ": expected {cpus_per_gpu: N}"));
+    for (const auto& field : entry.second) {
+      std::string key = field.first.as<std::string>();
+      if (key != "cpus_per_gpu")
+        throw UsageError(str(where, ": unknown key 'phases.", name, ".", key, "' (a phase has cpus_per_gpu)"));
+    }
     YAML::Node ratio = entry.second["cpus_per_gpu"];
     double value = -1;
     try {
       if (ratio) value = ratio.as<double>();
     } catch (const YAML::Exception&) {
     }
-    if (value < 0) throw UsageError(str(yaml_location(config.source(), entry.second), ": phases.", name, ".cpus_per_gpu: expected a number >= 0"));
+    if (value < 0) throw UsageError(str(where, ": phases.", name, ".cpus_per_gpu: expected a number >= 0"));
     ratios[name] = value;
   }
   return ratios;
@@ -167,6 +177,14 @@ void choose_pool(const Policy& policy, const Observation& observation, Decision&
 
 }  // namespace
 
+double config_duration(const Config& config, const std::string& key) {
+  try {
+    return parse_duration(config.get_string(key), key);
+  } catch (const UsageError& e) {
+    throw UsageError(str(config.where(key), ": ", e.what()));
+  }
+}
+
 const Schema& policy_schema() {
   static const Schema schema = build_schema();
   return schema;
@@ -192,10 +210,10 @@ Policy policy_from_config(const Config& config) {
   policy.per_unit = config.get_bool("proportional.per_unit");
   policy.max_step_out = config.get_int("step.max_out");
   policy.max_step_in = config.get_int("step.max_in");
-  policy.cooldown_out = parse_duration(config.get_string("cooldown.out"), "cooldown.out");
-  policy.cooldown_in = parse_duration(config.get_string("cooldown.in"), "cooldown.in");
-  policy.stabilization_out = parse_duration(config.get_string("stabilization.out"), "stabilization.out");
-  policy.stabilization_in = parse_duration(config.get_string("stabilization.in"), "stabilization.in");
+  policy.cooldown_out = config_duration(config, "cooldown.out");
+  policy.cooldown_in = config_duration(config, "cooldown.in");
+  policy.stabilization_out = config_duration(config, "stabilization.out");
+  policy.stabilization_in = config_duration(config, "stabilization.in");
   policy.cpus_per_unit = phases_from(config);
   policy.on_demand_price = config.get_double("pricing.on_demand");
   policy.spot_price = config.get_double("pricing.spot");

@@ -63,6 +63,8 @@ struct Policy {
 // The keys of the policy YAML, with the defaults above.
 const Schema& policy_schema();
 Policy policy_from_config(const Config& config);
+// A duration key ("30s", "5m") in seconds; a malformed one is a UsageError naming where it was set.
+double config_duration(const Config& config, const std::string& key);
 
 // What a controller remembers between decisions (in --watch, in --simulate, or in --state FILE).
 struct ControllerState {

@@ -21,7 +21,11 @@ expect 2 "no metric source" dsk-scale --once --current 2
 expect 2 "unknown-key.yaml:3.*capacity.maxx" dsk-scale -c unknown-key.yaml --once
 expect 2 "capacity.min 6 is above capacity.max 2" dsk-scale -c inverted.yaml --once
 expect 2 "scale_in_below must be below" dsk-scale -c crossed.yaml --once
-expect 2 "cooldown.in" dsk-scale --set cooldown.in=soon --simulate good.jsonl
+expect 2 "^dsk-scale: error: --set cooldown.in=soon: cooldown.in: expected a duration" dsk-scale --set cooldown.in=soon --simulate good.jsonl
+printf 'capacity: {max: 4}\ncooldown:\n  in: soon\n' >bad-duration.yaml
+expect 2 "bad-duration.yaml:3: cooldown.in: expected a duration" dsk-scale -c bad-duration.yaml --simulate good.jsonl
+printf 'phases:\n  warmup: {cpus: 4}\n' >bad-phase.yaml
+expect 2 "bad-phase.yaml:1: unknown key 'phases.warmup.cpus'" dsk-scale -c bad-phase.yaml --simulate good.jsonl
 expect 2 "rule" dsk-scale --set rule=magic --once
 expect 2 "excludes" dsk-scale --slurm-resume n1 --slurm-suspend n2
 expect 2 "run actuator.command per node" dsk-scale --slurm-resume n1

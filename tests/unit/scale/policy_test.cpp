@@ -161,6 +161,25 @@ TEST_CASE("policy YAML: defaults are the quoted rule; contradictions are usage e
   CHECK_THROWS_AS(Config::from_text(policy_schema(), "rule: magic\n", "p.yaml"), UsageError);
 }
 
+TEST_CASE("policy YAML: a bad duration or phase names the file and line where it was set") {
+  auto error_of = [](const std::string& text, std::vector<std::string> overrides = {}) {
+    try {
+      policy_from_config(Config::from_text(policy_schema(), text, "p.yaml", overrides));
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(error_of("capacity: {max: 4}\ncooldown:\n  in: soon\n") ==
+        "p.yaml:3: cooldown.in: expected a duration like 30s, 5m or 7d, got 'soon'");
+  CHECK(error_of("", {"stabilization.out=2x"}).find("--set stabilization.out=2x: stabilization.out: unknown duration unit") == 0);
+  CHECK(error_of("rule: threshold\nphases:\n  warmup: {cpus: 3}\n") ==
+        "p.yaml:2: unknown key 'phases.warmup.cpus' (a phase has cpus_per_gpu)");
+  CHECK(error_of("phases:\n  warmup: {cpus_per_gpu: lots}\n") == "p.yaml:1: phases.warmup.cpus_per_gpu: expected a number >= 0");
+  CHECK(error_of("phases: [warmup]\n").find("p.yaml:1: phases: expected a mapping") == 0);
+  CHECK(error_of("phases:\n  warmup: {cpus_per_gpu: 16}\n  steady: {cpus_per_gpu: 8}\n").empty());
+}
+
 TEST_CASE("a decision is one line") {
   Policy policy = quick_policy();
   Decision decision = decide_fresh(policy, look(1795000000, 2, 90, 3, 2));
