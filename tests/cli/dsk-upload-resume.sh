@@ -3,7 +3,8 @@
 #  1. restarted within the retry budget: the same run retries with backoff and finishes;
 #  2. restarted after the run gave up (exit 5): no half version is visible (the manifest is
 #     written last), the state file keeps the upload id and finished parts, and rerunning the
-#     same command resumes without re-sending them; what comes back is byte-identical.
+#     same command resumes without re-sending them; what comes back is byte-identical;
+#  3. the client itself killed (SIGKILL, no chance to clean up): the rerun resumes the same way.
 set -euo pipefail
 work=$(mktemp -d)
 source "${DSK_SOURCE_DIR:?}/tests/cli/lib/s3-server.sh"
@@ -64,4 +65,19 @@ grep -qE "resuming the upload of ckpt/model.safetensors .*: $sent of 32 parts al
 dsk-upload get vision@2.0 -o got2 >/dev/null
 cmp ckpt/model.safetensors got2/model.safetensors
 [ "$(dsk-upload list vision | cut -f1 | tr '\n' ' ')" = "1.0 2.0 " ]
+
+# 3. The client killed mid-upload.
+"${upload[@]}" --version 3.0 >/dev/null 2>/dev/null &
+run=$!
+for _ in $(seq 600); do
+  [ "$(cat state/dsk/uploads/*.yaml 2>/dev/null | grep -cE '^  [0-9]+: ')" -ge 4 ] && break
+  sleep 0.02
+done
+kill -9 "$run"; wait "$run" 2>/dev/null || true
+sent=$(grep -cE '^  [0-9]+: ' state/dsk/uploads/*.yaml)
+[ "$sent" -ge 4 ] && [ "$sent" -lt 32 ]
+"${upload[@]}" --version 3.0 >/dev/null 2>err3.txt
+grep -qE "resuming the upload .*: $sent of 32 parts already sent" err3.txt
+dsk-upload get vision@3.0 -o got3 >/dev/null
+cmp ckpt/model.safetensors got3/model.safetensors
 echo ok
