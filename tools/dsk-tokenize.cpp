@@ -94,7 +94,11 @@ int run_tokenize(const Config& config) {
   options.reader.on_error = parse_error_policy(config.get_string("input.on_error"));
   options.output = config.get_string("output.dir");
   options.force = config.get_bool("output.force");
-  options.shard_tokens = parse_size(shard_size, "output.shard_tokens");
+  try {
+    options.shard_tokens = parse_size(shard_size, "output.shard_tokens");
+  } catch (const UsageError& e) {
+    throw UsageError(str(config.where("output.shard_tokens"), ": ", e.what()));
+  }
   options.val_fraction = config.get_double("split.val_fraction");
   options.seed = static_cast<uint64_t>(config.get_int("split.seed"));
   options.bos = parse_bos_mode(config.get_string("tokenizer.bos"));

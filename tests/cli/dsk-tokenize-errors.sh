@@ -32,6 +32,8 @@ expect 2 "no output" dsk-tokenize -t "$tokenizer" ok.txt
 expect 2 "on-error" dsk-tokenize -t "$tokenizer" -o out --on-error ignore ok.txt
 expect 2 "val_fraction" dsk-tokenize -t "$tokenizer" -o out --val-fraction 1.5 ok.txt
 expect 2 "shard_tokens" dsk-tokenize -t "$tokenizer" -o out --shard-size lots ok.txt
+printf 'output:\n  dir: out\n  shard_tokens: lots\n' >bad-size.yaml
+expect 2 "bad-size.yaml:3: output.shard_tokens: expected a size" dsk-tokenize -t "$tokenizer" -c bad-size.yaml ok.txt
 expect 2 "unknown key 'split.fraction'" dsk-tokenize -t "$tokenizer" -o out --set split.fraction=0.1 ok.txt
 [ ! -e out ] || fail "a usage error wrote output"
 
