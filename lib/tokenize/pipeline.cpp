@@ -98,7 +98,9 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
     throw UsageError(str("'", options.output.string(), "' already exists (--force replaces it)"));
   if (options.shard_tokens < 2) throw UsageError("the shard size must be at least 2 tokens");
   const auto eos = tokenizer.eos_id();
-  if (!eos) throw DataError(str(options.tokenizer_path, ": the tokenizer defines no EOS token"));
+  if (!eos)
+    throw DataError(str(options.tokenizer_path, ": the tokenizer defines no EOS token (documents end with one: name it as "
+                        "eos_token in tokenizer_config.json beside it, e.g. {\"eos_token\": \"<|endoftext|>\"} for GPT-2)"));
   std::optional<uint32_t> bos;
   if (options.bos == BosMode::always && !tokenizer.bos_id())
     throw UsageError(str(options.tokenizer_path, ": --bos always, but the tokenizer defines no BOS token"));

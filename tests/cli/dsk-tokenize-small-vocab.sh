@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# dsk-tokenize with a GPT-2 style byte-level BPE (tests/fixtures/tokenizer/tiny-gpt2, 267 ids):
+# u16 shards when the vocabulary fits, EOS from tokenizer_config.json beside the tokenizer.json
+# (a clear error without one), no BOS when the config asks for none, and decode back to the input.
+set -euo pipefail
+[ -x "${DSK_BUILD_DIR:?}/tools/dsk-tokenize" ] || { echo "dsk-tokenize is not built: lib/tokenizer has no implementation yet"; exit 77; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+field() { sed -n "s/^$1: //p" "$2" | tail -1; }
+
+mkdir gpt2
+cp "${DSK_SOURCE_DIR:?}/tests/fixtures/tokenizer/tiny-gpt2/tokenizer.json" gpt2/
+printf 'Hello world, the quick brown fox.\n' >a.txt
+printf 'Second document: 12345 and some   spaces.\n' >b.txt
+
+# No EOS anywhere: refused, saying where to name one; nothing written.
+code=0
+dsk-tokenize -t gpt2/tokenizer.json -o out a.txt b.txt >/dev/null 2>err.txt || code=$?
+[ "$code" = 3 ] && grep -q "defines no EOS token.*eos_token in tokenizer_config.json" err.txt ||
+  fail "no EOS: exit $code: $(cat err.txt)"
+[ ! -e out ] || fail "wrote output without an EOS"
+
+printf '{"eos_token": "<|endoftext|>", "add_bos_token": false}\n' >gpt2/tokenizer_config.json
+dsk-tokenize -q -t gpt2/tokenizer.json -o out a.txt b.txt >record.yaml
+[ "$(field dtype record.yaml)" = u16 ] || fail "dtype: $(cat record.yaml)"
+[ "$(field vocab_size record.yaml)" = 267 ] || fail "vocab_size: $(field vocab_size record.yaml)"
+[ "$(field bos record.yaml)" = false ] || fail "bos: $(field bos record.yaml)"
+tokens=$(field tokens record.yaml)
+[ "$(stat -c %s out/train-00000.tok)" = $((64 + 2 * tokens)) ] || fail "u16 shard size for $tokens tokens"
+python3 - <<'PY' || fail "shard header or EOS"
+import struct
+data = open("out/train-00000.tok", "rb").read()
+assert data[:8] == b"DSKTOKS1"
+width, = struct.unpack_from("<I", data, 12)
+vocab, count, documents, eos = struct.unpack_from("<QQQI", data, 16)
+assert (width, vocab, documents, eos) == (2, 267, 2, 266), (width, vocab, documents, eos)
+ids = struct.unpack_from(f"<{count}H", data, 64)
+assert ids.count(266) == 2 and ids[-1] == 266, ids
+PY
+dsk-tokenize -q decode out >decoded.txt
+cat a.txt b.txt | cmp - decoded.txt || fail "decode differs from the input"
+echo ok
