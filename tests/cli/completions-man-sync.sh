@@ -2,12 +2,14 @@
 # Completions and man pages against the binary: for each checked tool, the bash and the zsh
 # completion offer exactly the flags that `--help` shows (its subcommands' included), the man
 # page describes each of them and lists no option the tool lacks, and the completion files parse.
-# A tool joins CHECKED once its files agree (dsk-upload and dsk-bench-nccl lack -h so far).
+# A tool joins CHECKED once its files agree (dsk-upload and dsk-bench-nccl lack -h, and their
+# man pages --verbose/--quiet, so far); DSK_SYNC_TOOLS="dsk-upload" checks any tool.
 set -euo pipefail
-CHECKED=${DSK_SYNC_TOOLS:-"dsk-tokenize dsk-scale"}
+CHECKED=${DSK_SYNC_TOOLS:-"dsk-tokenize dsk-scale dsk-train"}
 source_dir=${DSK_SOURCE_DIR:?}
 status=0
 for tool in $CHECKED; do
+  [ -f "$source_dir/tools/$tool.cpp" ] || continue  # not written yet
   binary="${DSK_BUILD_DIR:?}/tools/$tool"
   [ -x "$binary" ] || { echo "FAIL: $tool is not built" >&2; status=1; continue; }
   bash -n "$source_dir/completions/bash/$tool" || { echo "FAIL: completions/bash/$tool does not parse" >&2; status=1; }
@@ -23,11 +25,11 @@ tool = binary.rsplit("/", 1)[-1]
 
 
 def help_flags():
-    """Every -x and --name in the OPTIONS of --help and of each subcommand's --help."""
-    flags, subcommands = set(), []
+    """Every -x and --name in the OPTIONS of --help and of each (nested) subcommand's --help."""
+    flags = set()
 
     def read(argv):
-        section = None
+        section, subcommands = None, []
         for line in subprocess.run(argv + ["--help"], capture_output=True, text=True, check=True).stdout.splitlines():
             if re.match(r"^\S.*:$", line):
                 section = line[:-1]
@@ -35,15 +37,16 @@ def help_flags():
                 subcommands.append(line.split()[0])
             elif match := re.match(r"^  (-\S+)", line):
                 flags.update(match.group(1).split(","))
+        for subcommand in subcommands:
+            read(argv + [subcommand])
 
     read([binary])
-    for subcommand in list(subcommands):
-        read([binary, subcommand])
     return flags
 
 
-def bash_flags(text):  # the words offered by compgen -W
-    return {word for words in re.findall(r'compgen\s+-W\s+"([^"]*)"', text) for word in words.split() if word.startswith("-")}
+def bash_flags(text):  # the words offered by compgen -W "...", and by variables it is given
+    lists = re.findall(r'(?:compgen\s+-W\s+|\b\w+=)"([^"]*)"', text)
+    return {word for words in lists for word in words.split() if re.fullmatch(r"--?[A-Za-z][\w-]*", word)}
 
 
 def zsh_flags(text):  # _arguments specs: '--flag[...' and {-f,--flag}'[...'
