@@ -147,7 +147,8 @@ json hf_config_of(const Architecture& a, const std::string& dtype) {
   c["num_hidden_layers"] = a.layers;
   c["num_attention_heads"] = a.heads;
   c["num_key_value_heads"] = a.mla() ? a.heads : a.kv_heads;
-  c["max_position_embeddings"] = a.max_position_embeddings;
+  // Integers as integers: transformers 5 validates config fields by type and refuses 512.0.
+  c["max_position_embeddings"] = int64_t(a.max_position_embeddings);
   c["rms_norm_eps"] = a.rms_eps;
   c["tie_word_embeddings"] = a.tied_embeddings;
   c["hidden_act"] = "silu";
@@ -180,7 +181,8 @@ json hf_config_of(const Architecture& a, const std::string& dtype) {
     rope["low_freq_factor"] = r.low_freq_factor;
     rope["high_freq_factor"] = r.high_freq_factor;
   }
-  if (r.original_max_position_embeddings > 0) rope["original_max_position_embeddings"] = r.original_max_position_embeddings;
+  if (r.original_max_position_embeddings > 0)
+    rope["original_max_position_embeddings"] = int64_t(r.original_max_position_embeddings);
   if (r.type == "yarn") {
     rope["beta_fast"] = r.beta_fast;
     rope["beta_slow"] = r.beta_slow;

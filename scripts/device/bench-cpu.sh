@@ -8,8 +8,10 @@
 #     the same model (configs/tiny-deepseek.yaml) on the same shards, both on 16 threads, fp32;
 #  3. interchange: transformers loads a dsk-train checkpoint as it is, and its greedy continuation
 #     is compared with `dsk-train sample --temperature 0`;
-#  4. the demo config's learning curve, and variants of it, 4 runs side by side on 4 threads each.
+#  4. the demo config's learning curve, and variants of it, side by side.
 # Writes $OUT/{tokenizer,train,greedy,curves}.txt and $OUT/runs.tar.gz (metrics.jsonl of each run).
+# Env: PARTS (default "tokenizer train curves greedy"), VARIANTS (default "demo tied lr1e-2 hidden96";
+# the cores are shared evenly between them).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/out-bench-cpu}"
@@ -22,6 +24,9 @@ threads=$(nproc)
 work=$(mktemp -d)
 echo "cpu: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $threads threads; $(python3 -c 'import torch, transformers, tokenizers; print("torch", torch.__version__, "transformers", transformers.__version__, "tokenizers", tokenizers.__version__)')" | tee "$OUT/machine.txt"
 
+parts=" ${PARTS:-tokenizer train curves greedy} "
+variants=(${VARIANTS:-demo tied lr1e-2 hidden96})
+if [[ $parts == *" tokenizer "* ]]; then
 echo "== 1. tokenizer" | tee "$OUT/tokenizer.txt"
 corpus="$carry/corpus.txt"
 {
@@ -30,13 +35,15 @@ corpus="$carry/corpus.txt"
   RAYON_NUM_THREADS=1 python3 scripts/bench/tokenizer_hf.py "$tokenizer" "$corpus" --threads 1 --repeat 3
   python3 scripts/bench/tokenizer_hf.py "$tokenizer" "$corpus" --threads "$threads" --repeat 3
 } 2>&1 | tee -a "$OUT/tokenizer.txt"
+fi
 
-echo "== 2. training throughput" | tee "$OUT/train.txt"
 dsk-tokenize -q -t "$tokenizer" -o "$work/shards" --documents paragraph --val-fraction 0.05 --seed 0 \
   assets/corpus/kjv.txt.zst >/dev/null
 cd "$work"
 mkdir -p runs/demo && ln -s "$work/shards" runs/demo/shards
 config="$OLDPWD/configs/tiny-deepseek.yaml"
+if [[ $parts == *" train "* ]]; then
+echo "== 2. training throughput" | tee "$OUT/train.txt"
 OMP_NUM_THREADS=$threads dsk-train -q -c "$config" -o throughput --steps 30 --set eval.every=0 --set eval.batches=1 \
   --set logging.every=1 >throughput.yaml
 python3 - throughput/metrics.jsonl <<'PY' | tee -a "$OUT/train.txt"
@@ -47,18 +54,27 @@ PY
 checkpoint=$(sed -n 's/^path: //p' throughput.yaml)
 python3 "$OLDPWD/scripts/bench/train_hf.py" throughput "$checkpoint" shards/train-00000.tok --batch 8 --seq 64 \
   --steps 10 --threads "$threads" 2>&1 | tee -a "$OUT/train.txt"
+fi
 
-echo "== 4. learning curves (4 threads each, side by side)" | tee "$OUT/curves.txt"
+if [[ $parts == *" curves "* ]]; then
+per_run=$((threads / ${#variants[@]}))
+echo "== 4. learning curves ($per_run threads each, side by side)" | tee "$OUT/curves.txt"
 run_variant() {
   local name=$1
   shift
-  OMP_NUM_THREADS=4 dsk-train -q -c "$config" -o "curve-$name" --set checkpoint.every=0 --set eval.every=50 "$@" \
+  OMP_NUM_THREADS=$per_run dsk-train -q -c "$config" -o "curve-$name" --set checkpoint.every=0 --set eval.every=50 "$@" \
     >"curve-$name.yaml" 2>"curve-$name.err"
 }
-run_variant demo &
-run_variant untied --set model.config.tie_word_embeddings=false &
-run_variant lr1e-2 --set optim.lr=0.01 &
-run_variant hidden96 --set model.config.hidden_size=96 --set model.config.intermediate_size=288 &
+declare -A variant_flags=(
+  [demo]=""
+  [tied]="--set model.config.tie_word_embeddings=true"
+  [lr1e-2]="--set optim.lr=0.01"
+  [hidden96]="--set model.config.hidden_size=96 --set model.config.intermediate_size=288"
+)
+for name in "${variants[@]}"; do
+  # shellcheck disable=SC2086
+  run_variant "$name" ${variant_flags[$name]} &
+done
 wait
 for run in curve-*; do
   [ -d "$run" ] || continue
@@ -71,11 +87,15 @@ PY
   grep -h "val_loss" "$run.yaml" | sed "s/^/$run /" | tee -a "$OUT/curves.txt"
   tail -3 "$run.err" >>"$OUT/curves.txt"
 done
+fi
 
+if [[ $parts == *" greedy "* ]]; then
 echo "== 3. transformers loads a dsk-train checkpoint" | tee "$OUT/greedy.txt"
 final=$(sed -n 's/^path: //p' curve-demo.yaml)
 {
   echo "dsk:          $(dsk-train sample "$final" --prompt 'And God said' -n 24 --temperature 0)"
-  echo "transformers: $(python3 "$OLDPWD/scripts/bench/train_hf.py" greedy "$final" --prompt 'And God said' -n 24 2>/dev/null)"
+  echo "transformers: $(python3 "$OLDPWD/scripts/bench/train_hf.py" greedy "$final" --prompt 'And God said' -n 24 2>greedy.err)"
 } | tee -a "$OUT/greedy.txt"
-tar -czf "$OUT/runs.tar.gz" curve-*/metrics.jsonl throughput/metrics.jsonl
+tail -5 greedy.err >>"$OUT/greedy.txt"
+fi
+tar -czf "$OUT/runs.tar.gz" $(ls -d curve-*/metrics.jsonl throughput/metrics.jsonl 2>/dev/null)

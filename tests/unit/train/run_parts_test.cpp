@@ -129,6 +129,11 @@ TEST_CASE("checkpoints: exact round trip, the newest whole one, leftovers remove
   CHECK(saved == temp.path / "checkpoints" / "step-000007");
   CHECK(fs::exists(saved / "config.json"));
   CHECK(fs::exists(saved / "generation_config.json"));
+  // transformers 5 checks config.json's types: integer fields must not be written as 512.0.
+  const nlohmann::json config = nlohmann::json::parse(std::ifstream(saved / "config.json"));
+  for (const char* key : {"max_position_embeddings", "vocab_size", "hidden_size", "num_hidden_layers", "n_routed_experts"})
+    CHECK_MESSAGE(config[key].is_number_integer(), key);
+  CHECK(config["rope_parameters"]["original_max_position_embeddings"].is_number_integer());
 
   model::Model restored(model::testing::tiny_deepseek(8), 99);  // other random weights
   AdamW restored_optimizer(model.parameter_count(), {});
