@@ -130,9 +130,15 @@ int64_t raw_recommendation(const Policy& policy, double value, const Observation
                  format_number(running), " running < ", format_number(policy.running_fraction), " x ", current);
     return static_cast<int64_t>(std::ceil(running));
   }
-  reason = str(policy.metric, " ", format_number(value), " in [", format_number(policy.scale_in_below), ", ",
-               format_number(policy.scale_out_above), "]");
-  if (value > policy.scale_out_above) reason += " (nothing pending)";
+  if (value > policy.scale_out_above)
+    reason = str(policy.metric, " ", format_number(value), " > ", format_number(policy.scale_out_above),
+                 " with nothing pending");
+  else if (value < policy.scale_in_below)
+    reason = str(policy.metric, " ", format_number(value), " < ", format_number(policy.scale_in_below), " but ",
+                 format_number(running), " running >= ", format_number(policy.running_fraction), " x ", current);
+  else
+    reason = str(policy.metric, " ", format_number(value), " in [", format_number(policy.scale_in_below), ", ",
+                 format_number(policy.scale_out_above), "]");
   return current;
 }
 

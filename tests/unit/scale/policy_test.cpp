@@ -40,11 +40,16 @@ TEST_CASE("the default rule: above 85% with jobs pending scales out, below 30% w
   Decision out = decide_fresh(policy, look(0, 2, 90, 3, 2));
   CHECK(out.action == "scale-out");
   CHECK(out.desired == 5);  // one unit per pending job
-  CHECK(decide_fresh(policy, look(0, 2, 90, 0, 2)).action == "hold");  // busy, nothing waiting
+  Decision busy = decide_fresh(policy, look(0, 2, 90, 0, 2));  // busy, nothing waiting
+  CHECK(busy.action == "hold");
+  CHECK(busy.reason == "gpu_util 90 > 85 with nothing pending");
   Decision in = decide_fresh(policy, look(0, 6, 20, 0, 2));
   CHECK(in.action == "scale-in");
   CHECK(in.desired == 2);
-  CHECK(decide_fresh(policy, look(0, 6, 20, 0, 3)).action == "hold");  // 3 running is not under half of 6
+  Decision working = decide_fresh(policy, look(0, 6, 20, 0, 3));  // 3 running is not under half of 6
+  CHECK(working.action == "hold");
+  CHECK(working.reason == "gpu_util 20 < 30 but 3 running >= 0.5 x 6");
+  CHECK(decide_fresh(policy, look(0, 6, 50, 0, 3)).reason == "gpu_util 50 in [30, 85]");
 }
 
 TEST_CASE("hysteresis: nothing changes between the two thresholds") {
