@@ -10,7 +10,7 @@
 #     is compared with `dsk-train sample --temperature 0`;
 #  4. the demo config's learning curve, and variants of it, side by side.
 # Writes $OUT/{tokenizer,train,greedy,curves}.txt and $OUT/runs.tar.gz (metrics.jsonl of each run).
-# Env: PARTS (default "tokenizer train curves greedy"), VARIANTS (default "demo tied lr1e-2 hidden96";
+# Env: TRAIN_THREADS (default "$(nproc) 2"), PARTS (default "tokenizer train curves greedy"), VARIANTS (default "demo tied lr1e-2 hidden96";
 # the cores are shared evenly between them).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,17 +43,21 @@ cd "$work"
 mkdir -p runs/demo && ln -s "$work/shards" runs/demo/shards
 config="$OLDPWD/configs/tiny-deepseek.yaml"
 if [[ $parts == *" train "* ]]; then
-echo "== 2. training throughput" | tee "$OUT/train.txt"
-OMP_NUM_THREADS=$threads dsk-train -q -c "$config" -o throughput --steps 30 --set eval.every=0 --set eval.batches=1 \
-  --set logging.every=1 >throughput.yaml
-python3 - throughput/metrics.jsonl <<'PY' | tee -a "$OUT/train.txt"
+echo "== 2. training throughput (tokens/s, fp32; dsk/HF is the ratio)" | tee "$OUT/train.txt"
+for count in ${TRAIN_THREADS:-$threads 2}; do
+  OMP_NUM_THREADS=$count dsk-train -q -c "$config" -o "throughput-$count" --steps 30 --set eval.every=0 \
+    --set eval.batches=1 --set logging.every=1 >"throughput-$count.yaml"
+  dsk=$(python3 - "throughput-$count/metrics.jsonl" <<'PY'
 import json, statistics, sys
-rates = [json.loads(line)["tokens_per_s"] for line in open(sys.argv[1])][5:]
-print(f"dsk_train tokens_per_s {statistics.median(rates):.1f} (median of steps 6-30)")
+print(f'{statistics.median([json.loads(line)["tokens_per_s"] for line in open(sys.argv[1])][5:]):.1f}')
 PY
-checkpoint=$(sed -n 's/^path: //p' throughput.yaml)
-python3 "$OLDPWD/scripts/bench/train_hf.py" throughput "$checkpoint" shards/train-00000.tok --batch 8 --seq 64 \
-  --steps 10 --threads "$threads" 2>&1 | tee -a "$OUT/train.txt"
+)
+  checkpoint=$(sed -n 's/^path: //p' "throughput-$count.yaml")
+  hf=$(python3 "$OLDPWD/scripts/bench/train_hf.py" throughput "$checkpoint" shards/train-00000.tok --batch 8 --seq 64 \
+    --steps 10 --threads "$count" 2>>"$OUT/train.txt" | sed -n 's/^hf_train tokens_per_s \([0-9.]*\).*/\1/p')
+  echo "threads $count dsk_train $dsk hf_train $hf dsk/hf $(python3 -c "print(f'{$dsk / $hf:.2f}')" 2>/dev/null)" |
+    tee -a "$OUT/train.txt"
+done
 fi
 
 if [[ $parts == *" curves "* ]]; then
@@ -98,4 +102,4 @@ final=$(sed -n 's/^path: //p' curve-demo.yaml)
 } | tee -a "$OUT/greedy.txt"
 tail -5 greedy.err >>"$OUT/greedy.txt"
 fi
-tar -czf "$OUT/runs.tar.gz" $(ls -d curve-*/metrics.jsonl throughput/metrics.jsonl 2>/dev/null)
+tar -czf "$OUT/runs.tar.gz" $(ls -d curve-*/metrics.jsonl throughput-*/metrics.jsonl 2>/dev/null)
