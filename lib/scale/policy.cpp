@@ -37,6 +37,7 @@ Schema build_schema() {
   schema.boolean("pricing.preemptible", false, "the pool may use pre-emptible (spot) capacity");
   schema.number("pricing.spot_price_cap", 0, "use spot only while its price is at most this").minimum = 0;
   schema.string("pricing.spot_price_metric", "spot_price", "metric with the current spot price, if any");
+  schema.tree("pools", "named node pools for Slurm's power programs: {nodes: HOSTLIST, preemptible: B, spot_price_cap: N}");
   // Where metrics come from and what acts (controller.hpp reads these).
   schema.boolean("source.slurm", false, "read node states and the queue with sinfo and squeue");
   schema.string("source.partition", "", "the Slurm partition to watch and scale (all when empty)");
@@ -80,6 +81,40 @@ std::map<std::string, double> phases_from(const Config& config) {
     ratios[name] = value;
   }
   return ratios;
+}
+
+std::vector<PoolSpec> pools_from(const Config& config) {
+  std::vector<PoolSpec> pools;
+  if (!config.has("pools")) return pools;
+  YAML::Node tree = config.get_tree("pools");
+  const std::string where = config.where("pools");
+  if (tree.IsNull()) return pools;
+  if (!tree.IsMap()) throw UsageError(str(where, ": pools: expected a mapping of pool name to {nodes: HOSTLIST, ...}"));
+  for (const auto& entry : tree) {
+    PoolSpec pool;
+    pool.name = entry.first.as<std::string>();
+    const std::string key = "pools." + pool.name;
+    if (!entry.second.IsMap()) throw UsageError(str(where, ": ", key, ": expected {nodes: HOSTLIST, preemptible: B, spot_price_cap: N}"));
+    for (const auto& field : entry.second) {
+      std::string name = field.first.as<std::string>();
+      const YAML::Node& value = field.second;
+      auto expected = [&](const char* what) { return UsageError(str(where, ": ", key, ".", name, ": expected ", what)); };
+      if (name == "nodes") {
+        if (!value.IsScalar()) throw expected("a hostlist such as gpu[1-4]");
+        pool.nodes = value.Scalar();
+      } else if (name == "preemptible") {
+        if (!value.IsScalar() || !YAML::convert<bool>::decode(value, pool.preemptible)) throw expected("true or false");
+      } else if (name == "spot_price_cap") {
+        if (!value.IsScalar() || !YAML::convert<double>::decode(value, pool.spot_price_cap) || pool.spot_price_cap < 0)
+          throw expected("a number >= 0");
+      } else {
+        throw UsageError(str(where, ": unknown key '", key, ".", name, "' (a pool has nodes, preemptible, spot_price_cap)"));
+      }
+    }
+    if (pool.nodes.empty()) throw UsageError(str(where, ": ", key, ".nodes is required (a hostlist such as gpu[1-4])"));
+    pools.push_back(pool);
+  }
+  return pools;
 }
 
 std::string format_time(double time) {
@@ -226,6 +261,7 @@ Policy policy_from_config(const Config& config) {
   policy.preemptible = config.get_bool("pricing.preemptible");
   policy.spot_price_cap = config.get_double("pricing.spot_price_cap");
   policy.spot_price_metric = config.get_string("pricing.spot_price_metric");
+  policy.pools = pools_from(config);
   return policy;
 }
 

@@ -20,6 +20,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/config.hpp"
 #include "scale/observation.hpp"
@@ -27,6 +28,15 @@
 namespace dsk::scale {
 
 enum class Rule { threshold, proportional };
+
+// A named pool of nodes in one cluster (pools.<name> in the policy): Slurm runs one ResumeProgram
+// for every partition, so the policy says which nodes are pre-emptible and at what price cap.
+struct PoolSpec {
+  std::string name;
+  std::string nodes;  // a Slurm hostlist expression, "gpu[5-8]"
+  bool preemptible = false;
+  double spot_price_cap = 0;
+};
 
 struct Policy {
   int64_t min_capacity = 1;
@@ -58,6 +68,7 @@ struct Policy {
   bool preemptible = false;
   double spot_price_cap = 0;
   std::string spot_price_metric = "spot_price";
+  std::vector<PoolSpec> pools;  // for --slurm-resume/--slurm-suspend; empty: one pool, priced above
 };
 
 // The keys of the policy YAML, with the defaults above.

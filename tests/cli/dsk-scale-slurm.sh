@@ -30,7 +30,7 @@ echo "$line"
 slurm_wait "n2 and n3 powered down" 30 \
   bash -c '[ "$(sinfo -h -N -n n2,n3 -o %T | grep -c "~$")" = 2 ]'
 grep -q "suspend n\[2-3\]" "$SLURM_DIR/log/power.log" || fail "SuspendProgram did not run: $(cat "$SLURM_DIR/log/power.log")"
-grep -qx "suspend n3 pool=" "$SLURM_DIR/log/power.log" || fail "dsk-scale --slurm-suspend: $(cat "$SLURM_DIR/log/power.log")"
+grep -qx "suspend n3 pool= name=preemptible" "$SLURM_DIR/log/power.log" || fail "dsk-scale --slurm-suspend: $(cat "$SLURM_DIR/log/power.log")"
 [ "$(slurm_node_state n1)" = idle ] || fail "n1 should stay up: $(slurm_node_state n1)"
 sinfo -h -N -n n2 -o "%T %E" | grep -q "^drained~ dsk-scale: scale in" || fail "n2 not drained by dsk-scale: $(sinfo -h -N -n n2 -o '%T %E')"
 
@@ -56,8 +56,10 @@ echo "$line"
 [ "$(field desired "$line")" = 3 ] || fail "expected desired=3: $line"
 slurm_wait "all three jobs running" 60 bash -c '[ "$(squeue -h -t R -o %i | wc -l)" = 3 ]'
 grep -q "resume n\[2-3\]" "$SLURM_DIR/log/power.log" || fail "ResumeProgram did not run: $(cat "$SLURM_DIR/log/power.log")"
-# dsk-scale --slurm-resume ran the command once per node, in the spot pool (price 1.2 under the cap 2).
-grep -qx "resume n2 pool=spot" "$SLURM_DIR/log/power.log" && grep -qx "resume n3 pool=spot" "$SLURM_DIR/log/power.log" ||
+# dsk-scale --slurm-resume ran the command once per node, on spot capacity of the pre-emptible
+# pool (price 1.2 under its cap 2).
+grep -qx "resume n2 pool=spot name=preemptible" "$SLURM_DIR/log/power.log" &&
+  grep -qx "resume n3 pool=spot name=preemptible" "$SLURM_DIR/log/power.log" ||
   fail "dsk-scale --slurm-resume: $(cat "$SLURM_DIR/log/power.log")"
 [ "$(sinfo -h -N -t alloc -o %N | wc -l)" = 3 ] || fail "expected 3 allocated nodes: $(sinfo -h -N -o '%N %T')"
 

@@ -35,13 +35,17 @@ slurm_cluster_start() {
 
   # ResumeProgram and SuspendProgram are dsk-scale itself (--slurm-resume/--slurm-suspend), whose
   # policy command "powers up" a node by starting its slurmd and "powers down" one by stopping it.
+  # n1 is a reserved pool, the other nodes a pre-emptible one (spot at 1.2 under its cap of 2).
   # slurmd gets /dev/null for stdin/stdout/stderr: a daemon must not hold dsk-scale's pipes, and
   # slurmctld starts these programs without fds 0-2, so a log file opened there would be lost.
   cat >"$SLURM_DIR/power.yaml" <<YAML
-pricing: {preemptible: true, spot: 1.2, spot_price_cap: 2.0}
+pricing: {spot: 1.2}
+pools:
+  reserved: {nodes: "n1"}
+  preemptible: {nodes: "n[2-$node_count]", preemptible: true, spot_price_cap: 2.0}
 actuator:
   command: |
-    echo "\$DSK_SCALE_ACTION \$DSK_SCALE_NODE pool=\$DSK_SCALE_POOL" >>"$SLURM_DIR/log/power.log"
+    echo "\$DSK_SCALE_ACTION \$DSK_SCALE_NODE pool=\$DSK_SCALE_POOL name=\$DSK_SCALE_POOL_NAME" >>"$SLURM_DIR/log/power.log"
     if [ "\$DSK_SCALE_ACTION" = resume ]; then
       slurmd -b -N "\$DSK_SCALE_NODE" </dev/null >/dev/null 2>&1
     else
