@@ -54,16 +54,20 @@ Schema build_schema() {
   return schema;
 }
 
-// Errors name where the phases key was set (file:line or --set): entries of a tree key carry no
-// line of their own once stored.
+// A tree key (phases, pools) as a mapping of names to entries, empty when unset. Errors about it
+// name where the key was set (file:line or --set): entries of a tree key carry no line of their
+// own once stored.
+YAML::Node named_entries(const Config& config, const std::string& key, const std::string& entry_shape) {
+  YAML::Node tree = config.has(key) ? config.get_tree(key) : YAML::Node();
+  if (!tree || tree.IsNull()) return YAML::Node(YAML::NodeType::Map);
+  if (!tree.IsMap()) throw UsageError(str(config.where(key), ": ", key, ": expected a mapping of names to ", entry_shape));
+  return tree;
+}
+
 std::map<std::string, double> phases_from(const Config& config) {
   std::map<std::string, double> ratios;
-  if (!config.has("phases")) return ratios;
-  YAML::Node phases = config.get_tree("phases");
   const std::string where = config.where("phases");
-  if (phases.IsNull()) return ratios;
-  if (!phases.IsMap()) throw UsageError(str(where, ": phases: expected a mapping of phase name to {cpus_per_gpu: N}"));
-  for (const auto& entry : phases) {
+  for (const auto& entry : named_entries(config, "phases", "{cpus_per_gpu: N}")) {
     std::string name = entry.first.as<std::string>();
     if (!entry.second.IsMap()) throw UsageError(str(where, ": phases.", name, ": expected {cpus_per_gpu: N}"));
     for (const auto& field : entry.second) {
@@ -85,12 +89,8 @@ std::map<std::string, double> phases_from(const Config& config) {
 
 std::vector<PoolSpec> pools_from(const Config& config) {
   std::vector<PoolSpec> pools;
-  if (!config.has("pools")) return pools;
-  YAML::Node tree = config.get_tree("pools");
   const std::string where = config.where("pools");
-  if (tree.IsNull()) return pools;
-  if (!tree.IsMap()) throw UsageError(str(where, ": pools: expected a mapping of pool name to {nodes: HOSTLIST, ...}"));
-  for (const auto& entry : tree) {
+  for (const auto& entry : named_entries(config, "pools", "{nodes: HOSTLIST, preemptible: B, spot_price_cap: N}")) {
     PoolSpec pool;
     pool.name = entry.first.as<std::string>();
     const std::string key = "pools." + pool.name;
