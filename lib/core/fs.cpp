@@ -68,6 +68,9 @@ void AtomicFile::commit() {
 }
 
 AtomicDirectory::AtomicDirectory(fs::path target) : target_(std::move(target)) {
+  // "shards/" names the directory "shards": without this the temporary went inside it and the
+  // target existed before the commit.
+  if (!target_.has_filename() && target_.has_parent_path()) target_ = target_.parent_path();
   temporary_ = target_;
   temporary_ += str(".tmp-", getpid());
   std::error_code error;

@@ -60,6 +60,20 @@ TEST_CASE("an AtomicDirectory appears only on commit") {
   fs::remove_all(dir);
 }
 
+TEST_CASE("an AtomicDirectory named with a trailing slash is the same directory") {
+  fs::path dir = fresh_dir("slash");
+  {
+    AtomicDirectory staged(dir / "shards" / "");  // "…/shards/", as in dsk-tokenize -o shards/
+    CHECK(staged.target() == dir / "shards");
+    CHECK_FALSE(fs::exists(dir / "shards"));
+    write_file_atomic(staged.path() / "index.yaml", "x");
+    staged.commit();
+  }
+  CHECK(fs::exists(dir / "shards" / "index.yaml"));
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);  // no temporary left
+  fs::remove_all(dir);
+}
+
 TEST_CASE("reading a missing file is a data error naming it") {
   try {
     read_file("/nonexistent/dsk/file");
