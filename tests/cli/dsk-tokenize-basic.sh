@@ -56,6 +56,10 @@ cmp stdin/train-00000.tok dash/train-00000.tok || fail "stdin vs -"
 cmp stdin/train-00000.tok zst/train-00000.tok || fail "stdin vs .zst"
 zstd -q -c a.txt | dsk-tokenize -q -t "$tokenizer" -o zst-stdin >/dev/null
 cmp stdin/train-00000.tok zst-stdin/train-00000.tok || fail "zstd on stdin"
+# -o with a trailing slash, as in the --help examples; then replaced with --force.
+dsk-tokenize -q -t "$tokenizer" -o slash/ a.txt >/dev/null && dsk-tokenize -q -t "$tokenizer" -o slash/ --force a.txt >/dev/null
+cmp stdin/train-00000.tok slash/train-00000.tok || fail "-o slash/"
+[ -z "$(ls -a | grep -E '\.(tmp|old)-')" ] || fail "left behind: $(ls -a)"
 
 # Paragraphs: a document per blank-line-separated block.
 printf 'one\nstill one\n\n\ntwo\n\nthree' >p.txt

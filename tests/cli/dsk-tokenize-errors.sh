@@ -37,6 +37,9 @@ expect 2 "bad-size.yaml:3: output.shard_tokens: expected a size" dsk-tokenize -t
 expect 2 "unknown key 'split.fraction'" dsk-tokenize -t "$tokenizer" -o out --set split.fraction=0.1 ok.txt
 [ ! -e out ] || fail "a usage error wrote output"
 
+# An output directory whose parent does not exist: a usage error naming both, before any work.
+expect 2 "cannot create 'no/such/out': '.*/no/such' is not a directory" dsk-tokenize -t "$tokenizer" -o no/such/out ok.txt
+
 # An existing output directory: refused (2) unless --force, which replaces it whole.
 mkdir existing && touch existing/keep
 expect 2 "already exists" dsk-tokenize -t "$tokenizer" -o existing ok.txt
