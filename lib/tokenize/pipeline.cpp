@@ -96,11 +96,6 @@ BosMode parse_bos_mode(const std::string& name) {
 TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenizer::Tokenizer& tokenizer) {
   if (fs::exists(options.output) && !options.force)
     throw UsageError(str("'", options.output.string(), "' already exists (--force replaces it)"));
-  fs::path target = fs::absolute(options.output);
-  if (!target.has_filename()) target = target.parent_path();  // "shards/"
-  const fs::path parent = target.parent_path();
-  if (!fs::is_directory(parent))
-    throw UsageError(str("cannot create '", options.output.string(), "': '", parent.string(), "' is not a directory"));
   if (options.shard_tokens < 2) throw UsageError("the shard size must be at least 2 tokens");
   const auto eos = tokenizer.eos_id();
   if (!eos)
