@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """HF tokenizers' encode throughput on the same tokenizer.json and corpus as dsk-bench-tokenizer,
-for the comparison in docs/benchmarks/tokenizer.md. Needs `pip install tokenizers`.
+for the comparison in docs/benchmarks.md. Needs `pip install tokenizers`.
 
     zstd -d tests/tokenizer/corpus.txt.zst -o corpus.txt
     python3 scripts/bench/tokenizer_hf.py TOKENIZER_JSON corpus.txt [--threads N] [--repeat R]
