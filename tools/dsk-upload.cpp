@@ -8,6 +8,8 @@
 //   dsk-upload alias NAME ALIAS 1.0=90,1.1=10    point an alias at weighted versions
 //   dsk-upload prune NAME --keep N --older-than D
 //   dsk-upload lifecycle show | set --abort-incomplete-days N [--expire-days N]
+// The shared flags (--to, --part-size, -j, ...) are config keys too: -c FILE, --set key=value and
+// --print-config as in every dsk tool, a flag winning over both.
 // REF is a version or an alias, as in registry://name@ref. --version takes the model version
 // here; a bare --version (no value) prints the tool's version as in every dsk tool.
 #include <CLI/CLI.hpp>
@@ -16,6 +18,7 @@
 #include <random>
 
 #include "core/cli.hpp"
+#include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
@@ -39,32 +42,95 @@ std::optional<std::string> environment(const char* name) {
   return value ? std::optional<std::string>(value) : std::nullopt;
 }
 
-struct Shared {  // options every subcommand takes
-  std::string root, part_size = "8MiB", state_dir;
-  int concurrency = 4, retries = 4;
+// The settings a script would rather keep in a file (-c). Each shared flag stands for one key
+// and wins over the file and --set; a key left unset falls back to the environment as the flag
+// does (DSK_REGISTRY, AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE).
+Schema make_schema() {
+  Schema schema;
+  schema.string("registry.root", std::nullopt, "registry root s3://bucket[/prefix]; unset: DSK_REGISTRY");
+  schema.string("s3.endpoint_url", std::nullopt, "S3 endpoint URL; unset: AWS_ENDPOINT_URL, else AWS");
+  schema.string("s3.region", std::nullopt, "S3 region; unset: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1");
+  schema.string("s3.profile", std::nullopt, "profile of the shared credentials file; unset: AWS_PROFILE, else default");
+  schema.integer("s3.retries", 4, "retries of a request after a 5xx, a failed connection or a time-out").minimum = 0;
+  schema.string("transfer.part_size", "8MiB", "multipart part and download range size (S3 wants >= 5MiB)");
+  schema.integer("transfer.concurrency", 4, "parts or ranges in flight at once").minimum = 1;
+  schema.string("transfer.state_dir", std::nullopt, "state of interrupted multipart uploads; unset: $XDG_STATE_HOME/dsk/uploads");
+  return schema;
+}
+
+struct Shared {  // what every subcommand takes, from the effective config
+  std::string root, state_dir;
+  long long part_size = 0;
+  int concurrency = 0, retries = 0;
   ConnectionFlags connection;
 };
 
-void add_shared_options(CLI::App& app, Shared& shared) {
-  app.add_option("--to,--registry", shared.root, "Registry root s3://bucket[/prefix] (DSK_REGISTRY)")
-      ->envname("DSK_REGISTRY")->type_name("URL");
-  app.add_option("--part-size", shared.part_size, "Multipart part and download range size (default 8MiB; S3 wants >= 5MiB)")
-      ->type_name("SIZE");
-  app.add_option("-j,--concurrency", shared.concurrency, "Parts or ranges in flight at once (default 4)")
-      ->check(CLI::PositiveNumber)->type_name("N");
-  app.add_option("--retries", shared.retries, "Retries of a request after a 5xx, a failed connection or a time-out (default 4)")
-      ->check(CLI::NonNegativeNumber)->type_name("N");
-  app.add_option("--state-dir", shared.state_dir, "Where interrupted multipart uploads keep their state (default $XDG_STATE_HOME/dsk/uploads)")
-      ->type_name("DIR");
-  app.add_option("--endpoint-url", shared.connection.endpoint_url, "S3 endpoint, e.g. http://127.0.0.1:4568 (AWS_ENDPOINT_URL)")
-      ->type_name("URL");
-  app.add_option("--region", shared.connection.region, "S3 region (AWS_REGION; default us-east-1)");
-  app.add_option("--profile", shared.connection.profile, "Profile of the shared credentials file (AWS_PROFILE)");
+struct SharedFlags {  // the shared flags as given; each stands for one config key
+  std::string root, part_size, concurrency, retries, state_dir, endpoint_url, region, profile;
+};
+using KeyedOptions = std::vector<std::pair<CLI::Option*, std::string>>;
+
+// Applied after -c and --set, so a flag wins over both.
+void add_shared_options(CLI::App& app, SharedFlags& flags, KeyedOptions& keyed) {
+  auto keyed_option = [&](const std::string& name, const std::string& type, std::string& target, const std::string& key,
+                          const std::string& help) {
+    CLI::Option* option = app.add_option(name, target, help)->type_name(type);
+    keyed.emplace_back(option, key);
+    return option;
+  };
+  keyed_option("--to,--registry", "URL", flags.root, "registry.root",
+               "Registry root s3://bucket[/prefix] (registry.root; DSK_REGISTRY)");
+  keyed_option("--part-size", "SIZE", flags.part_size, "transfer.part_size",
+               "Multipart part and download range size (transfer.part_size; default 8MiB; S3 wants >= 5MiB)")
+      ->check([](const std::string& text) {  // a bad size is named by its flag, not by the key it sets
+        try {
+          parse_size(text, "--part-size");
+          return std::string();
+        } catch (const UsageError& e) {  // CLI11 puts "--part-size: " in front again
+          std::string message = e.what();
+          return message.substr(message.find(": ") + 2);
+        }
+      });
+  keyed_option("-j,--concurrency", "N", flags.concurrency, "transfer.concurrency",
+               "Parts or ranges in flight at once (transfer.concurrency; default 4)")
+      ->check(CLI::PositiveNumber);
+  keyed_option("--retries", "N", flags.retries, "s3.retries",
+               "Retries of a request after a 5xx, a failed connection or a time-out (s3.retries; default 4)")
+      ->check(CLI::NonNegativeNumber);
+  keyed_option("--state-dir", "DIR", flags.state_dir, "transfer.state_dir",
+               "Where interrupted multipart uploads keep their state (transfer.state_dir; default $XDG_STATE_HOME/dsk/uploads)");
+  keyed_option("--endpoint-url", "URL", flags.endpoint_url, "s3.endpoint_url",
+               "S3 endpoint, e.g. http://127.0.0.1:4568 (s3.endpoint_url; AWS_ENDPOINT_URL)");
+  keyed_option("--region", "REGION", flags.region, "s3.region", "S3 region (s3.region; AWS_REGION; default us-east-1)");
+  keyed_option("--profile", "PROFILE", flags.profile, "s3.profile",
+               "Profile of the shared credentials file (s3.profile; AWS_PROFILE)");
+}
+
+std::string optional_string(const Config& config, const std::string& key) {
+  return config.has(key) ? config.get_string(key) : std::string();
+}
+
+Shared shared_from_config(const Config& config) {
+  Shared shared;
+  shared.root = optional_string(config, "registry.root");
+  if (shared.root.empty()) shared.root = environment("DSK_REGISTRY").value_or("");
+  shared.connection.endpoint_url = optional_string(config, "s3.endpoint_url");
+  shared.connection.region = optional_string(config, "s3.region");
+  shared.connection.profile = optional_string(config, "s3.profile");
+  shared.retries = static_cast<int>(config.get_int("s3.retries"));
+  shared.concurrency = static_cast<int>(config.get_int("transfer.concurrency"));
+  shared.state_dir = optional_string(config, "transfer.state_dir");
+  try {
+    shared.part_size = static_cast<long long>(parse_size(config.get_string("transfer.part_size"), "transfer.part_size"));
+  } catch (const UsageError& e) {
+    throw UsageError(str(config.where("transfer.part_size"), ": ", e.what()));
+  }
+  return shared;
 }
 
 std::string require_root(const Shared& shared) {
   if (shared.root.empty())
-    throw UsageError("no registry root: give --to s3://bucket[/prefix] or set DSK_REGISTRY");
+    throw UsageError("no registry root: give --to s3://bucket[/prefix], set registry.root or DSK_REGISTRY");
   parse_s3_url(shared.root);
   return shared.root;
 }
@@ -73,10 +139,6 @@ Connection connect(const Shared& shared) {
   Connection connection = resolve_connection(shared.connection, environment);
   connection.attempts = shared.retries + 1;
   return connection;
-}
-
-long long part_size_of(const Shared& shared) {
-  return static_cast<long long>(parse_size(shared.part_size, "--part-size"));
 }
 
 // "name@ref" -> {name, ref}; ref required unless optional_ref.
@@ -116,7 +178,7 @@ int run_publish(const Shared& shared, const std::string& directory_argument, con
   std::string directory = resolve_artifact_path(directory_argument, {"checkpoint", "adapter"}, &input);
   PublishOptions options;
   options.force = force;
-  options.multipart.part_size = part_size_of(shared);
+  options.multipart.part_size = shared.part_size;
   options.multipart.concurrency = shared.concurrency;
   options.multipart.state_dir = shared.state_dir.empty() ? default_upload_state_dir() : std::filesystem::path(shared.state_dir);
   if (directory_argument == "-") {
@@ -168,7 +230,7 @@ int run_show(const Shared& shared, const std::string& reference) {
 }
 
 FetchOptions fetch_options(const Shared& shared, Progress* progress) {
-  return {part_size_of(shared), shared.concurrency, progress};
+  return {shared.part_size, shared.concurrency, progress};
 }
 
 int run_get(const Shared& shared, const std::string& reference, const std::string& output) {
@@ -254,9 +316,11 @@ int main(int argc, char** argv) {
                "dsk-upload"};
   cli::CommonOptions common;
   cli::add_common_flags(app, common);
+  cli::add_config_flags(app, common);
   app.set_version_flag("");  // --version names the model version here (a bare one: see below)
-  Shared shared;
-  add_shared_options(app, shared);
+  SharedFlags shared_flags;
+  KeyedOptions keyed;
+  add_shared_options(app, shared_flags, keyed);
 
   std::string directory, name, version;
   bool force = false;
@@ -332,6 +396,7 @@ int main(int argc, char** argv) {
       "dsk-upload alias deepseek-vision prod 1.0=90,1.1=10 --to s3://models",
       "dsk-upload prune deepseek-vision --keep 3 --older-than 30d --dry-run --to s3://models",
       "DSK_REGISTRY=s3://models dsk-upload fetch registry://deepseek-vision@prod",
+      "dsk-upload -c registry.yaml --set transfer.concurrency=8 --print-config",
   });
 
   return cli::run(app, argc, argv, common, [&] {
@@ -341,6 +406,15 @@ int main(int argc, char** argv) {
       std::printf("%s\n", cli::version_string().c_str());
       return 0;
     }
+    if (common.config_path == "-" && directory == "-" && app.get_subcommands().empty())
+      throw UsageError("-c - and a record on stdin (-) cannot both read stdin: give the config as a file");
+    cli::CommonOptions effective = common;
+    for (const auto& [option, key] : keyed)
+      if (option->count() > 0) effective.overrides.push_back(cli::quoted_assignment(key, option->as<std::string>()));
+    static const Schema schema = make_schema();
+    auto config = cli::load_config(schema, effective);
+    if (!config) return 0;
+    const Shared shared = shared_from_config(*config);
     if (list->parsed()) return run_list(shared, list_name);
     if (show->parsed()) return run_show(shared, show_ref);
     if (get->parsed()) return run_get(shared, get_ref, get_output);

@@ -2,10 +2,9 @@
 # Completions and man pages against the binary: for each checked tool, the bash and the zsh
 # completion offer exactly the flags that `--help` shows (its subcommands' included), the man
 # page describes each of them and lists no option the tool lacks, and the completion files parse.
-# A tool joins CHECKED once its files agree (dsk-upload and dsk-bench-nccl lack -h, and their
-# man pages --verbose/--quiet, so far); DSK_SYNC_TOOLS="dsk-upload" checks any tool.
+# A tool joins CHECKED once its files agree; DSK_SYNC_TOOLS="dsk-upload" checks only those named.
 set -euo pipefail
-CHECKED=${DSK_SYNC_TOOLS:-"dsk-tokenize dsk-scale dsk-train"}
+CHECKED=${DSK_SYNC_TOOLS:-"dsk-tokenize dsk-scale dsk-train dsk-upload dsk-bench-nccl"}
 source_dir=${DSK_SOURCE_DIR:?}
 status=0
 for tool in $CHECKED; do

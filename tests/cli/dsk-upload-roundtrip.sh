@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # dsk-upload against s3rver on loopback: publish a checkpoint spanning several multipart parts,
 # the record's URL and manifest sha256, version collisions (exit 2), an unknown key (exit 5),
-# fetching back verified, aliases with weights; cross-checked with the AWS CLI both ways.
+# fetching back verified, aliases with weights, the shared settings from -c/--set/--print-config;
+# cross-checked with the AWS CLI both ways.
 set -euo pipefail
 work=$(mktemp -d)
 source "${DSK_SOURCE_DIR:?}/tests/cli/lib/s3-server.sh"
@@ -43,6 +44,28 @@ status=0; dsk-upload alias vision prod 7.0 2>/dev/null || status=$?
 dsk-upload list vision | cut -f1,3 >listed.txt
 printf '1.0\tprod=90\n1.1\tprod=10\n' | cmp - listed.txt
 dsk-upload show vision@1.1 | grep -q 'model_type: llama'
+
+# The shared settings from a config file (-c): the file wins over the environment, --set over the
+# file, a flag over --set; --print-config prints what is in effect, itself a valid input.
+printf 'registry:\n  root: s3://models/team\ntransfer:\n  concurrency: 3\n' >upload.yaml
+[ "$(DSK_REGISTRY=s3://elsewhere dsk-upload -c upload.yaml list | tr '\n' ' ')" = "vision " ]
+dsk-upload -c upload.yaml --set transfer.concurrency=5 --part-size 6MiB --print-config >printed.yaml
+grep -q '^  root: s3://models/team$' printed.yaml
+grep -q '^  concurrency: 5$' printed.yaml
+grep -q '^  part_size: 6MiB$' printed.yaml
+grep -q '^  retries: 4$' printed.yaml
+dsk-upload -c upload.yaml --set transfer.concurrency=5 -j 2 --print-config | grep -q '^  concurrency: 2$'
+dsk-upload -c printed.yaml --print-config | cmp - printed.yaml
+printf 'transfer:\n  parts: 3\n' >unknown.yaml
+status=0; dsk-upload -c unknown.yaml list 2>err.txt || status=$?
+[ "$status" = 2 ]
+grep -q "unknown.yaml:2: unknown key 'transfer.parts'" err.txt
+status=0; dsk-upload list --set s3.retries=-1 2>err.txt || status=$?
+[ "$status" = 2 ]
+grep -q "s3.retries.*at least 0" err.txt
+status=0; echo 'kind: checkpoint' | dsk-upload -c - - --name vision --version 9 2>err.txt || status=$?
+[ "$status" = 2 ]
+grep -q 'cannot both read stdin' err.txt
 
 # The manifest counts parameters in safetensors headers (2x3 + 4 here) and keeps an adapter's base.
 mkdir -p adapter
