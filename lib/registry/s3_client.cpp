@@ -202,6 +202,9 @@ Response S3Client::send(const std::string& method, const ObjectAddress& object,
       if (response.status < 300) return response;
       std::string summary = s3_error_summary(response.body);
       failure = str("HTTP ", response.status, summary.empty() ? "" : " " + summary);
+      // A HEAD answer has no body to say why; 403 is then almost always the credentials.
+      if (response.status == 403 && summary.empty())
+        failure += " (access denied: check the credentials, AWS_ACCESS_KEY_ID or --profile, and the bucket's policy)";
       retry = retryable_status(response.status);
     } catch (const TransferFailure& error) {
       failure = error.message;

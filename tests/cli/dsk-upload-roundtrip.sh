@@ -22,10 +22,11 @@ dsk-upload ckpt --name vision --version 1.0 --to s3://models/team --part-size 5M
 grep -q '^url: s3://models/team/vision/1.0/manifest.yaml$' record.txt
 grep -q "^manifest_sha256: $(aws s3 cp s3://models/team/vision/1.0/manifest.yaml - | sha256sum | cut -d' ' -f1)\$" record.txt
 status=0; dsk-upload ckpt --name vision --version 1.0 --to s3://models/team 2>err.txt || status=$?
-[ "$status" = 2 ] && grep -q "immutable" err.txt
+[ "$status" = 2 ] && grep -q "immutable" err.txt || { echo "FAIL: republishing: exit $status: $(cat err.txt)" >&2; exit 1; }
 status=0; AWS_ACCESS_KEY_ID=WRONG dsk-upload ckpt --name vision --version 2.0 \
   --to s3://models/team 2>err.txt || status=$?
-[ "$status" = 5 ] && grep -q "InvalidAccessKeyId" err.txt && ! grep -q S3RVER err.txt
+[ "$status" = 5 ] && grep -Eq "InvalidAccessKeyId|access denied: check the credentials" err.txt && ! grep -q S3RVER err.txt ||
+  { echo "FAIL: wrong credentials: exit $status: $(cat err.txt)" >&2; exit 1; }
 # --model-version is the same option; a bare --version is the tool's version.
 dsk-upload --version | grep -q '^dsk '
 status=0; dsk-upload ckpt --name vision --to s3://models/team --version 2>/dev/null || status=$?
@@ -100,7 +101,8 @@ dsk-upload prune vision --keep 1 | grep -q '^deleted: 1.0$'
 # A corrupt manifest is bad data (exit 3), for show and get alike.
 echo 'files: [oops' | aws s3 cp - s3://models/team/vision/1.2/manifest.yaml >/dev/null
 status=0; dsk-upload show vision@1.2 2>err.txt || status=$?
-[ "$status" = 3 ] && grep -q 'vision/1.2/manifest.yaml' err.txt
+[ "$status" = 3 ] && grep -q 'vision/1.2/manifest.yaml' err.txt ||
+  { echo "FAIL: corrupt manifest: exit $status: $(cat err.txt)" >&2; exit 1; }
 status=0; dsk-upload get vision@1.2 -o bad 2>/dev/null || status=$?
 [ "$status" = 3 ]
 
