@@ -75,7 +75,7 @@ for _ in $(seq 600); do
 done
 kill -9 "$run"; wait "$run" 2>/dev/null || true
 sent=$(grep -cE '^  [0-9]+: ' state/dsk/uploads/*.yaml)
-[ "$sent" -ge 4 ] && [ "$sent" -lt 32 ]
+[ "$sent" -ge 4 ] && [ "$sent" -lt 32 ] || { echo "FAIL: killed after $sent of 32 parts, expected 4..31" >&2; exit 1; }
 "${upload[@]}" --version 3.0 >/dev/null 2>err3.txt
 grep -qE "resuming the upload .*: $sent of 32 parts already sent" err3.txt
 dsk-upload get vision@3.0 -o got3 >/dev/null

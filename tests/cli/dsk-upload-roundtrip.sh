@@ -108,7 +108,8 @@ status=0; dsk-upload get vision@1.2 -o bad 2>/dev/null || status=$?
 
 # s3rver has no lifecycle support: a clear error, exit 5.
 status=0; dsk-upload lifecycle set --abort-incomplete-days 7 2>err.txt || status=$?
-[ "$status" = 5 ] && grep -q 'does not support bucket lifecycle rules' err.txt
+[ "$status" = 5 ] && grep -q 'does not support bucket lifecycle rules' err.txt ||
+  { echo "FAIL: lifecycle on s3rver: exit $status: $(cat err.txt)" >&2; exit 1; }
 
 # The AWS CLI reads what dsk wrote, and dsk reads what the AWS CLI wrote.
 if command -v aws >/dev/null; then
