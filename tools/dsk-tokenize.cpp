@@ -51,33 +51,26 @@ struct TokenizeFlags {
   bool force = false;
 };
 
-void add_tokenize_flags(CLI::App& app, TokenizeFlags& flags, std::vector<std::pair<CLI::Option*, std::string>>& keyed) {
-  // An option that sets one config key; applied after -c and --set.
-  auto keyed_option = [&](const std::string& name, const std::string& type, std::string& target, const std::string& key,
-                          const std::string& help) {
-    CLI::Option* option = app.add_option(name, target, help)->type_name(type);
-    keyed.emplace_back(option, key);
-    return option;
-  };
-  keyed_option("-o,--output", "DIR", flags.output, "output.dir", "Shard directory to create (output.dir)");
-  keyed_option("-t,--tokenizer", "FILE", flags.tokenizer, "tokenizer.path", "tokenizer.json (tokenizer.path)");
-  keyed_option("--format", "FORMAT", flags.format, "input.format", "auto, text or jsonl (input.format)")
+void add_tokenize_flags(CLI::App& app, TokenizeFlags& flags, cli::KeyedFlags& keyed) {
+  keyed.add("-o,--output", "DIR", flags.output, "output.dir", "Shard directory to create (output.dir)");
+  keyed.add("-t,--tokenizer", "FILE", flags.tokenizer, "tokenizer.path", "tokenizer.json (tokenizer.path)");
+  keyed.add("--format", "FORMAT", flags.format, "input.format", "auto, text or jsonl (input.format)")
       ->check(CLI::IsMember({"auto", "text", "jsonl"}));
-  keyed_option("--documents", "UNIT", flags.documents, "input.documents",
+  keyed.add("--documents", "UNIT", flags.documents, "input.documents",
                "Text input: a document per file, or per blank-line-separated paragraph (input.documents)")
       ->check(CLI::IsMember({"file", "paragraph"}));
-  keyed_option("--jsonl-field", "NAME", flags.jsonl_field, "input.jsonl_field", "JSONL field with the text (input.jsonl_field)");
-  keyed_option("--on-error", "POLICY", flags.on_error, "input.on_error",
+  keyed.add("--jsonl-field", "NAME", flags.jsonl_field, "input.jsonl_field", "JSONL field with the text (input.jsonl_field)");
+  keyed.add("--on-error", "POLICY", flags.on_error, "input.on_error",
                "Bad JSONL line or invalid UTF-8: skip, replace (U+FFFD) or fail (input.on_error)")
       ->check(CLI::IsMember({"skip", "replace", "fail"}));
-  keyed_option("--shard-size", "TOKENS", flags.shard_size, "output.shard_tokens",
+  keyed.add("--shard-size", "TOKENS", flags.shard_size, "output.shard_tokens",
                "Tokens per shard at most, e.g. 100M (output.shard_tokens)");
-  keyed_option("--val-fraction", "F", flags.val_fraction, "split.val_fraction",
+  keyed.add("--val-fraction", "F", flags.val_fraction, "split.val_fraction",
                "Share of documents for validation, 0..1 (split.val_fraction)");
-  keyed_option("--seed", "N", flags.seed, "split.seed", "Seed of the train/validation split (split.seed)");
-  keyed_option("--bos", "MODE", flags.bos, "tokenizer.bos", "BOS before each document: auto, always, never (tokenizer.bos)")
+  keyed.add("--seed", "N", flags.seed, "split.seed", "Seed of the train/validation split (split.seed)");
+  keyed.add("--bos", "MODE", flags.bos, "tokenizer.bos", "BOS before each document: auto, always, never (tokenizer.bos)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
-  keyed_option("-j,--threads", "N", flags.threads, "threads", "Tokenizer threads, 0 = one per CPU (threads)");
+  keyed.add("-j,--threads", "N", flags.threads, "threads", "Tokenizer threads, 0 = one per CPU (threads)");
   app.add_flag("-f,--force", flags.force, "Replace the output directory if it exists (output.force)");
   app.add_option("inputs", flags.inputs, "Input files; none or - reads stdin (input.paths)")->type_name("FILE");
 }
@@ -191,7 +184,7 @@ int main(int argc, char** argv) {
   cli::add_common_flags(app, common);
   cli::add_config_flags(app, common);
   TokenizeFlags flags;
-  std::vector<std::pair<CLI::Option*, std::string>> keyed;
+  cli::KeyedFlags keyed(app);
   add_tokenize_flags(app, flags, keyed);
 
   // -v and -q work after a subcommand too ("dsk-tokenize stats -q shards/").
@@ -227,9 +220,7 @@ int main(int argc, char** argv) {
   return cli::run(app, argc, argv, common, [&] {
     if (stats->parsed()) return run_stats(stats_directory);
     if (decode->parsed()) return run_decode(decode_directory, decode_split, decode_tokenizer, decode_jsonl);
-    std::vector<std::string> overrides = common.overrides;
-    for (const auto& [option, key] : keyed)
-      if (option->count() > 0) overrides.push_back(cli::quoted_assignment(key, option->as<std::string>()));
+    std::vector<std::string> overrides = keyed.append_overrides(common.overrides);
     if (!flags.inputs.empty()) overrides.push_back(cli::quoted_list_assignment("input.paths", flags.inputs));
     if (flags.force) overrides.push_back("output.force=true");
     cli::CommonOptions effective = common;

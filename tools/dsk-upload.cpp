@@ -68,19 +68,12 @@ struct Shared {  // what every subcommand takes, from the effective config
 struct SharedFlags {  // the shared flags as given; each stands for one config key
   std::string root, part_size, concurrency, retries, state_dir, endpoint_url, region, profile;
 };
-using KeyedOptions = std::vector<std::pair<CLI::Option*, std::string>>;
 
 // Applied after -c and --set, so a flag wins over both.
-void add_shared_options(CLI::App& app, SharedFlags& flags, KeyedOptions& keyed) {
-  auto keyed_option = [&](const std::string& name, const std::string& type, std::string& target, const std::string& key,
-                          const std::string& help) {
-    CLI::Option* option = app.add_option(name, target, help)->type_name(type);
-    keyed.emplace_back(option, key);
-    return option;
-  };
-  keyed_option("--to,--registry", "URL", flags.root, "registry.root",
+void add_shared_options(SharedFlags& flags, cli::KeyedFlags& keyed) {
+  keyed.add("--to,--registry", "URL", flags.root, "registry.root",
                "Registry root s3://bucket[/prefix] (registry.root; DSK_REGISTRY)");
-  keyed_option("--part-size", "SIZE", flags.part_size, "transfer.part_size",
+  keyed.add("--part-size", "SIZE", flags.part_size, "transfer.part_size",
                "Multipart part and download range size (transfer.part_size; default 8MiB; S3 wants >= 5MiB)")
       ->check([](const std::string& text) {  // a bad size is named by its flag, not by the key it sets
         try {
@@ -91,18 +84,18 @@ void add_shared_options(CLI::App& app, SharedFlags& flags, KeyedOptions& keyed) 
           return message.substr(message.find(": ") + 2);
         }
       });
-  keyed_option("-j,--concurrency", "N", flags.concurrency, "transfer.concurrency",
+  keyed.add("-j,--concurrency", "N", flags.concurrency, "transfer.concurrency",
                "Parts or ranges in flight at once (transfer.concurrency; default 4)")
       ->check(CLI::PositiveNumber);
-  keyed_option("--retries", "N", flags.retries, "s3.retries",
+  keyed.add("--retries", "N", flags.retries, "s3.retries",
                "Retries of a request after a 5xx, a failed connection or a time-out (s3.retries; default 4)")
       ->check(CLI::NonNegativeNumber);
-  keyed_option("--state-dir", "DIR", flags.state_dir, "transfer.state_dir",
+  keyed.add("--state-dir", "DIR", flags.state_dir, "transfer.state_dir",
                "Where interrupted multipart uploads keep their state (transfer.state_dir; default $XDG_STATE_HOME/dsk/uploads)");
-  keyed_option("--endpoint-url", "URL", flags.endpoint_url, "s3.endpoint_url",
+  keyed.add("--endpoint-url", "URL", flags.endpoint_url, "s3.endpoint_url",
                "S3 endpoint, e.g. http://127.0.0.1:4568 (s3.endpoint_url; AWS_ENDPOINT_URL)");
-  keyed_option("--region", "REGION", flags.region, "s3.region", "S3 region (s3.region; AWS_REGION; default us-east-1)");
-  keyed_option("--profile", "PROFILE", flags.profile, "s3.profile",
+  keyed.add("--region", "REGION", flags.region, "s3.region", "S3 region (s3.region; AWS_REGION; default us-east-1)");
+  keyed.add("--profile", "PROFILE", flags.profile, "s3.profile",
                "Profile of the shared credentials file (s3.profile; AWS_PROFILE)");
 }
 
@@ -319,8 +312,8 @@ int main(int argc, char** argv) {
   cli::add_config_flags(app, common);
   app.set_version_flag("");  // --version names the model version here (a bare one: see below)
   SharedFlags shared_flags;
-  KeyedOptions keyed;
-  add_shared_options(app, shared_flags, keyed);
+  cli::KeyedFlags keyed(app);
+  add_shared_options(shared_flags, keyed);
 
   std::string directory, name, version;
   bool force = false;
@@ -409,8 +402,7 @@ int main(int argc, char** argv) {
     if (common.config_path == "-" && directory == "-" && app.get_subcommands().empty())
       throw UsageError("-c - and a record on stdin (-) cannot both read stdin: give the config as a file");
     cli::CommonOptions effective = common;
-    for (const auto& [option, key] : keyed)
-      if (option->count() > 0) effective.overrides.push_back(cli::quoted_assignment(key, option->as<std::string>()));
+    effective.overrides = keyed.append_overrides(common.overrides);
     static const Schema schema = make_schema();
     auto config = cli::load_config(schema, effective);
     if (!config) return 0;

@@ -101,4 +101,17 @@ std::string quoted_list_assignment(const std::string& key, const std::vector<std
   return key + "=" + out.c_str();
 }
 
+CLI::Option* KeyedFlags::add(const std::string& name, const std::string& type_name, std::string& target,
+                              const std::string& key, const std::string& help) {
+  CLI::Option* option = app_->add_option(name, target, help)->type_name(type_name);
+  keyed_.emplace_back(option, key);
+  return option;
+}
+
+std::vector<std::string> KeyedFlags::append_overrides(std::vector<std::string> overrides) const {
+  for (const auto& [option, key] : keyed_)
+    if (option->count() > 0) overrides.push_back(quoted_assignment(key, option->as<std::string>()));
+  return overrides;
+}
+
 }  // namespace dsk::cli

@@ -54,4 +54,22 @@ std::string quoted_assignment(const std::string& key, const std::string& value);
 // The same for a list of strings: key=["a", "b"].
 std::string quoted_list_assignment(const std::string& key, const std::vector<std::string>& values);
 
+// Flags that each stand for one config key (-o for output.dir, say). Given on the command line,
+// they are applied after -c and --set, so a flag wins over both:
+//   cli::KeyedFlags keyed(app);
+//   keyed.add("-o,--output", "DIR", flags.output, "output.dir", "Shard directory (output.dir)");
+//   ... effective.overrides = keyed.append_overrides(common.overrides);
+class KeyedFlags {
+ public:
+  explicit KeyedFlags(CLI::App& app) : app_(&app) {}
+  CLI::Option* add(const std::string& name, const std::string& type_name, std::string& target,
+                   const std::string& key, const std::string& help);
+  // `overrides` followed by key="value" for each keyed flag that was given.
+  std::vector<std::string> append_overrides(std::vector<std::string> overrides) const;
+
+ private:
+  CLI::App* app_;
+  std::vector<std::pair<CLI::Option*, std::string>> keyed_;
+};
+
 }  // namespace dsk::cli
