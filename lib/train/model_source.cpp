@@ -1,8 +1,11 @@
 #include "train/model_source.hpp"
 
+#include <cstdlib>
+
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "model/hf_config.hpp"
+#include "registry/fetch_cache.hpp"
 
 namespace dsk::train {
 namespace {
@@ -18,6 +21,19 @@ nlohmann::json scalar_to_json(const YAML::Node& node) {
   double number;
   if (YAML::convert<double>::decode(node, number)) return number;
   return text;
+}
+
+// A registry://name@ref or s3:// URL is fetched (verified) into the local cache, once.
+std::filesystem::path local_checkpoint(const std::string& source) {
+  if (!registry::is_model_url(source)) return source;
+  auto getenv = [](const char* name) -> std::optional<std::string> {
+    const char* value = std::getenv(name);
+    return value ? std::optional<std::string>(value) : std::nullopt;
+  };
+  registry::OpenedModel opened = registry::open_model(registry::resolve_connection({}, getenv), source);
+  log_info("model: ", source, " is ", opened.name, "@", opened.version, opened.cached ? ", cached in " : ", fetched into ",
+           opened.directory.string());
+  return opened.directory;
 }
 
 }  // namespace
@@ -48,8 +64,8 @@ model::Model model_from_config(const Config& config, uint64_t seed) {
     throw UsageError(str(config.source(), ": give exactly one of model.config_json, model.config and model.init_from (",
                          sources, " given)"));
   if (config.has("model.init_from")) {
-    const std::string directory = config.get_string("model.init_from");
-    log_info("model: weights of ", directory);
+    const std::filesystem::path directory = local_checkpoint(config.get_string("model.init_from"));
+    log_info("model: weights of ", directory.string());
     return model::Model::load_hf_checkpoint(directory);
   }
   model::Architecture arch;

@@ -1,7 +1,9 @@
 // The model a training run starts from, by the config's model section (exactly one of):
 //   model.config_json: PATH     an HF config.json; weights initialized at random with `seed`
 //   model.config: {...}         the same fields inline in the YAML
-//   model.init_from: DIR        an HF checkpoint directory (its config.json and weights)
+//   model.init_from: DIR        an HF checkpoint directory (its config.json and weights), or a
+//                               registry://name@version-or-alias or s3:// URL (lib/registry
+//                               fetches it into its cache; DSK_REGISTRY and the AWS_* variables)
 #pragma once
 
 #include <cstdint>

@@ -2,6 +2,7 @@
 # The tools as DESIGN.md chains them, each reading the previous one's record on stdin:
 #   dsk-tokenize | dsk-train --data - | dsk-upload -        (to s3rver on loopback)
 #   dsk-upload get | dsk-train sample -                     (back from the registry)
+#   dsk-train --init-from registry://tiny@prod              (training starts from the registry)
 # and the model that comes back samples exactly what the one that went up did.
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
@@ -27,4 +28,15 @@ dsk-upload -q get tiny@1.0 -o restored | dsk-train sample - --prompt "And God" -
 dsk-train sample run/checkpoints/step-000006 --prompt "And God" -n 12 --temperature 0 >original.txt
 cmp original.txt restored.txt || fail "the model from the registry samples differently"
 [ -s restored.txt ] || fail "nothing sampled"
+
+# A run starts from registry weights: fetched into the cache once, then read from it.
+dsk-upload -q alias tiny prod 1.0=100 >/dev/null
+sed '/^model:/,/^data:/{/^data:/!d}' train.yaml >continue.yaml
+export DSK_CACHE_DIR=$work/cache
+dsk-train -c continue.yaml --init-from registry://tiny@prod -o continued --steps 2 >continued.yaml 2>continued.err
+grep -q "registry://tiny@prod is tiny@1.0, fetched into $work/cache" continued.err || fail "fetch: $(cat continued.err)"
+[ "$(field step continued.yaml)" = 2 ] || fail "training from the registry: $(cat continued.yaml)"
+rm -rf continued
+dsk-train -c continue.yaml --init-from registry://tiny@prod -o continued --steps 2 >/dev/null 2>continued.err
+grep -q "is tiny@1.0, cached in" continued.err || fail "second open not from the cache: $(cat continued.err)"
 echo "pipeline: ok"
