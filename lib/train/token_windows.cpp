@@ -30,8 +30,9 @@ TokenWindows::TokenWindows(const std::vector<std::filesystem::path>& shard_paths
     shards_.push_back(std::move(shard));
   }
   if (shards_.empty())
-    throw DataError(std::string("no training shard holds seq_len + 1 = ") + std::to_string(seq_len + 1) +
-                    " tokens (" + std::to_string(shard_paths.size()) + " shard(s) given)");
+    throw DataError(std::string("no shard holds seq_len + 1 = ") + std::to_string(seq_len + 1) + " tokens (" +
+                    std::to_string(shard_paths.size()) + " shard(s) given" +
+                    (shard_paths.empty() ? std::string() : ", the first " + shard_paths.front().string()) + ")");
 }
 
 void TokenWindows::window(std::uint64_t k, std::vector<std::uint32_t>& out) const {

@@ -145,7 +145,6 @@ class TrainingRun {
   const int B_, T_, grad_accum_;
   TrainData data_;
   model::Model model_;
-  RunDirectoryLock lock_;  // creates the run directory: only once data and model are known good
   AdamW optimizer_;
   std::vector<uint8_t> decay_mask_;
   TokenWindows train_windows_;
@@ -154,7 +153,10 @@ class TrainingRun {
   int64_t total_steps_ = 0;
   TrainingState state_;
   CheckpointExtras extras_;
-  MetricsLog metrics_;
+  // Both create files in the run directory: made only once the data, the model and the config
+  // have been found good, so that a run that cannot start leaves nothing behind.
+  std::optional<RunDirectoryLock> lock_;
+  std::optional<MetricsLog> metrics_;
   ExpertLoadTally expert_tally_;
   Batch batch_;
   fs::path last_checkpoint_;
@@ -200,18 +202,20 @@ TrainingRun::TrainingRun(const Config& config)
       grad_accum_(int(config.get_int("data.grad_accum"))),
       data_(resolve_train_data(config.get_strings("data.train"), config.get_strings("data.val"))),
       model_(model_from_config(config, uint64_t(config.get_int("seed")))),
-      lock_(run_dir_),
       optimizer_(model_.parameter_count(), adamw_settings(config)),
       decay_mask_(build_decay_mask(model_, config.get_bool("optim.decay_norms_biases_embeddings"))),
-      train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))),
-      metrics_(run_dir_ / "metrics.jsonl") {
+      train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))) {
   const int64_t vocab = model_.architecture().vocab;
   if (data_.vocab_size > uint64_t(vocab))
     throw UsageError(str("the shards use a vocabulary of ", data_.vocab_size, " tokens but the model has ", vocab,
                          " (model vocab_size must be at least the tokenizer's)"));
   if (!data_.val.empty()) {
     // A fixed set of validation windows, the same at every evaluation.
-    val_windows_.emplace(data_.val, T_, uint64_t(config.get_int("seed")) ^ 0x5eedull);
+    try {
+      val_windows_.emplace(data_.val, T_, uint64_t(config.get_int("seed")) ^ 0x5eedull);
+    } catch (const DataError& e) {
+      throw DataError(str("validation data: ", e.what(), "; lower data.seq_len or name other data.val"));
+    }
   } else {
     log_warn("no validation shards (data.val, or a val split in the train directories): no evaluation");
   }
@@ -224,6 +228,8 @@ TrainingRun::TrainingRun(const Config& config)
   extras_.dtype = config.get_string("checkpoint.dtype");
   model_.set_sequence_aux_loss(float(config.get_double("moe.aux_loss_alpha")));
   state_.seed = uint64_t(config.get_int("seed"));
+  lock_.emplace(run_dir_);
+  metrics_.emplace(run_dir_ / "metrics.jsonl");
   resume_or_start();
   write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
 }
@@ -250,7 +256,7 @@ void TrainingRun::resume_or_start() {
       log_warn("resuming with a setting that differs from the checkpoint's config: ", line);
   }
   train_windows_.set_cursor(state_.data_cursor);
-  metrics_.truncate_after(state_.step);
+  metrics_->truncate_after(state_.step);
   last_checkpoint_ = *latest;
   checkpointed_step_ = state_.step;
   log_info("resuming from ", latest->string(), " (step ", state_.step, " of ", total_steps_, ")");
@@ -311,7 +317,7 @@ void TrainingRun::log_step(double loss, double lr, double grad_norm, double step
   metrics.elapsed_s = state_.elapsed_s + std::chrono::duration<double>(Clock::now() - started_).count();
   metrics.skipped_steps = state_.skipped_steps;
   metrics.expert_load = expert_tally_.take_shares();
-  metrics_.append(metrics);
+  metrics_->append(metrics);
   log_debug("step ", state_.step, " loss ", loss, " lr ", lr, " grad_norm ", grad_norm, " tokens/s ",
             metrics.tokens_per_s);
   interval_seconds_ = 0;

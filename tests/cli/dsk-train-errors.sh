@@ -37,6 +37,10 @@ expect 3 "nothing: no such shard" dsk-train -c base.yaml --set data.train=nothin
 expect 2 "exactly one of model.config_json, model.config and model.init_from" \
   dsk-train -c base.yaml --set model.init_from=somewhere
 
+expect 3 "validation data: no shard holds seq_len \+ 1 = 40001" \
+  dsk-train -c base.yaml --set data.seq_len=40000 --set data.micro_batch=1 -o longseq
+[ ! -e longseq ] || fail "a run directory was made for a run that could not start"
+
 # A token budget: ceil(1000 / (4 x 32 x 2)) = 4 steps.
 dsk-train -q -c nolength.yaml --set tokens=1000 -o budget >budget.yaml
 [ "$(field step budget.yaml)" = 4 ] || fail "token budget: $(cat budget.yaml)"
