@@ -1,6 +1,8 @@
 #include "model/hf_config.hpp"
 
+#include <charconv>
 #include <fstream>
+#include <string>
 
 #include "core/error.hpp"
 
@@ -9,6 +11,13 @@ namespace dsk::model {
 using nlohmann::json;
 
 namespace {
+
+// A float field as the decimal people wrote (1e-06), not its double widening (9.99999997e-07).
+double shortest_decimal(float value) {
+  char text[32];
+  auto [end, error] = std::to_chars(text, text + sizeof text, value);
+  return error == std::errc() ? std::stod(std::string(text, end)) : double(value);
+}
 
 // Reads config[key] as T, `fallback` when absent or null; a wrong type is a DataError.
 template <typename T>
@@ -149,7 +158,7 @@ json hf_config_of(const Architecture& a, const std::string& dtype) {
   c["num_key_value_heads"] = a.mla() ? a.heads : a.kv_heads;
   // Integers as integers: transformers 5 validates config fields by type and refuses 512.0.
   c["max_position_embeddings"] = int64_t(a.max_position_embeddings);
-  c["rms_norm_eps"] = a.rms_eps;
+  c["rms_norm_eps"] = shortest_decimal(a.rms_eps);
   c["tie_word_embeddings"] = a.tied_embeddings;
   c["hidden_act"] = "silu";
   c["dtype"] = dtype == "F32" ? "float32" : dtype == "F16" ? "float16" : "bfloat16";
@@ -158,7 +167,7 @@ json hf_config_of(const Architecture& a, const std::string& dtype) {
     c["moe_intermediate_size"] = a.moe_intermediate;
     c["n_shared_experts"] = a.n_shared;
     c["n_routed_experts"] = a.n_routed;
-    c["routed_scaling_factor"] = a.routed_scaling;
+    c["routed_scaling_factor"] = shortest_decimal(a.routed_scaling);
     c["kv_lora_rank"] = a.kv_lora_rank;
     c["q_lora_rank"] = a.q_lora_rank > 0 ? json(a.q_lora_rank) : json(nullptr);
     c["qk_rope_head_dim"] = a.qk_rope_dim;

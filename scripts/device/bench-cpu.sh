@@ -102,4 +102,21 @@ final=$(sed -n 's/^path: //p' curve-demo.yaml)
 } | tee -a "$OUT/greedy.txt"
 tail -5 greedy.err >>"$OUT/greedy.txt"
 fi
+
+if [[ $parts == *" families "* ]]; then
+# The same check for llama and qwen2 (tied embeddings, q/k/v biases), 60 steps each.
+echo "== 3b. transformers loads dsk-train checkpoints of llama and qwen2" | tee "$OUT/families.txt"
+for family in llama qwen2; do
+  sed '/^model:/,/^data:/{/^data:/!d}' "$config" >"$family.yaml"
+  OMP_NUM_THREADS=$threads dsk-train -q -c "$family.yaml" -o "family-$family" --steps 60 --set eval.every=0 \
+    --set model.config="{model_type: $family, vocab_size: 129280, hidden_size: 64, intermediate_size: 192, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512, tie_word_embeddings: $([ $family = qwen2 ] && echo true || echo false), bos_token_id: 0, eos_token_id: 1}" \
+    >"family-$family.yaml" 2>>"$OUT/families.txt"
+  final=$(sed -n 's/^path: //p' "family-$family.yaml")
+  {
+    echo "$family dsk:          $(dsk-train sample "$final" --prompt 'And God said' -n 16 --temperature 0)"
+    echo "$family transformers: $(python3 "$OLDPWD/scripts/bench/train_hf.py" greedy "$final" --prompt 'And God said' -n 16 2>"$family.err")"
+  } | tee -a "$OUT/families.txt"
+  tail -3 "$family.err" >>"$OUT/families.txt"
+done
+fi
 tar -czf "$OUT/runs.tar.gz" $(ls -d curve-*/metrics.jsonl throughput-*/metrics.jsonl 2>/dev/null)

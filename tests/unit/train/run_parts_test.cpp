@@ -134,6 +134,8 @@ TEST_CASE("checkpoints: exact round trip, the newest whole one, leftovers remove
   for (const char* key : {"max_position_embeddings", "vocab_size", "hidden_size", "num_hidden_layers", "n_routed_experts"})
     CHECK_MESSAGE(config[key].is_number_integer(), key);
   CHECK(config["rope_parameters"]["original_max_position_embeddings"].is_number_integer());
+  // Float fields as written by people (1e-06), not their double widening (9.99999997e-07).
+  CHECK(config["rms_norm_eps"].get<double>() == 1e-6);
 
   model::Model restored(model::testing::tiny_deepseek(8), 99);  // other random weights
   AdamW restored_optimizer(model.parameter_count(), {});
