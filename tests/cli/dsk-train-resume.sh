@@ -25,7 +25,7 @@ interrupt_after() {
   local pid=$!
   for _ in $(seq 600); do
     [ -f run/metrics.jsonl ] && [ "$(wc -l <run/metrics.jsonl)" -ge "$after" ] && break
-    sleep 0.05
+    sleep 0.01
   done
   kill "-$signal" "$pid"
   local code=0
@@ -35,6 +35,10 @@ interrupt_after() {
 
 for model_type in llama deepseek_v3; do
   write_config base.yaml "$model_type"
+  # Steps of 16 micro-batches of 4 x 64 tokens: slow enough (tens of ms) that a signal sent once N steps are
+  # logged always lands with many steps still to go, however fast the machine.
+  sed -i 's/^  grad_accum: 2$/  grad_accum: 16/; s/^  seq_len: 32$/  seq_len: 64/' base.yaml
+  grep -q "grad_accum: 16" base.yaml && grep -q "seq_len: 64" base.yaml || fail "config fixture changed"
 
   # The reference: one uninterrupted run.
   dsk-train -q -c base.yaml >straight.yaml
@@ -49,7 +53,7 @@ for model_type in llama deepseek_v3; do
   mv run straight
 
   # Interrupted three times, by each signal, and resumed each time by the same command.
-  for stop in "TERM 143 4" "INT 130 11" "USR1 143 17"; do
+  for stop in "TERM 143 3" "INT 130 8" "USR1 143 13"; do
     read -r signal expected after <<<"$stop"
     code=$(interrupt_after base.yaml "$after" "$signal")
     [ "$code" = "$expected" ] || fail "$model_type: SIG$signal: exit $code, expected $expected: $(cat interrupted.err)"

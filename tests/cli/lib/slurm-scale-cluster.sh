@@ -46,10 +46,21 @@ pools:
 actuator:
   command: |
     echo "\$DSK_SCALE_ACTION \$DSK_SCALE_NODE pool=\$DSK_SCALE_POOL name=\$DSK_SCALE_POOL_NAME" >>"$SLURM_DIR/log/power.log"
+    pid_file="$SLURM_DIR/spool/\$DSK_SCALE_NODE.pid"
+    # The node's previous slurmd must be gone before another starts (it holds the node's port),
+    # and a powered-down node's slurmd must really stop: wait for either, up to 10 s.
+    wait_gone() {
+      for _ in \$(seq 100); do
+        [ -f "\$pid_file" ] && kill -0 "\$(cat "\$pid_file")" 2>/dev/null || return 0
+        sleep 0.1
+      done
+    }
     if [ "\$DSK_SCALE_ACTION" = resume ]; then
+      wait_gone
       slurmd -b -N "\$DSK_SCALE_NODE" </dev/null >/dev/null 2>&1
     else
-      kill "\$(cat "$SLURM_DIR/spool/\$DSK_SCALE_NODE.pid")"
+      kill "\$(cat "\$pid_file")"
+      wait_gone
     fi
 YAML
   local mode
@@ -117,6 +128,10 @@ slurm_wait() {
   sinfo -N -o "%N %T %E" >&2 || true
   squeue >&2 || true
   tail -n 20 "$SLURM_DIR/log/slurmctld.log" >&2 || true
+  local log
+  for log in "$SLURM_DIR"/log/power.log "$SLURM_DIR"/log/n*.log; do
+    [ -f "$log" ] && { echo "== $log" >&2; tail -n 8 "$log" >&2; }
+  done
   return 1
 }
 
