@@ -1,13 +1,16 @@
-// out [N,OC] = inp [N,C] @ weight[OC,C]^T + bias. Every output is a dot product of two contiguous
-// rows, vectorised with `omp simd` (lane-wise partial sums); rows are blocked by 4 so each weight
-// row is loaded once per block, and OpenMP splits the rows between threads.
-// The backward products are sums of scaled rows (axpy) into a small tile of accumulators that
-// stays in cache, so nothing is transposed (an LM head's dout is [N, vocab]: hundreds of MB):
-//   dinp [N,C]     += dout [N,OC] @ weight [OC,C]    tiles of dinp rows, one pass over weight each
-//   dweight [OC,C] += dout^T [OC,N] @ inp [N,C]      tiles of weight rows, one pass over inp each
+// out [N,OC] = inp [N,C] @ weight[OC,C]^T + bias, and its backward. All three products are one
+// kernel: out [R,C'] += A [R,K] @ B [K,C'] with A read through strides, as sums of scaled rows of
+// B. Tiles of out (16 KiB) are accumulated in cache, 4 x 16 blocks of a tile in registers over a
+// chunk of K, and the threads share the tiles. Nothing large is transposed (an LM head's dout is
+// [N, vocab]: hundreds of MB); only the forward makes weight^T, one pass over the weight.
+//   out     [N,OC] = bias + inp [N,C] @ weight^T [C,OC]
+//   dinp    [N,C]  += dout [N,OC] @ weight [OC,C]
+//   dweight [OC,C] += dout^T [OC,N] @ inp [N,C]
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "kernels.hpp"
 #include "multiversion.hpp"
@@ -16,65 +19,86 @@ namespace dsk::kernels::cpu {
 
 namespace {
 
-constexpr int kRowBlock = 4;
-constexpr int kWeightChunk = 256;    // forward: weight rows streamed per (chunk, row block) task
-constexpr int kTileFloats = 4096;    // backward accumulator tile: 16 KiB, in L1
+constexpr int kTileFloats = 4096;    // accumulator tile of out: 16 KiB, in L1
 constexpr int kTileMaxCols = 256;
 constexpr int kTileMaxRows = kTileFloats / 16;
 
-// out[n0..n0+rows, o] (= or +=) dot(inp[n,:], weight[o,:]) + bias[o] for o in [0, OC); rows <= 4.
-// out's rows are out_stride apart (OC is a chunk of the full output width).
-DSK_MULTIVERSION
-void dot_row_block(float* out, int64_t out_stride, const float* inp, const float* weight, const float* bias,
-                   int rows, int C, int OC, bool accumulate) {
-  auto store = [&](int64_t at, float value) { out[at] = accumulate ? out[at] + value : value; };
-  if (rows < kRowBlock) {  // the last partial block: one row at a time
-    for (int n = 0; n < rows; n++)
-      for (int o = 0; o < OC; o++) {
-        const float* x = inp + (int64_t)n * C;
-        const float* w = weight + (int64_t)o * C;
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int c = 0; c < C; c++) sum += x[c] * w[c];
-        store((int64_t)n * out_stride + o, sum + (bias ? bias[o] : 0.0f));
-      }
-    return;
-  }
-  const float *x0 = inp, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
-  for (int o = 0; o < OC; o++) {
-    const float* w = weight + (int64_t)o * C;
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-    for (int c = 0; c < C; c++) {
-      s0 += x0[c] * w[c];
-      s1 += x1[c] * w[c];
-      s2 += x2[c] * w[c];
-      s3 += x3[c] * w[c];
-    }
-    float b = bias ? bias[o] : 0.0f;
-    store(o, s0 + b);
-    store(out_stride + o, s1 + b);
-    store(2 * out_stride + o, s2 + b);
-    store(3 * out_stride + o, s3 + b);
-  }
+// 8 floats: one AVX2 register in the x86-64-v3 clone, two SSE registers in the baseline one.
+typedef float float8 __attribute__((vector_size(32)));
+
+// These helpers are always inlined, so no call passes a vector: the psABI note about AVX vectors
+// in calls compiled without AVX does not apply (silenced down to the end of block_4x16).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+__attribute__((always_inline)) inline float8 load8(const float* p) {
+  float8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
+__attribute__((always_inline)) inline void store8(float* p, float8 v) { std::memcpy(p, &v, sizeof v); }
+
+// 4 rows x 16 columns of a tile, kept in registers over k in [k0, k1): acc[r][c] += a_r[k] * b[k][c],
+// with a_r[k] = a[r * a_row_stride + k * a_k_stride]. Inlined into axpy_tile (and so compiled
+// for each of its targets). Plain arrays here stay in memory (load, add, store each k): vector
+// variables are what keeps the eight accumulators in registers.
+__attribute__((always_inline)) inline void block_4x16(float* acc, int64_t acc_stride, const float* a,
+                                                      int64_t a_row_stride, int64_t a_k_stride, const float* b,
+                                                      int64_t b_stride, int k0, int k1) {
+  float8 t00 = load8(acc), t01 = load8(acc + 8);
+  float8 t10 = load8(acc + acc_stride), t11 = load8(acc + acc_stride + 8);
+  float8 t20 = load8(acc + 2 * acc_stride), t21 = load8(acc + 2 * acc_stride + 8);
+  float8 t30 = load8(acc + 3 * acc_stride), t31 = load8(acc + 3 * acc_stride + 8);
+  for (int k = k0; k < k1; k++) {
+    const float* ak = a + (int64_t)k * a_k_stride;
+    const float x0 = ak[0], x1 = ak[a_row_stride], x2 = ak[2 * a_row_stride], x3 = ak[3 * a_row_stride];
+    const float* bk = b + (int64_t)k * b_stride;
+    const float8 b0 = load8(bk), b1 = load8(bk + 8);
+    t00 += x0 * b0;
+    t01 += x0 * b1;
+    t10 += x1 * b0;
+    t11 += x1 * b1;
+    t20 += x2 * b0;
+    t21 += x2 * b1;
+    t30 += x3 * b0;
+    t31 += x3 * b1;
+  }
+  store8(acc, t00);
+  store8(acc + 8, t01);
+  store8(acc + acc_stride, t10);
+  store8(acc + acc_stride + 8, t11);
+  store8(acc + 2 * acc_stride, t20);
+  store8(acc + 2 * acc_stride + 8, t21);
+  store8(acc + 3 * acc_stride, t30);
+  store8(acc + 3 * acc_stride + 8, t31);
+}
+#pragma GCC diagnostic pop
 
 // One tile of out += A @ B: rows [0, rows) and columns [0, cols) of out (row stride out_stride)
 // get sum over k of a[r, k] * b[k, :], where a[r, k] = a_values[r * a_row_stride + k * a_k_stride]
 // and b's row k starts at b + k * b_stride. Accumulated in a local tile, added to out at the end.
+// K goes in chunks whose rows of b stay in cache while every 4 x 16 block of the tile passes.
 DSK_MULTIVERSION
 void axpy_tile(float* out, int64_t out_stride, const float* a_values, int64_t a_row_stride, int64_t a_k_stride,
                const float* b, int64_t b_stride, int K, int rows, int cols) {
+  constexpr int kChunk = 128;
   float acc[kTileMaxRows][kTileMaxCols];
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++) acc[r][c] = 0.0f;
-  for (int k = 0; k < K; k++) {
-    const float* b_row = b + (int64_t)k * b_stride;
-    for (int r = 0; r < rows; r++) {
-      const float scale = a_values[(int64_t)r * a_row_stride + (int64_t)k * a_k_stride];
-      float* row = acc[r];
-#pragma omp simd
-      for (int c = 0; c < cols; c++) row[c] += scale * b_row[c];
+  const int full_rows = rows - rows % 4, full_cols = cols - cols % 16;
+  for (int k0 = 0; k0 < K; k0 += kChunk) {
+    const int k1 = K - k0 < kChunk ? K : k0 + kChunk;
+    for (int r = 0; r < full_rows; r += 4)
+      for (int c = 0; c < full_cols; c += 16)
+        block_4x16(&acc[r][c], kTileMaxCols, a_values + (int64_t)r * a_row_stride, a_row_stride, a_k_stride, b + c,
+                   b_stride, k0, k1);
+    // The edges: rows past the last group of 4 (all columns), columns past the last 16.
+    for (int k = k0; k < k1; k++) {
+      const float* b_row = b + (int64_t)k * b_stride;
+      for (int r = 0; r < rows; r++) {
+        const float scale = a_values[(int64_t)r * a_row_stride + (int64_t)k * a_k_stride];
+        const int c_begin = r < full_rows ? full_cols : 0;
+        for (int c = c_begin; c < cols; c++) acc[r][c] += scale * b_row[c];
+      }
     }
   }
   for (int r = 0; r < rows; r++) {
@@ -94,9 +118,10 @@ void accumulate_products(float* out, const float* a_values, int64_t a_row_stride
   const int tile_rows = a_row_stride == 1 ? std::clamp(kTileFloats / tile_cols, 16, kTileMaxRows) : 16;
   const int row_tiles = (R + tile_rows - 1) / tile_rows;
   const int col_tiles = (C + tile_cols - 1) / tile_cols;
+  // Column-tile-major: a thread's consecutive tiles share one panel of B, which stays in cache.
 #pragma omp parallel for schedule(static) collapse(2)
-  for (int rt = 0; rt < row_tiles; rt++)
-    for (int ct = 0; ct < col_tiles; ct++) {
+  for (int ct = 0; ct < col_tiles; ct++)
+    for (int rt = 0; rt < row_tiles; rt++) {
       const int r0 = rt * tile_rows, c0 = ct * tile_cols;
       const int rows = R - r0 < tile_rows ? R - r0 : tile_rows;
       const int cols = C - c0 < tile_cols ? C - c0 : tile_cols;
@@ -108,18 +133,16 @@ void accumulate_products(float* out, const float* a_values, int64_t a_row_stride
 }  // namespace
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
-  // Tasks are (chunk of weight rows) x (block of 4 input rows), chunk-major: a thread's run of
-  // tasks reuses one chunk of weight from cache instead of streaming all of it per row block.
-  const int chunks = (OC + kWeightChunk - 1) / kWeightChunk, blocks = (N + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel for schedule(static) collapse(2)
-  for (int chunk = 0; chunk < chunks; chunk++)
-    for (int block = 0; block < blocks; block++) {
-      const int o0 = chunk * kWeightChunk, n0 = block * kRowBlock;
-      const int width = OC - o0 < kWeightChunk ? OC - o0 : kWeightChunk;
-      const int rows = N - n0 < kRowBlock ? N - n0 : kRowBlock;
-      dot_row_block(out + (int64_t)n0 * OC + o0, OC, inp + (int64_t)n0 * C, weight + (int64_t)o0 * C,
-                    bias ? bias + o0 : nullptr, rows, C, width, false);
-    }
+  // out = bias, then out += inp [N,C] @ weight^T [C,OC] by the same tiles as the backward, over a
+  // transposed copy of weight (one pass over it, against N * C * OC multiply-adds).
+  std::vector<float> weight_t((size_t)C * OC);
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < C; c++)
+    for (int o = 0; o < OC; o++) weight_t[(size_t)c * OC + o] = weight[(int64_t)o * C + c];
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    for (int o = 0; o < OC; o++) out[(int64_t)n * OC + o] = bias ? bias[o] : 0.0f;
+  accumulate_products(out, inp, C, 1, weight_t.data(), N, OC, C);
 }
 
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,

@@ -76,24 +76,48 @@ TEST_CASE("matmul forward matches a naive loop on an odd-sized problem") {
     }
 }
 
+TEST_CASE("matmul forward matches a naive loop across tile and block boundaries") {
+  // Tiles of 16 rows x 256 columns, register blocks of 4 x 16, K in chunks of 128: partial ones
+  // of each, with a bias. Against a float64 sum, to within 1e-6 of the sum of the terms' sizes
+  // (a sum of 300 fp32 products that nearly cancel is only that exact).
+  const int N = 37, C = 300, OC = 300;
+  Vec x = random_vec(N * C, 14), w = random_vec(OC * C, 15), b = random_vec(OC, 16), out(N * OC);
+  matmul_forward(out.data(), x.data(), w.data(), b.data(), N, C, OC);
+  for (int n = 0; n < N; n++)
+    for (int o = 0; o < OC; o++) {
+      double s = b[o], size = std::fabs(b[o]);
+      for (int c = 0; c < C; c++) {
+        s += (double)x[n * C + c] * w[o * C + c];
+        size += std::fabs((double)x[n * C + c] * w[o * C + c]);
+      }
+      CHECK(std::fabs(out[n * OC + o] - s) <= 1e-6 * size);
+    }
+}
+
 TEST_CASE("matmul backward matches naive loops across tile boundaries") {
   // The backward works in tiles of 16 rows x 256 columns: sizes that leave partial tiles in every
-  // direction and more than one column tile. Relative tolerance 1e-5 against a float64 sum.
+  // direction and more than one column tile. Tolerance as in the forward test above.
   const int N = 37, C = 300, OC = 19;
   Vec x = random_vec(N * C, 11), w = random_vec(OC * C, 12), dout = random_vec(N * OC, 13);
   Vec dx(N * C, 0.5f), dw(OC * C, -0.25f);  // nonzero: backward adds into what is there
   matmul_backward(dx.data(), dw.data(), nullptr, dout.data(), x.data(), w.data(), N, C, OC);
   for (int n = 0; n < N; n++)
     for (int c = 0; c < C; c++) {
-      double s = 0.5;
-      for (int o = 0; o < OC; o++) s += (double)dout[n * OC + o] * w[o * C + c];
-      CHECK(dx[n * C + c] == doctest::Approx(s).epsilon(1e-5));
+      double s = 0.5, size = 0.5;
+      for (int o = 0; o < OC; o++) {
+        s += (double)dout[n * OC + o] * w[o * C + c];
+        size += std::fabs((double)dout[n * OC + o] * w[o * C + c]);
+      }
+      CHECK(std::fabs(dx[n * C + c] - s) <= 1e-6 * size);
     }
   for (int o = 0; o < OC; o++)
     for (int c = 0; c < C; c++) {
-      double s = -0.25;
-      for (int n = 0; n < N; n++) s += (double)dout[n * OC + o] * x[n * C + c];
-      CHECK(dw[o * C + c] == doctest::Approx(s).epsilon(1e-5));
+      double s = -0.25, size = 0.25;
+      for (int n = 0; n < N; n++) {
+        s += (double)dout[n * OC + o] * x[n * C + c];
+        size += std::fabs((double)dout[n * OC + o] * x[n * C + c]);
+      }
+      CHECK(std::fabs(dw[o * C + c] - s) <= 1e-6 * size);
     }
 }
 
