@@ -27,7 +27,8 @@ int days_of(xmlNode* node) {
   return text.empty() ? 0 : std::stoi(text);
 }
 
-// The server's "not implemented" turned into a message that says what to do instead.
+// A server without lifecycle support (501 or NotImplemented) gets a message naming the
+// alternative, dsk-upload prune; any other error passes unchanged.
 [[noreturn]] void rethrow_unsupported(const RemoteError& error, const std::string& bucket) {
   std::string message = error.what();
   if (message.find("NotImplemented") != std::string::npos || message.find("HTTP 501") != std::string::npos)

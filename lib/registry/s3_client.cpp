@@ -157,8 +157,8 @@ S3Client::~S3Client() = default;
 
 namespace {
 
-// Failures worth another try: the server was busy or broken for a moment (5xx, but not 501
-// Not Implemented, which stays so), the connection failed or stalled.
+// Failures worth another try: the server was busy or broken for a moment (any 5xx but 501,
+// which a retry cannot change), or the connection failed or stalled.
 bool retryable_status(long status) { return status >= 500 && status != 501; }
 
 bool retryable_curl(CURLcode code) {

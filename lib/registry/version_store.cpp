@@ -1,5 +1,6 @@
 #include "registry/version_store.hpp"
 
+#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <unistd.h>
@@ -8,7 +9,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <map>
-#include <fstream>
 #include <ctime>
 #include <mutex>
 #include <set>
@@ -46,32 +46,18 @@ void check_relative(const std::string& path, const std::string& where) {
     throw DataError(str(where, ": file path '", path, "' must be relative, without '..'"));
 }
 
-// A JSON file's top-level string field, or "" (JSON is read as YAML, which it nearly always is).
+// A JSON file's top-level string field, or "" when the file, the field or valid JSON is missing.
 std::string json_field(const std::filesystem::path& file, const char* field) {
   if (!std::filesystem::exists(file)) return "";
-  try {
-    YAML::Node root = YAML::LoadFile(file.string());
-    return root.IsMap() ? root[field].as<std::string>("") : "";
-  } catch (const YAML::Exception&) {
-    return "";
-  }
+  nlohmann::json root = nlohmann::json::parse(read_file(file), nullptr, /*allow_exceptions=*/false);
+  return root.is_object() && root.contains(field) && root[field].is_string() ? root[field].get<std::string>() : "";
 }
 
+// Elements of every tensor, from the checked header of the mmap'd file (no tensor data is read).
 long long safetensors_parameters(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  unsigned char prefix[8] = {};
-  if (!in.read(reinterpret_cast<char*>(prefix), 8))
-    throw DataError(str(file.string(), ": too short for a safetensors header"));
-  uint64_t length = 0;
-  for (int i = 7; i >= 0; --i) length = length << 8 | prefix[i];
-  uint64_t file_size = std::filesystem::file_size(file);
-  if (length > io::kMaxHeaderBytes || length > file_size - 8)
-    throw DataError(str(file.string(), ": safetensors header length ", length, " does not fit the file"));
-  std::string json(length, '\0');
-  in.read(json.data(), static_cast<std::streamsize>(length));
+  const io::SafetensorsFile safetensors(file);  // named: a temporary would die before the loop
   long long count = 0;
-  for (const auto& tensor : io::parse_safetensors_header(json, file_size - 8 - length, file.string()).tensors)
-    count += static_cast<long long>(tensor.element_count());
+  for (const auto& tensor : safetensors.tensors()) count += static_cast<long long>(tensor.element_count());
   return count;
 }
 

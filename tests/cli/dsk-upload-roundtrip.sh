@@ -76,7 +76,8 @@ header='{"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"B
 echo '{"base_model_name_or_path": "deepseek-ai/base", "peft_type": "LORA"}' >adapter/adapter_config.json
 dsk-upload adapter --name vision-lora --version 1 >/dev/null
 dsk-upload show vision-lora@1 >adapter-manifest.txt
-grep -q '^parameters: 10$' adapter-manifest.txt && grep -q '^base_model: deepseek-ai/base$' adapter-manifest.txt
+grep -q '^parameters: 10$' adapter-manifest.txt && grep -q '^base_model: deepseek-ai/base$' adapter-manifest.txt ||
+  { echo "FAIL: adapter manifest: $(cat adapter-manifest.txt)" >&2; exit 1; }
 
 # A record on stdin in place of the directory; the manifest keeps it.
 printf -- '---\nkind: checkpoint\npath: ckpt\nstep: 500\n' | dsk-upload - --name vision --version 1.2 >/dev/null
