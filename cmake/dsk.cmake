@@ -3,9 +3,13 @@
 
 # dsk_library(NAME [DEPS target...] [PRIVATE_DEPS target...])
 # Builds every .cpp under the current folder (and .cu when CUDA is on) into static library NAME.
+# Sources under a cuda/ subfolder are host code of a CUDA backend: built only when CUDA is on.
 function(dsk_library name)
   cmake_parse_arguments(ARG "" "" "DEPS;PRIVATE_DEPS" ${ARGN})
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
+  if(NOT DSK_CUDA)
+    list(FILTER sources EXCLUDE REGEX "/cuda/[^/]*\\.cpp$")
+  endif()
   if(DSK_CUDA)
     file(GLOB_RECURSE cuda_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cu)
     list(APPEND sources ${cuda_sources})

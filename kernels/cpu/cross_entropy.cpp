@@ -1,50 +1,32 @@
-// Softmax cross-entropy over the vocabulary, averaged over the positions whose target is not
-// ignore_index (HF's CrossEntropyLoss(reduction="mean", ignore_index=-100)).
+// Softmax cross-entropy of LM-head rows, in place (HF's CrossEntropyLoss with ignore_index; the
+// caller divides by the number of counted rows through dscale and the sum of losses).
 #include <cmath>
 
 #include "kernels.hpp"
 
 namespace dsk::kernels::cpu {
 
-float cross_entropy_forward(float* probs, const float* logits, const int32_t* targets, int N, int V,
-                            int ignore_index, int* count) {
-  double total = 0;
-  int counted = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total, counted)
-  for (int n = 0; n < N; n++) {
-    const float* z = logits + (int64_t)n * V;
-    float* p = probs + (int64_t)n * V;
+void cross_entropy_rows(float* losses, float* logits, const int32_t* targets, int rows, int V, int ignore_index,
+                        float dscale) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    float* z = logits + (int64_t)r * V;
+    if (targets[r] == ignore_index) {
+      losses[r] = 0.0f;
+      if (dscale != 0.0f)
+        for (int i = 0; i < V; i++) z[i] = 0.0f;
+      continue;
+    }
     float maxv = z[0];
     for (int i = 1; i < V; i++) maxv = z[i] > maxv ? z[i] : maxv;
-    // One exp per logit (float, each in (0, 1]); the sum in double so that a 100k-token
-    // vocabulary adds up without losing the small terms.
+    // The sum in double so that a 100k-token vocabulary adds up without losing the small terms.
     double sum = 0;
-    for (int i = 0; i < V; i++) {
-      const float e = std::exp(z[i] - maxv);
-      p[i] = e;
-      sum += e;
-    }
+    for (int i = 0; i < V; i++) sum += std::exp(z[i] - maxv);
+    const float target_logit = z[targets[r]];
+    losses[r] = (float)(std::log(sum) + maxv - target_logit);
+    if (dscale == 0.0f) continue;
     const float inverse = (float)(1.0 / sum);
-    for (int i = 0; i < V; i++) p[i] *= inverse;
-    if (targets && targets[n] != ignore_index) {
-      total += std::log(sum) + maxv - z[targets[n]];
-      counted++;
-    }
-  }
-  *count = counted;
-  return counted ? (float)(total / counted) : 0.0f;
-}
-
-void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, int N, int V,
-                            int ignore_index, int count, float dloss) {
-  if (count == 0) return;
-  float scale = dloss / count;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++) {
-    if (targets[n] == ignore_index) continue;
-    const float* p = probs + (int64_t)n * V;
-    float* d = dlogits + (int64_t)n * V;
-    for (int i = 0; i < V; i++) d[i] += scale * (p[i] - (i == targets[n] ? 1.0f : 0.0f));
+    for (int i = 0; i < V; i++) z[i] = dscale * (std::exp(z[i] - maxv) * inverse - (i == targets[r] ? 1.0f : 0.0f));
   }
 }
 

@@ -68,13 +68,36 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C);
 void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C);
 
-// ---- cross_entropy.cpp: softmax cross-entropy, mean over targets != ignore_index
-// logits [N,V] -> probs [N,V] (kept), returns the mean loss; count = number of counted targets.
-float cross_entropy_forward(float* probs, const float* logits, const int32_t* targets, int N, int V,
-                            int ignore_index, int* count);
-// dlogits [N,V] += dloss * (probs - onehot(target)) / count on counted rows.
-void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, int N, int V,
-                            int ignore_index, int count, float dloss);
+// ---- cross_entropy.cpp: softmax cross-entropy of a chunk of LM-head rows, in place
+// logits [rows,V]. losses[r] = logsumexp(logits[r]) - logits[r, targets[r]] for counted rows (0 on
+// rows whose target is ignore_index). When dscale != 0 the logits are overwritten with
+// dlogits = dscale * (softmax - onehot(target)) (0 on ignored rows): the gradient of
+// dscale * sum(losses). The fused LM head (lib/tensor) calls this a chunk of rows at a time.
+void cross_entropy_rows(float* losses, float* logits, const int32_t* targets, int rows, int V, int ignore_index,
+                        float dscale);
+
+// ---- elementwise.cpp
+// out = a + b over n values (out may alias a or b); out += a.
+void add(float* out, const float* a, const float* b, int64_t n);
+void accumulate(float* out, const float* a, int64_t n);
+// out[n, out_offset + j] (=, or += when accumulate) in[n, in_offset + j] for j < width, n < N;
+// rows are out_stride / in_stride floats apart.
+void copy_columns(float* out, int out_stride, int out_offset, const float* in, int in_stride, int in_offset, int N,
+                  int width, bool accumulate);
+
+// ---- mla.cpp: DeepSeek MLA's per-head keys and values from kv_b [N, H, nope+Dv] and the shared
+// rope key kv_a[:, kv_rank : kv_rank+R] (kv_a [N, kv_rank+R]):
+//   k[n,h] = [kv_b[n,h,:nope], kv_a[n,kv_rank:]]   (k [N,H,nope+R]),   v[n,h] = kv_b[n,h,nope:]   (v [N,H,Dv])
+void mla_expand_forward(float* k, float* v, const float* kv_b, const float* kv_a, int N, int H, int nope, int R, int Dv,
+                        int kv_rank);
+// dkv_b += (dk's nope part, dv); dkv_a[:, kv_rank:] += dk's rope part summed over heads in order.
+void mla_expand_backward(float* dkv_b, float* dkv_a, const float* dk, const float* dv, int N, int H, int nope, int R,
+                         int Dv, int kv_rank);
+
+// ---- kv_cache.cpp: a cache [B, max_length, row] holding `length` positions per sequence.
+// append: cache[b, length + t] = rows[b*T_new + t]. gather: out[b, t] = cache[b, t] for t < Tk.
+void kv_cache_append(float* cache, const float* rows, int B, int T_new, int max_length, int length, int row);
+void kv_cache_gather(float* out, const float* cache, int B, int Tk, int max_length, int row);
 
 // ---- moe_routing.cpp: DeepSeek-V3 router (sigmoid scores, bias for selection only, group-limited
 // top-k, optional renormalisation, routed scaling)
@@ -90,5 +113,42 @@ void moe_route_forward(float* scores, int32_t* experts, float* weights, const fl
 // dweights [N,top_k] -> dlogits [N,E] (+=) through the selected sigmoid scores (selection is discrete).
 void moe_route_backward(float* dlogits, const float* dweights, const float* scores, const int32_t* experts,
                         const RouterConfig& r, int N);
+
+
+// ---- moe_dispatch.cpp: the (token, slot) pairs of a routed batch grouped by expert
+// experts [N,K] -> offsets [E+1] (expert e owns permuted rows offsets[e]..offsets[e+1]),
+// order [N*K] (permuted row i holds pair order[i], pairs ascending within an expert),
+// row_of [N*K] (pair p sits at permuted row row_of[p]); load [E] += the counts.
+void moe_permute(int32_t* offsets, int32_t* order, int32_t* row_of, int64_t* load, const int32_t* experts, int N,
+                 int K, int E);
+// xp [N*K, C]: xp[i] = x[order[i] / K]; backward: dx[n] += sum over slots k of dxp[row_of[n*K+k]].
+void moe_gather(float* xp, const float* x, const int32_t* order, int N, int K, int C);
+void moe_gather_backward(float* dx, const float* dxp, const int32_t* row_of, int N, int K, int C);
+// out[n] += sum over slots k of weights[n,k] * yp[row_of[n*K+k]].
+void moe_combine_forward(float* out, const float* yp, const float* weights, const int32_t* row_of, int N, int K, int C);
+// dyp[row_of[p]] = weights[p] * dout[p/K]; dweights[p] = dot(dout[p/K], yp[row_of[p]]) (both written).
+void moe_combine_backward(float* dyp, float* dweights, const float* dout, const float* yp, const float* weights,
+                          const int32_t* row_of, int N, int K, int C);
+// Aux-loss-free balancing of one layer: bias[e] += speed * sign(mean(load) - load[e]).
+void moe_update_bias(float* bias, const int64_t* load, int E, float speed);
+// DeepSeek-V3's sequence-wise balance loss (eq. 17-20) averaged over B sequences of T tokens:
+// alpha/B * sum_b sum_e f_be P_be, f_be = E/(K*T) * (tokens of b routed to e), P_be = mean over the
+// sequence of s_e / sum_j s_j (s = the sigmoid scores [N,E]). Returns it and, when dlogits is not
+// null, adds its gradient through the sigmoid into dlogits [N,E].
+float moe_sequence_aux_loss(float* dlogits, const float* scores, const int32_t* experts, int B, int T, int E, int K,
+                            float alpha);
+
+// ---- adamw.cpp: one AdamW update over n fp32 parameters (lib/train's optimizer, the reference
+// of the fused CUDA step). bias corrections 1 - beta^t in double, as computed by the caller.
+struct AdamWStep {
+  float lr, beta1, beta2, eps, weight_decay;
+  double bias_correction1, bias_correction2;
+};
+// decay_mask null: decay everything.
+void adamw_step(float* params, const float* grads, float* m, float* v, const uint8_t* decay_mask, int64_t n,
+                const AdamWStep& step);
+// sum of grads[i]^2 in double.
+double sum_of_squares(const float* values, int64_t n);
+void scale(float* values, float factor, int64_t n);
 
 }  // namespace dsk::kernels::cpu

@@ -46,10 +46,10 @@ std::vector<std::uint32_t> generate_tokens(Model& model, std::span<const std::in
   if (prompt.empty()) throw UsageError("generation needs a prompt of at least one token");
   const int vocab = model.architecture().vocab;
   KvCache cache = model.new_kv_cache(1, int(prompt.size()) + max_new_tokens);
-  std::span<const float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
+  std::vector<float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
   std::vector<std::uint32_t> generated;
   for (int i = 0; i < max_new_tokens; ++i) {
-    std::span<const float> last = logits.subspan(logits.size() - size_t(vocab));
+    std::span<const float> last(logits.data(), size_t(vocab));
     if (settings.vocab_limit > 0 && settings.vocab_limit < vocab) last = last.first(size_t(settings.vocab_limit));
     const std::uint32_t next = sample_token(last, settings, rng);
     generated.push_back(next);

@@ -203,9 +203,10 @@ std::string list_names(const std::vector<std::string>& names) {
 
 }  // namespace
 
-Model Model::load_hf_checkpoint(const fs::path& dir) {
+Model Model::load_hf_checkpoint(const fs::path& dir, std::shared_ptr<tensor::Ops> ops) {
   Architecture arch = read_hf_config(dir / "config.json");
-  Model model(arch, 0, 0.0f);
+  Model model(arch, 0, 0.0f, std::move(ops));
+  std::vector<float> values(model.parameter_count(), 0.0f);
   std::map<std::string, const ParamView*> wanted;
   for (const ParamView& v : model.parameter_views()) wanted[v.name] = &v;
   std::vector<std::string> unexpected;
@@ -232,7 +233,7 @@ Model Model::load_hf_checkpoint(const fs::path& dir) {
       in.seekg((std::streamoff)(header.data_start + t.begin));
       in.read(raw.data(), (std::streamsize)raw.size());
       if (!in) throw DataError(str(file.string(), ": truncated while reading \"", name, "\""));
-      convert_to_f32(model.parameters().data() + v.offset, raw, t.dtype, v.numel);
+      convert_to_f32(values.data() + v.offset, raw, t.dtype, v.numel);
       wanted.erase(it);
     }
   }
@@ -243,6 +244,7 @@ Model Model::load_hf_checkpoint(const fs::path& dir) {
     for (auto& [name, v] : wanted) missing.push_back(name);
     throw DataError(str(dir.string(), ": missing tensors: ", list_names(missing)));
   }
+  model.set_parameters(values);
   return model;
 }
 
@@ -262,6 +264,7 @@ void Model::save_hf_checkpoint(const fs::path& dir, const std::string& dtype, si
     shards.back().push_back(&v);
     shard_bytes += bytes;
   }
+  const std::vector<float> values = copy_parameters();
   json weight_map = json::object();
   for (size_t s = 0; s < shards.size(); s++) {
     std::string name = shards.size() == 1 ? "model.safetensors"
@@ -272,7 +275,7 @@ void Model::save_hf_checkpoint(const fs::path& dir, const std::string& dtype, si
     std::string data;
     for (const ParamView* v : shards[s]) {
       size_t begin = data.size();
-      append_converted(data, parameters().data() + v->offset, v->numel, dtype);
+      append_converted(data, values.data() + v->offset, v->numel, dtype);
       header[v->name] = {{"dtype", dtype}, {"shape", v->shape}, {"data_offsets", {begin, data.size()}}};
       weight_map[v->name] = name;
     }

@@ -1,345 +1,330 @@
 #include "model/layers.hpp"
 
-#include <cstring>
+#include "core/error.hpp"
 
 namespace dsk::model {
-
-namespace cpu = kernels::cpu;
 
 namespace {
 
 // HF builds q_a_layernorm and kv_a_layernorm with the RMSNorm default eps, not rms_norm_eps.
 constexpr float kMlaNormEps = 1e-6f;
 
-const float* bias_of(const float* params, const Linear& l) { return l.bias == kNone ? nullptr : params + l.bias; }
+Buf weight_of(const Weights& w, const Linear& l) { return w.w(l.weight, int64_t(l.in) * l.out); }
+Buf bias_of(const Weights& w, const Linear& l) { return w.w(l.bias, l.out); }
 
-void linear_forward(float* out, const float* x, int n, const float* params, const Linear& l) {
-  cpu::matmul_forward(out, x, params + l.weight, bias_of(params, l), n, l.in, l.out);
+void linear_forward(Ops& ops, Buf out, Buf x, int n, const Weights& w, const Linear& l) {
+  ops.matmul_forward(out, x, weight_of(w, l), bias_of(w, l), n, l.in, l.out, false);
 }
 
-void linear_backward(float* dx, float* grads, const float* dout, const float* x, int n, const float* params,
-                     const Linear& l) {
-  cpu::matmul_backward(dx, grads + l.weight, l.bias == kNone ? nullptr : grads + l.bias, dout, x,
-                       params + l.weight, n, l.in, l.out);
+void linear_backward(Ops& ops, Buf dx, Buf dout, Buf x, int n, const Weights& w, const Linear& l) {
+  ops.matmul_backward(dx, w.g(l.weight, int64_t(l.in) * l.out), w.g(l.bias, l.out), dout, x, weight_of(w, l), n,
+                      l.in, l.out);
 }
 
-cpu::AttentionShape attention_shape(const Architecture& a, const Dims& d, int Tk) {
+// The first n rows of a buffer of rows of `row` elements.
+Buf rows(Buf b, int64_t n, int64_t row) { return b.slice(0, n * row); }
+
+tensor::AttentionShape attention_shape(const Architecture& a, const Dims& d, int Tk) {
   int H = a.heads;
   int KH = a.mla() ? a.heads : a.kv_heads;
   int Dk = a.qk_head_dim();
   int Dv = a.mla() ? a.v_head_dim : a.head_dim;
-  return cpu::AttentionShape{d.B, d.T, Tk, H, KH, Dk, Dv, H * Dk, KH * Dk, KH * Dv, a.softmax_scale()};
+  return tensor::AttentionShape{d.B, d.T, Tk, H, KH, Dk, Dv, H * Dk, KH * Dk, KH * Dv, a.softmax_scale()};
 }
 
-// Appends the new keys/values to the cache and gathers all Tk positions contiguously.
-void append_to_cache(AttentionActs& acts, LayerCache& cache, const Dims& d, int k_row, int v_row) {
-  int Tk = cache.length + d.T;
-  for (int b = 0; b < d.B; b++) {
-    for (int t = 0; t < d.T; t++) {
-      int64_t src = (int64_t)b * d.T + t, dst = (int64_t)b * cache.max_length + cache.length + t;
-      std::memcpy(cache.k + dst * k_row, acts.k.data() + src * k_row, sizeof(float) * k_row);
-      std::memcpy(cache.v + dst * v_row, acts.v.data() + src * v_row, sizeof(float) * v_row);
-    }
-  }
-  acts.k_all.resize({d.B, Tk, k_row});
-  acts.v_all.resize({d.B, Tk, v_row});
-  for (int b = 0; b < d.B; b++) {
-    int64_t src = (int64_t)b * cache.max_length, dst = (int64_t)b * Tk;
-    std::memcpy(acts.k_all.data() + dst * k_row, cache.k + src * k_row, sizeof(float) * Tk * k_row);
-    std::memcpy(acts.v_all.data() + dst * v_row, cache.v + src * v_row, sizeof(float) * Tk * v_row);
-  }
-}
-
-// Causal attention of the new queries over the keys (the cache's, when there is one); acts.out.
-void attend(AttentionActs& acts, const Architecture& a, const Dims& d, LayerCache* cache) {
-  int Tk = cache ? cache->length + d.T : d.T;
-  cpu::AttentionShape s = attention_shape(a, d, Tk);
-  const float* k = acts.k.data();
-  const float* v = acts.v.data();
-  if (cache) {
-    append_to_cache(acts, *cache, d, s.k_stride, s.v_stride);
-    k = acts.k_all.data();
-    v = acts.v_all.data();
-  }
-  acts.out.resize({d.N(), s.H * s.Dv});
-  acts.probs.resize({d.B, s.H, d.T, Tk});
-  cpu::attention_forward(acts.out.data(), acts.probs.data(), acts.q.data(), k, v, s);
-}
-
-void gqa_project(AttentionActs& acts, const Tensor& x, const float* params, const LayerParams& p,
-                 const Architecture& a, const cpu::Rope& rope, const Dims& d) {
+void gqa_project(Ops& ops, AttentionActs& acts, Buf x, const Weights& w, const LayerParams& p, const Architecture& a,
+                 const tensor::RopeTables& rope, const Dims& d) {
   int N = d.N(), D = a.head_dim;
-  acts.q.resize({N, a.heads * D});
-  acts.k.resize({N, a.kv_heads * D});
-  acts.v.resize({N, a.kv_heads * D});
-  linear_forward(acts.q.data(), x.data(), N, params, p.q);
-  linear_forward(acts.k.data(), x.data(), N, params, p.k);
-  linear_forward(acts.v.data(), x.data(), N, params, p.v);
-  cpu::rope_forward(acts.q.data(), d.positions, rope, N, a.heads, D, 0, D);
-  cpu::rope_forward(acts.k.data(), d.positions, rope, N, a.kv_heads, D, 0, D);
+  linear_forward(ops, acts.q, x, N, w, p.q);
+  linear_forward(ops, acts.k, x, N, w, p.k);
+  linear_forward(ops, acts.v, x, N, w, p.v);
+  ops.rope_forward(acts.q, d.positions, rope, N, a.heads, D, 0, D);
+  ops.rope_forward(acts.k, d.positions, rope, N, a.kv_heads, D, 0, D);
 }
 
 // MLA: q from the hidden state (through the q LoRA when present); per-head keys = [nope part of
 // kv_b(norm(latent)), the one shared rope key]; values from kv_b.
-void mla_project(AttentionActs& acts, const Tensor& x, const float* params, const LayerParams& p,
-                 const Architecture& a, const cpu::Rope& rope, const Dims& d) {
+void mla_project(Ops& ops, AttentionActs& acts, Buf x, const Weights& w, const LayerParams& p, const Architecture& a,
+                 const tensor::RopeTables& rope, const Dims& d) {
   int N = d.N(), H = a.heads, Dqk = a.qk_head_dim(), nope = a.qk_nope_dim, R = a.qk_rope_dim;
-  int Dv = a.v_head_dim, kvr = a.kv_lora_rank, kvb_row = nope + Dv;
-  acts.q.resize({N, H * Dqk});
+  int kvr = a.kv_lora_rank;
   if (a.q_lora_rank > 0) {
     int qr = a.q_lora_rank;
-    acts.q_a.resize({N, qr});
-    acts.q_a_norm.resize({N, qr});
-    acts.q_a_rstd.resize({N});
-    linear_forward(acts.q_a.data(), x.data(), N, params, p.q_a);
-    cpu::rmsnorm_forward(acts.q_a_norm.data(), acts.q_a_rstd.data(), acts.q_a.data(), params + p.q_a_norm, N, qr,
-                         kMlaNormEps);
-    linear_forward(acts.q.data(), acts.q_a_norm.data(), N, params, p.q_b);
+    linear_forward(ops, acts.q_a, x, N, w, p.q_a);
+    ops.rmsnorm_forward(acts.q_a_norm, acts.q_a_rstd, acts.q_a, w.w(p.q_a_norm, qr), N, qr, kMlaNormEps);
+    linear_forward(ops, acts.q, acts.q_a_norm, N, w, p.q_b);
   } else {
-    linear_forward(acts.q.data(), x.data(), N, params, p.q);
+    linear_forward(ops, acts.q, x, N, w, p.q);
   }
-  cpu::rope_forward(acts.q.data(), d.positions, rope, N, H, Dqk, nope, R);
+  ops.rope_forward(acts.q, d.positions, rope, N, H, Dqk, nope, R);
 
-  acts.kv_a.resize({N, kvr + R});
-  acts.kv_latent.resize({N, kvr});
-  acts.kv_norm.resize({N, kvr});
-  acts.kv_rstd.resize({N});
-  acts.kv_b.resize({N, H * kvb_row});
-  linear_forward(acts.kv_a.data(), x.data(), N, params, p.kv_a);
-  for (int n = 0; n < N; n++)
-    std::memcpy(acts.kv_latent.at(n), acts.kv_a.at(n), sizeof(float) * kvr);
-  cpu::rmsnorm_forward(acts.kv_norm.data(), acts.kv_rstd.data(), acts.kv_latent.data(), params + p.kv_a_norm, N,
-                       kvr, kMlaNormEps);
-  linear_forward(acts.kv_b.data(), acts.kv_norm.data(), N, params, p.kv_b);
-
-  acts.k.resize({N, H * Dqk});
-  acts.v.resize({N, H * Dv});
-  for (int n = 0; n < N; n++) {
-    for (int h = 0; h < H; h++) {
-      float* k = acts.k.at(n) + h * Dqk;
-      const float* kvb = acts.kv_b.at(n) + h * kvb_row;
-      std::memcpy(k, kvb, sizeof(float) * nope);
-      std::memcpy(k + nope, acts.kv_a.at(n) + kvr, sizeof(float) * R);
-      std::memcpy(acts.v.at(n) + h * Dv, kvb + nope, sizeof(float) * Dv);
-    }
-  }
-  cpu::rope_forward(acts.k.data(), d.positions, rope, N, H, Dqk, nope, R);  // every head's copy alike
+  linear_forward(ops, acts.kv_a, x, N, w, p.kv_a);
+  ops.copy_columns(acts.kv_latent, kvr, 0, acts.kv_a, kvr + R, 0, N, kvr, false);
+  ops.rmsnorm_forward(acts.kv_norm, acts.kv_rstd, acts.kv_latent, w.w(p.kv_a_norm, kvr), N, kvr, kMlaNormEps);
+  linear_forward(ops, acts.kv_b, acts.kv_norm, N, w, p.kv_b);
+  ops.mla_expand_forward(acts.k, acts.v, acts.kv_b, acts.kv_a, N, H, nope, R, a.v_head_dim, kvr);
+  ops.rope_forward(acts.k, d.positions, rope, N, H, Dqk, nope, R);  // every head's copy alike
 }
 
-void mla_project_backward(float* dinp, float* grads, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                          AttentionActs& acts, const Tensor& x, const float* params, const LayerParams& p,
-                          const Architecture& a, const Dims& d) {
-  int N = d.N(), H = a.heads, Dqk = a.qk_head_dim(), nope = a.qk_nope_dim, R = a.qk_rope_dim;
-  int Dv = a.v_head_dim, kvr = a.kv_lora_rank, kvb_row = nope + Dv;
-  Tensor dkv_b({N, H * kvb_row}), dkv_a({N, kvr + R});
-  for (int n = 0; n < N; n++) {
-    for (int h = 0; h < H; h++) {
-      const float* k = dk.data() + ((int64_t)n * H + h) * Dqk;
-      float* kvb = dkv_b.at(n) + h * kvb_row;
-      for (int i = 0; i < nope; i++) kvb[i] += k[i];
-      for (int i = 0; i < Dv; i++) kvb[nope + i] += dv.data()[((int64_t)n * H + h) * Dv + i];
-      for (int r = 0; r < R; r++) dkv_a.at(n)[kvr + r] += k[nope + r];  // the shared rope key
-    }
-  }
-  Tensor dkv_norm({N, kvr}), dkv_latent({N, kvr});
-  linear_backward(dkv_norm.data(), grads, dkv_b.data(), acts.kv_norm.data(), N, params, p.kv_b);
-  cpu::rmsnorm_backward(dkv_latent.data(), grads + p.kv_a_norm, dkv_norm.data(), acts.kv_latent.data(),
-                        params + p.kv_a_norm, acts.kv_rstd.data(), N, kvr);
-  for (int n = 0; n < N; n++)
-    for (int i = 0; i < kvr; i++) dkv_a.at(n)[i] += dkv_latent.at(n)[i];
-  linear_backward(dinp, grads, dkv_a.data(), x.data(), N, params, p.kv_a);
+void mla_project_backward(Ops& ops, Buf dinp, AttentionActs& acts, LayerGradients& g, Buf x, const Weights& w,
+                          const LayerParams& p, const Architecture& a, const Dims& d) {
+  int N = d.N(), H = a.heads, nope = a.qk_nope_dim, R = a.qk_rope_dim, Dv = a.v_head_dim, kvr = a.kv_lora_rank;
+  Buf dkv_b = rows(g.dkv_b, N, int64_t(H) * (nope + Dv)), dkv_a = rows(g.dkv_a, N, kvr + R);
+  Buf dkv_norm = rows(g.dkv_norm, N, kvr), dkv_latent = rows(g.dkv_latent, N, kvr);
+  for (Buf b : {dkv_b, dkv_a, dkv_norm, dkv_latent}) ops.zero(b);
+  ops.mla_expand_backward(dkv_b, dkv_a, rows(g.dk, N, int64_t(H) * (nope + R)), rows(g.dv, N, int64_t(H) * Dv), N, H,
+                          nope, R, Dv, kvr);
+  linear_backward(ops, dkv_norm, dkv_b, acts.kv_norm, N, w, p.kv_b);
+  ops.rmsnorm_backward(dkv_latent, w.g(p.kv_a_norm, kvr), dkv_norm, acts.kv_latent, w.w(p.kv_a_norm, kvr),
+                       acts.kv_rstd, N, kvr);
+  ops.copy_columns(dkv_a, kvr + R, 0, dkv_latent, kvr, 0, N, kvr, true);
+  linear_backward(ops, dinp, dkv_a, x, N, w, p.kv_a);
 
+  Buf dq = rows(g.dq, N, int64_t(H) * a.qk_head_dim());
   if (a.q_lora_rank > 0) {
     int qr = a.q_lora_rank;
-    Tensor dq_a_norm({N, qr}), dq_a({N, qr});
-    linear_backward(dq_a_norm.data(), grads, dq.data(), acts.q_a_norm.data(), N, params, p.q_b);
-    cpu::rmsnorm_backward(dq_a.data(), grads + p.q_a_norm, dq_a_norm.data(), acts.q_a.data(), params + p.q_a_norm,
-                          acts.q_a_rstd.data(), N, qr);
-    linear_backward(dinp, grads, dq_a.data(), x.data(), N, params, p.q_a);
+    Buf dq_a_norm = rows(g.dq_a_norm, N, qr), dq_a = rows(g.dq_a, N, qr);
+    ops.zero(dq_a_norm);
+    ops.zero(dq_a);
+    linear_backward(ops, dq_a_norm, dq, acts.q_a_norm, N, w, p.q_b);
+    ops.rmsnorm_backward(dq_a, w.g(p.q_a_norm, qr), dq_a_norm, acts.q_a, w.w(p.q_a_norm, qr), acts.q_a_rstd, N, qr);
+    linear_backward(ops, dinp, dq_a, x, N, w, p.q_a);
   } else {
-    linear_backward(dinp, grads, dq.data(), x.data(), N, params, p.q);
+    linear_backward(ops, dinp, dq, x, N, w, p.q);
   }
 }
 
-// Per sequence b: f[e] = E/(K*T) * count[b][e] (constant), and the softmax-free normalised scores.
-std::vector<float> sequence_fractions(const MoeActs& acts, const Architecture& a, const Dims& d, int b) {
-  int E = a.n_routed, K = a.top_k;
-  std::vector<float> f(E, 0.0f);
-  for (int t = 0; t < d.T; t++)
-    for (int k = 0; k < K; k++) f[acts.experts[((int64_t)b * d.T + t) * K + k]] += 1.0f;
-  for (float& x : f) x *= (float)E / (float)(K * d.T);
-  return f;
-}
-
-// d/d(logits) of alpha/B * sum_b sum_e f_e * mean_t(s_te / S_t), S_t = sum_j s_tj:
-// d/ds_tj = c_j / S_t - sum_e c_e s_te / S_t^2 with c_e = alpha * f_e / (B*T); ds/dlogit = s (1 - s).
-void sequence_aux_backward(float* dlogits, const MoeActs& acts, const Architecture& a, const Dims& d, float alpha) {
-  int E = a.n_routed;
-  for (int b = 0; b < d.B; b++) {
-    std::vector<float> c = sequence_fractions(acts, a, d, b);
-    for (float& x : c) x *= alpha / (float)(d.B * d.T);
-    for (int t = 0; t < d.T; t++) {
-      int64_t n = (int64_t)b * d.T + t;
-      const float* s = acts.scores.data() + n * E;
-      float sum = 0, weighted = 0;
-      for (int e = 0; e < E; e++) sum += s[e];
-      for (int e = 0; e < E; e++) weighted += c[e] * s[e];
-      for (int j = 0; j < E; j++) {
-        float ds = c[j] / sum - weighted / (sum * sum);
-        dlogits[n * E + j] += ds * s[j] * (1.0f - s[j]);
-      }
-    }
+// Causal attention of the new queries over the keys (the cache's, when there is one); acts.out.
+void attend(Ops& ops, AttentionActs& acts, const Architecture& a, const Dims& d, LayerCache* cache) {
+  int Tk = cache ? cache->length + d.T : d.T;
+  tensor::AttentionShape s = attention_shape(a, d, Tk);
+  Buf k = acts.k, v = acts.v;
+  if (cache) {
+    ops.kv_cache_append(cache->k, acts.k, d.B, d.T, cache->max_length, cache->length, s.k_stride);
+    ops.kv_cache_append(cache->v, acts.v, d.B, d.T, cache->max_length, cache->length, s.v_stride);
+    k = rows(cache->k_all, int64_t(d.B) * Tk, s.k_stride);
+    v = rows(cache->v_all, int64_t(d.B) * Tk, s.v_stride);
+    ops.kv_cache_gather(k, cache->k, d.B, Tk, cache->max_length, s.k_stride);
+    ops.kv_cache_gather(v, cache->v, d.B, Tk, cache->max_length, s.v_stride);
   }
-}
-
-cpu::RouterConfig router_config(const Architecture& a) {
-  return cpu::RouterConfig{a.n_routed, a.top_k, a.n_group, a.topk_group, a.norm_topk_prob, a.routed_scaling};
+  ops.attention_forward(acts.out, acts.saved.slice(0, ops.attention_saved_floats(s)), acts.q, k, v, s);
 }
 
 }  // namespace
 
-void attention_forward(Tensor& out, AttentionActs& acts, const Tensor& x, const float* params, const LayerParams& p,
-                       const Architecture& a, const cpu::Rope& rope, const Dims& d, LayerCache* cache) {
-  if (a.mla())
-    mla_project(acts, x, params, p, a, rope, d);
-  else
-    gqa_project(acts, x, params, p, a, rope, d);
-  attend(acts, a, d, cache);
-  out.resize({d.N(), a.hidden});
-  linear_forward(out.data(), acts.out.data(), d.N(), params, p.o);
-}
-
-void attention_backward(float* dinp, float* grads, const Tensor& dout, AttentionActs& acts, const Tensor& x,
-                        const float* params, const LayerParams& p, const Architecture& a, const cpu::Rope& rope,
-                        const Dims& d) {
-  int N = d.N();
-  cpu::AttentionShape s = attention_shape(a, d, d.T);
-  Tensor datt({N, s.H * s.Dv});
-  linear_backward(datt.data(), grads, dout.data(), acts.out.data(), N, params, p.o);
-  Tensor dq({N, s.H * s.Dk}), dk({N, s.KVH * s.Dk}), dv({N, s.KVH * s.Dv});
-  cpu::attention_backward(dq.data(), dk.data(), dv.data(), datt.data(), acts.probs.data(), acts.q.data(),
-                          acts.k.data(), acts.v.data(), s);
-  int offset = a.mla() ? a.qk_nope_dim : 0;
-  cpu::rope_backward(dq.data(), d.positions, rope, N, s.H, s.Dk, offset, a.rope_dim());
-  cpu::rope_backward(dk.data(), d.positions, rope, N, s.KVH, s.Dk, offset, a.rope_dim());
+void carve_attention(Arena& arena, AttentionActs& acts, const Ops& ops, const Architecture& a, const Dims& d, int Tk) {
+  const DType t = ops.activation_dtype();
+  const int64_t N = d.N();
+  tensor::AttentionShape s = attention_shape(a, d, Tk);
+  acts.q = arena.take(t, N * s.H * s.Dk);
+  acts.k = arena.take(t, N * s.KVH * s.Dk);
+  acts.v = arena.take(t, N * s.KVH * s.Dv);
   if (a.mla()) {
-    mla_project_backward(dinp, grads, dq, dk, dv, acts, x, params, p, a, d);
-    return;
+    if (a.q_lora_rank > 0) {
+      acts.q_a = arena.take(t, N * a.q_lora_rank);
+      acts.q_a_norm = arena.take(t, N * a.q_lora_rank);
+      acts.q_a_rstd = arena.take(DType::f32, N);
+    }
+    acts.kv_a = arena.take(t, N * (a.kv_lora_rank + a.qk_rope_dim));
+    acts.kv_latent = arena.take(t, N * a.kv_lora_rank);
+    acts.kv_norm = arena.take(t, N * a.kv_lora_rank);
+    acts.kv_rstd = arena.take(DType::f32, N);
+    acts.kv_b = arena.take(t, N * a.heads * (a.qk_nope_dim + a.v_head_dim));
   }
-  linear_backward(dinp, grads, dq.data(), x.data(), N, params, p.q);
-  linear_backward(dinp, grads, dk.data(), x.data(), N, params, p.k);
-  linear_backward(dinp, grads, dv.data(), x.data(), N, params, p.v);
+  acts.out = arena.take(t, N * s.H * s.Dv);
+  acts.saved = arena.take(DType::f32, ops.attention_saved_floats(s));
 }
 
-void mlp_forward(float* out, MlpActs& acts, const float* x, int n, const float* params, const MlpParams& p) {
-  int I = p.gate.out;
-  acts.gate.resize({n, I});
-  acts.up.resize({n, I});
-  acts.act.resize({n, I});
-  linear_forward(acts.gate.data(), x, n, params, p.gate);
-  linear_forward(acts.up.data(), x, n, params, p.up);
-  cpu::swiglu_forward(acts.act.data(), acts.gate.data(), acts.up.data(), (int64_t)n * I);
-  linear_forward(out, acts.act.data(), n, params, p.down);
+void carve_mlp(Arena& arena, MlpActs& acts, DType dtype, int n, int I) {
+  acts.gate = arena.take(dtype, int64_t(n) * I);
+  acts.up = arena.take(dtype, int64_t(n) * I);
+  acts.act = arena.take(dtype, int64_t(n) * I);
 }
 
-void mlp_backward(float* dinp, float* grads, const float* dout, MlpActs& acts, const float* x, int n,
-                  const float* params, const MlpParams& p) {
-  int I = p.gate.out;
-  Tensor dact({n, I}), dgate({n, I}), dup({n, I});
-  linear_backward(dact.data(), grads, dout, acts.act.data(), n, params, p.down);
-  cpu::swiglu_backward(dgate.data(), dup.data(), dact.data(), acts.gate.data(), acts.up.data(), (int64_t)n * I);
-  linear_backward(dinp, grads, dgate.data(), x, n, params, p.gate);
-  linear_backward(dinp, grads, dup.data(), x, n, params, p.up);
+void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N) {
+  const int E = a.n_routed, K = a.top_k;
+  const int64_t pairs = int64_t(N) * K;
+  acts.logits = arena.take(dtype, int64_t(N) * E);
+  acts.scores = arena.take(DType::f32, int64_t(N) * E);
+  acts.weights = arena.take(DType::f32, pairs);
+  acts.experts = arena.take(DType::i32, pairs);
+  acts.offsets = arena.take(DType::i32, E + 1);
+  acts.order = arena.take(DType::i32, pairs);
+  acts.row_of = arena.take(DType::i32, pairs);
+  acts.xp = arena.take(dtype, pairs * a.hidden);
+  acts.yp = arena.take(dtype, pairs * a.hidden);
+  carve_mlp(arena, acts.routed, dtype, int(pairs), a.moe_intermediate);
+  if (a.n_shared > 0) carve_mlp(arena, acts.shared, dtype, N, a.moe_intermediate * a.n_shared);
 }
 
-void moe_forward(Tensor& out, MoeActs& acts, const Tensor& x, const float* params, const LayerParams& p,
-                 const Architecture& a) {
-  int N = (int)x.shape()[0], C = a.hidden, E = a.n_routed, K = a.top_k;
-  acts.logits.resize({N, E});
-  acts.scores.resize({N, E});
-  acts.weights.resize({N, K});
-  acts.experts.assign((size_t)N * K, 0);
-  linear_forward(acts.logits.data(), x.data(), N, params, p.router);
-  cpu::moe_route_forward(acts.scores.data(), acts.experts.data(), acts.weights.data(), acts.logits.data(),
-                         params + p.router_bias, router_config(a), N);
-
-  acts.rows.assign(E, {});
-  for (int r = 0; r < N * K; r++) acts.rows[acts.experts[r]].push_back(r);
-  acts.inputs.resize(E);
-  acts.outputs.resize(E);
-  acts.expert_acts.resize(E);
-  out.resize({N, C});
-  for (int e = 0; e < E; e++) {
-    int n_e = (int)acts.rows[e].size();
-    if (n_e == 0) continue;
-    Tensor& in = acts.inputs[e];
-    in.resize({n_e, C});
-    for (int i = 0; i < n_e; i++) std::memcpy(in.at(i), x.data() + (int64_t)(acts.rows[e][i] / K) * C, sizeof(float) * C);
-    acts.outputs[e].resize({n_e, C});
-    mlp_forward(acts.outputs[e].data(), acts.expert_acts[e], in.data(), n_e, params, p.experts[e]);
-    for (int i = 0; i < n_e; i++) {
-      int row = acts.rows[e][i];
-      float w = acts.weights.data()[row];
-      float* o = out.at(row / K);
-      const float* y = acts.outputs[e].at(i);
-      for (int c = 0; c < C; c++) o[c] += w * y[c];
+void carve_gradients(Arena& arena, LayerGradients& g, DType t, const Architecture& a, int N) {
+  const int H = a.heads, KH = a.mla() ? a.heads : a.kv_heads, Dk = a.qk_head_dim();
+  const int Dv = a.mla() ? a.v_head_dim : a.head_dim;
+  g.datt = arena.take(t, int64_t(N) * H * Dv);
+  g.dq = arena.take(t, int64_t(N) * H * Dk);
+  g.dk = arena.take(t, int64_t(N) * KH * Dk);
+  g.dv = arena.take(t, int64_t(N) * KH * Dv);
+  if (a.mla()) {
+    g.dkv_b = arena.take(t, int64_t(N) * H * (a.qk_nope_dim + Dv));
+    g.dkv_a = arena.take(t, int64_t(N) * (a.kv_lora_rank + a.qk_rope_dim));
+    g.dkv_norm = arena.take(t, int64_t(N) * a.kv_lora_rank);
+    g.dkv_latent = arena.take(t, int64_t(N) * a.kv_lora_rank);
+    if (a.q_lora_rank > 0) {
+      g.dq_a_norm = arena.take(t, int64_t(N) * a.q_lora_rank);
+      g.dq_a = arena.take(t, int64_t(N) * a.q_lora_rank);
     }
   }
-  if (a.n_shared > 0) {
-    Tensor shared({N, C});
-    mlp_forward(shared.data(), acts.shared, x.data(), N, params, p.shared);
-    for (int64_t i = 0; i < shared.numel(); i++) out.data()[i] += shared.data()[i];
+  // The dense MLP and the shared experts use the same buffers: sized for the wider of the two.
+  int inner = a.first_k_dense > 0 || !a.mla() || a.n_routed == 0 ? a.intermediate : 0;
+  if (a.n_routed > 0 && a.n_shared > 0) inner = std::max(inner, a.moe_intermediate * a.n_shared);
+  g.dact = arena.take(t, int64_t(N) * inner);
+  g.dgate = arena.take(t, int64_t(N) * inner);
+  g.dup = arena.take(t, int64_t(N) * inner);
+  if (a.n_routed > 0 && a.layers > a.first_k_dense) {
+    const int64_t pairs = int64_t(N) * a.top_k;
+    g.drouted_act = arena.take(t, pairs * a.moe_intermediate);
+    g.drouted_gate = arena.take(t, pairs * a.moe_intermediate);
+    g.drouted_up = arena.take(t, pairs * a.moe_intermediate);
+    g.dxp = arena.take(t, pairs * a.hidden);
+    g.dyp = arena.take(t, pairs * a.hidden);
+    g.drouter_logits = arena.take(t, int64_t(N) * a.n_routed);
+    g.drouter_weights = arena.take(DType::f32, pairs);
   }
+}
+
+void attention_forward(Ops& ops, Buf out, AttentionActs& acts, Buf x, const Weights& w, const LayerParams& p,
+                       const Architecture& a, const tensor::RopeTables& rope, const Dims& d, LayerCache* cache) {
+  if (a.mla())
+    mla_project(ops, acts, x, w, p, a, rope, d);
+  else
+    gqa_project(ops, acts, x, w, p, a, rope, d);
+  attend(ops, acts, a, d, cache);
+  linear_forward(ops, out, acts.out, d.N(), w, p.o);
+}
+
+void attention_backward(Ops& ops, Buf dinp, Buf dout, AttentionActs& acts, LayerGradients& g, Buf x,
+                        const Weights& w, const LayerParams& p, const Architecture& a, const tensor::RopeTables& rope,
+                        const Dims& d) {
+  int N = d.N();
+  tensor::AttentionShape s = attention_shape(a, d, d.T);
+  Buf datt = rows(g.datt, N, int64_t(s.H) * s.Dv);
+  Buf dq = rows(g.dq, N, int64_t(s.H) * s.Dk), dk = rows(g.dk, N, int64_t(s.KVH) * s.Dk);
+  Buf dv = rows(g.dv, N, int64_t(s.KVH) * s.Dv);
+  for (Buf b : {datt, dq, dk, dv}) ops.zero(b);
+  linear_backward(ops, datt, dout, acts.out, N, w, p.o);
+  ops.attention_backward(dq, dk, dv, datt, acts.out, acts.saved.slice(0, ops.attention_saved_floats(s)), acts.q,
+                         acts.k, acts.v, s);
+  int offset = a.mla() ? a.qk_nope_dim : 0;
+  ops.rope_backward(dq, d.positions, rope, N, s.H, s.Dk, offset, a.rope_dim());
+  ops.rope_backward(dk, d.positions, rope, N, s.KVH, s.Dk, offset, a.rope_dim());
+  if (a.mla()) {
+    mla_project_backward(ops, dinp, acts, g, x, w, p, a, d);
+    return;
+  }
+  linear_backward(ops, dinp, dq, x, N, w, p.q);
+  linear_backward(ops, dinp, dk, x, N, w, p.k);
+  linear_backward(ops, dinp, dv, x, N, w, p.v);
+}
+
+void mlp_forward(Ops& ops, Buf out, MlpActs& acts, Buf x, int n, const Weights& w, const MlpParams& p) {
+  int I = p.gate.out;
+  Buf gate = rows(acts.gate, n, I), up = rows(acts.up, n, I), act = rows(acts.act, n, I);
+  linear_forward(ops, gate, x, n, w, p.gate);
+  linear_forward(ops, up, x, n, w, p.up);
+  ops.swiglu_forward(act, gate, up);
+  linear_forward(ops, out, act, n, w, p.down);
+}
+
+void mlp_backward(Ops& ops, Buf dinp, Buf dout, MlpActs& acts, Buf dact, Buf dgate, Buf dup, Buf x, int n,
+                  const Weights& w, const MlpParams& p) {
+  int I = p.gate.out;
+  dact = rows(dact, n, I);
+  dgate = rows(dgate, n, I);
+  dup = rows(dup, n, I);
+  for (Buf b : {dact, dgate, dup}) ops.zero(b);
+  linear_backward(ops, dact, dout, rows(acts.act, n, I), n, w, p.down);
+  ops.swiglu_backward(dgate, dup, dact, rows(acts.gate, n, I), rows(acts.up, n, I));
+  linear_backward(ops, dinp, dgate, x, n, w, p.gate);
+  linear_backward(ops, dinp, dup, x, n, w, p.up);
+}
+
+namespace {
+
+// The routed experts' weights of one projection as a strided batch: expert e's matrix starts
+// `stride` elements after expert e-1's (parameters.cpp lays experts out one after another).
+struct ExpertMatrices {
+  size_t first = kNone;
+  int64_t stride = 0, span = 0;  // span: from expert 0's first element past expert E-1's last
+  int in = 0, out = 0;
+};
+
+ExpertMatrices expert_matrices(const LayerParams& p, const Linear MlpParams::*projection) {
+  const Linear& first = p.experts.front().*projection;
+  ExpertMatrices m{first.weight, 0, int64_t(first.in) * first.out, first.in, first.out};
+  if (p.experts.size() > 1) m.stride = int64_t((p.experts[1].*projection).weight - first.weight);
+  for (size_t e = 1; e < p.experts.size(); e++)
+    if (int64_t((p.experts[e].*projection).weight - first.weight) != m.stride * int64_t(e))
+      throw InternalError("moe: routed experts' weights are not evenly spaced in the parameter buffer");
+  m.span = m.stride * int64_t(p.experts.size() - 1) + int64_t(first.in) * first.out;
+  return m;
+}
+
+void grouped_forward(Ops& ops, Buf out, Buf inp, const Weights& w, const ExpertMatrices& m, Buf offsets, int E,
+                     int rows) {
+  ops.grouped_matmul_forward(out, inp, w.w(m.first, m.span), m.stride, offsets, E, rows, m.in, m.out);
+}
+
+void grouped_backward(Ops& ops, Buf dinp, Buf dout, Buf inp, const Weights& w, const ExpertMatrices& m, Buf offsets,
+                      int E, int rows) {
+  ops.grouped_matmul_backward(dinp, w.g(m.first, m.span), dout, inp, w.w(m.first, m.span), m.stride, offsets, E, rows,
+                              m.in, m.out);
+}
+
+tensor::RouterConfig router_config(const Architecture& a) {
+  return tensor::RouterConfig{a.n_routed, a.top_k, a.n_group, a.topk_group, a.norm_topk_prob, a.routed_scaling};
+}
+
+}  // namespace
+
+void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, const LayerParams& p,
+                 const Architecture& a, Buf load) {
+  const int N = int(x.numel / a.hidden), C = a.hidden, E = a.n_routed, K = a.top_k, I = a.moe_intermediate;
+  const int pairs = N * K;
+  linear_forward(ops, acts.logits, x, N, w, p.router);
+  ops.moe_route_forward(acts.scores, acts.experts, acts.weights, acts.logits, w.master.slice(int64_t(p.router_bias), E),
+                        router_config(a), N);
+  ops.moe_permute(acts.offsets, acts.order, acts.row_of, load, acts.experts, N, K, E);
+  ops.moe_gather(acts.xp, x, acts.order, N, K, C);
+  grouped_forward(ops, acts.routed.gate, acts.xp, w, expert_matrices(p, &MlpParams::gate), acts.offsets, E, pairs);
+  grouped_forward(ops, acts.routed.up, acts.xp, w, expert_matrices(p, &MlpParams::up), acts.offsets, E, pairs);
+  ops.swiglu_forward(rows(acts.routed.act, pairs, I), rows(acts.routed.gate, pairs, I), rows(acts.routed.up, pairs, I));
+  grouped_forward(ops, acts.yp, acts.routed.act, w, expert_matrices(p, &MlpParams::down), acts.offsets, E, pairs);
+  if (a.n_shared > 0)
+    mlp_forward(ops, out, acts.shared, x, N, w, p.shared);
+  else
+    ops.zero(out);
+  ops.moe_combine_forward(out, acts.yp, acts.weights, acts.row_of, N, K, C);
 }
 
 // The routing weight of (token, slot) gets dot(dout[token], expert output); the expert's input
-// gradient is scattered back to the token; the router's logits get the weights' gradient.
-void moe_backward(float* dinp, float* grads, const Tensor& dout, MoeActs& acts, const Tensor& x, const float* params,
-                  const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha) {
-  int N = (int)x.shape()[0], C = a.hidden, E = a.n_routed, K = a.top_k;
-  Tensor dweights({N, K});
-  for (int e = 0; e < E; e++) {
-    int n_e = (int)acts.rows[e].size();
-    if (n_e == 0) continue;
-    Tensor dout_e({n_e, C}), dinp_e({n_e, C});
-    for (int i = 0; i < n_e; i++) {
-      int row = acts.rows[e][i];
-      const float* g = dout.data() + (int64_t)(row / K) * C;
-      const float* y = acts.outputs[e].at(i);
-      float w = acts.weights.data()[row], dot = 0;
-      for (int c = 0; c < C; c++) {
-        dot += g[c] * y[c];
-        dout_e.at(i)[c] = w * g[c];
-      }
-      dweights.data()[row] = dot;
-    }
-    mlp_backward(dinp_e.data(), grads, dout_e.data(), acts.expert_acts[e], acts.inputs[e].data(), n_e, params,
-                 p.experts[e]);
-    for (int i = 0; i < n_e; i++) {
-      float* dx = dinp + (int64_t)(acts.rows[e][i] / K) * C;
-      for (int c = 0; c < C; c++) dx[c] += dinp_e.at(i)[c];
-    }
-  }
-  if (a.n_shared > 0) mlp_backward(dinp, grads, dout.data(), acts.shared, x.data(), N, params, p.shared);
-  Tensor dlogits({N, E});
-  cpu::moe_route_backward(dlogits.data(), dweights.data(), acts.scores.data(), acts.experts.data(), router_config(a), N);
-  if (aux_alpha > 0) sequence_aux_backward(dlogits.data(), acts, a, d, aux_alpha);
-  linear_backward(dinp, grads, dlogits.data(), x.data(), N, params, p.router);
-}
-
-float sequence_aux_loss(const MoeActs& acts, const Architecture& a, const Dims& d, float alpha) {
-  int E = a.n_routed;
-  double total = 0;
-  for (int b = 0; b < d.B; b++) {
-    std::vector<float> f = sequence_fractions(acts, a, d, b);
-    for (int t = 0; t < d.T; t++) {
-      const float* s = acts.scores.data() + ((int64_t)b * d.T + t) * E;
-      double sum = 0;
-      for (int e = 0; e < E; e++) sum += s[e];
-      for (int e = 0; e < E; e++) total += f[e] * s[e] / sum;
-    }
-  }
-  return (float)(alpha * total / ((double)d.B * d.T));
+// gradient is gathered back to the token; the router's logits get the weights' gradient.
+void moe_backward(Ops& ops, Buf dinp, Buf dout, MoeActs& acts, LayerGradients& g, Buf x, const Weights& w,
+                  const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha, Buf aux_loss) {
+  const int N = d.N(), C = a.hidden, E = a.n_routed, K = a.top_k, I = a.moe_intermediate, pairs = N * K;
+  Buf dyp = rows(g.dyp, pairs, C), dxp = rows(g.dxp, pairs, C), dweights = rows(g.drouter_weights, N, K);
+  Buf dact = rows(g.drouted_act, pairs, I), dgate = rows(g.drouted_gate, pairs, I), dup = rows(g.drouted_up, pairs, I);
+  Buf dlogits = rows(g.drouter_logits, N, E);
+  for (Buf b : {dxp, dact, dgate, dup, dlogits}) ops.zero(b);
+  ops.moe_combine_backward(dyp, dweights, dout, acts.yp, acts.weights, acts.row_of, N, K, C);
+  grouped_backward(ops, dact, dyp, acts.routed.act, w, expert_matrices(p, &MlpParams::down), acts.offsets, E, pairs);
+  ops.swiglu_backward(dgate, dup, dact, rows(acts.routed.gate, pairs, I), rows(acts.routed.up, pairs, I));
+  grouped_backward(ops, dxp, dgate, acts.xp, w, expert_matrices(p, &MlpParams::gate), acts.offsets, E, pairs);
+  grouped_backward(ops, dxp, dup, acts.xp, w, expert_matrices(p, &MlpParams::up), acts.offsets, E, pairs);
+  ops.moe_gather_backward(dinp, dxp, acts.row_of, N, K, C);
+  if (a.n_shared > 0) mlp_backward(ops, dinp, dout, acts.shared, g.dact, g.dgate, g.dup, x, N, w, p.shared);
+  ops.moe_route_backward(dlogits, dweights, acts.scores, acts.experts, router_config(a), N);
+  if (aux_alpha > 0) ops.moe_sequence_aux_loss(aux_loss, dlogits, acts.scores, acts.experts, d.B, d.T, E, K, aux_alpha);
+  linear_backward(ops, dinp, dlogits, x, N, w, p.router);
 }
 
 }  // namespace dsk::model

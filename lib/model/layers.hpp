@@ -1,8 +1,9 @@
 // The decoder layer as forward/backward pairs over saved activations (no autograd), llm.c style:
-// attention (GQA for llama/qwen2, MLA for deepseek_v3), the SwiGLU MLP and DeepSeekMoE.
-// Every *_backward ACCUMULATES into its gradients (see kernels/cpu/kernels.hpp): parameter
-// gradients into `grads` (same layout as the parameter buffer), the input's gradient into `dinp`.
-// N = B*T positions; x, dinp are [N, C].
+// attention (GQA for llama/qwen2, MLA for deepseek_v3), the SwiGLU MLP and DeepSeekMoE. Every
+// computation is a call on the op interface (tensor/ops.hpp), so this code runs on either backend
+// and never touches activation data itself.
+// Every *_backward ACCUMULATES into its gradients: parameter gradients into `w.grads` (f32, the
+// parameter buffer's layout), the input's gradient into `dinp` (act). N = B*T positions.
 #pragma once
 
 #include <cstdint>
@@ -10,66 +11,92 @@
 
 #include "model/architecture.hpp"
 #include "model/parameters.hpp"
-#include "tensor/tensor.hpp"
+#include "tensor/arena.hpp"
+#include "tensor/ops.hpp"
 
 namespace dsk::model {
 
-using tensor::Tensor;
+using tensor::Arena;
+using tensor::Buf;
+using tensor::DType;
+using tensor::Ops;
 
-// Keys and values of the positions seen so far, for generation: k [B, max_len, KH, Dk],
-// v [B, max_len, KH, Dv] (KH = kv_heads for GQA, heads for MLA whose keys are materialised).
+// The parameter buffers, one layout (parameters.hpp): working (act: what the layers read),
+// master (f32; the router biases are read from it) and grads (f32; empty for inference).
+struct Weights {
+  Buf working, master, grads;
+  Buf w(size_t offset, int64_t n) const { return offset == kNone ? Buf{} : working.slice(int64_t(offset), n); }
+  Buf g(size_t offset, int64_t n) const {
+    return offset == kNone || grads.empty() ? Buf{} : grads.slice(int64_t(offset), n);
+  }
+};
+
+// One layer's view of the generation KV cache: k [B, max_length, KH*Dk], v [B, max_length, KH*Dv];
+// k_all / v_all are where attention reads all Tk positions contiguously.
 struct LayerCache {
-  float* k = nullptr;
-  float* v = nullptr;
+  Buf k, v, k_all, v_all;
   int max_length = 0;
   int length = 0;  // positions already in the cache
 };
 
-struct AttentionActs {
-  Tensor q, k, v;            // post-RoPE q [N, H*Dqk], k [N, KH*Dqk], v [N, KH*Dv] (new positions)
-  Tensor q_a, q_a_norm, q_a_rstd;          // MLA with q_lora
-  Tensor kv_a, kv_latent, kv_norm, kv_rstd, kv_b;  // MLA
-  Tensor k_all, v_all;       // with a cache: all Tk positions, contiguous
-  Tensor out, probs;         // out [N, H*Dv], probs [B, H, T, Tk]
-};
-
-struct MlpActs {
-  Tensor gate, up, act;  // [n, I]
-};
-
-struct MoeActs {
-  Tensor logits, scores, weights;  // [N,E], [N,E], [N,top_k]
-  std::vector<int32_t> experts;    // [N, top_k]
-  std::vector<std::vector<int32_t>> rows;  // per expert: the (token * top_k + slot) routed to it
-  std::vector<Tensor> inputs, outputs;     // per expert: [n_e, C]
-  std::vector<MlpActs> expert_acts;
-  MlpActs shared;
-};
-
 struct Dims {
-  int B, T;                  // the new positions: N = B*T
-  const int32_t* positions;  // [N]
+  int B, T;       // the new positions: N = B*T
+  Buf positions;  // i32 [N]
   int N() const { return B * T; }
 };
 
-void attention_forward(Tensor& out, AttentionActs& acts, const Tensor& x, const float* params, const LayerParams& p,
-                       const Architecture& a, const kernels::cpu::Rope& rope, const Dims& d, LayerCache* cache);
-void attention_backward(float* dinp, float* grads, const Tensor& dout, AttentionActs& acts, const Tensor& x,
-                        const float* params, const LayerParams& p, const Architecture& a,
-                        const kernels::cpu::Rope& rope, const Dims& d);
+struct AttentionActs {
+  Buf q, k, v;                                  // post-RoPE q [N,H*Dk], k [N,KH*Dk], v [N,KH*Dv]
+  Buf q_a, q_a_norm, q_a_rstd;                  // MLA with q_lora
+  Buf kv_a, kv_latent, kv_norm, kv_rstd, kv_b;  // MLA
+  Buf out, saved;                               // out [N,H*Dv]; saved: Ops::attention_saved_floats
+};
 
-void mlp_forward(float* out, MlpActs& acts, const float* x, int n, const float* params, const MlpParams& p);
-void mlp_backward(float* dinp, float* grads, const float* dout, MlpActs& acts, const float* x, int n,
-                  const float* params, const MlpParams& p);
+struct MlpActs {
+  Buf gate, up, act;  // [n, I]
+};
 
-void moe_forward(Tensor& out, MoeActs& acts, const Tensor& x, const float* params, const LayerParams& p,
-                 const Architecture& a);
-void moe_backward(float* dinp, float* grads, const Tensor& dout, MoeActs& acts, const Tensor& x, const float* params,
-                  const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha);
+struct MoeActs {
+  Buf logits, scores, weights;  // act [N,E]; f32 [N,E]; f32 [N,K]
+  Buf experts, offsets, order, row_of;  // i32 [N,K], [E+1], [N*K], [N*K]
+  Buf xp, yp;                   // the permuted batch [N*K, C] in and out of the experts
+  MlpActs routed;               // [N*K, moe_intermediate]
+  MlpActs shared;               // [N, moe_intermediate * n_shared]
+};
 
-// DeepSeek-V3's sequence-wise balance loss (eq. 17-20) of one MoE layer, averaged over the B
-// sequences: alpha * sum_e f_e * P_e with f_e = E/(K*T) * (tokens of the sequence routed to e)
-// and P_e = mean over the sequence of s_e / sum_j s_j (s = sigmoid scores).
-float sequence_aux_loss(const MoeActs& acts, const Architecture& a, const Dims& d, float alpha);
+// Gradient buffers reused by every layer's backward (one set, sized for the largest layer).
+struct LayerGradients {
+  Buf datt, dq, dk, dv;                        // [N,H*Dv], q, k, v shapes
+  Buf dkv_b, dkv_a, dkv_norm, dkv_latent;      // MLA
+  Buf dq_a_norm, dq_a;                         // MLA with q_lora
+  Buf dact, dgate, dup;                        // dense MLP / shared expert [N, I]
+  Buf drouted_act, drouted_gate, drouted_up;   // [N*K, moe_intermediate]
+  Buf dxp, dyp;                                // [N*K, C]
+  Buf drouter_logits, drouter_weights;         // act [N,E]; f32 [N,K]
+};
+
+// Carving (arena.hpp) the activations of one layer for N positions (Tk keys per query: T in
+// training, more with a cache), and the shared gradient buffers.
+void carve_attention(Arena& arena, AttentionActs& acts, const Ops& ops, const Architecture& a, const Dims& d, int Tk);
+void carve_mlp(Arena& arena, MlpActs& acts, DType dtype, int n, int I);
+void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N);
+void carve_gradients(Arena& arena, LayerGradients& g, DType dtype, const Architecture& a, int N);
+
+void attention_forward(Ops& ops, Buf out, AttentionActs& acts, Buf x, const Weights& w, const LayerParams& p,
+                       const Architecture& a, const tensor::RopeTables& rope, const Dims& d, LayerCache* cache);
+void attention_backward(Ops& ops, Buf dinp, Buf dout, AttentionActs& acts, LayerGradients& g, Buf x,
+                        const Weights& w, const LayerParams& p, const Architecture& a,
+                        const tensor::RopeTables& rope, const Dims& d);
+
+void mlp_forward(Ops& ops, Buf out, MlpActs& acts, Buf x, int n, const Weights& w, const MlpParams& p);
+void mlp_backward(Ops& ops, Buf dinp, Buf dout, MlpActs& acts, Buf dact, Buf dgate, Buf dup, Buf x, int n,
+                  const Weights& w, const MlpParams& p);
+
+// out = shared experts(x) + sum over the routed experts; load i64 [E] += the routed counts.
+void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, const LayerParams& p,
+                 const Architecture& a, Buf load);
+// aux_alpha > 0 adds the sequence-wise balance loss's gradient (aux_loss is a 1-float scratch).
+void moe_backward(Ops& ops, Buf dinp, Buf dout, MoeActs& acts, LayerGradients& g, Buf x, const Weights& w,
+                  const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha, Buf aux_loss);
 
 }  // namespace dsk::model

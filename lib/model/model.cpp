@@ -1,62 +1,109 @@
 // The Model glue: embedding -> layers (RMSNorm, attention, residual, RMSNorm, MLP or MoE,
-// residual) -> final RMSNorm -> LM head -> cross-entropy, and the same in reverse for backward.
-// The layer internals are in layers.cpp; the parameter layout in parameters.cpp.
+// residual) -> final RMSNorm, then the fused LM head + cross-entropy, and the same in reverse for
+// backward; all through the op interface. The layer internals are in layers.cpp; the parameter
+// layout in parameters.cpp.
 #include "model/model.hpp"
 
+#include <algorithm>
 #include <random>
 #include <unordered_map>
 
 #include "core/error.hpp"
 #include "model/layers.hpp"
 #include "model/parameters.hpp"
+#include "tensor/cpu_ops.hpp"
 
 namespace dsk::model {
 
-namespace cpu = kernels::cpu;
+using tensor::DType;
+
+namespace {
+
+// The activations of one layer.
+struct LayerActs {
+  Buf norm1, rstd1, x_mid, norm2, rstd2;
+  AttentionActs attention;
+  MlpActs mlp;
+  MoeActs moe;
+};
+
+// What a batch shape needs, carved from one arena. Training keeps every layer's activations
+// (x[0..L], acts[0..L-1]); inference reuses one set (x ping-pongs between two buffers).
+struct Activations {
+  int B = 0, T = 0, max_keys = 0, logit_rows = 0;
+  bool training = false;
+  std::unique_ptr<tensor::Arena> arena;
+  Buf tokens, targets, positions, losses, aux_loss;
+  std::vector<Buf> x;
+  std::vector<LayerActs> layers;
+  Buf norm_final, rstd_final, branch_out;
+  Buf dhidden, dx, dnorm;  // training only
+  LayerGradients grads;
+  Buf logits;  // inference only, when logits are asked for: f32 [logit_rows, V]
+
+  Buf layer_input(int l) { return x[training ? l : l % 2]; }
+  Buf layer_output(int l) { return x[training ? l + 1 : (l + 1) % 2]; }
+  LayerActs& layer(int l) { return layers[training ? l : 0]; }
+};
+
+}  // namespace
 
 struct Model::Impl {
+  std::shared_ptr<tensor::Ops> ops;
   Architecture arch;
   ParameterLayout layout;
-  std::vector<float> params, grads;
   std::unordered_map<std::string, size_t> view_index;
-  cpu::Rope rope;
+  tensor::RopeTables rope;
+  tensor::Arena param_arena;
+  Weights weights;
+  Buf expert_load;  // i64 [moe layers, E]
+  // Training and inference plans are kept apart, so evaluating between steps reallocates nothing.
+  Activations training_plan, inference_plan;
+  Activations* current = &training_plan;
+  Activations& acts_ref() { return *current; }
 
-  // The last forward's inputs and saved activations. x[l] is layer l's input, x[L] the final
-  // hidden state; x_mid[l] is the residual stream between attention and MLP.
-  int B = 0, T = 0, ignore_index = -100, counted = 0;
+  int ignore_index = -100;
   bool backward_ready = false;
-  std::vector<int32_t> tokens, targets, positions;
-  std::vector<Tensor> x, x_mid, norm1, rstd1, norm2, rstd2;
-  std::vector<AttentionActs> attention;
-  std::vector<MlpActs> mlp;
-  std::vector<MoeActs> moe;
-  Tensor branch_out, norm_final, rstd_final, logits, probs;
-
   ExpertLoad load;
   float aux_alpha = 0;
+  float loss_scale = 1.0f;  // of the backward under way (gradient accumulation folds 1/k in here)
 
-  explicit Impl(const Architecture& a) : arch(a), layout(layout_parameters(a)) {
-    params.assign(layout.total, 0.0f);
-    grads.assign(layout.total, 0.0f);
+  Impl(const Architecture& a, std::shared_ptr<tensor::Ops> backend)
+      : ops(backend ? std::move(backend) : std::shared_ptr<tensor::Ops>(tensor::make_cpu_ops())),
+        arch(a),
+        layout(layout_parameters(a)),
+        param_arena(*ops, "parameters") {
     for (size_t i = 0; i < layout.views.size(); i++) view_index[layout.views[i].name] = i;
-    rope = compute_rope(arch.rope_scaling, arch.rope_dim(), arch.max_position_embeddings);
-    rope.interleaved = arch.mla() && arch.rope_interleave;
-    int L = arch.layers;
-    x.resize(L + 1);
-    for (auto* v : {&x_mid, &norm1, &rstd1, &norm2, &rstd2}) v->resize(L);
-    attention.resize(L);
-    mlp.resize(L);
-    moe.resize(L);
-    for (int l = 0; l < L; l++) {
+    kernels::cpu::Rope host_rope = compute_rope(arch.rope_scaling, arch.rope_dim(), arch.max_position_embeddings);
+    host_rope.interleaved = arch.mla() && arch.rope_interleave;
+    rope = ops->prepare_rope(host_rope);
+    for (int l = 0; l < arch.layers; l++) {
       if (!layout.layers[l].moe) continue;
       load.layers.push_back(l);
       load.counts.emplace_back(arch.n_routed, 0);
     }
+    carve_parameters(param_arena);
+    param_arena.commit();
+    carve_parameters(param_arena);
+    ops->zero(weights.grads);
+    if (expert_load.numel > 0) ops->zero(expert_load);
   }
 
-  const float* P() const { return params.data(); }
+  // Master and gradients f32; the working copy is the master itself when activations are f32.
+  void carve_parameters(tensor::Arena& arena) {
+    const int64_t total = int64_t(layout.total);
+    weights.master = arena.take(DType::f32, total);
+    weights.grads = arena.take(DType::f32, total);
+    weights.working = ops->activation_dtype() == DType::f32 ? weights.master : arena.take(ops->activation_dtype(), total);
+    expert_load = arena.take(DType::i64, int64_t(load.layers.size()) * arch.n_routed);
+  }
+
+  void refresh_working() {
+    if (weights.working.data != weights.master.data) ops->cast(weights.working, weights.master);
+  }
 
   void initialize(uint64_t seed, float std) {
+    std::vector<float> params(layout.total, 0.0f);
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, std);
     for (const ParamView& v : layout.views) {
@@ -65,87 +112,143 @@ struct Model::Impl {
       bool is_zero = v.name.ends_with(".bias") || !v.trainable;
       for (size_t i = 0; i < v.numel; i++) p[i] = is_norm ? 1.0f : is_zero ? 0.0f : normal(rng);
     }
+    ops->copy_from_host(weights.master, params.data());
+    refresh_working();
   }
 
-  // Runs the network on B x T tokens at `positions`, filling the activations and logits.
-  // With caches (one per layer) the new keys/values are appended and attention sees them all.
-  void run(const int32_t* input, std::vector<LayerCache>* caches) {
+  // ---- planning: the arena of one batch shape
+  void carve_activations(tensor::Arena& arena, Activations& a, int B, int T, int max_keys, bool training,
+                         int logit_rows) {
+    const DType t = ops->activation_dtype();
+    const int N = B * T, C = arch.hidden, L = arch.layers;
+    Dims d{B, T, Buf{}};
+    a.tokens = arena.take(DType::i32, N);
+    a.targets = arena.take(DType::i32, N);
+    a.positions = arena.take(DType::i32, N);
+    a.losses = arena.take(DType::f32, N);
+    a.aux_loss = arena.take(DType::f32, 1);
+    a.x.resize(training ? L + 1 : 2);
+    for (Buf& x : a.x) x = arena.take(t, int64_t(N) * C);
+    a.layers.resize(training ? L : 1);
+    for (size_t i = 0; i < a.layers.size(); i++) {
+      LayerActs& la = a.layers[i];
+      la.norm1 = arena.take(t, int64_t(N) * C);
+      la.rstd1 = arena.take(DType::f32, N);
+      la.x_mid = arena.take(t, int64_t(N) * C);
+      la.norm2 = arena.take(t, int64_t(N) * C);
+      la.rstd2 = arena.take(DType::f32, N);
+      carve_attention(arena, la.attention, *ops, arch, d, max_keys);
+      // Inference reuses one set for all layers: carve both kinds of feed-forward where both exist.
+      const bool dense = training ? !layout.layers[i].moe : arch.first_k_dense > 0 || arch.n_routed == 0;
+      const bool moe = training ? layout.layers[i].moe : arch.n_routed > 0 && arch.layers > arch.first_k_dense;
+      if (dense) carve_mlp(arena, la.mlp, t, N, arch.intermediate);
+      if (moe) carve_moe(arena, la.moe, t, arch, N);
+    }
+    a.norm_final = arena.take(t, int64_t(N) * C);
+    a.rstd_final = arena.take(DType::f32, N);
+    a.branch_out = arena.take(t, int64_t(N) * C);
+    if (training) {
+      a.dhidden = arena.take(t, int64_t(N) * C);
+      a.dx = arena.take(t, int64_t(N) * C);
+      a.dnorm = arena.take(t, int64_t(N) * C);
+      carve_gradients(arena, a.grads, t, arch, N);
+    } else {
+      a.logits = arena.take(DType::f32, int64_t(logit_rows) * arch.vocab);
+    }
+  }
+
+  // Makes the plan for this shape current, carving a new arena only when the shape changed.
+  void plan(int B, int T, int max_keys, bool training, int logit_rows = 0) {
+    Activations& a = training ? training_plan : inference_plan;
+    current = &a;
+    if (a.arena && a.B == B && a.T == T && a.max_keys == max_keys && a.logit_rows >= logit_rows) return;
+    a.arena.reset();  // the old plan's memory goes back before the new one is taken
+    logit_rows = std::max(logit_rows, a.arena ? 0 : a.logit_rows);
+    auto arena = std::make_unique<tensor::Arena>(*ops, str("activations for ", B, " x ", T, " tokens"));
+    Activations fresh;
+    carve_activations(*arena, fresh, B, T, max_keys, training, logit_rows);
+    arena->commit();
+    carve_activations(*arena, fresh, B, T, max_keys, training, logit_rows);
+    fresh.arena = std::move(arena);
+    fresh.B = B;
+    fresh.T = T;
+    fresh.max_keys = max_keys;
+    fresh.logit_rows = logit_rows;
+    fresh.training = training;
+    a = std::move(fresh);
+  }
+
+  void upload_batch(const int32_t* tokens, int N, int first_position, int T) {
+    std::vector<int32_t> positions(N);
+    for (int n = 0; n < N; n++) positions[n] = first_position + n % T;
+    ops->copy_from_host(acts_ref().tokens.slice(0, N), tokens);
+    ops->copy_from_host(acts_ref().positions.slice(0, N), positions.data());
+  }
+
+  // ---- forward: the network on B x T tokens to the final normed hidden state. With caches (one
+  // per layer) the new keys and values are appended and attention sees them all.
+  void run(int B, int T, std::vector<LayerCache>* caches) {
     const Architecture& a = arch;
-    int N = B * T, C = a.hidden;
-    Dims d{B, T, positions.data()};
-    x[0].resize({N, C});
-    cpu::embedding_forward(x[0].data(), input, P() + layout.embed, N, C);
+    Activations& s = acts_ref();
+    const int N = B * T, C = a.hidden;
+    Dims d{B, T, s.positions.slice(0, N)};
+    ops->embedding_forward(s.layer_input(0), s.tokens.slice(0, N), weights.w(layout.embed, int64_t(a.vocab) * C), N, C);
+    int load_row = 0;
     for (int l = 0; l < a.layers; l++) {
       const LayerParams& p = layout.layers[l];
-      norm1[l].resize({N, C});
-      rstd1[l].resize({N});
-      cpu::rmsnorm_forward(norm1[l].data(), rstd1[l].data(), x[l].data(), P() + p.input_norm, N, C, a.rms_eps);
-      attention_forward(branch_out, attention[l], norm1[l], P(), p, a, rope, d, caches ? &(*caches)[l] : nullptr);
-      add(x_mid[l], x[l], branch_out);
-      norm2[l].resize({N, C});
-      rstd2[l].resize({N});
-      cpu::rmsnorm_forward(norm2[l].data(), rstd2[l].data(), x_mid[l].data(), P() + p.post_norm, N, C, a.rms_eps);
+      LayerActs& la = s.layer(l);
+      Buf x = s.layer_input(l), out = s.layer_output(l);
+      ops->rmsnorm_forward(la.norm1, la.rstd1, x, weights.w(p.input_norm, C), N, C, a.rms_eps);
+      attention_forward(*ops, s.branch_out, la.attention, la.norm1, weights, p, a, rope, d,
+                        caches ? &(*caches)[l] : nullptr);
+      ops->add(la.x_mid, x, s.branch_out);
+      ops->rmsnorm_forward(la.norm2, la.rstd2, la.x_mid, weights.w(p.post_norm, C), N, C, a.rms_eps);
       if (p.moe) {
-        moe_forward(branch_out, moe[l], norm2[l], P(), p, a);
+        Buf load = expert_load.slice(int64_t(load_row++) * a.n_routed, a.n_routed);
+        moe_forward(*ops, s.branch_out, la.moe, la.norm2, weights, p, a, load);
+        if (aux_alpha > 0)
+          ops->moe_sequence_aux_loss(s.aux_loss, Buf{}, la.moe.scores, la.moe.experts, B, T, a.n_routed, a.top_k,
+                                     aux_alpha);
       } else {
-        branch_out.resize({N, C});
-        mlp_forward(branch_out.data(), mlp[l], norm2[l].data(), N, P(), p.mlp);
+        mlp_forward(*ops, s.branch_out, la.mlp, la.norm2, N, weights, p.mlp);
       }
-      add(x[l + 1], x_mid[l], branch_out);
+      ops->add(out, la.x_mid, s.branch_out);
     }
-    norm_final.resize({N, C});
-    rstd_final.resize({N});
-    cpu::rmsnorm_forward(norm_final.data(), rstd_final.data(), x[a.layers].data(), P() + layout.final_norm, N, C,
+    ops->rmsnorm_forward(s.norm_final, s.rstd_final, s.layer_input(a.layers), weights.w(layout.final_norm, C), N, C,
                          a.rms_eps);
-    logits.resize({B, T, a.vocab});
-    cpu::matmul_forward(logits.data(), norm_final.data(), P() + layout.lm_head.weight, nullptr, N, C, a.vocab);
   }
 
-  static void add(Tensor& out, const Tensor& a, const Tensor& b) {
-    out.resize(a.shape());
-    for (int64_t i = 0; i < a.numel(); i++) out.data()[i] = a.data()[i] + b.data()[i];
-  }
+  Buf lm_head() { return weights.w(layout.lm_head.weight, int64_t(arch.vocab) * arch.hidden); }
+  Buf lm_head_grad() { return weights.g(layout.lm_head.weight, int64_t(arch.vocab) * arch.hidden); }
 
-  void count_expert_load() {
-    for (size_t i = 0; i < load.layers.size(); i++)
-      for (int32_t e : moe[load.layers[i]].experts) load.counts[i][e]++;
-  }
-
-  float aux_loss() const {
-    if (aux_alpha <= 0) return 0.0f;
-    Dims d{B, T, positions.data()};
-    float total = 0;
-    for (int l : load.layers) total += sequence_aux_loss(moe[l], arch, d, aux_alpha);
-    return total;
-  }
-
+  // ---- backward from d(final normed hidden) in acts.dhidden down to the embedding.
   void backward() {
     const Architecture& a = arch;
-    int N = B * T, C = a.hidden, V = a.vocab;
-    Dims d{B, T, positions.data()};
-    float* G = grads.data();
-    Tensor dlogits({N, V}), dnorm({N, C}), dx({N, C});
-    cpu::cross_entropy_backward(dlogits.data(), probs.data(), targets.data(), N, V, ignore_index, counted, 1.0f);
-    cpu::matmul_backward(dnorm.data(), G + layout.lm_head.weight, nullptr, dlogits.data(), norm_final.data(),
-                         P() + layout.lm_head.weight, N, C, V);
-    cpu::rmsnorm_backward(dx.data(), G + layout.final_norm, dnorm.data(), x[a.layers].data(), P() + layout.final_norm,
-                          rstd_final.data(), N, C);
+    Activations& s = acts_ref();
+    const int N = s.B * s.T, C = a.hidden;
+    Dims d{s.B, s.T, s.positions.slice(0, N)};
+    ops->zero(s.dx);
+    ops->rmsnorm_backward(s.dx, weights.g(layout.final_norm, C), s.dhidden, s.layer_input(a.layers),
+                          weights.w(layout.final_norm, C), s.rstd_final, N, C);
     for (int l = a.layers - 1; l >= 0; l--) {
       const LayerParams& p = layout.layers[l];
+      LayerActs& la = s.layer(l);
       // dx holds d(x[l+1]); the residual passes it to x_mid unchanged, the MLP branch adds to it.
-      dnorm.zero();
+      ops->zero(s.dnorm);
       if (p.moe)
-        moe_backward(dnorm.data(), G, dx, moe[l], norm2[l], P(), p, a, d, aux_alpha);
+        moe_backward(*ops, s.dnorm, s.dx, la.moe, s.grads, la.norm2, weights, p, a, d, aux_alpha * loss_scale,
+                     s.aux_loss);
       else
-        mlp_backward(dnorm.data(), G, dx.data(), mlp[l], norm2[l].data(), N, P(), p.mlp);
-      cpu::rmsnorm_backward(dx.data(), G + p.post_norm, dnorm.data(), x_mid[l].data(), P() + p.post_norm,
-                            rstd2[l].data(), N, C);
-      dnorm.zero();
-      attention_backward(dnorm.data(), G, dx, attention[l], norm1[l], P(), p, a, rope, d);
-      cpu::rmsnorm_backward(dx.data(), G + p.input_norm, dnorm.data(), x[l].data(), P() + p.input_norm,
-                            rstd1[l].data(), N, C);
+        mlp_backward(*ops, s.dnorm, s.dx, la.mlp, s.grads.dact, s.grads.dgate, s.grads.dup, la.norm2, N, weights,
+                     p.mlp);
+      ops->rmsnorm_backward(s.dx, weights.g(p.post_norm, C), s.dnorm, la.x_mid, weights.w(p.post_norm, C), la.rstd2,
+                            N, C);
+      ops->zero(s.dnorm);
+      attention_backward(*ops, s.dnorm, s.dx, la.attention, s.grads, la.norm1, weights, p, a, rope, d);
+      ops->rmsnorm_backward(s.dx, weights.g(p.input_norm, C), s.dnorm, s.layer_input(l), weights.w(p.input_norm, C),
+                            la.rstd1, N, C);
     }
-    cpu::embedding_backward(G + layout.embed, dx.data(), tokens.data(), N, C);
+    ops->embedding_backward(weights.g(layout.embed, int64_t(a.vocab) * C), s.dx, s.tokens.slice(0, N), N, C, a.vocab);
   }
 
   void check_tokens(const int32_t* input, int n) const {
@@ -154,9 +257,46 @@ struct Model::Impl {
         throw UsageError(str("model: token id ", input[i], " at position ", i, " is outside the vocabulary [0, ",
                              arch.vocab, ")"));
   }
+
+  // Uploads the targets and returns how many count (not ignore_index).
+  int upload_targets(const int32_t* targets, int N) {
+    int counted = 0;
+    for (int n = 0; n < N; n++) {
+      if (targets[n] == ignore_index) continue;
+      if (targets[n] < 0 || targets[n] >= arch.vocab)
+        throw UsageError(str("model: target ", targets[n], " at position ", n, " is outside the vocabulary"));
+      counted++;
+    }
+    ops->copy_from_host(acts_ref().targets.slice(0, N), targets);
+    return counted;
+  }
+
+  void start(const int32_t* tokens, int B, int T, bool training, int logit_rows = 0) {
+    if (B <= 0 || T <= 0) throw UsageError(str("model: forward needs B, T > 0 (got ", B, ", ", T, ")"));
+    check_tokens(tokens, B * T);
+    plan(B, T, T, training, logit_rows);
+    upload_batch(tokens, B * T, 0, T);
+    ops->zero(acts_ref().aux_loss);
+  }
+
+  // The mean loss of the batch (+ the aux loss when training with it); with backward, the
+  // gradients of loss_scale * that loss.
+  float loss(const int32_t* targets, bool backward, float loss_scale) {
+    Activations& acts = acts_ref();
+    const int N = acts.B * acts.T, C = arch.hidden;
+    const int counted = upload_targets(targets, N);
+    const float dscale = backward && counted > 0 ? loss_scale / float(counted) : 0.0f;
+    if (backward) ops->zero(acts.dhidden);
+    ops->lm_head_loss(acts.losses.slice(0, N), backward ? acts.dhidden : Buf{}, backward ? lm_head_grad() : Buf{},
+                      acts.norm_final, lm_head(), acts.targets.slice(0, N), N, C, arch.vocab, ignore_index, dscale);
+    const double total = ops->sum(acts.losses.slice(0, N));
+    const double aux = aux_alpha > 0 ? ops->sum(acts.aux_loss) : 0.0;
+    return counted ? float(total / counted + aux) : float(aux);
+  }
 };
 
-Model::Model(const Architecture& arch, uint64_t seed, float init_std) : impl_(std::make_unique<Impl>(arch)) {
+Model::Model(const Architecture& arch, uint64_t seed, float init_std, std::shared_ptr<tensor::Ops> ops)
+    : impl_(std::make_unique<Impl>(arch, std::move(ops))) {
   impl_->initialize(seed, init_std);
 }
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -165,9 +305,42 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
 const Architecture& Model::architecture() const { return impl_->arch; }
-std::span<float> Model::parameters() { return impl_->params; }
-std::span<const float> Model::parameters() const { return impl_->params; }
-std::span<float> Model::gradients() { return impl_->grads; }
+tensor::Ops& Model::ops() const { return *impl_->ops; }
+const std::shared_ptr<tensor::Ops>& Model::shared_ops() const { return impl_->ops; }
+tensor::Buf Model::master() { return impl_->weights.master; }
+tensor::Buf Model::working() { return impl_->weights.working; }
+tensor::Buf Model::gradient_buffer() { return impl_->weights.grads; }
+
+std::vector<float> Model::copy_parameters() const {
+  std::vector<float> out(impl_->layout.total);
+  impl_->ops->copy_to_host(out.data(), impl_->weights.master);
+  return out;
+}
+
+void Model::set_parameters(std::span<const float> values) {
+  if (values.size() != impl_->layout.total)
+    throw InternalError(str("model: ", values.size(), " parameters given for ", impl_->layout.total));
+  impl_->ops->copy_from_host(impl_->weights.master, values.data());
+  impl_->refresh_working();
+}
+
+std::vector<float> Model::copy_gradients() const {
+  std::vector<float> out(impl_->layout.total);
+  impl_->ops->copy_to_host(out.data(), impl_->weights.grads);
+  return out;
+}
+
+namespace {
+std::span<float> host_span(const tensor::Ops& ops, Buf b) {
+  if (ops.device() != tensor::Device::cpu)
+    throw InternalError("model: host views of the parameters exist on the CPU backend only (use copy_parameters)");
+  return {b.as<float>(), size_t(b.numel)};
+}
+}  // namespace
+
+std::span<float> Model::parameters() { return host_span(*impl_->ops, impl_->weights.master); }
+std::span<const float> Model::parameters() const { return host_span(*impl_->ops, impl_->weights.master); }
+std::span<float> Model::gradients() { return host_span(*impl_->ops, impl_->weights.grads); }
 const std::vector<ParamView>& Model::parameter_views() const { return impl_->layout.views; }
 size_t Model::parameter_count() const { return impl_->layout.total; }
 
@@ -178,101 +351,149 @@ const ParamView& Model::view(const std::string& name) const {
 }
 std::span<float> Model::parameter(const std::string& name) {
   const ParamView& v = view(name);
-  return {impl_->params.data() + v.offset, v.numel};
+  return parameters().subspan(v.offset, v.numel);
 }
 std::span<float> Model::gradient(const std::string& name) {
   const ParamView& v = view(name);
-  return {impl_->grads.data() + v.offset, v.numel};
+  return gradients().subspan(v.offset, v.numel);
 }
 
 float Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T, int ignore_index) {
   Impl& m = *impl_;
-  if (B <= 0 || T <= 0) throw UsageError(str("model: forward needs B, T > 0 (got ", B, ", ", T, ")"));
-  int N = B * T;
-  m.check_tokens(tokens, N);
-  m.B = B;
-  m.T = T;
   m.ignore_index = ignore_index;
-  m.tokens.assign(tokens, tokens + N);
-  m.positions.resize(N);
-  for (int n = 0; n < N; n++) m.positions[n] = n % T;
-  m.run(tokens, nullptr);
-  m.count_expert_load();
-  m.backward_ready = targets != nullptr;
-  if (!targets) return 0.0f;
-  for (int n = 0; n < N; n++)
-    if (targets[n] != ignore_index && (targets[n] < 0 || targets[n] >= m.arch.vocab))
-      throw UsageError(str("model: target ", targets[n], " at position ", n, " is outside the vocabulary"));
-  m.targets.assign(targets, targets + N);
-  m.probs.resize({N, m.arch.vocab});
-  float loss = cpu::cross_entropy_forward(m.probs.data(), m.logits.data(), targets, N, m.arch.vocab, ignore_index,
-                                          &m.counted);
-  return loss + m.aux_loss();
+  m.start(tokens, B, T, false);
+  m.run(B, T, nullptr);
+  m.backward_ready = false;
+  return m.loss(targets, false, 1.0f);
 }
 
-std::span<const float> Model::logits() const {
-  return {impl_->logits.data(), (size_t)impl_->logits.numel()};
+float Model::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int ignore_index,
+                              float loss_scale) {
+  Impl& m = *impl_;
+  m.ignore_index = ignore_index;
+  m.start(tokens, B, T, true);
+  m.run(B, T, nullptr);
+  m.loss_scale = loss_scale;
+  const float loss = m.loss(targets, true, loss_scale);
+  m.backward();
+  m.backward_ready = false;
+  return loss;
 }
 
-void Model::backward() {
-  if (!impl_->backward_ready) throw UsageError("model: backward() needs a forward() with targets first");
+std::vector<float> Model::logits(const int32_t* tokens, int B, int T) {
+  Impl& m = *impl_;
+  m.start(tokens, B, T, false, B * T);
+  m.run(B, T, nullptr);
+  const int N = B * T, V = m.arch.vocab;
+  Buf out = m.acts_ref().logits.slice(0, int64_t(N) * V);
+  m.ops->lm_head_logits(out, m.acts_ref().norm_final, m.lm_head(), N, m.arch.hidden, V);
+  std::vector<float> host(size_t(N) * V);
+  m.ops->copy_to_host(host.data(), out);
+  return host;
+}
+
+void Model::forward_hidden(const int32_t* tokens, int B, int T, bool training) {
+  Impl& m = *impl_;
+  m.start(tokens, B, T, training);
+  m.run(B, T, nullptr);
+  m.backward_ready = training;
+  if (training) m.ops->zero(m.acts_ref().dhidden);
+}
+
+tensor::Buf Model::hidden() {
+  Activations& a = impl_->acts_ref();
+  return a.norm_final.slice(0, int64_t(a.B) * a.T * impl_->arch.hidden);
+}
+tensor::Buf Model::hidden_gradient() {
+  Activations& a = impl_->acts_ref();
+  return a.dhidden.empty() ? Buf{} : a.dhidden.slice(0, int64_t(a.B) * a.T * impl_->arch.hidden);
+}
+void Model::backward_from_hidden() {
+  if (!impl_->backward_ready) throw UsageError("model: backward_from_hidden() needs forward_hidden(training) first");
   impl_->backward();
+  impl_->backward_ready = false;
 }
+tensor::Buf Model::lm_head_weight() { return impl_->lm_head(); }
+tensor::Buf Model::lm_head_gradient() { return impl_->lm_head_grad(); }
 
-void Model::zero_grad() { std::fill(impl_->grads.begin(), impl_->grads.end(), 0.0f); }
+void Model::zero_grad() { impl_->ops->zero(impl_->weights.grads); }
 
 KvCache Model::new_kv_cache(int B, int max_length) const {
   const Architecture& a = impl_->arch;
-  int heads = a.mla() ? a.heads : a.kv_heads;
-  int k_dim = a.qk_head_dim(), v_dim = a.mla() ? a.v_head_dim : a.head_dim;
+  const int heads = a.mla() ? a.heads : a.kv_heads;
+  const int64_t k_row = int64_t(heads) * a.qk_head_dim(), v_row = int64_t(heads) * (a.mla() ? a.v_head_dim : a.head_dim);
   KvCache cache;
   cache.batch = B;
   cache.max_length = max_length;
-  for (int l = 0; l < a.layers; l++) {
-    cache.k.emplace_back((size_t)B * max_length * heads * k_dim, 0.0f);
-    cache.v.emplace_back((size_t)B * max_length * heads * v_dim, 0.0f);
-  }
+  cache.arena = std::make_unique<tensor::Arena>(*impl_->ops, str("KV cache for ", B, " x ", max_length, " positions"));
+  auto carve = [&](tensor::Arena& arena) {
+    cache.k.clear();
+    cache.v.clear();
+    for (int l = 0; l < a.layers; l++) {
+      cache.k.push_back(arena.take(impl_->ops->activation_dtype(), int64_t(B) * max_length * k_row));
+      cache.v.push_back(arena.take(impl_->ops->activation_dtype(), int64_t(B) * max_length * v_row));
+    }
+    cache.k_all = arena.take(impl_->ops->activation_dtype(), int64_t(B) * max_length * k_row);
+    cache.v_all = arena.take(impl_->ops->activation_dtype(), int64_t(B) * max_length * v_row);
+  };
+  carve(*cache.arena);
+  cache.arena->commit();
+  carve(*cache.arena);
   return cache;
 }
 
-std::span<const float> Model::forward_cached(KvCache& cache, const int32_t* tokens, int B, int T) {
+std::vector<float> Model::forward_cached(KvCache& cache, const int32_t* tokens, int B, int T, bool all_positions) {
   Impl& m = *impl_;
   if (B != cache.batch || T <= 0 || cache.length + T > cache.max_length)
     throw UsageError(str("model: KV cache holds ", cache.batch, " x ", cache.max_length, " positions with ",
                          cache.length, " used; cannot add ", B, " x ", T));
   m.check_tokens(tokens, B * T);
-  m.B = B;
-  m.T = T;
-  m.positions.resize(B * T);
-  for (int n = 0; n < B * T; n++) m.positions[n] = cache.length + n % T;
+  const int C = m.arch.hidden, V = m.arch.vocab, rows = all_positions ? B * T : B;
+  m.plan(B, T, cache.max_length, false, rows);
+  m.upload_batch(tokens, B * T, cache.length, T);
   std::vector<LayerCache> layers(m.arch.layers);
   for (int l = 0; l < m.arch.layers; l++)
-    layers[l] = LayerCache{cache.k[l].data(), cache.v[l].data(), cache.max_length, cache.length};
-  m.run(tokens, &layers);
+    layers[l] = LayerCache{cache.k[l], cache.v[l], cache.k_all, cache.v_all, cache.max_length, cache.length};
+  m.run(B, T, &layers);
   m.backward_ready = false;
   cache.length += T;
-  return logits();
+
+  Activations& acts = m.acts_ref();
+  Buf hidden = acts.norm_final;
+  if (!all_positions && T > 1) {
+    // The last position of each sequence, gathered at the front of branch_out (free after run()).
+    hidden = acts.branch_out.slice(0, int64_t(B) * C);
+    m.ops->copy_columns(hidden, C, 0, acts.norm_final, T * C, (T - 1) * C, B, C, false);
+  }
+  Buf out = acts.logits.slice(0, int64_t(rows) * V);
+  m.ops->lm_head_logits(out, hidden.slice(0, int64_t(rows) * C), m.lm_head(), rows, C, V);
+  std::vector<float> host(size_t(rows) * V);
+  m.ops->copy_to_host(host.data(), out);
+  return host;
 }
 
-const ExpertLoad& Model::expert_load() const { return impl_->load; }
+const ExpertLoad& Model::expert_load() const {
+  Impl& m = *impl_;
+  if (m.expert_load.numel == 0) return m.load;
+  std::vector<int64_t> counts(size_t(m.expert_load.numel));
+  m.ops->copy_to_host(counts.data(), m.expert_load);
+  for (size_t i = 0; i < m.load.counts.size(); i++)
+    std::copy_n(counts.begin() + int64_t(i) * m.arch.n_routed, m.arch.n_routed, m.load.counts[i].begin());
+  return m.load;
+}
 
 void Model::reset_expert_load() {
-  for (auto& counts : impl_->load.counts) std::fill(counts.begin(), counts.end(), 0);
+  if (impl_->expert_load.numel > 0) impl_->ops->zero(impl_->expert_load);
 }
 
 void Model::update_expert_bias(float speed) {
   Impl& m = *impl_;
   for (size_t i = 0; i < m.load.layers.size(); i++) {
-    const std::vector<int64_t>& counts = m.load.counts[i];
-    double mean = 0;
-    for (int64_t c : counts) mean += (double)c;
-    mean /= (double)counts.size();
-    float* bias = m.params.data() + m.layout.layers[m.load.layers[i]].router_bias;
-    for (size_t e = 0; e < counts.size(); e++) {
-      double gap = mean - (double)counts[e];
-      bias[e] += speed * (float)((gap > 0) - (gap < 0));
-    }
+    Buf bias = m.weights.master.slice(int64_t(m.layout.layers[m.load.layers[i]].router_bias), m.arch.n_routed);
+    m.ops->moe_update_bias(bias, m.expert_load.slice(int64_t(i) * m.arch.n_routed, m.arch.n_routed), m.arch.n_routed,
+                           speed);
   }
+  // Routing reads the biases from the master weights, so the working copy needs no refresh.
 }
 
 void Model::set_sequence_aux_loss(float alpha) { impl_->aux_alpha = alpha; }

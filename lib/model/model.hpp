@@ -1,24 +1,29 @@
 // The model engine: one definition of the llama / qwen2 / deepseek_v3 decoder, forward and
-// backward on the CPU reference kernels (kernels/cpu), the way llm.c's train_gpt2.c does it.
+// backward on the op interface (tensor/ops.hpp), so the same code runs on the CPU reference
+// backend and on CUDA, the way llm.c's train_gpt2.c / train_gpt2.cu do it.
 //
-// All parameters live in one flat fp32 buffer; each HF tensor (name as the Hub stores it, e.g.
-// "model.layers.3.self_attn.q_proj.weight" or "model.layers.1.mlp.experts.7.up_proj.weight") is a
-// named view into it. Gradients have exactly the same layout, so an optimizer or an all-reduce
-// walks one array. Gradients ACCUMULATE: backward() adds (+=) into them, zero_grad() clears them,
-// so calling forward/backward k times before a step is gradient accumulation.
+// All parameters live in one flat fp32 buffer (the master weights); each HF tensor (name as the
+// Hub stores it, e.g. "model.layers.3.self_attn.q_proj.weight") is a named view into it. The
+// layers read a working copy in the backend's activation dtype (the same memory on the CPU and in
+// fp32; bf16 on CUDA by default), refreshed by the optimizer. Gradients are f32 with the same
+// layout and ACCUMULATE: forward_backward() adds (+=) into them, zero_grad() clears them, so k
+// calls before a step are gradient accumulation. Activations live in arenas planned for a batch
+// shape before its first step; nothing is allocated while the shape stays the same.
 //
-//   Model model(read_hf_config("config.json"), 1);     // random init, normal(0, 0.02), norms = 1
-//   Model model = Model::load_hf_checkpoint(dir);      // or the weights of an HF checkpoint
-//   float loss = model.forward(tokens, targets, B, T); // tokens, targets: [B,T] row-major
-//   model.backward();                                  // += d(loss)/d(params) into gradients()
-//   ... optimizer on model.parameters() / model.gradients(); model.zero_grad();
+//   Model model(read_hf_config("config.json"), 1);           // random init on the CPU
+//   Model model = Model::load_hf_checkpoint(dir, ops);       // or an HF checkpoint, on `ops`
+//   float loss = model.forward_backward(tokens, targets, B, T);  // += d(loss)/d(params)
+//   float val = model.forward(tokens, targets, B, T);        // loss only
+//   std::vector<float> logits = model.logits(tokens, B, T);  // [B,T,V] (tests, small batches)
 //
-//   KvCache cache = model.new_kv_cache(B, max_len);    // generation:
-//   model.forward_cached(cache, prompt, B, T0);        // prefill, logits() is [B,T0,V]
-//   model.forward_cached(cache, next, B, 1);           // one token at a time, logits() is [B,1,V]
+//   KvCache cache = model.new_kv_cache(B, max_len);          // generation:
+//   model.forward_cached(cache, prompt, B, T0);              // prefill: logits of the last position [B,V]
+//   model.forward_cached(cache, next, B, 1);                 // one token at a time
 //
 // Loss is the mean of the softmax cross-entropy over targets != ignore_index (HF's convention;
-// targets are already the next tokens: no shift happens inside).
+// targets are already the next tokens: no shift happens inside), computed by the fused chunked
+// LM head so that [B*T, V] logits never exist during training. The loss lives outside the layers:
+// forward_hidden / backward_from_hidden let another loss (distillation) drive the same model.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +35,8 @@
 #include <vector>
 
 #include "model/architecture.hpp"
+#include "tensor/arena.hpp"
+#include "tensor/ops.hpp"
 
 namespace dsk::model {
 
@@ -43,14 +50,16 @@ struct ParamView {
                                // their gradient stays 0 and an optimizer must leave them alone
 };
 
-// Keys and values of every layer for positions [0, length) of each of `batch` sequences. For MLA
-// the per-head keys and values are kept expanded (not the compressed latent).
+// Keys and values of every layer for positions [0, length) of each of `batch` sequences, in the
+// model's backend memory. For MLA the per-head keys and values are kept expanded (not the
+// compressed latent).
 struct KvCache {
   int batch = 0;
   int max_length = 0;
-  int length = 0;                      // positions already filled
-  std::vector<std::vector<float>> k;   // per layer: [B, max_length, kv_heads, k_dim]
-  std::vector<std::vector<float>> v;   // per layer: [B, max_length, kv_heads, v_dim]
+  int length = 0;                // positions already filled
+  std::vector<tensor::Buf> k, v;  // per layer: [B, max_length, kv_heads * k_dim] (and v_dim)
+  tensor::Buf k_all, v_all;       // where attention reads the filled positions contiguously
+  std::unique_ptr<tensor::Arena> arena;
 };
 
 // Routed-expert statistics of MoE layers since the last reset_expert_load().
@@ -64,7 +73,8 @@ class Model {
   // Random init with `seed`: Linear and embedding weights ~ normal(0, init_std), biases 0,
   // RMSNorm weights 1, e_score_correction_bias 0 (HF's _init_weights with initializer_range).
   // The Architecture comes from an HF config.json through read_hf_config (hf_config.hpp).
-  Model(const Architecture& arch, uint64_t seed, float init_std = 0.02f);
+  // ops: the backend (tensor/device.hpp); null means the CPU reference.
+  Model(const Architecture& arch, uint64_t seed, float init_std = 0.02f, std::shared_ptr<tensor::Ops> ops = nullptr);
   ~Model();
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
@@ -73,43 +83,68 @@ class Model {
   // shards, expert weights per expert as the Hub stores them. F32/BF16/F16 tensors become fp32. A
   // missing or unexpected tensor, or a wrong shape, is a DataError naming it (lm_head.weight of a
   // tied model and DeepSeek's MTP layers past num_hidden_layers are skipped, as HF does).
-  static Model load_hf_checkpoint(const std::filesystem::path& dir);
+  static Model load_hf_checkpoint(const std::filesystem::path& dir, std::shared_ptr<tensor::Ops> ops = nullptr);
   // Writes config.json and model.safetensors (sharded with an index past max_shard_bytes), each
   // file to a temporary name renamed when whole. dtype: "F32", "BF16" or "F16".
   void save_hf_checkpoint(const std::filesystem::path& dir, const std::string& dtype = "BF16",
                           size_t max_shard_bytes = size_t(5) << 30) const;
 
   const Architecture& architecture() const;
+  tensor::Ops& ops() const;
+  const std::shared_ptr<tensor::Ops>& shared_ops() const;
 
+  // The flat buffers in backend memory: master weights (f32), working copy (act), gradients (f32).
+  tensor::Buf master();
+  tensor::Buf working();
+  tensor::Buf gradient_buffer();
+  // Host copies, for checkpoints and tests (wait for the device). set_parameters refreshes the
+  // working copy.
+  std::vector<float> copy_parameters() const;
+  void set_parameters(std::span<const float> values);
+  std::vector<float> copy_gradients() const;
+  // Host views of the same buffers: the CPU backend only (InternalError on CUDA).
   std::span<float> parameters();
   std::span<const float> parameters() const;
   std::span<float> gradients();
-  const std::vector<ParamView>& parameter_views() const;
-  const ParamView& view(const std::string& name) const;  // UsageError when unknown
   std::span<float> parameter(const std::string& name);
   std::span<float> gradient(const std::string& name);
+
+  const std::vector<ParamView>& parameter_views() const;
+  const ParamView& view(const std::string& name) const;  // UsageError when unknown
   size_t parameter_count() const;
 
-  // tokens, targets: [B,T] row-major. targets may be null (logits only, returns 0); positions
-  // whose target is ignore_index count for nothing. Returns the mean loss (plus the sequence-wise
-  // aux loss when enabled). logits() is then [B,T,V]. Saves the activations backward() needs.
+  // tokens, targets: [B,T] row-major, host memory. Positions whose target is ignore_index count
+  // for nothing. forward returns the mean loss (plus the sequence-wise aux loss when enabled);
+  // forward_backward also adds loss_scale * d(loss)/d(params) into the gradients.
   float forward(const int32_t* tokens, const int32_t* targets, int B, int T, int ignore_index = -100);
-  std::span<const float> logits() const;
-
-  // d(loss)/d(params) of the last forward (which must have had targets), added into gradients().
-  void backward();
+  float forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int ignore_index = -100,
+                         float loss_scale = 1.0f);
+  // All logits [B,T,V] on the host (tests and small batches: they do exist at once here).
+  std::vector<float> logits(const int32_t* tokens, int B, int T);
   void zero_grad();
 
-  // Generation: appends T positions per sequence to `cache` and computes their logits (no saved
-  // activations, no backward). Matches forward() on the same whole sequence.
+  // For losses other than next-token cross-entropy: run to the final normed hidden state
+  // (hidden() [B*T, C], act), put d(loss)/d(hidden) into hidden_gradient() (zeroed by
+  // forward_hidden when training), then backward_from_hidden(). The LM head's weight is
+  // lm_head_weight() (act) and its gradient lm_head_gradient() (f32).
+  void forward_hidden(const int32_t* tokens, int B, int T, bool training);
+  tensor::Buf hidden();
+  tensor::Buf hidden_gradient();
+  void backward_from_hidden();
+  tensor::Buf lm_head_weight();
+  tensor::Buf lm_head_gradient();
+
+  // Generation: appends T positions per sequence to `cache` and returns the logits (host, f32) of
+  // the last new position of each sequence [B,V], or of all of them [B,T,V] with all_positions.
+  // No saved activations, no backward. Matches forward() on the same whole sequence.
   KvCache new_kv_cache(int B, int max_length) const;
-  std::span<const float> forward_cached(KvCache& cache, const int32_t* tokens, int B, int T);
+  std::vector<float> forward_cached(KvCache& cache, const int32_t* tokens, int B, int T, bool all_positions = false);
 
   // MoE (deepseek_v3). Auxiliary-loss-free balancing: after a step, every MoE layer's
   // e_score_correction_bias[e] += speed * sign(mean_load - load[e]) with the counts gathered since
-  // the last reset. The sequence-wise aux loss (alpha * sum_e f_e * P_e per sequence, DeepSeek-V3
-  // eq. 17-20) is added to forward()'s loss when alpha > 0.
-  const ExpertLoad& expert_load() const;
+  // the last reset (on the device: no host round trip). The sequence-wise aux loss (alpha * sum_e
+  // f_e * P_e per sequence, DeepSeek-V3 eq. 17-20) is added to the loss when alpha > 0.
+  const ExpertLoad& expert_load() const;  // copies the counts to the host
   void reset_expert_load();
   void update_expert_bias(float speed);
   void set_sequence_aux_loss(float alpha);

@@ -6,37 +6,65 @@
 
 namespace dsk::train {
 
-AdamW::AdamW(std::size_t parameter_count, AdamWSettings settings)
-    : settings_(settings), m_(parameter_count, 0.0f), v_(parameter_count, 0.0f) {}
+using tensor::Buf;
+using tensor::DType;
 
-void AdamW::step(std::span<float> params, std::span<const float> grads, std::span<const std::uint8_t> decay_mask,
-                 float lr) {
-  if (params.size() != m_.size() || grads.size() != m_.size() ||
-      (!decay_mask.empty() && decay_mask.size() != m_.size()))
-    throw InternalError("AdamW::step: buffer sizes differ from the optimizer's parameter count");
-  ++step_;
-  const double correction1 = 1.0 - std::pow(double(settings_.beta1), double(step_));
-  const double correction2 = 1.0 - std::pow(double(settings_.beta2), double(step_));
-  const float b1 = settings_.beta1, b2 = settings_.beta2;
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    float g = grads[i];
-    m_[i] = b1 * m_[i] + (1.0f - b1) * g;
-    v_[i] = b2 * v_[i] + (1.0f - b2) * g * g;
-    float m_hat = float(m_[i] / correction1);
-    float v_hat = float(v_[i] / correction2);
-    float decay = (decay_mask.empty() || decay_mask[i]) ? settings_.weight_decay * params[i] : 0.0f;
-    params[i] -= lr * (m_hat / (std::sqrt(v_hat) + settings_.eps) + decay);
-  }
+AdamW::AdamW(tensor::Ops& ops, std::size_t parameter_count, AdamWSettings settings,
+             std::span<const std::uint8_t> decay_mask)
+    : ops_(ops), settings_(settings), count_(parameter_count), arena_(ops, "optimizer state (AdamW m and v)") {
+  if (!decay_mask.empty() && decay_mask.size() != parameter_count)
+    throw InternalError("AdamW: the decay mask's length differs from the parameter count");
+  auto carve = [&](tensor::Arena& arena) {
+    m_ = arena.take(DType::f32, int64_t(count_));
+    v_ = arena.take(DType::f32, int64_t(count_));
+    mask_ = decay_mask.empty() ? Buf{} : arena.take(DType::u8, int64_t(count_));
+  };
+  carve(arena_);
+  arena_.commit();
+  carve(arena_);
+  ops_.zero(m_);
+  ops_.zero(v_);
+  if (!mask_.empty()) ops_.copy_from_host(mask_, decay_mask.data());
 }
 
-float clip_grad_norm(std::span<float> grads, float max_norm) {
-  double sum_sq = 0.0;
-  for (float g : grads) sum_sq += double(g) * g;
-  float norm = float(std::sqrt(sum_sq));
-  if (max_norm > 0.0f && std::isfinite(norm) && norm > max_norm) {
-    float scale = max_norm / norm;
-    for (float& g : grads) g *= scale;
-  }
+void AdamW::step(Buf params, Buf working, Buf grads, float lr) {
+  if (size_t(params.numel) != count_ || size_t(grads.numel) != count_)
+    throw InternalError("AdamW::step: buffer sizes differ from the optimizer's parameter count");
+  ++step_;
+  tensor::AdamWStep s;
+  s.lr = lr;
+  s.beta1 = settings_.beta1;
+  s.beta2 = settings_.beta2;
+  s.eps = settings_.eps;
+  s.weight_decay = settings_.weight_decay;
+  s.bias_correction1 = 1.0 - std::pow(double(settings_.beta1), double(step_));
+  s.bias_correction2 = 1.0 - std::pow(double(settings_.beta2), double(step_));
+  ops_.adamw_step(params, working, grads, m_, v_, mask_, s);
+}
+
+std::vector<float> AdamW::copy_first_moment() const {
+  std::vector<float> out(count_);
+  ops_.copy_to_host(out.data(), m_);
+  return out;
+}
+
+std::vector<float> AdamW::copy_second_moment() const {
+  std::vector<float> out(count_);
+  ops_.copy_to_host(out.data(), v_);
+  return out;
+}
+
+void AdamW::restore(std::span<const float> m, std::span<const float> v, std::int64_t steps) {
+  if (m.size() != count_ || v.size() != count_)
+    throw InternalError("AdamW::restore: moments of another length than the parameters");
+  ops_.copy_from_host(m_, m.data());
+  ops_.copy_from_host(v_, v.data());
+  step_ = steps;
+}
+
+float clip_grad_norm(tensor::Ops& ops, Buf grads, float max_norm) {
+  float norm = float(std::sqrt(ops.sum_of_squares(grads)));
+  if (max_norm > 0.0f && std::isfinite(norm) && norm > max_norm) ops.scale(grads, max_norm / norm);
   return norm;
 }
 

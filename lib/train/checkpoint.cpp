@@ -133,8 +133,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const model::Model& model, Ada
   fs::create_directories(dsk_dir);
   write_file_atomic(dsk_dir / "config.yaml", extras.config_yaml);
   write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(state));
-  save_optimizer_state(dsk_dir / "optimizer.bin.zst", optimizer.steps_taken(), model.parameters(),
-                       optimizer.first_moment(), optimizer.second_moment());
+  save_optimizer_state(dsk_dir / "optimizer.bin.zst", optimizer.steps_taken(), model.copy_parameters(),
+                       optimizer.copy_first_moment(), optimizer.copy_second_moment());
   directory.commit(/*replace_existing=*/true);
   return target;
 }
@@ -150,10 +150,8 @@ TrainingState load_checkpoint_state(const fs::path& checkpoint, model::Model& mo
   const fs::path dsk_dir = checkpoint / "dsk";
   TrainingState state = state_from_yaml(dsk_dir / "state.yaml");
   OptimizerState saved = load_optimizer_state(dsk_dir / "optimizer.bin.zst", model.parameter_count());
-  std::copy(saved.master.begin(), saved.master.end(), model.parameters().begin());
-  optimizer.first_moment() = std::move(saved.m);
-  optimizer.second_moment() = std::move(saved.v);
-  optimizer.set_steps_taken(saved.adam_steps);
+  model.set_parameters(saved.master);
+  optimizer.restore(saved.m, saved.v, saved.adam_steps);
   return state;
 }
 

@@ -57,7 +57,7 @@ nlohmann::json yaml_to_json(const YAML::Node& node) {
   }
 }
 
-model::Model model_from_config(const Config& config, uint64_t seed) {
+model::Model model_from_config(const Config& config, uint64_t seed, std::shared_ptr<tensor::Ops> ops) {
   const int sources = int(config.has("model.config_json")) + int(config.has("model.config")) +
                       int(config.has("model.init_from"));
   if (sources != 1)
@@ -66,7 +66,7 @@ model::Model model_from_config(const Config& config, uint64_t seed) {
   if (config.has("model.init_from")) {
     const std::filesystem::path directory = local_checkpoint(config.get_string("model.init_from"));
     log_info("model: weights of ", directory.string());
-    return model::Model::load_hf_checkpoint(directory);
+    return model::Model::load_hf_checkpoint(directory, ops);
   }
   model::Architecture arch;
   if (config.has("model.config_json")) {
@@ -75,7 +75,7 @@ model::Model model_from_config(const Config& config, uint64_t seed) {
     arch = model::architecture_from_hf_config(yaml_to_json(config.get_tree("model.config")),
                                               str(config.source(), ": model.config"));
   }
-  return model::Model(arch, seed);
+  return model::Model(arch, seed, 0.02f, ops);
 }
 
 }  // namespace dsk::train

@@ -15,7 +15,8 @@
 
 namespace dsk::train {
 
-model::Model model_from_config(const Config& config, uint64_t seed);
+// ops: the backend the model lives on (tensor/device.hpp).
+model::Model model_from_config(const Config& config, uint64_t seed, std::shared_ptr<tensor::Ops> ops);
 
 // YAML (inline config.json fields) as JSON: integers, numbers, booleans and null by their YAML
 // spelling, everything else a string; maps and sequences recursively.

@@ -31,6 +31,9 @@ Schema build_schema() {
   s.integer("steps", std::nullopt, "optimizer steps (or give tokens)").minimum = 1;
   s.integer("tokens", std::nullopt, "token budget: steps = tokens / (micro_batch * grad_accum * seq_len)").minimum = 1;
   s.integer("seed", 1, "seed of initialization and data order");
+  s.choice("device", "auto", {"auto", "cpu", "cuda"}, "where to train (auto: CUDA when a GPU is visible)");
+  s.choice("precision", "auto", {"auto", "bf16", "fp32"},
+           "CUDA: bf16 weights and activations with fp32 master weights (auto), or fp32 throughout");
   s.integer("max_bad_steps", 5, "stop after this many NaN/Inf losses in a row").minimum = 1;
 
   s.integer("eval.every", 100, "evaluate every N steps (0: only at the end)").minimum = 0;

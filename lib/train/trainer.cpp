@@ -24,6 +24,7 @@
 #include "train/token_windows.hpp"
 #include "train/train_data.hpp"
 #include "train/train_schema.hpp"
+#include "tensor/device.hpp"
 
 namespace dsk::train {
 namespace fs = std::filesystem;
@@ -144,9 +145,9 @@ class TrainingRun {
   const fs::path run_dir_;
   const int B_, T_, grad_accum_;
   TrainData data_;
+  std::shared_ptr<tensor::Ops> ops_;
   model::Model model_;
   AdamW optimizer_;
-  std::vector<uint8_t> decay_mask_;
   TokenWindows train_windows_;
   std::optional<TokenWindows> val_windows_;
   Schedule schedule_;
@@ -201,9 +202,10 @@ TrainingRun::TrainingRun(const Config& config)
       T_(int(config.get_int("data.seq_len"))),
       grad_accum_(int(config.get_int("data.grad_accum"))),
       data_(resolve_train_data(config.get_strings("data.train"), config.get_strings("data.val"))),
-      model_(model_from_config(config, uint64_t(config.get_int("seed")))),
-      optimizer_(model_.parameter_count(), adamw_settings(config)),
-      decay_mask_(build_decay_mask(model_, config.get_bool("optim.decay_norms_biases_embeddings"))),
+      ops_(tensor::make_ops(config.get_string("device"), config.get_string("precision"))),
+      model_(model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
+      optimizer_(*ops_, model_.parameter_count(), adamw_settings(config),
+                 build_decay_mask(model_, config.get_bool("optim.decay_norms_biases_embeddings"))),
       train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))) {
   const int64_t vocab = model_.architecture().vocab;
   if (data_.vocab_size > uint64_t(vocab))
@@ -238,7 +240,8 @@ void TrainingRun::resume_or_start() {
   std::optional<fs::path> latest = latest_checkpoint(run_dir_);
   if (!latest) {
     log_info("model: ", family_name(model_.architecture().family), ", ", model_.parameter_count(),
-             " parameters; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_, " tokens");
+             " parameters on ", ops_->describe(), "; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_,
+             " tokens");
     return;
   }
   state_ = load_checkpoint_state(*latest, model_, optimizer_);
@@ -269,14 +272,13 @@ void TrainingRun::take_step() {
   double loss_sum = 0;
   for (int micro = 0; micro < grad_accum_; ++micro) {
     batch_.fill(B_, T_, [&](std::vector<uint32_t>& out) { train_windows_.next(out); });
-    loss_sum += model_.forward(batch_.tokens.data(), batch_.targets.data(), B_, T_);
-    model_.backward();
+    // The gradients come out averaged over the micro-batches (1/k folded into the loss scale).
+    loss_sum += model_.forward_backward(batch_.tokens.data(), batch_.targets.data(), B_, T_, -100,
+                                        1.0f / float(grad_accum_));
   }
   const double loss = loss_sum / grad_accum_;
-  std::span<float> grads = model_.gradients();
-  if (grad_accum_ > 1)
-    for (float& g : grads) g /= float(grad_accum_);
-  const double grad_norm = clip_grad_norm(grads, float(config_.get_double("optim.grad_clip")));
+  const double grad_norm =
+      clip_grad_norm(*ops_, model_.gradient_buffer(), float(config_.get_double("optim.grad_clip")));
   const double lr = schedule_.lr_at(state_.step);
   state_.tokens += int64_t(B_) * T_ * grad_accum_;
   state_.data_cursor = train_windows_.cursor();
@@ -293,7 +295,7 @@ void TrainingRun::take_step() {
                                                    : "The last good checkpoint is " + last_checkpoint_.string()));
   } else {
     state_.bad_steps_in_row = 0;
-    optimizer_.step(model_.parameters(), grads, decay_mask_, float(lr));
+    optimizer_.step(model_.master(), model_.working(), model_.gradient_buffer(), float(lr));
     if (model_.architecture().n_routed > 0) {
       expert_tally_.add(model_.expert_load());
       model_.update_expert_bias(float(config_.get_double("moe.bias_update_speed")));
@@ -374,6 +376,8 @@ TrainOutcome TrainingRun::run() {
   }
   progress.finish();
   if (checkpointed_step_ != state_.step) save();  // a resumed run that had nothing left to do
+  // Arenas are only ever added to, so what is taken now is the run's peak.
+  log_info("peak device memory ", double(ops_->memory_in_use()) / double(1ull << 30), " GiB on ", ops_->describe());
   TrainOutcome outcome;
   outcome.run_dir = run_dir_;
   outcome.checkpoint = last_checkpoint_;

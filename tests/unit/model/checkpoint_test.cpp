@@ -26,8 +26,7 @@ void write_json(const fs::path& p, const json& j) { dsk::write_file_atomic(p, j.
 
 std::vector<float> logits_of(Model& model) {
   std::vector<int32_t> tokens = {1, 7, 3, 30, 2, 9};
-  model.forward(tokens.data(), nullptr, 1, 6);
-  return {model.logits().begin(), model.logits().end()};
+  return model.logits(tokens.data(), 1, 6);
 }
 
 }  // namespace

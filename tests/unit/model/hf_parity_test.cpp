@@ -46,10 +46,9 @@ void check_parity(const std::string& name) {
   auto reference = read_f32_safetensors(dir / "reference.safetensors");
 
   Model model = Model::load_hf_checkpoint(dir / "checkpoint");
-  float loss = model.forward(tokens.data(), targets.data(), B, T, fixture["ignore_index"].get<int>());
+  double logits_error = max_relative_error(model.logits(tokens.data(), B, T), reference.at("logits").values);
+  float loss = model.forward_backward(tokens.data(), targets.data(), B, T, fixture["ignore_index"].get<int>());
   double hf_loss = fixture["loss"].get<double>();
-  double logits_error = max_relative_error(model.logits(), reference.at("logits").values);
-  model.backward();
 
   double worst_grad = 0;
   std::string worst_name;

@@ -26,8 +26,7 @@ void check_model_gradients(Model& model, float aux_alpha = 0) {
   Batch batch;
   model.set_sequence_aux_loss(aux_alpha);
   model.zero_grad();
-  model.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
-  model.backward();
+  model.forward_backward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
   std::vector<float> analytic(model.gradients().begin(), model.gradients().end());
   auto params = model.parameters();
   const float eps = 1e-2f;
@@ -56,12 +55,17 @@ void check_model_gradients(Model& model, float aux_alpha = 0) {
 void check_kv_cache(Model& model) {
   Batch batch;
   int B = batch.B, T = batch.T, V = model.architecture().vocab;
-  model.forward(batch.tokens.data(), nullptr, B, T);
-  std::vector<float> full(model.logits().begin(), model.logits().end());
+  std::vector<float> full = model.logits(batch.tokens.data(), B, T);
   float scale = 0;
   for (float f : full) scale = std::max(scale, std::fabs(f));
 
-  KvCache cache = model.new_kv_cache(B, T);
+  KvCache cache = model.new_kv_cache(B, T), cache2 = model.new_kv_cache(B, T);
+  {
+    std::vector<int32_t> first2;
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < 3; t++) first2.push_back(batch.tokens[b * T + t]);
+    model.forward_cached(cache2, first2.data(), B, 3);
+  }
   int prefill = 3;
   std::vector<int32_t> first;
   for (int b = 0; b < B; b++)
@@ -75,10 +79,12 @@ void check_kv_cache(Model& model) {
           REQUIRE(std::fabs(want - have) <= 1e-5f * scale + 1e-6f);
         }
   };
-  compare(model.forward_cached(cache, first.data(), B, prefill), 0, prefill);
+  compare(model.forward_cached(cache, first.data(), B, prefill, true), 0, prefill);
   for (int t = prefill; t < T; t++) {
     std::vector<int32_t> next = {batch.tokens[t], batch.tokens[T + t]};
-    compare(model.forward_cached(cache, next.data(), B, 1), t, 1);
+    compare(model.forward_cached(cache, next.data(), B, 1, true), t, 1);
+    // Without all_positions: the last position only, the same numbers.
+    if (t == prefill) CHECK(model.forward_cached(cache2, next.data(), B, 1).size() == size_t(B) * V);
   }
   CHECK(cache.length == T);
   std::vector<int32_t> one = {0, 0};
@@ -114,10 +120,9 @@ TEST_CASE("deepseek_v3 without q_lora: gradients match finite differences") {
 TEST_CASE("backward accumulates: two backward passes give twice the gradient") {
   Model model(tiny_llama(), 11, 0.2f);
   Batch batch;
-  model.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
-  model.backward();
+  model.forward_backward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
   std::vector<float> once(model.gradients().begin(), model.gradients().end());
-  model.backward();
+  model.forward_backward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
   for (size_t i = 0; i < once.size(); i += 97) CHECK(model.gradients()[i] == doctest::Approx(2 * once[i]));
   model.zero_grad();
   CHECK(model.gradients()[5] == 0.0f);
@@ -141,7 +146,7 @@ TEST_CASE("KV-cache generation matches the full forward") {
 TEST_CASE("expert load counts every routed token and the bias moves against the load") {
   Model model(tiny_deepseek(0), 15, 0.2f);
   Batch batch;
-  model.forward(batch.tokens.data(), nullptr, batch.B, batch.T);
+  model.logits(batch.tokens.data(), batch.B, batch.T);
   const ExpertLoad& load = model.expert_load();
   REQUIRE(load.layers == std::vector<int>{1});
   int64_t total = 0;
@@ -162,8 +167,8 @@ TEST_CASE("expert load counts every routed token and the bias moves against the 
 TEST_CASE("bad inputs are usage errors") {
   Model model(tiny_llama(), 16, 0.2f);
   std::vector<int32_t> tokens = {1, 99};
-  CHECK_THROWS_AS(model.forward(tokens.data(), nullptr, 1, 2), dsk::UsageError);
-  CHECK_THROWS_AS(model.backward(), dsk::UsageError);
+  CHECK_THROWS_AS(model.logits(tokens.data(), 1, 2), dsk::UsageError);
+  CHECK_THROWS_AS(model.backward_from_hidden(), dsk::UsageError);
   Architecture bad = tiny_llama();
   bad.kv_heads = 3;
   CHECK_THROWS_AS(Model(bad, 1), dsk::UsageError);

@@ -186,19 +186,41 @@ TEST_CASE("embedding backward scatters repeated tokens") {
   CHECK(dtable[1 * C] == 0.0f);
 }
 
-TEST_CASE("cross-entropy backward matches finite differences and skips ignore_index") {
+TEST_CASE("cross-entropy rows: the gradient matches finite differences and ignore_index rows are skipped") {
   int N = 4, V = 6;
-  Vec z = random_vec(N * V, 20), probs(N * V);
+  Vec z = random_vec(N * V, 20), losses(N);
   std::vector<int32_t> targets = {1, -100, 5, 0};
-  int count = 0;
-  auto loss = [&] { return (double)cross_entropy_forward(probs.data(), z.data(), targets.data(), N, V, -100, &count); };
+  auto loss = [&] {
+    Vec logits = z;
+    cross_entropy_rows(losses.data(), logits.data(), targets.data(), N, V, -100, 0.0f);
+    double total = 0;
+    for (float x : losses) total += x;
+    return total / 3;  // the mean over the 3 counted rows
+  };
   double l = loss();
-  CHECK(count == 3);
   CHECK(l > 0);
-  Vec dz(N * V);
-  cross_entropy_backward(dz.data(), probs.data(), targets.data(), N, V, -100, count, 1.0f);
+  CHECK(losses[1] == 0.0f);
+  Vec dz = z;
+  cross_entropy_rows(losses.data(), dz.data(), targets.data(), N, V, -100, 1.0f / 3);
   check_gradient("dlogits", z, dz, loss, 1e-2f);
   for (int i = 0; i < V; i++) CHECK(dz[V + i] == 0.0f);
+}
+
+TEST_CASE("moe dispatch: permute, gather and combine are the per-expert loops") {
+  const int N = 5, K = 2, E = 3, C = 4;
+  std::vector<int32_t> experts = {2, 0, 1, 2, 0, 1, 2, 2, 1, 0};
+  std::vector<int32_t> offsets(E + 1), order(N * K), row_of(N * K);
+  std::vector<int64_t> load(E, 10);
+  moe_permute(offsets.data(), order.data(), row_of.data(), load.data(), experts.data(), N, K, E);
+  CHECK(offsets == std::vector<int32_t>{0, 3, 6, 10});
+  CHECK(order == std::vector<int32_t>{1, 4, 9, 2, 5, 8, 0, 3, 6, 7});
+  CHECK(load == std::vector<int64_t>{13, 13, 14});
+  for (int p = 0; p < N * K; p++) CHECK(order[row_of[p]] == p);
+  Vec x = random_vec(N * C, 31), xp(N * K * C), w = random_vec(N * K, 32), out(N * C, 0.0f);
+  moe_gather(xp.data(), x.data(), order.data(), N, K, C);
+  for (int i = 0; i < N * K; i++) CHECK(xp[i * C + 1] == x[(order[i] / K) * C + 1]);
+  moe_combine_forward(out.data(), xp.data(), w.data(), row_of.data(), N, K, C);
+  for (int n = 0; n < N; n++) CHECK(out[n * C] == doctest::Approx((w[n * K] + w[n * K + 1]) * x[n * C]));
 }
 
 TEST_CASE("moe routing: group-limited selection and weight gradients") {

@@ -107,12 +107,13 @@ TEST_CASE("inline model config: YAML scalars become JSON numbers, booleans, null
 TEST_CASE("checkpoints: exact round trip, the newest whole one, leftovers removed, keep K") {
   TempDir temp("train-ckpt");
   model::Model model(model::testing::tiny_deepseek(8), 3);
-  AdamW optimizer(model.parameter_count(), {});
+  AdamW optimizer(model.ops(), model.parameter_count(), {});
+  std::vector<float> m(model.parameter_count()), v(model.parameter_count());
   for (size_t i = 0; i < model.parameter_count(); ++i) {
-    optimizer.first_moment()[i] = float(i) * 1e-3f;
-    optimizer.second_moment()[i] = float(i) * 1e-6f;
+    m[i] = float(i) * 1e-3f;
+    v[i] = float(i) * 1e-6f;
   }
-  optimizer.set_steps_taken(7);
+  optimizer.restore(m, v, 7);
   TrainingState state;
   state.step = 7;
   state.tokens = 7 * 256;
@@ -138,7 +139,7 @@ TEST_CASE("checkpoints: exact round trip, the newest whole one, leftovers remove
   CHECK(config["rms_norm_eps"].get<double>() == 1e-6);
 
   model::Model restored(model::testing::tiny_deepseek(8), 99);  // other random weights
-  AdamW restored_optimizer(model.parameter_count(), {});
+  AdamW restored_optimizer(restored.ops(), model.parameter_count(), {});
   TrainingState back = load_checkpoint_state(saved, restored, restored_optimizer);
   CHECK(back.step == 7);
   CHECK(back.data_cursor == 56);
@@ -148,8 +149,8 @@ TEST_CASE("checkpoints: exact round trip, the newest whole one, leftovers remove
   CHECK(*back.val_loss == *state.val_loss);
   CHECK(restored_optimizer.steps_taken() == 7);
   CHECK(std::equal(model.parameters().begin(), model.parameters().end(), restored.parameters().begin()));
-  CHECK(restored_optimizer.first_moment() == optimizer.first_moment());
-  CHECK(restored_optimizer.second_moment() == optimizer.second_moment());
+  CHECK(restored_optimizer.copy_first_moment() == optimizer.copy_first_moment());
+  CHECK(restored_optimizer.copy_second_moment() == optimizer.copy_second_moment());
 
   state.step = 9;
   save_checkpoint(temp.path, model, optimizer, state, extras);
@@ -165,7 +166,7 @@ TEST_CASE("checkpoints: exact round trip, the newest whole one, leftovers remove
 
   SUBCASE("a checkpoint of another model is refused, naming the file") {
     model::Model other(model::testing::tiny_llama(), 1);
-    AdamW other_optimizer(other.parameter_count(), {});
+    AdamW other_optimizer(other.ops(), other.parameter_count(), {});
     CHECK_THROWS_WITH_AS(load_checkpoint_state(saved.parent_path() / "step-000010", other, other_optimizer),
                          doctest::Contains("optimizer.bin.zst"), DataError);
   }

@@ -1,0 +1,356 @@
+// CudaOps<T>: the op interface on one GPU through kernels/cuda, with activations and the working
+// copy of the weights in T (bf16, or float for precision fp32). Everything runs on one stream in
+// order; the only waits are the calls that hand a number or a copy back to the host (sum,
+// sum_of_squares, copy_to_host), a few per step.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "core/error.hpp"
+#include "cuda/adamw.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/cross_entropy.cuh"
+#include "cuda/elementwise.cuh"
+#include "cuda/matmul.cuh"
+#include "cuda/moe.cuh"
+#include "tensor/ops.hpp"
+
+namespace dsk::tensor {
+
+namespace cuda = kernels::cuda;
+
+bool cuda_device_visible() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess) {
+    cudaGetLastError();  // clear the error: no driver is "no GPU" here, not a failure
+    return false;
+  }
+  return devices > 0;
+}
+
+namespace {
+
+// LM-head rows computed at once: 2048 x 32000 bf16 logits are 131 MB.
+constexpr int kLmHeadChunkRows = 2048;
+
+std::string gib(size_t bytes) { return str(double(bytes) / double(1ull << 30), " GiB"); }
+
+// A growable device buffer: grows at the first step that needs more, then stays.
+class DeviceScratch {
+ public:
+  ~DeviceScratch() { cudaFree(data_); }
+  void* get(size_t bytes, size_t& in_use) {
+    if (bytes <= size_) return data_;
+    DSK_CUDA_CHECK(cudaDeviceSynchronize());
+    cudaFree(data_);
+    in_use -= size_;
+    data_ = nullptr;
+    size_ = 0;
+    if (cudaMalloc(&data_, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      throw ResourceError(str("out of GPU memory allocating ", gib(bytes), " of scratch"));
+    }
+    size_ = bytes;
+    in_use += bytes;
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+template <typename T>
+class CudaOps final : public Ops {
+ public:
+  CudaOps() {
+    DSK_CUDA_CHECK(cudaGetDevice(&device_));
+    cudaDeviceProp props{};
+    DSK_CUDA_CHECK(cudaGetDeviceProperties(&props, device_));
+    name_ = props.name;
+    DSK_CUDA_CHECK(cudaMalloc(&scalar_, sizeof(float)));
+  }
+  ~CudaOps() override {
+    for (void* p : owned_) cudaFree(p);
+    cudaFree(scalar_);
+  }
+
+  Device device() const override { return Device::cuda; }
+  DType activation_dtype() const override { return sizeof(T) == 4 ? DType::f32 : DType::bf16; }
+  std::string describe() const override {
+    return str("cuda:", device_, " ", name_, sizeof(T) == 4 ? " (fp32)" : " (bf16, fp32 master weights)");
+  }
+
+  void* allocate(size_t bytes, const std::string& what) override {
+    void* p = nullptr;
+    cudaError_t status = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      size_t free_bytes = 0, total = 0;
+      cudaMemGetInfo(&free_bytes, &total);
+      throw ResourceError(str("out of GPU memory: ", what, " needs ", gib(bytes), " with ", gib(in_use_),
+                              " already taken by dsk and ", gib(free_bytes), " free of ", gib(total),
+                              "; try a smaller data.micro_batch (with a larger data.grad_accum) or data.seq_len"));
+    }
+    DSK_CUDA_CHECK(status);
+    sizes_.push_back({p, bytes});
+    in_use_ += bytes;
+    return p;
+  }
+  void release(void* data) override {
+    auto it = std::find_if(sizes_.begin(), sizes_.end(), [&](const auto& s) { return s.first == data; });
+    if (it != sizes_.end()) {
+      in_use_ -= it->second;
+      sizes_.erase(it);
+    }
+    cudaFree(data);
+  }
+  size_t memory_in_use() const override { return in_use_; }
+  void copy_from_host(Buf dst, const void* host) override {
+    DSK_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, dst.bytes(), cudaMemcpyHostToDevice, stream_));
+    DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer may change right after
+  }
+  void copy_to_host(void* host, Buf src) override {
+    DSK_CUDA_CHECK(cudaMemcpyAsync(host, src.data, src.bytes(), cudaMemcpyDeviceToHost, stream_));
+    DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void copy(Buf dst, Buf src) override {
+    if (dst.bytes() != src.bytes()) throw InternalError("copy: buffers of different sizes");
+    DSK_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, src.bytes(), cudaMemcpyDeviceToDevice, stream_));
+  }
+  void zero(Buf b) override { DSK_CUDA_CHECK(cudaMemsetAsync(b.data, 0, b.bytes(), stream_)); }
+  void synchronize() override { DSK_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  Buf scratch(size_t bytes) override {
+    return Buf{scratch_.get(bytes, in_use_), int64_t((bytes + 3) / 4), DType::f32};
+  }
+  RopeTables prepare_rope(const kernels::cpu::Rope& rope) override {
+    RopeTables t;
+    t.host = rope;
+    void* p = nullptr;
+    DSK_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(rope.inv_freq.size(), 1) * sizeof(float)));
+    owned_.push_back(p);
+    t.inv_freq = Buf{p, int64_t(rope.inv_freq.size()), DType::f32};
+    copy_from_host(t.inv_freq, rope.inv_freq.data());
+    return t;
+  }
+
+  void matmul_forward(Buf out, Buf inp, Buf weight, Buf bias, int N, int C, int OC, bool accumulate) override {
+    cuda::matmul_forward<T>(blas_, a(out), a(inp), a(weight), bias.empty() ? nullptr : a(bias), N, C, OC, accumulate,
+                            stream_);
+  }
+  void matmul_backward(Buf dinp, Buf dweight, Buf dbias, Buf dout, Buf inp, Buf weight, int N, int C,
+                       int OC) override {
+    if (!dinp.empty()) cuda::matmul_backward_input<T>(blas_, a(dinp), a(dout), a(weight), N, C, OC, stream_);
+    if (dweight.empty() && dbias.empty()) return;
+    float* scratch_floats = dbias.empty() ? nullptr : f(scratch(cuda::matmul_bias_scratch_floats(N, OC) * 4));
+    cuda::matmul_backward_weight<T>(blas_, dweight.empty() ? nullptr : f(dweight), dbias.empty() ? nullptr : f(dbias),
+                                    a(dout), a(inp), N, C, OC, scratch_floats, stream_);
+  }
+
+  void rmsnorm_forward(Buf out, Buf rstd, Buf inp, Buf weight, int N, int C, float eps) override {
+    cuda::rmsnorm_forward<T>(a(out), f(rstd), a(inp), a(weight), N, C, eps, stream_);
+  }
+  void rmsnorm_backward(Buf dinp, Buf dweight, Buf dout, Buf inp, Buf weight, Buf rstd, int N, int C) override {
+    float* scratch_floats = f(scratch(cuda::rmsnorm_backward_scratch_floats(N, C) * 4));
+    cuda::rmsnorm_backward<T>(a(dinp), dweight.empty() ? nullptr : f(dweight), a(dout), a(inp), a(weight), f(rstd), N,
+                              C, scratch_floats, stream_);
+  }
+  void rope_forward(Buf x, Buf positions, const RopeTables& rope, int N, int H, int head_stride, int offset,
+                    int rot_dim) override {
+    cuda::rope_forward<T>(a(x), i32(positions), device_rope(rope), N, H, head_stride, offset, rot_dim, stream_);
+  }
+  void rope_backward(Buf dx, Buf positions, const RopeTables& rope, int N, int H, int head_stride, int offset,
+                     int rot_dim) override {
+    cuda::rope_backward<T>(a(dx), i32(positions), device_rope(rope), N, H, head_stride, offset, rot_dim, stream_);
+  }
+  void swiglu_forward(Buf out, Buf gate, Buf up) override {
+    cuda::swiglu_forward<T>(a(out), a(gate), a(up), out.numel, stream_);
+  }
+  void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up) override {
+    cuda::swiglu_backward<T>(a(dgate), a(dup), a(dout), a(gate), a(up), dout.numel, stream_);
+  }
+  void embedding_forward(Buf out, Buf tokens, Buf table, int N, int C) override {
+    cuda::embedding_forward<T>(a(out), i32(tokens), a(table), N, C, stream_);
+  }
+  void embedding_backward(Buf dtable, Buf dout, Buf tokens, int N, int C, int V) override {
+    if (dtable.empty()) return;
+    void* scratch_bytes = scratch(cuda::embedding_backward_scratch_bytes(N, V)).data;
+    cuda::embedding_backward<T>(f(dtable), a(dout), i32(tokens), N, C, V, scratch_bytes, stream_);
+  }
+  void add(Buf out, Buf x, Buf y) override { cuda::add<T>(a(out), a(x), a(y), out.numel, stream_); }
+  void accumulate(Buf out, Buf x) override { cuda::accumulate<T>(a(out), a(x), out.numel, stream_); }
+  void copy_columns(Buf out, int out_stride, int out_offset, Buf in, int in_stride, int in_offset, int N, int width,
+                    bool accumulate) override {
+    cuda::copy_columns<T>(a(out), out_stride, out_offset, a(in), in_stride, in_offset, N, width, accumulate, stream_);
+  }
+
+  int64_t attention_saved_floats(const AttentionShape& s) const override {
+    return int64_t(s.B) * s.H * s.Tq;  // the log-sum-exps
+  }
+  void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttentionShape& s) override {
+    cuda::attention_forward<T>(a(out), f(saved), a(q), a(k), a(v), s, stream_);
+  }
+  void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf out, Buf saved, Buf q, Buf k, Buf v,
+                          const AttentionShape& s) override {
+    float* scratch_floats = f(scratch(cuda::attention_backward_scratch_floats(s) * 4));
+    cuda::attention_backward<T>(a(dq), a(dk), a(dv), a(dout), a(out), f(saved), a(q), a(k), a(v), s, scratch_floats,
+                                stream_);
+  }
+  void mla_expand_forward(Buf k, Buf v, Buf kv_b, Buf kv_a, int N, int H, int nope, int R, int Dv,
+                          int kv_rank) override {
+    cuda::mla_expand_forward<T>(a(k), a(v), a(kv_b), a(kv_a), N, H, nope, R, Dv, kv_rank, stream_);
+  }
+  void mla_expand_backward(Buf dkv_b, Buf dkv_a, Buf dk, Buf dv, int N, int H, int nope, int R, int Dv,
+                           int kv_rank) override {
+    cuda::mla_expand_backward<T>(a(dkv_b), a(dkv_a), a(dk), a(dv), N, H, nope, R, Dv, kv_rank, stream_);
+  }
+  // Both cache copies are B strided rows of bytes: one 2D copy each.
+  void kv_cache_append(Buf cache, Buf rows, int B, int T_new, int max_length, int length, int row) override {
+    const size_t element = sizeof(T);
+    DSK_CUDA_CHECK(cudaMemcpy2DAsync(static_cast<char*>(cache.data) + size_t(length) * row * element,
+                                     size_t(max_length) * row * element, rows.data, size_t(T_new) * row * element,
+                                     size_t(T_new) * row * element, B, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void kv_cache_gather(Buf out, Buf cache, int B, int Tk, int max_length, int row) override {
+    const size_t element = sizeof(T);
+    DSK_CUDA_CHECK(cudaMemcpy2DAsync(out.data, size_t(Tk) * row * element, cache.data,
+                                     size_t(max_length) * row * element, size_t(Tk) * row * element, B,
+                                     cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  void lm_head_loss(Buf losses, Buf dhidden, Buf dweight, Buf hidden, Buf weight, Buf targets, int N, int C, int V,
+                    int ignore_index, float dscale) override {
+    const bool backward = dscale != 0.0f && !(dhidden.empty() && dweight.empty());
+    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), in_use_));
+    for (int row = 0; row < N; row += kLmHeadChunkRows) {
+      const int rows = std::min(kLmHeadChunkRows, N - row);
+      const T* h = a(hidden) + int64_t(row) * C;
+      cuda::matmul_forward<T>(blas_, logits, h, a(weight), nullptr, rows, C, V, false, stream_);
+      cuda::cross_entropy_chunk<T>(f(losses) + row, logits, i32(targets) + row, rows, V, ignore_index,
+                                   backward ? dscale : 0.0f, stream_);
+      if (!backward) continue;
+      if (!dhidden.empty())
+        cuda::matmul_backward_input<T>(blas_, a(dhidden) + int64_t(row) * C, logits, a(weight), rows, C, V, stream_);
+      if (!dweight.empty())
+        cuda::matmul_backward_weight<T>(blas_, f(dweight), nullptr, logits, h, rows, C, V, nullptr, stream_);
+    }
+  }
+  void lm_head_logits(Buf out, Buf hidden, Buf weight, int rows, int C, int V) override {
+    if constexpr (sizeof(T) == 4) {
+      cuda::matmul_forward<T>(blas_, f(out), a(hidden), a(weight), nullptr, rows, C, V, false, stream_);
+    } else {
+      T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(rows) * V * sizeof(T), in_use_));
+      cuda::matmul_forward<T>(blas_, logits, a(hidden), a(weight), nullptr, rows, C, V, false, stream_);
+      cuda::cast_to_float<T>(f(out), logits, int64_t(rows) * V, stream_);
+    }
+  }
+  double sum(Buf values) override {
+    cuda::sum_floats(scalar_, f(values), values.numel, stream_);
+    float total = 0;
+    DSK_CUDA_CHECK(cudaMemcpyAsync(&total, scalar_, sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return total;
+  }
+
+  void moe_route_forward(Buf scores, Buf experts, Buf weights, Buf logits, Buf bias, const RouterConfig& r,
+                         int N) override {
+    cuda::moe_route_forward<T>(f(scores), experts.as<int32_t>(), f(weights), a(logits), f(bias), r, N, stream_);
+  }
+  void moe_route_backward(Buf dlogits, Buf dweights, Buf scores, Buf experts, const RouterConfig& r, int N) override {
+    cuda::moe_route_backward<T>(a(dlogits), f(dweights), f(scores), i32(experts), r, N, stream_);
+  }
+  void moe_permute(Buf offsets, Buf order, Buf row_of, Buf load, Buf experts, int N, int K, int E) override {
+    void* scratch_bytes = scratch(cuda::moe_permute_scratch_bytes(N * K, E)).data;
+    cuda::moe_permute(offsets.as<int32_t>(), order.as<int32_t>(), row_of.as<int32_t>(), load.as<int64_t>(),
+                      i32(experts), N, K, E, scratch_bytes, stream_);
+  }
+  void moe_gather(Buf xp, Buf x, Buf order, int N, int K, int C) override {
+    cuda::moe_gather<T>(a(xp), a(x), i32(order), N, K, C, stream_);
+  }
+  void moe_gather_backward(Buf dx, Buf dxp, Buf row_of, int N, int K, int C) override {
+    cuda::moe_gather_backward<T>(a(dx), a(dxp), i32(row_of), N, K, C, stream_);
+  }
+  void grouped_matmul_forward(Buf out, Buf inp, Buf weight, int64_t expert_stride, Buf offsets, int E, int rows, int C,
+                              int OC) override {
+    cuda::grouped_matmul_forward<T>(a(out), a(inp), a(weight), expert_stride, i32(offsets), E, rows, C, OC, stream_);
+  }
+  void grouped_matmul_backward(Buf dinp, Buf dweight, Buf dout, Buf inp, Buf weight, int64_t expert_stride,
+                               Buf offsets, int E, int rows, int C, int OC) override {
+    if (!dinp.empty())
+      cuda::grouped_matmul_backward_input<T>(a(dinp), a(dout), a(weight), expert_stride, i32(offsets), E, rows, C, OC,
+                                             stream_);
+    if (!dweight.empty())
+      cuda::grouped_matmul_backward_weight<T>(f(dweight), expert_stride, a(dout), a(inp), i32(offsets), E, rows, C, OC,
+                                              stream_);
+  }
+  void moe_combine_forward(Buf out, Buf yp, Buf weights, Buf row_of, int N, int K, int C) override {
+    cuda::moe_combine_forward<T>(a(out), a(yp), f(weights), i32(row_of), N, K, C, stream_);
+  }
+  void moe_combine_backward(Buf dyp, Buf dweights, Buf dout, Buf yp, Buf weights, Buf row_of, int N, int K,
+                            int C) override {
+    cuda::moe_combine_backward<T>(a(dyp), f(dweights), a(dout), a(yp), f(weights), i32(row_of), N, K, C, stream_);
+  }
+  void moe_update_bias(Buf bias, Buf load, int E, float speed) override {
+    cuda::moe_update_bias(f(bias), load.as<int64_t>(), E, speed, stream_);
+  }
+  void moe_sequence_aux_loss(Buf loss, Buf dlogits, Buf scores, Buf experts, int B, int T_, int E, int K,
+                             float alpha) override {
+    cuda::moe_sequence_aux_loss<T>(f(loss), dlogits.empty() ? nullptr : a(dlogits), f(scores), i32(experts), B, T_, E,
+                                   K, alpha, stream_);
+  }
+
+  void adamw_step(Buf params, Buf working, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) override {
+    cuda::AdamWStep step{s.lr, s.beta1, s.beta2, s.eps, s.weight_decay, s.bias_correction1, s.bias_correction2};
+    T* copy = working.empty() || working.data == params.data ? nullptr : a(working);
+    cuda::adamw_step<T>(f(params), copy, f(grads), f(m), f(v), decay_mask.empty() ? nullptr : decay_mask.as<uint8_t>(),
+                        params.numel, step, stream_);
+  }
+  double sum_of_squares(Buf values) override {
+    float* scratch_floats = f(scratch(cuda::grad_norm_scratch_floats(values.numel) * 4));
+    cuda::grad_sum_of_squares(scalar_, f(values), values.numel, scratch_floats, stream_);
+    float total = 0;
+    DSK_CUDA_CHECK(cudaMemcpyAsync(&total, scalar_, sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return total;
+  }
+  void scale(Buf values, float factor) override { cuda::scale_floats(f(values), factor, values.numel, stream_); }
+  void cast(Buf out, Buf in) override {
+    if (out.dtype == in.dtype) {
+      copy(out, in);
+    } else if (out.dtype == DType::f32) {
+      cuda::cast_to_float<T>(f(out), a(in), in.numel, stream_);
+    } else {
+      cuda::cast_from_float<T>(a(out), f(in), in.numel, stream_);
+    }
+  }
+
+ private:
+  static T* a(Buf b) { return static_cast<T*>(b.data); }  // act: checked by the arenas' dtype
+  static float* f(Buf b) { return b.as<float>(); }
+  static const int32_t* i32(Buf b) { return b.as<int32_t>(); }
+  static cuda::RopeDevice device_rope(const RopeTables& rope) {
+    return cuda::RopeDevice{static_cast<const float*>(rope.inv_freq.data), rope.host.attention_factor,
+                            rope.host.interleaved};
+  }
+
+  int device_ = 0;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;  // the default stream: one stream, ops in order
+  cuda::Blas blas_;
+  float* scalar_ = nullptr;
+  size_t in_use_ = 0;
+  std::vector<std::pair<void*, size_t>> sizes_;
+  std::vector<void*> owned_;
+  DeviceScratch scratch_, lm_head_chunk_;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops> make_cuda_ops(bool bf16) {
+  if (bf16) return std::make_unique<CudaOps<cuda::bf16>>();
+  return std::make_unique<CudaOps<float>>();
+}
+
+}  // namespace dsk::tensor

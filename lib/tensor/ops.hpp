@@ -1,0 +1,156 @@
+// The op interface: everything the model, the loss and the optimizer compute, as calls on Bufs.
+// The layer code (lib/model) orchestrates these calls and exists once; a backend implements them:
+// CpuOps (cpu_ops.cpp: kernels/cpu, the fp32 reference) and CudaOps (cuda/cuda_ops.cpp:
+// kernels/cuda; bf16 or fp32). make_ops (device.hpp) picks one.
+//
+// Element types. "act" Bufs (activations, their gradients, the working copy of the weights) have
+// activation_dtype(): f32 on the CPU, bf16 or f32 on CUDA. Parameter gradients, master weights,
+// optimizer moments, rstd, attention's saved state, losses, routing scores and weights are f32.
+// Token ids, positions and expert indices are i32; expert loads i64; the decay mask u8.
+//
+// The one convention, as in kernels/cpu/kernels.hpp: every backward ACCUMULATES (+=) into the
+// gradients it produces; the caller zeroes activation-gradient Bufs before a backward pass. An
+// empty Buf (data == nullptr) means "not wanted" where a comment says it may be empty.
+// Shapes are row-major; N is the number of token positions.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "cpu/kernels.hpp"
+#include "tensor/buffer.hpp"
+
+namespace dsk::tensor {
+
+enum class Device { cpu, cuda };
+
+using AttentionShape = kernels::cpu::AttentionShape;
+using RouterConfig = kernels::cpu::RouterConfig;
+
+// RoPE tables: the host description and, on CUDA, a device copy of inv_freq (prepare_rope).
+struct RopeTables {
+  kernels::cpu::Rope host;
+  Buf inv_freq;  // f32 [rot_dim/2] in the backend's memory
+};
+
+struct AdamWStep {
+  float lr, beta1, beta2, eps, weight_decay;
+  double bias_correction1, bias_correction2;  // 1 - beta^t
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  virtual Device device() const = 0;
+  virtual DType activation_dtype() const = 0;
+  virtual std::string describe() const = 0;  // "cpu (fp32)", "cuda:0 NVIDIA H200 (bf16)"
+
+  // ---- memory (never called in the step loop except copies of a batch's token ids)
+  // ResourceError naming `what` and the sizes on out of memory.
+  virtual void* allocate(size_t bytes, const std::string& what) = 0;
+  virtual void release(void* data) = 0;
+  virtual size_t memory_in_use() const = 0;  // bytes allocated through this backend
+  virtual void copy_from_host(Buf dst, const void* host) = 0;  // dst.bytes() bytes
+  virtual void copy_to_host(void* host, Buf src) = 0;          // src.bytes() bytes; waits for the device
+  virtual void copy(Buf dst, Buf src) = 0;                     // same dtype and size
+  virtual void zero(Buf b) = 0;
+  virtual void synchronize() = 0;
+  // Backend-owned temporary memory for ops that need it; grows (once, at the first step) to the
+  // largest request and is reused. Valid until the next op call.
+  virtual Buf scratch(size_t bytes) = 0;
+  virtual RopeTables prepare_rope(const kernels::cpu::Rope& rope) = 0;
+
+  // ---- linear layers: out [N,OC] (=, or += when accumulate) = inp [N,C] @ weight[OC,C]^T + bias
+  // (bias may be empty). weight and bias are act; dweight, dbias f32; dinp act. dinp, dweight,
+  // dbias may each be empty (frozen weights, first layer).
+  virtual void matmul_forward(Buf out, Buf inp, Buf weight, Buf bias, int N, int C, int OC, bool accumulate) = 0;
+  virtual void matmul_backward(Buf dinp, Buf dweight, Buf dbias, Buf dout, Buf inp, Buf weight, int N, int C,
+                               int OC) = 0;
+
+  // ---- RMSNorm over rows of C: out = weight * inp * rstd, rstd [N] f32 kept for backward.
+  virtual void rmsnorm_forward(Buf out, Buf rstd, Buf inp, Buf weight, int N, int C, float eps) = 0;
+  virtual void rmsnorm_backward(Buf dinp, Buf dweight, Buf dout, Buf inp, Buf weight, Buf rstd, int N, int C) = 0;
+
+  // ---- RoPE in place on x [N, H, head_stride], columns [offset, offset + rot_dim); positions i32 [N].
+  virtual void rope_forward(Buf x, Buf positions, const RopeTables& rope, int N, int H, int head_stride, int offset,
+                            int rot_dim) = 0;
+  virtual void rope_backward(Buf dx, Buf positions, const RopeTables& rope, int N, int H, int head_stride, int offset,
+                             int rot_dim) = 0;
+
+  // ---- SwiGLU: out = silu(gate) * up over all elements.
+  virtual void swiglu_forward(Buf out, Buf gate, Buf up) = 0;
+  virtual void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up) = 0;
+
+  // ---- embedding: out [N,C] = table[tokens]; dtable [V,C] f32.
+  virtual void embedding_forward(Buf out, Buf tokens, Buf table, int N, int C) = 0;
+  virtual void embedding_backward(Buf dtable, Buf dout, Buf tokens, int N, int C, int V) = 0;
+
+  // ---- the residual stream and strided copies
+  virtual void add(Buf out, Buf a, Buf b) = 0;  // out may alias a or b
+  virtual void accumulate(Buf out, Buf a) = 0;  // out += a
+  virtual void copy_columns(Buf out, int out_stride, int out_offset, Buf in, int in_stride, int in_offset, int N,
+                            int width, bool accumulate) = 0;
+
+  // ---- causal attention (kernels/cpu/kernels.hpp's AttentionShape). `saved` is what backward
+  // needs besides q, k, v and out: attention_saved_floats(s) f32 (the CPU keeps probabilities
+  // [B,H,Tq,Tk], CUDA the log-sum-exps [B,H,Tq]).
+  virtual int64_t attention_saved_floats(const AttentionShape& s) const = 0;
+  virtual void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttentionShape& s) = 0;
+  virtual void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf out, Buf saved, Buf q, Buf k, Buf v,
+                                  const AttentionShape& s) = 0;
+  // MLA's per-head keys and values (kernels.hpp: mla_expand_forward).
+  virtual void mla_expand_forward(Buf k, Buf v, Buf kv_b, Buf kv_a, int N, int H, int nope, int R, int Dv,
+                                  int kv_rank) = 0;
+  virtual void mla_expand_backward(Buf dkv_b, Buf dkv_a, Buf dk, Buf dv, int N, int H, int nope, int R, int Dv,
+                                   int kv_rank) = 0;
+  // Generation's KV cache [B, max_length, row] (kernels.hpp: kv_cache_append / kv_cache_gather).
+  virtual void kv_cache_append(Buf cache, Buf rows, int B, int T_new, int max_length, int length, int row) = 0;
+  virtual void kv_cache_gather(Buf out, Buf cache, int B, int Tk, int max_length, int row) = 0;
+
+  // ---- the LM head fused with softmax cross-entropy, a chunk of rows at a time, so the logits of
+  // the whole batch never exist at once. hidden [N,C] act, weight [V,C] act, targets i32 [N].
+  // losses [N] f32 (= per row; 0 where targets == ignore_index). With dscale != 0 also the
+  // gradient of dscale * sum(losses): dhidden [N,C] act += and dweight [V,C] f32 += (either may be empty).
+  virtual void lm_head_loss(Buf losses, Buf dhidden, Buf dweight, Buf hidden, Buf weight, Buf targets, int N, int C,
+                            int V, int ignore_index, float dscale) = 0;
+  // The logits of some rows: out [rows, V] f32 = hidden[rows] @ weight^T (generation).
+  virtual void lm_head_logits(Buf out, Buf hidden, Buf weight, int rows, int C, int V) = 0;
+  // Sum of an f32 Buf in a fixed order (deterministic); waits for the device.
+  virtual double sum(Buf values) = 0;
+
+  // ---- DeepSeekMoE (kernels.hpp: moe_route_*, moe_dispatch.cpp). logits act [N,E]; bias f32 [E]
+  // (the master copy); scores f32 [N,E]; experts i32 [N,K]; weights f32 [N,K].
+  virtual void moe_route_forward(Buf scores, Buf experts, Buf weights, Buf logits, Buf bias, const RouterConfig& r,
+                                 int N) = 0;
+  virtual void moe_route_backward(Buf dlogits, Buf dweights, Buf scores, Buf experts, const RouterConfig& r,
+                                  int N) = 0;
+  // offsets i32 [E+1], order and row_of i32 [N*K], load i64 [E] +=.
+  virtual void moe_permute(Buf offsets, Buf order, Buf row_of, Buf load, Buf experts, int N, int K, int E) = 0;
+  virtual void moe_gather(Buf xp, Buf x, Buf order, int N, int K, int C) = 0;
+  virtual void moe_gather_backward(Buf dx, Buf dxp, Buf row_of, int N, int K, int C) = 0;
+  // Expert e's matrix is weight + e * expert_stride elements ([OC, C]); rows = N*K permuted rows,
+  // expert e's are offsets[e]..offsets[e+1].
+  virtual void grouped_matmul_forward(Buf out, Buf inp, Buf weight, int64_t expert_stride, Buf offsets, int E,
+                                      int rows, int C, int OC) = 0;
+  virtual void grouped_matmul_backward(Buf dinp, Buf dweight, Buf dout, Buf inp, Buf weight, int64_t expert_stride,
+                                       Buf offsets, int E, int rows, int C, int OC) = 0;
+  virtual void moe_combine_forward(Buf out, Buf yp, Buf weights, Buf row_of, int N, int K, int C) = 0;
+  virtual void moe_combine_backward(Buf dyp, Buf dweights, Buf dout, Buf yp, Buf weights, Buf row_of, int N, int K,
+                                    int C) = 0;
+  virtual void moe_update_bias(Buf bias, Buf load, int E, float speed) = 0;
+  // loss f32 [1] += the sequence-wise balance loss; dlogits (may be empty) += its gradient.
+  virtual void moe_sequence_aux_loss(Buf loss, Buf dlogits, Buf scores, Buf experts, int B, int T, int E, int K,
+                                     float alpha) = 0;
+
+  // ---- the optimizer over flat f32 buffers: master params, grads, moments m and v, decay mask
+  // u8 (may be empty: decay all); working (act, may be empty) receives the updated weights.
+  virtual void adamw_step(Buf params, Buf working, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) = 0;
+  virtual double sum_of_squares(Buf values) = 0;  // waits for the device
+  virtual void scale(Buf values, float factor) = 0;
+  // act <-> f32 conversions (the working copy of the weights, reading activations back).
+  virtual void cast(Buf out, Buf in) = 0;
+};
+
+}  // namespace dsk::tensor

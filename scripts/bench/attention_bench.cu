@@ -1,0 +1,146 @@
+// Times dsk's causal flash attention (kernels/cuda/attention.cu) in bf16, forward and
+// forward+backward, on the shapes of ../shared/bench-shapes; scripts/bench/attention_torch.py times
+// PyTorch's scaled_dot_product_attention on the same shapes and prints the ratio.
+//
+// Build (no CMake target; from the repository root, on a machine with nvcc), one line:
+//   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels -Ilib
+//        scripts/bench/attention_bench.cu kernels/cuda/attention.cu kernels/cuda/common.cu -o attention_bench
+// Run: ./attention_bench [--precision fp32] > dsk.txt; python3 scripts/bench/attention_torch.py --dsk dsk.txt
+//
+// Each timing is the median of 20 runs after 3 warm-up runs, each run between two CUDA events.
+// TFLOP/s count the useful causal flops: forward 2 * B * H * T^2 * (Dk + Dv) / 2 (Q K^T and P V
+// over the lower triangle); backward 2 * B * H * T^2 * (3 Dk + 2 Dv) / 2 (S again, dP, dV, dK,
+// dQ), i.e. 2.5x the forward when Dk = Dv. The dQ kernel's second recomputation of S and dP is
+// not counted.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <random>
+#include <vector>
+
+#include "cuda/attention.cuh"
+
+namespace {
+
+namespace cuda = dsk::kernels::cuda;
+
+struct BenchShape {
+  const char* name;
+  int B, T, H, Dk, Dv;
+};
+
+// dense-124m llama; moe-16e deepseek_v3 (MLA: Dk = 64 nope + 32 rope, Dv = 64); a long sequence;
+// llama-1b.
+constexpr BenchShape kShapes[] = {
+    {"dense-124m", 16, 1024, 12, 64, 64},
+    {"moe-16e-mla", 8, 1024, 16, 96, 64},
+    {"long-4k", 4, 4096, 12, 64, 64},
+    {"llama-1b", 4, 2048, 16, 128, 128},
+};
+
+constexpr int kWarmup = 3, kRuns = 20;
+
+template <typename T>
+T* device_random(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<T> host(n);
+  for (T& x : host) x = cuda::from_float<T>(normal(rng));
+  T* device = nullptr;
+  DSK_CUDA_CHECK(cudaMalloc(&device, n * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMemcpy(device, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+  return device;
+}
+
+// Median milliseconds of `work` over kRuns timed runs.
+template <typename Work>
+double median_ms(Work&& work) {
+  cudaEvent_t start, stop;
+  DSK_CUDA_CHECK(cudaEventCreate(&start));
+  DSK_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < kWarmup; i++) work();
+  std::vector<double> times;
+  for (int i = 0; i < kRuns; i++) {
+    DSK_CUDA_CHECK(cudaEventRecord(start));
+    work();
+    DSK_CUDA_CHECK(cudaEventRecord(stop));
+    DSK_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    DSK_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms);
+  }
+  DSK_CUDA_CHECK(cudaEventDestroy(start));
+  DSK_CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(times.begin(), times.end());
+  return (times[kRuns / 2 - 1] + times[kRuns / 2]) / 2;
+}
+
+template <typename T>
+void bench(const BenchShape& shape) {
+  const int B = shape.B, length = shape.T, H = shape.H;
+  const cuda::AttentionShape s{B, length, length, H, H, shape.Dk, shape.Dv, H * shape.Dk, H * shape.Dk, H * shape.Dv,
+                               1.0f / std::sqrt(float(shape.Dk))};
+  const size_t qk_size = size_t(B) * length * H * shape.Dk, v_size = size_t(B) * length * H * shape.Dv;
+  T* q = device_random<T>(qk_size, 1);
+  T* k = device_random<T>(qk_size, 2);
+  T* v = device_random<T>(v_size, 3);
+  T* dout = device_random<T>(v_size, 4);
+  T *out, *dq, *dk, *dv;
+  float *lse, *scratch;
+  DSK_CUDA_CHECK(cudaMalloc(&out, v_size * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMalloc(&dq, qk_size * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMalloc(&dk, qk_size * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMalloc(&dv, v_size * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMalloc(&lse, size_t(B) * H * length * sizeof(float)));
+  DSK_CUDA_CHECK(cudaMalloc(&scratch, cuda::attention_backward_scratch_floats(s) * sizeof(float)));
+  DSK_CUDA_CHECK(cudaMemset(dq, 0, qk_size * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMemset(dk, 0, qk_size * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMemset(dv, 0, v_size * sizeof(T)));
+
+  auto forward = [&] { cuda::attention_forward<T>(out, lse, q, k, v, s, nullptr); };
+  auto forward_backward = [&] {
+    forward();
+    cuda::attention_backward<T>(dq, dk, dv, dout, out, lse, q, k, v, s, scratch, nullptr);
+  };
+  const double forward_ms = median_ms(forward), forward_backward_ms = median_ms(forward_backward);
+  const double causal_pairs = double(B) * H * length * length / 2;
+  const double forward_flops = 2 * causal_pairs * (shape.Dk + shape.Dv);
+  const double backward_flops = 2 * causal_pairs * (3 * shape.Dk + 2 * shape.Dv);
+  std::printf("%-12s %3d %5d %3d %4d %4d %10.3f %8.1f %12.3f %8.1f\n", shape.name, B, length, H, shape.Dk, shape.Dv,
+              forward_ms, forward_flops / forward_ms / 1e9, forward_backward_ms,
+              (forward_flops + backward_flops) / forward_backward_ms / 1e9);
+  std::fflush(stdout);
+  for (void* p : {(void*)q, (void*)k, (void*)v, (void*)dout, (void*)out, (void*)dq, (void*)dk, (void*)dv,
+                  (void*)lse, (void*)scratch})
+    DSK_CUDA_CHECK(cudaFree(p));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool fp32 = false;
+  for (int i = 1; i < argc; i++) {
+    if (std::strcmp(argv[i], "--precision") == 0 && i + 1 < argc && std::strcmp(argv[i + 1], "fp32") == 0) {
+      fp32 = true;
+      i++;
+    } else {
+      std::fprintf(stderr, "usage: attention_bench [--precision fp32]\n");
+      return 2;
+    }
+  }
+  try {
+    cudaDeviceProp properties{};
+    DSK_CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
+    std::fprintf(stderr, "attention_bench: %s, dsk flash attention, %s, causal, median of %d\n", properties.name,
+                 fp32 ? "fp32 (SIMT)" : "bf16 (tensor cores)", kRuns);
+    std::printf("%-12s %3s %5s %3s %4s %4s %10s %8s %12s %8s\n", "shape", "B", "T", "H", "Dk", "Dv", "fwd_ms",
+                "fwd_TF/s", "fwd+bwd_ms", "all_TF/s");
+    for (const BenchShape& shape : kShapes) fp32 ? bench<float>(shape) : bench<cuda::bf16>(shape);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "attention_bench: error: %s\n", error.what());
+    return 4;
+  }
+  return 0;
+}
