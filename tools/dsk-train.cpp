@@ -1,7 +1,10 @@
-// dsk-train: pre-train a model on token shards (lib/train does the work), and sample from a checkpoint.
+// dsk-train: pre-train a model on token shards (lib/train does the work), sample from a
+// checkpoint, and measure a checkpoint's validation loss.
 //   dsk-train -c pretrain.yaml                    train or resume; a "checkpoint" record on stdout
 //   dsk-train sample runs/tiny/checkpoints/step-000500 --prompt "In the beginning"
+//   dsk-train eval runs/tiny/checkpoints/step-000500 --data shards/   an "eval" record on stdout
 #include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -13,7 +16,10 @@
 #include "core/record.hpp"
 #include "model/generate.hpp"
 #include "model/model.hpp"
+#include "tensor/device.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "train/evaluate.hpp"
+#include "train/train_data.hpp"
 #include "train/trainer.hpp"
 #include "train/train_schema.hpp"
 
@@ -22,8 +28,13 @@ using namespace dsk;
 namespace {
 
 struct TrainFlags {
-  std::string run_dir, data, init_from;
+  std::string run_dir, data, init_from, device, precision;
   int64_t steps = 0;
+};
+
+// Where a subcommand runs its model (the same choices as the config keys device and precision).
+struct DeviceFlags {
+  std::string device = "auto", precision = "auto";
 };
 
 struct SampleFlags {
@@ -31,6 +42,15 @@ struct SampleFlags {
   int tokens = 64, samples = 1, top_k = 0;
   float temperature = 0.8f, top_p = 0.95f;
   uint64_t seed = 1;
+  DeviceFlags where;
+};
+
+struct EvalFlags {
+  std::string checkpoint, data;
+  int seq_len = 0, batch = 8;
+  int64_t batches = 16;
+  uint64_t seed = 1;
+  DeviceFlags where;
 };
 
 // The flags that set config keys, applied after -c and --set (so they win). A `-` for --data or
@@ -44,6 +64,8 @@ std::vector<std::string> flag_overrides(const TrainFlags& flags) {
   if (!flags.init_from.empty())
     overrides.push_back(
         cli::quoted_assignment("model.init_from", resolve_artifact_path(flags.init_from, {"checkpoint"})));
+  if (!flags.device.empty()) overrides.push_back(cli::quoted_assignment("device", flags.device));
+  if (!flags.precision.empty()) overrides.push_back(cli::quoted_assignment("precision", flags.precision));
   return overrides;
 }
 
@@ -70,7 +92,8 @@ int run_sample(const SampleFlags& flags) {
   if (!std::filesystem::exists(tokenizer_path))
     throw DataError(str(checkpoint.string(), ": no tokenizer.json in the checkpoint, so text cannot be made"));
   auto tokenizer = tokenizer::Tokenizer::load(tokenizer_path);
-  model::Model model = model::Model::load_hf_checkpoint(checkpoint);
+  model::Model model =
+      model::Model::load_hf_checkpoint(checkpoint, tensor::make_ops(flags.where.device, flags.where.precision));
 
   std::vector<int32_t> prompt;
   tokenizer::EncodeOptions options;
@@ -96,6 +119,67 @@ int run_sample(const SampleFlags& flags) {
   return 0;
 }
 
+// The sequence length a checkpoint was trained at (its dsk/config.yaml), else 256.
+int trained_seq_len(const std::filesystem::path& checkpoint) {
+  const std::filesystem::path saved = checkpoint / "dsk" / "config.yaml";
+  if (!std::filesystem::exists(saved)) return 256;
+  try {
+    const YAML::Node config = YAML::LoadFile(saved.string());
+    return config["data"] && config["data"]["seq_len"] ? config["data"]["seq_len"].as<int>() : 256;
+  } catch (const YAML::Exception& e) {
+    throw DataError(str(saved.string(), ": ", e.what()));
+  }
+}
+
+int run_eval(const EvalFlags& flags) {
+  const std::filesystem::path checkpoint = resolve_artifact_path(flags.checkpoint, {"checkpoint"});
+  if (!std::filesystem::is_directory(checkpoint))
+    throw UsageError(str(checkpoint.string(), ": no such checkpoint directory"));
+  const int T = flags.seq_len > 0 ? flags.seq_len : trained_seq_len(checkpoint);
+  // A shard directory's validation split when it has one, else its (or the files') train shards.
+  const train::TrainData data = train::resolve_train_data({resolve_artifact_path(flags.data, {"shards"})}, {});
+  const bool held_out = !data.val.empty();
+  model::Model model =
+      model::Model::load_hf_checkpoint(checkpoint, tensor::make_ops(flags.where.device, flags.where.precision));
+  if (data.vocab_size > uint64_t(model.architecture().vocab))
+    throw UsageError(str("the shards use a vocabulary of ", data.vocab_size, " tokens but the model has ",
+                         model.architecture().vocab));
+  // The windows dsk-train evaluates on for the same seed: the numbers agree with its val_loss.
+  const train::TokenWindows windows(held_out ? data.val : data.train, T, flags.seed ^ 0x5eedull);
+  const train::EvalResult result = train::evaluate_windows(model, windows, flags.batch, T, flags.batches);
+  Record record("eval");
+  record.set("path", checkpoint.string())
+      .set("split", held_out ? "val" : "train")
+      .set("device", model.ops().describe())
+      .set("seq_len", int64_t(T))
+      .set("tokens", result.tokens)
+      .set("val_loss", result.loss)
+      .set("perplexity", result.perplexity);
+  record.print();
+  return 0;
+}
+
+void add_device_flags(CLI::App& command, DeviceFlags& flags) {
+  command.add_option("--device", flags.device, "auto, cpu or cuda (default auto: CUDA when a GPU is visible)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  command.add_option("--precision", flags.precision, "auto, bf16 or fp32 (default auto: bf16 on CUDA)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
+}
+
+void add_eval_command(CLI::App& app, EvalFlags& flags, CLI::App*& eval) {
+  eval = app.add_subcommand("eval", "Validation loss and perplexity of a checkpoint on token shards");
+  eval->add_option("checkpoint", flags.checkpoint, "Checkpoint directory, or - for a checkpoint record on stdin")
+      ->required()->type_name("DIR");
+  eval->add_option("--data", flags.data, "Shard directory (its val split when it has one) or shard files")
+      ->required()->type_name("DIR");
+  eval->add_option("--seq-len", flags.seq_len, "Tokens per window (default: the checkpoint's data.seq_len, else 256)")
+      ->check(CLI::PositiveNumber);
+  eval->add_option("--batch", flags.batch, "Windows per micro-batch (default 8)")->check(CLI::PositiveNumber);
+  eval->add_option("--batches", flags.batches, "Micro-batches to average (default 16)")->check(CLI::PositiveNumber);
+  eval->add_option("--seed", flags.seed, "Seed of the window positions (default 1, as dsk-train's)");
+  add_device_flags(*eval, flags.where);
+}
+
 void add_sample_command(CLI::App& app, SampleFlags& flags, CLI::App*& sample) {
   sample = app.add_subcommand("sample", "Generate text from a checkpoint (its tokenizer.json encodes the prompt)");
   sample->add_option("checkpoint", flags.checkpoint, "Checkpoint directory, or - for a checkpoint record on stdin")
@@ -108,6 +192,7 @@ void add_sample_command(CLI::App& app, SampleFlags& flags, CLI::App*& sample) {
       ->check(CLI::NonNegativeNumber);
   sample->add_option("--top-p", flags.top_p, "Nucleus sampling threshold (default 0.95)")->check(CLI::Range(0.0, 1.0));
   sample->add_option("--seed", flags.seed, "Seed of the sampler (default 1)");
+  add_device_flags(*sample, flags.where);
 }
 
 }  // namespace
@@ -126,9 +211,15 @@ int main(int argc, char** argv) {
                  "Start from this checkpoint's weights, or - for a checkpoint record on stdin (model.init_from)")
       ->type_name("DIR");
   app.add_option("--steps", flags.steps, "Optimizer steps (steps)")->type_name("N")->check(CLI::PositiveNumber);
+  app.add_option("--device", flags.device, "auto, cpu or cuda (device)")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--precision", flags.precision, "auto, bf16 or fp32 (precision)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
   SampleFlags sample_flags;
   CLI::App* sample = nullptr;
   add_sample_command(app, sample_flags, sample);
+  EvalFlags eval_flags;
+  CLI::App* eval = nullptr;
+  add_eval_command(app, eval_flags, eval);
 
   cli::set_examples(app, {
       "dsk-train -c configs/tiny-deepseek.yaml",
@@ -137,10 +228,13 @@ int main(int argc, char** argv) {
       "dsk-train -c configs/tiny-deepseek.yaml --print-config",
       "dsk-train sample runs/tiny/checkpoints/step-001000 --prompt 'In the beginning' -n 40 --samples 3",
       "dsk-train -c configs/tiny-deepseek.yaml | dsk-train sample - -n 40",
+      "dsk-train -c configs/tiny-deepseek.yaml --device cuda --precision bf16",
+      "dsk-train eval runs/tiny/checkpoints/step-001000 --data runs/demo/shards",
   });
 
   return cli::run(app, argc, argv, common, [&] {
     if (sample->parsed()) return run_sample(sample_flags);
+    if (eval->parsed()) return run_eval(eval_flags);
     cli::CommonOptions effective = common;
     for (auto& assignment : flag_overrides(flags)) effective.overrides.push_back(assignment);
     auto config = cli::load_config(train::train_schema(), effective);

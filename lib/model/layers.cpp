@@ -141,16 +141,21 @@ void carve_mlp(Arena& arena, MlpActs& acts, DType dtype, int n, int I) {
   acts.act = arena.take(dtype, int64_t(n) * I);
 }
 
-void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N) {
-  const int E = a.n_routed, K = a.top_k;
-  const int64_t pairs = int64_t(N) * K;
-  acts.logits = arena.take(dtype, int64_t(N) * E);
+void carve_routing(Arena& arena, MoeActs& acts, const Architecture& a, int N) {
+  const int E = a.n_routed;
+  const int64_t pairs = int64_t(N) * a.top_k;
   acts.scores = arena.take(DType::f32, int64_t(N) * E);
   acts.weights = arena.take(DType::f32, pairs);
   acts.experts = arena.take(DType::i32, pairs);
   acts.offsets = arena.take(DType::i32, E + 1);
   acts.order = arena.take(DType::i32, pairs);
   acts.row_of = arena.take(DType::i32, pairs);
+}
+
+void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N) {
+  const int64_t pairs = int64_t(N) * a.top_k;
+  acts.logits = arena.take(dtype, int64_t(N) * a.n_routed);
+  carve_routing(arena, acts, a, N);
   acts.xp = arena.take(dtype, pairs * a.hidden);
   acts.yp = arena.take(dtype, pairs * a.hidden);
   carve_mlp(arena, acts.routed, dtype, int(pairs), a.moe_intermediate);
@@ -287,13 +292,15 @@ tensor::RouterConfig router_config(const Architecture& a) {
 }  // namespace
 
 void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, const LayerParams& p,
-                 const Architecture& a, Buf load) {
+                 const Architecture& a, Buf load, bool route) {
   const int N = int(x.numel / a.hidden), C = a.hidden, E = a.n_routed, K = a.top_k, I = a.moe_intermediate;
   const int pairs = N * K;
-  linear_forward(ops, acts.logits, x, N, w, p.router);
-  ops.moe_route_forward(acts.scores, acts.experts, acts.weights, acts.logits, w.master.slice(int64_t(p.router_bias), E),
-                        router_config(a), N);
-  ops.moe_permute(acts.offsets, acts.order, acts.row_of, load, acts.experts, N, K, E);
+  if (route) {
+    linear_forward(ops, acts.logits, x, N, w, p.router);
+    ops.moe_route_forward(acts.scores, acts.experts, acts.weights, acts.logits,
+                          w.master.slice(int64_t(p.router_bias), E), router_config(a), N);
+    ops.moe_permute(acts.offsets, acts.order, acts.row_of, load, acts.experts, N, K, E);
+  }
   ops.moe_gather(acts.xp, x, acts.order, N, K, C);
   grouped_forward(ops, acts.routed.gate, acts.xp, w, expert_matrices(p, &MlpParams::gate), acts.offsets, E, pairs);
   grouped_forward(ops, acts.routed.up, acts.xp, w, expert_matrices(p, &MlpParams::up), acts.offsets, E, pairs);

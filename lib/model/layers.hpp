@@ -80,6 +80,8 @@ struct LayerGradients {
 void carve_attention(Arena& arena, AttentionActs& acts, const Ops& ops, const Architecture& a, const Dims& d, int Tk);
 void carve_mlp(Arena& arena, MlpActs& acts, DType dtype, int n, int I);
 void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N);
+// Only the routing decisions of carve_moe (scores, weights, experts, offsets, order, row_of).
+void carve_routing(Arena& arena, MoeActs& acts, const Architecture& a, int N);
 void carve_gradients(Arena& arena, LayerGradients& g, DType dtype, const Architecture& a, int N);
 
 void attention_forward(Ops& ops, Buf out, AttentionActs& acts, Buf x, const Weights& w, const LayerParams& p,
@@ -93,8 +95,9 @@ void mlp_backward(Ops& ops, Buf dinp, Buf dout, MlpActs& acts, Buf dact, Buf dga
                   const Weights& w, const MlpParams& p);
 
 // out = shared experts(x) + sum over the routed experts; load i64 [E] += the routed counts.
+// route = false reuses the routing decisions already in acts (recomputation) and counts nothing.
 void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, const LayerParams& p,
-                 const Architecture& a, Buf load);
+                 const Architecture& a, Buf load, bool route = true);
 // aux_alpha > 0 adds the sequence-wise balance loss's gradient (aux_loss is a 1-float scratch).
 void moe_backward(Ops& ops, Buf dinp, Buf dout, MoeActs& acts, LayerGradients& g, Buf x, const Weights& w,
                   const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha, Buf aux_loss);

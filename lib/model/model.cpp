@@ -28,10 +28,13 @@ struct LayerActs {
 };
 
 // What a batch shape needs, carved from one arena. Training keeps every layer's activations
-// (x[0..L], acts[0..L-1]); inference reuses one set (x ping-pongs between two buffers).
+// (x[0..L], acts[0..L-1]); inference reuses one set (x ping-pongs between two buffers). With
+// recompute, training keeps x[0..L] and the MoE routing decisions of every layer, and the layers
+// share one set of the rest (full) or of attention's internals (attention), recomputed in backward.
 struct Activations {
   int B = 0, T = 0, max_keys = 0, logit_rows = 0;
   bool training = false;
+  Recompute recompute = Recompute::none;
   std::unique_ptr<tensor::Arena> arena;
   Buf tokens, targets, positions, losses, aux_loss;
   std::vector<Buf> x;
@@ -67,6 +70,7 @@ struct Model::Impl {
   ExpertLoad load;
   float aux_alpha = 0;
   float loss_scale = 1.0f;  // of the backward under way (gradient accumulation folds 1/k in here)
+  Recompute recompute_mode = Recompute::none;
 
   Impl(const Architecture& a, std::shared_ptr<tensor::Ops> backend)
       : ops(backend ? std::move(backend) : std::shared_ptr<tensor::Ops>(tensor::make_cpu_ops())),
@@ -130,19 +134,30 @@ struct Model::Impl {
     a.x.resize(training ? L + 1 : 2);
     for (Buf& x : a.x) x = arena.take(t, int64_t(N) * C);
     a.layers.resize(training ? L : 1);
+    const Recompute recompute = training ? recompute_mode : Recompute::none;
     for (size_t i = 0; i < a.layers.size(); i++) {
       LayerActs& la = a.layers[i];
-      la.norm1 = arena.take(t, int64_t(N) * C);
-      la.rstd1 = arena.take(DType::f32, N);
-      la.x_mid = arena.take(t, int64_t(N) * C);
-      la.norm2 = arena.take(t, int64_t(N) * C);
-      la.rstd2 = arena.take(DType::f32, N);
-      carve_attention(arena, la.attention, *ops, arch, d, max_keys);
-      // Inference reuses one set for all layers: carve both kinds of feed-forward where both exist.
-      const bool dense = training ? !layout.layers[i].moe : arch.first_k_dense > 0 || arch.n_routed == 0;
-      const bool moe = training ? layout.layers[i].moe : arch.n_routed > 0 && arch.layers > arch.first_k_dense;
-      if (dense) carve_mlp(arena, la.mlp, t, N, arch.intermediate);
-      if (moe) carve_moe(arena, la.moe, t, arch, N);
+      const bool shared = i > 0 && recompute == Recompute::full;
+      if (shared) {
+        la = a.layers[0];  // the same memory, except the routing decisions below
+      } else {
+        la.norm1 = arena.take(t, int64_t(N) * C);
+        la.rstd1 = arena.take(DType::f32, N);
+        la.x_mid = arena.take(t, int64_t(N) * C);
+        la.norm2 = arena.take(t, int64_t(N) * C);
+        la.rstd2 = arena.take(DType::f32, N);
+        if (i > 0 && recompute == Recompute::attention)
+          la.attention = a.layers[0].attention;
+        else
+          carve_attention(arena, la.attention, *ops, arch, d, max_keys);
+      }
+      // Inference and shared sets serve every layer: carve both kinds of feed-forward where both exist.
+      const bool any_layer = !training || recompute == Recompute::full;
+      const bool dense = any_layer ? arch.first_k_dense > 0 || arch.n_routed == 0 : !layout.layers[i].moe;
+      const bool moe = any_layer ? arch.n_routed > 0 && arch.layers > arch.first_k_dense : layout.layers[i].moe;
+      if (dense && !shared) carve_mlp(arena, la.mlp, t, N, arch.intermediate);
+      if (moe && !shared) carve_moe(arena, la.moe, t, arch, N);
+      if (shared && layout.layers[i].moe) carve_routing(arena, la.moe, arch, N);
     }
     a.norm_final = arena.take(t, int64_t(N) * C);
     a.rstd_final = arena.take(DType::f32, N);
@@ -161,7 +176,10 @@ struct Model::Impl {
   void plan(int B, int T, int max_keys, bool training, int logit_rows = 0) {
     Activations& a = training ? training_plan : inference_plan;
     current = &a;
-    if (a.arena && a.B == B && a.T == T && a.max_keys == max_keys && a.logit_rows >= logit_rows) return;
+    const Recompute recompute = training ? recompute_mode : Recompute::none;
+    if (a.arena && a.B == B && a.T == T && a.max_keys == max_keys && a.logit_rows >= logit_rows &&
+        a.recompute == recompute)
+      return;
     a.arena.reset();  // the old plan's memory goes back before the new one is taken
     logit_rows = std::max(logit_rows, a.arena ? 0 : a.logit_rows);
     auto arena = std::make_unique<tensor::Arena>(*ops, str("activations for ", B, " x ", T, " tokens"));
@@ -175,6 +193,7 @@ struct Model::Impl {
     fresh.max_keys = max_keys;
     fresh.logit_rows = logit_rows;
     fresh.training = training;
+    fresh.recompute = recompute;
     a = std::move(fresh);
   }
 
@@ -193,29 +212,40 @@ struct Model::Impl {
     const int N = B * T, C = a.hidden;
     Dims d{B, T, s.positions.slice(0, N)};
     ops->embedding_forward(s.layer_input(0), s.tokens.slice(0, N), weights.w(layout.embed, int64_t(a.vocab) * C), N, C);
-    int load_row = 0;
-    for (int l = 0; l < a.layers; l++) {
-      const LayerParams& p = layout.layers[l];
-      LayerActs& la = s.layer(l);
-      Buf x = s.layer_input(l), out = s.layer_output(l);
-      ops->rmsnorm_forward(la.norm1, la.rstd1, x, weights.w(p.input_norm, C), N, C, a.rms_eps);
-      attention_forward(*ops, s.branch_out, la.attention, la.norm1, weights, p, a, rope, d,
-                        caches ? &(*caches)[l] : nullptr);
-      ops->add(la.x_mid, x, s.branch_out);
-      ops->rmsnorm_forward(la.norm2, la.rstd2, la.x_mid, weights.w(p.post_norm, C), N, C, a.rms_eps);
-      if (p.moe) {
-        Buf load = expert_load.slice(int64_t(load_row++) * a.n_routed, a.n_routed);
-        moe_forward(*ops, s.branch_out, la.moe, la.norm2, weights, p, a, load);
-        if (aux_alpha > 0)
-          ops->moe_sequence_aux_loss(s.aux_loss, Buf{}, la.moe.scores, la.moe.experts, B, T, a.n_routed, a.top_k,
-                                     aux_alpha);
-      } else {
-        mlp_forward(*ops, s.branch_out, la.mlp, la.norm2, N, weights, p.mlp);
-      }
-      ops->add(out, la.x_mid, s.branch_out);
-    }
+    for (int l = 0; l < a.layers; l++) layer_forward(l, d, caches ? &(*caches)[l] : nullptr, false);
     ops->rmsnorm_forward(s.norm_final, s.rstd_final, s.layer_input(a.layers), weights.w(layout.final_norm, C), N, C,
                          a.rms_eps);
+  }
+
+  // One decoder layer: x[l] -> x[l+1]. replay recomputes the activations of a layer for its
+  // backward (train.recompute: full): the same ops on the same input, except that MoE routing is
+  // not redone (the kept decisions are reused) and nothing is counted twice.
+  void layer_forward(int l, const Dims& d, LayerCache* cache, bool replay) {
+    const Architecture& a = arch;
+    Activations& s = acts_ref();
+    const int N = d.N(), C = a.hidden;
+    const LayerParams& p = layout.layers[l];
+    LayerActs& la = s.layer(l);
+    Buf x = s.layer_input(l), out = s.layer_output(l);
+    ops->rmsnorm_forward(la.norm1, la.rstd1, x, weights.w(p.input_norm, C), N, C, a.rms_eps);
+    attention_forward(*ops, s.branch_out, la.attention, la.norm1, weights, p, a, rope, d, cache);
+    ops->add(la.x_mid, x, s.branch_out);
+    ops->rmsnorm_forward(la.norm2, la.rstd2, la.x_mid, weights.w(p.post_norm, C), N, C, a.rms_eps);
+    if (p.moe) {
+      moe_forward(*ops, s.branch_out, la.moe, la.norm2, weights, p, a, load_of(l), /*route=*/!replay);
+      if (aux_alpha > 0 && !replay)
+        ops->moe_sequence_aux_loss(s.aux_loss, Buf{}, la.moe.scores, la.moe.experts, d.B, d.T, a.n_routed, a.top_k,
+                                   aux_alpha);
+    } else {
+      mlp_forward(*ops, s.branch_out, la.mlp, la.norm2, N, weights, p.mlp);
+    }
+    ops->add(out, la.x_mid, s.branch_out);
+  }
+
+  // The expert-load counters of MoE layer l.
+  Buf load_of(int l) {
+    const int row = int(std::find(load.layers.begin(), load.layers.end(), l) - load.layers.begin());
+    return expert_load.slice(int64_t(row) * arch.n_routed, arch.n_routed);
   }
 
   Buf lm_head() { return weights.w(layout.lm_head.weight, int64_t(arch.vocab) * arch.hidden); }
@@ -233,6 +263,9 @@ struct Model::Impl {
     for (int l = a.layers - 1; l >= 0; l--) {
       const LayerParams& p = layout.layers[l];
       LayerActs& la = s.layer(l);
+      if (s.recompute == Recompute::full) layer_forward(l, d, nullptr, true);
+      if (s.recompute == Recompute::attention)
+        attention_forward(*ops, s.branch_out, la.attention, la.norm1, weights, p, a, rope, d, nullptr);
       // dx holds d(x[l+1]); the residual passes it to x_mid unchanged, the MLP branch adds to it.
       ops->zero(s.dnorm);
       if (p.moe)
@@ -497,5 +530,14 @@ void Model::update_expert_bias(float speed) {
 }
 
 void Model::set_sequence_aux_loss(float alpha) { impl_->aux_alpha = alpha; }
+
+void Model::set_recompute(Recompute mode) { impl_->recompute_mode = mode; }
+
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::none;
+  if (name == "attention") return Recompute::attention;
+  if (name == "full") return Recompute::full;
+  throw UsageError(str("recompute \"", name, "\" is not one of none, attention, full"));
+}
 
 }  // namespace dsk::model

@@ -68,6 +68,13 @@ struct ExpertLoad {
   std::vector<std::vector<int64_t>> counts; // per MoE layer: tokens routed to each expert
 };
 
+// Activations recomputed in backward instead of kept from forward (train.recompute): none;
+// attention (each layer's attention internals: q, k, v, the MLA latents, attention's output);
+// full (everything but the layer inputs and the MoE routing decisions, which are kept, not redone).
+// Gradients are bit-identical either way; memory falls, and a step costs up to one more forward.
+enum class Recompute { none, attention, full };
+Recompute parse_recompute(const std::string& name);  // UsageError for other names
+
 class Model {
  public:
   // Random init with `seed`: Linear and embedding weights ~ normal(0, init_std), biases 0,
@@ -148,6 +155,8 @@ class Model {
   void reset_expert_load();
   void update_expert_bias(float speed);
   void set_sequence_aux_loss(float alpha);
+  // Takes effect at the next training forward (its activation arena is planned anew).
+  void set_recompute(Recompute mode);
 
  private:
   struct Impl;

@@ -34,6 +34,8 @@ Schema build_schema() {
   s.choice("device", "auto", {"auto", "cpu", "cuda"}, "where to train (auto: CUDA when a GPU is visible)");
   s.choice("precision", "auto", {"auto", "bf16", "fp32"},
            "CUDA: bf16 weights and activations with fp32 master weights (auto), or fp32 throughout");
+  s.choice("train.recompute", "none", {"none", "attention", "full"},
+           "recompute activations in backward instead of keeping them: less memory, up to one more forward");
   s.integer("max_bad_steps", 5, "stop after this many NaN/Inf losses in a row").minimum = 1;
 
   s.integer("eval.every", 100, "evaluate every N steps (0: only at the end)").minimum = 0;

@@ -18,6 +18,7 @@
 #include "core/signals.hpp"
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
+#include "train/evaluate.hpp"
 #include "train/metrics_log.hpp"
 #include "train/model_source.hpp"
 #include "train/schedule.hpp"
@@ -52,26 +53,6 @@ class RunDirectoryLock {
 
  private:
   int fd_ = -1;
-};
-
-// inputs and next-token targets of B windows of T + 1 tokens, as the model takes them ([B,T]).
-struct Batch {
-  std::vector<int32_t> tokens, targets;
-  std::vector<uint32_t> window;
-
-  template <typename NextWindow>
-  void fill(int B, int T, NextWindow next_window) {
-    tokens.resize(size_t(B) * T);
-    targets.resize(size_t(B) * T);
-    for (int b = 0; b < B; ++b) {
-      window.clear();
-      next_window(window);
-      for (int t = 0; t < T; ++t) {
-        tokens[size_t(b) * T + t] = int32_t(window[t]);
-        targets[size_t(b) * T + t] = int32_t(window[t + 1]);
-      }
-    }
-  }
 };
 
 // Weight decay on matrices only: not on norms, biases, embeddings or the routing-bias buffer.
@@ -229,6 +210,7 @@ TrainingRun::TrainingRun(const Config& config)
   extras_.config_yaml = config.to_yaml();
   extras_.dtype = config.get_string("checkpoint.dtype");
   model_.set_sequence_aux_loss(float(config.get_double("moe.aux_loss_alpha")));
+  model_.set_recompute(model::parse_recompute(config.get_string("train.recompute")));
   state_.seed = uint64_t(config.get_int("seed"));
   lock_.emplace(run_dir_);
   metrics_.emplace(run_dir_ / "metrics.jsonl");
@@ -329,18 +311,11 @@ void TrainingRun::log_step(double loss, double lr, double grad_norm, double step
 // Mean loss over eval.batches fixed micro-batches of the validation shards; plain cross-entropy
 // (no balance loss), and the expert counts it causes are not kept.
 double TrainingRun::evaluate() {
-  const int64_t batches = config_.get_int("eval.batches");
   const float alpha = float(config_.get_double("moe.aux_loss_alpha"));
   model_.set_sequence_aux_loss(0);
-  double sum = 0;
-  uint64_t k = 0;
-  for (int64_t i = 0; i < batches; ++i) {
-    batch_.fill(B_, T_, [&](std::vector<uint32_t>& out) { val_windows_->window(k++, out); });
-    sum += model_.forward(batch_.tokens.data(), batch_.targets.data(), B_, T_);
-  }
+  const EvalResult result = evaluate_windows(model_, *val_windows_, B_, T_, config_.get_int("eval.batches"));
   model_.set_sequence_aux_loss(alpha);
-  model_.reset_expert_load();
-  return sum / double(batches);
+  return result.loss;
 }
 
 void TrainingRun::save() {
