@@ -233,6 +233,10 @@ Response S3Client::send_once(const std::string& method, const ObjectAddress& obj
   SignedRequest request{method, target.path, {}, {{"host", target.host}}, payload_hash};
   for (const auto& [name, value] : query) request.query.emplace_back(name, value);
   for (const auto& [name, value] : headers) request.headers.emplace_back(name, value);
+  // libcurl labels a body it sends application/x-www-form-urlencoded, and S3 keeps the label
+  // of a PUT or of a multipart initiation as the object's Content-Type: bytes, unless told.
+  if ((method == "PUT" || method == "POST") && !headers.count("content-type"))
+    request.headers.emplace_back("content-type", "application/octet-stream");
   request.headers.emplace_back("x-amz-content-sha256", request.payload_sha256);
   std::string authorization =
       sign_headers(request, connection_.credentials, {connection_.region, "s3"}, amz_date_now());

@@ -41,7 +41,8 @@ class S3Client {
   S3Client(const S3Client&) = delete;
   S3Client& operator=(const S3Client&) = delete;
 
-  // Returns the new ETag. headers: extra request headers such as x-amz-meta-sha256.
+  // Returns the new ETag. headers: extra request headers such as x-amz-meta-sha256 or
+  // content-type (the object's; every PUT and POST without one is application/octet-stream).
   std::string put(const ObjectAddress& object, const std::string& bytes,
                   const std::map<std::string, std::string>& headers = {});
   // A PUT (an object, or a part with partNumber/uploadId in query) sent with Content-MD5, so a
