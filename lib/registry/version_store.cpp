@@ -277,7 +277,7 @@ Published publish_version(const Connection& connection, const std::string& root,
     std::map<std::string, std::string> headers{{"x-amz-meta-sha256", sha256},
                                                {"content-type", content_type_of(path)}};
     if (size >= options.multipart.part_size) {
-      upload_multipart(connection, path, object, options.multipart, headers);
+      upload_multipart(connection, path, object, options.multipart, sha256, headers);
     } else {
       client.put(object, read_file(path), headers);
       if (options.multipart.progress) options.multipart.progress->add(static_cast<uint64_t>(size));
