@@ -181,6 +181,22 @@ std::string multipart_etag(const std::vector<std::string>& part_md5s) {
   return str(md5_hex(binary), "-", part_md5s.size());
 }
 
+void forget_upload(const Connection& connection, const ObjectAddress& object,
+                   const MultipartOptions& options) {
+  if (options.state_dir.empty()) return;
+  std::filesystem::path state_path = upload_state_path(options.state_dir, connection, object, options.part_size);
+  if (!std::filesystem::exists(state_path)) return;
+  try {
+    UploadState saved = parse_upload_state(read_file(state_path), state_path.string());
+    S3Client client(connection);
+    abort_upload(client, object, saved.upload_id);  // NoSuchUpload when it was completed
+  } catch (const DataError&) {
+    // an unreadable state file names no upload to abort; it goes all the same
+  }
+  std::filesystem::remove(state_path);
+  log_debug(state_path.string(), ": removed, its object is stored whole");
+}
+
 std::string upload_multipart(const Connection& connection, const std::filesystem::path& file,
                              const ObjectAddress& object, const MultipartOptions& options,
                              const std::string& sha256,

@@ -48,6 +48,12 @@ std::string upload_multipart(const Connection& connection, const std::filesystem
                              const std::string& sha256,
                              const std::map<std::string, std::string>& headers = {});
 
+// Forgets a resumable upload of object (one found stored whole by other means, or completed
+// by a run killed before it could forget it): aborts it on the server if still open and
+// removes its state file. Nothing without a state directory or a state file.
+void forget_upload(const Connection& connection, const ObjectAddress& object,
+                   const MultipartOptions& options);
+
 // S3's ETag of a multipart object: the MD5 of its parts' binary MD5s, "-", the part count.
 // part_md5s: hex, in part order.
 std::string multipart_etag(const std::vector<std::string>& part_md5s);

@@ -1,13 +1,31 @@
 #include "registry/upload_state.hpp"
 
+#include <signal.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
 #include <cstdlib>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/sha256.hpp"
 
 namespace dsk::registry {
+namespace {
+
+// The pid in "<name>.tmp.<pid>" (write_file_atomic's temporary name), or 0 for any other name.
+pid_t temporary_owner(const std::string& filename) {
+  auto marker = filename.rfind(".tmp.");
+  if (marker == std::string::npos) return 0;
+  std::string digits = filename.substr(marker + 5);
+  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+    return 0;
+  return static_cast<pid_t>(std::stol(digits));
+}
+
+bool process_running(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+}  // namespace
 
 std::string upload_state_to_yaml(const UploadState& state) {
   YAML::Emitter out;
@@ -60,6 +78,25 @@ std::filesystem::path default_upload_state_dir() {
   if (state_home && *state_home) return std::filesystem::path(state_home) / "dsk/uploads";
   const char* home = std::getenv("HOME");
   return std::filesystem::path(home && *home ? home : "/tmp") / ".local/state/dsk/uploads";
+}
+
+int remove_stale_temporaries(const std::filesystem::path& state_dir, std::chrono::seconds stale_after) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(state_dir, error)) return 0;
+  const auto now = std::filesystem::file_time_type::clock::now();
+  int removed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(state_dir, error)) {
+    pid_t owner = temporary_owner(entry.path().filename().string());
+    if (owner <= 0 || process_running(owner)) continue;
+    auto modified = std::filesystem::last_write_time(entry.path(), error);
+    if (error || now - modified < stale_after) continue;
+    // Another run may be removing it at the same moment: that is no failure.
+    if (std::filesystem::remove(entry.path(), error)) {
+      log_debug(entry.path().string(), ": removed, left by process ", owner, " which is gone");
+      ++removed;
+    }
+  }
+  return removed;
 }
 
 }  // namespace dsk::registry

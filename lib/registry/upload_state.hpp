@@ -13,6 +13,7 @@
 // The file is rewritten whole (a temporary <name>.tmp.<pid> renamed onto it) after each part.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -43,5 +44,13 @@ std::filesystem::path upload_state_path(const std::filesystem::path& state_dir,
 
 // The default state directory: $XDG_STATE_HOME/dsk/uploads, else ~/.local/state/dsk/uploads.
 std::filesystem::path default_upload_state_dir();
+
+// Removes the temporary files (<name>.tmp.<pid>) that runs killed while rewriting their state
+// left in state_dir: those of a process that is no longer running, once older than
+// stale_after. The age guards a state directory shared by several hosts (a home directory on
+// NFS), where a pid not running here may be running elsewhere: a live rewrite takes
+// milliseconds. Returns how many were removed; a missing directory has none.
+int remove_stale_temporaries(const std::filesystem::path& state_dir,
+                             std::chrono::seconds stale_after = std::chrono::seconds(60));
 
 }  // namespace dsk::registry

@@ -239,6 +239,7 @@ Published publish_version(const Connection& connection, const std::string& root,
                           const std::string& name, const std::string& version,
                           const std::filesystem::path& directory, const PublishOptions& options) {
   S3Client client(connection);
+  if (!options.multipart.state_dir.empty()) remove_stale_temporaries(options.multipart.state_dir);
   ObjectAddress manifest_object = version_object(root, name, version, "manifest.yaml");
   if (!options.force && client.head(manifest_object))
     throw UsageError(str(name, " version ", version, " already exists at s3://",
@@ -271,6 +272,7 @@ Published publish_version(const Connection& connection, const std::string& root,
     if (auto stored = client.head(object);
         stored && stored->size == size && stored->metadata["sha256"] == sha256) {
       log_debug(relative, ": already stored whole, not sent again");
+      forget_upload(connection, object, options.multipart);  // a run killed after completing it
       if (options.multipart.progress) options.multipart.progress->add(static_cast<uint64_t>(size));
       continue;
     }

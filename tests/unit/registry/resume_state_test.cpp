@@ -1,6 +1,10 @@
-// The pieces of resume and lifecycle that need no server: the upload state file, its path,
-// S3's multipart ETag, lifecycle XML, and manifest creation times.
+// The pieces of resume and lifecycle that need no server: the upload state file, its path and
+// the cleaning of its directory, S3's multipart ETag, lifecycle XML, and manifest creation times.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
 
 #include "core/error.hpp"
 #include "registry/lifecycle.hpp"
@@ -44,6 +48,36 @@ TEST_CASE("S3's multipart ETag is the MD5 of the parts' binary MD5s and their co
   CHECK(multipart_etag({"0cc175b9c0f1b6a831c399e269772661", "92eb5ffee6ae2fec3ad71c777531578f"}) ==
         "96e024ba2074fe77e8e965ba43a704be-2");
   CHECK(multipart_etag({md5_hex("a")}) == md5_hex(std::string("\x0c\xc1\x75\xb9\xc0\xf1\xb6\xa8\x31\xc3\x99\xe2\x69\x77\x26\x61", 16)) + "-1");
+}
+
+TEST_CASE("temporary state files of processes that are gone are removed once a minute old") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("dsk-state-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);  // reaped: its pid names no process now
+  auto plant = [&](const std::string& name, std::chrono::seconds age) {
+    std::ofstream(dir / name) << "upload_id: half";
+    fs::last_write_time(dir / name, fs::file_time_type::clock::now() - age);
+    return dir / name;
+  };
+  using std::chrono::seconds;
+  fs::path stale = plant("a.yaml.tmp." + std::to_string(child), seconds(600));
+  fs::path fresh = plant("b.yaml.tmp." + std::to_string(child), seconds(1));
+  fs::path live = plant("c.yaml.tmp." + std::to_string(::getpid()), seconds(600));
+  fs::path state = plant("d.yaml", seconds(600));
+  fs::path other = plant("e.yaml.tmp.x1", seconds(600));
+  CHECK(remove_stale_temporaries(dir) == 1);
+  CHECK(!fs::exists(stale));
+  CHECK(fs::exists(fresh));  // perhaps a live process of another host sharing the directory
+  CHECK(fs::exists(live));
+  CHECK(fs::exists(state));
+  CHECK(fs::exists(other));
+  CHECK(remove_stale_temporaries(dir, seconds(0)) == 1);
+  CHECK(!fs::exists(fresh));
+  CHECK(remove_stale_temporaries(dir / "missing") == 0);
+  fs::remove_all(dir);
 }
 
 TEST_CASE("lifecycle rules round-trip through S3's XML") {
