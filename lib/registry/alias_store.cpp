@@ -33,7 +33,7 @@ void set_alias(S3Client& client, const std::string& root, const std::string& nam
   for (int attempt = 1; attempt <= options.attempts; ++attempt) {
     AliasTable table = read_aliases(client, root, name);
     table[alias] = versions;
-    client.put(object, aliases_to_yaml(table));
+    client.put(object, aliases_to_yaml(table), {{"content-type", "application/yaml"}});
     std::this_thread::sleep_for(options.settle);
     if (read_aliases(client, root, name)[alias] == versions) return;
     // Another writer replaced our table: back off a random while, then redo the update.

@@ -1,13 +1,10 @@
 #include "registry/multipart.hpp"
 
-#include <yaml-cpp/yaml.h>
-
 #include <atomic>
-#include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <regex>
 #include <thread>
-#include <vector>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -24,6 +21,10 @@ std::string upload_id_of(const std::string& xml) {
   return id;
 }
 
+long long part_count(long long size, long long part_size) {
+  return std::max(1LL, (size + part_size - 1) / part_size);
+}
+
 std::string read_range(const std::filesystem::path& file, long long offset, long long size) {
   std::ifstream in(file, std::ios::binary);
   std::string bytes(static_cast<size_t>(size), '\0');
@@ -33,15 +34,15 @@ std::string read_range(const std::filesystem::path& file, long long offset, long
   return bytes;
 }
 
-std::string completion_xml(const std::map<long long, std::string>& etags) {
+std::string completion_xml(const std::map<long long, SentPart>& parts) {
   std::string xml = "<CompleteMultipartUpload>";
-  for (const auto& [number, etag] : etags)
-    xml += str("<Part><PartNumber>", number, "</PartNumber><ETag>", etag, "</ETag></Part>");
+  for (const auto& [number, part] : parts)
+    xml += str("<Part><PartNumber>", number, "</PartNumber><ETag>", part.etag, "</ETag></Part>");
   return xml + "</CompleteMultipartUpload>";
 }
 
-long long modification_time(const std::filesystem::path& file) {
-  return static_cast<long long>(std::filesystem::last_write_time(file).time_since_epoch().count());
+std::string unquoted(const std::string& etag) {
+  return etag.size() >= 2 && etag.front() == '"' && etag.back() == '"' ? etag.substr(1, etag.size() - 2) : etag;
 }
 
 bool no_such_upload(const Error& error) {
@@ -56,23 +57,33 @@ void abort_upload(S3Client& client, const ObjectAddress& object, const std::stri
   }
 }
 
-// One attempt at the whole upload; `state` is the fresh or resumed state.
-std::string run_upload(const Connection& connection, const std::filesystem::path& file,
-                       const ObjectAddress& object, const MultipartOptions& options,
-                       const std::filesystem::path& state_path, UploadState& state) {
+void remove_state(const std::filesystem::path& state_path) {
+  if (!state_path.empty()) std::filesystem::remove(state_path);
+}
+
+// The saved state is an upload of this very content to this object.
+bool same_upload(const UploadState& saved, const UploadState& wanted) {
+  return saved.object == wanted.object && saved.file == wanted.file && saved.size == wanted.size &&
+         saved.part_size == wanted.part_size && saved.sha256 == wanted.sha256;
+}
+
+// Sends every part not in state.parts; each one finished is recorded there (and in the state
+// file) with its ETag and the MD5 of the bytes sent.
+void send_parts(const Connection& connection, const std::filesystem::path& file,
+                const ObjectAddress& object, const MultipartOptions& options,
+                const std::filesystem::path& state_path, UploadState& state) {
   const long long size = state.size;
-  const long long parts = std::max(1LL, (size + options.part_size - 1) / options.part_size);
   auto part_bytes = [&](long long number) {
     long long offset = (number - 1) * options.part_size;
     return std::min(options.part_size, size - offset);
   };
   if (options.progress)
-    for (const auto& [number, etag] : state.etags)
+    for (const auto& [number, part] : state.parts)
       options.progress->add(static_cast<uint64_t>(part_bytes(number)));
 
   std::vector<long long> pending;
-  for (long long number = 1; number <= parts; ++number)
-    if (!state.etags.count(number)) pending.push_back(number);
+  for (long long number = 1; number <= part_count(size, options.part_size); ++number)
+    if (!state.parts.count(number)) pending.push_back(number);
 
   std::mutex state_mutex;
   std::atomic<size_t> next{0};
@@ -90,7 +101,7 @@ std::string run_upload(const Connection& connection, const std::filesystem::path
         Response response = client.put_verified(
             object, {{"partNumber", std::to_string(number)}, {"uploadId", state.upload_id}}, bytes, {});
         std::lock_guard lock(state_mutex);
-        state.etags[number] = response.headers["etag"];
+        state.parts[number] = {response.headers["etag"], md5_hex(bytes)};
         if (!state_path.empty()) write_file_atomic(state_path, upload_state_to_yaml(state));
         if (options.progress) options.progress->add(bytes.size());
       }
@@ -104,73 +115,97 @@ std::string run_upload(const Connection& connection, const std::filesystem::path
     threads.emplace_back(worker);
   for (auto& thread : threads) thread.join();
   if (first_error) std::rethrow_exception(first_error);
+}
 
-  S3Client control(connection);
-  Response done = control.send("POST", object, {{"uploadId", state.upload_id}},
-                               completion_xml(state.etags), {{"content-type", "application/xml"}},
-                               false);
-  // S3 may answer 200 with an <Error> body when completion fails late.
-  if (std::string failure = s3_error_summary(done.body); !failure.empty())
-    throw RemoteError(str("completing s3://", object.bucket, "/", object.key, ": ", failure));
-  return done.headers.count("etag") ? done.headers["etag"] : "";
+// What the file holds now, read once in parts: its sha256, its MD5 and each part's MD5 (hex).
+struct FileDigests {
+  std::string sha256, md5;
+  std::vector<std::string> part_md5s;
+};
+
+FileDigests digest_file(const std::filesystem::path& file, long long size, long long part_size) {
+  Sha256 sha256;
+  Md5 md5;
+  FileDigests digests;
+  for (long long offset = 0; offset < size; offset += part_size) {
+    std::string bytes = read_range(file, offset, std::min(part_size, size - offset));
+    sha256.update(bytes);
+    md5.update(bytes);
+    digests.part_md5s.push_back(md5_hex(bytes));
+  }
+  digests.sha256 = sha256.hex_digest();
+  digests.md5 = md5.hex_digest();
+  return digests;
+}
+
+// "" when the parts stored are the file's bytes as hashed before the upload began (each sent
+// part's MD5 is the file's part's, the file's sha256 is the one the upload was for); else
+// what differs.
+std::string file_change(const std::filesystem::path& file, const UploadState& state,
+                        const FileDigests& now) {
+  long long size = static_cast<long long>(std::filesystem::file_size(file));
+  if (size != state.size) return str("its size is now ", size, " bytes, was ", state.size);
+  if (now.sha256 != state.sha256)
+    return str("its sha256 is now ", now.sha256.substr(0, 16), "..., was ", state.sha256.substr(0, 16), "...");
+  for (const auto& [number, part] : state.parts)
+    if (number > std::ssize(now.part_md5s) || part.md5 != now.part_md5s[number - 1])
+      return str("part ", number, " as sent is not the file's part ", number);
+  return "";
+}
+
+// "" when the completed object is the file: its ETag is S3's multipart ETag of the parts' MD5s
+// or (a server that hashes whole objects) the file's MD5; under SSE-KMS, or when the ETag has
+// neither form, its size is the file's. Else what differs.
+std::string completion_mismatch(S3Client& client, const ObjectAddress& object, const Response& done,
+                                const FileDigests& file, long long size) {
+  std::string etag = unquoted(xml_field(done.body, "CompleteMultipartUploadResult", "ETag"));
+  std::string expected = multipart_etag(file.part_md5s);
+  auto encryption = done.headers.find("x-amz-server-side-encryption");
+  bool etag_is_digest = std::regex_match(etag, std::regex("[0-9a-f]{32}(-[0-9]+)?")) &&
+                        (encryption == done.headers.end() || encryption->second != "aws:kms");
+  if (etag_is_digest)
+    return etag == expected || etag == file.md5 ? ""
+                                                : str("its ETag is ", etag, ", expected ", expected, " or ", file.md5);
+  auto stored = client.head(object);
+  if (!stored) return "it is missing";
+  return stored->size == size ? "" : str("its size is ", stored->size, " bytes, expected ", size);
 }
 
 }  // namespace
 
-std::string upload_state_to_yaml(const UploadState& state) {
-  YAML::Emitter out;
-  out << YAML::BeginMap;
-  out << YAML::Key << "upload_id" << YAML::Value << state.upload_id;
-  out << YAML::Key << "object" << YAML::Value << state.object;
-  out << YAML::Key << "file" << YAML::Value << state.file;
-  out << YAML::Key << "size" << YAML::Value << state.size;
-  out << YAML::Key << "mtime" << YAML::Value << state.mtime;
-  out << YAML::Key << "part_size" << YAML::Value << state.part_size;
-  out << YAML::Key << "parts" << YAML::Value << YAML::BeginMap;
-  for (const auto& [number, etag] : state.etags)
-    out << YAML::Key << number << YAML::Value << YAML::DoubleQuoted << etag;
-  out << YAML::EndMap << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
+std::string multipart_etag(const std::vector<std::string>& part_md5s) {
+  std::string binary;
+  for (const auto& hex : part_md5s)
+    for (size_t i = 0; i + 1 < hex.size(); i += 2)
+      binary += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return str(md5_hex(binary), "-", part_md5s.size());
 }
 
-UploadState parse_upload_state(const std::string& yaml, const std::string& source) {
+void forget_upload(const Connection& connection, const ObjectAddress& object,
+                   const MultipartOptions& options) {
+  if (options.state_dir.empty()) return;
+  std::filesystem::path state_path = upload_state_path(options.state_dir, connection, object, options.part_size);
+  if (!std::filesystem::exists(state_path)) return;
   try {
-    YAML::Node root = YAML::Load(yaml);
-    if (!root.IsMap() || !root["upload_id"] || !root["parts"])
-      throw DataError(str(source, ": not an upload state file (no upload_id/parts)"));
-    UploadState state{root["upload_id"].as<std::string>(), root["object"].as<std::string>(""),
-                      root["file"].as<std::string>(""), root["size"].as<long long>(-1),
-                      root["mtime"].as<long long>(0), root["part_size"].as<long long>(0), {}};
-    for (const auto& part : root["parts"])
-      state.etags[part.first.as<long long>()] = part.second.as<std::string>();
-    return state;
-  } catch (const YAML::Exception& error) {
-    throw DataError(str(source, ":", error.mark.line + 1, ": not an upload state file: ", error.msg));
+    UploadState saved = parse_upload_state(read_file(state_path), state_path.string());
+    S3Client client(connection);
+    abort_upload(client, object, saved.upload_id);  // NoSuchUpload when it was completed
+  } catch (const DataError&) {
+    // an unreadable state file names no upload to abort; it goes all the same
   }
-}
-
-std::filesystem::path upload_state_path(const std::filesystem::path& state_dir,
-                                        const Connection& connection,
-                                        const ObjectAddress& object, long long part_size) {
-  std::string identity = str(connection.endpoint_url, "\n", connection.region, "\n", object.bucket,
-                             "\n", object.key, "\n", part_size);
-  return state_dir / (sha256_hex(identity).substr(0, 32) + ".yaml");
-}
-
-std::filesystem::path default_upload_state_dir() {
-  const char* state_home = std::getenv("XDG_STATE_HOME");
-  if (state_home && *state_home) return std::filesystem::path(state_home) / "dsk/uploads";
-  const char* home = std::getenv("HOME");
-  return std::filesystem::path(home && *home ? home : "/tmp") / ".local/state/dsk/uploads";
+  std::filesystem::remove(state_path);
+  log_debug(state_path.string(), ": removed, its object is stored whole");
 }
 
 std::string upload_multipart(const Connection& connection, const std::filesystem::path& file,
                              const ObjectAddress& object, const MultipartOptions& options,
+                             const std::string& sha256,
                              const std::map<std::string, std::string>& headers) {
   if (options.part_size < 1 || options.concurrency < 1)
     throw UsageError("multipart upload: part size and concurrency must be positive");
+  if (sha256.size() != 64) throw InternalError("multipart upload: the file's sha256 is required");
   long long size = static_cast<long long>(std::filesystem::file_size(file));
-  long long parts = std::max(1LL, (size + options.part_size - 1) / options.part_size);
+  long long parts = part_count(size, options.part_size);
   if (parts > 10000)
     throw UsageError(str(file.string(), ": ", parts, " parts exceed S3's 10000; raise the part size"));
   const std::string url = str("s3://", object.bucket, "/", object.key);
@@ -182,16 +217,15 @@ std::string upload_multipart(const Connection& connection, const std::filesystem
     state_path = upload_state_path(options.state_dir, connection, object, options.part_size);
   }
   S3Client control(connection);
-  UploadState state{"", url, absolute, size, modification_time(file), options.part_size, {}};
+  UploadState state{"", url, absolute, size, sha256, options.part_size, {}};
   bool resumed = false;
   if (!state_path.empty() && std::filesystem::exists(state_path)) {
     try {
       UploadState saved = parse_upload_state(read_file(state_path), state_path.string());
-      if (saved.object == url && saved.file == absolute && saved.size == size &&
-          saved.mtime == state.mtime && saved.part_size == options.part_size) {
+      if (same_upload(saved, state)) {
         state = saved;
         resumed = true;
-        log_info("resuming the upload of ", file.string(), " to ", url, ": ", state.etags.size(),
+        log_info("resuming the upload of ", file.string(), " to ", url, ": ", state.parts.size(),
                  " of ", parts, " parts already sent");
       } else {
         log_info(file.string(), " changed since its interrupted upload to ", url, ": starting afresh");
@@ -209,21 +243,40 @@ std::string upload_multipart(const Connection& connection, const std::filesystem
       if (!state_path.empty()) write_file_atomic(state_path, upload_state_to_yaml(state));
     }
     try {
-      std::string etag = run_upload(connection, file, object, options, state_path, state);
-      if (!state_path.empty()) std::filesystem::remove(state_path);
-      return etag;
+      send_parts(connection, file, object, options, state_path, state);
+      // The object appears on completion: first make sure the parts are this file's bytes.
+      FileDigests now = digest_file(file, size, options.part_size);
+      if (std::string change = file_change(file, state, now); !change.empty()) {
+        abort_upload(control, object, state.upload_id);
+        remove_state(state_path);
+        throw DataError(str(file.string(), " changed while it was being uploaded to ", url, " (", change,
+                            "): nothing was stored; rerun when it no longer changes"));
+      }
+      Response done = control.send("POST", object, {{"uploadId", state.upload_id}},
+                                   completion_xml(state.parts), {{"content-type", "application/xml"}},
+                                   false);
+      // S3 may answer 200 with an <Error> body when completion fails late.
+      if (std::string failure = s3_error_summary(done.body); !failure.empty())
+        throw RemoteError(str("completing ", url, ": ", failure));
+      remove_state(state_path);
+      if (std::string mismatch = completion_mismatch(control, object, done, now, size); !mismatch.empty()) {
+        control.remove(object);  // else a rerun would find it "stored whole" by its metadata
+        throw RemoteError(str("completing ", url, ": the server assembled another object than the parts sent (",
+                              mismatch, "); it was deleted"));
+      }
+      return xml_field(done.body, "CompleteMultipartUploadResult", "ETag");
     } catch (const Error& error) {
       if (resumed && round == 0 && no_such_upload(error)) {
         // The server forgot the upload (aborted, expired, restarted without its data).
         log_info("the server no longer knows the interrupted upload to ", url, ": starting afresh");
         state.upload_id.clear();
-        state.etags.clear();
+        state.parts.clear();
         continue;
       }
       if (state_path.empty()) {
         abort_upload(control, object, state.upload_id);
-      } else {
-        log_warn("the upload of ", file.string(), " stopped after ", state.etags.size(), " of ",
+      } else if (std::filesystem::exists(state_path)) {
+        log_warn("the upload of ", file.string(), " stopped after ", state.parts.size(), " of ",
                  parts, " parts; rerun the same command to resume (state in ",
                  state_path.string(), ")");
       }

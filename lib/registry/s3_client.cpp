@@ -114,6 +114,27 @@ std::string hex_of(const std::string& raw) {
 std::string md5_base64(const std::string& bytes) { return base64_of(md5_digest(bytes)); }
 std::string md5_hex(const std::string& bytes) { return hex_of(md5_digest(bytes)); }
 
+struct Md5::State {
+  EVP_MD_CTX* context = nullptr;
+};
+
+Md5::Md5() : state_(std::make_unique<State>()) {
+  state_->context = EVP_MD_CTX_new();
+  if (!state_->context || EVP_DigestInit_ex(state_->context, EVP_md5(), nullptr) != 1)
+    throw InternalError("OpenSSL could not start an MD5 digest");
+}
+
+Md5::~Md5() { EVP_MD_CTX_free(state_->context); }
+
+void Md5::update(std::string_view bytes) { EVP_DigestUpdate(state_->context, bytes.data(), bytes.size()); }
+
+std::string Md5::hex_digest() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(state_->context, digest, &length);
+  return hex_of(std::string(reinterpret_cast<char*>(digest), length));
+}
+
 std::string s3_error_summary(const std::string& xml) {
   std::string code = xml_field(xml, "Error", "Code");
   return code.empty() ? "" : code + ": " + xml_field(xml, "Error", "Message");
@@ -233,6 +254,10 @@ Response S3Client::send_once(const std::string& method, const ObjectAddress& obj
   SignedRequest request{method, target.path, {}, {{"host", target.host}}, payload_hash};
   for (const auto& [name, value] : query) request.query.emplace_back(name, value);
   for (const auto& [name, value] : headers) request.headers.emplace_back(name, value);
+  // libcurl labels a body it sends application/x-www-form-urlencoded, and S3 keeps the label
+  // of a PUT or of a multipart initiation as the object's Content-Type: bytes, unless told.
+  if ((method == "PUT" || method == "POST") && !headers.count("content-type"))
+    request.headers.emplace_back("content-type", "application/octet-stream");
   request.headers.emplace_back("x-amz-content-sha256", request.payload_sha256);
   std::string authorization =
       sign_headers(request, connection_.credentials, {connection_.region, "s3"}, amz_date_now());

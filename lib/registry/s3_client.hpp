@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "registry/address.hpp"
@@ -41,7 +42,8 @@ class S3Client {
   S3Client(const S3Client&) = delete;
   S3Client& operator=(const S3Client&) = delete;
 
-  // Returns the new ETag. headers: extra request headers such as x-amz-meta-sha256.
+  // Returns the new ETag. headers: extra request headers such as x-amz-meta-sha256 or
+  // content-type (the object's; every PUT and POST without one is application/octet-stream).
   std::string put(const ObjectAddress& object, const std::string& bytes,
                   const std::map<std::string, std::string>& headers = {});
   // A PUT (an object, or a part with partNumber/uploadId in query) sent with Content-MD5, so a
@@ -102,6 +104,21 @@ std::string xml_field(const std::string& xml, const char* root, const char* chil
 // MD5 of bytes: base64 (a Content-MD5 header's value) and hex (what an S3 ETag holds).
 std::string md5_base64(const std::string& bytes);
 std::string md5_hex(const std::string& bytes);
+
+// MD5 streamed over bytes given piece by piece, as hex.
+class Md5 {
+ public:
+  Md5();
+  ~Md5();
+  Md5(const Md5&) = delete;
+  Md5& operator=(const Md5&) = delete;
+  void update(std::string_view bytes);
+  std::string hex_digest();  // ends the stream
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // "<Code>: <Message>" out of an S3 XML error body, or "" when it is not one.
 std::string s3_error_summary(const std::string& xml);

@@ -53,6 +53,15 @@ std::string json_field(const std::filesystem::path& file, const char* field) {
   return root.is_object() && root.contains(field) && root[field].is_string() ? root[field].get<std::string>() : "";
 }
 
+// What an object holds, by its file's name: S3 keeps it as the object's Content-Type.
+std::string content_type_of(const std::filesystem::path& file) {
+  std::string extension = file.extension().string();
+  if (extension == ".json") return "application/json";
+  if (extension == ".yaml" || extension == ".yml") return "application/yaml";
+  if (extension == ".txt" || extension == ".md") return "text/plain";
+  return "application/octet-stream";
+}
+
 // Elements of every tensor, from the checked header of the mmap'd file (no tensor data is read).
 long long safetensors_parameters(const std::filesystem::path& file) {
   const io::SafetensorsFile safetensors(file);  // named: a temporary would die before the loop
@@ -230,6 +239,7 @@ Published publish_version(const Connection& connection, const std::string& root,
                           const std::string& name, const std::string& version,
                           const std::filesystem::path& directory, const PublishOptions& options) {
   S3Client client(connection);
+  if (!options.multipart.state_dir.empty()) remove_stale_temporaries(options.multipart.state_dir);
   ObjectAddress manifest_object = version_object(root, name, version, "manifest.yaml");
   if (!options.force && client.head(manifest_object))
     throw UsageError(str(name, " version ", version, " already exists at s3://",
@@ -262,19 +272,21 @@ Published publish_version(const Connection& connection, const std::string& root,
     if (auto stored = client.head(object);
         stored && stored->size == size && stored->metadata["sha256"] == sha256) {
       log_debug(relative, ": already stored whole, not sent again");
+      forget_upload(connection, object, options.multipart);  // a run killed after completing it
       if (options.multipart.progress) options.multipart.progress->add(static_cast<uint64_t>(size));
       continue;
     }
-    std::map<std::string, std::string> metadata{{"x-amz-meta-sha256", sha256}};
+    std::map<std::string, std::string> headers{{"x-amz-meta-sha256", sha256},
+                                               {"content-type", content_type_of(path)}};
     if (size >= options.multipart.part_size) {
-      upload_multipart(connection, path, object, options.multipart, metadata);
+      upload_multipart(connection, path, object, options.multipart, sha256, headers);
     } else {
-      client.put(object, read_file(path), metadata);
+      client.put(object, read_file(path), headers);
       if (options.multipart.progress) options.multipart.progress->add(static_cast<uint64_t>(size));
     }
   }
   std::string text = manifest_to_yaml(manifest);
-  client.put(manifest_object, text);
+  client.put(manifest_object, text, {{"content-type", "application/yaml"}});
   return {str("s3://", manifest_object.bucket, "/", manifest_object.key), sha256_hex(text), total};
 }
 

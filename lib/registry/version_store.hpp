@@ -11,7 +11,9 @@
 //   record: {kind: checkpoint, path: ..., step: 500}   # the producing record, when read from stdin
 // Versions are immutable: publishing one whose manifest exists fails unless forced. Every file
 // object carries its sha256 as x-amz-meta-sha256, so a rerun of an interrupted publish skips
-// the files already stored whole.
+// the files already stored whole, and a Content-Type by its name: application/json (.json),
+// application/yaml (.yaml, .yml, the manifest), text/plain (.txt, .md), else
+// application/octet-stream.
 #pragma once
 
 #include <filesystem>

@@ -6,13 +6,9 @@
 #     same command resumes without re-sending them; what comes back is byte-identical;
 #  3. the client itself killed (SIGKILL, no chance to clean up): the rerun resumes the same way.
 set -euo pipefail
-work=$(mktemp -d)
 source "${DSK_SOURCE_DIR:?}/tests/cli/lib/s3-server.sh"
-trap 'stop_s3_server; rm -rf "$work"' EXIT
-cd "$work"
-export XDG_STATE_HOME=$work/state DSK_REGISTRY=s3://models/team
-start_s3_server "$work/data"
-export AWS_ENDPOINT_URL=$S3_URL
+start_s3_test
+export DSK_REGISTRY=s3://models/team
 
 mkdir -p ckpt
 head -c $((160 << 20)) /dev/urandom >ckpt/model.safetensors
@@ -69,12 +65,9 @@ cmp ckpt/model.safetensors got2/model.safetensors
 # 3. The client killed mid-upload.
 "${upload[@]}" --version 3.0 >/dev/null 2>/dev/null &
 run=$!
-for _ in $(seq 600); do
-  [ "$(cat state/dsk/uploads/*.yaml 2>/dev/null | grep -cE '^  [0-9]+: ')" -ge 4 ] && break
-  sleep 0.02
-done
+wait_for_sent_parts 4
 kill -9 "$run"; wait "$run" 2>/dev/null || true
-sent=$(grep -cE '^  [0-9]+: ' state/dsk/uploads/*.yaml)
+sent=$(sent_parts)
 [ "$sent" -ge 4 ] && [ "$sent" -lt 32 ] || { echo "FAIL: killed after $sent of 32 parts, expected 4..31" >&2; exit 1; }
 "${upload[@]}" --version 3.0 >/dev/null 2>err3.txt
 grep -qE "resuming the upload .*: $sent of 32 parts already sent" err3.txt

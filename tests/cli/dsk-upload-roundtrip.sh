@@ -4,13 +4,8 @@
 # fetching back verified, aliases with weights, the shared settings from -c/--set/--print-config;
 # cross-checked with the AWS CLI both ways.
 set -euo pipefail
-work=$(mktemp -d)
 source "${DSK_SOURCE_DIR:?}/tests/cli/lib/s3-server.sh"
-trap 'stop_s3_server; rm -rf "$work"' EXIT
-cd "$work"
-export XDG_STATE_HOME=$work/state
-start_s3_server "$work/data"
-export AWS_ENDPOINT_URL=$S3_URL
+start_s3_test
 
 mkdir -p ckpt/tokenizer
 head -c $((12 << 20)) /dev/urandom >ckpt/model.safetensors

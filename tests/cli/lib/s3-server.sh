@@ -24,6 +24,30 @@ start_s3_server() {  # start_s3_server DATA_DIR
   return 1
 }
 
+# The start of every upload test: a fresh work directory as the current one (removed on exit,
+# after the server is stopped) with the upload state under it, and s3rver serving from it.
+# Sets work, S3_URL and AWS_ENDPOINT_URL.
+start_s3_test() {
+  work=$(mktemp -d)
+  trap 'stop_s3_server; rm -rf "$work"' EXIT
+  cd "$work"
+  export XDG_STATE_HOME=$work/state
+  start_s3_server "$work/data"
+  export AWS_ENDPOINT_URL=$S3_URL
+}
+
+# Parts the upload state files list as sent (a state file is rewritten after each part).
+sent_parts() { cat "$XDG_STATE_HOME"/dsk/uploads/*.yaml 2>/dev/null | grep -cE '^  [0-9]+: ' || true; }
+
+wait_for_sent_parts() {  # wait_for_sent_parts N: until N parts are sent, else fail after ~30 s
+  for _ in $(seq 3000); do
+    [ "$(sent_parts)" -ge "$1" ] && return 0
+    sleep 0.01
+  done
+  echo "FAIL: the upload never reached $1 parts" >&2
+  return 1
+}
+
 stop_s3_server() {
   [ -n "${S3_PID:-}" ] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null || true
   S3_PID=

@@ -78,15 +78,25 @@ TEST_CASE("a file spanning three parts uploads from parallel threads and reads b
   for (int i = 0; i < (11 << 20); ++i) bytes += static_cast<char>((i * 7 + i / 4099) & 0xff);
   std::ofstream(file, std::ios::binary) << bytes;
   ObjectAddress object{"models", "m/1.0/model.safetensors"};
-  upload_multipart(connection_to(server, "S3RVER"), file, object, parts_of(5 << 20, 3));
+  std::string etag = upload_multipart(connection_to(server, "S3RVER"), file, object, parts_of(5 << 20, 3),
+                                      dsk::sha256_hex(bytes));
+  CHECK(etag == "\"" + md5_hex(bytes) + "\"");  // s3rver's ETag of a multipart object: its MD5
   CHECK(client.head(object)->size == static_cast<long long>(bytes.size()));
   CHECK(client.get(object) == bytes);
   CHECK(client.get(object, std::pair{(5LL << 20) - 2, (5LL << 20) + 1}) ==
         bytes.substr((5 << 20) - 2, 4));
 
   ObjectAddress refused{"no-such-bucket", "x"};
-  CHECK_THROWS_AS(upload_multipart(connection_to(server, "S3RVER"), file, refused, parts_of(5 << 20, 2)),
+  CHECK_THROWS_AS(upload_multipart(connection_to(server, "S3RVER"), file, refused, parts_of(5 << 20, 2),
+                                   dsk::sha256_hex(bytes)),
                   dsk::RemoteError);
+
+  // Hashed before the upload, changed before its parts were read: nothing is stored.
+  ObjectAddress changed{"models", "m/2.0/model.safetensors"};
+  CHECK_THROWS_AS(upload_multipart(connection_to(server, "S3RVER"), file, changed, parts_of(5 << 20, 3),
+                                   dsk::sha256_hex("other bytes")),
+                  dsk::DataError);
+  CHECK(!client.head(changed).has_value());
   std::filesystem::remove(file);
 }
 
