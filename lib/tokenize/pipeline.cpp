@@ -1,14 +1,17 @@
 #include "tokenize/pipeline.hpp"
 
 #include <charconv>
-#include <deque>
 #include <future>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "core/signals.hpp"
+#include "tokenize/bounded_queue.hpp"
+#include "tokenize/chunk_documents.hpp"
+#include "tokenize/document_reader.hpp"
 #include "tokenize/shard_set_writer.hpp"
 #include "tokenize/split.hpp"
 #include "tokenize/task_pool.hpp"
@@ -18,50 +21,72 @@ namespace fs = std::filesystem;
 namespace dsk::tokenize {
 namespace {
 
-// Work for one job: enough text that a job outweighs its scheduling, few enough documents
-// that the in-flight window stays small in memory.
-constexpr size_t kBatchTextBytes = 1 << 20;
-constexpr size_t kBatchDocuments = 4096;
-
 // Special-token text inside a document ("<｜end▁of▁sentence｜>") is encoded as ordinary text:
 // a document cannot end itself early or forge a BOS. dsk adds BOS and EOS itself.
 const tokenizer::EncodeOptions kDocumentText{.add_special_tokens = false, .parse_special_tokens = false};
 
-struct Batch {
-  std::vector<Document> documents;
-  size_t text_bytes = 0;
-};
-
-// The tokens of a batch's documents, back to back; document i is tokens[ends[i-1], ends[i]).
-struct EncodedBatch {
+// One chunk's documents as tokens, back to back: document i is tokens[ends[i-1], ends[i]).
+struct EncodedChunk {
   std::vector<uint32_t> tokens;
   std::vector<size_t> ends;
-  std::vector<uint64_t> numbers;
+  std::vector<uint64_t> numbers;  // from 0 at the chunk's first document (dropped ones count)
   std::vector<uint64_t> text_bytes;
+  uint64_t numbered = 0;
+  std::vector<std::string> warnings;
+  InputErrorCounts errors;
+  uint64_t bytes_through = 0;
 };
 
-EncodedBatch encode_batch(const Batch& batch, const tokenizer::Tokenizer& tokenizer, std::optional<uint32_t> bos) {
-  EncodedBatch encoded;
-  encoded.tokens.reserve(batch.text_bytes / 3);
-  for (const Document& document : batch.documents) {
+// A worker's job: everything done per byte, from the chunk's raw bytes to tokens.
+EncodedChunk tokenize_chunk(const InputChunk& chunk, const ReaderOptions& reader, const tokenizer::Tokenizer& tokenizer,
+                            std::optional<uint32_t> bos) {
+  ChunkDocuments documents = chunk_documents(chunk, reader);
+  EncodedChunk encoded;
+  encoded.tokens.reserve(chunk.bytes.size() / 3);
+  for (const Document& document : documents.documents) {
     if (bos) encoded.tokens.push_back(*bos);
     tokenizer.encode_into(document.text, encoded.tokens, kDocumentText);
     encoded.ends.push_back(encoded.tokens.size());
     encoded.numbers.push_back(document.number);
     encoded.text_bytes.push_back(document.text.size());
   }
+  encoded.numbered = documents.numbered;
+  encoded.warnings = std::move(documents.warnings);
+  encoded.errors = documents.errors;
+  encoded.bytes_through = chunk.bytes_through;
   return encoded;
 }
 
-bool read_batch(DocumentReader& reader, Batch& batch) {
-  batch = Batch{};
-  Document document;
-  while (batch.text_bytes < kBatchTextBytes && batch.documents.size() < kBatchDocuments && reader.next(document)) {
-    batch.text_bytes += document.text.size();
-    batch.documents.push_back(std::move(document));
+using ChunkQueue = BoundedQueue<std::future<EncodedChunk>>;
+
+// The reader thread: cuts the inputs into chunks and hands each to the pool, queueing the
+// futures in input order. An input error takes its place in the queue, so that it surfaces in
+// order too (after the documents before it, as when everything ran on one thread).
+void read_chunks(ChunkReader& chunks, TaskPool& pool, ChunkQueue& queue, const ReaderOptions& reader,
+                 const tokenizer::Tokenizer& tokenizer, std::optional<uint32_t> bos) {
+  try {
+    InputChunk chunk;
+    while (chunks.next(chunk)) {
+      auto job = [chunk = std::move(chunk), &reader, &tokenizer, bos] { return tokenize_chunk(chunk, reader, tokenizer, bos); };
+      if (!queue.push(pool.submit(std::move(job)))) break;  // the writer gave up
+    }
+  } catch (...) {
+    std::promise<EncodedChunk> failed;
+    failed.set_exception(std::current_exception());
+    queue.push(failed.get_future());
   }
-  return !batch.documents.empty();
+  queue.close();
 }
+
+// Stops and joins the reader thread however the writer leaves (an error, an interrupt).
+struct ReaderThread {
+  ChunkQueue& queue;
+  std::thread thread;
+  ~ReaderThread() {
+    queue.cancel();
+    thread.join();
+  }
+};
 
 uint64_t known_input_size(const std::vector<std::string>& inputs) {
   uint64_t total = 0;
@@ -110,41 +135,43 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
   const uint32_t bos_id = bos ? *bos : io::kNoBos;
 
   AtomicDirectory directory(options.output);
-  DocumentReader reader(options.inputs, options.reader);
+  ChunkReader chunks(options.inputs, options.reader);
   ShardSetWriter train(directory.path(), "train", options.shard_tokens, vocab_size, *eos, bos_id);
   ShardSetWriter val(directory.path(), "val", options.shard_tokens, vocab_size, *eos, bos_id);
   Progress progress("tokenize", known_input_size(options.inputs), "B");
+  InputErrorLog error_log(options.reader.max_reported);
 
-  auto write = [&](const EncodedBatch& encoded) {
+  uint64_t numbered = 0;  // documents before the chunk being written, dropped ones too
+  auto write = [&](const EncodedChunk& encoded) {
     size_t begin = 0;
     for (size_t i = 0; i < encoded.ends.size(); ++i) {
       std::span<const uint32_t> tokens(encoded.tokens.data() + begin, encoded.ends[i] - begin);
-      bool to_val = is_validation_document(encoded.numbers[i], options.val_fraction, options.seed);
+      bool to_val = is_validation_document(numbered + encoded.numbers[i], options.val_fraction, options.seed);
       (to_val ? val : train).add_document(tokens, encoded.text_bytes[i]);
       begin = encoded.ends[i];
     }
+    numbered += encoded.numbered;
   };
 
   {
     TaskPool pool(options.threads);
-    std::deque<std::future<EncodedBatch>> in_flight;
-    Batch batch;
-    while (read_batch(reader, batch)) {
+    // Two chunks per worker in flight: enough to keep every worker busy while the writer waits
+    // for the oldest, and a bound on memory (2 x threads chunks of 256 KiB of text, and their tokens).
+    ChunkQueue queue(2 * static_cast<size_t>(pool.size()));
+    ReaderThread reader{queue, std::thread(read_chunks, std::ref(chunks), std::ref(pool), std::ref(queue),
+                                           std::cref(options.reader), std::cref(tokenizer), bos)};
+    while (auto next = queue.pop()) {
       if (stop_requested()) throw Interrupted(stop_exit_code(), "interrupted; no output was written");
-      in_flight.push_back(pool.submit(
-          [batch = std::move(batch), &tokenizer, bos] { return encode_batch(batch, tokenizer, bos); }));
-      progress.set(reader.bytes_read());
-      if (in_flight.size() >= 2 * static_cast<size_t>(pool.size())) {
-        write(in_flight.front().get());
-        in_flight.pop_front();
-      }
+      EncodedChunk encoded = next->get();  // a worker's or the reader's error comes out here, in input order
+      error_log.add(encoded.warnings, encoded.errors);
+      write(encoded);
+      progress.set(encoded.bytes_through);
     }
-    for (; !in_flight.empty(); in_flight.pop_front()) write(in_flight.front().get());
   }
   progress.finish();
 
   TokenizeResult result;
-  result.errors = reader.errors();
+  result.errors = error_log.counts();
   result.add_bos = bos.has_value();
   io::ShardIndex& index = result.index;
   index.tokenizer = options.tokenizer_path;
