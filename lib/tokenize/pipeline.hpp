@@ -5,8 +5,8 @@
 //        done per byte of text; chunk_documents.hpp, then the tokenizer)
 //     -> a bounded queue of futures, in input order
 //   this thread: number the documents, show warnings in order, split train/val by document
-//     number -> ShardSetWriter "train" / "val" -> index.yaml (last) -> the directory renamed
-//     into place.
+//     number -> ShardSetWriter "train" / "val" (each closed shard hashed on a thread of its
+//     own) -> index.yaml (last) -> the directory renamed into place.
 //
 // Only reading and writing are serial, and both run beside the workers, not between them:
 // cutting is a search for the last newline, writing a copy of the tokens (see
