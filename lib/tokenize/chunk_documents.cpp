@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/error.hpp"
+#include "tokenize/jsonl_field.hpp"
 #include "tokenize/utf8.hpp"
 
 namespace dsk::tokenize {
@@ -162,6 +163,7 @@ class ChunkParser {
 
   // The field's string from a JSONL line into `text`, or what is wrong with the line.
   std::string record_text(std::string_view line, std::string& text) const {
+    if (extract_jsonl_string_field(line, options_.jsonl_field, text)) return {};
     try {
       nlohmann::json record = nlohmann::json::parse(line);
       auto field = record.is_object() ? record.find(options_.jsonl_field) : record.end();
