@@ -176,6 +176,10 @@ class ChunkParser {
       std::string message = e.what();
       size_t colon = message.find("parse error");
       return "bad JSON: " + (colon == std::string::npos ? message : message.substr(colon));
+    } catch (const nlohmann::json::out_of_range& e) {  // a number beyond a double: 1e400
+      std::string message = e.what();
+      size_t end_of_id = message.find("] ");
+      return "bad JSON: " + (end_of_id == std::string::npos ? message : message.substr(end_of_id + 2));
     }
   }
 
