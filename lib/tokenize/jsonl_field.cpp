@@ -17,27 +17,14 @@ class Scanner {
     skip_space();
     if (!consume('{')) return false;
     bool found = false;
+    bool read = members([&](std::string_view key) {
+      if (key != field) return value(1);
+      if (found || peek() != '"') return false;
+      found = true;
+      return string(&text);
+    });
     skip_space();
-    if (!consume('}')) {
-      do {
-        skip_space();
-        std::string_view key;
-        if (!plain_key(key)) return false;
-        skip_space();
-        if (!consume(':')) return false;
-        skip_space();
-        if (key == field) {
-          if (found || peek() != '"' || !string(&text)) return false;
-          found = true;
-        } else if (!value(1)) {
-          return false;
-        }
-        skip_space();
-      } while (consume(','));
-      if (!consume('}')) return false;
-    }
-    skip_space();
-    return found && at_ == end_;
+    return read && found && at_ == end_;
   }
 
  private:
@@ -54,7 +41,9 @@ class Scanner {
   bool value(int depth) {
     switch (peek()) {
       case '"': return string(nullptr);
-      case '{': return depth < kMaxDepth && members(depth + 1);
+      case '{':
+        ++at_;
+        return depth < kMaxDepth && members([&](std::string_view) { return value(depth + 1); });
       case '[': return depth < kMaxDepth && elements(depth + 1);
       case 't': return literal("true");
       case 'f': return literal("false");
@@ -63,8 +52,9 @@ class Scanner {
     }
   }
 
-  bool members(int depth) {
-    ++at_;  // '{'
+  // The members of an object whose "{" was just read; on_value(key) reads each value.
+  template <typename OnValue>
+  bool members(OnValue on_value) {
     skip_space();
     if (consume('}')) return true;
     do {
@@ -74,7 +64,7 @@ class Scanner {
       skip_space();
       if (!consume(':')) return false;
       skip_space();
-      if (!value(depth)) return false;
+      if (!on_value(key)) return false;
       skip_space();
     } while (consume(','));
     return consume('}');
