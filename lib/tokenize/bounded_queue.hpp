@@ -3,6 +3,8 @@
 // by more than `capacity` items of memory), pop() waits while it is empty. The producer calls
 // close() when it has no more; pop() then drains and returns nullopt. The consumer calls
 // cancel() when it gives up (an error); push() then returns false at once and drops the item.
+// push_made(make) builds the item under the queue's lock, and not at all once cancelled: a
+// producer that outlives its consumer never calls make() after cancel() has returned.
 #pragma once
 
 #include <condition_variable>
@@ -21,10 +23,15 @@ class BoundedQueue {
   BoundedQueue& operator=(const BoundedQueue&) = delete;
 
   bool push(Item item) {
+    return push_made([&item] { return std::move(item); });
+  }
+
+  template <typename Make>
+  bool push_made(Make make) {
     std::unique_lock lock(mutex_);
     not_full_.wait(lock, [this] { return cancelled_ || items_.size() < capacity_; });
     if (cancelled_) return false;
-    items_.push_back(std::move(item));
+    items_.push_back(make());
     not_empty_.notify_one();
     return true;
   }

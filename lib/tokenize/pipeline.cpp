@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "core/error.hpp"
@@ -59,32 +60,50 @@ EncodedChunk tokenize_chunk(const InputChunk& chunk, const ReaderOptions& reader
 
 using ChunkQueue = BoundedQueue<std::future<EncodedChunk>>;
 
+// What the reader thread and the writer share, owned by both: after an error the writer leaves
+// a reader that is blocked in a read (stdin from a pipe that stays open) behind, and the reader
+// ends by itself when its read returns and finds the queue cancelled.
+struct ReadingState {
+  ReadingState(const TokenizeOptions& options, size_t queue_capacity)
+      : chunks(options.inputs, options.reader), queue(queue_capacity) {}
+  ChunkReader chunks;
+  ChunkQueue queue;
+};
+
 // The reader thread: cuts the inputs into chunks and hands each to the pool, queueing the
 // futures in input order. An input error takes its place in the queue, so that it surfaces in
-// order too (after the documents before it, as when everything ran on one thread).
-void read_chunks(ChunkReader& chunks, TaskPool& pool, ChunkQueue& queue, const ReaderOptions& reader,
+// order too (after the documents before it, as when everything ran on one thread). Jobs are
+// submitted under the queue's lock and only while it is not cancelled, so a reader left behind
+// never touches the pool, the tokenizer or the options again.
+void read_chunks(std::shared_ptr<ReadingState> state, TaskPool& pool, const ReaderOptions& reader,
                  const tokenizer::Tokenizer& tokenizer, std::optional<uint32_t> bos) {
   try {
     InputChunk chunk;
-    while (chunks.next(chunk)) {
-      auto job = [chunk = std::move(chunk), &reader, &tokenizer, bos] { return tokenize_chunk(chunk, reader, tokenizer, bos); };
-      if (!queue.push(pool.submit(std::move(job)))) break;  // the writer gave up
+    while (state->chunks.next(chunk)) {
+      auto submit = [&] {
+        return pool.submit([chunk = std::move(chunk), &reader, &tokenizer, bos] { return tokenize_chunk(chunk, reader, tokenizer, bos); });
+      };
+      if (!state->queue.push_made(submit)) return;  // the writer gave up
     }
   } catch (...) {
     std::promise<EncodedChunk> failed;
     failed.set_exception(std::current_exception());
-    queue.push(failed.get_future());
+    state->queue.push(failed.get_future());
   }
-  queue.close();
+  state->queue.close();
 }
 
-// Stops and joins the reader thread however the writer leaves (an error, an interrupt).
+// The reader thread, joined when the writer is done; after an error, left behind (abandon()).
 struct ReaderThread {
-  ChunkQueue& queue;
+  std::shared_ptr<ReadingState> state;
   std::thread thread;
   ~ReaderThread() {
-    queue.cancel();
-    thread.join();
+    state->queue.cancel();
+    if (thread.joinable()) thread.join();
+  }
+  void abandon() {
+    state->queue.cancel();
+    thread.detach();
   }
 };
 
@@ -135,7 +154,6 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
   const uint32_t bos_id = bos ? *bos : io::kNoBos;
 
   AtomicDirectory directory(options.output);
-  ChunkReader chunks(options.inputs, options.reader);
   ShardSetWriter train(directory.path(), "train", options.shard_tokens, vocab_size, *eos, bos_id);
   ShardSetWriter val(directory.path(), "val", options.shard_tokens, vocab_size, *eos, bos_id);
   Progress progress("tokenize", known_input_size(options.inputs), "B");
@@ -157,15 +175,20 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
     TaskPool pool(options.threads);
     // Two chunks per worker in flight: enough to keep every worker busy while the writer waits
     // for the oldest, and a bound on memory (2 x threads chunks of 256 KiB of text, and their tokens).
-    ChunkQueue queue(2 * static_cast<size_t>(pool.size()));
-    ReaderThread reader{queue, std::thread(read_chunks, std::ref(chunks), std::ref(pool), std::ref(queue),
-                                           std::cref(options.reader), std::cref(tokenizer), bos)};
-    while (auto next = queue.pop()) {
-      if (stop_requested()) throw Interrupted(stop_exit_code(), "interrupted; no output was written");
-      EncodedChunk encoded = next->get();  // a worker's or the reader's error comes out here, in input order
-      error_log.add(encoded.warnings, encoded.errors);
-      write(encoded);
-      progress.set(encoded.bytes_through);
+    auto state = std::make_shared<ReadingState>(options, 2 * static_cast<size_t>(pool.size()));
+    ReaderThread reader{state, std::thread(read_chunks, state, std::ref(pool), std::cref(options.reader),
+                                           std::cref(tokenizer), bos)};
+    try {
+      while (auto next = state->queue.pop()) {
+        if (stop_requested()) throw Interrupted(stop_exit_code(), "interrupted; no output was written");
+        EncodedChunk encoded = next->get();  // a worker's or the reader's error comes out here, in input order
+        error_log.add(encoded.warnings, encoded.errors);
+        write(encoded);
+        progress.set(encoded.bytes_through);
+      }
+    } catch (...) {
+      reader.abandon();
+      throw;
     }
   }
   progress.finish();

@@ -54,3 +54,15 @@ TEST_CASE("cancel() releases a producer waiting on a full queue, and later pushe
   CHECK_FALSE(result);
   CHECK_FALSE(queue.push(3));
 }
+
+TEST_CASE("push_made builds nothing once cancelled (a producer left behind touches nothing more)") {
+  BoundedQueue<int> queue(2);
+  bool made = false;
+  CHECK(queue.push_made([&] { return 1; }));
+  queue.cancel();
+  CHECK_FALSE(queue.push_made([&] {
+    made = true;
+    return 2;
+  }));
+  CHECK_FALSE(made);
+}
