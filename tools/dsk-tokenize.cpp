@@ -41,7 +41,7 @@ Schema make_schema() {
   val_fraction.minimum = 0;
   val_fraction.maximum = 1;
   schema.integer("split.seed", 0, "seed of the document-number hash that picks validation documents").minimum = 0;
-  schema.integer("threads", 0, "tokenizer threads; 0: one per CPU").minimum = 0;
+  schema.integer("threads", 0, "worker threads (parse, check and encode the input); 0: one per CPU").minimum = 0;
   return schema;
 }
 
@@ -70,7 +70,7 @@ void add_tokenize_flags(CLI::App& app, TokenizeFlags& flags, cli::KeyedFlags& ke
   keyed.add("--seed", "N", flags.seed, "split.seed", "Seed of the train/validation split (split.seed)");
   keyed.add("--bos", "MODE", flags.bos, "tokenizer.bos", "BOS before each document: auto, always, never (tokenizer.bos)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
-  keyed.add("-j,--threads", "N", flags.threads, "threads", "Tokenizer threads, 0 = one per CPU (threads)");
+  keyed.add("-j,--threads", "N", flags.threads, "threads", "Worker threads that parse, check and encode, 0 = one per CPU (threads)");
   app.add_flag("-f,--force", flags.force, "Replace the output directory if it exists (output.force)");
   app.add_option("inputs", flags.inputs, "Input files; none or - reads stdin (input.paths)")->type_name("FILE");
 }

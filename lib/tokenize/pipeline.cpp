@@ -1,14 +1,18 @@
 #include "tokenize/pipeline.hpp"
 
 #include <charconv>
-#include <deque>
 #include <future>
+#include <memory>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "core/signals.hpp"
+#include "tokenize/bounded_queue.hpp"
+#include "tokenize/chunk_documents.hpp"
+#include "tokenize/document_reader.hpp"
 #include "tokenize/shard_set_writer.hpp"
 #include "tokenize/split.hpp"
 #include "tokenize/task_pool.hpp"
@@ -18,50 +22,90 @@ namespace fs = std::filesystem;
 namespace dsk::tokenize {
 namespace {
 
-// Work for one job: enough text that a job outweighs its scheduling, few enough documents
-// that the in-flight window stays small in memory.
-constexpr size_t kBatchTextBytes = 1 << 20;
-constexpr size_t kBatchDocuments = 4096;
-
 // Special-token text inside a document ("<｜end▁of▁sentence｜>") is encoded as ordinary text:
 // a document cannot end itself early or forge a BOS. dsk adds BOS and EOS itself.
 const tokenizer::EncodeOptions kDocumentText{.add_special_tokens = false, .parse_special_tokens = false};
 
-struct Batch {
-  std::vector<Document> documents;
-  size_t text_bytes = 0;
-};
-
-// The tokens of a batch's documents, back to back; document i is tokens[ends[i-1], ends[i]).
-struct EncodedBatch {
+// One chunk's documents as tokens, back to back: document i is tokens[ends[i-1], ends[i]).
+struct EncodedChunk {
   std::vector<uint32_t> tokens;
   std::vector<size_t> ends;
-  std::vector<uint64_t> numbers;
+  std::vector<uint64_t> numbers;  // from 0 at the chunk's first document (dropped ones count)
   std::vector<uint64_t> text_bytes;
+  uint64_t numbered = 0;
+  std::vector<std::string> warnings;
+  InputErrorCounts errors;
+  uint64_t bytes_through = 0;
 };
 
-EncodedBatch encode_batch(const Batch& batch, const tokenizer::Tokenizer& tokenizer, std::optional<uint32_t> bos) {
-  EncodedBatch encoded;
-  encoded.tokens.reserve(batch.text_bytes / 3);
-  for (const Document& document : batch.documents) {
+// A worker's job: everything done per byte, from the chunk's raw bytes to tokens.
+EncodedChunk tokenize_chunk(const InputChunk& chunk, const ReaderOptions& reader, const tokenizer::Tokenizer& tokenizer,
+                            std::optional<uint32_t> bos) {
+  ChunkDocuments documents = chunk_documents(chunk, reader);
+  EncodedChunk encoded;
+  encoded.tokens.reserve(chunk.bytes.size() / 3);
+  for (const Document& document : documents.documents) {
     if (bos) encoded.tokens.push_back(*bos);
     tokenizer.encode_into(document.text, encoded.tokens, kDocumentText);
     encoded.ends.push_back(encoded.tokens.size());
     encoded.numbers.push_back(document.number);
     encoded.text_bytes.push_back(document.text.size());
   }
+  encoded.numbered = documents.numbered;
+  encoded.warnings = std::move(documents.warnings);
+  encoded.errors = documents.errors;
+  encoded.bytes_through = chunk.bytes_through;
   return encoded;
 }
 
-bool read_batch(DocumentReader& reader, Batch& batch) {
-  batch = Batch{};
-  Document document;
-  while (batch.text_bytes < kBatchTextBytes && batch.documents.size() < kBatchDocuments && reader.next(document)) {
-    batch.text_bytes += document.text.size();
-    batch.documents.push_back(std::move(document));
+using ChunkQueue = BoundedQueue<std::future<EncodedChunk>>;
+
+// What the reader thread and the writer share, owned by both: after an error the writer leaves
+// a reader that is blocked in a read (stdin from a pipe that stays open) behind, and the reader
+// ends by itself when its read returns and finds the queue cancelled.
+struct ReadingState {
+  ReadingState(const TokenizeOptions& options, size_t queue_capacity)
+      : chunks(options.inputs, options.reader), queue(queue_capacity) {}
+  ChunkReader chunks;
+  ChunkQueue queue;
+};
+
+// The reader thread: cuts the inputs into chunks and hands each to the pool, queueing the
+// futures in input order. An input error takes its place in the queue, so that it surfaces in
+// order too (after the documents before it, as when everything ran on one thread). Jobs are
+// submitted under the queue's lock and only while it is not cancelled, so a reader left behind
+// never touches the pool, the tokenizer or the options again.
+void read_chunks(std::shared_ptr<ReadingState> state, TaskPool& pool, const ReaderOptions& reader,
+                 const tokenizer::Tokenizer& tokenizer, std::optional<uint32_t> bos) {
+  try {
+    InputChunk chunk;
+    while (state->chunks.next(chunk)) {
+      auto submit = [&] {
+        return pool.submit([chunk = std::move(chunk), &reader, &tokenizer, bos] { return tokenize_chunk(chunk, reader, tokenizer, bos); });
+      };
+      if (!state->queue.push_made(submit)) return;  // the writer gave up
+    }
+  } catch (...) {
+    std::promise<EncodedChunk> failed;
+    failed.set_exception(std::current_exception());
+    state->queue.push(failed.get_future());
   }
-  return !batch.documents.empty();
+  state->queue.close();
 }
+
+// The reader thread, joined when the writer is done; after an error, left behind (abandon()).
+struct ReaderThread {
+  std::shared_ptr<ReadingState> state;
+  std::thread thread;
+  ~ReaderThread() {
+    state->queue.cancel();
+    if (thread.joinable()) thread.join();
+  }
+  void abandon() {
+    state->queue.cancel();
+    thread.detach();
+  }
+};
 
 uint64_t known_input_size(const std::vector<std::string>& inputs) {
   uint64_t total = 0;
@@ -110,41 +154,47 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
   const uint32_t bos_id = bos ? *bos : io::kNoBos;
 
   AtomicDirectory directory(options.output);
-  DocumentReader reader(options.inputs, options.reader);
   ShardSetWriter train(directory.path(), "train", options.shard_tokens, vocab_size, *eos, bos_id);
   ShardSetWriter val(directory.path(), "val", options.shard_tokens, vocab_size, *eos, bos_id);
   Progress progress("tokenize", known_input_size(options.inputs), "B");
+  InputErrorLog error_log(options.reader.max_reported);
 
-  auto write = [&](const EncodedBatch& encoded) {
+  uint64_t numbered = 0;  // documents before the chunk being written, dropped ones too
+  auto write = [&](const EncodedChunk& encoded) {
     size_t begin = 0;
     for (size_t i = 0; i < encoded.ends.size(); ++i) {
       std::span<const uint32_t> tokens(encoded.tokens.data() + begin, encoded.ends[i] - begin);
-      bool to_val = is_validation_document(encoded.numbers[i], options.val_fraction, options.seed);
+      bool to_val = is_validation_document(numbered + encoded.numbers[i], options.val_fraction, options.seed);
       (to_val ? val : train).add_document(tokens, encoded.text_bytes[i]);
       begin = encoded.ends[i];
     }
+    numbered += encoded.numbered;
   };
 
   {
     TaskPool pool(options.threads);
-    std::deque<std::future<EncodedBatch>> in_flight;
-    Batch batch;
-    while (read_batch(reader, batch)) {
-      if (stop_requested()) throw Interrupted(stop_exit_code(), "interrupted; no output was written");
-      in_flight.push_back(pool.submit(
-          [batch = std::move(batch), &tokenizer, bos] { return encode_batch(batch, tokenizer, bos); }));
-      progress.set(reader.bytes_read());
-      if (in_flight.size() >= 2 * static_cast<size_t>(pool.size())) {
-        write(in_flight.front().get());
-        in_flight.pop_front();
+    // Two chunks per worker in flight: enough to keep every worker busy while the writer waits
+    // for the oldest, and a bound on memory (2 x threads chunks of 256 KiB of text, and their tokens).
+    auto state = std::make_shared<ReadingState>(options, 2 * static_cast<size_t>(pool.size()));
+    ReaderThread reader{state, std::thread(read_chunks, state, std::ref(pool), std::cref(options.reader),
+                                           std::cref(tokenizer), bos)};
+    try {
+      while (auto next = state->queue.pop()) {
+        if (stop_requested()) throw Interrupted(stop_exit_code(), "interrupted; no output was written");
+        EncodedChunk encoded = next->get();  // a worker's or the reader's error comes out here, in input order
+        error_log.add(encoded.warnings, encoded.errors);
+        write(encoded);
+        progress.set(encoded.bytes_through);
       }
+    } catch (...) {
+      reader.abandon();
+      throw;
     }
-    for (; !in_flight.empty(); in_flight.pop_front()) write(in_flight.front().get());
   }
   progress.finish();
 
   TokenizeResult result;
-  result.errors = reader.errors();
+  result.errors = error_log.counts();
   result.add_bos = bos.has_value();
   io::ShardIndex& index = result.index;
   index.tokenizer = options.tokenizer_path;

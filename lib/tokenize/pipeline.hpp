@@ -1,8 +1,16 @@
 // dsk-tokenize's work: documents in, token shards out.
 //
-//   reader (this thread) -> batches of documents -> TaskPool (N threads: UTF-8 already checked,
-//   encode) -> futures in submission order -> split by document number -> ShardSetWriter
-//   "train" / "val" -> index.yaml (last) -> the directory renamed into place.
+//   reader thread: read, decompress, cut into chunks of whole documents (input_chunks.hpp)
+//     -> TaskPool, N threads: split documents, check UTF-8, parse JSONL, encode (all the work
+//        done per byte of text; chunk_documents.hpp, then the tokenizer)
+//     -> a bounded queue of futures, in input order
+//   this thread: number the documents, show warnings in order, split train/val by document
+//     number -> ShardSetWriter "train" / "val" (each closed shard hashed on a thread of its
+//     own) -> index.yaml (last) -> the directory renamed into place.
+//
+// Only reading and writing are serial, and both run beside the workers, not between them:
+// cutting is a search for the last newline, writing a copy of the tokens (see
+// docs/benchmarks.md for the throughput and what each stage costs).
 //
 // Each document becomes [BOS] tokens EOS. The output bytes depend only on the inputs, the
 // tokenizer and the options, never on the thread count.
@@ -14,7 +22,7 @@
 #include <vector>
 
 #include "io/token_shard.hpp"
-#include "tokenize/document_reader.hpp"
+#include "tokenize/input.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace dsk::tokenize {

@@ -5,6 +5,12 @@
 #include "core/sha256.hpp"
 
 namespace dsk::tokenize {
+namespace {
+
+// Hashes running at once: a bound on threads when shards are small and close quickly.
+constexpr size_t kMaxHashesInFlight = 4;
+
+}  // namespace
 
 ShardSetWriter::ShardSetWriter(std::filesystem::path directory, std::string prefix, uint64_t shard_tokens,
                                uint64_t vocab_size, uint32_t eos_id, uint32_t bos_id)
@@ -41,14 +47,26 @@ void ShardSetWriter::close_shard() {
   entry.file = open_->path().filename().string();
   entry.documents = open_->document_count();
   entry.tokens = open_->token_count();
-  entry.sha256 = sha256_file(open_->path());
   split_.shards.push_back(std::move(entry));
+  if (hashes_.size() - hashes_collected_ >= kMaxHashesInFlight) collect_oldest_hash();
+  hashes_.push_back(std::async(std::launch::async, [path = open_->path()] { return sha256_file(path); }));
   open_.reset();
+}
+
+void ShardSetWriter::collect_oldest_hash() {
+  split_.shards[hashes_collected_].sha256 = hashes_[hashes_collected_].get();
+  ++hashes_collected_;
 }
 
 io::ShardSplit ShardSetWriter::finish() {
   if (open_) close_shard();
+  while (hashes_collected_ < hashes_.size()) collect_oldest_hash();
   return split_;
+}
+
+ShardSetWriter::~ShardSetWriter() {
+  for (auto& hash : hashes_)
+    if (hash.valid()) hash.wait();
 }
 
 }  // namespace dsk::tokenize

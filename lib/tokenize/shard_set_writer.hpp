@@ -1,13 +1,19 @@
 // One split's shards ("train-00000.tok", "train-00001.tok", ...) in a directory: whole
 // documents, a new shard started when the next document would take the open one past
 // shard_tokens (a document longer than that gets a shard of its own).
+//
+// A shard's sha256 covers its header, which is known only when the shard closes, so the hash
+// cannot be taken as the tokens are written; each closed shard is hashed on a thread of its
+// own while writing goes on, and finish() collects the digests.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "io/token_shard.hpp"
 
@@ -23,11 +29,13 @@ class ShardSetWriter {
   void add_document(std::span<const uint32_t> tokens, uint64_t text_bytes);
   // Commits the open shard and returns the split's entry for the index (sha256 of each file).
   io::ShardSplit finish();
+  ~ShardSetWriter();  // waits for the hashes still running
 
   static std::string shard_name(const std::string& prefix, size_t number);
 
  private:
   void close_shard();
+  void collect_oldest_hash();
 
   std::filesystem::path directory_;
   std::string prefix_;
@@ -37,6 +45,8 @@ class ShardSetWriter {
   uint32_t bos_id_;
   std::unique_ptr<io::ShardWriter> open_;
   io::ShardSplit split_;
+  std::vector<std::future<std::string>> hashes_;  // of split_.shards, in order
+  size_t hashes_collected_ = 0;
 };
 
 }  // namespace dsk::tokenize

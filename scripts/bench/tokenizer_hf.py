@@ -8,10 +8,13 @@ for the comparison in docs/benchmarks.md. Needs `pip install tokenizers`.
 
 Single thread: encode() on each document in turn (RAYON_NUM_THREADS=1 keeps it on one core).
 Batch: encode_batch() over all documents, parallel over N threads through Rayon.
-Documents are split on "\\x1e\\n" and decoded with errors="replace", as dsk-bench-tokenizer does.
+Documents are split on "\\x1e\\n" and decoded with errors="replace", as dsk-bench-tokenizer does;
+with --jsonl FIELD the corpus is JSONL and a document is that field of a line (the comparison in
+scripts/device/bench-tokenize.sh; MB/s still counts the corpus file's bytes, as dsk-tokenize's do).
 Prints lines "hf_single mb_per_s X tokens T" and "hf_batch threads N mb_per_s X tokens T".
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +26,10 @@ def measure(args):
 
     tokenizer = Tokenizer.from_file(args.tokenizer_json)
     corpus = open(args.corpus, "rb").read()
-    documents = [d.decode("utf-8", errors="replace") for d in corpus.split(b"\x1e\n")]
+    if args.jsonl:
+        documents = [json.loads(line)[args.jsonl] for line in corpus.splitlines() if line.strip()]
+    else:
+        documents = [d.decode("utf-8", errors="replace") for d in corpus.split(b"\x1e\n")]
     megabytes = len(corpus) / 1e6
 
     if args.mode == "single":
@@ -52,6 +58,7 @@ def main():
     parser.add_argument("corpus")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jsonl", metavar="FIELD", help="the corpus is JSONL; documents are this field")
     parser.add_argument("--mode", choices=["single", "batch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
@@ -61,7 +68,7 @@ def main():
     for mode, threads in (("single", 1), ("batch", args.threads)):
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="true")
         command = [sys.executable, __file__, args.tokenizer_json, args.corpus, "--mode", mode,
-                   "--threads", str(threads), "--repeat", str(args.repeat)]
+                   "--threads", str(threads), "--repeat", str(args.repeat)] + (["--jsonl", args.jsonl] if args.jsonl else [])
         subprocess.run(command, env=env, check=True)
 
 

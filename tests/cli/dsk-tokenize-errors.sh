@@ -66,6 +66,21 @@ for policy in skip replace; do
   grep -q "bad.jsonl:3: not a JSON object" err.txt || fail "line 3 not reported"
 done
 
+# Bad input in one file while the next input is a pipe that stays open and silent: the error ends
+# the run at once (the reader thread, blocked on the pipe, is not waited for; 124/137: it hung).
+mkfifo open-pipe
+exec 3<>open-pipe
+code=0
+timeout -k 5 60 dsk-tokenize -t "$tokenizer" -o out bad.jsonl - <open-pipe >/dev/null 2>err.txt || code=$?
+exec 3>&-
+[ "$code" = 3 ] && grep -q "bad.jsonl:2: bad JSON" err.txt || fail "bad input before an open pipe: exit $code: $(cat err.txt)"
+
+# A number too large for a double is bad JSON like any other (it was an internal error, exit 1).
+printf '{"text": "fine"}\n{"text": "big", "score": 1e400}\n' >overflow.jsonl
+expect 3 "overflow.jsonl:2: bad JSON: number overflow parsing '1e400'" dsk-tokenize -t "$tokenizer" -o out overflow.jsonl
+expect 0 "overflow.jsonl:2: bad JSON: number overflow" dsk-tokenize -t "$tokenizer" -o overflow --on-error skip overflow.jsonl
+[ "$(field documents out.txt)" = 1 ] && [ "$(field bad_records out.txt)" = 1 ] || fail "overflow counts: $(cat out.txt)"
+
 # Invalid UTF-8: fail names file, line and column; replace keeps the document with U+FFFD; skip drops it.
 expect 3 "bad-utf8.txt:2: invalid UTF-8 (byte 0xFF at column 6)" dsk-tokenize -t "$tokenizer" -o out bad-utf8.txt
 expect 3 "bad-utf8.jsonl:1: invalid UTF-8" dsk-tokenize -t "$tokenizer" -o out bad-utf8.jsonl
