@@ -175,3 +175,18 @@ TEST_CASE("AdamW on CUDA (fp32) = AdamW on the CPU over three steps, routing bia
   CHECK(max_relative_error(gpu.copy_parameters(), cpu.copy_parameters()) <= 1e-4);
   CHECK(gpu.expert_load().counts == cpu.expert_load().counts);
 }
+
+TEST_CASE("recompute on CUDA (bf16) gives bit-identical gradients") {
+  const fs::path dir = kFixtures / "deepseek_v3" / "checkpoint";
+  std::vector<std::vector<float>> grads;
+  for (Recompute mode : {Recompute::none, Recompute::attention, Recompute::full}) {
+    Model gpu = Model::load_hf_checkpoint(dir, tensor::make_ops("cuda", "bf16"));
+    gpu.set_sequence_aux_loss(0.01f);
+    gpu.set_recompute(mode);
+    const Batch b = random_batch(2, 9, gpu.architecture().vocab, 13);
+    gpu.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T);
+    grads.push_back(gpu.copy_gradients());
+  }
+  CHECK(grads[1] == grads[0]);
+  CHECK(grads[2] == grads[0]);
+}
