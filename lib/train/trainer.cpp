@@ -354,7 +354,7 @@ TrainOutcome TrainingRun::run() {
   const int64_t eval_every = config_.get_int("eval.every");
   const int64_t checkpoint_every = config_.get_int("checkpoint.every");
   Progress progress("train", uint64_t(total_steps_), "steps");
-  progress.set(uint64_t(std::min(state_.step, total_steps_)));
+  progress.set_already_done(uint64_t(std::min(state_.step, total_steps_)));
   while (state_.step < total_steps_) {
     take_step();
     const bool last = state_.step == total_steps_;
@@ -362,8 +362,9 @@ TrainOutcome TrainingRun::run() {
       state_.val_loss = evaluate();
       log_info("step ", state_.step, ": train loss ", state_.train_loss, ", val loss ", *state_.val_loss);
     }
-    progress.set(uint64_t(state_.step));
+    // The note first: set() may draw, and the line must show the loss of the step it counts.
     progress.set_note(str("loss ", state_.train_loss));
+    progress.set(uint64_t(state_.step));
     if (last || (checkpoint_every > 0 && state_.step % checkpoint_every == 0)) save();
     if (stop_requested()) {
       if (checkpointed_step_ != state_.step) save();
