@@ -47,8 +47,7 @@ std::vector<std::string> flag_overrides(const TrainFlags& flags) {
   return overrides;
 }
 
-int run_train(const Config& config) {
-  train::TrainOutcome outcome = train::run_training(config);
+void print_checkpoint_record(const train::TrainOutcome& outcome, bool interrupted) {
   Record record("checkpoint");
   record.set("path", outcome.checkpoint.string())
       .set("run_dir", outcome.run_dir.string())
@@ -59,7 +58,18 @@ int run_train(const Config& config) {
       .set("train_loss", outcome.train_loss);
   if (outcome.val_loss) record.set("val_loss", *outcome.val_loss);
   record.set("skipped_steps", outcome.skipped_steps);
+  if (interrupted) record.set("interrupted", true);
   record.print();
+}
+
+int run_train(const Config& config) {
+  try {
+    print_checkpoint_record(train::run_training(config), false);
+  } catch (const train::TrainingInterrupted& stop) {
+    // The saved checkpoint is usable, so a pipe's next tool still gets it (then exit 130/143).
+    print_checkpoint_record(stop.outcome, true);
+    throw;
+  }
   return 0;
 }
 

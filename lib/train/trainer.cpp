@@ -134,6 +134,7 @@ class TrainingRun {
   TrainOutcome run();
 
  private:
+  TrainOutcome outcome() const;
   void resume_or_start();
   void take_step();
   double evaluate();
@@ -369,12 +370,18 @@ TrainOutcome TrainingRun::run() {
     if (stop_requested()) {
       if (checkpointed_step_ != state_.step) save();
       progress.finish();
-      throw Interrupted(stop_exit_code(), str("stopped by a signal at step ", state_.step, "; checkpoint ",
-                                              last_checkpoint_.string(), "; rerun the same command to resume"));
+      throw TrainingInterrupted(stop_exit_code(),
+                                str("stopped by a signal at step ", state_.step, "; checkpoint ",
+                                    last_checkpoint_.string(), "; rerun the same command to resume"),
+                                outcome());
     }
   }
   progress.finish();
   if (checkpointed_step_ != state_.step) save();  // a resumed run that had nothing left to do
+  return outcome();
+}
+
+TrainOutcome TrainingRun::outcome() const {
   TrainOutcome outcome;
   outcome.run_dir = run_dir_;
   outcome.checkpoint = last_checkpoint_;
