@@ -161,7 +161,15 @@ int run_stats(const std::string& argument) {
 int run_decode(const std::string& argument, const std::string& split, const std::string& tokenizer_override, bool jsonl) {
   const std::string directory = resolve_artifact_path(argument, {"shards"});
   const io::ShardIndex index = io::load_shard_index(directory);
-  const std::string tokenizer_path = tokenizer_override.empty() ? index.tokenizer : tokenizer_override;
+  std::string tokenizer_path = tokenizer_override;
+  if (tokenizer_path.empty()) {
+    const std::optional<std::filesystem::path> found = io::find_index_tokenizer(index, directory);
+    if (!found)
+      throw DataError(str(directory, "/", io::kShardIndexName, ": its tokenizer '", index.tokenizer,
+                          "' is not there (looked relative to the shard directory and to the working directory): "
+                          "give -t/--tokenizer"));
+    tokenizer_path = found->string();
+  }
   auto tokenizer = tokenizer::Tokenizer::load(tokenizer_path);
   if (tokenizer.vocab_size() != index.vocab_size)
     throw UsageError(str(tokenizer_path, ": vocabulary of ", tokenizer.vocab_size(), " tokens, but the shards were made with ",
