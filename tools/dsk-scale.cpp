@@ -148,11 +148,14 @@ int main(int argc, char** argv) {
   resume->excludes(suspend);
   app.add_flag("--apply", flags.apply, "Carry decisions out (default: dry run, say what would be done)");
   app.add_option("--state", flags.state_path, "JSON file keeping cooldowns and windows between --once runs")->type_name("FILE");
-  app.add_option("--current", flags.current, "The capacity up now, when no source or actuator reports it")->type_name("N");
+  app.add_option("--current", flags.current, "The capacity up now, when no source or actuator reports it")
+      ->type_name("N")->check(dsk::cli::numeric<int64_t>(0));
   app.add_option("--phase", flags.phase, "The training phase, for the policy's phases.<name>.cpus_per_gpu")->type_name("NAME");
-  app.add_option("--iterations", flags.iterations, "--watch: stop after N decisions")->type_name("N");
+  app.add_option("--iterations", flags.iterations, "--watch: stop after N decisions")
+      ->type_name("N")->check(dsk::cli::numeric<int64_t>(1));
   app.add_option("--plot", flags.plot_path, "--simulate: draw load, capacity and actions into this PNG (gnuplot)")->type_name("PNG");
-  app.add_option("--start", flags.start_capacity, "--simulate: capacity at the start when the trace has no 'current' (default capacity.min)")->type_name("N");
+  app.add_option("--start", flags.start_capacity, "--simulate: capacity at the start when the trace has no 'current' (default capacity.min)")
+      ->type_name("N")->check(dsk::cli::numeric<int64_t>(0));
   dsk::cli::set_examples(app, {
       "dsk-scale -c configs/scale-slurm.yaml --once",
       "dsk-scale -c configs/scale-slurm.yaml --watch --apply",

@@ -26,15 +26,15 @@ namespace {
 
 Schema make_schema() {
   Schema schema;
-  schema.string_list("input.paths", {}, "input files (text, JSONL, optionally .zst); none or - reads stdin");
+  schema.path_list("input.paths", {}, "input files (text, JSONL, optionally .zst); none or - reads stdin");
   schema.choice("input.format", "auto", {"auto", "text", "jsonl"}, "auto: JSONL for *.jsonl / *.ndjson, else text");
   schema.choice("input.documents", "file", {"file", "paragraph"}, "text input: a document per file or per blank-line block");
   schema.string("input.jsonl_field", "text", "JSONL: the top-level field holding the document's text");
   schema.choice("input.on_error", "fail", {"skip", "replace", "fail"},
                 "a bad JSONL line or invalid UTF-8: skip the document, replace bad bytes by U+FFFD, or fail");
-  schema.string("tokenizer.path", std::nullopt, "tokenizer.json (tokenizer_config.json beside it is read too)");
+  schema.path("tokenizer.path", std::nullopt, "tokenizer.json (tokenizer_config.json beside it is read too)");
   schema.choice("tokenizer.bos", "auto", {"auto", "always", "never"}, "BOS before each document; auto: as the tokenizer config says");
-  schema.string("output.dir", std::nullopt, "the shard directory to create");
+  schema.path("output.dir", std::nullopt, "the shard directory to create");
   schema.string("output.shard_tokens", "100M", "tokens per shard at most (K/M/G = 2^10/2^20/2^30)");
   schema.boolean("output.force", false, "replace an existing output directory");
   KeySpec& val_fraction = schema.number("split.val_fraction", 0.0, "share of documents sent to validation");
@@ -228,11 +228,11 @@ int main(int argc, char** argv) {
   return cli::run(app, argc, argv, common, [&] {
     if (stats->parsed()) return run_stats(stats_directory);
     if (decode->parsed()) return run_decode(decode_directory, decode_split, decode_tokenizer, decode_jsonl);
-    std::vector<std::string> overrides = keyed.append_overrides(common.overrides);
-    if (!flags.inputs.empty()) overrides.push_back(cli::quoted_list_assignment("input.paths", flags.inputs));
-    if (flags.force) overrides.push_back("output.force=true");
     cli::CommonOptions effective = common;
-    effective.overrides = overrides;
+    effective.flag_overrides = keyed.overrides();
+    if (!flags.inputs.empty())
+      effective.flag_overrides.push_back(cli::flag_list_override("FILE arguments", "input.paths", flags.inputs));
+    if (flags.force) effective.flag_overrides.push_back(cli::flag_override("--force", "output.force", "true"));
     static const Schema schema = make_schema();
     auto config = cli::load_config(schema, effective);
     if (!config) return 0;

@@ -22,8 +22,7 @@ using namespace dsk;
 namespace {
 
 struct TrainFlags {
-  std::string run_dir, data, init_from;
-  int64_t steps = 0;
+  std::string run_dir, data, init_from, steps;
 };
 
 struct SampleFlags {
@@ -34,16 +33,23 @@ struct SampleFlags {
 };
 
 // The flags that set config keys, applied after -c and --set (so they win). A `-` for --data or
-// --init-from reads the producing tool's record from stdin.
-std::vector<std::string> flag_overrides(const TrainFlags& flags) {
-  std::vector<std::string> overrides;
-  if (!flags.run_dir.empty()) overrides.push_back(cli::quoted_assignment("checkpoint.dir", flags.run_dir));
-  if (flags.steps > 0) overrides.push_back("steps=" + std::to_string(flags.steps));
+// --init-from reads the producing tool's record from stdin. A flag replaces what it stands for:
+// --steps the config's token budget too, --init-from the config's model.config(_json).
+std::vector<FlagOverride> flag_overrides(const TrainFlags& flags) {
+  std::vector<FlagOverride> overrides;
+  if (!flags.run_dir.empty()) overrides.push_back(cli::flag_override("--run-dir", "checkpoint.dir", flags.run_dir));
+  if (!flags.steps.empty()) {
+    overrides.push_back({"--steps", "tokens", "null", flags.steps});
+    overrides.push_back(cli::flag_override("--steps", "steps", flags.steps));
+  }
   if (!flags.data.empty())
-    overrides.push_back(cli::quoted_assignment("data.train", resolve_artifact_path(flags.data, {"shards"})));
-  if (!flags.init_from.empty())
+    overrides.push_back(cli::flag_override("--data", "data.train", resolve_artifact_path(flags.data, {"shards"})));
+  if (!flags.init_from.empty()) {
+    for (const char* source : {"model.config", "model.config_json"})
+      overrides.push_back({"--init-from", source, "null", flags.init_from});
     overrides.push_back(
-        cli::quoted_assignment("model.init_from", resolve_artifact_path(flags.init_from, {"checkpoint"})));
+        cli::flag_override("--init-from", "model.init_from", resolve_artifact_path(flags.init_from, {"checkpoint"})));
+  }
   return overrides;
 }
 
@@ -74,7 +80,6 @@ int run_train(const Config& config) {
 }
 
 int run_sample(const SampleFlags& flags) {
-  if (flags.tokens < 1) throw UsageError("-n/--tokens must be at least 1");
   const std::filesystem::path checkpoint = resolve_artifact_path(flags.checkpoint, {"checkpoint"});
   const std::filesystem::path tokenizer_path = checkpoint / "tokenizer.json";
   if (!std::filesystem::exists(tokenizer_path))
@@ -111,13 +116,16 @@ void add_sample_command(CLI::App& app, SampleFlags& flags, CLI::App*& sample) {
   sample->add_option("checkpoint", flags.checkpoint, "Checkpoint directory, or - for a checkpoint record on stdin")
       ->required()->type_name("DIR");
   sample->add_option("-p,--prompt", flags.prompt, "Text to continue (default: start from BOS)");
-  sample->add_option("-n,--tokens", flags.tokens, "New tokens per sample at most (default 64)");
-  sample->add_option("--samples", flags.samples, "Number of samples, each ended by a newline (default 1)")->check(CLI::PositiveNumber);
-  sample->add_option("--temperature", flags.temperature, "0 for greedy (default 0.8)")->check(CLI::NonNegativeNumber);
+  sample->add_option("-n,--tokens", flags.tokens, "New tokens per sample at most (default 64)")
+      ->check(cli::numeric<int>(1));
+  sample->add_option("--samples", flags.samples, "Number of samples, each ended by a newline (default 1)")
+      ->check(cli::numeric<int>(1));
+  sample->add_option("--temperature", flags.temperature, "0 for greedy (default 0.8)")->check(cli::numeric<float>(0));
   sample->add_option("--top-k", flags.top_k, "Sample among the K most likely tokens, 0 = all (default 0)")
-      ->check(CLI::NonNegativeNumber);
-  sample->add_option("--top-p", flags.top_p, "Nucleus sampling threshold (default 0.95)")->check(CLI::Range(0.0, 1.0));
-  sample->add_option("--seed", flags.seed, "Seed of the sampler (default 1)");
+      ->check(cli::numeric<int>(0));
+  sample->add_option("--top-p", flags.top_p, "Nucleus sampling threshold (default 0.95)")
+      ->check(cli::numeric<float>(0, 1));
+  sample->add_option("--seed", flags.seed, "Seed of the sampler (default 1)")->check(cli::numeric<uint64_t>());
 }
 
 }  // namespace
@@ -135,7 +143,7 @@ int main(int argc, char** argv) {
   app.add_option("--init-from", flags.init_from,
                  "Start from this checkpoint's weights, or - for a checkpoint record on stdin (model.init_from)")
       ->type_name("DIR");
-  app.add_option("--steps", flags.steps, "Optimizer steps (steps)")->type_name("N")->check(CLI::PositiveNumber);
+  app.add_option("--steps", flags.steps, "Optimizer steps (steps; replaces a token budget)")->type_name("N");
   SampleFlags sample_flags;
   CLI::App* sample = nullptr;
   add_sample_command(app, sample_flags, sample);
@@ -152,7 +160,7 @@ int main(int argc, char** argv) {
   return cli::run(app, argc, argv, common, [&] {
     if (sample->parsed()) return run_sample(sample_flags);
     cli::CommonOptions effective = common;
-    for (auto& assignment : flag_overrides(flags)) effective.overrides.push_back(assignment);
+    effective.flag_overrides = flag_overrides(flags);
     auto config = cli::load_config(train::train_schema(), effective);
     if (!config) return 0;
     return run_train(*config);
