@@ -81,6 +81,10 @@ int run_train(const Config& config) {
 
 int run_sample(const SampleFlags& flags) {
   const std::filesystem::path checkpoint = resolve_artifact_path(flags.checkpoint, {"checkpoint"});
+  if (!std::filesystem::is_directory(checkpoint))
+    throw DataError(str(checkpoint.string(), std::filesystem::exists(checkpoint)
+                                                 ? ": not a checkpoint directory (config.json, model.safetensors, ...)"
+                                                 : ": no such checkpoint directory"));
   const std::filesystem::path tokenizer_path = checkpoint / "tokenizer.json";
   if (!std::filesystem::exists(tokenizer_path))
     throw DataError(str(checkpoint.string(), ": no tokenizer.json in the checkpoint, so text cannot be made"));

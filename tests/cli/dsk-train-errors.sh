@@ -62,6 +62,8 @@ dsk-train sample "$checkpoint" -n 20 --temperature 0 >greedy2.txt
 cmp greedy1.txt greedy2.txt || fail "greedy sampling is not deterministic"
 [ -s greedy1.txt ] || fail "sample printed nothing"
 dsk-train sample "$checkpoint" --prompt "In the" -n 10 --samples 3 --seed 7 >three.txt
+expect 3 "^dsk-train: error: nowhere/step-000001: no such checkpoint directory$" dsk-train sample nowhere/step-000001
+expect 3 "^dsk-train: error: three.txt: not a checkpoint directory" dsk-train sample three.txt
 [ "$(grep -c '^In the' three.txt)" = 3 ] || fail "three samples starting with the prompt: $(cat three.txt)"
 
 # init_from: a new run starts from the weights of the last one, so its first loss is lower than
