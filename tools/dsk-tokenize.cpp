@@ -104,8 +104,8 @@ int run_tokenize(const Config& config) {
   TokenizeResult result = tokenize_to_shards(options, tokenizer);
   const io::ShardIndex& index = result.index;
   const InputErrorCounts& errors = result.errors;
-  log_info("wrote ", index.documents(), " documents, ", index.tokens(), " tokens in ",
-           index.train.shards.size() + index.val.shards.size(), " shards to ", options.output.string());
+  log_info("wrote ", count_of(index.documents(), "document"), ", ", count_of(index.tokens(), "token"), " in ",
+           count_of(index.train.shards.size() + index.val.shards.size(), "shard"), " to ", options.output.string());
   if (errors.skipped + errors.replaced > 0)
     log_warn(errors.invalid_utf8, " with invalid UTF-8, ", errors.bad_records, " bad records: ", errors.skipped,
              " skipped, ", errors.replaced, " replaced");
@@ -135,7 +135,7 @@ int run_tokenize(const Config& config) {
 int run_stats(const std::string& argument) {
   const std::string directory = resolve_artifact_path(argument, {"shards"});
   ShardStats stats = compute_shard_stats(directory);
-  log_info(directory, ": ", stats.all.documents, " documents, ", stats.all.tokens, " tokens, ",
+  log_info(directory, ": ", count_of(stats.all.documents, "document"), ", ", count_of(stats.all.tokens, "token"), ", ",
            stats.all.distinct_tokens, " distinct; unigram entropy ", stats.all.entropy_bits, " bits/token");
   Record record("shard_stats");
   record.set("path", directory)
@@ -180,7 +180,7 @@ int run_decode(const std::string& argument, const std::string& split, const std:
     if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size()) throw ResourceError("cannot write to stdout");
   });
   std::fflush(stdout);
-  log_info("decoded ", documents, " documents");
+  log_info("decoded ", count_of(documents, "document"));
   return 0;
 }
 

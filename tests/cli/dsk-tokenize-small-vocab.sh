@@ -42,6 +42,11 @@ PY
 dsk-tokenize -q decode out >decoded.txt
 cat a.txt b.txt | cmp - decoded.txt || fail "decode differs from the input"
 
+# Counts in the log read as English: one document in one shard.
+dsk-tokenize -t gpt2/tokenizer.json -o one a.txt 2>one.err >/dev/null
+grep -Eq "wrote 1 document, [0-9]+ tokens in 1 shard to one$" one.err || fail "log counts: $(cat one.err)"
+dsk-tokenize decode one 2>&1 >/dev/null | grep -q "decoded 1 document$" || fail "decode's count"
+
 # index.yaml names the tokenizer relative to itself, so decode works from any directory; an index
 # that names it relative to where dsk-tokenize ran (before) still works from there.
 grep -qx 'tokenizer: ../gpt2/tokenizer.json' out/index.yaml || fail "index tokenizer: $(grep tokenizer: out/index.yaml)"
