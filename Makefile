@@ -1,5 +1,8 @@
 # Thin wrapper around CMake. `make demo` and `make test` are the two commands of README.md:
 # both install what they need first (scripts/install-deps is quiet when all is there).
+# `make demo` builds only the programs scripts/demo.sh runs (tests/cli/make-demo.sh checks the
+# list), not the test binaries that `make build` adds.
+DEMO_TARGETS = dsk-tokenize dsk-train
 BUILD ?= build
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
@@ -28,7 +31,8 @@ test-unit: build
 test-cli: build
 	ctest --test-dir $(BUILD) --output-on-failure -L cli $(CTEST_FLAGS)
 
-demo: deps build
+demo: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target $(DEMO_TARGETS)
 	@scripts/demo.sh $(BUILD)
 
 install: build

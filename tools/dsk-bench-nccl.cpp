@@ -41,28 +41,34 @@ void add_bench_flags(CLI::App& app, ToolFlags& flags, BenchOptions& options) {
   app.add_option("-e,--maxbytes", flags.max_bytes, "Largest size")->capture_default_str();
   app.add_option("-i,--stepbytes", flags.step_bytes, "Add this many bytes per step (when -f is not given)")
       ->capture_default_str();
-  app.add_option("-f,--stepfactor", flags.step_factor, "Multiply the size by this per step");
-  app.add_option("-g,--ngpus", options.gpus_per_process, "GPUs driven by each process")->capture_default_str();
-  app.add_option("-n,--iters", options.iterations, "Timed iterations per size")->capture_default_str();
-  app.add_option("-w,--warmup_iters", options.warmup_iterations, "Untimed iterations first")->capture_default_str();
+  app.add_option("-f,--stepfactor", flags.step_factor, "Multiply the size by this per step")
+      ->check(cli::numeric<uint64_t>());
+  app.add_option("-g,--ngpus", options.gpus_per_process, "GPUs driven by each process")
+      ->capture_default_str()->check(cli::numeric<int>(1));
+  app.add_option("-n,--iters", options.iterations, "Timed iterations per size")
+      ->capture_default_str()->check(cli::numeric<int>(1));
+  app.add_option("-w,--warmup_iters", options.warmup_iterations, "Untimed iterations first")
+      ->capture_default_str()->check(cli::numeric<int>(0));
   app.add_option("-c,--check", flags.check, "1: verify every element against its exact expected value")
-      ->capture_default_str();
+      ->capture_default_str()->check(cli::numeric<int>(0, 1));
   app.add_option("-z,--blocking", flags.blocking, "1: wait for each collective to finish before the next")
-      ->capture_default_str();
+      ->capture_default_str()->check(cli::numeric<int>(0, 1));
   app.add_option("-d,--datatype", flags.data_types,
                  "float half bfloat16 f8e4m3 f8e5m2 int32 int64 (or f32 f16 bf16 ...), comma-separated, or all")
       ->capture_default_str();
   app.add_option("-o,--op", flags.ops, "sum prod max min avg, comma-separated, or all")->capture_default_str();
-  app.add_option("-r,--root", options.root, "Root rank of broadcast and reduce")->capture_default_str();
+  app.add_option("-r,--root", options.root, "Root rank of broadcast and reduce")
+      ->capture_default_str()->check(cli::numeric<int>(0));
   app.add_option("-a,--average", options.average, "Time across ranks: 0 rank 0, 1 mean, 2 min, 3 max")
-      ->capture_default_str();
+      ->capture_default_str()->check(cli::numeric<int>(0, 3));
   app.add_option("--json", flags.json_path, "Also write the results as JSON to FILE");
   app.add_option("--csv", flags.csv_path, "Also write the results as CSV to FILE");
   app.add_option("--nproc-per-node", flags.nproc_per_node,
-                 "Start N processes on this host (one GPU each unless -g), with a TCP rendezvous");
+                 "Start N processes on this host (one GPU each unless -g), with a TCP rendezvous")
+      ->check(cli::numeric<int>(1));
   app.add_option("--rendezvous-timeout", flags.rendezvous_timeout,
                  "Seconds to wait for the other ranks (and for each exchange)")
-      ->capture_default_str();
+      ->capture_default_str()->check(cli::numeric<double>());
 }
 
 BenchOptions resolve(const ToolFlags& flags, BenchOptions options) {

@@ -129,6 +129,16 @@ int run_simulate(const Policy& policy, const ScaleFlags& flags, const std::strin
   return 0;
 }
 
+// The modes exclude each other. Checked here rather than with CLI11's excludes(), whose raw
+// "Excludes: ..." lists crowd every mode's line of --help.
+void check_one_mode(const std::vector<CLI::Option*>& modes) {
+  std::string given;
+  for (const CLI::Option* mode : modes)
+    if (mode->count() > 0) given += (given.empty() ? "" : " and ") + mode->get_name();
+  if (given.find(" and ") != std::string::npos)
+    throw UsageError(str("give one mode (--once, --watch, --simulate, --slurm-resume or --slurm-suspend), not ", given));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -142,17 +152,16 @@ int main(int argc, char** argv) {
   auto* simulate_option = app.add_option("--simulate", flags.simulate_trace, "Replay a JSONL/CSV trace through the policy and print totals")->type_name("TRACE");
   auto* resume = app.add_option("--slurm-resume", flags.slurm_resume, "Act as Slurm's ResumeProgram: run actuator.command for each node")->type_name("HOSTLIST");
   auto* suspend = app.add_option("--slurm-suspend", flags.slurm_suspend, "Act as Slurm's SuspendProgram: run actuator.command for each node")->type_name("HOSTLIST");
-  for (CLI::Option* mode : {watch, simulate_option, resume, suspend}) once->excludes(mode);
-  for (CLI::Option* mode : {simulate_option, resume, suspend}) watch->excludes(mode);
-  for (CLI::Option* mode : {resume, suspend}) simulate_option->excludes(mode);
-  resume->excludes(suspend);
   app.add_flag("--apply", flags.apply, "Carry decisions out (default: dry run, say what would be done)");
   app.add_option("--state", flags.state_path, "JSON file keeping cooldowns and windows between --once runs")->type_name("FILE");
-  app.add_option("--current", flags.current, "The capacity up now, when no source or actuator reports it")->type_name("N");
+  app.add_option("--current", flags.current, "The capacity up now, when no source or actuator reports it")
+      ->type_name("N")->check(dsk::cli::numeric<int64_t>(0));
   app.add_option("--phase", flags.phase, "The training phase, for the policy's phases.<name>.cpus_per_gpu")->type_name("NAME");
-  app.add_option("--iterations", flags.iterations, "--watch: stop after N decisions")->type_name("N");
+  app.add_option("--iterations", flags.iterations, "--watch: stop after N decisions")
+      ->type_name("N")->check(dsk::cli::numeric<int64_t>(1));
   app.add_option("--plot", flags.plot_path, "--simulate: draw load, capacity and actions into this PNG (gnuplot)")->type_name("PNG");
-  app.add_option("--start", flags.start_capacity, "--simulate: capacity at the start when the trace has no 'current' (default capacity.min)")->type_name("N");
+  app.add_option("--start", flags.start_capacity, "--simulate: capacity at the start when the trace has no 'current' (default capacity.min)")
+      ->type_name("N")->check(dsk::cli::numeric<int64_t>(0));
   dsk::cli::set_examples(app, {
       "dsk-scale -c configs/scale-slurm.yaml --once",
       "dsk-scale -c configs/scale-slurm.yaml --watch --apply",
@@ -160,6 +169,7 @@ int main(int argc, char** argv) {
       "dsk-scale -c configs/scale-serve.yaml --once --set actuator.kubernetes.name=dsk-serve",
   });
   return dsk::cli::run(app, argc, argv, common, [&] {
+    check_one_mode({once, watch, simulate_option, resume, suspend});
     std::optional<Config> config = dsk::cli::load_config(policy_schema(), common);
     if (!config) return 0;
     Policy policy = policy_from_config(*config);

@@ -26,15 +26,15 @@ namespace {
 
 Schema make_schema() {
   Schema schema;
-  schema.string_list("input.paths", {}, "input files (text, JSONL, optionally .zst); none or - reads stdin");
+  schema.path_list("input.paths", {}, "input files (text, JSONL, optionally .zst); none or - reads stdin");
   schema.choice("input.format", "auto", {"auto", "text", "jsonl"}, "auto: JSONL for *.jsonl / *.ndjson, else text");
   schema.choice("input.documents", "file", {"file", "paragraph"}, "text input: a document per file or per blank-line block");
   schema.string("input.jsonl_field", "text", "JSONL: the top-level field holding the document's text");
   schema.choice("input.on_error", "fail", {"skip", "replace", "fail"},
                 "a bad JSONL line or invalid UTF-8: skip the document, replace bad bytes by U+FFFD, or fail");
-  schema.string("tokenizer.path", std::nullopt, "tokenizer.json (tokenizer_config.json beside it is read too)");
+  schema.path("tokenizer.path", std::nullopt, "tokenizer.json (tokenizer_config.json beside it is read too)");
   schema.choice("tokenizer.bos", "auto", {"auto", "always", "never"}, "BOS before each document; auto: as the tokenizer config says");
-  schema.string("output.dir", std::nullopt, "the shard directory to create");
+  schema.path("output.dir", std::nullopt, "the shard directory to create");
   schema.string("output.shard_tokens", "100M", "tokens per shard at most (K/M/G = 2^10/2^20/2^30)");
   schema.boolean("output.force", false, "replace an existing output directory");
   KeySpec& val_fraction = schema.number("split.val_fraction", 0.0, "share of documents sent to validation");
@@ -104,8 +104,8 @@ int run_tokenize(const Config& config) {
   TokenizeResult result = tokenize_to_shards(options, tokenizer);
   const io::ShardIndex& index = result.index;
   const InputErrorCounts& errors = result.errors;
-  log_info("wrote ", index.documents(), " documents, ", index.tokens(), " tokens in ",
-           index.train.shards.size() + index.val.shards.size(), " shards to ", options.output.string());
+  log_info("wrote ", count_of(index.documents(), "document"), ", ", count_of(index.tokens(), "token"), " in ",
+           count_of(index.train.shards.size() + index.val.shards.size(), "shard"), " to ", options.output.string());
   if (errors.skipped + errors.replaced > 0)
     log_warn(errors.invalid_utf8, " with invalid UTF-8, ", errors.bad_records, " bad records: ", errors.skipped,
              " skipped, ", errors.replaced, " replaced");
@@ -135,7 +135,7 @@ int run_tokenize(const Config& config) {
 int run_stats(const std::string& argument) {
   const std::string directory = resolve_artifact_path(argument, {"shards"});
   ShardStats stats = compute_shard_stats(directory);
-  log_info(directory, ": ", stats.all.documents, " documents, ", stats.all.tokens, " tokens, ",
+  log_info(directory, ": ", count_of(stats.all.documents, "document"), ", ", count_of(stats.all.tokens, "token"), ", ",
            stats.all.distinct_tokens, " distinct; unigram entropy ", stats.all.entropy_bits, " bits/token");
   Record record("shard_stats");
   record.set("path", directory)
@@ -161,7 +161,15 @@ int run_stats(const std::string& argument) {
 int run_decode(const std::string& argument, const std::string& split, const std::string& tokenizer_override, bool jsonl) {
   const std::string directory = resolve_artifact_path(argument, {"shards"});
   const io::ShardIndex index = io::load_shard_index(directory);
-  const std::string tokenizer_path = tokenizer_override.empty() ? index.tokenizer : tokenizer_override;
+  std::string tokenizer_path = tokenizer_override;
+  if (tokenizer_path.empty()) {
+    const std::optional<std::filesystem::path> found = io::find_index_tokenizer(index, directory);
+    if (!found)
+      throw DataError(str(directory, "/", io::kShardIndexName, ": its tokenizer '", index.tokenizer,
+                          "' is not there (looked relative to the shard directory and to the working directory): "
+                          "give -t/--tokenizer"));
+    tokenizer_path = found->string();
+  }
   auto tokenizer = tokenizer::Tokenizer::load(tokenizer_path);
   if (tokenizer.vocab_size() != index.vocab_size)
     throw UsageError(str(tokenizer_path, ": vocabulary of ", tokenizer.vocab_size(), " tokens, but the shards were made with ",
@@ -172,7 +180,7 @@ int run_decode(const std::string& argument, const std::string& split, const std:
     if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size()) throw ResourceError("cannot write to stdout");
   });
   std::fflush(stdout);
-  log_info("decoded ", documents, " documents");
+  log_info("decoded ", count_of(documents, "document"));
   return 0;
 }
 
@@ -220,11 +228,11 @@ int main(int argc, char** argv) {
   return cli::run(app, argc, argv, common, [&] {
     if (stats->parsed()) return run_stats(stats_directory);
     if (decode->parsed()) return run_decode(decode_directory, decode_split, decode_tokenizer, decode_jsonl);
-    std::vector<std::string> overrides = keyed.append_overrides(common.overrides);
-    if (!flags.inputs.empty()) overrides.push_back(cli::quoted_list_assignment("input.paths", flags.inputs));
-    if (flags.force) overrides.push_back("output.force=true");
     cli::CommonOptions effective = common;
-    effective.overrides = overrides;
+    effective.flag_overrides = keyed.overrides();
+    if (!flags.inputs.empty())
+      effective.flag_overrides.push_back(cli::flag_list_override("FILE arguments", "input.paths", flags.inputs));
+    if (flags.force) effective.flag_overrides.push_back(cli::flag_override("--force", "output.force", "true"));
     static const Schema schema = make_schema();
     auto config = cli::load_config(schema, effective);
     if (!config) return 0;

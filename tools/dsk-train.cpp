@@ -28,8 +28,7 @@ using namespace dsk;
 namespace {
 
 struct TrainFlags {
-  std::string run_dir, data, init_from, device, precision;
-  int64_t steps = 0;
+  std::string run_dir, data, init_from, steps, device, precision;
 };
 
 // Where a subcommand runs its model (the same choices as the config keys device and precision).
@@ -54,23 +53,29 @@ struct EvalFlags {
 };
 
 // The flags that set config keys, applied after -c and --set (so they win). A `-` for --data or
-// --init-from reads the producing tool's record from stdin.
-std::vector<std::string> flag_overrides(const TrainFlags& flags) {
-  std::vector<std::string> overrides;
-  if (!flags.run_dir.empty()) overrides.push_back(cli::quoted_assignment("checkpoint.dir", flags.run_dir));
-  if (flags.steps > 0) overrides.push_back("steps=" + std::to_string(flags.steps));
+// --init-from reads the producing tool's record from stdin. A flag replaces what it stands for:
+// --steps the config's token budget too, --init-from the config's model.config(_json).
+std::vector<FlagOverride> flag_overrides(const TrainFlags& flags) {
+  std::vector<FlagOverride> overrides;
+  if (!flags.run_dir.empty()) overrides.push_back(cli::flag_override("--run-dir", "checkpoint.dir", flags.run_dir));
+  if (!flags.steps.empty()) {
+    overrides.push_back({"--steps", "tokens", "null", flags.steps});
+    overrides.push_back(cli::flag_override("--steps", "steps", flags.steps));
+  }
   if (!flags.data.empty())
-    overrides.push_back(cli::quoted_assignment("data.train", resolve_artifact_path(flags.data, {"shards"})));
-  if (!flags.init_from.empty())
+    overrides.push_back(cli::flag_override("--data", "data.train", resolve_artifact_path(flags.data, {"shards"})));
+  if (!flags.init_from.empty()) {
+    for (const char* source : {"model.config", "model.config_json"})
+      overrides.push_back({"--init-from", source, "null", flags.init_from});
     overrides.push_back(
-        cli::quoted_assignment("model.init_from", resolve_artifact_path(flags.init_from, {"checkpoint"})));
-  if (!flags.device.empty()) overrides.push_back(cli::quoted_assignment("device", flags.device));
-  if (!flags.precision.empty()) overrides.push_back(cli::quoted_assignment("precision", flags.precision));
+        cli::flag_override("--init-from", "model.init_from", resolve_artifact_path(flags.init_from, {"checkpoint"})));
+  }
+  if (!flags.device.empty()) overrides.push_back(cli::flag_override("--device", "device", flags.device));
+  if (!flags.precision.empty()) overrides.push_back(cli::flag_override("--precision", "precision", flags.precision));
   return overrides;
 }
 
-int run_train(const Config& config) {
-  train::TrainOutcome outcome = train::run_training(config);
+void print_checkpoint_record(const train::TrainOutcome& outcome, bool interrupted) {
   Record record("checkpoint");
   record.set("path", outcome.checkpoint.string())
       .set("run_dir", outcome.run_dir.string())
@@ -81,13 +86,27 @@ int run_train(const Config& config) {
       .set("train_loss", outcome.train_loss);
   if (outcome.val_loss) record.set("val_loss", *outcome.val_loss);
   record.set("skipped_steps", outcome.skipped_steps);
+  if (interrupted) record.set("interrupted", true);
   record.print();
+}
+
+int run_train(const Config& config) {
+  try {
+    print_checkpoint_record(train::run_training(config), false);
+  } catch (const train::TrainingInterrupted& stop) {
+    // The saved checkpoint is usable, so a pipe's next tool still gets it (then exit 130/143).
+    print_checkpoint_record(stop.outcome, true);
+    throw;
+  }
   return 0;
 }
 
 int run_sample(const SampleFlags& flags) {
-  if (flags.tokens < 1) throw UsageError("-n/--tokens must be at least 1");
   const std::filesystem::path checkpoint = resolve_artifact_path(flags.checkpoint, {"checkpoint"});
+  if (!std::filesystem::is_directory(checkpoint))
+    throw DataError(str(checkpoint.string(), std::filesystem::exists(checkpoint)
+                                                 ? ": not a checkpoint directory (config.json, model.safetensors, ...)"
+                                                 : ": no such checkpoint directory"));
   const std::filesystem::path tokenizer_path = checkpoint / "tokenizer.json";
   if (!std::filesystem::exists(tokenizer_path))
     throw DataError(str(checkpoint.string(), ": no tokenizer.json in the checkpoint, so text cannot be made"));
@@ -173,10 +192,11 @@ void add_eval_command(CLI::App& app, EvalFlags& flags, CLI::App*& eval) {
   eval->add_option("--data", flags.data, "Shard directory (its val split when it has one) or shard files")
       ->required()->type_name("DIR");
   eval->add_option("--seq-len", flags.seq_len, "Tokens per window (default: the checkpoint's data.seq_len, else 256)")
-      ->check(CLI::PositiveNumber);
-  eval->add_option("--batch", flags.batch, "Windows per micro-batch (default 8)")->check(CLI::PositiveNumber);
-  eval->add_option("--batches", flags.batches, "Micro-batches to average (default 16)")->check(CLI::PositiveNumber);
-  eval->add_option("--seed", flags.seed, "Seed of the window positions (default 1, as dsk-train's)");
+      ->check(cli::numeric<int>(1));
+  eval->add_option("--batch", flags.batch, "Windows per micro-batch (default 8)")->check(cli::numeric<int>(1));
+  eval->add_option("--batches", flags.batches, "Micro-batches to average (default 16)")->check(cli::numeric<int64_t>(1));
+  eval->add_option("--seed", flags.seed, "Seed of the window positions (default 1, as dsk-train's)")
+      ->check(cli::numeric<uint64_t>());
   add_device_flags(*eval, flags.where);
 }
 
@@ -185,13 +205,16 @@ void add_sample_command(CLI::App& app, SampleFlags& flags, CLI::App*& sample) {
   sample->add_option("checkpoint", flags.checkpoint, "Checkpoint directory, or - for a checkpoint record on stdin")
       ->required()->type_name("DIR");
   sample->add_option("-p,--prompt", flags.prompt, "Text to continue (default: start from BOS)");
-  sample->add_option("-n,--tokens", flags.tokens, "New tokens per sample at most (default 64)");
-  sample->add_option("--samples", flags.samples, "Number of samples, each ended by a newline (default 1)")->check(CLI::PositiveNumber);
-  sample->add_option("--temperature", flags.temperature, "0 for greedy (default 0.8)")->check(CLI::NonNegativeNumber);
+  sample->add_option("-n,--tokens", flags.tokens, "New tokens per sample at most (default 64)")
+      ->check(cli::numeric<int>(1));
+  sample->add_option("--samples", flags.samples, "Number of samples, each ended by a newline (default 1)")
+      ->check(cli::numeric<int>(1));
+  sample->add_option("--temperature", flags.temperature, "0 for greedy (default 0.8)")->check(cli::numeric<float>(0));
   sample->add_option("--top-k", flags.top_k, "Sample among the K most likely tokens, 0 = all (default 0)")
-      ->check(CLI::NonNegativeNumber);
-  sample->add_option("--top-p", flags.top_p, "Nucleus sampling threshold (default 0.95)")->check(CLI::Range(0.0, 1.0));
-  sample->add_option("--seed", flags.seed, "Seed of the sampler (default 1)");
+      ->check(cli::numeric<int>(0));
+  sample->add_option("--top-p", flags.top_p, "Nucleus sampling threshold (default 0.95)")
+      ->check(cli::numeric<float>(0, 1));
+  sample->add_option("--seed", flags.seed, "Seed of the sampler (default 1)")->check(cli::numeric<uint64_t>());
   add_device_flags(*sample, flags.where);
 }
 
@@ -210,7 +233,7 @@ int main(int argc, char** argv) {
   app.add_option("--init-from", flags.init_from,
                  "Start from this checkpoint's weights, or - for a checkpoint record on stdin (model.init_from)")
       ->type_name("DIR");
-  app.add_option("--steps", flags.steps, "Optimizer steps (steps)")->type_name("N")->check(CLI::PositiveNumber);
+  app.add_option("--steps", flags.steps, "Optimizer steps (steps; replaces a token budget)")->type_name("N");
   app.add_option("--device", flags.device, "auto, cpu or cuda (device)")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--precision", flags.precision, "auto, bf16 or fp32 (precision)")
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
@@ -236,7 +259,7 @@ int main(int argc, char** argv) {
     if (sample->parsed()) return run_sample(sample_flags);
     if (eval->parsed()) return run_eval(eval_flags);
     cli::CommonOptions effective = common;
-    for (auto& assignment : flag_overrides(flags)) effective.overrides.push_back(assignment);
+    effective.flag_overrides = flag_overrides(flags);
     auto config = cli::load_config(train::train_schema(), effective);
     if (!config) return 0;
     return run_train(*config);

@@ -54,7 +54,7 @@ Schema make_schema() {
   schema.integer("s3.retries", 4, "retries of a request after a 5xx, a failed connection or a time-out").minimum = 0;
   schema.string("transfer.part_size", "8MiB", "multipart part and download range size (S3 wants >= 5MiB)");
   schema.integer("transfer.concurrency", 4, "parts or ranges in flight at once").minimum = 1;
-  schema.string("transfer.state_dir", std::nullopt, "state of interrupted multipart uploads; unset: $XDG_STATE_HOME/dsk/uploads");
+  schema.path("transfer.state_dir", std::nullopt, "state of interrupted multipart uploads; unset: $XDG_STATE_HOME/dsk/uploads");
   return schema;
 }
 
@@ -85,11 +85,9 @@ void add_shared_options(SharedFlags& flags, cli::KeyedFlags& keyed) {
         }
       });
   keyed.add("-j,--concurrency", "N", flags.concurrency, "transfer.concurrency",
-               "Parts or ranges in flight at once (transfer.concurrency; default 4)")
-      ->check(CLI::PositiveNumber);
+               "Parts or ranges in flight at once (transfer.concurrency; default 4)");
   keyed.add("--retries", "N", flags.retries, "s3.retries",
-               "Retries of a request after a 5xx, a failed connection or a time-out (s3.retries; default 4)")
-      ->check(CLI::NonNegativeNumber);
+               "Retries of a request after a 5xx, a failed connection or a time-out (s3.retries; default 4)");
   keyed.add("--state-dir", "DIR", flags.state_dir, "transfer.state_dir",
                "Where interrupted multipart uploads keep their state (transfer.state_dir; default $XDG_STATE_HOME/dsk/uploads)");
   keyed.add("--endpoint-url", "URL", flags.endpoint_url, "s3.endpoint_url",
@@ -363,7 +361,8 @@ int main(int argc, char** argv) {
   bool dry_run = false;
   CLI::App* prune = subcommand("prune", "Delete old versions no alias points to");
   prune->add_option("name", prune_name, "Model name")->required()->type_name("NAME");
-  prune->add_option("--keep", keep, "Always keep the N newest versions")->required()->type_name("N");
+  prune->add_option("--keep", keep, "Always keep the N newest versions")
+      ->required()->type_name("N")->check(cli::numeric<size_t>());
   prune->add_option("--older-than", older_than, "Delete only versions older than this: 30d, 12h, 90m (default 0)")
       ->type_name("AGE");
   prune->add_flag("-n,--dry-run", dry_run, "Print what would be deleted, delete nothing");
@@ -376,9 +375,9 @@ int main(int argc, char** argv) {
   CLI::App* lifecycle_set = lifecycle->add_subcommand("set", "Replace the bucket's lifecycle rules by one for the registry prefix");
   lifecycle_set->fallthrough();
   lifecycle_set->add_option("--abort-incomplete-days", abort_days, "Abort multipart uploads left incomplete this many days")
-      ->type_name("N");
+      ->type_name("N")->check(cli::numeric<int>(0));
   lifecycle_set->add_option("--expire-days", expire_days, "Delete every object under the prefix after N days (ignores aliases!)")
-      ->type_name("N");
+      ->type_name("N")->check(cli::numeric<int>(0));
 
   cli::set_examples(app, {
       "dsk-upload ./ckpt --name deepseek-vision --version 1.0 --to s3://models",
@@ -402,7 +401,7 @@ int main(int argc, char** argv) {
     if (common.config_path == "-" && directory == "-" && app.get_subcommands().empty())
       throw UsageError("-c - and a record on stdin (-) cannot both read stdin: give the config as a file");
     cli::CommonOptions effective = common;
-    effective.overrides = keyed.append_overrides(common.overrides);
+    effective.flag_overrides = keyed.overrides();
     static const Schema schema = make_schema();
     auto config = cli::load_config(schema, effective);
     if (!config) return 0;

@@ -40,7 +40,7 @@ void set_examples(CLI::App& app, const std::vector<std::string>& examples) {
 }
 
 std::optional<Config> load_config(const Schema& schema, const CommonOptions& options) {
-  Config config = Config::load(schema, options.config_path, options.overrides);
+  Config config = Config::load(schema, options.config_path, options.overrides, options.flag_overrides);
   if (options.print_config) {
     std::string text = config.to_yaml();
     std::fwrite(text.data(), 1, text.size(), stdout);
@@ -87,18 +87,33 @@ int run(CLI::App& app, int argc, char** argv, const CommonOptions& options, cons
   }
 }
 
-std::string quoted_assignment(const std::string& key, const std::string& value) {
+FlagOverride flag_override(const std::string& flag, const std::string& key, const std::string& value) {
   YAML::Emitter out;
   out << YAML::DoubleQuoted << value;
-  return key + "=" + out.c_str();
+  return {flag, key, out.c_str(), value};
 }
 
-std::string quoted_list_assignment(const std::string& key, const std::vector<std::string>& values) {
+FlagOverride flag_list_override(const std::string& flag, const std::string& key, const std::vector<std::string>& values) {
   YAML::Emitter out;
   out << YAML::Flow << YAML::BeginSeq;
-  for (const auto& value : values) out << YAML::DoubleQuoted << value;
+  std::string shown;
+  for (const auto& value : values) {
+    out << YAML::DoubleQuoted << value;
+    shown += (shown.empty() ? "" : " ") + value;
+  }
   out << YAML::EndSeq;
-  return key + "=" + out.c_str();
+  return {flag, key, out.c_str(), shown};
+}
+
+CLI::Validator numeric_validator(ValueType type, std::optional<double> minimum, std::optional<double> maximum) {
+  KeySpec spec;
+  spec.type = type;
+  spec.minimum = minimum;
+  spec.maximum = maximum;
+  // CLI11 puts the flag's name before the message: "--samples: must be at least 1, got 0".
+  return CLI::Validator(
+      [spec](std::string& text) { return numeric_value_problem(spec, text).value_or(std::string()); },
+      "");
 }
 
 CLI::Option* KeyedFlags::add(const std::string& name, const std::string& type_name, std::string& target,
@@ -108,9 +123,10 @@ CLI::Option* KeyedFlags::add(const std::string& name, const std::string& type_na
   return option;
 }
 
-std::vector<std::string> KeyedFlags::append_overrides(std::vector<std::string> overrides) const {
+std::vector<FlagOverride> KeyedFlags::overrides() const {
+  std::vector<FlagOverride> overrides;
   for (const auto& [option, key] : keyed_)
-    if (option->count() > 0) overrides.push_back(quoted_assignment(key, option->as<std::string>()));
+    if (option->count() > 0) overrides.push_back(flag_override(option->get_name(), key, option->as<std::string>()));
   return overrides;
 }
 

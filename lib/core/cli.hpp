@@ -16,7 +16,10 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <limits>
+#include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/config.hpp"
@@ -25,7 +28,8 @@ namespace dsk::cli {
 
 struct CommonOptions {
   std::string config_path;
-  std::vector<std::string> overrides;
+  std::vector<std::string> overrides;        // --set, in order
+  std::vector<FlagOverride> flag_overrides;  // flags that stand for keys, applied after --set
   bool print_config = false;
   int verbose = 0;
   bool quiet = false;
@@ -48,28 +52,48 @@ int run(CLI::App& app, int argc, char** argv, const CommonOptions& options, cons
 
 std::string version_string();
 
-// "key=value" for --set, with the value double-quoted so that any text (a path named "true", a
-// number-like name) reads back as a YAML string; for flags that stand for a config key.
-std::string quoted_assignment(const std::string& key, const std::string& value);
+// The override for a flag that stands for `key`, with the value double-quoted so that any text
+// (a path named "true", a number-like name) reads back as a YAML string; numbers are still
+// checked as the key's type and range. `flag` names it in errors ("--steps").
+FlagOverride flag_override(const std::string& flag, const std::string& key, const std::string& value);
 // The same for a list of strings: key=["a", "b"].
-std::string quoted_list_assignment(const std::string& key, const std::vector<std::string>& values);
+FlagOverride flag_list_override(const std::string& flag, const std::string& key, const std::vector<std::string>& values);
+
+// A check for a numeric flag that stands for no config key, worded like a key's check:
+// "--samples: must be at least 1, got 0", "--top-p: expects a number, got 'x'". T's own range
+// bounds it too (an int flag given 3000000000 is refused, not wrapped).
+template <typename T>
+CLI::Validator numeric(std::optional<double> minimum = std::nullopt, std::optional<double> maximum = std::nullopt);
 
 // Flags that each stand for one config key (-o for output.dir, say). Given on the command line,
 // they are applied after -c and --set, so a flag wins over both:
 //   cli::KeyedFlags keyed(app);
 //   keyed.add("-o,--output", "DIR", flags.output, "output.dir", "Shard directory (output.dir)");
-//   ... effective.overrides = keyed.append_overrides(common.overrides);
+//   ... effective.flag_overrides = keyed.overrides();
 class KeyedFlags {
  public:
   explicit KeyedFlags(CLI::App& app) : app_(&app) {}
   CLI::Option* add(const std::string& name, const std::string& type_name, std::string& target,
                    const std::string& key, const std::string& help);
-  // `overrides` followed by key="value" for each keyed flag that was given.
-  std::vector<std::string> append_overrides(std::vector<std::string> overrides) const;
+  // An override for each keyed flag that was given, in the order they were added.
+  std::vector<FlagOverride> overrides() const;
 
  private:
   CLI::App* app_;
   std::vector<std::pair<CLI::Option*, std::string>> keyed_;
 };
+
+CLI::Validator numeric_validator(ValueType type, std::optional<double> minimum, std::optional<double> maximum);
+
+template <typename T>
+CLI::Validator numeric(std::optional<double> minimum, std::optional<double> maximum) {
+  // An integer type's bounds, where a double holds them exactly; wider types are bounded by the
+  // integer parser (int64).
+  constexpr bool exact = std::is_integral_v<T> && std::numeric_limits<T>::digits <= 53;
+  if (exact && !minimum) minimum = double(std::numeric_limits<T>::lowest());
+  if (exact && !maximum) maximum = double(std::numeric_limits<T>::max());
+  if (std::is_unsigned_v<T> && !minimum) minimum = 0;
+  return numeric_validator(std::is_integral_v<T> ? ValueType::integer : ValueType::number, minimum, maximum);
+}
 
 }  // namespace dsk::cli

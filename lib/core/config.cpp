@@ -92,6 +92,29 @@ std::optional<bool> parse_boolean(const std::string& text) {
   return std::nullopt;
 }
 
+// A bound as people write it: "1", "2147483647", "0.5".
+std::string bound_text(double bound) {
+  if (bound == std::floor(bound) && std::fabs(bound) < 9e15) return std::to_string(static_cast<int64_t>(bound));
+  return str(bound);
+}
+
+// A relative path, neither "-" (stdin) nor a URL (registry://, s3://), is relative to the file it
+// came from; the result is relative to the working directory like every other path.
+std::string relative_to_file(const std::string& value, const std::filesystem::path& file_directory) {
+  const std::filesystem::path path(value);
+  if (file_directory.empty() || value.empty() || value == "-" || path.is_absolute() ||
+      value.find("://") != std::string::npos)
+    return value;
+  return (file_directory / path).lexically_normal().string();
+}
+
+// For the printed config: the same path, absolute, so that the text reads back the same from
+// any directory.
+std::string absolute_path_text(const std::string& value) {
+  if (value.empty() || value == "-" || value.find("://") != std::string::npos) return value;
+  return std::filesystem::absolute(value).lexically_normal().string();
+}
+
 YAML::Node parse_yaml(const std::string& text, const std::string& source) {
   try {
     return YAML::Load(text);
@@ -101,6 +124,19 @@ YAML::Node parse_yaml(const std::string& text, const std::string& source) {
 }
 
 }  // namespace
+
+std::optional<std::string> numeric_value_problem(const KeySpec& spec, const std::string& text) {
+  std::optional<double> number;
+  if (spec.type == ValueType::integer) {
+    if (auto parsed = parse_integer(text)) number = static_cast<double>(*parsed);
+  } else {
+    number = parse_number(text);
+  }
+  if (!number || std::isnan(*number)) return str("expects ", type_name(spec.type), ", got '", text, "'");
+  if (spec.minimum && *number < *spec.minimum) return str("must be at least ", bound_text(*spec.minimum), ", got ", text);
+  if (spec.maximum && *number > *spec.maximum) return str("must be at most ", bound_text(*spec.maximum), ", got ", text);
+  return std::nullopt;
+}
 
 std::string yaml_location(const std::string& source, const YAML::Node& node) {
   if (node.Mark().is_null()) return source;
@@ -148,6 +184,18 @@ KeySpec& Schema::string_list(const std::string& path, std::vector<std::string> d
   return add({path, ValueType::string_list, node, {}, {}, {}, std::move(help)});
 }
 
+KeySpec& Schema::path(const std::string& path, std::optional<std::string> default_value, std::string help) {
+  KeySpec& spec = string(path, std::move(default_value), std::move(help));
+  spec.is_path = true;
+  return spec;
+}
+
+KeySpec& Schema::path_list(const std::string& path, std::vector<std::string> default_value, std::string help) {
+  KeySpec& spec = string_list(path, std::move(default_value), std::move(help));
+  spec.is_path = true;
+  return spec;
+}
+
 KeySpec& Schema::tree(const std::string& path, std::string help) {
   return add({path, ValueType::tree, std::nullopt, {}, {}, {}, std::move(help)});
 }
@@ -167,11 +215,12 @@ bool Schema::is_section(const std::string& path) const {
 
 // ---- Config ----
 
-Config Config::load(const Schema& schema, const std::string& path, const std::vector<std::string>& overrides) {
-  if (path.empty()) return from_text(schema, "", "<defaults>", overrides);
+Config Config::load(const Schema& schema, const std::string& path, const std::vector<std::string>& overrides,
+                    const std::vector<FlagOverride>& flags) {
+  if (path.empty()) return from_text(schema, "", "<defaults>", overrides, flags);
   if (path == "-") {
     std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-    return from_text(schema, text, "<stdin>", overrides);
+    return from_text(schema, text, "<stdin>", overrides, flags);
   }
   std::string text;
   try {
@@ -179,16 +228,18 @@ Config Config::load(const Schema& schema, const std::string& path, const std::ve
   } catch (const DataError& e) {  // a -c that names no readable file is a usage error (exit 2)
     throw UsageError(str("config: ", e.what()));
   }
-  return from_text(schema, text, path, overrides);
+  return from_text(schema, text, path, overrides, flags, std::filesystem::path(path).parent_path());
 }
 
 Config Config::from_text(const Schema& schema, const std::string& text, const std::string& source,
-                         const std::vector<std::string>& overrides) {
+                         const std::vector<std::string>& overrides, const std::vector<FlagOverride>& flags,
+                         const std::filesystem::path& file_directory) {
   Config config(schema);
   config.source_ = source;
   config.apply_defaults();
-  config.merge_document(parse_yaml(text, source), source);
+  config.merge_document(parse_yaml(text, source), source, file_directory);
   for (const auto& assignment : overrides) config.apply_override(assignment);
+  for (const auto& flag : flags) config.set(flag.key, flag.yaml_value, str(flag.flag, " ", flag.shown));
   for (const auto& key : schema.keys())
     if (key.required && !config.has(key.path))
       throw UsageError(str(source, ": missing required key '", key.path, "' (", key.help, ")"));
@@ -200,30 +251,33 @@ void Config::apply_defaults() {
     if (key.default_value) values_[key.path] = YAML::Clone(*key.default_value);
 }
 
-void Config::merge_document(const YAML::Node& document, const std::string& source) {
+void Config::merge_document(const YAML::Node& document, const std::string& source,
+                            const std::filesystem::path& file_directory) {
   if (!document || document.IsNull()) return;
   if (!document.IsMap()) throw UsageError(str(yaml_location(source, document), ": a config must be a YAML mapping of keys"));
-  merge_node(document, "", source);
+  merge_node(document, "", source, file_directory);
 }
 
-void Config::merge_node(const YAML::Node& node, const std::string& prefix, const std::string& source) {
+void Config::merge_node(const YAML::Node& node, const std::string& prefix, const std::string& source,
+                        const std::filesystem::path& file_directory) {
   for (const auto& entry : node) {
     std::string name = entry.first.as<std::string>();
     std::string path = prefix.empty() ? name : prefix + "." + name;
     std::string where = yaml_location(source, entry.first);
     if (const KeySpec* spec = schema_->find(path)) {
-      assign(*spec, entry.second, where);
+      assign(*spec, entry.second, where, file_directory);
     } else if (schema_->is_section(path)) {
       if (!entry.second.IsMap() && !entry.second.IsNull())
         throw UsageError(str(where, ": key '", path, "' is a section and expects a mapping of keys"));
-      if (entry.second.IsMap()) merge_node(entry.second, path, source);
+      if (entry.second.IsMap()) merge_node(entry.second, path, source, file_directory);
     } else {
       throw UsageError(str(where, ": unknown key '", path, "'", suggestion(*schema_, path)));
     }
   }
 }
 
-void Config::assign(const KeySpec& spec, const YAML::Node& value, const std::string& where) {
+void Config::assign(const KeySpec& spec, const YAML::Node& value, const std::string& where,
+                    const std::filesystem::path& file_directory) {
   where_[spec.path] = where;
   auto fail = [&](const std::string& what) {
     throw UsageError(str(where, ": key '", spec.path, "' ", what));
@@ -232,10 +286,15 @@ void Config::assign(const KeySpec& spec, const YAML::Node& value, const std::str
     if (!value.IsScalar()) fail(str("expects ", type_name(spec.type)));
     return value.Scalar();
   };
-  auto check_range = [&](double number) {
-    if (spec.minimum && number < *spec.minimum) fail(str("must be at least ", *spec.minimum, ", got ", number));
-    if (spec.maximum && number > *spec.maximum) fail(str("must be at most ", *spec.maximum, ", got ", number));
+  auto as_path = [&](const std::string& text) {
+    return spec.is_path ? relative_to_file(text, file_directory) : text;
   };
+  if (value.IsNull() && spec.type != ValueType::string_list) {
+    // "key: null", "key:" or --set key=null unsets an optional key (a flag replacing it, say).
+    values_.erase(spec.path);
+    if (spec.default_value) fail("cannot be empty");
+    return;
+  }
   switch (spec.type) {
     case ValueType::boolean: {
       std::string text = scalar_text();
@@ -245,43 +304,34 @@ void Config::assign(const KeySpec& spec, const YAML::Node& value, const std::str
     }
     case ValueType::integer: {
       std::string text = scalar_text();
-      auto parsed = parse_integer(text);
-      if (!parsed) fail(str("expects ", type_name(spec.type), ", got '", text, "'"));
-      check_range(static_cast<double>(*parsed));
-      values_[spec.path] = YAML::Node(std::to_string(*parsed));
+      if (auto problem = numeric_value_problem(spec, text)) fail(*problem);
+      values_[spec.path] = YAML::Node(std::to_string(*parse_integer(text)));
       return;
     }
     case ValueType::number: {
       std::string text = scalar_text();
-      auto parsed = parse_number(text);
-      if (!parsed) fail(str("expects ", type_name(spec.type), ", got '", text, "'"));
-      check_range(*parsed);
+      if (auto problem = numeric_value_problem(spec, text)) fail(*problem);
       values_[spec.path] = YAML::Node(text);
       return;
     }
     case ValueType::string: {
-      if (value.IsNull()) {
-        values_.erase(spec.path);  // "key: null" or "key:" unsets an optional string
-        if (spec.default_value) fail("cannot be empty");
-        return;
-      }
       std::string text = scalar_text();
       if (!spec.choices.empty() && std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end()) {
         std::string allowed;
         for (const auto& choice : spec.choices) allowed += (allowed.empty() ? "" : ", ") + choice;
         fail(str("must be one of ", allowed, "; got '", text, "'"));
       }
-      values_[spec.path] = YAML::Node(text);
+      values_[spec.path] = YAML::Node(as_path(text));
       return;
     }
     case ValueType::string_list: {
       YAML::Node list(YAML::NodeType::Sequence);
       if (value.IsScalar()) {
-        list.push_back(value.Scalar());
+        list.push_back(as_path(value.Scalar()));
       } else if (value.IsSequence()) {
         for (const auto& item : value) {
           if (!item.IsScalar()) fail(str("expects ", type_name(spec.type)));
-          list.push_back(item.Scalar());
+          list.push_back(as_path(item.Scalar()));
         }
       } else if (!value.IsNull()) {
         fail(str("expects ", type_name(spec.type)));
@@ -364,6 +414,17 @@ std::string Config::where(const std::string& path) const {
   return found == where_.end() ? str(source_, " (default of ", path, ")") : found->second;
 }
 
+namespace {
+
+YAML::Node absolute_paths(const KeySpec& key, const YAML::Node& value) {
+  if (key.type == ValueType::string) return YAML::Node(absolute_path_text(value.Scalar()));
+  YAML::Node list(YAML::NodeType::Sequence);
+  for (const auto& item : value) list.push_back(absolute_path_text(item.Scalar()));
+  return list;
+}
+
+}  // namespace
+
 std::string Config::to_yaml() const {
   YAML::Node root(YAML::NodeType::Map);
   for (const auto& key : schema_->keys()) {
@@ -376,7 +437,7 @@ std::string Config::to_yaml() const {
       if (!cursor[part]) cursor[part] = YAML::Node(YAML::NodeType::Map);
       cursor.reset(cursor[part]);
     }
-    cursor[key.path.substr(start)] = found->second;
+    cursor[key.path.substr(start)] = key.is_path ? absolute_paths(key, found->second) : found->second;
   }
   YAML::Emitter out;
   out << root;

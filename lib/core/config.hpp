@@ -9,11 +9,17 @@
 //
 // A key of type `tree` accepts any YAML below it unchecked (for example inline HF config.json
 // fields under model.config); its consumer validates it.
+//
+// Keys declared with path() or path_list() name files or directories. A relative path in a config
+// file is relative to that file's directory (configs/a.yaml saying `data: ../shards` means
+// `shards`); from --set, a flag or stdin it is relative to the working directory. The effective
+// config prints them absolute, so that it reads back the same from anywhere.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -32,6 +38,21 @@ struct KeySpec {
   std::vector<std::string> choices;  // for strings: the allowed values
   std::string help;
   bool required = false;
+  bool is_path = false;  // a file or directory (strings and string lists): see the top of this file
+};
+
+// What is wrong with `text` as the value of an integer or number key of spec's type and range
+// ("expects an integer, got 'x'", "must be at least 1, got 0"), or nullopt when it is fine. The
+// config's own check, shared with the numeric flags of core/cli so that both read alike.
+std::optional<std::string> numeric_value_problem(const KeySpec& spec, const std::string& text);
+
+// A key set by a command-line flag that stands for it (-o for output.dir): applied after every
+// --set, and named as the flag in errors ("--steps 0: key 'steps' must be at least 1, got 0").
+struct FlagOverride {
+  std::string flag;        // "--steps"
+  std::string key;         // "steps"
+  std::string yaml_value;  // the value as YAML text ("null" unsets an optional key)
+  std::string shown;       // the value as typed, for messages
 };
 
 class Schema {
@@ -46,6 +67,9 @@ class Schema {
                   std::string help);
   // A list of strings; a single string is accepted and read as a list of one.
   KeySpec& string_list(const std::string& path, std::vector<std::string> default_value, std::string help);
+  // A string, or a list of strings, naming files or directories (URLs and "-" are left as they are).
+  KeySpec& path(const std::string& path, std::optional<std::string> default_value, std::string help);
+  KeySpec& path_list(const std::string& path, std::vector<std::string> default_value, std::string help);
   KeySpec& tree(const std::string& path, std::string help);
 
   const KeySpec* find(const std::string& path) const;
@@ -60,11 +84,16 @@ class Schema {
 
 class Config {
  public:
-  // path "" means no file; "-" reads YAML from stdin. overrides are "key.path=value" strings.
-  static Config load(const Schema& schema, const std::string& path, const std::vector<std::string>& overrides);
-  // The same, from YAML text (tests, and configs embedded in checkpoints). `source` names it in errors.
+  // path "" means no file; "-" reads YAML from stdin. overrides are "key.path=value" strings
+  // (--set), applied in order after the file; flags after them.
+  static Config load(const Schema& schema, const std::string& path, const std::vector<std::string>& overrides,
+                     const std::vector<FlagOverride>& flags = {});
+  // The same, from YAML text (tests, and configs embedded in checkpoints). `source` names it in
+  // errors; relative paths in the text are relative to `file_directory` ("": the working directory).
   static Config from_text(const Schema& schema, const std::string& text, const std::string& source,
-                          const std::vector<std::string>& overrides = {});
+                          const std::vector<std::string>& overrides = {},
+                          const std::vector<FlagOverride>& flags = {},
+                          const std::filesystem::path& file_directory = {});
 
   bool has(const std::string& path) const;
   int64_t get_int(const std::string& path) const;
@@ -87,9 +116,12 @@ class Config {
  private:
   explicit Config(const Schema& schema) : schema_(&schema) {}
   void apply_defaults();
-  void merge_document(const YAML::Node& document, const std::string& source);
-  void merge_node(const YAML::Node& node, const std::string& prefix, const std::string& source);
-  void assign(const KeySpec& spec, const YAML::Node& value, const std::string& where);
+  void merge_document(const YAML::Node& document, const std::string& source,
+                      const std::filesystem::path& file_directory);
+  void merge_node(const YAML::Node& node, const std::string& prefix, const std::string& source,
+                  const std::filesystem::path& file_directory);
+  void assign(const KeySpec& spec, const YAML::Node& value, const std::string& where,
+              const std::filesystem::path& file_directory = {});
   void apply_override(const std::string& assignment);
   const YAML::Node& value_of(const std::string& path, ValueType expected) const;
 

@@ -62,6 +62,11 @@ void Progress::set(uint64_t done) {
   maybe_draw(false);
 }
 
+void Progress::set_already_done(uint64_t done) {
+  already_done_ = done;
+  set(done);
+}
+
 void Progress::set_total(uint64_t total) { total_ = total; }
 
 void Progress::set_note(std::string note) {
@@ -83,7 +88,11 @@ std::string Progress::render() const {
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   uint64_t done = done_.load();
   uint64_t total = total_.load();
-  double rate = elapsed > 0 ? done / elapsed : 0;
+  // No rate until this process has done something in measurable time: a resumed run that has
+  // nothing left to do would otherwise show its whole count over a microsecond.
+  const uint64_t done_here = done > already_done_ ? done - already_done_ : 0;
+  const bool has_rate = done_here > 0 && elapsed > 0;
+  double rate = has_rate ? done_here / elapsed : 0;
   bool bytes = unit_ == "B";
   std::string amount = bytes ? human_bytes(done) : str(done);
   if (total) amount += str(" / ", bytes ? human_bytes(total) : str(total));
@@ -102,8 +111,8 @@ std::string Progress::render() const {
     std::snprintf(percent, sizeof percent, "%3.0f%% ", fraction * 100);
     line += percent;
   }
-  line += amount + "  " + rate_text + "  " + human_duration(elapsed);
-  if (total && rate > 0 && done < total) line += " eta " + human_duration((total - done) / rate);
+  line += amount + "  " + (has_rate ? rate_text + "  " : "") + human_duration(elapsed);
+  if (total && has_rate && done < total) line += " eta " + human_duration((total - done) / rate);
   std::lock_guard lock(mutex_);
   if (!note_.empty()) line += "  " + note_;
   return line;

@@ -21,6 +21,9 @@ class Progress {
 
   void add(uint64_t amount);
   void set(uint64_t done);
+  // Work done before this process started (a resumed run's steps): counted in the amount shown,
+  // not in the rate, which covers only what this process did.
+  void set_already_done(uint64_t done);
   void set_total(uint64_t total);
   // Short extra text shown after the rate, e.g. "loss 3.21".
   void set_note(std::string note);
@@ -37,6 +40,7 @@ class Progress {
   std::string unit_;
   std::atomic<uint64_t> total_;
   std::atomic<uint64_t> done_{0};
+  uint64_t already_done_ = 0;
   std::string note_;
   bool terminal_;
   bool enabled_;

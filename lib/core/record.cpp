@@ -97,7 +97,8 @@ Record Record::read_stdin() {
   try {
     documents = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
-    throw DataError(str("<stdin>:", e.mark.line + 1, ": not a YAML record: ", e.msg));
+    throw UsageError(str("expected a record on stdin (a YAML mapping with 'kind'), got text that is not YAML (line ",
+                         e.mark.line + 1, ": ", e.msg, ")"));
   }
   for (auto it = documents.rbegin(); it != documents.rend(); ++it) {
     if (it->IsMap() && (*it)["kind"]) {
@@ -106,7 +107,8 @@ Record Record::read_stdin() {
       return parse(out.c_str(), "<stdin>");
     }
   }
-  throw DataError("expected a record on stdin (a YAML mapping with 'kind'), got none");
+  throw UsageError(text.empty() ? "expected a record on stdin (a YAML mapping with 'kind'), got nothing"
+                                 : "expected a record on stdin (a YAML mapping with 'kind'), got none");
 }
 
 std::string resolve_artifact_path(const std::string& argument, const std::vector<std::string>& accepted_kinds,

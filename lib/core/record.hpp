@@ -43,6 +43,8 @@ class Record {
   // Parses one record (a flat YAML mapping with a "kind" key).
   static Record parse(std::string_view text, const std::string& source);
   // Reads all of stdin and returns the last record in it (a stream may hold several documents).
+  // No record there (empty, not YAML, no mapping with 'kind') is a UsageError, as a record of
+  // the wrong kind is in resolve_artifact_path(): either way the pipe is wired wrong (exit 2).
   static Record read_stdin();
 
  private:

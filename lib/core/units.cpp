@@ -51,4 +51,8 @@ double parse_duration(const std::string& text, const std::string& what) {
   throw UsageError(str(what, ": unknown duration unit '", suffix, "' in '", text, "'"));
 }
 
+std::string count_of(uint64_t count, const std::string& noun) {
+  return std::to_string(count) + " " + noun + (count == 1 ? "" : "s");
+}
+
 }  // namespace dsk

@@ -1,4 +1,4 @@
-// Sizes and durations as people type them on a command line or in YAML.
+// Sizes and durations as people type them on a command line or in YAML, and counts as they read them.
 #pragma once
 
 #include <cstdint>
@@ -12,5 +12,8 @@ uint64_t parse_size(const std::string& text, const std::string& what);
 
 // "30", "30s", "5m", "2h", "7d" -> seconds.
 double parse_duration(const std::string& text, const std::string& what);
+
+// "1 document", "0 documents", "3 shards": a count and a noun with a regular plural.
+std::string count_of(uint64_t count, const std::string& noun);
 
 }  // namespace dsk

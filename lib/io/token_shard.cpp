@@ -332,4 +332,34 @@ ShardIndex load_shard_index(const fs::path& directory) {
   return index;
 }
 
+namespace {
+
+// "/a/shards/" -> "/a/shards": a trailing slash is an empty last component to lexically_relative.
+fs::path folder_of(const fs::path& directory) {
+  const fs::path normal = fs::weakly_canonical(fs::absolute(directory));
+  return normal.has_filename() ? normal : normal.parent_path();
+}
+
+}  // namespace
+
+std::string index_tokenizer_reference(const fs::path& tokenizer, const fs::path& directory) {
+  if (tokenizer.is_absolute()) return tokenizer.lexically_normal().string();
+  // The folder is resolved, not the file: a tokenizer.json that is a symlink (Hugging Face's
+  // cache) keeps its name, and tokenizer_config.json is still looked for beside it.
+  const fs::path folder = folder_of(tokenizer.parent_path().empty() ? "." : tokenizer.parent_path());
+  const fs::path relative = folder.lexically_relative(folder_of(directory));
+  if (relative.empty()) return (folder / tokenizer.filename()).string();
+  return (relative / tokenizer.filename()).lexically_normal().string();
+}
+
+std::optional<fs::path> find_index_tokenizer(const ShardIndex& index, const fs::path& directory) {
+  const fs::path named(index.tokenizer);
+  if (named.empty()) return std::nullopt;
+  if (named.is_absolute()) return fs::exists(named) ? std::optional(named) : std::nullopt;
+  const fs::path parent = folder_of(directory).parent_path();
+  for (const fs::path& candidate : {directory / named, named, parent / named})
+    if (fs::is_regular_file(candidate)) return candidate.lexically_normal();
+  return std::nullopt;
+}
+
 }  // namespace dsk::io

@@ -127,7 +127,7 @@ class ShardReader {
 //
 //   format: dsk-token-shards
 //   version: 1
-//   tokenizer: path/to/tokenizer.json
+//   tokenizer: ../tokenizer.json   # relative to this directory (or absolute)
 //   vocab_size: 129280
 //   dtype: u32
 //   eos_id: 1
@@ -153,7 +153,7 @@ struct ShardSplit {
 };
 
 struct ShardIndex {
-  std::string tokenizer;
+  std::string tokenizer;  // as stored: see index_tokenizer_reference() and find_index_tokenizer()
   uint64_t vocab_size = 0;
   uint32_t token_bytes = 4;
   uint32_t eos_id = 0;
@@ -173,5 +173,16 @@ inline constexpr const char* kShardIndexName = "index.yaml";
 std::string shard_index_to_yaml(const ShardIndex& index);
 // Reads DIR/index.yaml; DataError naming the file and key when a field is missing or malformed.
 ShardIndex load_shard_index(const std::filesystem::path& directory);
+
+// index.yaml's tokenizer field for a tokenizer given as `tokenizer` (relative to the working
+// directory) and a shard directory `directory`: an absolute path stays as it is, a relative one
+// is made relative to the shard directory, so that the index resolves from any directory.
+std::string index_tokenizer_reference(const std::filesystem::path& tokenizer, const std::filesystem::path& directory);
+
+// The tokenizer.json an index names, for the shard directory `directory`: relative to that
+// directory, else (indexes written before the field was) relative to the working directory or
+// to the shard directory's parent. nullopt when it is in none of these places.
+std::optional<std::filesystem::path> find_index_tokenizer(const ShardIndex& index,
+                                                          const std::filesystem::path& directory);
 
 }  // namespace dsk::io

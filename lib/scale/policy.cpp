@@ -43,7 +43,7 @@ Schema build_schema() {
   schema.string("source.partition", "", "the Slurm partition to watch and scale (all when empty)");
   schema.boolean("source.gpu", false, "read GPU utilization and memory (NVML, else nvidia-smi)");
   schema.string_list("source.prometheus", {}, "Prometheus text endpoints (dsk-serve's /metrics)");
-  schema.string("source.samples", "", "a JSONL or CSV file of samples; its last row is read");
+  schema.path("source.samples", "", "a JSONL or CSV file of samples; its last row is read");
   schema.string("source.samples_max_age", "10m", "a last sample older than this (epoch times) holds capacity; 0s: no limit");
   schema.choice("actuator.kind", "none", {"none", "slurm", "kubernetes", "command"}, "what carries out a decision");
   schema.choice("actuator.kubernetes.kind", "deployment", {"deployment", "statefulset"}, "the workload kind");

@@ -197,7 +197,7 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
   result.errors = error_log.counts();
   result.add_bos = bos.has_value();
   io::ShardIndex& index = result.index;
-  index.tokenizer = options.tokenizer_path;
+  index.tokenizer = io::index_tokenizer_reference(options.tokenizer_path, options.output);
   index.vocab_size = vocab_size;
   index.token_bytes = io::token_bytes_for_vocab(vocab_size);
   index.eos_id = *eos;

@@ -40,7 +40,7 @@ struct TokenizeOptions {
   uint64_t seed = 0;
   BosMode bos = BosMode::tokenizer_default;
   int threads = 1;
-  std::string tokenizer_path;  // as given, for the index
+  std::string tokenizer_path;  // as given (relative to the working directory)
 };
 
 struct TokenizeResult {

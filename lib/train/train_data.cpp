@@ -27,12 +27,11 @@ std::vector<fs::path> expand_glob(const std::string& pattern) {
   return paths;
 }
 
-// index.yaml names the tokenizer as dsk-tokenize was given it: relative to where it ran, which
-// is usually where dsk-train runs too; else it is looked for beside the shard directory.
-fs::path locate_tokenizer(const fs::path& named, const fs::path& shard_dir) {
-  if (named.is_absolute() || fs::exists(named)) return fs::absolute(named);
-  const fs::path beside = shard_dir.parent_path() / named;
-  return fs::exists(beside) ? fs::absolute(beside) : named;
+// Where the index's tokenizer is; when it is nowhere, where it should be (the checkpoint then
+// says it is gone and goes without one).
+fs::path locate_tokenizer(const io::ShardIndex& index, const fs::path& shard_dir) {
+  const std::optional<fs::path> found = io::find_index_tokenizer(index, shard_dir);
+  return fs::absolute(found ? *found : shard_dir / index.tokenizer);
 }
 
 // Adds the shards named by one entry of data.train / data.val; a directory's index.yaml names
@@ -45,7 +44,7 @@ void add_entry(const std::string& entry, Role role, std::vector<fs::path>& out, 
     const io::ShardSplit* chosen = role == Role::train ? &index.train : &index.val;
     if (role == Role::named_val && chosen->shards.empty()) chosen = &index.train;
     for (const auto& shard : chosen->shards) out.push_back(path / shard.file);
-    if (data.tokenizer.empty() && !index.tokenizer.empty()) data.tokenizer = locate_tokenizer(index.tokenizer, path);
+    if (data.tokenizer.empty() && !index.tokenizer.empty()) data.tokenizer = locate_tokenizer(index, path);
     if (directories) directories->push_back(path);
     return;
   }

@@ -5,12 +5,12 @@ namespace {
 
 Schema build_schema() {
   Schema s;
-  s.string("model.config_json", std::nullopt, "path of an HF config.json for a model trained from scratch");
+  s.path("model.config_json", std::nullopt, "path of an HF config.json for a model trained from scratch");
   s.tree("model.config", "inline HF config.json fields (instead of model.config_json)");
-  s.string("model.init_from", std::nullopt, "checkpoint directory to start from");
+  s.path("model.init_from", std::nullopt, "checkpoint directory to start from");
 
-  s.string_list("data.train", {}, "train shard directories (with index.yaml) or shard files/globs").required = true;
-  s.string_list("data.val", {}, "validation shards (default: the val split of the train directories)");
+  s.path_list("data.train", {}, "train shard directories (with index.yaml) or shard files/globs").required = true;
+  s.path_list("data.val", {}, "validation shards (default: the val split of the train directories)");
   s.integer("data.seq_len", 256, "tokens per sequence").minimum = 1;
   s.integer("data.micro_batch", 4, "sequences per forward/backward").minimum = 1;
   s.integer("data.grad_accum", 1, "micro-batches per optimizer step").minimum = 1;
@@ -41,7 +41,7 @@ Schema build_schema() {
   s.integer("eval.every", 100, "evaluate every N steps (0: only at the end)").minimum = 0;
   s.integer("eval.batches", 8, "validation micro-batches per evaluation").minimum = 1;
 
-  s.string("checkpoint.dir", "runs/default", "run directory");
+  s.path("checkpoint.dir", "runs/default", "run directory");
   s.integer("checkpoint.every", 500, "checkpoint every N steps (0: only at the end)").minimum = 0;
   s.integer("checkpoint.keep", 3, "keep the last K checkpoints").minimum = 1;
   s.choice("checkpoint.dtype", "BF16", {"BF16", "F16", "F32"},

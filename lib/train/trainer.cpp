@@ -116,6 +116,7 @@ class TrainingRun {
   TrainOutcome run();
 
  private:
+  TrainOutcome outcome() const;
   void resume_or_start();
   void take_step();
   double evaluate();
@@ -331,7 +332,7 @@ TrainOutcome TrainingRun::run() {
   const int64_t eval_every = config_.get_int("eval.every");
   const int64_t checkpoint_every = config_.get_int("checkpoint.every");
   Progress progress("train", uint64_t(total_steps_), "steps");
-  progress.set(uint64_t(std::min(state_.step, total_steps_)));
+  progress.set_already_done(uint64_t(std::min(state_.step, total_steps_)));
   while (state_.step < total_steps_) {
     take_step();
     const bool last = state_.step == total_steps_;
@@ -339,20 +340,27 @@ TrainOutcome TrainingRun::run() {
       state_.val_loss = evaluate();
       log_info("step ", state_.step, ": train loss ", state_.train_loss, ", val loss ", *state_.val_loss);
     }
-    progress.set(uint64_t(state_.step));
+    // The note first: set() may draw, and the line must show the loss of the step it counts.
     progress.set_note(str("loss ", state_.train_loss));
+    progress.set(uint64_t(state_.step));
     if (last || (checkpoint_every > 0 && state_.step % checkpoint_every == 0)) save();
     if (stop_requested()) {
       if (checkpointed_step_ != state_.step) save();
       progress.finish();
-      throw Interrupted(stop_exit_code(), str("stopped by a signal at step ", state_.step, "; checkpoint ",
-                                              last_checkpoint_.string(), "; rerun the same command to resume"));
+      throw TrainingInterrupted(stop_exit_code(),
+                                str("stopped by a signal at step ", state_.step, "; checkpoint ",
+                                    last_checkpoint_.string(), "; rerun the same command to resume"),
+                                outcome());
     }
   }
   progress.finish();
   if (checkpointed_step_ != state_.step) save();  // a resumed run that had nothing left to do
   // Arenas are only ever added to, so what is taken now is the run's peak.
   log_info("peak device memory ", double(ops_->memory_in_use()) / double(1ull << 30), " GiB on ", ops_->describe());
+  return outcome();
+}
+
+TrainOutcome TrainingRun::outcome() const {
   TrainOutcome outcome;
   outcome.run_dir = run_dir_;
   outcome.checkpoint = last_checkpoint_;

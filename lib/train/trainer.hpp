@@ -11,7 +11,7 @@
 // weights, moments, data cursor and counters come back exactly, so the losses that follow are
 // bit-identical to those of a run that never stopped (with the same thread count). SIGINT,
 // SIGTERM and SIGUSR1 save a checkpoint at the end of the step under way and then throw
-// dsk::Interrupted (exit 130 or 143).
+// TrainingInterrupted (exit 130 or 143).
 #pragma once
 
 #include <filesystem>
@@ -19,6 +19,7 @@
 #include <string>
 
 #include "core/config.hpp"
+#include "core/error.hpp"
 
 namespace dsk::train {
 
@@ -34,9 +35,17 @@ struct TrainOutcome {
   int64_t skipped_steps = 0;
 };
 
+// Thrown on a stop signal once the checkpoint is saved, with the outcome up to that checkpoint,
+// so that the tool can still print its record for the next tool in a pipe.
+struct TrainingInterrupted : Interrupted {
+  TrainingInterrupted(ExitCode code, const std::string& message, TrainOutcome saved)
+      : Interrupted(code, message), outcome(std::move(saved)) {}
+  TrainOutcome outcome;
+};
+
 // config follows train_schema(). Throws UsageError / DataError / ResourceError as usual,
-// Interrupted after a clean save on a stop signal, and DataError when max_bad_steps steps in a
-// row had a NaN or Inf loss.
+// TrainingInterrupted after a clean save on a stop signal, and DataError when max_bad_steps
+// steps in a row had a NaN or Inf loss.
 TrainOutcome run_training(const Config& config);
 
 }  // namespace dsk::train

@@ -42,8 +42,10 @@ fi
 dsk-tokenize -q -t "$tokenizer" -o "$work/shards" --documents paragraph --val-fraction 0.05 --seed 0 \
   assets/corpus/kjv.txt.zst >/dev/null
 cd "$work"
-mkdir -p runs/demo && ln -s "$work/shards" runs/demo/shards
-config="$OLDPWD/configs/tiny-deepseek.yaml"
+# The demo config names its shards relative to itself (../runs/demo/shards): a copy here finds these.
+mkdir -p runs/demo configs && ln -s "$work/shards" runs/demo/shards
+cp "$OLDPWD/configs/tiny-deepseek.yaml" configs/
+config="$PWD/configs/tiny-deepseek.yaml"
 if [[ $parts == *" train "* ]]; then
 echo "== 2. training throughput (tokens/s, fp32; dsk/HF is the ratio)" | tee "$OUT/train.txt"
 for count in ${TRAIN_THREADS:-$threads 2}; do
@@ -109,8 +111,8 @@ if [[ $parts == *" families "* ]]; then
 # The same check for llama and qwen2 (tied embeddings, q/k/v biases), 60 steps each.
 echo "== 3b. transformers loads dsk-train checkpoints of llama and qwen2" | tee "$OUT/families.txt"
 for family in llama qwen2; do
-  sed '/^model:/,/^data:/{/^data:/!d}' "$config" >"$family.yaml"
-  OMP_NUM_THREADS=$threads dsk-train -q -c "$family.yaml" -o "family-$family" --steps 60 --set eval.every=0 \
+  sed '/^model:/,/^data:/{/^data:/!d}' "$config" >"configs/$family.yaml"
+  OMP_NUM_THREADS=$threads dsk-train -q -c "configs/$family.yaml" -o "family-$family" --steps 60 --set eval.every=0 \
     --set model.config="{model_type: $family, vocab_size: 129280, hidden_size: 64, intermediate_size: 192, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512, tie_word_embeddings: $([ $family = qwen2 ] && echo true || echo false), bos_token_id: 0, eos_token_id: 1}" \
     >"family-$family.yaml" 2>>"$OUT/families.txt"
   final=$(sed -n 's/^path: //p' "family-$family.yaml")

@@ -34,11 +34,12 @@ expect 2 "-o/--op: unknown value 'xor'" dsk-bench-nccl -o xor
 expect 2 "-b/--minbytes" dsk-bench-nccl -b lots
 expect 2 "is smaller than -b/--minbytes" dsk-bench-nccl -b 1M -e 8
 expect 2 "-f/--stepfactor" dsk-bench-nccl -b 8 -e 1M -f 1
-expect 2 "-g/--ngpus" dsk-bench-nccl -g 0
-expect 2 "-n/--iters" dsk-bench-nccl -n 0
-expect 2 "-c/--check" dsk-bench-nccl -c 2
-expect 2 "-a/--average" dsk-bench-nccl -a 7
-expect 2 "--nproc-per-node" dsk-bench-nccl --nproc-per-node -1
+# Numeric flags in the words of a config key's check (tests/cli/numeric-flags.sh).
+expect 2 "--ngpus: must be at least 1, got 0" dsk-bench-nccl -g 0
+expect 2 "--iters: must be at least 1, got 0" dsk-bench-nccl -n 0
+expect 2 "--check: must be at most 1, got 2" dsk-bench-nccl -c 2
+expect 2 "--average: must be at most 3, got 7" dsk-bench-nccl -a 7
+expect 2 "--nproc-per-node: must be at least 1, got -1" dsk-bench-nccl --nproc-per-node -1
 expect 2 "RANK='one'" env RANK=one WORLD_SIZE=2 dsk-bench-nccl
 [ ! -s out.txt ] || fail "a usage error printed on stdout"
 

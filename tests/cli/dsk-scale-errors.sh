@@ -16,7 +16,9 @@ printf 'threshold: {scale_out_above: 20, scale_in_below: 30}\n' >crossed.yaml
 
 # Usage: exit 2.
 expect 2 "say what to do" dsk-scale --set source.samples=good.jsonl
-expect 2 "excludes" dsk-scale --once --watch
+expect 2 "give one mode (.*), not --once and --watch" dsk-scale --once --watch
+dsk-scale --help >help.txt
+grep -q "Excludes" help.txt && fail "--help shows CLI11's Excludes lists: $(grep Excludes help.txt)"
 expect 2 "no metric source" dsk-scale --once --current 2
 expect 2 "unknown-key.yaml:3.*capacity.maxx" dsk-scale -c unknown-key.yaml --once
 expect 2 "capacity.min 6 is above capacity.max 2" dsk-scale -c inverted.yaml --once
@@ -27,7 +29,7 @@ expect 2 "bad-duration.yaml:3: cooldown.in: expected a duration" dsk-scale -c ba
 printf 'phases:\n  warmup: {cpus: 4}\n' >bad-phase.yaml
 expect 2 "bad-phase.yaml:1: unknown key 'phases.warmup.cpus'" dsk-scale -c bad-phase.yaml --simulate good.jsonl
 expect 2 "rule" dsk-scale --set rule=magic --once
-expect 2 "excludes" dsk-scale --slurm-resume n1 --slurm-suspend n2
+expect 2 "not --slurm-resume and --slurm-suspend" dsk-scale --slurm-resume n1 --slurm-suspend n2
 expect 2 "run actuator.command per node" dsk-scale --slurm-resume n1
 expect 2 "actuator.command is required" dsk-scale --set source.samples=good.jsonl --set actuator.kind=command --once
 

@@ -41,4 +41,24 @@ assert ids.count(266) == 2 and ids[-1] == 266, ids
 PY
 dsk-tokenize -q decode out >decoded.txt
 cat a.txt b.txt | cmp - decoded.txt || fail "decode differs from the input"
+
+# Counts in the log read as English: one document in one shard.
+dsk-tokenize -t gpt2/tokenizer.json -o one a.txt 2>one.err >/dev/null
+grep -Eq "wrote 1 document, [0-9]+ tokens in 1 shard to one$" one.err || fail "log counts: $(cat one.err)"
+dsk-tokenize decode one 2>&1 >/dev/null | grep -q "decoded 1 document$" || fail "decode's count"
+
+# index.yaml names the tokenizer relative to itself, so decode works from any directory; an index
+# that names it relative to where dsk-tokenize ran (before) still works from there.
+grep -qx 'tokenizer: ../gpt2/tokenizer.json' out/index.yaml || fail "index tokenizer: $(grep tokenizer: out/index.yaml)"
+(cd / && dsk-tokenize -q decode "$work/out") | cmp - decoded.txt || fail "decode from another directory"
+mkdir -p deep/er
+dsk-tokenize -q -t gpt2/tokenizer.json -o deep/er/out a.txt b.txt >/dev/null
+grep -qx 'tokenizer: ../../../gpt2/tokenizer.json' deep/er/out/index.yaml || fail "deep index: $(grep tokenizer: deep/er/out/index.yaml)"
+(cd deep && dsk-tokenize -q decode er/out) | cmp - decoded.txt || fail "decode of a deeper directory"
+sed -i 's|^tokenizer: .*|tokenizer: gpt2/tokenizer.json|' deep/er/out/index.yaml
+dsk-tokenize -q decode deep/er/out | cmp - decoded.txt || fail "an index naming the tokenizer from the working directory"
+code=0
+(cd deep && dsk-tokenize -q decode er/out) >/dev/null 2>err.txt || code=$?
+[ "$code" = 3 ] && grep -q "er/out/index.yaml: its tokenizer 'gpt2/tokenizer.json' is not there.*-t/--tokenizer" err.txt ||
+  fail "a tokenizer that is nowhere: exit $code: $(cat err.txt)"
 echo ok

@@ -62,6 +62,8 @@ dsk-train sample "$checkpoint" -n 20 --temperature 0 >greedy2.txt
 cmp greedy1.txt greedy2.txt || fail "greedy sampling is not deterministic"
 [ -s greedy1.txt ] || fail "sample printed nothing"
 dsk-train sample "$checkpoint" --prompt "In the" -n 10 --samples 3 --seed 7 >three.txt
+expect 3 "^dsk-train: error: nowhere/step-000001: no such checkpoint directory$" dsk-train sample nowhere/step-000001
+expect 3 "^dsk-train: error: three.txt: not a checkpoint directory" dsk-train sample three.txt
 [ "$(grep -c '^In the' three.txt)" = 3 ] || fail "three samples starting with the prompt: $(cat three.txt)"
 
 # init_from: a new run starts from the weights of the last one, so its first loss is lower than
@@ -73,6 +75,25 @@ first_fresh=$(head -1 piped-run/metrics.jsonl | python3 -c 'import json,sys; pri
 python3 -c "import sys; sys.exit(0 if $first_continued < $first_fresh - 0.1 else 1)" ||
   fail "init_from: first loss $first_continued is not below a fresh start's $first_fresh"
 expect 2 "shards" dsk-train -c nomodel.yaml --init-from - <shards.yaml
+# A flag replaces what it stands for: --init-from the config's model.config, --steps its tokens.
+dsk-train -q -c base.yaml -o init-flag --init-from - --steps 2 <piped.yaml >init-flag.yaml
+[ "$(field step init-flag.yaml)" = 2 ] || fail "--init-from over a config with model.config: $(cat init-flag.yaml)"
+dsk-train -q -c nolength.yaml --set tokens=100000 --steps 3 -o steps-flag >steps-flag.yaml
+[ "$(field step steps-flag.yaml)" = 3 ] || fail "--steps over a config with tokens: $(cat steps-flag.yaml)"
+
+# Paths in a config file are relative to the file; from --set and flags, to the working
+# directory; --print-config prints them absolute.
+mkdir -p cfg sub/deeper
+sed 's|^  train: shards$|  train: ../shards|; s|^  dir: run$|  dir: ../cfg-run|' base.yaml >cfg/train.yaml
+grep -q "train: ../shards" cfg/train.yaml && grep -q "dir: ../cfg-run" cfg/train.yaml || fail "config fixture changed"
+(cd sub/deeper && dsk-train -q -c ../../cfg/train.yaml --steps 2) >from-sub.yaml
+[ "$(field path from-sub.yaml)" = "../../cfg-run/checkpoints/step-000002" ] || fail "config-relative paths: $(cat from-sub.yaml)"
+[ -f cfg-run/checkpoints/step-000002/tokenizer.json ] || fail "the shards' tokenizer, from another directory"
+(cd sub/deeper && dsk-train -c ../../cfg/train.yaml --print-config) >printed-sub.yaml
+grep -q -- "- $(pwd -P)/shards$" printed-sub.yaml && grep -q "dir: $(pwd -P)/cfg-run$" printed-sub.yaml ||
+  fail "--print-config paths: $(cat printed-sub.yaml)"
+(cd sub/deeper && expect 3 "^dsk-train: error: nothing: no such shard" dsk-train -c ../../cfg/train.yaml --set data.train=nothing)
+(cd sub/deeper && expect 3 "^dsk-train: error: nothing: no such shard" dsk-train -c ../../cfg/train.yaml --data nothing)
 
 # Divergence: an absurd learning rate makes every loss NaN after the first update; the run stops
 # after max_bad_steps in a row, naming the cause.

@@ -21,7 +21,7 @@ for line in open(sys.argv[1]):
 # Starts dsk-train in the background, waits until it has logged `after` steps, sends `signal`.
 interrupt_after() {
   local config=$1 after=$2 signal=$3
-  dsk-train -q -c "$config" >/dev/null 2>interrupted.err &
+  dsk-train -q -c "$config" >interrupted.yaml 2>interrupted.err &
   local pid=$!
   for _ in $(seq 600); do
     [ -f run/metrics.jsonl ] && [ "$(wc -l <run/metrics.jsonl)" -ge "$after" ] && break
@@ -59,7 +59,14 @@ for model_type in llama deepseek_v3; do
     [ "$code" = "$expected" ] || fail "$model_type: SIG$signal: exit $code, expected $expected: $(cat interrupted.err)"
     grep -q "rerun the same command to resume" interrupted.err || fail "$model_type: SIG$signal message: $(cat interrupted.err)"
     ls run/checkpoints | grep -qv '\.tmp-' || fail "$model_type: no checkpoint after SIG$signal"
+    # The record of the checkpoint it saved, marked, for the next tool in a pipe.
+    [ "$(field interrupted interrupted.yaml)" = true ] || fail "$model_type: SIG$signal record: $(cat interrupted.yaml)"
+    saved=$(field path interrupted.yaml)
+    [ "$saved" = "run/checkpoints/step-$(printf %06d "$(field step interrupted.yaml)")" ] && [ -f "$saved/config.json" ] ||
+      fail "$model_type: SIG$signal record's checkpoint: $(cat interrupted.yaml)"
   done
+  dsk-train sample - -n 4 --temperature 0 <interrupted.yaml >interrupted.txt || fail "$model_type: sample - of an interrupted run's record"
+  [ -s interrupted.txt ] || fail "$model_type: sample printed nothing"
   dsk-train -q -c base.yaml >resumed.yaml
   [ "$(field step resumed.yaml)" = 40 ] || fail "$model_type: resumed step"
   losses run/metrics.jsonl >resumed.losses

@@ -1,6 +1,7 @@
 // Config schema: defaults, file layering, --set, and the errors that name file, line and key.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <functional>
 
 #include "core/config.hpp"
@@ -109,4 +110,59 @@ TEST_CASE("where(): the file and line, or the --set, that gave a key its value")
   CHECK(config.where("optim.lr") == "c.yaml:2");
   CHECK(config.where("run.name") == "--set run.name=y");
   CHECK(config.where("data.seq_len").find("c.yaml") == 0);  // a default: the source, and that it is one
+}
+
+TEST_CASE("paths in a config file are relative to the file; from --set, to the working directory") {
+  Schema schema;
+  schema.path("run.dir", "runs/default", "run directory");
+  schema.path_list("data.train", {}, "shards");
+  schema.path("model.init_from", std::nullopt, "checkpoint or registry URL");
+  const std::string text = "run:\n  dir: ../runs/a\ndata:\n  train: [shards, /abs/shards, \"-\"]\n"
+                           "model:\n  init_from: registry://tiny@prod\n";
+  Config config = Config::from_text(schema, text, "configs/train.yaml", {}, {}, "configs");
+  CHECK(config.get_string("run.dir") == "runs/a");
+  CHECK(config.get_strings("data.train") == std::vector<std::string>{"configs/shards", "/abs/shards", "-"});
+  CHECK(config.get_string("model.init_from") == "registry://tiny@prod");
+
+  Config overridden = Config::from_text(schema, text, "configs/train.yaml", {"run.dir=elsewhere"},
+                                        {{"--data", "data.train", "\"mine\"", "mine"}}, "configs");
+  CHECK(overridden.get_string("run.dir") == "elsewhere");
+  CHECK(overridden.get_strings("data.train") == std::vector<std::string>{"mine"});
+
+  // The printed config names them absolute, so it reads back the same from any directory.
+  const std::string cwd = std::filesystem::current_path().string();
+  Config printed = Config::from_text(schema, config.to_yaml(), "/tmp/elsewhere/printed.yaml", {}, {}, "/tmp/elsewhere");
+  CHECK(printed.get_string("run.dir") == cwd + "/runs/a");
+  CHECK(printed.get_strings("data.train") == std::vector<std::string>{cwd + "/configs/shards", "/abs/shards", "-"});
+  CHECK(printed.get_string("model.init_from") == "registry://tiny@prod");
+}
+
+TEST_CASE("a flag override is named as the flag, and null unsets an optional key") {
+  Schema schema = example_schema();
+  std::string message = error_of([&] {
+    Config::from_text(schema, "", "t.yaml", {}, {{"--seq-len", "data.seq_len", "\"0\"", "0"}});
+  });
+  CHECK(message == "--seq-len 0: key 'data.seq_len' must be at least 1, got 0");
+  Config unset = Config::from_text(schema, "model:\n  config: {hidden_size: 8}\nrun:\n  name: x\n", "t.yaml",
+                                   {"model.config=null", "run.name=null"});
+  CHECK_FALSE(unset.has("model.config"));
+  CHECK_FALSE(unset.has("run.name"));
+  CHECK(error_of([&] { Config::from_text(schema, "", "t.yaml", {"data.seq_len=null"}); }).find("cannot be empty") !=
+        std::string::npos);
+}
+
+TEST_CASE("numeric_value_problem: the type, then the range, with the value as given") {
+  KeySpec count{"n", ValueType::integer};
+  count.minimum = 1;
+  count.maximum = 2147483647;
+  CHECK(numeric_value_problem(count, "5") == std::nullopt);
+  CHECK(numeric_value_problem(count, "0") == "must be at least 1, got 0");
+  CHECK(numeric_value_problem(count, "3000000000") == "must be at most 2147483647, got 3000000000");
+  CHECK(numeric_value_problem(count, "x") == "expects an integer, got 'x'");
+  KeySpec share{"p", ValueType::number};
+  share.minimum = 0;
+  share.maximum = 1;
+  CHECK(numeric_value_problem(share, "0.5") == std::nullopt);
+  CHECK(numeric_value_problem(share, "1.5") == "must be at most 1, got 1.5");
+  CHECK(numeric_value_problem(share, "nan") == "expects a number, got 'nan'");
 }

@@ -24,3 +24,9 @@ TEST_CASE("durations") {
   CHECK(parse_duration("7d", "x") == 604800);
   CHECK_THROWS_AS(parse_duration("soon", "x"), UsageError);
 }
+
+TEST_CASE("counts read as English: one document, two documents") {
+  CHECK(count_of(1, "document") == "1 document");
+  CHECK(count_of(0, "shard") == "0 shards");
+  CHECK(count_of(12, "token") == "12 tokens");
+}
