@@ -101,12 +101,18 @@ int run_train(const Config& config) {
   return 0;
 }
 
-int run_sample(const SampleFlags& flags) {
-  const std::filesystem::path checkpoint = resolve_artifact_path(flags.checkpoint, {"checkpoint"});
+// The checkpoint directory a subcommand reads: a path, or - for a checkpoint record on stdin.
+std::filesystem::path checkpoint_directory(const std::string& argument) {
+  const std::filesystem::path checkpoint = resolve_artifact_path(argument, {"checkpoint"});
   if (!std::filesystem::is_directory(checkpoint))
     throw DataError(str(checkpoint.string(), std::filesystem::exists(checkpoint)
                                                  ? ": not a checkpoint directory (config.json, model.safetensors, ...)"
                                                  : ": no such checkpoint directory"));
+  return checkpoint;
+}
+
+int run_sample(const SampleFlags& flags) {
+  const std::filesystem::path checkpoint = checkpoint_directory(flags.checkpoint);
   const std::filesystem::path tokenizer_path = checkpoint / "tokenizer.json";
   if (!std::filesystem::exists(tokenizer_path))
     throw DataError(str(checkpoint.string(), ": no tokenizer.json in the checkpoint, so text cannot be made"));
@@ -151,9 +157,7 @@ int trained_seq_len(const std::filesystem::path& checkpoint) {
 }
 
 int run_eval(const EvalFlags& flags) {
-  const std::filesystem::path checkpoint = resolve_artifact_path(flags.checkpoint, {"checkpoint"});
-  if (!std::filesystem::is_directory(checkpoint))
-    throw UsageError(str(checkpoint.string(), ": no such checkpoint directory"));
+  const std::filesystem::path checkpoint = checkpoint_directory(flags.checkpoint);
   const int T = flags.seq_len > 0 ? flags.seq_len : trained_seq_len(checkpoint);
   // A shard directory's validation split when it has one, else its (or the files') train shards.
   const train::TrainData data = train::resolve_train_data({resolve_artifact_path(flags.data, {"shards"})}, {});

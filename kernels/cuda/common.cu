@@ -6,9 +6,8 @@ namespace dsk::kernels::cuda {
 
 void check_cuda(cudaError_t status, const char* what, const char* file, int line) {
   if (status == cudaSuccess) return;
-  const std::string message = str("CUDA: ", what, " failed: ", cudaGetErrorString(status), " (", file, ":", line, ")");
-  if (status == cudaErrorMemoryAllocation) throw ResourceError(message);
-  throw InternalError(message);
+  // Every CUDA failure is the GPU's (out of memory, a lost or busy device, a driver fault): exit 4.
+  throw ResourceError(str("CUDA: ", what, " failed: ", cudaGetErrorString(status), " (", file, ":", line, ")"));
 }
 
 }  // namespace dsk::kernels::cuda

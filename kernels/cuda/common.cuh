@@ -21,8 +21,7 @@ namespace dsk::kernels::cuda {
 
 using bf16 = __nv_bfloat16;
 
-// Throws dsk::ResourceError for cudaErrorMemoryAllocation, dsk::InternalError otherwise, naming
-// the call, the file and the line.
+// Throws dsk::ResourceError (exit 4) naming the call, the error, the file and the line.
 void check_cuda(cudaError_t status, const char* what, const char* file, int line);
 
 #define DSK_CUDA_CHECK(call) ::dsk::kernels::cuda::check_cuda((call), #call, __FILE__, __LINE__)

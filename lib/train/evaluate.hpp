@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include "model/model.hpp"
 #include "train/token_windows.hpp"
@@ -22,6 +24,11 @@ struct EvalResult {
 // index and the windows' seed) in `batches` micro-batches of B. The model's expert-load counts are
 // reset afterwards (evaluation is not training traffic).
 EvalResult evaluate_windows(model::Model& model, const TokenWindows& windows, int B, int T, int64_t batches);
+
+struct Batch;
+// The same over any loss of a micro-batch (a training objective's evaluate).
+EvalResult evaluate_windows(const TokenWindows& windows, int B, int T, int64_t batches,
+                            const std::function<double(const Batch&)>& loss);
 
 // inputs and next-token targets of B windows of T + 1 tokens, as the model takes them ([B,T]).
 struct Batch {

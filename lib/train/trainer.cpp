@@ -19,6 +19,7 @@
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 #include "train/evaluate.hpp"
+#include "train/objective.hpp"
 #include "train/metrics_log.hpp"
 #include "train/model_source.hpp"
 #include "train/schedule.hpp"
@@ -54,17 +55,6 @@ class RunDirectoryLock {
  private:
   int fd_ = -1;
 };
-
-// Weight decay on matrices only: not on norms, biases, embeddings or the routing-bias buffer.
-std::vector<uint8_t> build_decay_mask(const model::Model& model, bool decay_everything) {
-  std::vector<uint8_t> mask(model.parameter_count(), 0);
-  for (const auto& view : model.parameter_views()) {
-    if (!view.trainable) continue;
-    const bool matrix = view.shape.size() == 2 && view.name.find("embed_tokens") == std::string::npos;
-    if (decay_everything || matrix) std::fill_n(mask.begin() + view.offset, view.numel, 1);
-  }
-  return mask;
-}
 
 int64_t steps_of(const Config& config, int64_t tokens_per_step) {
   if (config.has("steps") && config.has("tokens"))
@@ -112,7 +102,7 @@ class ExpertLoadTally {
 
 class TrainingRun {
  public:
-  explicit TrainingRun(const Config& config);
+  TrainingRun(const Config& config, const ObjectiveFactory& make_objective);
   TrainOutcome run();
 
  private:
@@ -129,6 +119,7 @@ class TrainingRun {
   TrainData data_;
   std::shared_ptr<tensor::Ops> ops_;
   model::Model model_;
+  std::unique_ptr<Objective> objective_;
   AdamW optimizer_;
   TokenWindows train_windows_;
   std::optional<TokenWindows> val_windows_;
@@ -177,7 +168,7 @@ AdamWSettings adamw_settings(const Config& config) {
   return settings;
 }
 
-TrainingRun::TrainingRun(const Config& config)
+TrainingRun::TrainingRun(const Config& config, const ObjectiveFactory& make_objective)
     : config_(config),
       run_dir_(config.get_string("checkpoint.dir")),
       B_(int(config.get_int("data.micro_batch"))),
@@ -186,8 +177,9 @@ TrainingRun::TrainingRun(const Config& config)
       data_(resolve_train_data(config.get_strings("data.train"), config.get_strings("data.val"))),
       ops_(tensor::make_ops(config.get_string("device"), config.get_string("precision"))),
       model_(model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
-      optimizer_(*ops_, model_.parameter_count(), adamw_settings(config),
-                 build_decay_mask(model_, config.get_bool("optim.decay_norms_biases_embeddings"))),
+      objective_(make_objective ? make_objective(model_, config) : std::make_unique<NextTokenObjective>(model_, config)),
+      optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
+                 objective_->trainable().decay_mask),
       train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))) {
   const int64_t vocab = model_.architecture().vocab;
   if (data_.vocab_size > uint64_t(vocab))
@@ -210,7 +202,6 @@ TrainingRun::TrainingRun(const Config& config)
   extras_.eos_id = data_.eos_id;
   extras_.config_yaml = config.to_yaml();
   extras_.dtype = config.get_string("checkpoint.dtype");
-  model_.set_sequence_aux_loss(float(config.get_double("moe.aux_loss_alpha")));
   model_.set_recompute(model::parse_recompute(config.get_string("train.recompute")));
   state_.seed = uint64_t(config.get_int("seed"));
   lock_.emplace(run_dir_);
@@ -250,18 +241,16 @@ void TrainingRun::resume_or_start() {
 
 void TrainingRun::take_step() {
   const auto step_start = Clock::now();
-  model_.zero_grad();
-  model_.reset_expert_load();
+  objective_->start_step();
   double loss_sum = 0;
   for (int micro = 0; micro < grad_accum_; ++micro) {
     batch_.fill(B_, T_, [&](std::vector<uint32_t>& out) { train_windows_.next(out); });
     // The gradients come out averaged over the micro-batches (1/k folded into the loss scale).
-    loss_sum += model_.forward_backward(batch_.tokens.data(), batch_.targets.data(), B_, T_, -100,
-                                        1.0f / float(grad_accum_));
+    loss_sum += objective_->forward_backward(batch_, B_, T_, 1.0f / float(grad_accum_));
   }
   const double loss = loss_sum / grad_accum_;
-  const double grad_norm =
-      clip_grad_norm(*ops_, model_.gradient_buffer(), float(config_.get_double("optim.grad_clip")));
+  const TrainableSet trainable = objective_->trainable();
+  const double grad_norm = clip_grad_norm(*ops_, trainable.grads, float(config_.get_double("optim.grad_clip")));
   const double lr = schedule_.lr_at(state_.step);
   state_.tokens += int64_t(B_) * T_ * grad_accum_;
   state_.data_cursor = train_windows_.cursor();
@@ -278,11 +267,9 @@ void TrainingRun::take_step() {
                                                    : "The last good checkpoint is " + last_checkpoint_.string()));
   } else {
     state_.bad_steps_in_row = 0;
-    optimizer_.step(model_.master(), model_.working(), model_.gradient_buffer(), float(lr));
-    if (model_.architecture().n_routed > 0) {
-      expert_tally_.add(model_.expert_load());
-      model_.update_expert_bias(float(config_.get_double("moe.bias_update_speed")));
-    }
+    optimizer_.step(trainable.master, trainable.working, trainable.grads, float(lr));
+    if (model_.architecture().n_routed > 0) expert_tally_.add(model_.expert_load());
+    objective_->finish_step();
   }
   state_.step++;
   state_.train_loss = loss;
@@ -309,13 +296,12 @@ void TrainingRun::log_step(double loss, double lr, double grad_norm, double step
   interval_steps_ = 0;
 }
 
-// Mean loss over eval.batches fixed micro-batches of the validation shards; plain cross-entropy
-// (no balance loss), and the expert counts it causes are not kept.
+// Mean loss over eval.batches fixed micro-batches of the validation shards, as the objective
+// measures it; the expert counts it causes are not kept.
 double TrainingRun::evaluate() {
-  const float alpha = float(config_.get_double("moe.aux_loss_alpha"));
-  model_.set_sequence_aux_loss(0);
-  const EvalResult result = evaluate_windows(model_, *val_windows_, B_, T_, config_.get_int("eval.batches"));
-  model_.set_sequence_aux_loss(alpha);
+  const EvalResult result = evaluate_windows(*val_windows_, B_, T_, config_.get_int("eval.batches"),
+                                             [&](const Batch& batch) { return objective_->evaluate(batch, B_, T_); });
+  model_.reset_expert_load();
   return result.loss;
 }
 
@@ -376,10 +362,10 @@ TrainOutcome TrainingRun::outcome() const {
 
 }  // namespace
 
-TrainOutcome run_training(const Config& config) {
+TrainOutcome run_training(const Config& config, const ObjectiveFactory& make_objective) {
   // Before anything slow: a signal while shards and weights load stops the run cleanly too.
   install_stop_signal_handlers();
-  TrainingRun run(config);
+  TrainingRun run(config, make_objective);
   return run.run();
 }
 

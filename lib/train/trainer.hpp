@@ -1,5 +1,7 @@
-// The training loop of dsk-train, on the model engine (lib/model) and the pieces beside this
-// file: data (train_data, token_windows), optimizer (adamw, schedule), checkpoints, metrics.
+// The training loop of dsk-train, and the one dsk-finetune and dsk-distill drive with their own
+// objective (objective.hpp: the loss and the trainable set), on the model engine (lib/model) and
+// the pieces beside this file: data (train_data, token_windows), optimizer (adamw, schedule),
+// checkpoints, metrics.
 //
 // One optimizer step: grad_accum micro-batches of micro_batch windows of seq_len + 1 tokens,
 // forward + backward each (gradients accumulate, then are averaged), a NaN/Inf guard, global
@@ -20,6 +22,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "train/objective.hpp"
 
 namespace dsk::train {
 
@@ -43,9 +46,10 @@ struct TrainingInterrupted : Interrupted {
   TrainOutcome outcome;
 };
 
-// config follows train_schema(). Throws UsageError / DataError / ResourceError as usual,
-// TrainingInterrupted after a clean save on a stop signal, and DataError when max_bad_steps
-// steps in a row had a NaN or Inf loss.
-TrainOutcome run_training(const Config& config);
+// config follows train_schema() (a tool with more keys extends that schema). make_objective
+// gives the loss and the trainable set (objective.hpp); by default NextTokenObjective, dsk-train's.
+// Throws UsageError / DataError / ResourceError as usual, TrainingInterrupted after a clean save
+// on a stop signal, and DataError when max_bad_steps steps in a row had a NaN or Inf loss.
+TrainOutcome run_training(const Config& config, const ObjectiveFactory& make_objective = {});
 
 }  // namespace dsk::train

@@ -8,7 +8,8 @@
 #  3. the demo config (configs/tiny-deepseek.yaml) trained 200 steps on CUDA (bf16) and on the CPU
 #     from the same init: final validation losses within 2% of each other;
 #  4. checkpoints cross devices: a GPU run resumed on the CPU and a CPU run resumed on the GPU go
-#     on to their last step, and `dsk-train eval` of one checkpoint on both devices agrees (fp32).
+#     on to their last step, and `dsk-train eval` of one checkpoint on both devices agrees (fp32);
+#  5. out of GPU memory (a micro-batch of 2M tokens of dense-124m) is exit 4 with the sizes.
 # Writes $OUT/gpu-tests.txt (and each binary's log); prints a summary table last.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +20,7 @@ data="$PWD/.carry/gpu-data"            # scripts/device/pack-gpu-data.sh
 export PATH="$build/tools:$data/bin:$PATH" DSK_SOURCE_DIR="$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 summary=()
-parts=" ${PARTS:-ops resume demo interchange} "
+parts=" ${PARTS:-ops resume demo interchange oom} "
 
 if [[ $parts == *" ops "* ]]; then
   for test in "$build"/tests/gpu/dsk_gpu_${ONLY:-*}; do  # ONLY=moe runs dsk_gpu_moe alone
@@ -89,6 +90,20 @@ PY
   code=$?
   summary+=("$(printf '%-26s %s' "checkpoints cpu<->cuda" "$([ $code = 0 ] && echo "pass ($(tail -1 "$OUT/interchange.log"))" || echo "FAIL $code")")")
   [ $code = 0 ] || tail -20 "$OUT/interchange.log"
+fi
+
+if [[ $parts == *" oom "* ]]; then
+  work=$(mktemp -d)
+  cp tests/fixtures/tokenizer/tiny-gpt2/tokenizer.json "$work/"
+  echo '{"eos_token": "<|endoftext|>"}' >"$work/tokenizer_config.json"
+  dsk-tokenize -q -t "$work/tokenizer.json" -o "$work/shards" --val-fraction 0 assets/corpus/kjv.txt.zst >/dev/null
+  code=0
+  dsk-train -q --set model.config_json="$data/shapes/dense-124m/config.json" --set data.train="[$work/shards]" \
+    --set data.seq_len=1024 --set data.micro_batch=2048 --set steps=1 --device cuda -o "$work/run" \
+    >/dev/null 2>"$OUT/oom.log" || code=$?
+  verdict="FAIL (exit $code: $(head -c 300 "$OUT/oom.log"))"
+  [ $code = 4 ] && grep -q "out of GPU memory" "$OUT/oom.log" && verdict="pass ($(head -c 160 "$OUT/oom.log"))"
+  summary+=("$(printf '%-26s %s' "out of GPU memory exit 4" "$verdict")")
 fi
 
 echo "== summary" | tee "$OUT/gpu-tests.txt"

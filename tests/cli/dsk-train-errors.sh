@@ -121,4 +121,23 @@ dsk-train -c base.yaml --data piped -o piped-run --steps 8 >resumed.yaml 2>resum
 grep -q "left half-written" resumed.err || fail "leftover not reported: $(cat resumed.err)"
 [ ! -e piped-run/checkpoints/step-000099.tmp-12345 ] || fail "leftover not removed"
 [ "$(field step resumed.yaml)" = 8 ] || fail "resume after a leftover"
+
+# Devices: bf16 is a GPU precision; cuda where no GPU is visible (CI, this machine) is a resource
+# error, whether or not the build has CUDA; and eval's record on the CPU.
+expect 2 "bf16 needs device cuda" dsk-train -c base.yaml --device cpu --precision bf16 -o bf16-run
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  expect 4 "device cuda: (no GPU is visible|this dsk was built without CUDA)" dsk-train -c base.yaml --device cuda -o cuda-run
+  [ ! -e cuda-run ] || fail "a run directory was made for a run on a missing GPU"
+fi
+dsk-train eval "$checkpoint" --data shards --seq-len 32 --batches 2 >eval.yaml
+[ "$(field kind eval.yaml)" = eval ] && [ "$(field split eval.yaml)" = val ] || fail "eval record: $(cat eval.yaml)"
+python3 -c "import math,sys; l=float(sys.argv[1]); p=float(sys.argv[2]); assert 0 < l < 10 and abs(math.exp(l)-p) < 1e-6*p" \
+  "$(field val_loss eval.yaml)" "$(field perplexity eval.yaml)" || fail "eval numbers: $(cat eval.yaml)"
+expect 3 "no such checkpoint directory" dsk-train eval "$work/missing" --data shards
+# The same windows as the run's own evaluation: with F32 weights in the checkpoint (the same
+# numbers the run had), the record's val_loss is the run's at its last step.
+dsk-train -q -c base.yaml --steps 3 --set checkpoint.dtype=F32 -o evalrun >evalrun.yaml
+dsk-train eval "$(field path evalrun.yaml)" --data shards --batch 4 --batches 2 >evalrun-eval.yaml
+[ "$(field val_loss evalrun.yaml)" = "$(field val_loss evalrun-eval.yaml)" ] ||
+  fail "eval and the run's val_loss differ: $(cat evalrun.yaml evalrun-eval.yaml)"
 echo "dsk-train errors: ok"

@@ -92,7 +92,8 @@ class CudaOps final : public Ops {
       cudaMemGetInfo(&free_bytes, &total);
       throw ResourceError(str("out of GPU memory: ", what, " needs ", gib(bytes), " with ", gib(in_use_),
                               " already taken by dsk and ", gib(free_bytes), " free of ", gib(total),
-                              "; try a smaller data.micro_batch (with a larger data.grad_accum) or data.seq_len"));
+                              "; try a smaller data.micro_batch (with a larger data.grad_accum), "
+                              "train.recompute: full, or a smaller data.seq_len"));
     }
     DSK_CUDA_CHECK(status);
     sizes_.push_back({p, bytes});

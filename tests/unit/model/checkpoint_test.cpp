@@ -103,7 +103,7 @@ TEST_CASE("tensors that do not fit the config are DataErrors naming them") {
                        dsk::DataError);
   json wider = config;
   wider["intermediate_size"] = 32;
-  CHECK_THROWS_WITH_AS(load_with(wider), doctest::Contains("has shape [16,24], expected [16,32]"), dsk::DataError);
+  CHECK_THROWS_WITH_AS(load_with(wider), doctest::Contains("has shape [24,16], expected [32,16]"), dsk::DataError);
   json other = config;
   other["model_type"] = "gpt2";
   CHECK_THROWS_WITH_AS(load_with(other), doctest::Contains("model_type \"gpt2\" is not supported"), dsk::DataError);
