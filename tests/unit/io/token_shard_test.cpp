@@ -168,3 +168,28 @@ TEST_CASE("index.yaml round-trips, keeping the producer's extra fields") {
   write_file_atomic(dir / kShardIndexName, "format: dsk-token-shards\nversion: 1\ntokenizer: x\n");
   CHECK_THROWS_WITH_AS(load_shard_index(dir), doctest::Contains("missing key 'vocab_size'"), DataError);
 }
+
+TEST_CASE("index.yaml names its tokenizer relative to the shard directory, symlinks kept by name") {
+  const fs::path dir = fs::absolute(scratch_dir("index-tokenizer"));
+  fs::create_directories(dir / "blobs");
+  fs::create_directories(dir / "snapshot");
+  fs::create_directories(dir / "out" / "shards");
+  std::ofstream(dir / "blobs" / "abc123") << "{}";
+  // Hugging Face's cache: snapshot/tokenizer.json is a link to a blob named by its hash.
+  fs::create_symlink("../blobs/abc123", dir / "snapshot" / "tokenizer.json");
+  const fs::path working = fs::current_path();
+  fs::current_path(dir);
+  CHECK(index_tokenizer_reference("snapshot/tokenizer.json", "out/shards") == "../../snapshot/tokenizer.json");
+  CHECK(index_tokenizer_reference("snapshot/tokenizer.json", "out/shards/") == "../../snapshot/tokenizer.json");
+  CHECK(index_tokenizer_reference("/abs/tok.json", "out") == "/abs/tok.json");
+
+  ShardIndex index;
+  index.tokenizer = "../../snapshot/tokenizer.json";
+  fs::current_path("/");  // found from anywhere
+  CHECK(find_index_tokenizer(index, dir / "out" / "shards") == dir / "snapshot" / "tokenizer.json");
+  index.tokenizer = "snapshot/tokenizer.json";  // an older index: relative to where it was made
+  CHECK_FALSE(find_index_tokenizer(index, dir / "out" / "shards").has_value());
+  fs::current_path(dir);
+  CHECK(find_index_tokenizer(index, "out/shards") == fs::path("snapshot/tokenizer.json"));
+  fs::current_path(working);
+}
