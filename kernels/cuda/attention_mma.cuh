@@ -10,6 +10,7 @@
 #pragma once
 
 #include "cuda/common.cuh"
+#include "cuda/mma.cuh"
 
 namespace dsk::kernels::cuda::flash {
 
@@ -17,26 +18,15 @@ namespace dsk::kernels::cuda::flash {
 // number of 16-byte units, the 8 row addresses of one ldmatrix phase hit 8 different bank groups.
 constexpr int kRowPadding = 8;
 
-__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
+using ptx::cp_async_16;
+using ptx::cp_async_4;
+using ptx::cp_async_commit;
+using ptx::ldmatrix_x4;
+using ptx::ldmatrix_x4_transposed;
+using ptx::mma_bf16;
+using ptx::shared_address;
 
-// 16 bytes global -> shared, asynchronously; when !valid nothing is read and zeros are written.
-__device__ __forceinline__ void cp_async_16(void* destination, const void* source, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(destination)), "l"(source),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async_4(void* destination, const void* source, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(shared_address(destination)), "l"(source),
-               "r"(valid ? 4 : 0)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { ptx::cp_async_wait<0>(); }
 
 // Copies the bf16 tile rows [0, ROWS) x columns [0, D_PADDED), row r starting at source + r * stride,
 // into destination (pitch D_PADDED + kRowPadding). Rows >= valid_rows and columns >= valid_columns
@@ -71,27 +61,6 @@ __device__ __forceinline__ void load_tile_async(bf16* destination, const bf16* s
 template <int THREADS>
 __device__ __forceinline__ void load_floats_async(float* destination, const float* source, int count, int valid) {
   for (int i = int(threadIdx.x); i < count; i += THREADS) cp_async_4(destination + i, i < valid ? source + i : source, i < valid);
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_transposed(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-// c (16 x 8) += a (16 x 16) * b (16 x 8), bf16 inputs, fp32 accumulate.
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ uint32_t pack_bf16(float low, float high) {

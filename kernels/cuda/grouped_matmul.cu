@@ -16,6 +16,7 @@
 // T = float; bf16 whose shapes or alignment do not allow 16-byte copies also goes there).
 #include <type_traits>
 
+#include "cuda/mma.cuh"
 #include "cuda/moe.cuh"
 
 namespace dsk::kernels::cuda {
@@ -229,16 +230,10 @@ constexpr size_t mma_smem_bytes() {
          (StageLayout<a_k_contiguous(P)>::elements + StageLayout<b_k_contiguous(P)>::elements) * sizeof(bf16);
 }
 
-__device__ __forceinline__ void cp_async_16(void* smem, const void* global, bool valid) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int source_bytes = valid ? 16 : 0;  // 0: fill with zeros, read nothing
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global), "r"(source_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
+using ptx::cp_async_16;
+using ptx::cp_async_commit;
+using ptx::cp_async_wait;
+using ptx::mma_bf16;
 
 // Copies k-step [k0, k0 + BK) of an operand's 128 rows (i) into a stage, zeros outside; 16-byte
 // pieces of 8 elements, which are wholly in or out since extents and depths along contiguous
@@ -259,16 +254,10 @@ __device__ void load_mma_stage(bf16* stage, const Operand<bf16>& op, int k0, int
 }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
+  ptx::ldmatrix_x4(r, ptx::shared_address(p));
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
+  ptx::ldmatrix_x4_transposed(r, ptx::shared_address(p));
 }
 
 // The A fragment of mma.m16n8k16 (.row) for rows m..m+15, k..k+15: a[0..3] hold the 8x8 blocks
@@ -294,14 +283,6 @@ __device__ __forceinline__ void load_b_fragments(uint32_t (&b)[4], const bf16* s
     ldmatrix_x4(b, stage + (n + (block / 2) * 8 + row) * pitch + k + (block % 2) * 8);
   else
     ldmatrix_x4_trans(b, stage + (k + (block % 2) * 8 + row) * pitch + n + (block / 2) * 8);
-}
-
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // A warp's 64 x 32 corner of the tile: 4 x 4 mma tiles of 16 x 8, fp32.
