@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "tensor/allocation_tally.hpp"
 
 namespace dsk::tensor {
 
@@ -31,19 +32,14 @@ class CpuOps final : public Ops {
   void* allocate(size_t bytes, const std::string& what) override {
     void* p = std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256);
     if (!p) throw ResourceError(str("out of host memory allocating ", bytes, " bytes for ", what));
-    in_use_ += bytes;
-    sizes_.push_back({p, bytes});
+    tally_.add(p, bytes);
     return p;
   }
   void release(void* data) override {
-    auto it = std::find_if(sizes_.begin(), sizes_.end(), [&](const auto& s) { return s.first == data; });
-    if (it != sizes_.end()) {
-      in_use_ -= it->second;
-      sizes_.erase(it);
-    }
+    tally_.remove(data);
     std::free(data);
   }
-  size_t memory_in_use() const override { return in_use_; }
+  size_t memory_in_use() const override { return tally_.total(); }
   void copy_from_host(Buf dst, const void* host) override { std::memcpy(dst.data, host, dst.bytes()); }
   void copy_to_host(void* host, Buf src) override { std::memcpy(host, src.data, src.bytes()); }
   void copy(Buf dst, Buf src) override {
@@ -228,8 +224,7 @@ class CpuOps final : public Ops {
   }
 
  private:
-  size_t in_use_ = 0;
-  std::vector<std::pair<void*, size_t>> sizes_;
+  AllocationTally tally_;
   std::vector<float> scratch_;
   std::vector<float> lm_head_chunk_;
 };

@@ -15,6 +15,7 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/matmul.cuh"
 #include "cuda/moe.cuh"
+#include "tensor/allocation_tally.hpp"
 #include "tensor/ops.hpp"
 
 namespace dsk::tensor {
@@ -41,11 +42,11 @@ std::string gib(size_t bytes) { return str(double(bytes) / double(1ull << 30), "
 class DeviceScratch {
  public:
   ~DeviceScratch() { cudaFree(data_); }
-  void* get(size_t bytes, size_t& in_use) {
+  void* get(size_t bytes, AllocationTally& tally) {
     if (bytes <= size_) return data_;
     DSK_CUDA_CHECK(cudaDeviceSynchronize());
+    tally.remove(data_);
     cudaFree(data_);
-    in_use -= size_;
     data_ = nullptr;
     size_ = 0;
     if (cudaMalloc(&data_, bytes) != cudaSuccess) {
@@ -53,7 +54,7 @@ class DeviceScratch {
       throw ResourceError(str("out of GPU memory allocating ", gib(bytes), " of scratch"));
     }
     size_ = bytes;
-    in_use += bytes;
+    tally.add(data_, bytes);
     return data_;
   }
 
@@ -90,25 +91,20 @@ class CudaOps final : public Ops {
       cudaGetLastError();
       size_t free_bytes = 0, total = 0;
       cudaMemGetInfo(&free_bytes, &total);
-      throw ResourceError(str("out of GPU memory: ", what, " needs ", gib(bytes), " with ", gib(in_use_),
+      throw ResourceError(str("out of GPU memory: ", what, " needs ", gib(bytes), " with ", gib(tally_.total()),
                               " already taken by dsk and ", gib(free_bytes), " free of ", gib(total),
                               "; try a smaller data.micro_batch (with a larger data.grad_accum), "
                               "train.recompute: full, or a smaller data.seq_len"));
     }
     DSK_CUDA_CHECK(status);
-    sizes_.push_back({p, bytes});
-    in_use_ += bytes;
+    tally_.add(p, bytes);
     return p;
   }
   void release(void* data) override {
-    auto it = std::find_if(sizes_.begin(), sizes_.end(), [&](const auto& s) { return s.first == data; });
-    if (it != sizes_.end()) {
-      in_use_ -= it->second;
-      sizes_.erase(it);
-    }
+    tally_.remove(data);
     cudaFree(data);
   }
-  size_t memory_in_use() const override { return in_use_; }
+  size_t memory_in_use() const override { return tally_.total(); }
   void copy_from_host(Buf dst, const void* host) override {
     DSK_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, dst.bytes(), cudaMemcpyHostToDevice, stream_));
     DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer may change right after
@@ -124,7 +120,7 @@ class CudaOps final : public Ops {
   void zero(Buf b) override { DSK_CUDA_CHECK(cudaMemsetAsync(b.data, 0, b.bytes(), stream_)); }
   void synchronize() override { DSK_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   Buf scratch(size_t bytes) override {
-    return Buf{scratch_.get(bytes, in_use_), int64_t((bytes + 3) / 4), DType::f32};
+    return Buf{scratch_.get(bytes, tally_), int64_t((bytes + 3) / 4), DType::f32};
   }
   RopeTables prepare_rope(const kernels::cpu::Rope& rope) override {
     RopeTables t;
@@ -224,7 +220,7 @@ class CudaOps final : public Ops {
   void lm_head_loss(Buf losses, Buf dhidden, Buf dweight, Buf hidden, Buf weight, Buf targets, int N, int C, int V,
                     int ignore_index, float dscale) override {
     const bool backward = dscale != 0.0f && !(dhidden.empty() && dweight.empty());
-    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), in_use_));
+    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), tally_));
     for (int row = 0; row < N; row += kLmHeadChunkRows) {
       const int rows = std::min(kLmHeadChunkRows, N - row);
       const T* h = a(hidden) + int64_t(row) * C;
@@ -242,7 +238,7 @@ class CudaOps final : public Ops {
     if constexpr (sizeof(T) == 4) {
       cuda::matmul_forward<T>(blas_, f(out), a(hidden), a(weight), nullptr, rows, C, V, false, stream_);
     } else {
-      T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(rows) * V * sizeof(T), in_use_));
+      T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(rows) * V * sizeof(T), tally_));
       cuda::matmul_forward<T>(blas_, logits, a(hidden), a(weight), nullptr, rows, C, V, false, stream_);
       cuda::cast_to_float<T>(f(out), logits, int64_t(rows) * V, stream_);
     }
@@ -341,8 +337,7 @@ class CudaOps final : public Ops {
   cudaStream_t stream_ = nullptr;  // the default stream: one stream, ops in order
   cuda::Blas blas_;
   float* scalar_ = nullptr;
-  size_t in_use_ = 0;
-  std::vector<std::pair<void*, size_t>> sizes_;
+  AllocationTally tally_;
   std::vector<void*> owned_;
   DeviceScratch scratch_, lm_head_chunk_;
 };
