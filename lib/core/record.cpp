@@ -79,10 +79,12 @@ Record Record::parse(std::string_view text, const std::string& source) {
     throw DataError(str(source, ":", e.mark.line + 1, ": not a YAML record: ", e.msg));
   }
   if (!node.IsMap() || !node["kind"]) throw DataError(str(source, ": expected a record (a YAML mapping with 'kind')"));
-  Record record(node["kind"].as<std::string>());
+  if (!node["kind"].IsScalar()) throw DataError(str(source, ": the record's 'kind' must be a plain word"));
+  Record record(node["kind"].Scalar());
   record.source_ = source;
   for (const auto& entry : node) {
-    std::string key = entry.first.as<std::string>();
+    if (!entry.first.IsScalar()) throw DataError(str(source, ": a record's keys must be plain names"));
+    std::string key = entry.first.Scalar();
     if (key == "kind") continue;
     if (!entry.second.IsScalar() && !entry.second.IsNull())
       throw DataError(str(source, ": record field '", key, "' must be a scalar"));
@@ -93,20 +95,24 @@ Record Record::parse(std::string_view text, const std::string& source) {
 
 Record Record::read_stdin() {
   std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  return parse_last(text, "<stdin>");
+}
+
+Record Record::parse_last(std::string_view text, const std::string& source) {
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(text);
+    documents = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
-    throw DataError(str("<stdin>:", e.mark.line + 1, ": not a YAML record: ", e.msg));
+    throw DataError(str(source, ":", e.mark.line + 1, ": not a YAML record: ", e.msg));
   }
   for (auto it = documents.rbegin(); it != documents.rend(); ++it) {
     if (it->IsMap() && (*it)["kind"]) {
       YAML::Emitter out;
       out << *it;
-      return parse(out.c_str(), "<stdin>");
+      return parse(out.c_str(), source);
     }
   }
-  throw DataError("expected a record on stdin (a YAML mapping with 'kind'), got none");
+  throw DataError(str("expected a record on ", source, " (a YAML mapping with 'kind'), got none"));
 }
 
 std::string resolve_artifact_path(const std::string& argument, const std::vector<std::string>& accepted_kinds,

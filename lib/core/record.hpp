@@ -44,6 +44,8 @@ class Record {
   static Record parse(std::string_view text, const std::string& source);
   // Reads all of stdin and returns the last record in it (a stream may hold several documents).
   static Record read_stdin();
+  // The same from text; `source` names it in errors ("<stdin>").
+  static Record parse_last(std::string_view text, const std::string& source);
 
  private:
   std::string kind_;

@@ -36,6 +36,14 @@ TEST_CASE("a malformed record is a data error") {
   CHECK_THROWS_AS(Record("x").require("path"), DataError);
 }
 
+TEST_CASE("a kind or key that is not a plain word is a data error naming the source, not a bare YAML error") {
+  CHECK_THROWS_WITH_AS(Record::parse("kind: {a: 1}\npath: x\n", "<stdin>"), doctest::Contains("<stdin>: the record's 'kind'"),
+                       DataError);
+  CHECK_THROWS_WITH_AS(Record::parse_last("---\nkind: checkpoint\n[a, b]: 1\n", "<stdin>"),
+                       doctest::Contains("<stdin>: a record's keys must be plain names"), DataError);
+  CHECK(Record::parse_last("kind: shards\npath: a\n---\nkind: checkpoint\npath: b\n", "<stdin>").require("path") == "b");
+}
+
 TEST_CASE("a plain path argument is returned as it is") {
   CHECK(resolve_artifact_path("runs/a", {"checkpoint"}) == "runs/a");
 }
