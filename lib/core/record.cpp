@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <iostream>
@@ -98,13 +99,41 @@ Record Record::read_stdin() {
   return parse_last(text, "<stdin>");
 }
 
-Record Record::parse_last(std::string_view text, const std::string& source) {
+namespace {
+
+bool starts_document(std::string_view line) {
+  return line.starts_with("---") && (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
+}
+
+// The documents of a YAML stream, each loaded on its own, cut at the lines that start one
+// ("---", as YAML forbids such a line inside a document). Not YAML::LoadAll: yaml-cpp 0.7's loops
+// without end, allocating, on some malformed streams (",\nkind:"; jbeder/yaml-cpp#1319).
+std::vector<YAML::Node> load_documents(std::string_view text, const std::string& source) {
   std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    throw DataError(str(source, ":", e.mark.line + 1, ": not a YAML record: ", e.msg));
+  size_t begin = 0, begin_line = 0, line = 0;
+  auto load = [&](size_t end) {
+    try {
+      documents.push_back(YAML::Load(std::string(text.substr(begin, end - begin))));
+    } catch (const YAML::Exception& e) {
+      throw DataError(str(source, ":", begin_line + e.mark.line + 1, ": not a YAML record: ", e.msg));
+    }
+  };
+  for (size_t at = 0; at < text.size(); ++line) {
+    size_t next = std::min(text.find('\n', at), text.size());
+    if (at > begin && starts_document(text.substr(at, next - at))) {
+      load(at);
+      begin = at, begin_line = line;
+    }
+    at = next + 1;
   }
+  load(text.size());
+  return documents;
+}
+
+}  // namespace
+
+Record Record::parse_last(std::string_view text, const std::string& source) {
+  std::vector<YAML::Node> documents = load_documents(text, source);
   for (auto it = documents.rbegin(); it != documents.rend(); ++it) {
     if (it->IsMap() && (*it)["kind"]) {
       YAML::Emitter out;

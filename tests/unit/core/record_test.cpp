@@ -44,6 +44,14 @@ TEST_CASE("a kind or key that is not a plain word is a data error naming the sou
   CHECK(Record::parse_last("kind: shards\npath: a\n---\nkind: checkpoint\npath: b\n", "<stdin>").require("path") == "b");
 }
 
+TEST_CASE("a stream of documents: the last record wins; a malformed one is an error, not an endless loop") {
+  // yaml-cpp 0.7's LoadAll allocated without end on this (found by tests/fuzz/record_fuzz.cpp).
+  CHECK_THROWS_AS(Record::parse_last(",--\nkind:", "<stdin>"), DataError);
+  CHECK(Record::parse_last("---\nkind: shards\n...\n--- {kind: checkpoint, path: b}\n---\n", "<stdin>").kind() == "checkpoint");
+  CHECK_THROWS_WITH_AS(Record::parse_last("kind: a\n---\nkind: b\npath: [\n", "<stdin>"), doctest::Contains("<stdin>:5"),
+                       DataError);
+}
+
 TEST_CASE("a plain path argument is returned as it is") {
   CHECK(resolve_artifact_path("runs/a", {"checkpoint"}) == "runs/a");
 }
