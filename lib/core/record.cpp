@@ -9,6 +9,7 @@
 #include <iterator>
 
 #include "core/error.hpp"
+#include "core/yaml_string.hpp"
 
 namespace dsk {
 
@@ -53,14 +54,17 @@ std::string Record::require(const std::string& key) const {
 
 std::string Record::to_yaml() const {
   YAML::Emitter out;
-  out << YAML::BeginMap << YAML::Key << "kind" << YAML::Value << kind_;
+  out << YAML::BeginMap << YAML::Key << "kind" << YAML::Value;
+  emit_string(out, kind_);
   for (const auto& [key, value] : fields_) {
-    out << YAML::Key << key << YAML::Value;
+    out << YAML::Key;
+    emit_string(out, key);
+    out << YAML::Value;
     // Numbers and booleans were stored as their text; emit them plain so they read back typed.
     bool plain = !value.empty() && (value.find_first_not_of("0123456789.-+eE") == std::string::npos ||
                                     value == "true" || value == "false");
     if (plain) out << YAML::Auto << value;
-    else out << value;
+    else emit_string(out, value);
   }
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

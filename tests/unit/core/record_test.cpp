@@ -27,6 +27,11 @@ TEST_CASE("odd strings survive quoting") {
   Record back = Record::parse(record.to_yaml(), "test");
   CHECK(back.require("path") == "dir with: colon # and hash");
   CHECK(back.require("note") == "123abc");
+  // Control characters (found by tests/fuzz/record_fuzz.cpp: a trailing CR was lost).
+  record.set("path", "a\r\r").set("ctrl\x01key", "tab\tand\x7f");
+  back = Record::parse(record.to_yaml(), "test");
+  CHECK(back.require("path") == "a\r\r");
+  CHECK(back.require("ctrl\x01key") == "tab\tand\x7f");
 }
 
 TEST_CASE("a malformed record is a data error") {
