@@ -6,6 +6,8 @@
 //   step: 500
 //
 // Keys keep their insertion order. Values are scalars (strings, integers, numbers, booleans).
+// Strings are UTF-8, as YAML is: other bytes (a Latin-1 file name) survive printing only in a
+// string without control characters, which is written unquoted.
 #pragma once
 
 #include <cstdint>
