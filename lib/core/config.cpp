@@ -261,9 +261,11 @@ void Config::merge_document(const YAML::Node& document, const std::string& sourc
 void Config::merge_node(const YAML::Node& node, const std::string& prefix, const std::string& source,
                         const std::filesystem::path& file_directory) {
   for (const auto& entry : node) {
-    std::string name = entry.first.as<std::string>();
-    std::string path = prefix.empty() ? name : prefix + "." + name;
     std::string where = yaml_location(source, entry.first);
+    if (!entry.first.IsScalar())  // "{a: 1}: 2" is valid YAML, but no config key
+      throw UsageError(str(where, ": a key must be a plain name, not a ", entry.first.IsMap() ? "mapping" : "list"));
+    std::string name = entry.first.Scalar();
+    std::string path = prefix.empty() ? name : prefix + "." + name;
     if (const KeySpec* spec = schema_->find(path)) {
       assign(*spec, entry.second, where, file_directory);
     } else if (schema_->is_section(path)) {

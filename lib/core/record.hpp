@@ -6,6 +6,8 @@
 //   step: 500
 //
 // Keys keep their insertion order. Values are scalars (strings, integers, numbers, booleans).
+// Strings are UTF-8, as YAML is: other bytes (a Latin-1 file name) survive printing only in a
+// string without control characters, which is written unquoted.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +48,8 @@ class Record {
   // No record there (empty, not YAML, no mapping with 'kind') is a UsageError, as a record of
   // the wrong kind is in resolve_artifact_path(): either way the pipe is wired wrong (exit 2).
   static Record read_stdin();
+  // The same from text; `source` names it in errors ("<stdin>").
+  static Record parse_last(std::string_view text, const std::string& source);
 
  private:
   std::string kind_;

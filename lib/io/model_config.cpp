@@ -2,8 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/json.hpp"
 
 namespace dsk::io {
 
@@ -24,7 +28,9 @@ struct Fields {
 
   void read(const char* key, int64_t& out) const {
     if (!has(key)) return;
-    if (!object.at(key).is_number_integer()) wrong(key, "an integer");
+    if (!object.at(key).is_number_integer() ||
+        (object.at(key).is_number_unsigned() && object.at(key).get<uint64_t>() > uint64_t(INT64_MAX)))
+      wrong(key, "an integer");
     out = object.at(key).get<int64_t>();
   }
   void read(const char* key, std::optional<int64_t>& out) const {
@@ -102,6 +108,11 @@ void require_positive(const std::string& origin, const char* field, int64_t valu
   if (value <= 0) throw DataError(str(origin, ": field '", field, "' must be positive (got ", value, ")"));
 }
 
+void require_size(const std::string& origin, const char* field, int64_t value, int64_t maximum) {
+  require_positive(origin, field, value);
+  if (value > maximum) throw DataError(str(origin, ": field '", field, "' must be at most ", maximum, " (got ", value, ")"));
+}
+
 void require(bool ok, const std::string& origin, const char* field, const std::string& expectation) {
   if (!ok) throw DataError(str(origin, ": field '", field, "': ", expectation));
 }
@@ -109,12 +120,7 @@ void require(bool ok, const std::string& origin, const char* field, const std::s
 }  // namespace
 
 ModelConfig parse_model_config(const std::string& json_text, const std::string& origin) {
-  json object;
-  try {
-    object = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw DataError(str(origin, ": not valid JSON (", e.what(), ")"));
-  }
+  json object = parse_json(json_text, origin);
   if (!object.is_object()) throw DataError(str(origin, ": config is not a JSON object"));
   if (!object.contains("model_type") || !object["model_type"].is_string())
     throw DataError(str(origin, ": field 'model_type' (a string) is missing"));
@@ -179,32 +185,43 @@ ModelConfig read_model_config(const std::filesystem::path& path) {
 }
 
 void validate_model_config(const ModelConfig& c, const std::string& origin) {
-  require_positive(origin, "vocab_size", c.vocab_size);
-  require_positive(origin, "hidden_size", c.hidden_size);
-  require_positive(origin, "intermediate_size", c.intermediate_size);
-  require_positive(origin, "num_hidden_layers", c.num_hidden_layers);
-  require_positive(origin, "num_attention_heads", c.num_attention_heads);
-  require_positive(origin, "num_key_value_heads", c.num_key_value_heads);
-  require_positive(origin, "head_dim", c.head_dim);
-  require_positive(origin, "max_position_embeddings", c.max_position_embeddings);
-  require(c.rms_norm_eps > 0, origin, "rms_norm_eps", "must be positive");
-  require(c.rope_theta > 0, origin, "rope_theta", "must be positive");
+  require_size(origin, "vocab_size", c.vocab_size, kMaxVocabSize);
+  require_size(origin, "hidden_size", c.hidden_size, kMaxWidth);
+  require_size(origin, "intermediate_size", c.intermediate_size, kMaxWidth);
+  require_size(origin, "num_hidden_layers", c.num_hidden_layers, kMaxLayers);
+  require_size(origin, "num_attention_heads", c.num_attention_heads, kMaxHeads);
+  require_size(origin, "num_key_value_heads", c.num_key_value_heads, kMaxHeads);
+  require_size(origin, "head_dim", c.head_dim, kMaxWidth);
+  require_size(origin, "max_position_embeddings", c.max_position_embeddings, kMaxPositionEmbeddings);
+  require(std::isfinite(c.rms_norm_eps) && c.rms_norm_eps > 0, origin, "rms_norm_eps", "must be positive");
+  require(std::isfinite(c.rope_theta) && c.rope_theta > 0, origin, "rope_theta", "must be positive");
+  require(std::isfinite(c.rope_scaling.factor) && c.rope_scaling.factor > 0, origin, "rope_scaling.factor",
+          "must be positive");
+  require(c.rope_scaling.original_max_position_embeddings >= 0 &&
+              c.rope_scaling.original_max_position_embeddings <= kMaxPositionEmbeddings,
+          origin, "rope_scaling.original_max_position_embeddings", str("must be from 0 to ", kMaxPositionEmbeddings));
   require(c.num_attention_heads % c.num_key_value_heads == 0, origin, "num_key_value_heads",
           str("must divide num_attention_heads (", c.num_attention_heads, ")"));
   if (c.model_type != "deepseek_v3") return;
-  if (c.q_lora_rank) require_positive(origin, "q_lora_rank", *c.q_lora_rank);
-  require_positive(origin, "kv_lora_rank", c.kv_lora_rank);
-  require_positive(origin, "qk_nope_head_dim", c.qk_nope_head_dim);
-  require_positive(origin, "qk_rope_head_dim", c.qk_rope_head_dim);
-  require_positive(origin, "v_head_dim", c.v_head_dim);
-  require_positive(origin, "n_routed_experts", c.n_routed_experts);
-  require_positive(origin, "num_experts_per_tok", c.num_experts_per_tok);
-  require_positive(origin, "moe_intermediate_size", c.moe_intermediate_size);
-  require_positive(origin, "n_group", c.n_group);
-  require_positive(origin, "topk_group", c.topk_group);
-  require_positive(origin, "moe_layer_freq", c.moe_layer_freq);
-  require(c.n_shared_experts >= 0, origin, "n_shared_experts", "must not be negative");
+  if (c.q_lora_rank) require_size(origin, "q_lora_rank", *c.q_lora_rank, kMaxWidth);
+  require_size(origin, "kv_lora_rank", c.kv_lora_rank, kMaxWidth);
+  require_size(origin, "qk_nope_head_dim", c.qk_nope_head_dim, kMaxWidth);
+  require_size(origin, "qk_rope_head_dim", c.qk_rope_head_dim, kMaxWidth);
+  require_size(origin, "v_head_dim", c.v_head_dim, kMaxWidth);
+  require_size(origin, "n_routed_experts", c.n_routed_experts, kMaxExperts);
+  require_size(origin, "num_experts_per_tok", c.num_experts_per_tok, kMaxExperts);
+  require_size(origin, "moe_intermediate_size", c.moe_intermediate_size, kMaxWidth);
+  require_size(origin, "n_group", c.n_group, kMaxExperts);
+  require_size(origin, "topk_group", c.topk_group, kMaxExperts);
+  require_size(origin, "moe_layer_freq", c.moe_layer_freq, kMaxLayers);
+  require(c.n_shared_experts >= 0 && c.n_shared_experts <= kMaxExperts, origin, "n_shared_experts",
+          str("must be from 0 to ", kMaxExperts));
   require(c.first_k_dense_replace >= 0, origin, "first_k_dense_replace", "must not be negative");
+  require(c.num_nextn_predict_layers >= 0 && c.num_nextn_predict_layers <= kMaxLayers, origin,
+          "num_nextn_predict_layers", str("must be from 0 to ", kMaxLayers));
+  const int64_t moe_layers = std::max<int64_t>(0, c.num_hidden_layers - c.first_k_dense_replace);
+  require(c.n_routed_experts * moe_layers <= kMaxRoutedExpertsInModel, origin, "n_routed_experts",
+          str("times the ", moe_layers, " MoE layers must be at most ", kMaxRoutedExpertsInModel));
   require(c.num_experts_per_tok <= c.n_routed_experts, origin, "num_experts_per_tok",
           str("must be at most n_routed_experts (", c.n_routed_experts, ")"));
   require(c.n_routed_experts % c.n_group == 0, origin, "n_group",

@@ -14,6 +14,17 @@
 
 namespace dsk::io {
 
+// Upper bounds on config.json sizes: far above any released model, low enough that no product of
+// two of them overflows 64 bits, so that a corrupt file is refused before a model is allocated
+// by it (a config.json once asked for 323,948,858 routed experts).
+inline constexpr int64_t kMaxVocabSize = int64_t(1) << 24;
+inline constexpr int64_t kMaxWidth = int64_t(1) << 20;  // hidden, intermediate, head and LoRA-rank sizes
+inline constexpr int64_t kMaxLayers = 1024;
+inline constexpr int64_t kMaxHeads = 4096;
+inline constexpr int64_t kMaxExperts = 4096;  // routed (or shared) experts of one layer
+inline constexpr int64_t kMaxRoutedExpertsInModel = 65536;  // over every MoE layer (DeepSeek-V3: 14,848)
+inline constexpr int64_t kMaxPositionEmbeddings = int64_t(1) << 30;
+
 struct RopeScaling {
   std::string type = "default";  // default | linear | llama3 | yarn
   double factor = 1.0;
@@ -73,7 +84,8 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 ModelConfig read_model_config(const std::filesystem::path& path);
 // config.json text that transformers loads back as the same config.
 std::string model_config_json(const ModelConfig& config);
-// Checks sizes and divisibility; DataError naming origin and the field.
+// Checks sizes (positive, and within the bounds above) and divisibility; DataError naming origin
+// and the field.
 void validate_model_config(const ModelConfig& config, const std::string& origin);
 
 }  // namespace dsk::io

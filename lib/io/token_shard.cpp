@@ -75,7 +75,26 @@ ShardHeader decode_shard_header(const unsigned char bytes[kShardHeaderBytes], co
     throw DataError(str(source, ": bos_id ", header.bos_id, " is not below vocab_size ", header.vocab_size));
   if (header.document_count > header.token_count)
     throw DataError(str(source, ": ", header.document_count, " documents in ", header.token_count, " tokens"));
+  for (size_t at = 48; at < kShardHeaderBytes; ++at)
+    if (bytes[at] != 0)
+      throw DataError(str(source, ": reserved header byte ", at, " is ", int(bytes[at]),
+                          ", not 0 (written by a newer dsk, or damaged)"));
   return header;
+}
+
+void check_shard_against_index(const ShardHeader& header, const ShardIndex& index, const ShardFileEntry& entry,
+                               const std::string& source) {
+  auto differ = [&](const char* field, uint64_t in_header, uint64_t in_index) {
+    if (in_header != in_index)
+      throw DataError(str(source, ": header says ", field, " ", in_header, " but index.yaml says ", in_index,
+                          " (is the shard from another tokenization?)"));
+  };
+  differ("vocab_size", header.vocab_size, index.vocab_size);
+  differ("token width", header.token_bytes, index.token_bytes);
+  differ("eos_id", header.eos_id, index.eos_id);
+  differ("bos_id", header.bos_id, index.bos_id);
+  differ("tokens", header.token_count, entry.tokens);
+  differ("documents", header.document_count, entry.documents);
 }
 
 // ---- ShardWriter ----
@@ -243,6 +262,7 @@ void emit_split(YAML::Emitter& out, const ShardSplit& split) {
 
 template <typename T>
 T required(const YAML::Node& node, const std::string& key, const std::string& source) {
+  if (!node.IsMap()) throw DataError(str(yaml_location(source, node), ": expected a mapping with '", key, "'"));
   const YAML::Node value = node[key];
   if (!value) throw DataError(str(yaml_location(source, node), ": missing key '", key, "'"));
   try {
@@ -250,6 +270,22 @@ T required(const YAML::Node& node, const std::string& key, const std::string& so
   } catch (const YAML::Exception&) {
     throw DataError(str(yaml_location(source, value), ": key '", key, "' has a malformed value"));
   }
+}
+
+void require_equal(uint64_t stated, uint64_t summed, const std::string& what, const std::string& place) {
+  if (stated != summed)
+    throw DataError(str(place, ": ", what, " is ", stated, " but its parts add up to ", summed));
+}
+
+// A shard's file name: a plain name inside the directory (the index may come from elsewhere).
+void check_file_name(const std::string& name, const std::string& place) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || name.find('\0') != std::string::npos)
+    throw DataError(str(place, ": shard file '", name, "' must be a file name inside the directory"));
+}
+
+void check_sha256(const std::string& text, const std::string& place) {
+  if (!text.empty() && (text.size() != 64 || text.find_first_not_of("0123456789abcdef") != std::string::npos))
+    throw DataError(str(place, ": sha256 '", text, "' is not 64 lowercase hex digits"));
 }
 
 ShardSplit load_split(const YAML::Node& root, const std::string& name, const std::string& source) {
@@ -261,14 +297,25 @@ ShardSplit load_split(const YAML::Node& root, const std::string& name, const std
   split.text_bytes = required<uint64_t>(node, "text_bytes", source);
   const YAML::Node shards = node["shards"];
   if (!shards || !shards.IsSequence()) throw DataError(str(yaml_location(source, node), ": '", name, ".shards' must be a list"));
+  uint64_t documents = 0, tokens = 0;
   for (const auto& item : shards) {
     ShardFileEntry entry;
+    const std::string place = yaml_location(source, item);
     entry.file = required<std::string>(item, "file", source);
+    check_file_name(entry.file, place);
     entry.documents = required<uint64_t>(item, "documents", source);
     entry.tokens = required<uint64_t>(item, "tokens", source);
-    entry.sha256 = item["sha256"] ? item["sha256"].as<std::string>() : "";
+    if (item["sha256"]) entry.sha256 = required<std::string>(item, "sha256", source);
+    check_sha256(entry.sha256, place);
+    if (entry.documents > entry.tokens)
+      throw DataError(str(place, ": ", entry.documents, " documents in ", entry.tokens, " tokens"));
+    documents += entry.documents;  // no overflow: each is at most its tokens, which the files hold
+    tokens += entry.tokens;
+    if (tokens < entry.tokens) throw DataError(str(place, ": token counts overflow"));
     split.shards.push_back(std::move(entry));
   }
+  require_equal(split.documents, documents, name + ".documents", yaml_location(source, node));
+  require_equal(split.tokens, tokens, name + ".tokens", yaml_location(source, node));
   return split;
 }
 
@@ -296,40 +343,55 @@ std::string shard_index_to_yaml(const ShardIndex& index) {
   return std::string(out.c_str()) + "\n";
 }
 
-ShardIndex load_shard_index(const fs::path& directory) {
-  const fs::path path = directory / kShardIndexName;
-  const std::string source = path.string();
+ShardIndex parse_shard_index(const std::string& text, const std::string& source) {
   YAML::Node root;
   try {
-    root = YAML::Load(read_file(path));
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw DataError(str(source, ":", e.mark.line + 1, ": YAML syntax error: ", e.msg));
   }
-  if (!root.IsMap() || !root["format"] || root["format"].as<std::string>() != "dsk-token-shards")
+  if (!root.IsMap() || !root["format"] || !root["format"].IsScalar() || root["format"].Scalar() != "dsk-token-shards")
     throw DataError(str(source, ": not a dsk token shard index (expected 'format: dsk-token-shards')"));
   if (required<uint32_t>(root, "version", source) != kShardVersion)
-    throw DataError(str(source, ": index version ", root["version"].as<std::string>(), " is not supported"));
+    throw DataError(str(source, ": index version ", root["version"].Scalar(), " is not supported"));
   ShardIndex index;
   index.tokenizer = required<std::string>(root, "tokenizer", source);
   index.vocab_size = required<uint64_t>(root, "vocab_size", source);
   std::string dtype = required<std::string>(root, "dtype", source);
   if (dtype != "u16" && dtype != "u32") throw DataError(str(source, ": dtype '", dtype, "'; expected u16 or u32"));
   index.token_bytes = dtype == "u16" ? 2 : 4;
+  if (index.vocab_size == 0 || (index.token_bytes == 2 && index.vocab_size > 65536))
+    throw DataError(str(source, ": vocab_size ", index.vocab_size, " does not fit ", dtype, " tokens"));
   index.eos_id = required<uint32_t>(root, "eos_id", source);
+  if (index.eos_id >= index.vocab_size)
+    throw DataError(str(source, ": eos_id ", index.eos_id, " is not below vocab_size ", index.vocab_size));
   int64_t bos = required<int64_t>(root, "bos_id", source);
+  if (bos < -1 || (bos >= 0 && uint64_t(bos) >= index.vocab_size))
+    throw DataError(str(source, ": bos_id ", bos, " is neither -1 (none) nor below vocab_size ", index.vocab_size));
   index.bos_id = bos < 0 ? kNoBos : static_cast<uint32_t>(bos);
   index.train = load_split(root, "train", source);
   index.val = load_split(root, "val", source);
+  require_equal(required<uint64_t>(root, "documents", source), index.documents(), "documents", source);
+  require_equal(required<uint64_t>(root, "tokens", source), index.tokens(), "tokens", source);
+  require_equal(required<uint64_t>(root, "text_bytes", source), index.text_bytes(), "text_bytes", source);
   static const char* const standard[] = {"format", "version", "tokenizer", "vocab_size", "dtype", "eos_id",
                                          "bos_id", "documents", "tokens", "text_bytes", "train", "val"};
   for (const auto& entry : root) {
-    std::string key = entry.first.as<std::string>();
+    if (!entry.first.IsScalar())
+      throw DataError(str(yaml_location(source, entry.first), ": a key must be a plain name, not a ", 
+                          entry.first.IsMap() ? "mapping" : "list"));
+    std::string key = entry.first.Scalar();
     if (std::find(std::begin(standard), std::end(standard), key) != std::end(standard)) continue;
     YAML::Emitter value;
     value << YAML::Flow << entry.second;
     index.extra.emplace_back(key, value.c_str());
   }
   return index;
+}
+
+ShardIndex load_shard_index(const fs::path& directory) {
+  const fs::path path = directory / kShardIndexName;
+  return parse_shard_index(read_file(path), path.string());
 }
 
 namespace {

@@ -11,7 +11,7 @@
 //   32     8     document_count  u64, number of documents (each ends with eos_id)
 //   40     4     eos_id          u32, the id that ends every document
 //   44     4     bos_id          u32, the id that starts every document, or 0xFFFFFFFF when none is added
-//   48     16    reserved        zero
+//   48     16    reserved        zero (a reader refuses other bytes: a later version may use them)
 //   64     token_count * token_bytes   the tokens, little-endian u16 or u32
 //
 // The file size is exactly 64 + token_count * token_bytes. A shard holds whole documents: a
@@ -171,8 +171,17 @@ struct ShardIndex {
 inline constexpr const char* kShardIndexName = "index.yaml";
 
 std::string shard_index_to_yaml(const ShardIndex& index);
-// Reads DIR/index.yaml; DataError naming the file and key when a field is missing or malformed.
+// Reads DIR/index.yaml; DataError naming the file and key when a field is missing or malformed,
+// or when the totals (documents, tokens, text_bytes; each split's) differ from their parts.
 ShardIndex load_shard_index(const std::filesystem::path& directory);
+// The same from the text; `source` names it in errors.
+ShardIndex parse_shard_index(const std::string& text, const std::string& source);
+
+// DataError naming `source` when a shard's header disagrees with index.yaml (vocab_size, token
+// width, eos_id, bos_id) or with its entry there (tokens, documents). The sha256 is not checked
+// here (it means reading the whole file): dsk-tokenize stats does that.
+void check_shard_against_index(const ShardHeader& header, const ShardIndex& index, const ShardFileEntry& entry,
+                               const std::string& source);
 
 // index.yaml's tokenizer field for a tokenizer given as `tokenizer` (relative to the working
 // directory) and a shard directory `directory`: an absolute path stays as it is, a relative one

@@ -1,10 +1,13 @@
 #include "model/hf_config.hpp"
 
 #include <charconv>
-#include <fstream>
+#include <cmath>
 #include <string>
 
 #include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/json.hpp"
+#include "io/model_config.hpp"
 
 namespace dsk::model {
 
@@ -31,9 +34,29 @@ T get(const json& config, const char* key, T fallback, const std::string& where)
   }
 }
 
+// A size field: an integer (4096.0 counts) from 0 to `maximum` (io/model_config.hpp's bounds), so
+// that a corrupt file cannot make the model allocate or loop without end; `fallback` when absent.
+int get_size(const json& config, const char* key, int fallback, int64_t maximum, const std::string& where) {
+  auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return fallback;
+  double value = it->is_number() ? it->get<double>() : -1;
+  bool whole = it->is_number_integer() || (it->is_number_float() && value == std::floor(value));
+  if (!whole || value < 0 || value > double(maximum) || (it->is_number_integer() && it->get<int64_t>() > maximum))
+    throw DataError(str(where, ": \"", key, "\" must be an integer from 0 to ", maximum, ", got ", it->dump()));
+  return int(value);
+}
+
+// A real-valued field that must be finite and positive.
+double get_positive(const json& config, const char* key, double fallback, const std::string& where) {
+  double value = get<double>(config, key, fallback, where);
+  if (!std::isfinite(value) || value <= 0)
+    throw DataError(str(where, ": \"", key, "\" must be a positive number, got ", config.at(key).dump()));
+  return value;
+}
+
 RopeScaling read_rope(const json& config, const std::string& where) {
   RopeScaling r;
-  r.theta = get<double>(config, "rope_theta", 10000.0, where);
+  r.theta = get_positive(config, "rope_theta", 10000.0, where);
   json params = json::object();
   if (config.contains("rope_parameters") && config["rope_parameters"].is_object())
     params = config["rope_parameters"];
@@ -41,11 +64,12 @@ RopeScaling read_rope(const json& config, const std::string& where) {
     params = config["rope_scaling"];
   std::string place = where + ": rope_parameters";
   r.type = get<std::string>(params, "rope_type", get<std::string>(params, "type", "default", place), place);
-  r.theta = get<double>(params, "rope_theta", r.theta, place);
-  r.factor = get<double>(params, "factor", 1.0, place);
-  r.low_freq_factor = get<double>(params, "low_freq_factor", 1.0, place);
-  r.high_freq_factor = get<double>(params, "high_freq_factor", 4.0, place);
-  r.original_max_position_embeddings = get<double>(params, "original_max_position_embeddings", 0.0, place);
+  r.theta = get_positive(params, "rope_theta", r.theta, place);
+  r.factor = get_positive(params, "factor", 1.0, place);
+  r.low_freq_factor = get_positive(params, "low_freq_factor", 1.0, place);
+  r.high_freq_factor = get_positive(params, "high_freq_factor", 4.0, place);
+  r.original_max_position_embeddings =
+      get_size(params, "original_max_position_embeddings", 0, io::kMaxPositionEmbeddings, place);
   r.beta_fast = get<double>(params, "beta_fast", 32.0, place);
   r.beta_slow = get<double>(params, "beta_slow", 1.0, place);
   r.mscale = get<double>(params, "mscale", 0.0, place);
@@ -56,8 +80,14 @@ RopeScaling read_rope(const json& config, const std::string& where) {
     throw DataError(str(place, ": rope_type \"", r.type, "\" is not supported (default, linear, llama3, yarn)"));
   if (r.type == "llama3" && r.original_max_position_embeddings <= 0)
     throw DataError(place + ": llama3 scaling needs original_max_position_embeddings");
+  if (r.type == "llama3" && r.high_freq_factor <= r.low_freq_factor)
+    throw DataError(place + ": llama3 scaling needs high_freq_factor > low_freq_factor");
+  for (auto [key, value] : {std::pair{"beta_fast", r.beta_fast}, std::pair{"beta_slow", r.beta_slow},
+                            std::pair{"mscale", r.mscale}, std::pair{"mscale_all_dim", r.mscale_all_dim},
+                            std::pair{"attention_factor", r.attention_factor}})
+    if (!std::isfinite(value)) throw DataError(str(place, ": \"", key, "\" must be a finite number"));
   if (r.type == "yarn" && !params.contains("factor") && r.original_max_position_embeddings > 0)
-    r.factor = get<double>(config, "max_position_embeddings", 0.0, where) / r.original_max_position_embeddings;
+    r.factor = get_positive(config, "max_position_embeddings", 4096, where) / r.original_max_position_embeddings;
   return r;
 }
 
@@ -79,15 +109,15 @@ Architecture architecture_from_hf_config(const json& c, const std::string& where
   if (type == "llama" || type == "qwen2") {
     bool qwen = type == "qwen2";
     a.family = qwen ? Family::qwen2 : Family::llama;
-    a.vocab = get<int>(c, "vocab_size", qwen ? 151936 : 32000, where);
-    a.hidden = get<int>(c, "hidden_size", 4096, where);
-    a.intermediate = get<int>(c, "intermediate_size", qwen ? 22016 : 11008, where);
-    a.layers = get<int>(c, "num_hidden_layers", 32, where);
-    a.heads = get<int>(c, "num_attention_heads", 32, where);
-    a.kv_heads = get<int>(c, "num_key_value_heads", a.heads, where);
-    a.head_dim = get<int>(c, "head_dim", a.heads > 0 ? a.hidden / a.heads : 0, where);
-    a.max_position_embeddings = get<double>(c, "max_position_embeddings", qwen ? 32768 : 2048, where);
-    a.rms_eps = get<float>(c, "rms_norm_eps", 1e-6f, where);
+    a.vocab = get_size(c, "vocab_size", qwen ? 151936 : 32000, io::kMaxVocabSize, where);
+    a.hidden = get_size(c, "hidden_size", 4096, io::kMaxWidth, where);
+    a.intermediate = get_size(c, "intermediate_size", qwen ? 22016 : 11008, io::kMaxWidth, where);
+    a.layers = get_size(c, "num_hidden_layers", 32, io::kMaxLayers, where);
+    a.heads = get_size(c, "num_attention_heads", 32, io::kMaxHeads, where);
+    a.kv_heads = get_size(c, "num_key_value_heads", a.heads, io::kMaxHeads, where);
+    a.head_dim = get_size(c, "head_dim", a.heads > 0 ? a.hidden / a.heads : 0, io::kMaxWidth, where);
+    a.max_position_embeddings = get_size(c, "max_position_embeddings", qwen ? 32768 : 2048, io::kMaxPositionEmbeddings, where);
+    a.rms_eps = float(get_positive(c, "rms_norm_eps", 1e-6, where));
     bool attention_bias = get<bool>(c, "attention_bias", false, where);
     if (qwen && get<bool>(c, "use_sliding_window", false, where))
       throw DataError(where + ": use_sliding_window = true is not supported");
@@ -95,28 +125,28 @@ Architecture architecture_from_hf_config(const json& c, const std::string& where
     a.o_bias = !qwen && attention_bias;
   } else if (type == "deepseek_v3") {
     a.family = Family::deepseek_v3;
-    a.vocab = get<int>(c, "vocab_size", 129280, where);
-    a.hidden = get<int>(c, "hidden_size", 7168, where);
-    a.intermediate = get<int>(c, "intermediate_size", 18432, where);
-    a.moe_intermediate = get<int>(c, "moe_intermediate_size", 2048, where);
-    a.layers = get<int>(c, "num_hidden_layers", 61, where);
-    a.heads = get<int>(c, "num_attention_heads", 128, where);
-    a.kv_heads = get<int>(c, "num_key_value_heads", a.heads, where);
-    a.n_shared = get<int>(c, "n_shared_experts", 1, where);
-    a.n_routed = get<int>(c, "n_routed_experts", 256, where);
-    a.routed_scaling = get<float>(c, "routed_scaling_factor", 2.5f, where);
-    a.kv_lora_rank = get<int>(c, "kv_lora_rank", 512, where);
-    a.q_lora_rank = c.contains("q_lora_rank") && c["q_lora_rank"].is_null() ? 0 : get<int>(c, "q_lora_rank", 1536, where);
-    a.qk_rope_dim = get<int>(c, "qk_rope_head_dim", 64, where);
-    a.v_head_dim = get<int>(c, "v_head_dim", 128, where);
-    a.qk_nope_dim = get<int>(c, "qk_nope_head_dim", 128, where);
-    a.n_group = get<int>(c, "n_group", 8, where);
-    a.topk_group = get<int>(c, "topk_group", 4, where);
-    a.top_k = get<int>(c, "num_experts_per_tok", 8, where);
-    a.first_k_dense = get<int>(c, "first_k_dense_replace", 3, where);
+    a.vocab = get_size(c, "vocab_size", 129280, io::kMaxVocabSize, where);
+    a.hidden = get_size(c, "hidden_size", 7168, io::kMaxWidth, where);
+    a.intermediate = get_size(c, "intermediate_size", 18432, io::kMaxWidth, where);
+    a.moe_intermediate = get_size(c, "moe_intermediate_size", 2048, io::kMaxWidth, where);
+    a.layers = get_size(c, "num_hidden_layers", 61, io::kMaxLayers, where);
+    a.heads = get_size(c, "num_attention_heads", 128, io::kMaxHeads, where);
+    a.kv_heads = get_size(c, "num_key_value_heads", a.heads, io::kMaxHeads, where);
+    a.n_shared = get_size(c, "n_shared_experts", 1, io::kMaxExperts, where);
+    a.n_routed = get_size(c, "n_routed_experts", 256, io::kMaxExperts, where);
+    a.routed_scaling = float(get_positive(c, "routed_scaling_factor", 2.5, where));
+    a.kv_lora_rank = get_size(c, "kv_lora_rank", 512, io::kMaxWidth, where);
+    a.q_lora_rank = c.contains("q_lora_rank") && c["q_lora_rank"].is_null() ? 0 : get_size(c, "q_lora_rank", 1536, io::kMaxWidth, where);
+    a.qk_rope_dim = get_size(c, "qk_rope_head_dim", 64, io::kMaxWidth, where);
+    a.v_head_dim = get_size(c, "v_head_dim", 128, io::kMaxWidth, where);
+    a.qk_nope_dim = get_size(c, "qk_nope_head_dim", 128, io::kMaxWidth, where);
+    a.n_group = get_size(c, "n_group", 8, io::kMaxExperts, where);
+    a.topk_group = get_size(c, "topk_group", 4, io::kMaxExperts, where);
+    a.top_k = get_size(c, "num_experts_per_tok", 8, io::kMaxExperts, where);
+    a.first_k_dense = get_size(c, "first_k_dense_replace", 3, io::kMaxLayers, where);
     a.norm_topk_prob = get<bool>(c, "norm_topk_prob", true, where);
-    a.max_position_embeddings = get<double>(c, "max_position_embeddings", 4096, where);
-    a.rms_eps = get<float>(c, "rms_norm_eps", 1e-6f, where);
+    a.max_position_embeddings = get_size(c, "max_position_embeddings", 4096, io::kMaxPositionEmbeddings, where);
+    a.rms_eps = float(get_positive(c, "rms_norm_eps", 1e-6, where));
     a.rope_interleave = get<bool>(c, "rope_interleave", true, where);
     a.o_bias = get<bool>(c, "attention_bias", false, where);
   } else {
@@ -133,15 +163,7 @@ Architecture architecture_from_hf_config(const json& c, const std::string& where
 }
 
 Architecture read_hf_config(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw DataError(str(path.string(), ": cannot open"));
-  json config;
-  try {
-    config = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw DataError(str(path.string(), ": not valid JSON (", e.what(), ")"));
-  }
-  return architecture_from_hf_config(config, path.string());
+  return architecture_from_hf_config(parse_json(read_file(path), path.string()), path.string());
 }
 
 json hf_config_of(const Architecture& a, const std::string& dtype) {

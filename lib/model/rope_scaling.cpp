@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "io/model_config.hpp"
 #include "model/architecture.hpp"
 
 namespace dsk::model {
@@ -103,6 +104,13 @@ void Architecture::validate() const {
   };
   require(vocab > 0 && hidden > 0 && layers > 0, "vocab_size, hidden_size and num_hidden_layers must be positive");
   require(heads > 0, "num_attention_heads must be positive");
+  require(std::isfinite(rms_eps) && rms_eps > 0, "rms_norm_eps must be positive");
+  require(max_position_embeddings > 0, "max_position_embeddings must be positive");
+  // The model builds every expert before a weight is read: bound them (io/model_config.hpp).
+  const int64_t moe_layers = mla() && n_routed > 0 ? std::max(0, layers - first_k_dense) : 0;
+  require(int64_t(n_routed) * moe_layers <= io::kMaxRoutedExpertsInModel,
+          str("n_routed_experts (", n_routed, ") times the ", moe_layers, " MoE layers must be at most ",
+              io::kMaxRoutedExpertsInModel));
   if (mla()) {
     require(kv_lora_rank > 0 && qk_rope_dim > 0 && qk_rope_dim % 2 == 0 && v_head_dim > 0,
             "deepseek_v3 needs kv_lora_rank, an even qk_rope_head_dim and v_head_dim > 0");

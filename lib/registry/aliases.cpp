@@ -19,6 +19,12 @@ void check_name(const std::string& text, const std::string& what, const std::str
                         "' must be non-empty letters, digits, '.', '-' or '_'"));
 }
 
+// A mapping key: "{a: 1}: 2" is valid YAML, but names no alias or version.
+std::string scalar_key(const YAML::Node& key, const std::string& what, const std::string& where) {
+  if (!key.IsScalar()) throw DataError(str(where, ": ", what, " must be a name, not a ", key.IsMap() ? "mapping" : "list"));
+  return key.Scalar();
+}
+
 }  // namespace
 
 AliasTable parse_aliases(const std::string& yaml, const std::string& source) {
@@ -34,13 +40,13 @@ AliasTable parse_aliases(const std::string& yaml, const std::string& source) {
   if (!root.IsMap() || !aliases || !aliases.IsMap())
     throw DataError(str(yaml_location(source, root), ": expected a map 'aliases:'"));
   for (const auto& alias : aliases) {
-    std::string name = alias.first.as<std::string>();
     std::string where = yaml_location(source, alias.second);
+    std::string name = scalar_key(alias.first, "alias", where);
     check_name(name, "alias", where);
     if (!alias.second.IsMap() || alias.second.size() == 0)
       throw DataError(str(where, ": alias '", name, "' must map versions to weights"));
     for (const auto& entry : alias.second) {
-      WeightedVersion weighted{entry.first.as<std::string>(), 0};
+      WeightedVersion weighted{scalar_key(entry.first, "version", where), 0};
       check_name(weighted.version, "version", where);
       try {
         weighted.weight = entry.second.as<int>();

@@ -3,6 +3,8 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include <charconv>
+
 #include "core/error.hpp"
 
 namespace dsk::registry {
@@ -22,9 +24,28 @@ std::string text_of(xmlNode* node) {
   return text;
 }
 
+// <Days> and <DaysAfterInitiation>: a whole number of days, 0 when absent.
 int days_of(xmlNode* node) {
   std::string text = text_of(node);
-  return text.empty() ? 0 : std::stoi(text);
+  int days = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), days);
+  if (!text.empty() && (error != std::errc() || end != text.data() + text.size() || days < 0))
+    throw RemoteError(str("the server's lifecycle rule has '", text.substr(0, 64), "' where a number of days belongs"));
+  return days;
+}
+
+// Text inside an element: & < > as entities, and CR as a character reference (a parser turns a
+// literal CR into LF).
+std::string xml_escaped(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '&') out += "&amp;";
+    else if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '\r') out += "&#13;";
+    else out += c;
+  }
+  return out;
 }
 
 // A server without lifecycle support (501 or NotImplemented) gets a message naming the
@@ -42,7 +63,7 @@ int days_of(xmlNode* node) {
 std::string lifecycle_to_xml(const std::vector<LifecycleRule>& rules) {
   std::string xml = "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
   for (const auto& rule : rules) {
-    xml += "<Rule><ID>" + rule.id + "</ID><Filter><Prefix>" + rule.prefix + "</Prefix></Filter>";
+    xml += "<Rule><ID>" + xml_escaped(rule.id) + "</ID><Filter><Prefix>" + xml_escaped(rule.prefix) + "</Prefix></Filter>";
     xml += str("<Status>", rule.enabled ? "Enabled" : "Disabled", "</Status>");
     if (rule.expire_days > 0) xml += str("<Expiration><Days>", rule.expire_days, "</Days></Expiration>");
     if (rule.abort_incomplete_days > 0)
@@ -62,17 +83,22 @@ std::vector<LifecycleRule> parse_lifecycle(const std::string& xml) {
     throw RemoteError("the server's lifecycle answer is not a <LifecycleConfiguration>");
   }
   std::vector<LifecycleRule> rules;
-  for (xmlNode* node = root->children; node; node = node->next) {
-    if (node->type != XML_ELEMENT_NODE || xmlStrcmp(node->name, BAD_CAST "Rule") != 0) continue;
-    LifecycleRule rule;
-    rule.id = text_of(child(node, "ID"));
-    xmlNode* filter = child(node, "Filter");
-    rule.prefix = text_of(filter ? child(filter, "Prefix") : child(node, "Prefix"));
-    rule.enabled = text_of(child(node, "Status")) == "Enabled";
-    rule.expire_days = days_of(child(child(node, "Expiration"), "Days"));
-    rule.abort_incomplete_days =
-        days_of(child(child(node, "AbortIncompleteMultipartUpload"), "DaysAfterInitiation"));
-    rules.push_back(rule);
+  try {
+    for (xmlNode* node = root->children; node; node = node->next) {
+      if (node->type != XML_ELEMENT_NODE || xmlStrcmp(node->name, BAD_CAST "Rule") != 0) continue;
+      LifecycleRule rule;
+      rule.id = text_of(child(node, "ID"));
+      xmlNode* filter = child(node, "Filter");
+      rule.prefix = text_of(filter ? child(filter, "Prefix") : child(node, "Prefix"));
+      rule.enabled = text_of(child(node, "Status")) == "Enabled";
+      rule.expire_days = days_of(child(child(node, "Expiration"), "Days"));
+      rule.abort_incomplete_days =
+          days_of(child(child(node, "AbortIncompleteMultipartUpload"), "DaysAfterInitiation"));
+      rules.push_back(rule);
+    }
+  } catch (...) {
+    xmlFreeDoc(doc);
+    throw;
   }
   xmlFreeDoc(doc);
   return rules;

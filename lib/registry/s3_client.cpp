@@ -5,6 +5,7 @@
 #include <libxml/tree.h>
 #include <openssl/evp.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -67,6 +68,15 @@ std::string child_text(xmlNode* parent, const char* name) {
       return text;
     }
   return "";
+}
+
+// A byte count from an answer (<Size>, Content-Length): decimal digits only, else RemoteError.
+long long answer_size(const std::string& text, const char* what) {
+  long long value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || value < 0)
+    throw RemoteError(str("the server's ", what, " '", text.substr(0, 64), "' is not a byte count"));
+  return value;
 }
 
 }  // namespace
@@ -153,8 +163,13 @@ ListPage parse_list_page(const std::string& xml) {
     if (node->type != XML_ELEMENT_NODE || xmlStrcmp(node->name, BAD_CAST "Contents") != 0)
       continue;
     std::string size = child_text(node, "Size");
-    page.objects.push_back({child_text(node, "Key"), size.empty() ? 0 : std::stoll(size),
-                            child_text(node, "ETag")});
+    try {
+      page.objects.push_back({child_text(node, "Key"), size.empty() ? 0 : answer_size(size, "ListObjectsV2 <Size>"),
+                              child_text(node, "ETag")});
+    } catch (...) {
+      xmlFreeDoc(doc);
+      throw;
+    }
   }
   if (child_text(root, "IsTruncated") == "true")
     page.next_token = child_text(root, "NextContinuationToken");
@@ -347,7 +362,7 @@ bool S3Client::download(const ObjectAddress& object,
 std::optional<ObjectInfo> S3Client::head(const ObjectAddress& object) {
   Response response = send("HEAD", object, {}, "", {}, true);
   if (response.status == 404) return std::nullopt;
-  ObjectInfo info{std::stoll(response.headers["content-length"]), response.headers["etag"], {}};
+  ObjectInfo info{answer_size(response.headers["content-length"], "HEAD Content-Length"), response.headers["etag"], {}};
   for (const auto& [name, value] : response.headers)
     if (name.starts_with("x-amz-meta-")) info.metadata[name.substr(11)] = value;
   return info;

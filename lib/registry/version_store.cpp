@@ -40,10 +40,17 @@ ObjectAddress version_object(const std::string& root, const std::string& name,
   return registry_object(root, name, version + "/" + file);
 }
 
-// A relative file path must stay inside the version's directory.
+// A file path must name a file inside the version's directory: relative, '/'-separated names
+// none of which is empty, "." or "..", no NUL or backslash.
 void check_relative(const std::string& path, const std::string& where) {
-  if (path.empty() || path.front() == '/' || path.find("..") != std::string::npos)
-    throw DataError(str(where, ": file path '", path, "' must be relative, without '..'"));
+  bool ok = !path.empty() && path.find('\0') == std::string::npos && path.find('\\') == std::string::npos;
+  for (size_t start = 0; ok && start <= path.size();) {
+    size_t slash = std::min(path.find('/', start), path.size());
+    std::string_view name(path.data() + start, slash - start);
+    ok = !name.empty() && name != "." && name != "..";
+    start = slash + 1;
+  }
+  if (!ok) throw DataError(str(where, ": file path '", path, "' must be relative, without '..', '.' or empty names"));
 }
 
 // A JSON file's top-level string field, or "" when the file, the field or valid JSON is missing.
@@ -179,7 +186,8 @@ Manifest parse_manifest(const std::string& yaml, const std::string& source) {
       ManifestFile file{entry["path"].as<std::string>(""), entry["size"].as<long long>(-1),
                         entry["sha256"].as<std::string>("")};
       check_relative(file.path, where);
-      if (file.size < 0 || file.sha256.size() != 64)
+      if (file.size < 0 || file.sha256.size() != 64 ||
+          file.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
         throw DataError(str(where, ": file '", file.path, "' needs a size and a 64-hex sha256"));
       manifest.files.push_back(file);
     }

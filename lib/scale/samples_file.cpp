@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/json.hpp"
 
 namespace dsk::scale {
 namespace {
@@ -16,7 +17,8 @@ void set_field(Observation& sample, const std::string& name, double value, const
   if (name == "time") {
     sample.time = value;
   } else if (name == "current") {
-    if (value < 0 || value != std::floor(value)) throw DataError(str(where, ": current must be a whole number >= 0"));
+    if (value < 0 || value != std::floor(value) || value > 1e15)  // far beyond any fleet; keeps the cast defined
+      throw DataError(str(where, ": current must be a whole number from 0 to 10^15"));
     sample.current = static_cast<int64_t>(value);
   } else {
     sample.metrics[name] = value;
@@ -24,12 +26,7 @@ void set_field(Observation& sample, const std::string& name, double value, const
 }
 
 Observation parse_json_line(const std::string& line, const std::string& where) {
-  nlohmann::json object;
-  try {
-    object = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw DataError(str(where, ": not valid JSON: ", e.what()));
-  }
+  const nlohmann::json object = parse_json(line, where);  // 1e309 too is a DataError
   if (!object.is_object()) throw DataError(str(where, ": expected a JSON object"));
   if (!object.contains("time")) throw DataError(str(where, ": missing field \"time\""));
   Observation sample;

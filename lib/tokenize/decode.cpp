@@ -24,6 +24,7 @@ uint64_t decode_documents(const std::filesystem::path& directory, SplitSelection
   std::vector<uint32_t> tokens;
   for (const auto* entry : entries) {
     io::ShardReader shard(directory / entry->file);
+    io::check_shard_against_index(shard.header(), index, *entry, shard.path().string());
     shard.check_token_ids();
     const auto& header = shard.header();
     uint64_t begin = 0;

@@ -1,5 +1,6 @@
 // Statistics of a shard directory, read back from the shards themselves (every token id is
-// checked against the vocabulary and the counts against index.yaml on the way):
+// checked against the vocabulary, each header against index.yaml and each file against its
+// sha256 there on the way: stats is how a user verifies a shard directory):
 // documents, tokens, text bytes per token, and the unigram entropy of the tokens.
 //
 // The unigram entropy H = -sum_t p(t) log p(t), p the frequency of token t over every token of

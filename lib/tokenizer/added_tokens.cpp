@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "core/error.hpp"
+#include "tokenizer/bpe.hpp"
 
 namespace dsk::tokenizer {
 namespace {
@@ -20,17 +21,15 @@ bool is_word_byte(char c) {
 
 }  // namespace
 
-AddedTokens AddedTokens::from_json(const nlohmann::json& list, const std::string& where) {
+AddedTokens AddedTokens::from_json(const JsonField& list) {
   AddedTokens added;
-  if (list.is_null()) return added;
+  if (list.json().is_null()) return added;
   for (size_t i = 0; i < list.size(); ++i) {
-    const auto& node = list[i];
-    auto place = str(where, ".added_tokens[", i, "]");
-    if (!node.contains("id") || !node.contains("content"))
-      throw DataError(str(place, ": expected \"id\" and \"content\""));
-    AddedToken token{node["id"].get<uint32_t>(), node["content"].get<std::string>(), node.value("special", false),
-                     node.value("lstrip", false), node.value("rstrip", false), node.value("single_word", false)};
-    if (token.content.empty()) throw DataError(str(place, ".content: empty"));
+    const JsonField node = list.item(i).object();
+    AddedToken token{uint32_t(node.at("id").unsigned_integer(kMaxTokenId)), node.at("content").string(),
+                     node.boolean_or("special", false), node.boolean_or("lstrip", false),
+                     node.boolean_or("rstrip", false), node.boolean_or("single_word", false)};
+    if (token.content.empty()) throw DataError(str(node.where(), ".content: empty"));
     added.tokens_.push_back(std::move(token));
   }
   for (uint32_t i = 0; i < added.tokens_.size(); ++i)

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "core/json.hpp"
 
 namespace dsk::tokenizer {
 
@@ -29,7 +29,8 @@ struct Segment {
 
 class AddedTokens {
  public:
-  static AddedTokens from_json(const nlohmann::json& list, const std::string& where);
+  // `list` is tokenizer.json's "added_tokens" array (null: none).
+  static AddedTokens from_json(const JsonField& list);
 
   // Cuts `text` into segments; special tokens are matched only when `match_special`.
   void split(std::string_view text, bool match_special, std::vector<Segment>& segments) const;

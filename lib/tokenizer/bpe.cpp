@@ -1,5 +1,6 @@
 #include "tokenizer/bpe.hpp"
 
+#include <algorithm>
 #include <queue>
 
 #include "core/error.hpp"
@@ -48,32 +49,69 @@ bool byte_level_to_bytes(std::string_view text, std::string& bytes) {
   return true;
 }
 
-Bpe Bpe::from_json(const nlohmann::json& model, const std::string& where) {
-  if (model.value("type", "BPE") != "BPE")
-    throw DataError(str(where, ".model.type: expected \"BPE\", got \"", model.value("type", ""), "\""));
+void check_id_range(uint64_t largest_id, size_t tokens, const std::string& where) {
+  if (largest_id >= 2 * uint64_t(tokens) + 1024)
+    throw DataError(str(where, ": token id ", largest_id, " for ", tokens,
+                        " tokens (ids must be dense: below 2 x the tokens + 1024)"));
+}
+
+namespace {
+
+// A merge "a b" or ["a", "b"]; DataError naming merges[rank] otherwise.
+std::pair<std::string, std::string> merge_pair(const JsonField& merges, size_t rank) {
+  const auto& merge = merges.json()[rank];
+  if (merge.is_string()) {
+    const auto& text = merge.get_ref<const std::string&>();
+    size_t space = text.find(' ', 1);
+    if (space != std::string::npos) return {text.substr(0, space), text.substr(space + 1)};
+  } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+    return {merge[0].get<std::string>(), merge[1].get<std::string>()};
+  }
+  merges.item(rank).fail("\"a b\" or [\"a\", \"b\"]");
+}
+
+}  // namespace
+
+Bpe Bpe::from_json(const JsonField& model) {
+  model.object();
+  std::string type = model.string_or("type", "BPE");
+  if (type != "BPE") throw DataError(str(model.where(), ".type: expected \"BPE\", got \"", type, "\""));
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
-    if (model.contains(key) && !model[key].is_null() && !model[key].get<std::string>().empty())
-      throw DataError(str(where, ".model.", key, ": not supported by dsk's byte-level BPE"));
-  if (model.value("byte_fallback", false))
-    throw DataError(str(where, ".model.byte_fallback: true is not supported (byte-level BPE needs none)"));
-  if (model.contains("dropout") && !model["dropout"].is_null())
-    throw DataError(str(where, ".model.dropout: BPE dropout is not supported"));
+    if (!model.string_or(key, "").empty())
+      throw DataError(str(model.where(), ".", key, ": not supported by dsk's byte-level BPE"));
+  if (model.boolean_or("byte_fallback", false))
+    throw DataError(str(model.where(), ".byte_fallback: true is not supported (byte-level BPE needs none)"));
+  if (model.has("dropout")) throw DataError(str(model.where(), ".dropout: BPE dropout is not supported"));
 
   Bpe bpe;
-  bpe.ignore_merges_ = model.value("ignore_merges", false);
-  const auto& vocab = model.at("vocab");
+  bpe.ignore_merges_ = model.boolean_or("ignore_merges", false);
+  const JsonField vocab = model.at("vocab").object();
+  // Ids first: the tables below are sized by the largest one.
+  uint64_t largest = 0;
+  for (auto it = vocab.json().begin(); it != vocab.json().end(); ++it) {
+    const auto& value = it.value();
+    // Places are named only on failure: building one per entry would slow loading 130k tokens.
+    uint64_t id = value.is_number_unsigned() && value.get<uint64_t>() <= kMaxTokenId
+                      ? value.get<uint64_t>()
+                      : JsonField(value, str(vocab.where(), "[\"", it.key(), "\"]")).unsigned_integer(kMaxTokenId);
+    bpe.vocab_.emplace(it.key(), TokenId(id));
+    largest = std::max(largest, id);
+  }
+  if (!bpe.vocab_.empty()) {
+    check_id_range(largest, bpe.vocab_.size(), vocab.where());
+    bpe.id_bytes_.resize(size_t(largest) + 1);
+  }
   std::string bytes;
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+  for (auto it = vocab.json().begin(); it != vocab.json().end(); ++it) {  // in file order: the last of two equal ids wins
+    const std::string& text = it.key();
     auto id = it.value().get<TokenId>();
-    bpe.vocab_.emplace(it.key(), id);
-    if (id >= bpe.id_bytes_.size()) bpe.id_bytes_.resize(size_t(id) + 1);
     // Entries outside the byte-level alphabet (DeepSeek lists its special tokens here too) can
     // never come out of merges; they decode to themselves.
-    if (byte_level_to_bytes(it.key(), bytes)) {
+    if (byte_level_to_bytes(text, bytes)) {
       bpe.id_bytes_[id] = bytes;
       bpe.bytes_to_id_.emplace(bytes, id);
     } else {
-      bpe.id_bytes_[id] = it.key();
+      bpe.id_bytes_[id] = text;
     }
   }
   bpe.byte_id_.fill(-1);
@@ -82,29 +120,14 @@ Bpe Bpe::from_json(const nlohmann::json& model, const std::string& where) {
     if (it != bpe.bytes_to_id_.end()) bpe.byte_id_[b] = it->second;
   }
 
-  const auto& merges = model.at("merges");
+  const JsonField merges = model.at("merges").array();
   bpe.merges_.reserve(merges.size() * 2);
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& merge = merges[rank];
-    std::string left, right;
-    if (merge.is_string()) {  // "a b"
-      const auto& text = merge.get_ref<const std::string&>();
-      size_t space = text.find(' ', 1);
-      if (space == std::string::npos)
-        throw DataError(str(where, ".model.merges[", rank, "]: expected \"left right\""));
-      left = text.substr(0, space);
-      right = text.substr(space + 1);
-    } else if (merge.is_array() && merge.size() == 2) {  // ["a", "b"]
-      left = merge[0].get<std::string>();
-      right = merge[1].get<std::string>();
-    } else {
-      throw DataError(str(where, ".model.merges[", rank, "]: expected \"a b\" or [\"a\", \"b\"]"));
-    }
-    auto l = vocab.find(left), r = vocab.find(right), m = vocab.find(left + right);
-    if (l == vocab.end() || r == vocab.end() || m == vocab.end())
-      throw DataError(str(where, ".model.merges[", rank, "]: \"", left, "\" + \"", right, "\" not in the vocab"));
-    bpe.merges_.try_emplace(pair_key(l->get<TokenId>(), r->get<TokenId>()),
-                            Merge{uint32_t(rank), m->get<TokenId>()});
+    auto [left, right] = merge_pair(merges, rank);
+    auto l = bpe.vocab_.find(left), r = bpe.vocab_.find(right), m = bpe.vocab_.find(left + right);
+    if (l == bpe.vocab_.end() || r == bpe.vocab_.end() || m == bpe.vocab_.end())
+      throw DataError(str(merges.where(), "[", rank, "]: \"", left, "\" + \"", right, "\" not in the vocab"));
+    bpe.merges_.try_emplace(pair_key(l->second, r->second), Merge{uint32_t(rank), m->second});
   }
   return bpe;
 }

@@ -10,11 +10,17 @@
 #include <unordered_map>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "core/json.hpp"
 
 namespace dsk::tokenizer {
 
 using TokenId = uint32_t;
+
+// Token ids index dsk's tables: every id must be at most kMaxTokenId, and the largest id below
+// 2 * tokens + 1024, so that a stray huge id in a small file cannot size those tables (ids of
+// real tokenizers are dense). DataError naming `where` otherwise.
+inline constexpr uint64_t kMaxTokenId = (uint64_t(1) << 31) - 1;
+void check_id_range(uint64_t largest_id, size_t tokens, const std::string& where);
 
 // GPT-2's reversible map from bytes to printable code points (bytes_to_unicode), as UTF-8.
 const std::array<std::string, 256>& byte_level_alphabet();
@@ -29,8 +35,8 @@ using StringToId = std::unordered_map<std::string, TokenId, StringHash, std::equ
 
 class Bpe {
  public:
-  // `model` is the "model" node (type BPE); `where` names the file for errors.
-  static Bpe from_json(const nlohmann::json& model, const std::string& where);
+  // `model` is tokenizer.json's "model" node (type BPE).
+  static Bpe from_json(const JsonField& model);
 
   // Appends the ids of one pre-tokenized piece (raw bytes).
   void encode_piece(std::string_view piece, std::vector<TokenId>& out) const;

@@ -75,31 +75,32 @@ SplitBehavior behavior_from(const std::string& name, const std::string& where) {
 // PCRE2 syntax for a literal string pattern.
 std::string quote_literal(const std::string& text) { return "\\Q" + text + "\\E"; }
 
-void add_step(PreTokenizer& pre, const nlohmann::json& node, const std::string& where) {
-  std::string type = node.value("type", "");
+void add_step(PreTokenizer& pre, const JsonField& node) {
+  node.object();
+  std::string type = node.string_or("type", "");
   if (type == "Split") {
-    const auto& pattern = node.at("pattern");
+    const JsonField pattern = node.at("pattern").object();
     std::string source;
-    if (pattern.contains("Regex")) {
-      source = pattern["Regex"].get<std::string>();
-    } else if (pattern.contains("String")) {
-      source = quote_literal(pattern["String"].get<std::string>());
+    if (pattern.has("Regex")) {
+      source = pattern.at("Regex").string();
+    } else if (pattern.has("String")) {
+      source = quote_literal(pattern.at("String").string());
     } else {
-      throw DataError(str(where, ".pattern: expected {\"Regex\": ...} or {\"String\": ...}"));
+      throw DataError(str(pattern.where(), ": expected {\"Regex\": ...} or {\"String\": ...}"));
     }
-    SplitStep step{std::make_shared<Regex>(source, where + ".pattern"),
-                   behavior_from(node.value("behavior", "Isolated"), where), node.value("invert", false)};
+    SplitStep step{std::make_shared<Regex>(source, pattern.where()),
+                   behavior_from(node.string_or("behavior", "Isolated"), node.where()), node.boolean_or("invert", false)};
     pre.steps.push_back(std::move(step));
   } else if (type == "ByteLevel") {
     pre.has_byte_level = true;
-    if (node.value("add_prefix_space", false)) {
+    if (node.boolean_or("add_prefix_space", false)) {
       pre.add_prefix_space = true;
       pre.prefix_space_before_step = pre.steps.size();
     }
-    if (node.value("use_regex", true))
-      pre.steps.push_back({std::make_shared<Regex>(kGpt2Pattern, where), SplitBehavior::isolated, false});
+    if (node.boolean_or("use_regex", true))
+      pre.steps.push_back({std::make_shared<Regex>(kGpt2Pattern, node.where()), SplitBehavior::isolated, false});
   } else {
-    throw DataError(str(where, ": unsupported pre_tokenizer type \"", type, "\""));
+    throw DataError(str(node.where(), ": unsupported pre_tokenizer type \"", type, "\""));
   }
 }
 
@@ -175,16 +176,14 @@ void apply_split(const SplitStep& step, std::string_view piece, std::vector<std:
 
 }  // namespace
 
-PreTokenizer PreTokenizer::from_json(const nlohmann::json& json, const std::string& where) {
+PreTokenizer PreTokenizer::from_json(const JsonField& node) {
   PreTokenizer pre;
-  if (json.is_null()) return pre;
-  std::string type = json.value("type", "");
-  if (type == "Sequence") {
-    const auto& list = json.at("pretokenizers");
-    for (size_t i = 0; i < list.size(); ++i)
-      add_step(pre, list[i], str(where, ".pretokenizers[", i, "]"));
+  if (node.json().is_null()) return pre;
+  if (node.object().string_or("type", "") == "Sequence") {
+    const JsonField list = node.at("pretokenizers");
+    for (size_t i = 0; i < list.size(); ++i) add_step(pre, list.item(i));
   } else {
-    add_step(pre, json, where);
+    add_step(pre, node);
   }
   return pre;
 }

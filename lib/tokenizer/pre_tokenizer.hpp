@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "core/json.hpp"
 
 namespace dsk::tokenizer {
 
@@ -30,8 +30,8 @@ struct PreTokenizer {
   size_t prefix_space_before_step = 0;
   bool has_byte_level = false;
 
-  // `json` is the "pre_tokenizer" node; `where` names the file for errors.
-  static PreTokenizer from_json(const nlohmann::json& json, const std::string& where);
+  // `node` is tokenizer.json's "pre_tokenizer" (null: none).
+  static PreTokenizer from_json(const JsonField& node);
 
   // Cuts `text` (valid UTF-8) into `pieces` (replacing what was there).
   void split(std::string_view text, std::vector<std::string_view>& pieces,

@@ -5,12 +5,13 @@
 
 #include <atomic>
 #include <deque>
-#include <fstream>
 #include <functional>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/json.hpp"
 #include "tokenizer/added_tokens.hpp"
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/pre_tokenizer.hpp"
@@ -43,70 +44,65 @@ namespace {
 
 std::atomic<uint64_t> next_serial{1};
 
-nlohmann::json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(str(path.string(), ": cannot open"));
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(str(path.string(), ": not valid JSON: ", e.what()));
-  }
-}
-
-void check_normalizer(const nlohmann::json& normalizer, const std::string& where) {
-  if (normalizer.is_null()) return;
+void check_normalizer(const JsonField& normalizer) {
+  if (normalizer.json().is_null()) return;
   // DeepSeek's files carry an empty Sequence; GPT-2's none at all. Anything else would change
   // the text before matching, which dsk does not implement.
-  if (normalizer.value("type", "") == "Sequence" && normalizer.value("normalizers", nlohmann::json::array()).empty())
-    return;
-  throw DataError(str(where, ".normalizer: unsupported normalizer \"", normalizer.value("type", "?"),
-                      "\" (dsk supports none or an empty Sequence)"));
+  std::string type = normalizer.object().string_or("type", "?");
+  if (type == "Sequence" && (!normalizer.has("normalizers") || normalizer.at("normalizers").size() == 0)) return;
+  throw DataError(str(normalizer.where(), ": unsupported normalizer \"", type, "\" (dsk supports none or an empty Sequence)"));
 }
 
-void check_decoder(const nlohmann::json& decoder, const std::string& where) {
-  if (decoder.is_null() || decoder.value("type", "") == "ByteLevel") return;
-  throw DataError(str(where, ".decoder: unsupported decoder \"", decoder.value("type", "?"), "\" (expected ByteLevel)"));
+void check_decoder(const JsonField& decoder) {
+  if (decoder.json().is_null()) return;
+  std::string type = decoder.object().string_or("type", "?");
+  if (type != "ByteLevel") throw DataError(str(decoder.where(), ": unsupported decoder \"", type, "\" (expected ByteLevel)"));
 }
 
-// A token named in tokenizer_config.json: a string or {"content": ...}.
-std::optional<std::string> config_token(const nlohmann::json& config, const char* key) {
-  if (!config.contains(key) || config[key].is_null()) return std::nullopt;
-  const auto& node = config[key];
-  if (node.is_string()) return node.get<std::string>();
-  if (node.is_object() && node.contains("content")) return node["content"].get<std::string>();
-  return std::nullopt;
+// A token named in tokenizer_config.json: a string or {"content": ...}; null or absent: none.
+std::optional<std::string> config_token(const JsonField& config, const char* key) {
+  if (!config.has(key)) return std::nullopt;
+  const JsonField node = config.at(key);
+  if (node.json().is_string()) return node.string();
+  if (!node.json().is_object()) node.fail("a string or {\"content\": ...}");
+  return node.at("content").string();
+}
+
+// The id a TemplateProcessing names for a special token: its special_tokens entry, else the vocab.
+std::optional<TokenId> template_token_id(const JsonField& processor, const std::string& name,
+                                         const std::function<std::optional<TokenId>(const std::string&)>& lookup) {
+  if (!processor.has("special_tokens")) return lookup(name);
+  const JsonField specials = processor.at("special_tokens").object();
+  if (!specials.has(name.c_str())) return lookup(name);
+  const JsonField ids = specials.at(name.c_str()).at("ids");
+  if (ids.size() == 0) return lookup(name);
+  return TokenId(ids.item(0).unsigned_integer(kMaxTokenId));
 }
 
 // BOS/EOS from a TemplateProcessing "single" template: special tokens before / after $A.
-void read_template(const nlohmann::json& processor, const std::string& where, SpecialIds& impl,
+void read_template(const JsonField& processor, SpecialIds& impl,
                    const std::function<std::optional<TokenId>(const std::string&)>& lookup) {
-  std::string type = processor.value("type", "");
+  std::string type = processor.object().string_or("type", "");
   if (type == "Sequence") {
-    const auto& list = processor.at("processors");
-    for (size_t i = 0; i < list.size(); ++i) read_template(list[i], str(where, ".processors[", i, "]"), impl, lookup);
+    const JsonField list = processor.at("processors");
+    for (size_t i = 0; i < list.size(); ++i) read_template(list.item(i), impl, lookup);
     return;
   }
   if (type == "ByteLevel") return;  // offsets only
   if (type != "TemplateProcessing")
-    throw DataError(str(where, ": unsupported post_processor \"", type, "\" (expected TemplateProcessing or ByteLevel)"));
+    throw DataError(str(processor.where(), ": unsupported post_processor \"", type, "\" (expected TemplateProcessing or ByteLevel)"));
   bool seen_sequence = false;
-  const auto& single = processor.at("single");
+  const JsonField single = processor.at("single");
   for (size_t i = 0; i < single.size(); ++i) {
-    const auto& item = single[i];
-    if (item.contains("Sequence")) {
+    const JsonField item = single.item(i).object();
+    if (item.json().contains("Sequence")) {
       seen_sequence = true;
       continue;
     }
-    if (!item.contains("SpecialToken"))
-      throw DataError(str(where, ".single[", i, "]: expected Sequence or SpecialToken"));
-    auto name = item["SpecialToken"].at("id").get<std::string>();
-    std::optional<TokenId> id;
-    const auto& specials = processor.value("special_tokens", nlohmann::json::object());
-    if (specials.contains(name) && !specials[name].at("ids").empty())
-      id = specials[name]["ids"][0].get<TokenId>();
-    else
-      id = lookup(name);
-    if (!id) throw DataError(str(where, ".single[", i, "]: unknown special token \"", name, "\""));
+    if (!item.has("SpecialToken")) throw DataError(str(item.where(), ": expected Sequence or SpecialToken"));
+    auto name = item.at("SpecialToken").at("id").string();
+    std::optional<TokenId> id = template_token_id(processor, name, lookup);
+    if (!id) throw DataError(str(item.where(), ": unknown special token \"", name, "\""));
     if (seen_sequence) {
       impl.eos = id;
       impl.add_eos = true;
@@ -134,24 +130,34 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
 Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_json) {
-  auto json = read_json(tokenizer_json);
-  std::string where = tokenizer_json.string();
+  // tokenizer_config.json, when present, is what transformers follows for BOS/EOS.
+  auto config_path = tokenizer_json.parent_path() / "tokenizer_config.json";
+  std::optional<std::string> config_text;
+  if (std::filesystem::exists(config_path)) config_text = read_file(config_path);
+  return from_json(read_file(tokenizer_json), tokenizer_json.string(), config_text, config_path.string());
+}
+
+Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, const std::string& where,
+                               const std::optional<std::string>& tokenizer_config_json, const std::string& config_where) {
+  const nlohmann::json json = parse_json(tokenizer_json, where);
+  const JsonField root = JsonField(json, where).object();
   auto impl = std::make_unique<Impl>();
   impl->serial = next_serial++;
   try {
-    check_normalizer(json.value("normalizer", nlohmann::json()), where);
-    check_decoder(json.value("decoder", nlohmann::json()), where);
-    impl->bpe = Bpe::from_json(json.at("model"), where);
-    impl->pre = PreTokenizer::from_json(json.value("pre_tokenizer", nlohmann::json()), where + ".pre_tokenizer");
+    check_normalizer(root.at_or_null("normalizer"));
+    check_decoder(root.at_or_null("decoder"));
+    impl->bpe = Bpe::from_json(root.at("model"));
+    impl->pre = PreTokenizer::from_json(root.at_or_null("pre_tokenizer"));
     if (!impl->pre.has_byte_level)
       throw DataError(str(where, ".pre_tokenizer: no ByteLevel step (dsk supports byte-level BPE only)"));
-    impl->added = AddedTokens::from_json(json.value("added_tokens", nlohmann::json()), where);
-  } catch (const nlohmann::json::exception& e) {
+    impl->added = AddedTokens::from_json(root.at_or_null("added_tokens"));
+  } catch (const nlohmann::json::exception& e) {  // a read that JsonField does not guard
     throw DataError(str(where, ": unexpected structure: ", e.what()));
   }
 
   size_t size = impl->bpe.id_bytes().size();
   for (const auto& token : impl->added.tokens()) size = std::max(size, size_t(token.id) + 1);
+  if (size > 0) check_id_range(size - 1, impl->bpe.vocab().size() + impl->added.tokens().size(), where);
   impl->id_strings.resize(size);
   impl->id_decoded.resize(size);
   impl->id_is_special.assign(size, 0);
@@ -172,27 +178,27 @@ Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_json) {
     if (auto it = ref.bpe.vocab().find(text); it != ref.bpe.vocab().end()) return it->second;
     return std::nullopt;
   };
-  try {
-    if (json.contains("post_processor") && !json["post_processor"].is_null())
-      read_template(json["post_processor"], where + ".post_processor", ref.specials, lookup);
-  } catch (const nlohmann::json::exception& e) {
-    throw DataError(str(where, ".post_processor: unexpected structure: ", e.what()));
+  if (root.has("post_processor")) {
+    read_template(root.at("post_processor"), ref.specials, lookup);
+    // encode() would emit these ids: they must be in the vocabulary that shards are sized by.
+    for (auto id : {ref.specials.bos, ref.specials.eos})
+      if (id && *id >= size)
+        throw DataError(str(where, ".post_processor: special token id ", *id, " is not below the vocabulary size ", size));
   }
 
-  // tokenizer_config.json, when present, is what transformers follows for BOS/EOS.
-  auto config_path = tokenizer_json.parent_path() / "tokenizer_config.json";
-  if (std::filesystem::exists(config_path)) {
-    auto config = read_json(config_path);
+  if (tokenizer_config_json) {
+    const nlohmann::json config_json = parse_json(*tokenizer_config_json, config_where);
+    const JsonField config = JsonField(config_json, config_where).object();
     for (auto [key, slot] : {std::pair{"bos_token", &ref.specials.bos}, std::pair{"eos_token", &ref.specials.eos}}) {
       if (auto name = config_token(config, key)) {
         *slot = lookup(*name);
-        if (!*slot) throw DataError(str(config_path.string(), ".", key, ": \"", *name, "\" is not a token"));
+        if (!*slot) throw DataError(str(config_where, ".", key, ": \"", *name, "\" is not a token"));
       }
     }
-    if (config.contains("add_bos_token") && config["add_bos_token"].is_boolean())
-      ref.specials.add_bos = config["add_bos_token"].get<bool>();
-    if (config.contains("add_eos_token") && config["add_eos_token"].is_boolean())
-      ref.specials.add_eos = config["add_eos_token"].get<bool>();
+    if (config_json.contains("add_bos_token") && config_json["add_bos_token"].is_boolean())
+      ref.specials.add_bos = config_json["add_bos_token"].get<bool>();
+    if (config_json.contains("add_eos_token") && config_json["add_eos_token"].is_boolean())
+      ref.specials.add_eos = config_json["add_eos_token"].get<bool>();
   }
   return Tokenizer(std::move(impl));
 }

@@ -41,6 +41,10 @@ class Tokenizer {
   // Loads tokenizer.json (and, when present beside it, tokenizer_config.json for bos/eos and
   // add_bos_token). DataError naming the file and JSON path on anything malformed or unsupported.
   static Tokenizer load(const std::filesystem::path& tokenizer_json);
+  // The same from the files' text (tests, fuzzing): `where` and `config_where` name them in errors.
+  static Tokenizer from_json(std::string_view tokenizer_json, const std::string& where,
+                             const std::optional<std::string>& tokenizer_config_json = std::nullopt,
+                             const std::string& config_where = "tokenizer_config.json");
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

@@ -38,16 +38,21 @@ std::filesystem::path local_checkpoint(const std::string& source) {
 
 }  // namespace
 
-nlohmann::json yaml_to_json(const YAML::Node& node) {
+nlohmann::json yaml_to_json(const YAML::Node& node, const std::string& source) {
   switch (node.Type()) {
     case YAML::NodeType::Map: {
       nlohmann::json object = nlohmann::json::object();
-      for (const auto& entry : node) object[entry.first.as<std::string>()] = yaml_to_json(entry.second);
+      for (const auto& entry : node) {
+        if (!entry.first.IsScalar())
+          throw UsageError(str(yaml_location(source, entry.first), ": a key must be a plain name, not a ",
+                               entry.first.IsMap() ? "mapping" : "list"));
+        object[entry.first.Scalar()] = yaml_to_json(entry.second, source);
+      }
       return object;
     }
     case YAML::NodeType::Sequence: {
       nlohmann::json array = nlohmann::json::array();
-      for (const auto& item : node) array.push_back(yaml_to_json(item));
+      for (const auto& item : node) array.push_back(yaml_to_json(item, source));
       return array;
     }
     case YAML::NodeType::Scalar:
@@ -72,7 +77,7 @@ model::Model model_from_config(const Config& config, uint64_t seed, std::shared_
   if (config.has("model.config_json")) {
     arch = model::read_hf_config(config.get_string("model.config_json"));
   } else {
-    arch = model::architecture_from_hf_config(yaml_to_json(config.get_tree("model.config")),
+    arch = model::architecture_from_hf_config(yaml_to_json(config.get_tree("model.config"), config.source()),
                                               str(config.source(), ": model.config"));
   }
   return model::Model(arch, seed, 0.02f, ops);

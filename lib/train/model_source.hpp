@@ -19,7 +19,8 @@ namespace dsk::train {
 model::Model model_from_config(const Config& config, uint64_t seed, std::shared_ptr<tensor::Ops> ops);
 
 // YAML (inline config.json fields) as JSON: integers, numbers, booleans and null by their YAML
-// spelling, everything else a string; maps and sequences recursively.
-nlohmann::json yaml_to_json(const YAML::Node& node);
+// spelling, everything else a string; maps and sequences recursively. A key that is not a plain
+// name is a UsageError naming source and line.
+nlohmann::json yaml_to_json(const YAML::Node& node, const std::string& source);
 
 }  // namespace dsk::train

@@ -43,7 +43,10 @@ void add_entry(const std::string& entry, Role role, std::vector<fs::path>& out, 
     const io::ShardIndex index = io::load_shard_index(path);
     const io::ShardSplit* chosen = role == Role::train ? &index.train : &index.val;
     if (role == Role::named_val && chosen->shards.empty()) chosen = &index.train;
-    for (const auto& shard : chosen->shards) out.push_back(path / shard.file);
+    for (const auto& shard : chosen->shards) {
+      out.push_back(path / shard.file);
+      io::check_shard_against_index(io::ShardReader(out.back()).header(), index, shard, out.back().string());
+    }
     if (data.tokenizer.empty() && !index.tokenizer.empty()) data.tokenizer = locate_tokenizer(index, path);
     if (directories) directories->push_back(path);
     return;

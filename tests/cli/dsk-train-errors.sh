@@ -32,6 +32,11 @@ sed 's/^  seq_len: 32/  seq_len: many/' base.yaml >type.yaml
 expect 2 "type.yaml:[0-9]+.*data.seq_len" dsk-train -c type.yaml
 grep -v '^steps:' base.yaml >nolength.yaml
 expect 2 "steps or tokens" dsk-train -c nolength.yaml
+# A key that is itself a mapping (once exit 3 with a bare yaml-cpp error), a model config that
+# once trained (rms_norm_eps -1).
+{ cat base.yaml; echo '{a: 1}: 2'; } >mapkey.yaml
+expect 2 "mapkey.yaml:[0-9]+: a key must be a plain name, not a mapping" dsk-train -c mapkey.yaml
+expect 3 '"rms_norm_eps" must be a positive number' dsk-train -c base.yaml --set model.config.rms_norm_eps=-1
 expect 2 "vocabulary of 267 tokens but the model has 200" dsk-train -c base.yaml --set model.config.vocab_size=200
 expect 3 "nothing: no such shard" dsk-train -c base.yaml --set data.train=nothing
 expect 2 "exactly one of model.config_json, model.config and model.init_from" \

@@ -98,6 +98,14 @@ TEST_CASE("YAML syntax errors carry the line") {
   CHECK(message.find("YAML syntax error") != std::string::npos);
 }
 
+TEST_CASE("a key that is itself a mapping is a usage error naming the file and line (once a bare YAML error, exit 3)") {
+  Schema schema = example_schema();
+  std::string message = error_of([&] { Config::from_text(schema, "optim:\n  lr: 1\n{a: 1}: 2\n", "bad.yaml"); });
+  CHECK(message == "bad.yaml:3: a key must be a plain name, not a mapping");
+  message = error_of([&] { Config::from_text(schema, "optim:\n  [lr]: 1\n", "bad.yaml"); });
+  CHECK(message == "bad.yaml:2: a key must be a plain name, not a list");
+}
+
 TEST_CASE("a config file that cannot be read is a usage error naming it (exit 2, not bad data)") {
   Schema schema = example_schema();
   std::string message = error_of([&] { Config::load(schema, "no-such-dir/missing.yaml", {}); });

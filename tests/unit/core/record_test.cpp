@@ -27,6 +27,11 @@ TEST_CASE("odd strings survive quoting") {
   Record back = Record::parse(record.to_yaml(), "test");
   CHECK(back.require("path") == "dir with: colon # and hash");
   CHECK(back.require("note") == "123abc");
+  // Control characters (found by tests/fuzz/record_fuzz.cpp: a trailing CR was lost).
+  record.set("path", "a\r\r").set("ctrl\x01key", "tab\tand\x7f");
+  back = Record::parse(record.to_yaml(), "test");
+  CHECK(back.require("path") == "a\r\r");
+  CHECK(back.require("ctrl\x01key") == "tab\tand\x7f");
 }
 
 TEST_CASE("a malformed record is a data error") {
@@ -34,6 +39,22 @@ TEST_CASE("a malformed record is a data error") {
   CHECK_THROWS_AS(Record::parse("path: x\n", "t"), DataError);
   CHECK_THROWS_AS(Record::parse("kind: a\nlist: [1, 2]\n", "t"), DataError);
   CHECK_THROWS_AS(Record("x").require("path"), DataError);
+}
+
+TEST_CASE("a kind or key that is not a plain word is a data error naming the source, not a bare YAML error") {
+  CHECK_THROWS_WITH_AS(Record::parse("kind: {a: 1}\npath: x\n", "<stdin>"), doctest::Contains("<stdin>: the record's 'kind'"),
+                       DataError);
+  CHECK_THROWS_WITH_AS(Record::parse_last("---\nkind: checkpoint\n[a, b]: 1\n", "<stdin>"),
+                       doctest::Contains("<stdin>: a record's keys must be plain names"), DataError);
+  CHECK(Record::parse_last("kind: shards\npath: a\n---\nkind: checkpoint\npath: b\n", "<stdin>").require("path") == "b");
+}
+
+TEST_CASE("a stream of documents: the last record wins; a malformed one is an error, not an endless loop") {
+  // yaml-cpp 0.7's LoadAll allocated without end on this (found by tests/fuzz/record_fuzz.cpp).
+  CHECK_THROWS_AS(Record::parse_last(",--\nkind:", "<stdin>"), DataError);
+  CHECK(Record::parse_last("---\nkind: shards\n...\n--- {kind: checkpoint, path: b}\n---\n", "<stdin>").kind() == "checkpoint");
+  CHECK_THROWS_WITH_AS(Record::parse_last("kind: a\n---\nkind: b\npath: [\n", "<stdin>"), doctest::Contains("<stdin>:5"),
+                       DataError);
 }
 
 TEST_CASE("a plain path argument is returned as it is") {

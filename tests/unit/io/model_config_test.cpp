@@ -79,6 +79,21 @@ TEST_CASE("validation names the file and field") {
   fails(R"({"model_type":"deepseek_v3","topk_group":9})", "'topk_group'");
 }
 
+TEST_CASE("sizes are bounded so that a corrupt config.json cannot make dsk build a huge model") {
+  auto fails = [](const std::string& text, const std::string& part) {
+    CHECK_THROWS_WITH_AS(parse(text), doctest::Contains(part.c_str()), DataError);
+  };
+  fails(R"({"model_type":"deepseek_v3","n_routed_experts":323948858})", "'n_routed_experts' must be at most 4096");
+  fails(R"({"model_type":"deepseek_v3","n_routed_experts":4096,"n_group":1,"topk_group":1})",
+        "'n_routed_experts': times the 58 MoE layers must be at most 65536");
+  fails(R"({"model_type":"llama","vocab_size":1099511627792})", "'vocab_size' must be at most 16777216");
+  fails(R"({"model_type":"llama","hidden_size":18446744073709551615})", "'hidden_size' must be an integer");
+  fails(R"({"model_type":"llama","num_hidden_layers":5000})", "'num_hidden_layers' must be at most 1024");
+  fails(R"({"model_type":"llama","max_position_embeddings":-7})", "'max_position_embeddings' must be positive");
+  fails(R"({"model_type":"llama","rms_norm_eps":1e309})", "not valid JSON");
+  CHECK_NOTHROW(parse(R"({"model_type":"deepseek_v3"})"));  // DeepSeek-V3 itself: 256 experts x 58 layers
+}
+
 TEST_CASE("write then read gives the same config") {
   for (const char* text :
        {R"({"model_type":"llama","hidden_size":64,"num_attention_heads":4,"num_key_value_heads":2,

@@ -118,6 +118,8 @@ TEST_CASE("malformed headers are DataErrors naming the file and tensor") {
   CHECK(contains(error_for(R"({"t":{)" + f32 + R"(,"shape":"1","data_offsets":[0,4]}})"), "\"shape\""));
   CHECK(contains(error_for(R"({"t":{)" + f32 + R"(,"shape":[1],"data_offsets":[0]}})"), "\"data_offsets\""));
   CHECK(contains(error_for(R"({"t":{)" + f32 + R"(,"shape":[1]}})"), "\"data_offsets\""));
+  CHECK(contains(error_for(R"({"t":{)" + f32 + R"(,"shape":[1],"data_offsets":[0,4,4]}})"), "\"data_offsets\""));
+  CHECK(contains(error_for(R"({"t":{)" + f32 + R"(,"shape":[1],"data_offsets":[0,1e309]}})"), "not valid JSON"));
   CHECK(contains(error_for(R"({"t":{)" + f32 + R"(,"shape":[1],"data_offsets":[4,0]}})"), "outside the data section"));
   CHECK(contains(error_for(R"({"t":{)" + f32 + R"(,"shape":[8],"data_offsets":[0,32]}})"), "outside the data section"));
   CHECK(contains(error_for(R"({"t":{)" + f32 + R"(,"shape":[2],"data_offsets":[0,4]}})"), "tensor 't': holds 4 bytes"));

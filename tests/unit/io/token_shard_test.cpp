@@ -150,8 +150,8 @@ TEST_CASE("index.yaml round-trips, keeping the producer's extra fields") {
   index.token_bytes = 4;
   index.eos_id = 1;
   index.bos_id = kNoBos;
-  index.train = {3, 30, 120, {{"train-00000.tok", 3, 30, "ab"}}};
-  index.val = {1, 5, 20, {{"val-00000.tok", 1, 5, "cd"}}};
+  index.train = {3, 30, 120, {{"train-00000.tok", 3, 30, std::string(64, 'a')}}};
+  index.val = {1, 5, 20, {{"val-00000.tok", 1, 5, std::string(64, 'c')}}};
   index.extra = {{"errors", "{policy: skip, invalid_utf8: 2}"}};
   write_file_atomic(dir / kShardIndexName, shard_index_to_yaml(index));
   ShardIndex loaded = load_shard_index(dir);
@@ -160,7 +160,7 @@ TEST_CASE("index.yaml round-trips, keeping the producer's extra fields") {
   CHECK(loaded.text_bytes() == 140);
   CHECK(loaded.bos_id == kNoBos);
   CHECK(loaded.val.shards.at(0).file == "val-00000.tok");
-  CHECK(loaded.train.shards.at(0).sha256 == "ab");
+  CHECK(loaded.train.shards.at(0).sha256 == std::string(64, 'a'));
   REQUIRE(loaded.extra.size() == 1);
   CHECK(loaded.extra[0].first == "errors");
   CHECK(shard_index_to_yaml(loaded) == shard_index_to_yaml(index));
@@ -192,4 +192,62 @@ TEST_CASE("index.yaml names its tokenizer relative to the shard directory, symli
   fs::current_path(dir);
   CHECK(find_index_tokenizer(index, "out/shards") == fs::path("snapshot/tokenizer.json"));
   fs::current_path(working);
+}
+
+TEST_CASE("index.yaml: totals that are not whole numbers or differ from their parts are refused") {
+  ShardIndex index;
+  index.tokenizer = "t.json";
+  index.vocab_size = 100;
+  index.token_bytes = 2;
+  index.eos_id = 1;
+  index.train = {3, 30, 120, {{"train-00000.tok", 3, 30, std::string(64, 'a')}}};
+  const std::string good = shard_index_to_yaml(index);
+  CHECK(parse_shard_index(good, "index.yaml").tokens() == 30);
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string text = good;
+    size_t at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    return text.replace(at, from.size(), to);
+  };
+  auto error = [](const std::string& text) {
+    try {
+      parse_shard_index(text, "index.yaml");
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  // Once exit 0: the top-level totals were never read.
+  CHECK(error(with("documents: 3\ntokens: 30", "documents: 0.5\ntokens: 30")).find("key 'documents' has a malformed value") !=
+        std::string::npos);
+  CHECK(error(with("documents: 3\ntokens: 30", "documents: 3\ntokens: -.inf")).find("key 'tokens' has a malformed value") !=
+        std::string::npos);
+  CHECK(error(with("documents: 3\ntokens: 30", "documents: 4\ntokens: 30")).find("documents is 4 but its parts add up to 3") !=
+        std::string::npos);
+  CHECK(error(with("bos_id: -1", "bos_id: 4294967296")).find("bos_id 4294967296 is neither") != std::string::npos);
+  CHECK(error(with("eos_id: 1", "eos_id: 100")).find("eos_id 100 is not below") != std::string::npos);
+  CHECK(error(with("file: train-00000.tok", "file: ../x.tok")).find("must be a file name") != std::string::npos);
+}
+
+TEST_CASE("a shard's header must agree with index.yaml; reserved header bytes must be zero") {
+  fs::path dir = scratch_dir("against-index");
+  fs::path path = write_small_shard(dir / "s.tok", 1000);
+  ShardIndex index;
+  index.vocab_size = 1000;
+  index.token_bytes = 2;
+  index.eos_id = 1;
+  index.bos_id = 0;
+  ShardFileEntry entry{"s.tok", 2, 7, ""};
+  ShardReader reader(path);
+  CHECK_NOTHROW(check_shard_against_index(reader.header(), index, entry, "s.tok"));
+  index.vocab_size = 1001;
+  CHECK_THROWS_WITH_AS(check_shard_against_index(reader.header(), index, entry, "s.tok"),
+                       doctest::Contains("header says vocab_size 1000 but index.yaml says 1001"), DataError);
+  index.vocab_size = 1000;
+  index.bos_id = kNoBos;
+  CHECK_THROWS_WITH_AS(check_shard_against_index(reader.header(), index, entry, "s.tok"),
+                       doctest::Contains("bos_id"), DataError);
+
+  patch_bytes(path, 50, std::string("\1", 1));
+  CHECK(error_of(path).find("reserved header byte 50 is 1") != std::string::npos);
 }

@@ -141,6 +141,9 @@ TEST_CASE("samples files: JSONL and CSV, with errors naming the line") {
   CHECK(error_of("time,gpu_util\n0,91,3\n", true).find("f:2: expected 2 fields") == 0);
   CHECK(error_of("gpu_util\n91\n", true).find("no \"time\" column") != std::string::npos);
   CHECK(error_of("{\"time\": 0,\n", false).find("not valid JSON") != std::string::npos);
+  // Once an internal error (exit 1): nlohmann reports 1e309 as out of range, not as a parse error.
+  CHECK(error_of("{\"time\": 0, \"gpu_util\": 1e309}\n", false).find("f:1: not valid JSON") == 0);
+  CHECK(error_of("{\"time\": 0, \"current\": 1e300}\n", false).find("whole number from 0") != std::string::npos);
 }
 
 TEST_CASE("a samples file as a source: decided at now; a stale last sample fails the source") {

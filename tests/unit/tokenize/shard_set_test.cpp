@@ -71,8 +71,18 @@ TEST_CASE("statistics: counts from the shards, unigram entropy in bits and nats"
   CHECK(stats.all.tokens == 9);
   CHECK(stats.all.distinct_tokens == 4);
 
-  // The shards must agree with the index.
-  index.train.shards[0].tokens = 7;
-  write_file_atomic(dir / io::kShardIndexName, io::shard_index_to_yaml(index));
-  CHECK_THROWS_WITH_AS(compute_shard_stats(dir), doctest::Contains("index.yaml says"), DataError);
+  // The shards must agree with the index: counts, the header's ids, and the bytes' sha256.
+  io::ShardIndex changed = index;
+  changed.train.shards[0].tokens = 7;
+  changed.train.tokens = 7;
+  write_file_atomic(dir / io::kShardIndexName, io::shard_index_to_yaml(changed));
+  CHECK_THROWS_WITH_AS(compute_shard_stats(dir), doctest::Contains("header says tokens 6 but index.yaml says 7"), DataError);
+  changed = index;
+  changed.bos_id = 3;
+  write_file_atomic(dir / io::kShardIndexName, io::shard_index_to_yaml(changed));
+  CHECK_THROWS_WITH_AS(compute_shard_stats(dir), doctest::Contains("header says bos_id 0 but index.yaml says 3"), DataError);
+  changed = index;
+  changed.train.shards[0].sha256[0] = changed.train.shards[0].sha256[0] == '0' ? '1' : '0';
+  write_file_atomic(dir / io::kShardIndexName, io::shard_index_to_yaml(changed));
+  CHECK_THROWS_WITH_AS(compute_shard_stats(dir), doctest::Contains("sha256 differs"), DataError);
 }

@@ -10,7 +10,7 @@ using nlohmann::json;
 
 namespace {
 std::vector<std::string> split(const json& config, std::string_view text) {
-  auto pre = PreTokenizer::from_json(config, "test");
+  auto pre = PreTokenizer::from_json(dsk::JsonField(config, "test"));
   std::vector<std::string_view> pieces, scratch;
   std::deque<std::string> arena;
   pre.split(text, pieces, scratch, arena);

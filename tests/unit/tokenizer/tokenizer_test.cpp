@@ -143,6 +143,49 @@ TEST_CASE("unsupported or malformed tokenizer.json: DataError naming the JSON pa
   CHECK_THROWS_AS(Tokenizer::load("/nonexistent/tokenizer.json"), dsk::DataError);
 }
 
+TEST_CASE("tokenizer.json that a mutation run broke dsk with: a DataError naming the field, at once") {
+  const auto config = read(kTinyGpt2);
+  auto error = [](const std::string& text, const std::optional<std::string>& tokenizer_config = std::nullopt) {
+    try {
+      Tokenizer::from_json(text, "tokenizer.json", tokenizer_config, "tokenizer_config.json");
+    } catch (const dsk::DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  auto with_vocab_id = [&](const json& id) {
+    auto copy = config;
+    copy["model"]["vocab"]["hello"] = id;
+    return copy.dump();
+  };
+  // Once a segfault: a copy of the 140,000-deep decoder recursed off the stack.
+  std::string deep = config.dump();
+  deep.replace(deep.find("\"decoder\":{"), 11, "\"decoder\":" + std::string(140000, '[') + std::string(140000, ']') + ",\"x\":{");
+  CHECK(error(deep).find("tokenizer.json: not valid JSON (nested deeper than 256 levels") != std::string::npos);
+  // Once minutes and gigabytes (tables sized by the largest id), or exit 0 with the id cut to 0.
+  CHECK(error(with_vocab_id(60000000)).find("tokenizer.json.model.vocab: token id 60000000 for 266 tokens") !=
+        std::string::npos);
+  CHECK(error(with_vocab_id(uint64_t(1) << 40)).find("tokenizer.json.model.vocab[\"hello\"]: expected an integer from 0") !=
+        std::string::npos);
+  // Type errors name the field, not only the file.
+  CHECK(error(with_vocab_id("5")).find("model.vocab[\"hello\"]: expected an integer") != std::string::npos);
+  auto added = config;
+  added["added_tokens"][0]["content"] = 5;
+  CHECK(error(added.dump()).find("tokenizer.json.added_tokens[0].content: expected a string, got an integer") !=
+        std::string::npos);
+  // Once exit 1 (an internal error): an object where tokenizer_config.json expects a string.
+  CHECK(error(config.dump(), R"({"eos_token": {"content": {"a": 1}}})")
+            .find("tokenizer_config.json.eos_token.content: expected a string, got an object") != std::string::npos);
+  // encode() must never emit an id outside the vocabulary that shards are sized by.
+  auto processor = config;
+  processor["post_processor"] = {
+      {"type", "TemplateProcessing"},
+      {"single", json::array({{{"SpecialToken", {{"id", "<|endoftext|>"}, {"type_id", 0}}}},
+                              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+      {"special_tokens", {{"<|endoftext|>", {{"id", "<|endoftext|>"}, {"ids", {999999}}, {"tokens", {"x"}}}}}}};
+  CHECK(error(processor.dump()).find("special token id 999999 is not below the vocabulary size 267") != std::string::npos);
+}
+
 TEST_CASE("DeepSeek-V3: ids of the JS reference, special tokens, BOS from tokenizer_config.json") {
   const auto& tokenizer = deepseek();
   CHECK(tokenizer.vocab_size() == 128815);  // largest added token + 1 (config.json pads to 129280)

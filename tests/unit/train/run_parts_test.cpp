@@ -93,7 +93,7 @@ TEST_CASE("inline model config: YAML scalars become JSON numbers, booleans, null
   YAML::Node node = YAML::Load(
       "{model_type: llama, vocab_size: 32, rms_norm_eps: 1.0e-5, tie_word_embeddings: true, q_lora_rank: null,"
       " name: '123', rope_scaling: {type: linear, factor: 2}}");
-  nlohmann::json json = yaml_to_json(node);
+  nlohmann::json json = yaml_to_json(node, "test.yaml");
   CHECK(json["model_type"] == "llama");
   CHECK(json["vocab_size"].is_number_integer());
   CHECK(json["vocab_size"] == 32);
