@@ -105,6 +105,9 @@ Record Record::read_stdin() {
 
 namespace {
 
+// "<stdin>" reads as "stdin" in a sentence.
+std::string display_name(const std::string& source) { return source == "<stdin>" ? "stdin" : source; }
+
 bool starts_document(std::string_view line) {
   return line.starts_with("---") && (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
 }
@@ -120,8 +123,8 @@ std::vector<YAML::Node> load_documents(std::string_view text, const std::string&
       documents.push_back(YAML::Load(std::string(text.substr(begin, end - begin))));
     } catch (const YAML::Exception& e) {
       // One rule for stdin (dsk(7)): no usable record where one is expected is a usage error.
-      throw UsageError(str("expected a record on ", source, " (a YAML mapping with 'kind'), got text that is not "
-                           "YAML (line ", begin_line + e.mark.line + 1, ": ", e.msg, ")"));
+      throw UsageError(str("expected a record on ", display_name(source), " (a YAML mapping with 'kind'), got text "
+                           "that is not YAML (", source, ":", begin_line + e.mark.line + 1, ": ", e.msg, ")"));
     }
   };
   for (size_t at = 0; at < text.size(); ++line) {
@@ -147,7 +150,7 @@ Record Record::parse_last(std::string_view text, const std::string& source) {
       return parse(out.c_str(), source);
     }
   }
-  throw UsageError(str("expected a record on ", source, " (a YAML mapping with 'kind'), got ",
+  throw UsageError(str("expected a record on ", display_name(source), " (a YAML mapping with 'kind'), got ",
                        text.empty() ? "nothing" : "none"));
 }
 

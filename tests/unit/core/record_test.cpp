@@ -51,10 +51,11 @@ TEST_CASE("a kind or key that is not a plain word is a data error naming the sou
 
 TEST_CASE("a stream of documents: the last record wins; a malformed one is an error, not an endless loop") {
   // yaml-cpp 0.7's LoadAll allocated without end on this (found by tests/fuzz/record_fuzz.cpp).
-  CHECK_THROWS_AS(Record::parse_last(",--\nkind:", "<stdin>"), DataError);
+  CHECK_THROWS_AS(Record::parse_last(",--\nkind:", "<stdin>"), UsageError);
   CHECK(Record::parse_last("---\nkind: shards\n...\n--- {kind: checkpoint, path: b}\n---\n", "<stdin>").kind() == "checkpoint");
+  // No usable record where one is expected is a usage error (dsk(7)), naming where the YAML broke.
   CHECK_THROWS_WITH_AS(Record::parse_last("kind: a\n---\nkind: b\npath: [\n", "<stdin>"), doctest::Contains("<stdin>:5"),
-                       DataError);
+                       UsageError);
 }
 
 TEST_CASE("a plain path argument is returned as it is") {
