@@ -11,7 +11,9 @@ fi
 start_s3_server() {  # start_s3_server DATA_DIR
   local data_dir=$1
   mkdir -p "$data_dir"
-  S3_PORT=${S3_PORT:-$(( 30000 + RANDOM % 20000 ))}
+  # 10000-19999: below the kernel's ephemeral ports (outgoing connections of tests running beside
+  # this one) and the Slurm test's ports (20000 and up).
+  S3_PORT=${S3_PORT:-$(( 10000 + RANDOM % 10000 ))}
   node --openssl-legacy-provider "$s3rver_js" -d "$data_dir" -a 127.0.0.1 -p "$S3_PORT" -s \
     --configure-bucket models >"$data_dir.log" 2>&1 &
   S3_PID=$!

@@ -24,7 +24,12 @@ slurm_cluster_start() {
   SLURM_DIR=$1
   local node_count=$2 user base_port i
   user=$(id -un)
-  base_port=$((20000 + RANDOM % 20000))
+  # Below the kernel's ephemeral range (32768 and up here): a port drawn from inside it can be
+  # taken at that moment by any outgoing connection of a test running beside this one (seen in CI:
+  # slurmd "Address already in use").
+  local ephemeral_low
+  ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  base_port=$((20000 + RANDOM % (ephemeral_low - 20000 - 64)))
   mkdir -p "$SLURM_DIR"/{munge,state,log,spool}
   chmod 700 "$SLURM_DIR/munge"
   head -c 1024 /dev/urandom >"$SLURM_DIR/munge/munge.key"
