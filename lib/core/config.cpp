@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/yaml_string.hpp"
 
 namespace dsk {
 namespace {
@@ -381,7 +382,7 @@ std::string Config::to_yaml() const {
     cursor[key.path.substr(start)] = found->second;
   }
   YAML::Emitter out;
-  out << root;
+  emit_node(out, root);  // not `out << root`: a quoted '123' would print as a number
   return std::string(out.c_str()) + "\n";
 }
 
