@@ -235,7 +235,7 @@ bool DocumentReader::read_jsonl(Document& document, uint64_t& line_number) {
       else if (field == record.end()) problem = str("no field \"", options_.jsonl_field, "\"");
       else if (!field->is_string()) problem = str("field \"", options_.jsonl_field, "\" is not a string");
       else document.text = field->get<std::string>();
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // out_of_range too: 1e309 is no double
       std::string message = e.what();
       size_t colon = message.find("parse error");
       problem = "bad JSON: " + (colon == std::string::npos ? message : message.substr(colon));
