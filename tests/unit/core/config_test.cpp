@@ -67,6 +67,11 @@ TEST_CASE("the printed config keeps quoted scalars quoted and control characters
   CHECK(again.get_string("run.name") == "a\r");  // a raw CR before the newline was read as part of it
   CHECK(again.get_tree("model.config")["name"].Tag() == "!");  // '123' was printed as the number 123
   CHECK(again.get_tree("model.config")["n"].Tag() == "?");
+  // "key=" inside a tree is null, as "key:" in a file, before and after printing (it printed as "").
+  Config empty = Config::from_text(schema, "", "e.yaml", {"model.config.q_lora_rank=", "run.name="});
+  CHECK(empty.get_tree("model.config")["q_lora_rank"].IsNull());
+  CHECK(Config::from_text(schema, empty.to_yaml(), "printed").get_tree("model.config")["q_lora_rank"].IsNull());
+  CHECK(empty.get_string("run.name").empty());
 }
 
 TEST_CASE("an unknown key names the file, the line and a suggestion") {
