@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/yaml_string.hpp"
 
 namespace dsk {
 namespace {
@@ -356,7 +357,12 @@ void Config::apply_override(const std::string& assignment) {
 }
 
 void Config::set(const std::string& path, const std::string& yaml_value, const std::string& source) {
-  YAML::Node value = yaml_value.empty() ? YAML::Node(std::string()) : parse_yaml(yaml_value, source);
+  // "key=" is an empty string for a key of the schema, and null inside a tree (as "key:" is in a
+  // file: an empty scalar made here would print as "" and read back as a string).
+  const bool in_tree = !schema_->find(path) || schema_->find(path)->type == ValueType::tree;
+  YAML::Node value = !yaml_value.empty() ? parse_yaml(yaml_value, source)
+                     : in_tree           ? YAML::Node(YAML::NodeType::Null)
+                                         : YAML::Node(std::string());
   if (const KeySpec* spec = schema_->find(path)) {
     assign(*spec, value, source);
     return;
@@ -442,7 +448,7 @@ std::string Config::to_yaml() const {
     cursor[key.path.substr(start)] = key.is_path ? absolute_paths(key, found->second) : found->second;
   }
   YAML::Emitter out;
-  out << root;
+  emit_node(out, root);  // not `out << root`: a quoted '123' would print as a number
   return std::string(out.c_str()) + "\n";
 }
 

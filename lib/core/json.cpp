@@ -50,6 +50,11 @@ json parse_json(std::string_view text, const std::string& where) {
   }
 }
 
+std::string json_excerpt(const json& value) {
+  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  return text.size() > 80 ? text.substr(0, 77) + "..." : text;
+}
+
 void JsonField::fail(const std::string& expectation) const {
   throw DataError(str(where_, ": expected ", expectation, ", got ", type_of(*value_)));
 }
@@ -102,7 +107,7 @@ bool JsonField::boolean() const {
 
 uint64_t JsonField::unsigned_integer(uint64_t max) const {
   if (!value_->is_number_unsigned() || value_->get<uint64_t>() > max)
-    throw DataError(str(where_, ": expected an integer from 0 to ", max, ", got ", value_->dump()));
+    throw DataError(str(where_, ": expected an integer from 0 to ", max, ", got ", json_excerpt(*value_)));
   return value_->get<uint64_t>();
 }
 

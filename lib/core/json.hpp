@@ -23,6 +23,10 @@ inline constexpr int kMaxJsonDepth = 256;  // libxml2's default limit too; real 
 // (1e309) or nesting deeper than kMaxJsonDepth.
 nlohmann::json parse_json(std::string_view text, const std::string& where);
 
+// A value as JSON text for an error message: at most 80 characters, bytes that are not UTF-8
+// replaced (dump() would throw on them; a YAML model.config can hold them).
+std::string json_excerpt(const nlohmann::json& value);
+
 // A JSON value and where it is ("config.json.rope_scaling", "tokenizer.json.added_tokens[3]").
 // Reads check the type and throw DataError naming the place; an absent or null key takes the
 // fallback of the *_or reads.

@@ -1,22 +1,18 @@
-// Strings written with yaml-cpp's emitter that read back as the same strings.
+// Strings and nodes written with yaml-cpp's emitter so that they read back the same.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
 #include <string>
 
 namespace dsk {
 
 // yaml-cpp writes control characters raw unless the string is double-quoted, and a raw CR then
 // reads back as a line break: such strings go double-quoted, where yaml-cpp escapes them.
-inline void emit_string(YAML::Emitter& out, const std::string& text) {
-  bool control = std::any_of(text.begin(), text.end(), [](char c) {
-    auto byte = static_cast<unsigned char>(c);
-    return byte < 0x20 || byte == 0x7F;
-  });
-  if (control) out << YAML::DoubleQuoted;
-  out << text;
-}
+void emit_string(YAML::Emitter& out, const std::string& text);
+
+// `out << node`, except that a scalar that was quoted ('123', tag "!") is written quoted, not as
+// the number it spells, strings go through emit_string, and other tags are kept verbatim.
+void emit_node(YAML::Emitter& out, const YAML::Node& node);
 
 }  // namespace dsk

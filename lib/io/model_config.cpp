@@ -23,7 +23,7 @@ struct Fields {
   bool has(const char* key) const { return object.contains(key) && !object.at(key).is_null(); }
 
   [[noreturn]] void wrong(const char* key, const char* expected) const {
-    throw DataError(str(origin, ": field '", key, "' must be ", expected, " (got ", object.at(key).dump(), ")"));
+    throw DataError(str(origin, ": field '", key, "' must be ", expected, " (got ", json_excerpt(object.at(key)), ")"));
   }
 
   void read(const char* key, int64_t& out) const {

@@ -42,7 +42,7 @@ int get_size(const json& config, const char* key, int fallback, int64_t maximum,
   double value = it->is_number() ? it->get<double>() : -1;
   bool whole = it->is_number_integer() || (it->is_number_float() && value == std::floor(value));
   if (!whole || value < 0 || value > double(maximum) || (it->is_number_integer() && it->get<int64_t>() > maximum))
-    throw DataError(str(where, ": \"", key, "\" must be an integer from 0 to ", maximum, ", got ", it->dump()));
+    throw DataError(str(where, ": \"", key, "\" must be an integer from 0 to ", maximum, ", got ", json_excerpt(*it)));
   return int(value);
 }
 
@@ -50,7 +50,7 @@ int get_size(const json& config, const char* key, int fallback, int64_t maximum,
 double get_positive(const json& config, const char* key, double fallback, const std::string& where) {
   double value = get<double>(config, key, fallback, where);
   if (!std::isfinite(value) || value <= 0)
-    throw DataError(str(where, ": \"", key, "\" must be a positive number, got ", config.at(key).dump()));
+    throw DataError(str(where, ": \"", key, "\" must be a positive number, got ", json_excerpt(config.at(key))));
   return value;
 }
 

@@ -1,6 +1,10 @@
 #include "train/model_source.hpp"
 
+#include <charconv>
+#include <cctype>
+#include <cmath>
 #include <cstdlib>
+#include <optional>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -10,16 +14,40 @@
 namespace dsk::train {
 namespace {
 
+// A YAML 1.2 core-schema number spelled by the whole scalar: 64, -3, 0x40, 1.0e-5, .inf.
+// Not YAML::convert: it also takes "16" followed by form feeds, which prints back quoted and
+// then reads as a string (found by tests/fuzz/config_fuzz.cpp).
+std::optional<nlohmann::json> number_of(std::string_view text) {
+  if (text.starts_with('+')) text.remove_prefix(1);
+  if (text.empty() || text[0] == '+' || std::isspace(static_cast<unsigned char>(text.back()))) return std::nullopt;
+  auto whole = [&](auto result, std::string_view digits) {
+    return result.ec == std::errc() && result.ptr == digits.data() + digits.size();
+  };
+  int64_t integer = 0;
+  if (whole(std::from_chars(text.data(), text.data() + text.size(), integer), text)) return integer;
+  for (auto [prefix, base] : {std::pair{"0x", 16}, std::pair{"0o", 8}}) {
+    std::string_view digits = text.substr(std::min<size_t>(2, text.size()));
+    if (text.starts_with(prefix) && !digits.empty() &&
+        whole(std::from_chars(digits.data(), digits.data() + digits.size(), integer, base), digits))
+      return integer;
+  }
+  std::string_view unsigned_text = text.starts_with('-') ? text.substr(1) : text;
+  if (unsigned_text == ".inf" || unsigned_text == ".Inf" || unsigned_text == ".INF")
+    return text[0] == '-' ? -INFINITY : INFINITY;
+  if (text == ".nan" || text == ".NaN" || text == ".NAN") return NAN;
+  double number = 0;
+  bool numeric = !unsigned_text.empty() && (std::isdigit(static_cast<unsigned char>(unsigned_text[0])) || unsigned_text[0] == '.');
+  if (numeric && whole(std::from_chars(text.data(), text.data() + text.size(), number), text)) return number;
+  return std::nullopt;
+}
+
 nlohmann::json scalar_to_json(const YAML::Node& node) {
   const std::string& text = node.Scalar();
   if (node.Tag() == "!") return text;  // quoted in the YAML: a string, whatever it spells
   if (text == "null" || text == "~" || text.empty()) return nullptr;
   if (text == "true" || text == "True") return true;
   if (text == "false" || text == "False") return false;
-  int64_t integer;
-  if (YAML::convert<int64_t>::decode(node, integer)) return integer;
-  double number;
-  if (YAML::convert<double>::decode(node, number)) return number;
+  if (auto number = number_of(text)) return *number;
   return text;
 }
 

@@ -61,6 +61,20 @@ TEST_CASE("the printed config reads back to the same values") {
   CHECK(second.get_double("optim.lr") == doctest::Approx(0.0005));
 }
 
+TEST_CASE("the printed config keeps quoted scalars quoted and control characters escaped") {
+  Schema schema = example_schema();
+  Config config = Config::from_text(schema, "run:\n  name: \"a\\r\"\nmodel:\n  config: {name: '123', n: 123}\n", "q.yaml");
+  Config again = Config::from_text(schema, config.to_yaml(), "printed");
+  CHECK(again.get_string("run.name") == "a\r");  // a raw CR before the newline was read as part of it
+  CHECK(again.get_tree("model.config")["name"].Tag() == "!");  // '123' was printed as the number 123
+  CHECK(again.get_tree("model.config")["n"].Tag() == "?");
+  // "key=" inside a tree is null, as "key:" in a file, before and after printing (it printed as "").
+  Config empty = Config::from_text(schema, "", "e.yaml", {"model.config.q_lora_rank=", "run.name="});
+  CHECK(empty.get_tree("model.config")["q_lora_rank"].IsNull());
+  CHECK(Config::from_text(schema, empty.to_yaml(), "printed").get_tree("model.config")["q_lora_rank"].IsNull());
+  CHECK(empty.get_string("run.name").empty());
+}
+
 TEST_CASE("an unknown key names the file, the line and a suggestion") {
   Schema schema = example_schema();
   std::string message = error_of([&] { Config::from_text(schema, "optim:\n  lr: 1\n  lrr: 2\n", "train.yaml"); });

@@ -46,6 +46,9 @@ TEST_CASE("sizes out of bounds, negative or not finite are refused before a mode
         std::string::npos);
   CHECK(error_with({{"hidden_size", 64.5}}).find("\"hidden_size\" must be an integer") != std::string::npos);
   CHECK(error_with({{"hidden_size", 64.0}}) == "accepted");  // a whole float is an integer, as in Python
+  // A YAML model.config can hold bytes that are not UTF-8; the message once threw on them (exit 1).
+  CHECK(error_with({{"hidden_size", "\xfe\xff"}}).find("\"hidden_size\" must be an integer from 0 to 1048576, got \"\xef\xbf\xbd") !=
+        std::string::npos);
 }
 
 TEST_CASE("a number beyond a double in config.json is a DataError naming the file, not an internal error") {

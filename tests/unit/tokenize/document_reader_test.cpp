@@ -117,6 +117,16 @@ TEST_CASE("a bad JSONL line: fail stops with its place; skip and replace drop it
   }
 }
 
+TEST_CASE("a number beyond a double in a JSONL line is a bad record, not an internal error") {
+  fs::path dir = scratch_dir("json-1e309");
+  write_file_atomic(dir / "d.jsonl", "{\"text\": \"a\", \"score\": 1e309}\n{\"text\": \"b\"}\n");
+  std::string file = (dir / "d.jsonl").string();
+  ReaderOptions options;
+  CHECK_THROWS_WITH_AS(read_all({file}, options), doctest::Contains("d.jsonl:1: bad JSON"), DataError);
+  options.on_error = ErrorPolicy::skip;
+  CHECK(read_all({file}, options).size() == 1);
+}
+
 TEST_CASE("invalid UTF-8: fail names file, line and column; replace repairs; skip drops") {
   fs::path dir = scratch_dir("utf8");
   write_file_atomic(dir / "t.txt", "line one\nline \xFFtwo\n");

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -102,6 +103,16 @@ TEST_CASE("inline model config: YAML scalars become JSON numbers, booleans, null
   CHECK(json["q_lora_rank"].is_null());
   CHECK(json["name"] == "123");  // quoted: stays a string
   CHECK(json["rope_scaling"]["factor"] == 2);
+  // Numbers are the whole scalar (yaml-cpp's own conversion took "16" followed by form feeds).
+  nlohmann::json more = yaml_to_json(YAML::Load("a: 16\f\f\nb: 0x10\nc: -.inf\nd: 1e3\ne: +7\nf: 1_000\ng: inf\nh: 12abc\n"), "t");
+  CHECK(more["a"] == "16\f\f");
+  CHECK(more["b"] == 16);
+  CHECK(std::isinf(more["c"].get<double>()));
+  CHECK(more["d"] == 1000.0);
+  CHECK(more["e"] == 7);
+  CHECK(more["f"] == "1_000");
+  CHECK(more["g"] == "inf");
+  CHECK(more["h"] == "12abc");
 }
 
 TEST_CASE("checkpoints: exact round trip, the newest whole one, leftovers removed, keep K") {
