@@ -88,18 +88,6 @@ BenchOptions resolve(const ToolFlags& flags, BenchOptions options) {
   return options;
 }
 
-// argv without --nproc-per-node and its value: what each local child runs.
-std::vector<std::string> child_arguments(int argc, char** argv) {
-  std::vector<std::string> arguments;
-  for (int i = 0; i < argc; ++i) {
-    std::string argument = argv[i];
-    if (argument == "--nproc-per-node") { ++i; continue; }
-    if (argument.rfind("--nproc-per-node=", 0) == 0) continue;
-    arguments.push_back(argument);
-  }
-  return arguments;
-}
-
 void print_out(const std::string& text) {
   std::fputs(text.c_str(), stdout);
   std::fflush(stdout);

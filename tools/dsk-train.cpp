@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/record.hpp"
+#include "dist/local_launch.hpp"
 #include "model/generate.hpp"
 #include "model/model.hpp"
 #include "tensor/device.hpp"
@@ -29,6 +30,7 @@ namespace {
 
 struct TrainFlags {
   std::string run_dir, data, init_from, steps, device, precision;
+  int nproc_per_node = 0;
 };
 
 // Where a subcommand runs its model (the same choices as the config keys device and precision).
@@ -76,6 +78,7 @@ std::vector<FlagOverride> flag_overrides(const TrainFlags& flags) {
 }
 
 void print_checkpoint_record(const train::TrainOutcome& outcome, bool interrupted) {
+  if (outcome.rank != 0) return;  // one record per run, from rank 0
   Record record("checkpoint");
   record.set("path", outcome.checkpoint.string())
       .set("run_dir", outcome.run_dir.string())
@@ -241,6 +244,9 @@ int main(int argc, char** argv) {
   app.add_option("--device", flags.device, "auto, cpu or cuda (device)")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--precision", flags.precision, "auto, bf16 or fp32 (precision)")
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
+  app.add_option("--nproc-per-node", flags.nproc_per_node,
+                 "Start N data-parallel ranks on this machine, one per GPU (mpirun and srun start their own)")
+      ->check(cli::numeric<int>(1))->type_name("N");
   SampleFlags sample_flags;
   CLI::App* sample = nullptr;
   add_sample_command(app, sample_flags, sample);
@@ -257,11 +263,19 @@ int main(int argc, char** argv) {
       "dsk-train -c configs/tiny-deepseek.yaml | dsk-train sample - -n 40",
       "dsk-train -c configs/tiny-deepseek.yaml --device cuda --precision bf16",
       "dsk-train eval runs/tiny/checkpoints/step-001000 --data runs/demo/shards",
+      "dsk-train -c big.yaml --nproc-per-node 8 --set dist.zero=1",
+      "mpirun -np 2 dsk-train -c configs/tiny-deepseek.yaml --device cpu --set data.grad_accum=2",
   });
 
   return cli::run(app, argc, argv, common, [&] {
     if (sample->parsed()) return run_sample(sample_flags);
     if (eval->parsed()) return run_eval(eval_flags);
+    if (flags.nproc_per_node > 0) {
+      // Each child reads the same command line; a record on stdin could be read only once.
+      if (flags.data == "-" || flags.init_from == "-")
+        throw UsageError("--nproc-per-node: give --data and --init-from as paths, not - (each rank reads them)");
+      return dist::run_local_processes(flags.nproc_per_node, dist::child_arguments(argc, argv));
+    }
     cli::CommonOptions effective = common;
     effective.flag_overrides = flag_overrides(flags);
     auto config = cli::load_config(train::train_schema(), effective);

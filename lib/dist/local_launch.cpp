@@ -93,4 +93,18 @@ int run_local_processes(int process_count, const std::vector<std::string>& argum
   return first_failure;
 }
 
+std::vector<std::string> child_arguments(int argc, char** argv) {
+  std::vector<std::string> arguments;
+  for (int i = 0; i < argc; ++i) {
+    std::string argument = argv[i];
+    if (argument == "--nproc-per-node") {
+      ++i;
+      continue;
+    }
+    if (argument.rfind("--nproc-per-node=", 0) == 0) continue;
+    arguments.push_back(argument);
+  }
+  return arguments;
+}
+
 }  // namespace dsk::dist

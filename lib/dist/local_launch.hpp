@@ -12,6 +12,9 @@ namespace dsk::dist {
 // arguments: argv of the children (argv[0] first), without --nproc-per-node.
 int run_local_processes(int process_count, const std::vector<std::string>& arguments);
 
+// argv without --nproc-per-node and its value: what each local child runs.
+std::vector<std::string> child_arguments(int argc, char** argv);
+
 // A TCP port that was free a moment ago (bind to port 0, read it back, close).
 int free_tcp_port();
 

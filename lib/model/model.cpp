@@ -515,6 +515,8 @@ const ExpertLoad& Model::expert_load() const {
   return m.load;
 }
 
+tensor::Buf Model::expert_load_counts() { return impl_->expert_load; }
+
 void Model::reset_expert_load() {
   if (impl_->expert_load.numel > 0) impl_->ops->zero(impl_->expert_load);
 }

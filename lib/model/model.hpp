@@ -152,6 +152,9 @@ class Model {
   // the last reset (on the device: no host round trip). The sequence-wise aux loss (alpha * sum_e
   // f_e * P_e per sequence, DeepSeek-V3 eq. 17-20) is added to the loss when alpha > 0.
   const ExpertLoad& expert_load() const;  // copies the counts to the host
+  // The counts where the model keeps them (i64 [MoE layers, E], backend memory; empty for a dense
+  // model): data parallelism sums them over the ranks before the bias update.
+  tensor::Buf expert_load_counts();
   void reset_expert_load();
   void update_expert_bias(float speed);
   void set_sequence_aux_loss(float alpha);

@@ -9,7 +9,16 @@ namespace dsk::tensor {
 // cuda/cuda_ops.cpp
 bool cuda_device_visible();
 std::unique_ptr<Ops> make_cuda_ops(bool bf16);
+void select_cuda_device_index(int index);
 #endif
+
+void select_cuda_device(int index) {
+#ifdef DSK_TENSOR_CUDA
+  select_cuda_device_index(index);
+#else
+  (void)index;
+#endif
+}
 
 bool cuda_available() {
 #ifdef DSK_TENSOR_CUDA

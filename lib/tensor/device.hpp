@@ -18,4 +18,8 @@ std::shared_ptr<Ops> make_ops(const std::string& device, const std::string& prec
 // Whether this build has the CUDA backend and a GPU is visible.
 bool cuda_available();
 
+// Makes GPU `index` the one make_ops("cuda") uses in this process (one rank per GPU: the local
+// rank). ResourceError when there is no such GPU; nothing in a build without CUDA.
+void select_cuda_device(int index);
+
 }  // namespace dsk::tensor

@@ -57,6 +57,8 @@ class Ops {
   virtual void copy(Buf dst, Buf src) = 0;                     // same dtype and size
   virtual void zero(Buf b) = 0;
   virtual void synchronize() = 0;
+  // CUDA: the cudaStream_t every op is enqueued on (collectives join it); the CPU: null.
+  virtual void* native_stream() const { return nullptr; }
   // Backend-owned temporary memory for ops that need it; grows (once, at the first step) to the
   // largest request and is reused. Valid until the next op call.
   virtual Buf scratch(size_t bytes) = 0;

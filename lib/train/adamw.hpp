@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "dist/communicator.hpp"
 #include "tensor/arena.hpp"
 #include "tensor/ops.hpp"
 
@@ -22,28 +23,46 @@ struct AdamWSettings {
   float weight_decay = 0.1f;
 };
 
+//
+// ZeRO-1 (zero != null, more than one rank): the moments are sharded over the ranks
+// (dist::ShardLayout): this rank keeps and updates m and v of its shard and of the small tail
+// only, so optimizer memory falls as 1/ranks; after the update the ranks' shards of the master
+// weights are all-gathered, so every rank holds all the weights again. The gradients handed to
+// step() must then be reduced for this rank's shard and the tail (GradientSync does that).
 class AdamW {
  public:
   // decay_mask: empty (decay everything) or one flag per parameter. ops: the model's backend.
   AdamW(tensor::Ops& ops, std::size_t parameter_count, AdamWSettings settings,
-        std::span<const std::uint8_t> decay_mask = {});
+        std::span<const std::uint8_t> decay_mask = {}, dist::Communicator* zero = nullptr);
 
   // One update at learning rate lr: params -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * params);
   // working (may be empty or alias params) receives the updated weights in its dtype.
   void step(tensor::Buf params, tensor::Buf working, tensor::Buf grads, float lr);
 
   std::int64_t steps_taken() const { return step_; }
+  // The whole moments. Sharded: every rank calls gather_moments() (a collective) first.
   std::vector<float> copy_first_moment() const;
   std::vector<float> copy_second_moment() const;
-  // For resuming from saved state: the moments and the step count.
+  void gather_moments();
+  // For resuming from saved state: the whole moments and the step count (any number of ranks
+  // may have written them: each rank takes its shard).
   void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps);
+  bool sharded() const { return zero_ != nullptr; }
 
  private:
+  void update(tensor::Buf params, tensor::Buf working, tensor::Buf grads, tensor::Buf m, tensor::Buf v,
+              tensor::Buf mask, float lr);
+  std::vector<float> whole(tensor::Buf moment);
+  void put_local(tensor::Buf moment, std::span<const float> whole_moment);
+
   tensor::Ops& ops_;
   AdamWSettings settings_;
   std::size_t count_;
+  dist::Communicator* zero_ = nullptr;
+  dist::ShardLayout layout_;
   tensor::Arena arena_;
-  tensor::Buf m_, v_, mask_;
+  tensor::Buf m_, v_, mask_;  // sharded: [shard, then tail]
+  std::vector<float> gathered_m_, gathered_v_;
   std::int64_t step_ = 0;
 };
 

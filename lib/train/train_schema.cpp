@@ -51,6 +51,13 @@ Schema build_schema() {
 
   s.number("moe.bias_update_speed", 0.001, "aux-loss-free balancing: routing bias step").minimum = 0;
   s.number("moe.aux_loss_alpha", 0.0001, "sequence-wise balance loss weight").minimum = 0;
+
+  auto& zero = s.integer("dist.zero", 0, "ZeRO stage with several ranks: 0 (replicated optimizer state) or 1 (sharded)");
+  zero.minimum = 0;
+  zero.maximum = 1;
+  s.choice("dist.grad_dtype", "auto", {"auto", "fp32", "bf16"},
+           "gradients on the wire between ranks (auto: bf16 on CUDA in bf16, else fp32)");
+  s.number("dist.timeout", 300, "seconds to wait for every rank at the start").minimum = 1;
   return s;
 }
 

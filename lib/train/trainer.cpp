@@ -16,9 +16,12 @@
 #include "core/log.hpp"
 #include "core/progress.hpp"
 #include "core/signals.hpp"
+#include "dist/communicator.hpp"
+#include "dist/launch.hpp"
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 #include "train/evaluate.hpp"
+#include "train/gradient_sync.hpp"
 #include "train/objective.hpp"
 #include "train/metrics_log.hpp"
 #include "train/model_source.hpp"
@@ -100,6 +103,14 @@ class ExpertLoadTally {
   std::vector<std::vector<int64_t>> counts_;
 };
 
+// With several ranks on GPUs, each process drives the GPU of its local rank.
+std::shared_ptr<tensor::Ops> make_rank_ops(const Config& config, const dist::LaunchInfo& launch) {
+  const std::string device = config.get_string("device");
+  if (launch.world_size > 1 && device != "cpu" && tensor::cuda_available())
+    tensor::select_cuda_device(launch.local_rank);
+  return tensor::make_ops(device, config.get_string("precision"));
+}
+
 class TrainingRun {
  public:
   TrainingRun(const Config& config, const ObjectiveFactory& make_objective);
@@ -113,14 +124,21 @@ class TrainingRun {
   void log_step(double loss, double lr, double grad_norm, double step_seconds);
   void save();
 
+  bool leader() const { return comm_->rank() == 0; }
+
   const Config& config_;
   const fs::path run_dir_;
   const int B_, T_, grad_accum_;
   TrainData data_;
+  const dist::LaunchInfo launch_;
   std::shared_ptr<tensor::Ops> ops_;
+  // Data parallelism (one rank: every collective is the identity): the ranks split each step's
+  // micro-batches, sum their gradients, and with ZeRO-1 split the optimizer state.
+  std::unique_ptr<dist::Communicator> comm_;
   model::Model model_;
   std::unique_ptr<Objective> objective_;
   AdamW optimizer_;
+  GradientSync gradient_sync_;
   TokenWindows train_windows_;
   std::optional<TokenWindows> val_windows_;
   Schedule schedule_;
@@ -175,12 +193,20 @@ TrainingRun::TrainingRun(const Config& config, const ObjectiveFactory& make_obje
       T_(int(config.get_int("data.seq_len"))),
       grad_accum_(int(config.get_int("data.grad_accum"))),
       data_(resolve_train_data(config.get_strings("data.train"), config.get_strings("data.val"))),
-      ops_(tensor::make_ops(config.get_string("device"), config.get_string("precision"))),
+      launch_(dist::detect_launch(dist::process_environment())),
+      ops_(make_rank_ops(config, launch_)),
+      comm_(dist::make_communicator(launch_, *ops_, config.get_double("dist.timeout"))),
       model_(model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
       objective_(make_objective ? make_objective(model_, config) : std::make_unique<NextTokenObjective>(model_, config)),
       optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
-                 objective_->trainable().decay_mask),
+                 objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr),
+      gradient_sync_(*comm_, *ops_, objective_->trainable().grads.numel, config.get_int("dist.zero") == 1,
+                     parse_grad_dtype(config.get_string("dist.grad_dtype"), *ops_)),
       train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))) {
+  if (grad_accum_ % comm_->size() != 0)
+    throw UsageError(str("data.grad_accum ", grad_accum_, " must be a multiple of the number of ranks (",
+                         comm_->size(), "): each rank runs grad_accum / ranks micro-batches of every step"));
+  if (!leader()) set_log_level(LogLevel::warn);  // rank 0 speaks for the run
   const int64_t vocab = model_.architecture().vocab;
   if (data_.vocab_size > uint64_t(vocab))
     throw UsageError(str("the shards use a vocabulary of ", data_.vocab_size, " tokens but the model has ", vocab,
@@ -204,18 +230,20 @@ TrainingRun::TrainingRun(const Config& config, const ObjectiveFactory& make_obje
   extras_.dtype = config.get_string("checkpoint.dtype");
   model_.set_recompute(model::parse_recompute(config.get_string("train.recompute")));
   state_.seed = uint64_t(config.get_int("seed"));
-  lock_.emplace(run_dir_);
-  metrics_.emplace(run_dir_ / "metrics.jsonl");
+  if (leader()) {
+    lock_.emplace(run_dir_);
+    metrics_.emplace(run_dir_ / "metrics.jsonl");
+  }
   resume_or_start();
-  write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
+  if (leader()) write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
 }
 
 void TrainingRun::resume_or_start() {
   std::optional<fs::path> latest = latest_checkpoint(run_dir_);
   if (!latest) {
     log_info("model: ", family_name(model_.architecture().family), ", ", model_.parameter_count(),
-             " parameters on ", ops_->describe(), "; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_,
-             " tokens");
+             " parameters on ", ops_->describe(), comm_->size() > 1 ? str(" x ", comm_->describe()) : std::string(),
+             "; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_, " tokens");
     return;
   }
   state_ = load_checkpoint_state(*latest, model_, optimizer_);
@@ -233,7 +261,7 @@ void TrainingRun::resume_or_start() {
       log_warn("resuming with a setting that differs from the checkpoint's config: ", line);
   }
   train_windows_.set_cursor(state_.data_cursor);
-  metrics_->truncate_after(state_.step);
+  if (metrics_) metrics_->truncate_after(state_.step);
   last_checkpoint_ = *latest;
   checkpointed_step_ = state_.step;
   log_info("resuming from ", latest->string(), " (step ", state_.step, " of ", total_steps_, ")");
@@ -243,14 +271,22 @@ void TrainingRun::take_step() {
   const auto step_start = Clock::now();
   objective_->start_step();
   double loss_sum = 0;
+  // Rank r runs micro-batches [r * k, (r + 1) * k) of the step, k = grad_accum / ranks, and skips
+  // the others' windows: the global batch is the same for any number of ranks.
+  const int per_rank = grad_accum_ / comm_->size(), first = comm_->rank() * per_rank;
   for (int micro = 0; micro < grad_accum_; ++micro) {
+    if (micro < first || micro >= first + per_rank) {
+      train_windows_.set_cursor(train_windows_.cursor() + uint64_t(B_));
+      continue;
+    }
     batch_.fill(B_, T_, [&](std::vector<uint32_t>& out) { train_windows_.next(out); });
     // The gradients come out averaged over the micro-batches (1/k folded into the loss scale).
     loss_sum += objective_->forward_backward(batch_, B_, T_, 1.0f / float(grad_accum_));
   }
-  const double loss = loss_sum / grad_accum_;
+  const double loss = comm_->all_reduce_sum(loss_sum) / grad_accum_;
   const TrainableSet trainable = objective_->trainable();
-  const double grad_norm = clip_grad_norm(*ops_, trainable.grads, float(config_.get_double("optim.grad_clip")));
+  const double grad_norm =
+      gradient_sync_.reduce_and_clip(trainable.grads, float(config_.get_double("optim.grad_clip")));
   const double lr = schedule_.lr_at(state_.step);
   state_.tokens += int64_t(B_) * T_ * grad_accum_;
   state_.data_cursor = train_windows_.cursor();
@@ -268,7 +304,11 @@ void TrainingRun::take_step() {
   } else {
     state_.bad_steps_in_row = 0;
     optimizer_.step(trainable.master, trainable.working, trainable.grads, float(lr));
-    if (model_.architecture().n_routed > 0) expert_tally_.add(model_.expert_load());
+    if (model_.architecture().n_routed > 0) {
+      // The routing-bias update balances the load of the whole batch, all ranks together.
+      if (comm_->size() > 1) comm_->all_reduce_sum(model_.expert_load_counts());
+      expert_tally_.add(model_.expert_load());
+    }
     objective_->finish_step();
   }
   state_.step++;
@@ -279,7 +319,7 @@ void TrainingRun::take_step() {
 void TrainingRun::log_step(double loss, double lr, double grad_norm, double step_seconds) {
   interval_seconds_ += step_seconds;
   interval_steps_++;
-  if (state_.step % config_.get_int("logging.every") != 0 && state_.step != total_steps_) return;
+  if (!metrics_ || (state_.step % config_.get_int("logging.every") != 0 && state_.step != total_steps_)) return;
   StepMetrics metrics;
   metrics.step = state_.step;
   metrics.loss = loss;
@@ -308,10 +348,16 @@ double TrainingRun::evaluate() {
 void TrainingRun::save() {
   TrainingState saved = state_;
   saved.elapsed_s += std::chrono::duration<double>(Clock::now() - started_).count();
-  last_checkpoint_ = save_checkpoint(run_dir_, model_, optimizer_, saved, extras_);
+  optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
+  last_checkpoint_ = checkpoint_path(run_dir_, state_.step);
   checkpointed_step_ = state_.step;
-  prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
-  log_info("checkpoint ", last_checkpoint_.string());
+  if (leader()) {
+    last_checkpoint_ = save_checkpoint(run_dir_, model_, optimizer_, saved, extras_);
+    prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
+    log_info("checkpoint ", last_checkpoint_.string());
+  }
+  // No rank goes on (or exits) before the checkpoint is whole.
+  comm_->barrier();
 }
 
 TrainOutcome TrainingRun::run() {
@@ -330,7 +376,8 @@ TrainOutcome TrainingRun::run() {
     progress.set_note(str("loss ", state_.train_loss));
     progress.set(uint64_t(state_.step));
     if (last || (checkpoint_every > 0 && state_.step % checkpoint_every == 0)) save();
-    if (stop_requested()) {
+    // A signal may reach one rank only, or the ranks at different steps: they stop together.
+    if (comm_->all_reduce_sum(stop_requested() ? 1.0 : 0.0) > 0) {
       if (checkpointed_step_ != state_.step) save();
       progress.finish();
       throw TrainingInterrupted(stop_exit_code(),
@@ -357,6 +404,7 @@ TrainOutcome TrainingRun::outcome() const {
   outcome.train_loss = state_.train_loss;
   outcome.val_loss = state_.val_loss;
   outcome.skipped_steps = state_.skipped_steps;
+  outcome.rank = comm_->rank();
   return outcome;
 }
 

@@ -36,6 +36,7 @@ struct TrainOutcome {
   double train_loss = 0;
   std::optional<double> val_loss;
   int64_t skipped_steps = 0;
+  int rank = 0;  // of this process in a data-parallel run: rank 0 speaks for the run
 };
 
 // Thrown on a stop signal once the checkpoint is saved, with the outcome up to that checkpoint,

@@ -31,6 +31,15 @@ bool cuda_device_visible() {
   return devices > 0;
 }
 
+void select_cuda_device_index(int index) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess) cudaGetLastError();
+  if (index < 0 || index >= devices)
+    throw ResourceError(str("GPU ", index, " asked for (the local rank) but ", devices,
+                            " are visible: start at most one rank per GPU"));
+  DSK_CUDA_CHECK(cudaSetDevice(index));
+}
+
 namespace {
 
 // LM-head rows computed at once: 2048 x 32000 bf16 logits are 131 MB.
@@ -119,6 +128,7 @@ class CudaOps final : public Ops {
   }
   void zero(Buf b) override { DSK_CUDA_CHECK(cudaMemsetAsync(b.data, 0, b.bytes(), stream_)); }
   void synchronize() override { DSK_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void* native_stream() const override { return stream_; }
   Buf scratch(size_t bytes) override {
     return Buf{scratch_.get(bytes, tally_), int64_t((bytes + 3) / 4), DType::f32};
   }

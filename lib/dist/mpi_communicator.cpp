@@ -1,0 +1,112 @@
+// The CPU backend's collectives through OpenMPI. Buffers are host memory. MPI's own reductions
+// are used (MPI_SUM over float, double, int64); OpenMPI's reduction order is fixed for a given
+// number of ranks and message size, so a rerun gives the same bits.
+#ifdef DSK_DIST_MPI
+
+#include <mpi.h>
+
+#include <cstring>
+
+#include "core/error.hpp"
+#include "dist/communicator.hpp"
+
+namespace dsk::dist {
+namespace {
+
+using tensor::Buf;
+using tensor::DType;
+
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return MPI_FLOAT;
+    case DType::i64: return MPI_INT64_T;
+    case DType::i32: return MPI_INT32_T;
+    default: throw InternalError(str("MPI collectives over ", tensor::dtype_name(dtype), " are not supported"));
+  }
+}
+
+void check(int code, const char* what) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  throw RemoteError(str(what, " failed: ", std::string(text, size_t(length))));
+}
+
+class MpiCommunicator : public Communicator {
+ public:
+  explicit MpiCommunicator(int expected_ranks) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      check(MPI_Init(nullptr, nullptr), "MPI_Init");
+      initialized_here_ = true;
+    }
+    // Errors come back as codes (and become RemoteError) instead of aborting the job silently.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    if (size_ != expected_ranks)
+      throw InternalError(str("MPI reports ", size_, " ranks, the launcher ", expected_ranks));
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (initialized_here_ && !finalized) MPI_Finalize();
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string describe() const override { return str("mpi, ", size_, " ranks"); }
+
+  void all_reduce_sum(Buf values) override {
+    check(MPI_Allreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
+                        MPI_COMM_WORLD),
+          "MPI_Allreduce");
+  }
+
+  void reduce_scatter_sum(Buf whole, int64_t shard) override {
+    // MPI's in-place form leaves the result at the start of the buffer: move it to this rank's shard.
+    check(MPI_Reduce_scatter_block(MPI_IN_PLACE, whole.data, int_count(shard), mpi_type(whole.dtype), MPI_SUM,
+                                   MPI_COMM_WORLD),
+          "MPI_Reduce_scatter_block");
+    if (rank_ != 0) {
+      const size_t bytes = size_t(shard) * tensor::dtype_size(whole.dtype);
+      char* base = static_cast<char*>(whole.data);
+      std::memmove(base + size_t(rank_) * bytes, base, bytes);
+    }
+  }
+
+  void all_gather(Buf whole, int64_t shard) override {
+    check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
+                        MPI_COMM_WORLD),
+          "MPI_Allgather");
+  }
+
+  double all_reduce_sum(double value) override {
+    double sum = 0;
+    check(MPI_Allreduce(&value, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    return sum;
+  }
+
+  void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+
+ private:
+  static int int_count(int64_t count) {
+    if (count > int64_t(INT32_MAX)) throw InternalError("an MPI message of more than 2^31 elements");
+    return int(count);
+  }
+
+  int rank_ = 0, size_ = 1;
+  bool initialized_here_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_communicator(int expected_ranks) {
+  return std::make_unique<MpiCommunicator>(expected_ranks);
+}
+
+}  // namespace dsk::dist
+
+#endif
