@@ -114,6 +114,12 @@ Model Model::load_hf_checkpoint(const fs::path& dir, std::shared_ptr<tensor::Ops
 }
 
 void Model::save_hf_checkpoint(const fs::path& dir, const std::string& dtype, size_t max_shard_bytes) const {
+  save_hf_checkpoint(dir, copy_parameters(), dtype, max_shard_bytes);
+}
+
+void Model::save_hf_checkpoint(const fs::path& dir, std::span<const float> values, const std::string& dtype,
+                               size_t max_shard_bytes) const {
+  if (values.size() != parameter_count()) throw InternalError("save_hf_checkpoint: values of another model");
   const std::optional<io::DType> type = io::parse_dtype(dtype);
   if (dtype != "F32" && dtype != "BF16" && dtype != "F16")
     throw UsageError(str("save: dtype \"", dtype, "\" is not one of F32, BF16, F16"));
@@ -130,7 +136,6 @@ void Model::save_hf_checkpoint(const fs::path& dir, const std::string& dtype, si
     shards.back().push_back(&v);
     shard_bytes += bytes;
   }
-  const std::vector<float> values = copy_parameters();
   json weight_map = json::object();
   size_t total = 0;
   for (size_t s = 0; s < shards.size(); s++) {

@@ -95,6 +95,10 @@ class Model {
   // file to a temporary name renamed when whole. dtype: "F32", "BF16" or "F16".
   void save_hf_checkpoint(const std::filesystem::path& dir, const std::string& dtype = "BF16",
                           size_t max_shard_bytes = size_t(5) << 30) const;
+  // The same from a host copy of the parameters (copy_parameters()) taken earlier: reads only the
+  // model's immutable description, so a background thread may write while training goes on.
+  void save_hf_checkpoint(const std::filesystem::path& dir, std::span<const float> values,
+                          const std::string& dtype = "BF16", size_t max_shard_bytes = size_t(5) << 30) const;
 
   const Architecture& architecture() const;
   tensor::Ops& ops() const;

@@ -121,22 +121,37 @@ fs::path checkpoint_path(const fs::path& run_dir, int64_t step) {
   return run_dir / "checkpoints" / name;
 }
 
-fs::path save_checkpoint(const fs::path& run_dir, const model::Model& model, AdamW& optimizer,
-                         const TrainingState& state, const CheckpointExtras& extras) {
-  const fs::path target = checkpoint_path(run_dir, state.step);
+CheckpointSnapshot take_checkpoint_snapshot(const model::Model& model, const AdamW& optimizer,
+                                            const TrainingState& state) {
+  CheckpointSnapshot snapshot;
+  snapshot.state = state;
+  snapshot.adam_steps = optimizer.steps_taken();
+  snapshot.master = model.copy_parameters();
+  snapshot.m = optimizer.copy_first_moment();
+  snapshot.v = optimizer.copy_second_moment();
+  return snapshot;
+}
+
+fs::path write_checkpoint(const fs::path& run_dir, const model::Model& model, const CheckpointSnapshot& snapshot,
+                          const CheckpointExtras& extras) {
+  const fs::path target = checkpoint_path(run_dir, snapshot.state.step);
   fs::create_directories(target.parent_path());
   AtomicDirectory directory(target);
-  model.save_hf_checkpoint(directory.path(), extras.dtype);
+  model.save_hf_checkpoint(directory.path(), snapshot.master, extras.dtype);
   write_generation_config(extras, directory.path());
   copy_tokenizer(extras.tokenizer, directory.path());
   const fs::path dsk_dir = directory.path() / "dsk";
   fs::create_directories(dsk_dir);
   write_file_atomic(dsk_dir / "config.yaml", extras.config_yaml);
-  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(state));
-  save_optimizer_state(dsk_dir / "optimizer.bin.zst", optimizer.steps_taken(), model.copy_parameters(),
-                       optimizer.copy_first_moment(), optimizer.copy_second_moment());
+  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(snapshot.state));
+  save_optimizer_state(dsk_dir / "optimizer.bin.zst", snapshot.adam_steps, snapshot.master, snapshot.m, snapshot.v);
   directory.commit(/*replace_existing=*/true);
   return target;
+}
+
+fs::path save_checkpoint(const fs::path& run_dir, const model::Model& model, AdamW& optimizer,
+                         const TrainingState& state, const CheckpointExtras& extras) {
+  return write_checkpoint(run_dir, model, take_checkpoint_snapshot(model, optimizer, state), extras);
 }
 
 std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {

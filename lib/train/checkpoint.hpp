@@ -47,6 +47,21 @@ std::filesystem::path checkpoint_path(const std::filesystem::path& run_dir, int6
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const model::Model& model,
                                       AdamW& optimizer, const TrainingState& state, const CheckpointExtras& extras);
 
+// What a checkpoint holds, copied to host memory at the end of a step (waits for the device; a
+// sharded optimizer's gather_moments() comes first, on every rank), so that writing it can go on
+// beside the next steps (checkpoint_writer.hpp).
+struct CheckpointSnapshot {
+  TrainingState state;
+  int64_t adam_steps = 0;
+  std::vector<float> master, m, v;
+};
+CheckpointSnapshot take_checkpoint_snapshot(const model::Model& model, const AdamW& optimizer,
+                                            const TrainingState& state);
+// Writes a snapshot as save_checkpoint does. Reads only the model's immutable description
+// (architecture, tensor names and shapes), so it may run on another thread while training goes on.
+std::filesystem::path write_checkpoint(const std::filesystem::path& run_dir, const model::Model& model,
+                                       const CheckpointSnapshot& snapshot, const CheckpointExtras& extras);
+
 // The whole checkpoint with the highest step, if any; removes crash leftovers first.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
 

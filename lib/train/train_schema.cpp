@@ -47,6 +47,9 @@ Schema build_schema() {
   s.choice("checkpoint.dtype", "BF16", {"BF16", "F16", "F32"},
            "dtype of model.safetensors (the fp32 master weights are in dsk/optimizer.bin.zst)");
 
+  s.boolean("checkpoint.async", true,
+            "write checkpoints in the background while training goes on (one in flight at a time)");
+
   s.integer("logging.every", 10, "append to metrics.jsonl every N steps").minimum = 1;
 
   s.number("moe.bias_update_speed", 0.001, "aux-loss-free balancing: routing bias step").minimum = 0;

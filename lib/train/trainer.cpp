@@ -20,6 +20,7 @@
 #include "dist/launch.hpp"
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
+#include "train/checkpoint_writer.hpp"
 #include "train/evaluate.hpp"
 #include "train/gradient_sync.hpp"
 #include "train/objective.hpp"
@@ -149,6 +150,7 @@ class TrainingRun {
   // have been found good, so that a run that cannot start leaves nothing behind.
   std::optional<RunDirectoryLock> lock_;
   std::optional<MetricsLog> metrics_;
+  std::optional<CheckpointWriter> writer_;  // rank 0's
   ExpertLoadTally expert_tally_;
   Batch batch_;
   fs::path last_checkpoint_;
@@ -235,7 +237,10 @@ TrainingRun::TrainingRun(const Config& config, const ObjectiveFactory& make_obje
     metrics_.emplace(run_dir_ / "metrics.jsonl");
   }
   resume_or_start();
-  if (leader()) write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
+  if (leader()) {
+    write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
+    writer_.emplace(run_dir_, model_, extras_, config.get_int("checkpoint.keep"), config.get_bool("checkpoint.async"));
+  }
 }
 
 void TrainingRun::resume_or_start() {
@@ -351,13 +356,8 @@ void TrainingRun::save() {
   optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
   last_checkpoint_ = checkpoint_path(run_dir_, state_.step);
   checkpointed_step_ = state_.step;
-  if (leader()) {
-    last_checkpoint_ = save_checkpoint(run_dir_, model_, optimizer_, saved, extras_);
-    prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
-    log_info("checkpoint ", last_checkpoint_.string());
-  }
-  // No rank goes on (or exits) before the checkpoint is whole.
-  comm_->barrier();
+  // Rank 0 writes it (in the background with checkpoint.async) while the ranks train on.
+  if (leader()) writer_->submit(take_checkpoint_snapshot(model_, optimizer_, saved));
 }
 
 TrainOutcome TrainingRun::run() {
@@ -379,6 +379,7 @@ TrainOutcome TrainingRun::run() {
     // A signal may reach one rank only, or the ranks at different steps: they stop together.
     if (comm_->all_reduce_sum(stop_requested() ? 1.0 : 0.0) > 0) {
       if (checkpointed_step_ != state_.step) save();
+      if (writer_) writer_->wait();
       progress.finish();
       throw TrainingInterrupted(stop_exit_code(),
                                 str("stopped by a signal at step ", state_.step, "; checkpoint ",
@@ -388,6 +389,7 @@ TrainOutcome TrainingRun::run() {
   }
   progress.finish();
   if (checkpointed_step_ != state_.step) save();  // a resumed run that had nothing left to do
+  if (writer_) writer_->wait();  // the record names a checkpoint that is whole
   // Arenas are only ever added to, so what is taken now is the run's peak.
   log_info("peak device memory ", double(ops_->memory_in_use()) / double(1ull << 30), " GiB on ", ops_->describe());
   return outcome();
