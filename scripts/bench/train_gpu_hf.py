@@ -3,6 +3,8 @@
 memory of a model given by its config.json, on one GPU, as users run it today.
 
     train_gpu_hf.py CONFIG_JSON --batch B --seq T [--steps N] [--compile] [--label NAME]
+    torchrun --nproc-per-node N train_gpu_hf.py ...    data parallel: DDP over N GPUs, B per GPU
+
 
 Random weights (from_config), bf16 autocast over fp32 master weights, sdpa attention, fused AdamW
 (betas 0.9/0.95, weight decay 0.1), grad clipping 1.0, random tokens. Prints one line:
@@ -18,6 +20,7 @@ import statistics
 import time
 
 import torch
+import torch.distributed as dist
 from transformers import AutoConfig, AutoModelForCausalLM
 
 
@@ -46,6 +49,11 @@ def main():
     parser.add_argument("--label", default="")
     args = parser.parse_args()
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl")
     torch.manual_seed(1)
     config = AutoConfig.from_pretrained(os.path.dirname(os.path.abspath(args.config)))
     config._attn_implementation = "sdpa"
@@ -53,7 +61,8 @@ def main():
     model.train()
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
-    step_model = torch.compile(model) if args.compile else model
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    step_model = torch.compile(ddp_model) if args.compile else ddp_model
     vocab = config.vocab_size
     tokens = torch.randint(0, vocab, (args.batch, args.seq + 1), device="cuda")
 
@@ -78,12 +87,19 @@ def main():
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
-    tokens_per_s = args.batch * args.seq / step_s
+    step_s = torch.tensor(step_s, device="cuda")
+    if world > 1:  # the slowest rank sets the pace
+        dist.all_reduce(step_s, op=dist.ReduceOp.MAX)
+    step_s = step_s.item()
+    tokens_per_s = args.batch * args.seq * world / step_s
     peak = torch.cuda.max_memory_allocated() / 2**30
-    mfu = tokens_per_s * flops_per_token(config, params, args.seq) / (float(os.environ.get("PEAK_TFLOPS", 790)) * 1e12)
-    label = args.label or ("hf+compile" if args.compile else "hf")
-    print(f"hf {label} tokens_per_s {tokens_per_s:.0f} step_ms {step_s * 1e3:.1f} peak_gib {peak:.2f} mfu {mfu:.3f}",
-          flush=True)
+    mfu = tokens_per_s / world * flops_per_token(config, params, args.seq) / (float(os.environ.get("PEAK_TFLOPS", 790)) * 1e12)
+    label = args.label or ("hf+compile" if args.compile else "hf") + (f"+ddp{world}" if world > 1 else "")
+    if rank == 0:
+        print(f"hf {label} tokens_per_s {tokens_per_s:.0f} step_ms {step_s * 1e3:.1f} peak_gib {peak:.2f} mfu {mfu:.3f}",
+              flush=True)
+    if world > 1:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
