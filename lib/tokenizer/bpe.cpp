@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <queue>
+#include <thread>
 
 #include "core/error.hpp"
 
@@ -32,19 +33,31 @@ const std::array<std::string, 256>& byte_level_alphabet() {
 }
 
 bool byte_level_to_bytes(std::string_view text, std::string& bytes) {
-  static const std::unordered_map<std::string, char> reverse = [] {
-    std::unordered_map<std::string, char> map;
+  // The byte each alphabet code point stands for (-1: none); the alphabet is below U+0144.
+  static const std::array<int16_t, 0x200> byte_of = [] {
+    std::array<int16_t, 0x200> table;
+    table.fill(-1);
     const auto& alphabet = byte_level_alphabet();
-    for (int b = 0; b < 256; ++b) map[alphabet[b]] = char(b);
-    return map;
+    for (int b = 0; b < 256; ++b) {
+      const std::string& utf8 = alphabet[b];
+      uint32_t cp = utf8.size() == 1 ? uint8_t(utf8[0]) : ((uint8_t(utf8[0]) & 0x1F) << 6) | (uint8_t(utf8[1]) & 0x3F);
+      table[cp] = int16_t(b);
+    }
+    return table;
   }();
   bytes.clear();
   for (size_t at = 0; at < text.size();) {
-    size_t length = (static_cast<unsigned char>(text[at]) < 0x80) ? 1 : 2;
-    auto it = reverse.find(std::string(text.substr(at, length)));
-    if (it == reverse.end()) return false;
-    bytes += it->second;
-    at += length;
+    auto lead = uint8_t(text[at]);
+    uint32_t cp = lead;
+    if (lead >= 0x80) {
+      // Two-byte sequences only, and not overlong: each alphabet character has one encoding.
+      if ((lead & 0xE0) != 0xC0 || at + 1 >= text.size() || (uint8_t(text[at + 1]) & 0xC0) != 0x80) return false;
+      cp = ((lead & 0x1F) << 6) | (uint8_t(text[at + 1]) & 0x3F);
+      if (cp < 0x80) return false;
+    }
+    if (cp >= byte_of.size() || byte_of[cp] < 0) return false;
+    bytes += char(byte_of[cp]);
+    at += lead < 0x80 ? 1 : 2;
   }
   return true;
 }
@@ -56,6 +69,8 @@ void check_id_range(uint64_t largest_id, size_t tokens, const std::string& where
 }
 
 namespace {
+
+using VocabEntries = std::vector<std::pair<std::string, TokenId>>;
 
 // A merge "a b" or ["a", "b"]; DataError naming merges[rank] otherwise.
 std::pair<std::string, std::string> merge_pair(const JsonField& merges, size_t rank) {
@@ -70,9 +85,48 @@ std::pair<std::string, std::string> merge_pair(const JsonField& merges, size_t r
   merges.item(rank).fail("\"a b\" or [\"a\", \"b\"]");
 }
 
+VocabEntries vocab_from_tree(const JsonField& vocab) {
+  vocab.object();
+  VocabEntries entries;
+  entries.reserve(vocab.json().size());
+  for (auto it = vocab.json().begin(); it != vocab.json().end(); ++it) {
+    const auto& value = it.value();
+    // Places are named only on failure: building one per entry would slow loading 130k tokens.
+    uint64_t id = value.is_number_unsigned() && value.get<uint64_t>() <= kMaxTokenId
+                      ? value.get<uint64_t>()
+                      : JsonField(value, str(vocab.where(), "[\"", it.key(), "\"]")).unsigned_integer(kMaxTokenId);
+    entries.emplace_back(it.key(), TokenId(id));
+  }
+  return entries;
+}
+
+std::vector<std::pair<std::string, std::string>> merges_from_tree(const JsonField& merges) {
+  merges.array();
+  std::vector<std::pair<std::string, std::string>> pairs;
+  pairs.reserve(merges.json().size());
+  for (size_t rank = 0; rank < merges.json().size(); ++rank) pairs.push_back(merge_pair(merges, rank));
+  return pairs;
+}
+
+// A key given twice in a JSON object means its last value (as in nlohmann's tree and in serde):
+// keeps the last entry of each key, in file order. `vocab` maps each key to its last id.
+void keep_last_of_each_key(VocabEntries& entries, const StringToId& vocab) {
+  if (entries.size() == vocab.size()) return;
+  std::vector<bool> keep(entries.size(), false);
+  StringToId seen;
+  for (size_t i = entries.size(); i-- > 0;) keep[i] = seen.emplace(entries[i].first, 0).second;
+  size_t kept = 0;
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (keep[i]) entries[kept++] = std::move(entries[i]);
+  entries.resize(kept);
+}
+
+// Tables of fewer entries are built on the calling thread (tests, fuzzing: no thread per load).
+constexpr size_t kParallelBuildEntries = 4096;
+
 }  // namespace
 
-Bpe Bpe::from_json(const JsonField& model) {
+Bpe Bpe::from_json(const JsonField& model, BpeInput input) {
   model.object();
   std::string type = model.string_or("type", "BPE");
   if (type != "BPE") throw DataError(str(model.where(), ".type: expected \"BPE\", got \"", type, "\""));
@@ -85,51 +139,78 @@ Bpe Bpe::from_json(const JsonField& model) {
 
   Bpe bpe;
   bpe.ignore_merges_ = model.boolean_or("ignore_merges", false);
-  const JsonField vocab = model.at("vocab").object();
-  // Ids first: the tables below are sized by the largest one.
+  const bool checked = input.checked.has_value();
+  if (checked) bpe.model_ = std::move(*input.checked);
+  else bpe.model_.vocab = input.vocab ? std::move(*input.vocab) : vocab_from_tree(model.at("vocab"));
+  VocabEntries& entries = bpe.model_.vocab;
+
+  bpe.vocab_.reserve(entries.size());
   uint64_t largest = 0;
-  for (auto it = vocab.json().begin(); it != vocab.json().end(); ++it) {
-    const auto& value = it.value();
-    // Places are named only on failure: building one per entry would slow loading 130k tokens.
-    uint64_t id = value.is_number_unsigned() && value.get<uint64_t>() <= kMaxTokenId
-                      ? value.get<uint64_t>()
-                      : JsonField(value, str(vocab.where(), "[\"", it.key(), "\"]")).unsigned_integer(kMaxTokenId);
-    bpe.vocab_.emplace(it.key(), TokenId(id));
-    largest = std::max(largest, id);
+  for (const auto& [text, id] : entries) {
+    bpe.vocab_.insert_or_assign(text, id);
+    largest = std::max<uint64_t>(largest, id);
   }
-  if (!bpe.vocab_.empty()) {
-    check_id_range(largest, bpe.vocab_.size(), vocab.where());
+  keep_last_of_each_key(entries, bpe.vocab_);
+  // Ids first: the tables below are sized by the largest one.
+  if (!entries.empty()) {
+    check_id_range(largest, entries.size(), model.where() + ".vocab");
     bpe.id_bytes_.resize(size_t(largest) + 1);
   }
+  // The byte tables and the merge table do not depend on each other: built side by side.
+  std::thread byte_tables;
+  if (entries.size() >= kParallelBuildEntries) byte_tables = std::thread([&bpe] { bpe.build_byte_tables(); });
+  else bpe.build_byte_tables();
+  try {
+    if (!checked) {
+      auto pairs = input.merges ? std::move(*input.merges) : merges_from_tree(model.at("merges"));
+      auto& merges = bpe.model_.merges;
+      merges.reserve(pairs.size());
+      std::string joined;
+      for (size_t rank = 0; rank < pairs.size(); ++rank) {
+        const auto& [left, right] = pairs[rank];
+        joined.assign(left).append(right);
+        auto l = bpe.vocab_.find(left), r = bpe.vocab_.find(right), m = bpe.vocab_.find(joined);
+        if (l == bpe.vocab_.end() || r == bpe.vocab_.end() || m == bpe.vocab_.end())
+          throw DataError(str(model.where(), ".merges[", rank, "]: \"", left, "\" + \"", right, "\" not in the vocab"));
+        merges.push_back({l->second, r->second, m->second});
+      }
+    }
+    bpe.build_merge_table();
+  } catch (...) {
+    if (byte_tables.joinable()) byte_tables.join();
+    throw;
+  }
+  if (byte_tables.joinable()) byte_tables.join();
+  return bpe;
+}
+
+void Bpe::build_byte_tables() {
+  bytes_to_id_.reserve(model_.vocab.size());
   std::string bytes;
-  for (auto it = vocab.json().begin(); it != vocab.json().end(); ++it) {  // in file order: the last of two equal ids wins
-    const std::string& text = it.key();
-    auto id = it.value().get<TokenId>();
+  for (const auto& [text, id] : model_.vocab) {  // in file order: the last of two equal ids wins
     // Entries outside the byte-level alphabet (DeepSeek lists its special tokens here too) can
     // never come out of merges; they decode to themselves.
     if (byte_level_to_bytes(text, bytes)) {
-      bpe.id_bytes_[id] = bytes;
-      bpe.bytes_to_id_.emplace(bytes, id);
+      id_bytes_[id] = bytes;
+      bytes_to_id_.emplace(bytes, id);
     } else {
-      bpe.id_bytes_[id] = text;
+      id_bytes_[id] = text;
     }
   }
-  bpe.byte_id_.fill(-1);
+  byte_id_.fill(-1);
   for (int b = 0; b < 256; ++b) {
-    auto it = bpe.bytes_to_id_.find(std::string(1, char(b)));
-    if (it != bpe.bytes_to_id_.end()) bpe.byte_id_[b] = it->second;
+    const char byte = char(b);
+    auto it = bytes_to_id_.find(std::string_view(&byte, 1));
+    if (it != bytes_to_id_.end()) byte_id_[b] = it->second;
   }
+}
 
-  const JsonField merges = model.at("merges").array();
-  bpe.merges_.reserve(merges.size() * 2);
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    auto [left, right] = merge_pair(merges, rank);
-    auto l = bpe.vocab_.find(left), r = bpe.vocab_.find(right), m = bpe.vocab_.find(left + right);
-    if (l == bpe.vocab_.end() || r == bpe.vocab_.end() || m == bpe.vocab_.end())
-      throw DataError(str(merges.where(), "[", rank, "]: \"", left, "\" + \"", right, "\" not in the vocab"));
-    bpe.merges_.try_emplace(pair_key(l->second, r->second), Merge{uint32_t(rank), m->second});
+void Bpe::build_merge_table() {
+  merges_.reserve(model_.merges.size());
+  for (size_t rank = 0; rank < model_.merges.size(); ++rank) {
+    const auto& [left, right, merged] = model_.merges[rank];
+    merges_.try_emplace(pair_key(left, right), Merge{uint32_t(rank), merged});
   }
-  return bpe;
 }
 
 // Merges adjacent symbols, lowest rank first and leftmost among equals (as HF's BPE does),

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -33,16 +34,33 @@ struct StringHash {
 };
 using StringToId = std::unordered_map<std::string, TokenId, StringHash, std::equal_to<>>;
 
+// The model's vocab and merges once checked: what the tables are built from, and what the
+// tokenizer cache (tokenizer_cache.hpp) stores.
+struct BpeModel {
+  std::vector<std::pair<std::string, TokenId>> vocab;  // byte-level strings, each once, in file order
+  std::vector<std::array<TokenId, 3>> merges;          // {left, right, merged}, by rank
+};
+
+// model.vocab and model.merges as read, before the checks: a parse that streams past them
+// (tokenizer_json.hpp) fills these; when it could not, they are read from the JSON tree.
+struct BpeInput {
+  std::optional<std::vector<std::pair<std::string, TokenId>>> vocab;  // ids at most kMaxTokenId
+  std::optional<std::vector<std::pair<std::string, std::string>>> merges;
+  std::optional<BpeModel> checked;  // from the cache: vocab and merges both, checked when it was written
+};
+
 class Bpe {
  public:
-  // `model` is tokenizer.json's "model" node (type BPE).
-  static Bpe from_json(const JsonField& model);
+  // `model` is tokenizer.json's "model" node (type BPE); its vocab and merges come from `input`
+  // where it holds them, else from the node.
+  static Bpe from_json(const JsonField& model, BpeInput input = {});
 
   // Appends the ids of one pre-tokenized piece (raw bytes).
   void encode_piece(std::string_view piece, std::vector<TokenId>& out) const;
 
   const StringToId& vocab() const { return vocab_; }  // byte-level strings
   const std::vector<std::string>& id_bytes() const { return id_bytes_; }  // raw bytes per id
+  const BpeModel& model() const { return model_; }
 
  private:
   struct Merge {
@@ -51,7 +69,10 @@ class Bpe {
   };
   static uint64_t pair_key(TokenId left, TokenId right) { return (uint64_t(left) << 32) | right; }
   void merge_symbols(std::vector<TokenId>& symbols) const;
+  void build_byte_tables();
+  void build_merge_table();
 
+  BpeModel model_;
   StringToId vocab_;
   std::unordered_map<std::string, TokenId, StringHash, std::equal_to<>> bytes_to_id_;
   std::vector<std::string> id_bytes_;

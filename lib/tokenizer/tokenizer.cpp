@@ -12,9 +12,13 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/json.hpp"
+#include "core/log.hpp"
+#include "core/sha256.hpp"
 #include "tokenizer/added_tokens.hpp"
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/pre_tokenizer.hpp"
+#include "tokenizer/tokenizer_cache.hpp"
+#include "tokenizer/tokenizer_json.hpp"
 #include "tokenizer/utf8.hpp"
 
 namespace dsk::tokenizer {
@@ -129,24 +133,58 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
-Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_json) {
+Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_json, const std::optional<std::filesystem::path>& cache_dir) {
   // tokenizer_config.json, when present, is what transformers follows for BOS/EOS.
   auto config_path = tokenizer_json.parent_path() / "tokenizer_config.json";
   std::optional<std::string> config_text;
   if (std::filesystem::exists(config_path)) config_text = read_file(config_path);
-  return from_json(read_file(tokenizer_json), tokenizer_json.string(), config_text, config_path.string());
+  const std::string text = read_file(tokenizer_json), where = tokenizer_json.string();
+  if (!cache_dir) return from_json(text, where, config_text, config_path.string());
+
+  const std::string key = sha256_hex(text);
+  const auto cache_file = tokenizer_cache_file(*cache_dir, key);
+  if (auto cached = read_tokenizer_cache(cache_file, key)) {
+    try {
+      const nlohmann::json tree = parse_json(cached->json, where);
+      log_debug("tokenizer: ", where, " from the cache ", cache_file.string());
+      BpeInput checked;
+      checked.checked = std::move(cached->model);
+      return from_tree(tree, std::move(checked), where, config_text, config_path.string());
+    } catch (const DataError& e) {
+      // Only a file that loaded is cached: an error here is the cache's (or tokenizer_config.json's,
+      // which the load below reports again).
+      log_debug("tokenizer: not using the cache ", cache_file.string(), ": ", e.what());
+    }
+  }
+  TokenizerJson parsed = read_tokenizer_json(text, where);
+  const bool streamed = parsed.bpe.vocab && parsed.bpe.merges;
+  Tokenizer tokenizer = from_tree(parsed.tree, std::move(parsed.bpe), where, config_text, config_path.string());
+  if (streamed) {  // the tree holds everything but the vocab and merges, which the tokenizer now has checked
+    try {
+      write_tokenizer_cache(cache_file, key, parsed.tree.dump(), tokenizer.impl_->bpe.model());
+      log_debug("tokenizer: cached ", where, " in ", cache_file.string());
+    } catch (const std::exception& e) {  // a read-only or full disk: the cache is only a shortcut
+      log_debug("tokenizer: could not write the cache ", cache_file.string(), ": ", e.what());
+    }
+  }
+  return tokenizer;
 }
 
 Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, const std::string& where,
                                const std::optional<std::string>& tokenizer_config_json, const std::string& config_where) {
-  const nlohmann::json json = parse_json(tokenizer_json, where);
+  TokenizerJson parsed = read_tokenizer_json(tokenizer_json, where);
+  return from_tree(parsed.tree, std::move(parsed.bpe), where, tokenizer_config_json, config_where);
+}
+
+Tokenizer Tokenizer::from_tree(const nlohmann::json& json, BpeInput bpe, const std::string& where,
+                               const std::optional<std::string>& tokenizer_config_json, const std::string& config_where) {
   const JsonField root = JsonField(json, where).object();
   auto impl = std::make_unique<Impl>();
   impl->serial = next_serial++;
   try {
     check_normalizer(root.at_or_null("normalizer"));
     check_decoder(root.at_or_null("decoder"));
-    impl->bpe = Bpe::from_json(root.at("model"));
+    impl->bpe = Bpe::from_json(root.at("model"), std::move(bpe));
     impl->pre = PreTokenizer::from_json(root.at_or_null("pre_tokenizer"));
     if (!impl->pre.has_byte_level)
       throw DataError(str(where, ".pre_tokenizer: no ByteLevel step (dsk supports byte-level BPE only)"));
@@ -161,7 +199,7 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, const std::strin
   impl->id_strings.resize(size);
   impl->id_decoded.resize(size);
   impl->id_is_special.assign(size, 0);
-  for (const auto& [text, id] : impl->bpe.vocab()) {
+  for (const auto& [text, id] : impl->bpe.model().vocab) {  // in file order: the last of two equal ids wins
     impl->id_strings[id] = text;
     impl->id_decoded[id] = impl->bpe.id_bytes()[id];
   }
