@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <queue>
-#include <thread>
+#include <functional>
+#include <future>
 
 #include "core/error.hpp"
 
@@ -109,20 +110,26 @@ std::vector<std::pair<std::string, std::string>> merges_from_tree(const JsonFiel
 }
 
 // A key given twice in a JSON object means its last value (as in nlohmann's tree and in serde):
-// keeps the last entry of each key, in file order. `vocab` maps each key to its last id.
-void keep_last_of_each_key(VocabEntries& entries, const StringToId& vocab) {
-  if (entries.size() == vocab.size()) return;
+// keeps the last entry of each key, in file order.
+void keep_last_of_each_key(VocabEntries& entries) {
   std::vector<bool> keep(entries.size(), false);
-  StringToId seen;
-  for (size_t i = entries.size(); i-- > 0;) keep[i] = seen.emplace(entries[i].first, 0).second;
-  size_t kept = 0;
+  FlatMap<std::string_view, bool> seen;
+  seen.reserve(entries.size());
+  for (size_t i = entries.size(); i-- > 0;) keep[i] = seen.try_emplace(entries[i].first, true);
+  VocabEntries kept;
+  kept.reserve(seen.size());
   for (size_t i = 0; i < entries.size(); ++i)
-    if (keep[i]) entries[kept++] = std::move(entries[i]);
-  entries.resize(kept);
+    if (keep[i]) kept.push_back(std::move(entries[i]));
+  entries = std::move(kept);
 }
 
 // Tables of fewer entries are built on the calling thread (tests, fuzzing: no thread per load).
 constexpr size_t kParallelBuildEntries = 4096;
+
+// Runs task on a thread of its own when `parallel`, else now; get() waits for it (and rethrows).
+std::future<void> start(bool parallel, std::function<void()> task) {
+  return std::async(parallel ? std::launch::async : std::launch::deferred, std::move(task));
+}
 
 }  // namespace
 
@@ -139,29 +146,32 @@ Bpe Bpe::from_json(const JsonField& model, BpeInput input) {
 
   Bpe bpe;
   bpe.ignore_merges_ = model.boolean_or("ignore_merges", false);
+  // From the cache: entries each once and merges as ids, as they were when it was written.
   const bool checked = input.checked.has_value();
   if (checked) bpe.model_ = std::move(*input.checked);
   else bpe.model_.vocab = input.vocab ? std::move(*input.vocab) : vocab_from_tree(model.at("vocab"));
   VocabEntries& entries = bpe.model_.vocab;
+  const bool parallel = entries.size() >= kParallelBuildEntries;
 
-  bpe.vocab_.reserve(entries.size());
   uint64_t largest = 0;
-  for (const auto& [text, id] : entries) {
-    bpe.vocab_.insert_or_assign(text, id);
-    largest = std::max<uint64_t>(largest, id);
-  }
-  keep_last_of_each_key(entries, bpe.vocab_);
+  for (const auto& entry : entries) largest = std::max<uint64_t>(largest, entry.second);
   // Ids first: the tables below are sized by the largest one.
-  if (!entries.empty()) {
-    check_id_range(largest, entries.size(), model.where() + ".vocab");
-    bpe.id_bytes_.resize(size_t(largest) + 1);
-  }
-  // The byte tables and the merge table do not depend on each other: built side by side.
-  std::thread byte_tables;
-  if (entries.size() >= kParallelBuildEntries) byte_tables = std::thread([&bpe] { bpe.build_byte_tables(); });
-  else bpe.build_byte_tables();
-  try {
-    if (!checked) {
+  if (!entries.empty()) check_id_range(largest, entries.size(), model.where() + ".vocab");
+  const size_t id_count = entries.empty() ? 0 : size_t(largest) + 1;
+  std::future<void> merge_table, byte_tables;
+  if (checked) {  // nothing left to check: the three tables are built side by side
+    merge_table = start(parallel, [&bpe] { bpe.build_merge_table(); });
+    byte_tables = start(parallel, [&bpe, id_count] { bpe.build_byte_tables(id_count); });
+    bpe.build_vocab_table();
+  } else {
+    bpe.build_vocab_table();
+    if (bpe.vocab_.size() != entries.size()) {  // a repeated key; the tables' keys are views into the entries
+      keep_last_of_each_key(entries);
+      bpe.vocab_ = {};
+      bpe.build_vocab_table();
+    }
+    byte_tables = start(parallel, [&bpe, id_count] { bpe.build_byte_tables(id_count); });
+    try {
       auto pairs = input.merges ? std::move(*input.merges) : merges_from_tree(model.at("merges"));
       auto& merges = bpe.model_.merges;
       merges.reserve(pairs.size());
@@ -169,40 +179,67 @@ Bpe Bpe::from_json(const JsonField& model, BpeInput input) {
       for (size_t rank = 0; rank < pairs.size(); ++rank) {
         const auto& [left, right] = pairs[rank];
         joined.assign(left).append(right);
-        auto l = bpe.vocab_.find(left), r = bpe.vocab_.find(right), m = bpe.vocab_.find(joined);
-        if (l == bpe.vocab_.end() || r == bpe.vocab_.end() || m == bpe.vocab_.end())
+        auto l = bpe.find(left), r = bpe.find(right), m = bpe.find(joined);
+        if (!l || !r || !m)
           throw DataError(str(model.where(), ".merges[", rank, "]: \"", left, "\" + \"", right, "\" not in the vocab"));
-        merges.push_back({l->second, r->second, m->second});
+        merges.push_back({*l, *r, *m});
       }
+    } catch (...) {
+      byte_tables.wait();
+      throw;
     }
     bpe.build_merge_table();
-  } catch (...) {
-    if (byte_tables.joinable()) byte_tables.join();
-    throw;
   }
-  if (byte_tables.joinable()) byte_tables.join();
+  if (merge_table.valid()) merge_table.get();
+  byte_tables.get();
   return bpe;
 }
 
-void Bpe::build_byte_tables() {
-  bytes_to_id_.reserve(model_.vocab.size());
+std::optional<TokenId> Bpe::find(std::string_view token) const {
+  const TokenId* id = vocab_.find(token);
+  return id ? std::optional<TokenId>(*id) : std::nullopt;
+}
+
+void Bpe::build_vocab_table() {
+  vocab_.reserve(model_.vocab.size());
+  for (const auto& [text, id] : model_.vocab) vocab_.insert_or_assign(text, id);
+}
+
+void Bpe::build_byte_tables(size_t id_count) {
+  constexpr uint32_t kNone = ~uint32_t(0);
+  std::vector<uint32_t> entry_of(id_count, kNone);  // the last entry with each id, in file order
+  size_t text_bytes = 0;
+  for (uint32_t i = 0; i < model_.vocab.size(); ++i) {
+    entry_of[model_.vocab[i].second] = i;
+    text_bytes += model_.vocab[i].first.size();
+  }
+  id_bytes_.reserve(id_count, text_bytes);
   std::string bytes;
-  for (const auto& [text, id] : model_.vocab) {  // in file order: the last of two equal ids wins
+  for (size_t id = 0; id < id_count; ++id) {
+    if (entry_of[id] == kNone) {
+      id_bytes_.push_back("");
+      continue;
+    }
+    const std::string& text = model_.vocab[entry_of[id]].first;
     // Entries outside the byte-level alphabet (DeepSeek lists its special tokens here too) can
     // never come out of merges; they decode to themselves.
-    if (byte_level_to_bytes(text, bytes)) {
-      id_bytes_[id] = bytes;
-      bytes_to_id_.emplace(bytes, id);
-    } else {
-      id_bytes_[id] = text;
+    id_bytes_.push_back(byte_level_to_bytes(text, bytes) ? std::string_view(bytes) : std::string_view(text));
+  }
+  // The ids of raw byte strings, over every entry (two may share an id): single bytes to start
+  // each piece from; whole pieces for ignore_merges. In file order, the first entry wins.
+  byte_id_.fill(-1);
+  std::vector<TokenId> piece_ids;
+  for (const auto& [text, id] : model_.vocab) {
+    if (!ignore_merges_ && text.size() > 2) continue;  // not one alphabet character, so not one byte
+    if (!byte_level_to_bytes(text, bytes)) continue;
+    if (bytes.size() == 1 && byte_id_[uint8_t(bytes[0])] < 0) byte_id_[uint8_t(bytes[0])] = id;
+    if (ignore_merges_) {
+      piece_bytes_.push_back(bytes);
+      piece_ids.push_back(id);
     }
   }
-  byte_id_.fill(-1);
-  for (int b = 0; b < 256; ++b) {
-    const char byte = char(b);
-    auto it = bytes_to_id_.find(std::string_view(&byte, 1));
-    if (it != bytes_to_id_.end()) byte_id_[b] = it->second;
-  }
+  bytes_to_id_.reserve(piece_ids.size());
+  for (size_t i = 0; i < piece_ids.size(); ++i) bytes_to_id_.try_emplace(piece_bytes_[i], piece_ids[i]);
 }
 
 void Bpe::build_merge_table() {
@@ -238,8 +275,8 @@ void Bpe::merge_symbols(std::vector<TokenId>& symbols) const {
   auto push = [&](uint32_t left) {
     uint32_t right = next[left];
     if (right >= n) return;
-    auto it = merges_.find(pair_key(symbols[left], symbols[right]));
-    if (it != merges_.end()) heap.push({it->second.rank, left, symbols[left], symbols[right]});
+    if (const Merge* merge = merges_.find(pair_key(symbols[left], symbols[right])))
+      heap.push({merge->rank, left, symbols[left], symbols[right]});
   };
   constexpr TokenId kDead = ~TokenId(0);
   for (uint32_t i = 0; i + 1 < n; ++i) push(i);
@@ -250,7 +287,7 @@ void Bpe::merge_symbols(std::vector<TokenId>& symbols) const {
     if (symbols[left] != top.left_id) continue;  // stale: the left symbol changed
     uint32_t right = next[left];
     if (right >= n || symbols[right] != top.right_id) continue;
-    symbols[left] = merges_.at(pair_key(top.left_id, top.right_id)).merged;
+    symbols[left] = merges_.find(pair_key(top.left_id, top.right_id))->merged;
     symbols[right] = kDead;
     next[left] = next[right];
     if (next[right] < n) prev[next[right]] = left;
@@ -265,9 +302,8 @@ void Bpe::merge_symbols(std::vector<TokenId>& symbols) const {
 
 void Bpe::encode_piece(std::string_view piece, std::vector<TokenId>& out) const {
   if (ignore_merges_) {
-    auto it = bytes_to_id_.find(piece);
-    if (it != bytes_to_id_.end()) {
-      out.push_back(it->second);
+    if (const TokenId* id = bytes_to_id_.find(piece)) {
+      out.push_back(*id);
       return;
     }
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/json.hpp"
+#include "tokenizer/flat_tables.hpp"
 
 namespace dsk::tokenizer {
 
@@ -55,11 +56,19 @@ class Bpe {
   // where it holds them, else from the node.
   static Bpe from_json(const JsonField& model, BpeInput input = {});
 
+  Bpe() = default;
+  Bpe(Bpe&&) = default;  // the tables' views into model_'s strings stay valid: those do not move
+  Bpe& operator=(Bpe&&) = default;
+  Bpe(const Bpe&) = delete;
+  Bpe& operator=(const Bpe&) = delete;
+
   // Appends the ids of one pre-tokenized piece (raw bytes).
   void encode_piece(std::string_view piece, std::vector<TokenId>& out) const;
 
-  const StringToId& vocab() const { return vocab_; }  // byte-level strings
-  const std::vector<std::string>& id_bytes() const { return id_bytes_; }  // raw bytes per id
+  std::optional<TokenId> find(std::string_view token) const;  // of a byte-level vocab string
+  size_t id_count() const { return id_bytes_.size(); }  // largest id + 1
+  // The raw bytes an id stands for ("" for an id no entry has).
+  std::string_view id_bytes(TokenId id) const { return id_bytes_[id]; }
   const BpeModel& model() const { return model_; }
 
  private:
@@ -69,15 +78,17 @@ class Bpe {
   };
   static uint64_t pair_key(TokenId left, TokenId right) { return (uint64_t(left) << 32) | right; }
   void merge_symbols(std::vector<TokenId>& symbols) const;
-  void build_byte_tables();
+  void build_vocab_table();
+  void build_byte_tables(size_t id_count);
   void build_merge_table();
 
   BpeModel model_;
-  StringToId vocab_;
-  std::unordered_map<std::string, TokenId, StringHash, std::equal_to<>> bytes_to_id_;
-  std::vector<std::string> id_bytes_;
+  FlatMap<std::string_view, TokenId> vocab_;  // keys: model_.vocab's strings
+  StringTable id_bytes_;
+  StringTable piece_bytes_;  // with ignore_merges only: each entry's raw bytes
+  FlatMap<std::string_view, TokenId> bytes_to_id_;  // keys: piece_bytes_'s
   std::array<int64_t, 256> byte_id_{};  // -1 where the byte has no token
-  std::unordered_map<uint64_t, Merge> merges_;
+  FlatMap<uint64_t, Merge> merges_;
   bool ignore_merges_ = false;
 };
 

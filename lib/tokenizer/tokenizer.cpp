@@ -37,9 +37,9 @@ struct Tokenizer::Impl {
   Bpe bpe;
   PreTokenizer pre;
   AddedTokens added;
-  std::vector<std::string> id_strings;  // vocab string (byte-level form) or added content, per id
+  StringTable id_strings;  // vocab string (byte-level form) or added content, per id
   std::vector<uint8_t> id_is_special;
-  std::vector<std::string> id_decoded;  // raw bytes a token decodes to
+  StringTable id_decoded;  // raw bytes a token decodes to
   StringToId added_ids;
   SpecialIds specials;
 };
@@ -128,6 +128,39 @@ constexpr size_t kCachedPieceBytes = 64;
 
 }  // namespace
 
+// Per id (up to `size`): its vocab string and raw bytes, or an added token's content (an added
+// token takes the id from a vocab entry; the last of two added tokens with one id wins).
+void Tokenizer::build_id_tables(Impl& impl, size_t size) {
+  constexpr uint32_t kNone = ~uint32_t(0);
+  const auto& vocab = impl.bpe.model().vocab;
+  const auto& added = impl.added.tokens();
+  std::vector<uint32_t> entry_of(size, kNone), added_of(size, kNone);
+  size_t text_bytes = 0;
+  for (uint32_t i = 0; i < vocab.size(); ++i) {  // in file order: the last of two equal ids wins
+    entry_of[vocab[i].second] = i;
+    text_bytes += vocab[i].first.size();
+  }
+  for (uint32_t i = 0; i < added.size(); ++i) {
+    added_of[added[i].id] = i;
+    text_bytes += added[i].content.size();
+    impl.added_ids[added[i].content] = added[i].id;
+  }
+  impl.id_strings.reserve(size, text_bytes);
+  impl.id_decoded.reserve(size, text_bytes);
+  impl.id_is_special.assign(size, 0);
+  for (size_t id = 0; id < size; ++id) {
+    if (added_of[id] != kNone) {
+      const AddedToken& token = added[added_of[id]];
+      impl.id_strings.push_back(token.content);
+      impl.id_decoded.push_back(token.content);
+      impl.id_is_special[id] = token.special;
+    } else {
+      impl.id_strings.push_back(entry_of[id] != kNone ? std::string_view(vocab[entry_of[id]].first) : std::string_view());
+      impl.id_decoded.push_back(id < impl.bpe.id_count() ? impl.bpe.id_bytes(TokenId(id)) : std::string_view());
+    }
+  }
+}
+
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
@@ -193,28 +226,14 @@ Tokenizer Tokenizer::from_tree(const nlohmann::json& json, BpeInput bpe, const s
     throw DataError(str(where, ": unexpected structure: ", e.what()));
   }
 
-  size_t size = impl->bpe.id_bytes().size();
+  size_t size = impl->bpe.id_count();
   for (const auto& token : impl->added.tokens()) size = std::max(size, size_t(token.id) + 1);
-  if (size > 0) check_id_range(size - 1, impl->bpe.vocab().size() + impl->added.tokens().size(), where);
-  impl->id_strings.resize(size);
-  impl->id_decoded.resize(size);
-  impl->id_is_special.assign(size, 0);
-  for (const auto& [text, id] : impl->bpe.model().vocab) {  // in file order: the last of two equal ids wins
-    impl->id_strings[id] = text;
-    impl->id_decoded[id] = impl->bpe.id_bytes()[id];
-  }
-  for (const auto& token : impl->added.tokens()) {
-    impl->id_strings[token.id] = token.content;
-    impl->id_decoded[token.id] = token.content;
-    impl->id_is_special[token.id] = token.special;
-    impl->added_ids[token.content] = token.id;
-  }
-
+  if (size > 0) check_id_range(size - 1, impl->bpe.model().vocab.size() + impl->added.tokens().size(), where);
+  build_id_tables(*impl, size);
   Impl& ref = *impl;
   auto lookup = [&ref](const std::string& text) -> std::optional<TokenId> {
     if (auto it = ref.added_ids.find(text); it != ref.added_ids.end()) return it->second;
-    if (auto it = ref.bpe.vocab().find(text); it != ref.bpe.vocab().end()) return it->second;
-    return std::nullopt;
+    return ref.bpe.find(text);
   };
   if (root.has("post_processor")) {
     read_template(root.at("post_processor"), ref.specials, lookup);
@@ -306,13 +325,12 @@ bool Tokenizer::add_bos_by_default() const { return impl_->specials.add_bos && i
 
 std::optional<TokenId> Tokenizer::token_to_id(std::string_view token) const {
   if (auto it = impl_->added_ids.find(token); it != impl_->added_ids.end()) return it->second;
-  if (auto it = impl_->bpe.vocab().find(token); it != impl_->bpe.vocab().end()) return it->second;
-  return std::nullopt;
+  return impl_->bpe.find(token);
 }
 
 std::optional<std::string> Tokenizer::id_to_token(TokenId id) const {
   if (id >= impl_->id_strings.size() || impl_->id_strings[id].empty()) return std::nullopt;
-  return impl_->id_strings[id];
+  return std::string(impl_->id_strings[id]);
 }
 
 }  // namespace dsk::tokenizer

@@ -74,6 +74,7 @@ class Tokenizer {
   // tokenizer.json's tree (model.vocab and model.merges may be in `bpe` instead) to a tokenizer.
   static Tokenizer from_tree(const nlohmann::json& tree, BpeInput bpe, const std::string& where,
                              const std::optional<std::string>& tokenizer_config_json, const std::string& config_where);
+  static void build_id_tables(Impl& impl, size_t size);
   std::unique_ptr<Impl> impl_;
 };
 
