@@ -18,6 +18,7 @@
 #include "tokenize/decode.hpp"
 #include "tokenize/pipeline.hpp"
 #include "tokenize/shard_stats.hpp"
+#include "tokenizer/tokenizer_cache.hpp"
 
 using namespace dsk;
 using namespace dsk::tokenize;
@@ -100,7 +101,7 @@ int run_tokenize(const Config& config) {
   options.tokenizer_path = config.get_string("tokenizer.path");
 
   install_stop_signal_handlers();
-  auto tokenizer = tokenizer::Tokenizer::load(options.tokenizer_path);
+  auto tokenizer = tokenizer::Tokenizer::load(options.tokenizer_path, tokenizer::tokenizer_cache_dir());
   TokenizeResult result = tokenize_to_shards(options, tokenizer);
   const io::ShardIndex& index = result.index;
   const InputErrorCounts& errors = result.errors;
@@ -170,7 +171,7 @@ int run_decode(const std::string& argument, const std::string& split, const std:
                           "give -t/--tokenizer"));
     tokenizer_path = found->string();
   }
-  auto tokenizer = tokenizer::Tokenizer::load(tokenizer_path);
+  auto tokenizer = tokenizer::Tokenizer::load(tokenizer_path, tokenizer::tokenizer_cache_dir());
   if (tokenizer.vocab_size() != index.vocab_size)
     throw UsageError(str(tokenizer_path, ": vocabulary of ", tokenizer.vocab_size(), " tokens, but the shards were made with ",
                          index.vocab_size, " (-t names the right tokenizer)"));

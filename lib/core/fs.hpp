@@ -35,6 +35,7 @@ class AtomicFile {
   std::filesystem::path temporary_;
   std::FILE* file_ = nullptr;
   bool committed_ = false;
+  size_t written_since_writeback_ = 0;
 };
 
 // A directory built under a temporary name (target.tmp-<pid>) and renamed into place by

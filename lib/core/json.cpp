@@ -7,9 +7,21 @@ namespace {
 
 using json = nlohmann::json;
 
+const char* type_of(const json& value) {
+  if (value.is_number_integer()) return "an integer";
+  if (value.is_number()) return "a number";
+  if (value.is_string()) return "a string";
+  if (value.is_boolean()) return "a boolean";
+  if (value.is_array()) return "an array";
+  if (value.is_object()) return "an object";
+  return "null";
+}
+
+}  // namespace
+
 // The deepest nesting of [ and { outside strings. Malformed text may be miscounted; the parser
 // reports it anyway.
-void check_depth(std::string_view text, const std::string& where) {
+void check_json_depth(std::string_view text, const std::string& where) {
   int depth = 0;
   bool in_string = false, escaped = false;
   for (size_t at = 0; at < text.size(); ++at) {
@@ -29,20 +41,8 @@ void check_depth(std::string_view text, const std::string& where) {
   }
 }
 
-const char* type_of(const json& value) {
-  if (value.is_number_integer()) return "an integer";
-  if (value.is_number()) return "a number";
-  if (value.is_string()) return "a string";
-  if (value.is_boolean()) return "a boolean";
-  if (value.is_array()) return "an array";
-  if (value.is_object()) return "an object";
-  return "null";
-}
-
-}  // namespace
-
 json parse_json(std::string_view text, const std::string& where) {
-  check_depth(text, where);
+  check_json_depth(text, where);
   try {
     return json::parse(text);
   } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e309

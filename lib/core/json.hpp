@@ -22,6 +22,8 @@ inline constexpr int kMaxJsonDepth = 256;  // libxml2's default limit too; real 
 // DataError "<where>: not valid JSON (...)" for a syntax error, a number out of double range
 // (1e309) or nesting deeper than kMaxJsonDepth.
 nlohmann::json parse_json(std::string_view text, const std::string& where);
+// parse_json's depth check alone, for parses that stream (nlohmann's sax_parse).
+void check_json_depth(std::string_view text, const std::string& where);
 
 // A value as JSON text for an error message: at most 80 characters, bytes that are not UTF-8
 // replaced (dump() would throw on them; a YAML model.config can hold them).

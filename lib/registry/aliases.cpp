@@ -36,9 +36,9 @@ AliasTable parse_aliases(const std::string& yaml, const std::string& source) {
   }
   AliasTable table;
   if (!root || root.IsNull()) return table;
-  YAML::Node aliases = root["aliases"];
-  if (!root.IsMap() || !aliases || !aliases.IsMap())
-    throw DataError(str(yaml_location(source, root), ": expected a map 'aliases:'"));
+  // A subscript of a scalar or a list throws yaml-cpp's BadSubscript: the kind is checked first.
+  YAML::Node aliases = root.IsMap() ? root["aliases"] : YAML::Node();
+  if (!aliases || !aliases.IsMap()) throw DataError(str(yaml_location(source, root), ": expected a map 'aliases:'"));
   for (const auto& alias : aliases) {
     std::string where = yaml_location(source, alias.second);
     std::string name = scalar_key(alias.first, "alias", where);

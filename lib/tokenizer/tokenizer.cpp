@@ -12,9 +12,13 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/json.hpp"
+#include "core/log.hpp"
+#include "core/sha256.hpp"
 #include "tokenizer/added_tokens.hpp"
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/pre_tokenizer.hpp"
+#include "tokenizer/tokenizer_cache.hpp"
+#include "tokenizer/tokenizer_json.hpp"
 #include "tokenizer/utf8.hpp"
 
 namespace dsk::tokenizer {
@@ -33,9 +37,9 @@ struct Tokenizer::Impl {
   Bpe bpe;
   PreTokenizer pre;
   AddedTokens added;
-  std::vector<std::string> id_strings;  // vocab string (byte-level form) or added content, per id
+  StringTable id_strings;  // vocab string (byte-level form) or added content, per id
   std::vector<uint8_t> id_is_special;
-  std::vector<std::string> id_decoded;  // raw bytes a token decodes to
+  StringTable id_decoded;  // raw bytes a token decodes to
   StringToId added_ids;
   SpecialIds specials;
 };
@@ -124,29 +128,96 @@ constexpr size_t kCachedPieceBytes = 64;
 
 }  // namespace
 
+// Per id (up to `size`): its vocab string and raw bytes, or an added token's content (an added
+// token takes the id from a vocab entry; the last of two added tokens with one id wins).
+void Tokenizer::build_id_tables(Impl& impl, size_t size) {
+  constexpr uint32_t kNone = ~uint32_t(0);
+  const auto& vocab = impl.bpe.model().vocab;
+  const auto& added = impl.added.tokens();
+  std::vector<uint32_t> entry_of(size, kNone), added_of(size, kNone);
+  size_t text_bytes = 0;
+  for (uint32_t i = 0; i < vocab.size(); ++i) {  // in file order: the last of two equal ids wins
+    entry_of[vocab[i].second] = i;
+    text_bytes += vocab[i].first.size();
+  }
+  for (uint32_t i = 0; i < added.size(); ++i) {
+    added_of[added[i].id] = i;
+    text_bytes += added[i].content.size();
+    impl.added_ids[added[i].content] = added[i].id;
+  }
+  impl.id_strings.reserve(size, text_bytes);
+  impl.id_decoded.reserve(size, text_bytes);
+  impl.id_is_special.assign(size, 0);
+  for (size_t id = 0; id < size; ++id) {
+    if (added_of[id] != kNone) {
+      const AddedToken& token = added[added_of[id]];
+      impl.id_strings.push_back(token.content);
+      impl.id_decoded.push_back(token.content);
+      impl.id_is_special[id] = token.special;
+    } else {
+      impl.id_strings.push_back(entry_of[id] != kNone ? std::string_view(vocab[entry_of[id]].first) : std::string_view());
+      impl.id_decoded.push_back(id < impl.bpe.id_count() ? impl.bpe.id_bytes(TokenId(id)) : std::string_view());
+    }
+  }
+}
+
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
-Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_json) {
+Tokenizer Tokenizer::load(const std::filesystem::path& tokenizer_json, const std::optional<std::filesystem::path>& cache_dir) {
   // tokenizer_config.json, when present, is what transformers follows for BOS/EOS.
   auto config_path = tokenizer_json.parent_path() / "tokenizer_config.json";
   std::optional<std::string> config_text;
   if (std::filesystem::exists(config_path)) config_text = read_file(config_path);
-  return from_json(read_file(tokenizer_json), tokenizer_json.string(), config_text, config_path.string());
+  const std::string text = read_file(tokenizer_json), where = tokenizer_json.string();
+  if (!cache_dir) return from_json(text, where, config_text, config_path.string());
+
+  const std::string key = sha256_hex(text);
+  const auto cache_file = tokenizer_cache_file(*cache_dir, key);
+  if (auto cached = read_tokenizer_cache(cache_file, key)) {
+    try {
+      const nlohmann::json tree = parse_json(cached->json, where);
+      log_debug("tokenizer: ", where, " from the cache ", cache_file.string());
+      BpeInput checked;
+      checked.checked = std::move(cached->model);
+      return from_tree(tree, std::move(checked), where, config_text, config_path.string());
+    } catch (const DataError& e) {
+      // Only a file that loaded is cached: an error here is the cache's (or tokenizer_config.json's,
+      // which the load below reports again).
+      log_debug("tokenizer: not using the cache ", cache_file.string(), ": ", e.what());
+    }
+  }
+  TokenizerJson parsed = read_tokenizer_json(text, where);
+  const bool streamed = parsed.bpe.vocab && parsed.bpe.merges;
+  Tokenizer tokenizer = from_tree(parsed.tree, std::move(parsed.bpe), where, config_text, config_path.string());
+  if (streamed) {  // the tree holds everything but the vocab and merges, which the tokenizer now has checked
+    try {
+      write_tokenizer_cache(cache_file, key, parsed.tree.dump(), tokenizer.impl_->bpe.model());
+      log_debug("tokenizer: cached ", where, " in ", cache_file.string());
+    } catch (const std::exception& e) {  // a read-only or full disk: the cache is only a shortcut
+      log_debug("tokenizer: could not write the cache ", cache_file.string(), ": ", e.what());
+    }
+  }
+  return tokenizer;
 }
 
 Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, const std::string& where,
                                const std::optional<std::string>& tokenizer_config_json, const std::string& config_where) {
-  const nlohmann::json json = parse_json(tokenizer_json, where);
+  TokenizerJson parsed = read_tokenizer_json(tokenizer_json, where);
+  return from_tree(parsed.tree, std::move(parsed.bpe), where, tokenizer_config_json, config_where);
+}
+
+Tokenizer Tokenizer::from_tree(const nlohmann::json& json, BpeInput bpe, const std::string& where,
+                               const std::optional<std::string>& tokenizer_config_json, const std::string& config_where) {
   const JsonField root = JsonField(json, where).object();
   auto impl = std::make_unique<Impl>();
   impl->serial = next_serial++;
   try {
     check_normalizer(root.at_or_null("normalizer"));
     check_decoder(root.at_or_null("decoder"));
-    impl->bpe = Bpe::from_json(root.at("model"));
+    impl->bpe = Bpe::from_json(root.at("model"), std::move(bpe));
     impl->pre = PreTokenizer::from_json(root.at_or_null("pre_tokenizer"));
     if (!impl->pre.has_byte_level)
       throw DataError(str(where, ".pre_tokenizer: no ByteLevel step (dsk supports byte-level BPE only)"));
@@ -155,28 +226,14 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, const std::strin
     throw DataError(str(where, ": unexpected structure: ", e.what()));
   }
 
-  size_t size = impl->bpe.id_bytes().size();
+  size_t size = impl->bpe.id_count();
   for (const auto& token : impl->added.tokens()) size = std::max(size, size_t(token.id) + 1);
-  if (size > 0) check_id_range(size - 1, impl->bpe.vocab().size() + impl->added.tokens().size(), where);
-  impl->id_strings.resize(size);
-  impl->id_decoded.resize(size);
-  impl->id_is_special.assign(size, 0);
-  for (const auto& [text, id] : impl->bpe.vocab()) {
-    impl->id_strings[id] = text;
-    impl->id_decoded[id] = impl->bpe.id_bytes()[id];
-  }
-  for (const auto& token : impl->added.tokens()) {
-    impl->id_strings[token.id] = token.content;
-    impl->id_decoded[token.id] = token.content;
-    impl->id_is_special[token.id] = token.special;
-    impl->added_ids[token.content] = token.id;
-  }
-
+  if (size > 0) check_id_range(size - 1, impl->bpe.model().vocab.size() + impl->added.tokens().size(), where);
+  build_id_tables(*impl, size);
   Impl& ref = *impl;
   auto lookup = [&ref](const std::string& text) -> std::optional<TokenId> {
     if (auto it = ref.added_ids.find(text); it != ref.added_ids.end()) return it->second;
-    if (auto it = ref.bpe.vocab().find(text); it != ref.bpe.vocab().end()) return it->second;
-    return std::nullopt;
+    return ref.bpe.find(text);
   };
   if (root.has("post_processor")) {
     read_template(root.at("post_processor"), ref.specials, lookup);
@@ -268,13 +325,12 @@ bool Tokenizer::add_bos_by_default() const { return impl_->specials.add_bos && i
 
 std::optional<TokenId> Tokenizer::token_to_id(std::string_view token) const {
   if (auto it = impl_->added_ids.find(token); it != impl_->added_ids.end()) return it->second;
-  if (auto it = impl_->bpe.vocab().find(token); it != impl_->bpe.vocab().end()) return it->second;
-  return std::nullopt;
+  return impl_->bpe.find(token);
 }
 
 std::optional<std::string> Tokenizer::id_to_token(TokenId id) const {
   if (id >= impl_->id_strings.size() || impl_->id_strings[id].empty()) return std::nullopt;
-  return impl_->id_strings[id];
+  return std::string(impl_->id_strings[id]);
 }
 
 }  // namespace dsk::tokenizer

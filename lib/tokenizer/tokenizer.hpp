@@ -25,11 +25,14 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "tokenizer/utf8.hpp"
 
 namespace dsk::tokenizer {
 
 using TokenId = uint32_t;
+struct BpeInput;
 
 struct EncodeOptions {
   bool add_special_tokens = false;  // prepend BOS (and append EOS) as tokenizer_config / post-processor say
@@ -40,7 +43,10 @@ class Tokenizer {
  public:
   // Loads tokenizer.json (and, when present beside it, tokenizer_config.json for bos/eos and
   // add_bos_token). DataError naming the file and JSON path on anything malformed or unsupported.
-  static Tokenizer load(const std::filesystem::path& tokenizer_json);
+  // With a cache_dir (tokenizer_cache_dir() in tokenizer_cache.hpp), the built tables are taken
+  // from there when it holds them for this file's content, and stored there when not.
+  static Tokenizer load(const std::filesystem::path& tokenizer_json,
+                        const std::optional<std::filesystem::path>& cache_dir = std::nullopt);
   // The same from the files' text (tests, fuzzing): `where` and `config_where` name them in errors.
   static Tokenizer from_json(std::string_view tokenizer_json, const std::string& where,
                              const std::optional<std::string>& tokenizer_config_json = std::nullopt,
@@ -65,6 +71,10 @@ class Tokenizer {
  private:
   struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl);
+  // tokenizer.json's tree (model.vocab and model.merges may be in `bpe` instead) to a tokenizer.
+  static Tokenizer from_tree(const nlohmann::json& tree, BpeInput bpe, const std::string& where,
+                             const std::optional<std::string>& tokenizer_config_json, const std::string& config_where);
+  static void build_id_tables(Impl& impl, size_t size);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -7,13 +7,15 @@
 # Without a carried binary it builds dsk-tokenize from this tree (needs PCRE2's headers, which
 # the GPU machine lacked when DEVICE.md was written); the tokenizer must be carried either way.
 #  1. makes a ~150 MB JSONL corpus from the two corpora (scripts/bench/jsonl_corpus.py);
-#  2. the tokenizer's load time: dsk-tokenize on a one-line input;
+#  2. the tokenizer's load time: dsk-tokenize on a one-line input, from tokenizer.json alone
+#     (DSK_TOKENIZER_CACHE=off) and from the tokenizer cache (a fresh one, written by a run first);
 #  3. dsk-tokenize on the corpus with -j 1 2 4 8 16 (THREADS), REPEAT times each, the median
-#     kept; -j 1 and the most threads must give the same bytes;
+#     kept, the tokenizer from the cache (as every run after a tokenizer's first); the most
+#     threads once more without the cache; -j 1 and the most threads must give the same bytes;
 #  4. HF tokenizers' encode_batch on the same documents, all cores (scripts/bench/tokenizer_hf.py
 #     --jsonl text: encoding only, after a warm-up pass; no reading, parsing or writing);
 #  5. the table: MB/s (of the JSONL file, both sides), speedup over -j 1, ratio to HF, and MB/s
-#     once the tokenizer is loaded (end-to-end seconds less the load time).
+#     once the tokenizer is loaded (end-to-end seconds less the load time of that run's kind).
 # Writes $OUT/tokenize.txt (the table and the machine), $OUT/runs.txt (every run). About 2 minutes.
 # Env: MEGABYTES (150), THREADS ("1 2 4 8 16"), REPEAT (3).
 set -euo pipefail
@@ -61,9 +63,16 @@ seconds() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo '{"text": "In the beginning"}' >"$work/one.jsonl"
-load=$(for _ in 1 2 3; do seconds dsk-tokenize -q -t "$tokenizer" -o "$work/one" -f "$work/one.jsonl"; done | median |
-  awk '{ printf "%.3f", $1 }')
-echo "tokenizer load (one-line input, median of 3): $load s" | tee -a "$runs"
+export DSK_TOKENIZER_CACHE="$work/tokenizer-cache"
+# load_seconds: median of 3 runs on the one-line input.
+load_seconds() {
+  for _ in 1 2 3; do rm -rf "$work/one"; seconds dsk-tokenize -q -t "$tokenizer" -o "$work/one" -f "$work/one.jsonl"; done |
+    median | awk '{ printf "%.3f", $1 }'
+}
+cold_load=$(DSK_TOKENIZER_CACHE=off load_seconds)
+dsk-tokenize -q -t "$tokenizer" -o "$work/one" -f "$work/one.jsonl" >/dev/null  # writes the cache
+load=$(load_seconds)
+echo "tokenizer load (one-line input, median of 3): $cold_load s from tokenizer.json, $load s from the cache" | tee -a "$runs"
 
 declare -A median_seconds
 for threads in "${thread_counts[@]}"; do
@@ -82,6 +91,15 @@ done
 rm -rf "$work/again"
 first=${thread_counts[0]}
 last=${thread_counts[-1]}
+no_cache_times=()
+for ((run = 1; run <= repeat; ++run)); do
+  rm -rf "$work/again"
+  s=$(DSK_TOKENIZER_CACHE=off seconds dsk-tokenize -q -t "$tokenizer" -o "$work/again" -j "$last" "$corpus")
+  no_cache_times+=("$s")
+  echo "dsk-tokenize -j $last without the cache run $run: $s s" | tee -a "$runs"
+done
+no_cache_seconds=$(printf '%s\n' "${no_cache_times[@]}" | median)
+rm -rf "$work/again"
 same="yes"
 diff -r "$work/shards-$first" "$work/shards-$last" >/dev/null || same="NO"
 documents=$(sed -n 's/^documents: //p' "$work/record-$first.yaml")
@@ -95,13 +113,16 @@ hf_tokens=$(sed -n 's/.* tokens \([0-9]*\).*/\1/p' <<<"$hf_line")
 {
   echo "corpus: $bytes bytes of JSONL, $documents documents; dsk: $tokens tokens with BOS and EOS," \
     "$((tokens - 2 * documents)) without; HF: $hf_tokens"
-  echo "tokenizer load: $load s; shards of -j $first and -j $last identical: $same"
+  echo "tokenizer load: $cold_load s from tokenizer.json, $load s from the cache; shards of -j $first and -j $last identical: $same"
   printf '%-34s %8s %8s %8s %8s %12s\n' run seconds MB/s speedup vs_HF "MB/s_loaded"
   for threads in "${thread_counts[@]}"; do
     awk -v n="dsk-tokenize -j $threads" -v s="${median_seconds[$threads]}" -v s1="${median_seconds[$first]}" \
       -v b="$bytes" -v hf="$hf" -v load="$load" \
       'BEGIN { printf "%-34s %8.2f %8.1f %8.2f %8.2f %12.1f\n", n, s, b / s / 1e6, s1 / s, b / s / 1e6 / hf, b / (s - load) / 1e6 }'
   done
+  awk -v n="dsk-tokenize -j $last, no cache" -v s="$no_cache_seconds" -v s1="${median_seconds[$first]}" \
+    -v b="$bytes" -v hf="$hf" -v load="$cold_load" \
+    'BEGIN { printf "%-34s %8.2f %8.1f %8.2f %8.2f %12.1f\n", n, s, b / s / 1e6, s1 / s, b / s / 1e6 / hf, b / (s - load) / 1e6 }'
   awk -v hf="$hf" -v b="$bytes" -v n="HF encode_batch, $(nproc) threads" \
     'BEGIN { printf "%-34s %8.2f %8.1f %8s %8.2f %12s\n", n, b / hf / 1e6, hf, "-", 1, "-" }'
 } | tee -a "$OUT/tokenize.txt"
