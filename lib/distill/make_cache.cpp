@@ -62,6 +62,14 @@ uint64_t bytes_of_parts(const fs::path& cache, uint64_t parts) {
   return bytes;
 }
 
+// What a killed run left of the part it was writing (ZstdWriter's NAME.tmp.PID).
+void remove_unfinished_parts(const fs::path& cache) {
+  std::vector<fs::path> leftovers;
+  for (const auto& entry : fs::directory_iterator(cache))
+    if (entry.path().filename().string().find(".zst.tmp.") != std::string::npos) leftovers.push_back(entry.path());
+  for (const fs::path& leftover : leftovers) fs::remove(leftover);
+}
+
 }  // namespace
 
 CacheOutcome make_teacher_cache(const Config& config) {
@@ -96,6 +104,7 @@ CacheOutcome make_teacher_cache(const Config& config) {
     if (!difference.empty())
       throw UsageError(str(cache.string(), ": a teacher cache made with other settings is there (", difference,
                            "); name another directory or remove it"));
+    remove_unfinished_parts(cache);
   } else {
     if (fs::exists(cache) && !fs::is_empty(cache))
       throw UsageError(str(cache.string(), ": exists and is not a teacher cache; name another directory"));
