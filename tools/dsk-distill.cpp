@@ -228,9 +228,11 @@ int run_eval(EvalFlags flags) {
   return 0;
 }
 
-void add_device_flags(CLI::App& command, std::string& device, std::string& precision, const std::string& suffix) {
-  command.add_option("--device", device, "auto, cpu or cuda" + suffix)->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  command.add_option("--precision", precision, "auto, bf16 or fp32" + suffix)
+void add_device_flags(CLI::App& command, std::string& device, std::string& precision, bool keyed) {
+  command.add_option("--device", device, keyed ? "auto, cpu or cuda (device)" : "auto, cpu or cuda (default auto)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  command.add_option("--precision", precision,
+                     keyed ? "auto, bf16 or fp32 (precision)" : "auto, bf16 or fp32 (default auto: bf16 on CUDA)")
       ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
 }
 
@@ -287,7 +289,7 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
       ->check(cli::numeric<double>(0));
   eval->add_option("--decode-tokens", flags.settings.decode_tokens, "Tokens generated to time decoding (default 64)")
       ->check(cli::numeric<int>(1));
-  add_device_flags(*eval, flags.settings.device, flags.settings.precision, " (default auto)");
+  add_device_flags(*eval, flags.settings.device, flags.settings.precision, false);
   return eval;
 }
 
@@ -312,7 +314,7 @@ int main(int argc, char** argv) {
   app.add_option("--data", flags.data, "Train shard directory, or - for a shards record on stdin (data.train)")
       ->type_name("DIR");
   app.add_option("--steps", flags.steps, "Optimizer steps (steps; replaces a token budget)")->type_name("N");
-  add_device_flags(app, flags.device, flags.precision, " (device, precision)");
+  add_device_flags(app, flags.device, flags.precision, true);
   InitFlags init_flags;
   CLI::App* init = add_init_command(app, init_flags);
   CLI::App* cache = add_cache_command(app, flags);
