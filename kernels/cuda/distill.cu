@@ -62,6 +62,13 @@ __device__ __forceinline__ uint32_t* clear_mask(int V) {
 }
 size_t mask_bytes(int V) { return size_t((V + 31) / 32) * 4; }
 
+// Past 48 KiB of dynamic shared memory (vocabularies above about 300k) a kernel must opt in.
+template <typename Kernel>
+void allow_shared_memory(Kernel kernel, size_t bytes) {
+  if (bytes > (size_t(48) << 10))
+    DSK_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
 // The key of the K-th largest logit of the row (radix select, most significant byte first), and
 // how many of the K are equal to it (the rest are above it).
 template <typename T>
@@ -73,9 +80,16 @@ __device__ void kth_largest_key(const T* z, int V, int K, uint32_t* histogram, u
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int b = threadIdx.x; b < 256; b += blockDim.x) histogram[b] = 0;
     __syncthreads();
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-      const uint32_t k = order_key(to_float(z[i]));
-      if ((k & prefix_mask) == prefix) atomicAdd(&histogram[(k >> shift) & 255u], 1u);
+    // Logits crowd into a few bins (the top bytes of similar floats): each warp adds its lanes of
+    // one bin with a single atomic, so a hot bin sees a few atomics per step, not one per lane.
+    // Every lane runs every step (the bound is the block's), as __match_any_sync needs.
+    for (int base = 0; base < V; base += blockDim.x) {
+      const int i = base + int(threadIdx.x);
+      const uint32_t k = i < V ? order_key(to_float(z[i])) : 0u;
+      const bool counted = i < V && (k & prefix_mask) == prefix;
+      const uint32_t bin = counted ? (k >> shift) & 255u : 256u;
+      const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+      if (counted && (__ffs(peers) - 1) == int(threadIdx.x % 32)) atomicAdd(&histogram[bin], uint32_t(__popc(peers)));
     }
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -266,6 +280,7 @@ void teacher_top_k_chunk(int32_t* ids, float* logprobs, float* rest, const T* lo
   if (K < 1 || K > V || K > kMaxDistillTopK)
     throw dsk::InternalError(str("teacher_top_k_chunk: K = ", K, " outside [1, min(V = ", V, ", ", kMaxDistillTopK, ")]"));
   const size_t shared = mask_bytes(V) + 256 * 4 + size_t(2) * kThreads * 4 + size_t(K) * 8;
+  allow_shared_memory(teacher_top_k_kernel<T>, shared);
   teacher_top_k_kernel<T><<<rows, kThreads, shared, stream>>>(ids, logprobs, rest, logits, V, K, temperature);
   DSK_CUDA_CHECK_LAUNCH();
 }
@@ -275,6 +290,7 @@ void distill_chunk(float* divergences, float* cross_entropies, T* logits, const 
                    const int32_t* teacher_ids, const float* teacher_logprobs, const float* teacher_rest, int rows,
                    int V, int K, int ignore_index, const DistillLoss& loss, float dscale, cudaStream_t stream) {
   if (rows == 0) return;
+  allow_shared_memory(distill_kernel<T>, mask_bytes(V));
   distill_kernel<T><<<rows, kThreads, mask_bytes(V), stream>>>(divergences, cross_entropies, logits, targets,
                                                                 teacher_ids, teacher_logprobs, teacher_rest, V, K,
                                                                 ignore_index, loss, dscale);
