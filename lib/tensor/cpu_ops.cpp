@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "cpu/distill.hpp"
 #include "tensor/allocation_tally.hpp"
 
 namespace dsk::tensor {
@@ -223,7 +224,39 @@ class CpuOps final : public Ops {
     copy(out, in);
   }
 
+  void lm_head_top_k(Buf ids, Buf logprobs, Buf rest, Buf hidden, Buf weight, int N, int C, int V, int K,
+                     float temperature) override {
+    for_each_lm_head_chunk(N, V, [&](float* logits, int row, int rows) {
+      cpu::matmul_forward(logits, f(hidden) + int64_t(row) * C, f(weight), nullptr, rows, C, V);
+      cpu::teacher_top_k_rows(ids.as<int32_t>() + int64_t(row) * K, f(logprobs) + int64_t(row) * K, f(rest) + row,
+                              logits, rows, V, K, temperature);
+    });
+  }
+  void lm_head_distill_loss(Buf divergences, Buf cross_entropies, Buf dhidden, Buf dweight, Buf hidden, Buf weight,
+                            Buf targets, Buf teacher_ids, Buf teacher_logprobs, Buf teacher_rest, int N, int C, int V,
+                            int K, int ignore_index, const DistillLoss& loss, float dscale) override {
+    const bool backward = dscale != 0.0f && !(dhidden.empty() && dweight.empty());
+    for_each_lm_head_chunk(N, V, [&](float* logits, int row, int rows) {
+      const float* h = f(hidden) + int64_t(row) * C;
+      cpu::matmul_forward(logits, h, f(weight), nullptr, rows, C, V);
+      cpu::distill_rows(f(divergences) + row, f(cross_entropies) + row, logits, i32(targets) + row,
+                        i32(teacher_ids) + int64_t(row) * K, f(teacher_logprobs) + int64_t(row) * K,
+                        f(teacher_rest) + row, rows, V, K, ignore_index, loss, backward ? dscale : 0.0f);
+      if (backward)
+        cpu::matmul_backward(dhidden.empty() ? nullptr : f(dhidden) + int64_t(row) * C, f(dweight), nullptr, logits,
+                             h, f(weight), rows, C, V);
+    });
+  }
+
  private:
+  // body(logits, first row, rows) for each chunk of at most kLmHeadChunkRows rows, with a logits
+  // buffer [rows, V] reused from chunk to chunk.
+  template <typename Body>
+  void for_each_lm_head_chunk(int N, int V, Body&& body) {
+    lm_head_chunk_.resize(size_t(std::min(N, kLmHeadChunkRows)) * V);
+    for (int row = 0; row < N; row += kLmHeadChunkRows) body(lm_head_chunk_.data(), row, std::min(kLmHeadChunkRows, N - row));
+  }
+
   AllocationTally tally_;
   std::vector<float> scratch_;
   std::vector<float> lm_head_chunk_;

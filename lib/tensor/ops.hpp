@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "cpu/distill.hpp"
 #include "cpu/kernels.hpp"
 #include "tensor/buffer.hpp"
 
@@ -27,6 +28,7 @@ enum class Device { cpu, cuda };
 
 using AttentionShape = kernels::cpu::AttentionShape;
 using RouterConfig = kernels::cpu::RouterConfig;
+using DistillLoss = kernels::cpu::DistillLoss;
 
 // RoPE tables: the host description and, on CUDA, a device copy of inv_freq (prepare_rope).
 struct RopeTables {
@@ -153,6 +155,20 @@ class Ops {
   virtual void scale(Buf values, float factor) = 0;
   // act <-> f32 conversions (the working copy of the weights, reading activations back).
   virtual void cast(Buf out, Buf in) = 0;
+
+  // ---- distillation (kernels/cpu/distill.hpp), the LM head a chunk of rows at a time as in
+  // lm_head_loss. hidden [N,C] act, weight [V,C] act. The teacher's side: ids i32 [N,K],
+  // logprobs f32 [N,K] and rest f32 [N] of softmax(hidden @ weight^T / temperature).
+  virtual void lm_head_top_k(Buf ids, Buf logprobs, Buf rest, Buf hidden, Buf weight, int N, int C, int V, int K,
+                             float temperature) = 0;
+  // The student's: divergences and cross_entropies f32 [N] against the teacher's top-K (ids i32,
+  // logprobs f32 [N,K], rest f32 [N]) and targets i32 [N]; with dscale != 0 also the gradient of
+  // dscale * sum(alpha * divergence + (1 - alpha) * cross_entropy): dhidden [N,C] act += and
+  // dweight [V,C] f32 += (either may be empty).
+  virtual void lm_head_distill_loss(Buf divergences, Buf cross_entropies, Buf dhidden, Buf dweight, Buf hidden,
+                                    Buf weight, Buf targets, Buf teacher_ids, Buf teacher_logprobs, Buf teacher_rest,
+                                    int N, int C, int V, int K, int ignore_index, const DistillLoss& loss,
+                                    float dscale) = 0;
 };
 
 }  // namespace dsk::tensor

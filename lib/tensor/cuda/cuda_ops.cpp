@@ -12,6 +12,7 @@
 #include "cuda/adamw.cuh"
 #include "cuda/attention.cuh"
 #include "cuda/cross_entropy.cuh"
+#include "cuda/distill.cuh"
 #include "cuda/elementwise.cuh"
 #include "cuda/matmul.cuh"
 #include "cuda/moe.cuh"
@@ -330,6 +331,37 @@ class CudaOps final : public Ops {
       cuda::cast_to_float<T>(f(out), a(in), in.numel, stream_);
     } else {
       cuda::cast_from_float<T>(a(out), f(in), in.numel, stream_);
+    }
+  }
+
+  void lm_head_top_k(Buf ids, Buf logprobs, Buf rest, Buf hidden, Buf weight, int N, int C, int V, int K,
+                     float temperature) override {
+    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), tally_));
+    for (int row = 0; row < N; row += kLmHeadChunkRows) {
+      const int rows = std::min(kLmHeadChunkRows, N - row);
+      cuda::matmul_forward<T>(blas_, logits, a(hidden) + int64_t(row) * C, a(weight), nullptr, rows, C, V, false,
+                              stream_);
+      cuda::teacher_top_k_chunk<T>(ids.as<int32_t>() + int64_t(row) * K, f(logprobs) + int64_t(row) * K,
+                                   f(rest) + row, logits, rows, V, K, temperature, stream_);
+    }
+  }
+  void lm_head_distill_loss(Buf divergences, Buf cross_entropies, Buf dhidden, Buf dweight, Buf hidden, Buf weight,
+                            Buf targets, Buf teacher_ids, Buf teacher_logprobs, Buf teacher_rest, int N, int C, int V,
+                            int K, int ignore_index, const DistillLoss& loss, float dscale) override {
+    const bool backward = dscale != 0.0f && !(dhidden.empty() && dweight.empty());
+    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), tally_));
+    for (int row = 0; row < N; row += kLmHeadChunkRows) {
+      const int rows = std::min(kLmHeadChunkRows, N - row);
+      const T* h = a(hidden) + int64_t(row) * C;
+      cuda::matmul_forward<T>(blas_, logits, h, a(weight), nullptr, rows, C, V, false, stream_);
+      cuda::distill_chunk<T>(f(divergences) + row, f(cross_entropies) + row, logits, i32(targets) + row,
+                             i32(teacher_ids) + int64_t(row) * K, f(teacher_logprobs) + int64_t(row) * K,
+                             f(teacher_rest) + row, rows, V, K, ignore_index, loss, backward ? dscale : 0.0f, stream_);
+      if (!backward) continue;
+      if (!dhidden.empty())
+        cuda::matmul_backward_input<T>(blas_, a(dhidden) + int64_t(row) * C, logits, a(weight), rows, C, V, stream_);
+      if (!dweight.empty())
+        cuda::matmul_backward_weight<T>(blas_, f(dweight), nullptr, logits, h, rows, C, V, nullptr, stream_);
     }
   }
 
