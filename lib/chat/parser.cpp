@@ -280,27 +280,26 @@ class Parser {
     return value;
   }
 
-  ExprPtr parse_or() {
-    ExprPtr left = parse_and();
-    while (is_name("or")) {
-      auto node = make(ExprKind::logical_or, next());
+  // One left-associative level: operand (op operand)*, each op making a node of `kind` named by
+  // the op ("or" and "and" are words, the others operator tokens).
+  template <typename Operand>
+  ExprPtr parse_left_associative(ExprKind kind, std::initializer_list<const char*> ops, Operand operand) {
+    ExprPtr left = operand();
+    while (true) {
+      const char* op = nullptr;
+      for (const char* candidate : ops)
+        if (is_op(candidate) || is_name(candidate)) op = candidate;
+      if (!op) return left;
+      auto node = make(kind, next());
+      node->name = op;
       node->operands.push_back(std::move(left));
-      node->operands.push_back(parse_and());
+      node->operands.push_back(operand());
       left = sealed(std::move(node));
     }
-    return left;
   }
 
-  ExprPtr parse_and() {
-    ExprPtr left = parse_not();
-    while (is_name("and")) {
-      auto node = make(ExprKind::logical_and, next());
-      node->operands.push_back(std::move(left));
-      node->operands.push_back(parse_not());
-      left = sealed(std::move(node));
-    }
-    return left;
-  }
+  ExprPtr parse_or() { return parse_left_associative(ExprKind::logical_or, {"or"}, [this] { return parse_and(); }); }
+  ExprPtr parse_and() { return parse_left_associative(ExprKind::logical_and, {"and"}, [this] { return parse_not(); }); }
 
   ExprPtr parse_not() {
     if (is_name("not")) {
@@ -343,14 +342,6 @@ class Parser {
     return node ? sealed(std::move(node)) : std::move(first);
   }
 
-  ExprPtr binary(const Token& at, const std::string& op, ExprPtr left, ExprPtr right) {
-    auto node = make(ExprKind::binary, at);
-    node->name = op;
-    node->operands.push_back(std::move(left));
-    node->operands.push_back(std::move(right));
-    return sealed(std::move(node));
-  }
-
   // A node whose operands are all attached: its height is checked, so that chains that the
   // grammar builds by looping (a + b + c ..., x.a.b.c ..., f|g|h ...) are bounded like nesting.
   ExprPtr sealed(ExprPtr node) {
@@ -366,41 +357,12 @@ class Parser {
     throw DataError(str(name_, ":", p.line, ":", p.column, ": ", message));
   }
 
-  ExprPtr parse_math1() {
-    ExprPtr left = parse_concat();
-    while (is_op("+") || is_op("-")) {
-      const Token& at = next();
-      left = binary(at, at.text, std::move(left), parse_concat());
-    }
-    return left;
-  }
-
-  ExprPtr parse_concat() {
-    ExprPtr left = parse_math2();
-    while (is_op("~")) {
-      const Token& at = next();
-      left = binary(at, "~", std::move(left), parse_math2());
-    }
-    return left;
-  }
-
+  ExprPtr parse_math1() { return parse_left_associative(ExprKind::binary, {"+", "-"}, [this] { return parse_concat(); }); }
+  ExprPtr parse_concat() { return parse_left_associative(ExprKind::binary, {"~"}, [this] { return parse_math2(); }); }
   ExprPtr parse_math2() {
-    ExprPtr left = parse_pow();
-    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-      const Token& at = next();
-      left = binary(at, at.text, std::move(left), parse_pow());
-    }
-    return left;
+    return parse_left_associative(ExprKind::binary, {"*", "/", "//", "%"}, [this] { return parse_pow(); });
   }
-
-  ExprPtr parse_pow() {
-    ExprPtr left = parse_unary();
-    while (is_op("**")) {
-      const Token& at = next();
-      left = binary(at, "**", std::move(left), parse_unary());
-    }
-    return left;
-  }
+  ExprPtr parse_pow() { return parse_left_associative(ExprKind::binary, {"**"}, [this] { return parse_unary(); }); }
 
   // As Jinja2: the operand of a unary minus takes no filters, so "-1 | abs" is (-1) | abs.
   ExprPtr parse_unary(bool with_filters = true) {

@@ -33,6 +33,17 @@ std::vector<int32_t> random_tokens(std::mt19937& rng, int vocab, size_t n) {
   return out;
 }
 
+struct ModelPair {
+  model::Model cpu, gpu;
+  std::mt19937 rng;
+};
+// The fixture checkpoint on the CPU (the reference) and on CUDA at `precision`.
+ModelPair load_pair(const char* name, const char* precision, unsigned seed) {
+  fs::path dir = kFixtures / name / "checkpoint";
+  return {model::Model::load_hf_checkpoint(dir), model::Model::load_hf_checkpoint(dir, tensor::make_ops("cuda", precision)),
+          std::mt19937(seed)};
+}
+
 void check_close(double got, double want, const char* what) {
   CAPTURE(what);
   CHECK(std::fabs(got - want) <= 1e-4 * std::max(1.0, std::fabs(want)));
@@ -43,10 +54,8 @@ void check_close(double got, double want, const char* what) {
 TEST_CASE("continuation log-probabilities, entropy and margin: CUDA fp32 = CPU") {
   for (const char* name : kModels) {
     CAPTURE(name);
-    model::Model cpu = model::Model::load_hf_checkpoint(kFixtures / name / "checkpoint");
-    model::Model gpu = model::Model::load_hf_checkpoint(kFixtures / name / "checkpoint", tensor::make_ops("cuda", "fp32"));
+    auto [cpu, gpu, rng] = load_pair(name, "fp32", 7);
     const int vocab = cpu.architecture().vocab;
-    std::mt19937 rng(7);
     std::vector<int32_t> prefix = random_tokens(rng, vocab, 9);
     std::vector<std::vector<int32_t>> labels = {random_tokens(rng, vocab, 1), random_tokens(rng, vocab, 4), random_tokens(rng, vocab, 2)};
     std::vector<double> want = continuation_logprobs(cpu, prefix, labels);
@@ -67,10 +76,8 @@ TEST_CASE("continuation log-probabilities, entropy and margin: CUDA fp32 = CPU")
 TEST_CASE("classification argmax: CUDA bf16 agrees with the CPU where the CPU is clear") {
   for (const char* name : kModels) {
     CAPTURE(name);
-    model::Model cpu = model::Model::load_hf_checkpoint(kFixtures / name / "checkpoint");
-    model::Model gpu = model::Model::load_hf_checkpoint(kFixtures / name / "checkpoint", tensor::make_ops("cuda", "bf16"));
+    auto [cpu, gpu, rng] = load_pair(name, "bf16", 11);
     const int vocab = cpu.architecture().vocab;
-    std::mt19937 rng(11);
     int clear = 0, close_calls = 0, close_flips = 0;
     for (int example = 0; example < 20; ++example) {
       std::vector<int32_t> prefix = random_tokens(rng, vocab, 6 + size_t(example % 5));

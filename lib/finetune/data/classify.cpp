@@ -9,7 +9,6 @@
 #include "core/log.hpp"
 #include "core/record.hpp"
 #include "core/units.hpp"
-#include "finetune/data/clean.hpp"
 #include "finetune/data/jsonl_lines.hpp"
 #include "finetune/data/token_scores.hpp"
 
@@ -95,24 +94,18 @@ class ClassifyCommand : public DataCommand {
  public:
   ClassifyCommand() : DataCommand("Classify prompts by scoring each label as the model's continuation", "classify") {
     add_option("inputs", inputs_, "JSONL files of {\"prompt\"} or {\"messages\"} records; none or - reads stdin")->type_name("FILE");
-    add_option("-m,--model", model_, "Model checkpoint directory (HF layout, with its tokenizer)")->type_name("DIR")->required();
-    add_option("--tokenizer", tokenizer_, "Tokenizer directory, if not the model's")->type_name("DIR");
+    add_model_flags(model_);
     add_option("-l,--labels", labels_, "The label set, comma-separated or repeated")->type_name("LABEL")->delimiter(',')->allow_extra_args(false)->required();
     add_option("--label-field", label_field_, "Field holding the gold label")->type_name("NAME")->capture_default_str();
     add_option("--metrics", metrics_, "Write accuracy, macro-F1, per-label scores and the confusion matrix as JSON")->type_name("FILE");
     add_option("-o,--output", output_, "Write each record with its prediction and label log-probabilities (default: stdout)")
         ->type_name("FILE");
-    add_option("--device", device_, "auto, cpu or cuda")->type_name("DEVICE")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-    add_option("--precision", precision_, "auto, bf16 or fp32")->type_name("P")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
   }
 
   int run() override {
     apply_log_flags();
-    ModelFiles files = load_scoring_model(model_, device_, precision_);
-    TokenizerFiles tokenizer = load_tokenizer_files(tokenizer_.empty() ? files.tokenizer_directory : tokenizer_);
-    LabelScorer scorer(*files.model, *tokenizer.tokenizer, tokenizer.chat.get(), labels_);
+    ScoringModel loaded = load_scoring_model(model_.model, model_.tokenizer, model_.device, model_.precision);
+    LabelScorer scorer(*loaded.model, *loaded.files.tokenizer, loaded.files.chat.get(), labels_);
     std::string predictions;
     ClassificationRun run = classify_jsonl(inputs_, scorer, label_field_, [&](const std::string& line) {
       if (output_.empty()) {
@@ -128,9 +121,9 @@ class ClassifyCommand : public DataCommand {
     log_info("classified ", count_of(run.predicted, "record"), " (", run.without_gold, " without a gold label)");
     if (!metrics_.empty()) write_file_atomic(metrics_, m.to_json().dump(2) + "\n");
     if (output_.empty()) return 0;
-    write_file_atomic(output_, predictions);
+    write_output(output_, predictions);
     Record record("classification");
-    record.set("path", output_).set("model", model_).set("records", run.predicted).set("examples", m.total)
+    record.set("path", output_).set("model", model_.model).set("records", run.predicted).set("examples", m.total)
         .set("accuracy", m.accuracy).set("macro_f1", m.macro_f1);
     record.print();
     return 0;
@@ -138,8 +131,8 @@ class ClassifyCommand : public DataCommand {
 
  private:
   std::vector<std::string> inputs_, labels_;
-  std::string model_, tokenizer_, metrics_, output_;
-  std::string label_field_ = "label", device_ = "auto", precision_ = "auto";
+  ModelFlags model_;
+  std::string metrics_, output_, label_field_ = "label";
 };
 
 }  // namespace

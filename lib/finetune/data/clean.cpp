@@ -87,21 +87,6 @@ uint64_t CleanCounts::dropped_total() const {
   return total;
 }
 
-TokenizerFiles load_tokenizer_files(const std::filesystem::path& path) {
-  std::filesystem::path directory = std::filesystem::is_directory(path) ? path : path.parent_path();
-  std::filesystem::path tokenizer_json = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
-  if (!std::filesystem::exists(tokenizer_json))
-    throw UsageError(str(tokenizer_json.string(), ": no such file (--tokenizer takes a tokenizer directory or its tokenizer.json)"));
-  TokenizerFiles files;
-  files.tokenizer = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(tokenizer_json));
-  std::filesystem::path config = directory / "tokenizer_config.json";
-  bool has_template = std::filesystem::exists(directory / "chat_template.jinja");
-  if (!has_template && std::filesystem::exists(config))
-    has_template = read_file(config).find("\"chat_template\"") != std::string::npos;
-  if (has_template) files.chat = std::make_unique<chat::ChatTemplate>(chat::ChatTemplate::load(directory));
-  return files;
-}
-
 std::string normalized_example(const Example& example) {
   nlohmann::json canonical;
   canonical["kind"] = example_kind_name(example.kind);

@@ -52,14 +52,6 @@ struct CleanOptions {
   bool drop_duplicates = true;
 };
 
-// A tokenizer directory (tokenizer.json, and tokenizer_config.json with a chat template when
-// there is one), or a tokenizer.json path (its directory is searched for the template).
-struct TokenizerFiles {
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
-  std::unique_ptr<chat::ChatTemplate> chat;  // null when there is no chat template
-};
-TokenizerFiles load_tokenizer_files(const std::filesystem::path& path);
-
 // The canonical form of an example for duplicate detection: its kind and training fields only
 // (other keys such as ids or sources are ignored), strings with CRLF made LF and surrounding
 // whitespace removed, objects with sorted keys.

@@ -28,10 +28,19 @@ class DataCommand : public CLI::App {
  protected:
   void apply_log_flags() const;  // -v/-q given after the subcommand's name
 
+  // The flags of the subcommands that run a model: -m/--model, --tokenizer, --device, --precision.
+  struct ModelFlags {
+    std::string model, tokenizer, device = "auto", precision = "auto";
+  };
+  void add_model_flags(ModelFlags& flags);
+
  private:
   int verbose_ = 0;
   bool quiet_ = false;
 };
+
+// Text to a file (written whole under a temporary name, then renamed) or, for an empty path, stdout.
+void write_output(const std::string& path, const std::string& text);
 
 // The exit code of the data subcommand given on the command line, or nullopt when none was.
 std::optional<int> run_data_command(CLI::App& app);

@@ -19,6 +19,8 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -64,6 +66,14 @@ std::vector<chat::Segment> example_segments(const Example& example, const chat::
 // The text the example trains on, as one string (what length limits and duplicates look at).
 // messages without a chat template: each message as "role: content" on its own line.
 std::string example_text(const Example& example, const chat::ChatTemplate* chat);
+
+// A tokenizer directory (tokenizer.json, and tokenizer_config.json with a chat template when
+// there is one), or a tokenizer.json path (its directory is searched for the template).
+struct TokenizerFiles {
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::unique_ptr<chat::ChatTemplate> chat;  // null when there is no chat template
+};
+TokenizerFiles load_tokenizer_files(const std::filesystem::path& path);
 
 struct MaskedTokens {
   std::vector<tokenizer::TokenId> ids;

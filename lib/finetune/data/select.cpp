@@ -1,16 +1,13 @@
 #include "finetune/data/select.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <queue>
 
 #include "core/cli.hpp"
 #include "core/error.hpp"
-#include "core/fs.hpp"
 #include "core/log.hpp"
 #include "core/record.hpp"
 #include "core/units.hpp"
-#include "finetune/data/clean.hpp"
 #include "finetune/data/jsonl_lines.hpp"
 #include "finetune/data/token_scores.hpp"
 
@@ -110,38 +107,28 @@ class SelectCommand : public DataCommand {
  public:
   SelectCommand() : DataCommand("Pick the examples the model is least sure about (active learning)", "select") {
     add_option("inputs", inputs_, "Candidate JSONL files (plain or .zst); none or - reads stdin")->type_name("FILE");
-    add_option("-m,--model", model_, "Model checkpoint directory (HF layout, with its tokenizer)")->type_name("DIR")->required();
-    add_option("--tokenizer", tokenizer_, "Tokenizer directory, if not the model's")->type_name("DIR");
+    add_model_flags(model_);
     add_option("-n,--top", top_, "How many examples to keep")->type_name("N")->capture_default_str()->check(cli::numeric<uint64_t>(1));
     add_option("--measure", measure_, "entropy (mean predictive entropy) or margin (mean top-1 minus top-2 probability)")
         ->type_name("NAME")->capture_default_str()->check(CLI::IsMember({"entropy", "margin"}));
     add_option("--max-tokens", max_tokens_, "Score only the last N tokens of longer examples (0: no limit)")
         ->type_name("N")->capture_default_str()->check(cli::numeric<uint64_t>());
-    add_option("--device", device_, "auto, cpu or cuda")->type_name("DEVICE")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-    add_option("--precision", precision_, "auto, bf16 or fp32")->type_name("P")->capture_default_str()
-        ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
     add_option("-o,--output", output_, "Write the selected records here (default: stdout)")->type_name("FILE");
   }
 
   int run() override {
     apply_log_flags();
-    ModelFiles files = load_scoring_model(model_, device_, precision_);
-    TokenizerFiles tokenizer = load_tokenizer_files(tokenizer_.empty() ? files.tokenizer_directory : tokenizer_);
-    UncertaintyScorer scorer(*files.model, *tokenizer.tokenizer, tokenizer.chat.get(), parse_uncertainty_measure(measure_),
+    ScoringModel loaded = load_scoring_model(model_.model, model_.tokenizer, model_.device, model_.precision);
+    UncertaintyScorer scorer(*loaded.model, *loaded.files.tokenizer, loaded.files.chat.get(), parse_uncertainty_measure(measure_),
                              size_t(max_tokens_));
     SelectionResult result = select_most_uncertain(inputs_, scorer, size_t(top_));
     std::string text;
     for (const SelectedExample& s : result.selected) text += s.line + "\n";
     log_info("scored ", count_of(result.scored, "example"), " by ", measure_, "; kept ", result.selected.size());
-    if (output_.empty()) {
-      if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
-        throw ResourceError("cannot write to stdout");
-      return 0;
-    }
-    write_file_atomic(output_, text);
+    write_output(output_, text);
+    if (output_.empty()) return 0;
     Record record("selection");
-    record.set("path", output_).set("model", model_).set("measure", measure_).set("scored", result.scored)
+    record.set("path", output_).set("model", model_.model).set("measure", measure_).set("scored", result.scored)
         .set("selected", uint64_t(result.selected.size()));
     if (!result.selected.empty())
       record.set("top_score", result.selected.front().score).set("last_score", result.selected.back().score);
@@ -151,9 +138,10 @@ class SelectCommand : public DataCommand {
 
  private:
   std::vector<std::string> inputs_;
-  std::string model_, tokenizer_, output_;
+  ModelFlags model_;
+  std::string output_;
   uint64_t top_ = 100, max_tokens_ = 0;
-  std::string measure_ = "entropy", device_ = "auto", precision_ = "auto";
+  std::string measure_ = "entropy";
 };
 
 }  // namespace

@@ -83,13 +83,14 @@ std::vector<double> continuation_logprobs(model::Model& model, const std::vector
   return sums;
 }
 
-ModelFiles load_scoring_model(const std::string& model_directory, const std::string& device, const std::string& precision) {
+ScoringModel load_scoring_model(const std::string& model_directory, const std::string& tokenizer_directory,
+                                const std::string& device, const std::string& precision) {
   if (!std::filesystem::exists(std::filesystem::path(model_directory) / "config.json"))
     throw UsageError(str(model_directory, ": not a model checkpoint (no config.json)"));
-  ModelFiles files;
-  files.model = std::make_unique<model::Model>(model::Model::load_hf_checkpoint(model_directory, tensor::make_ops(device, precision)));
-  files.tokenizer_directory = model_directory;
-  return files;
+  ScoringModel loaded;
+  loaded.files = load_tokenizer_files(tokenizer_directory.empty() ? model_directory : tokenizer_directory);
+  loaded.model = std::make_unique<model::Model>(model::Model::load_hf_checkpoint(model_directory, tensor::make_ops(device, precision)));
+  return loaded;
 }
 
 }  // namespace dsk::finetune

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "finetune/data/examples.hpp"
 #include "model/model.hpp"
 
 namespace dsk::finetune {
@@ -34,11 +35,13 @@ std::vector<double> continuation_logprobs(model::Model& model, const std::vector
                                           const std::vector<std::vector<int32_t>>& continuations);
 
 // A model and its tokenizer from flags: the model's HF checkpoint directory, its tokenizer
-// (tokenizer.json there, or another directory), the backend ("auto", "cpu", "cuda") and precision.
-struct ModelFiles {
+// (the checkpoint's own when tokenizer_directory is empty), the backend ("auto", "cpu", "cuda")
+// and precision ("auto", "bf16", "fp32"). UsageError when the directory is no checkpoint.
+struct ScoringModel {
   std::unique_ptr<model::Model> model;
-  std::string tokenizer_directory;
+  TokenizerFiles files;
 };
-ModelFiles load_scoring_model(const std::string& model_directory, const std::string& device, const std::string& precision);
+ScoringModel load_scoring_model(const std::string& model_directory, const std::string& tokenizer_directory,
+                                const std::string& device, const std::string& precision);
 
 }  // namespace dsk::finetune

@@ -31,15 +31,6 @@ Outcome clean_text(const std::string& jsonl, CleanOptions options = {}, const to
 
 uint64_t dropped(const CleanCounts& c, DropReason r) { return c.dropped[size_t(r)]; }
 
-int run_cli(std::vector<std::string> args) {
-  CLI::App app{"test", "dsk-finetune"};
-  cli::CommonOptions common;
-  add_clean_command(app);
-  args.insert(args.begin(), "dsk-finetune");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  return cli::run(app, int(argv.size()), argv.data(), common, [&] { return run_data_command(app).value_or(99); });
-}
 
 }  // namespace
 
@@ -118,7 +109,7 @@ TEST_CASE("the clean subcommand: output file, report, stdout record, usage error
   auto input = dir.write("in.jsonl", "{\"text\": \"one\"}\n{\"text\": \"one\"}\nnot json\n{\"text\": \"two two\"}\n");
   auto output = dir / "out.jsonl";
   auto report = dir / "report.yaml";
-  CHECK(run_cli({"clean", "-q", input.string(), "-o", output.string(), "--report", report.string(), "--max-chars", "5"}) == 0);
+  CHECK(testing::run_data_cli({"clean", "-q", input.string(), "-o", output.string(), "--report", report.string(), "--max-chars", "5"}) == 0);
   CHECK(read_file(output) == "{\"text\": \"one\"}\n");
   std::string yaml = read_file(report);
   CHECK(yaml.find("kind: clean_report") != std::string::npos);
@@ -129,9 +120,9 @@ TEST_CASE("the clean subcommand: output file, report, stdout record, usage error
   CHECK(yaml.find("too_long: 1") != std::string::npos);
   CHECK(yaml.find("length_unit: characters") != std::string::npos);
 
-  CHECK(run_cli({"clean", "-q", input.string(), "--min-tokens", "3"}) == 2);  // needs --tokenizer
-  CHECK(run_cli({"clean", "-q", input.string(), "--min-chars", "9", "--max-chars", "3"}) == 2);
-  CHECK(run_cli({"clean", "-q", input.string(), "--min-chars", "-1"}) == 2);
-  CHECK(run_cli({"clean", "-q", (dir / "missing.jsonl").string(), "-o", output.string()}) == 3);
-  CHECK(run_cli({"clean", "-q", input.string(), "--tokenizer", (dir / "nope").string()}) == 2);
+  CHECK(testing::run_data_cli({"clean", "-q", input.string(), "--min-tokens", "3"}) == 2);  // needs --tokenizer
+  CHECK(testing::run_data_cli({"clean", "-q", input.string(), "--min-chars", "9", "--max-chars", "3"}) == 2);
+  CHECK(testing::run_data_cli({"clean", "-q", input.string(), "--min-chars", "-1"}) == 2);
+  CHECK(testing::run_data_cli({"clean", "-q", (dir / "missing.jsonl").string(), "-o", output.string()}) == 3);
+  CHECK(testing::run_data_cli({"clean", "-q", input.string(), "--tokenizer", (dir / "nope").string()}) == 2);
 }

@@ -45,16 +45,6 @@ double direct_logprob(model::Model& m, const std::vector<int32_t>& prefix, const
   return sum;
 }
 
-int run_cli(std::vector<std::string> args) {
-  CLI::App app{"test", "dsk-finetune"};
-  cli::CommonOptions common;
-  add_select_command(app);
-  add_classify_command(app);
-  args.insert(args.begin(), "dsk-finetune");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  return cli::run(app, int(argv.size()), argv.data(), common, [&] { return run_data_command(app).value_or(99); });
-}
 
 }  // namespace
 
@@ -179,19 +169,19 @@ TEST_CASE("select and classify subcommands on a checkpoint written here") {
   std::filesystem::copy_file(kTinyTokenizer, checkpoint / "tokenizer.json");
   auto pool = dir.write("pool.jsonl", "{\"prompt\": \"one\"}\n{\"prompt\": \"two words\"}\n{\"prompt\": \"three more words\"}\n");
   auto picked = dir / "picked.jsonl";
-  CHECK(run_cli({"select", "-q", "--model", checkpoint.string(), "--top", "2", "--device", "cpu", "-o", picked.string(), pool.string()}) == 0);
+  CHECK(testing::run_data_cli({"select", "-q", "--model", checkpoint.string(), "--top", "2", "--device", "cpu", "-o", picked.string(), pool.string()}) == 0);
   std::string text = read_file(picked);
   CHECK(std::count(text.begin(), text.end(), '\n') == 2);
   CHECK(text.find("\"score\":") != std::string::npos);
-  CHECK(run_cli({"select", "-q", "--model", (dir / "nothing").string(), pool.string()}) == 2);
-  CHECK(run_cli({"select", "-q", "--model", checkpoint.string(), "--measure", "vibes", pool.string()}) == 2);
+  CHECK(testing::run_data_cli({"select", "-q", "--model", (dir / "nothing").string(), pool.string()}) == 2);
+  CHECK(testing::run_data_cli({"select", "-q", "--model", checkpoint.string(), "--measure", "vibes", pool.string()}) == 2);
 
   auto labelled = dir.write("labelled.jsonl",
                             "{\"prompt\": \"Is it? \", \"label\": \"yes\"}\n{\"prompt\": \"Or not? \", \"label\": \"no\"}\n"
                             "{\"prompt\": \"Unknown \"}\n");
   auto predictions = dir / "predictions.jsonl";
   auto metrics = dir / "metrics.json";
-  CHECK(run_cli({"classify", "-q", "-m", checkpoint.string(), "--labels", "yes,no", "--device", "cpu", "--metrics", metrics.string(),
+  CHECK(testing::run_data_cli({"classify", "-q", "-m", checkpoint.string(), "--labels", "yes,no", "--device", "cpu", "--metrics", metrics.string(),
                  "-o", predictions.string(), labelled.string()}) == 0);
   nlohmann::json report = nlohmann::json::parse(read_file(metrics));
   CHECK(report["examples"] == 2);
@@ -200,6 +190,6 @@ TEST_CASE("select and classify subcommands on a checkpoint written here") {
   CHECK(std::count(lines.begin(), lines.end(), '\n') == 3);
   CHECK(lines.find("\"label_logprobs\":{\"yes\":") != std::string::npos);
   auto wrong_gold = dir.write("wrong.jsonl", "{\"prompt\": \"x\", \"label\": \"perhaps\"}\n");
-  CHECK(run_cli({"classify", "-q", "-m", checkpoint.string(), "--labels", "yes,no", wrong_gold.string()}) == 3);
-  CHECK(run_cli({"classify", "-q", "-m", checkpoint.string(), "--labels", "yes", labelled.string()}) == 2);
+  CHECK(testing::run_data_cli({"classify", "-q", "-m", checkpoint.string(), "--labels", "yes,no", wrong_gold.string()}) == 3);
+  CHECK(testing::run_data_cli({"classify", "-q", "-m", checkpoint.string(), "--labels", "yes", labelled.string()}) == 2);
 }
