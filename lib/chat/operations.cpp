@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "chat/eval_error.hpp"
+#include "chat/template.hpp"
 
 namespace dsk::chat::detail {
 namespace {
@@ -24,8 +25,14 @@ Value checked_integer(__int128 result) {
   return Value(int64_t(result));
 }
 
+// Strings and lists a template builds are bounded like its output (template.hpp kMaxOutputBytes).
+void check_size(size_t size) {
+  if (size > kMaxOutputBytes) throw EvalError("a value larger than the limit of 256 MiB");
+}
+
 Value repeat(const Value& sequence, int64_t times) {
-  if (times > 0 && length(sequence) * times > (int64_t(1) << 26)) throw EvalError("repetition result too large");
+  if (times > 0 && length(sequence) > 0 && times > int64_t(kMaxOutputBytes) / length(sequence))
+    throw EvalError("a value larger than the limit of 256 MiB");
   if (sequence.is_string()) {
     std::string out;
     for (int64_t i = 0; i < times; ++i) out += sequence.as_string();
@@ -330,7 +337,11 @@ void require_defined(const Value& value) {
 }
 
 Value binary_operation(const std::string& op, const Value& a, const Value& b) {
-  if (op == "~") return Value(a.str() + b.str());
+  if (op == "~") {
+    std::string left = a.str(), right = b.str();
+    check_size(left.size() + right.size());
+    return Value(left + right);
+  }
   require_defined(a);
   require_defined(b);
   if (a.is_number() && b.is_number()) {
@@ -368,8 +379,12 @@ Value binary_operation(const std::string& op, const Value& a, const Value& b) {
     if (op == "%") return Value(x - std::floor(x / y) * y);
   }
   if (op == "+") {
-    if (a.is_string() && b.is_string()) return Value(a.as_string() + b.as_string());
+    if (a.is_string() && b.is_string()) {
+      check_size(a.as_string().size() + b.as_string().size());
+      return Value(a.as_string() + b.as_string());
+    }
     if (a.is_list() && b.is_list()) {
+      check_size(a.as_list().size() + b.as_list().size());
       List out = a.as_list();
       out.insert(out.end(), b.as_list().begin(), b.as_list().end());
       return Value(std::move(out));

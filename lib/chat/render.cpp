@@ -19,6 +19,9 @@ using namespace detail;
 namespace {
 
 constexpr int64_t kMaxRange = 100000;  // jinja2.sandbox.MAX_RANGE
+// Loop iterations of one render, all loops together: a chat template makes a few per message;
+// nested loops over big ranges would otherwise run for hours inside a server's request.
+constexpr uint64_t kMaxLoopIterations = 10'000'000;
 
 struct Scope {
   std::unordered_map<std::string, Value> variables;
@@ -53,6 +56,7 @@ class Renderer {
   Scope globals_;
   Scope* root_ = nullptr;
   int call_depth_ = 0;
+  uint64_t iterations_ = 0;
 
   [[noreturn]] void fail(Position p, const std::string& message) const {
     throw DataError(str(program_.name, ":", p.line, ":", p.column, ": ", message));
@@ -209,6 +213,8 @@ class Renderer {
     }
     const int64_t n = int64_t(items.size());
     for (int64_t i = 0; i < n; ++i) {
+      if (++iterations_ > kMaxLoopIterations)
+        throw EvalError(str("more than ", kMaxLoopIterations, " loop iterations: the template does not finish"));
       Scope inner;
       inner.parent = &scope;
       bind_targets(stmt.targets, items[size_t(i)], inner);

@@ -159,3 +159,11 @@ TEST_CASE("python_float_repr and json dumps follow Python") {
   CHECK(python_json_dumps(Value("é🌅\x01"), ascii) == "\"\\u00e9\\ud83c\\udf05\\u0001\"");
   CHECK_THROWS(python_json_dumps(Value(Undefined{"x"}), {}));
 }
+
+TEST_CASE("runaway templates stop with a DataError: loops, sizes") {
+  CHECK(error_of("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").find("loop iterations") !=
+        std::string::npos);
+  CHECK(error_of("{% set s = 'x' * 200000000 %}{{ s ~ s }}").find("larger than the limit") != std::string::npos);
+  CHECK(error_of("{{ 'ab' * 200000000 }}").find("larger than the limit") != std::string::npos);
+  CHECK(error_of("{{ range(100001) | length }}").find("MAX_RANGE") != std::string::npos);
+}
