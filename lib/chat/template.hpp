@@ -15,6 +15,10 @@
 // globals range, namespace, dict, raise_exception, strftime_now. Anything else is a DataError
 // at parse time, not a silent difference.
 //
+// Known differences from Python, none of which the chat templates in tests/fixtures/chat touch:
+// tuples are lists (a printed tuple shows as [1, 2]); lower/upper/title change ASCII letters
+// only; str.format and printf-style '%' are refused with a DataError rather than guessed.
+//
 // Errors: DataError "<name>:<line>:<column>: <what>" for syntax, for evaluation errors (an
 // undefined value used, a type error) and for raise_exception ("... raise_exception: <message>").
 // Nesting is bounded (kMaxNesting in the parse tree, kMaxCallDepth for macro calls), range() is
