@@ -23,8 +23,6 @@
 #include "train/metrics_log.hpp"
 #include "train/model_source.hpp"
 #include "train/schedule.hpp"
-#include "train/token_windows.hpp"
-#include "train/train_data.hpp"
 #include "train/train_schema.hpp"
 #include "tensor/device.hpp"
 
@@ -102,7 +100,7 @@ class ExpertLoadTally {
 
 class TrainingRun {
  public:
-  TrainingRun(const Config& config, const ObjectiveFactory& make_objective);
+  TrainingRun(const Config& config, const TrainingHooks& hooks);
   TrainOutcome run();
 
  private:
@@ -116,13 +114,12 @@ class TrainingRun {
   const Config& config_;
   const fs::path run_dir_;
   const int B_, T_, grad_accum_;
-  TrainData data_;
+  std::unique_ptr<BatchSource> data_;
   std::shared_ptr<tensor::Ops> ops_;
   model::Model model_;
   std::unique_ptr<Objective> objective_;
   AdamW optimizer_;
-  TokenWindows train_windows_;
-  std::optional<TokenWindows> val_windows_;
+  std::optional<CheckpointContent> checkpoint_content_;
   Schedule schedule_;
   int64_t total_steps_ = 0;
   TrainingState state_;
@@ -168,38 +165,28 @@ AdamWSettings adamw_settings(const Config& config) {
   return settings;
 }
 
-TrainingRun::TrainingRun(const Config& config, const ObjectiveFactory& make_objective)
+TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
     : config_(config),
       run_dir_(config.get_string("checkpoint.dir")),
       B_(int(config.get_int("data.micro_batch"))),
       T_(int(config.get_int("data.seq_len"))),
       grad_accum_(int(config.get_int("data.grad_accum"))),
-      data_(resolve_train_data(config.get_strings("data.train"), config.get_strings("data.val"))),
+      data_(hooks.make_data ? hooks.make_data(config) : token_window_source(config)),
       ops_(tensor::make_ops(config.get_string("device"), config.get_string("precision"))),
-      model_(model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
-      objective_(make_objective ? make_objective(model_, config) : std::make_unique<NextTokenObjective>(model_, config)),
+      model_(hooks.make_model ? hooks.make_model(config, ops_)
+                              : model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
+      objective_(hooks.make_objective ? hooks.make_objective(model_, config)
+                                      : std::make_unique<NextTokenObjective>(model_, config)),
       optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
                  objective_->trainable().decay_mask),
-      train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))) {
+      checkpoint_content_(objective_->checkpoint_content()) {
   const int64_t vocab = model_.architecture().vocab;
-  if (data_.vocab_size > uint64_t(vocab))
-    throw UsageError(str("the shards use a vocabulary of ", data_.vocab_size, " tokens but the model has ", vocab,
+  if (data_->vocab_size() > uint64_t(vocab))
+    throw UsageError(str("the data uses a vocabulary of ", data_->vocab_size(), " tokens but the model has ", vocab,
                          " (model vocab_size must be at least the tokenizer's)"));
-  if (!data_.val.empty()) {
-    // A fixed set of validation windows, the same at every evaluation.
-    try {
-      val_windows_.emplace(data_.val, T_, uint64_t(config.get_int("seed")) ^ 0x5eedull);
-    } catch (const DataError& e) {
-      throw DataError(str("validation data: ", e.what(), "; lower data.seq_len or name other data.val"));
-    }
-  } else {
-    log_warn("no validation shards (data.val, or a val split in the train directories): no evaluation");
-  }
   total_steps_ = steps_of(config, int64_t(B_) * T_ * grad_accum_);
   schedule_ = schedule_from(config, total_steps_);
-  extras_.tokenizer = data_.tokenizer;
-  extras_.bos_id = data_.bos_id;
-  extras_.eos_id = data_.eos_id;
+  data_->describe(extras_);
   extras_.config_yaml = config.to_yaml();
   extras_.dtype = config.get_string("checkpoint.dtype");
   model_.set_recompute(model::parse_recompute(config.get_string("train.recompute")));
@@ -218,7 +205,8 @@ void TrainingRun::resume_or_start() {
              " tokens");
     return;
   }
-  state_ = load_checkpoint_state(*latest, model_, optimizer_);
+  state_ = checkpoint_content_ ? load_checkpoint_state(*latest, *checkpoint_content_, optimizer_)
+                               : load_checkpoint_state(*latest, model_, optimizer_);
   if (state_.seed != uint64_t(config_.get_int("seed")))
     throw UsageError(str(run_dir_.string(), ": the run was started with seed ", state_.seed,
                          "; resuming with another seed would change its data order (use a new checkpoint.dir)"));
@@ -232,7 +220,7 @@ void TrainingRun::resume_or_start() {
     for (const std::string& line : changed_settings(read_file(saved_config), extras_.config_yaml))
       log_warn("resuming with a setting that differs from the checkpoint's config: ", line);
   }
-  train_windows_.set_cursor(state_.data_cursor);
+  data_->set_cursor(state_.data_cursor);
   metrics_->truncate_after(state_.step);
   last_checkpoint_ = *latest;
   checkpointed_step_ = state_.step;
@@ -244,7 +232,7 @@ void TrainingRun::take_step() {
   objective_->start_step();
   double loss_sum = 0;
   for (int micro = 0; micro < grad_accum_; ++micro) {
-    batch_.fill(B_, T_, [&](std::vector<uint32_t>& out) { train_windows_.next(out); });
+    data_->next(batch_, B_, T_);
     // The gradients come out averaged over the micro-batches (1/k folded into the loss scale).
     loss_sum += objective_->forward_backward(batch_, B_, T_, 1.0f / float(grad_accum_));
   }
@@ -253,7 +241,7 @@ void TrainingRun::take_step() {
   const double grad_norm = clip_grad_norm(*ops_, trainable.grads, float(config_.get_double("optim.grad_clip")));
   const double lr = schedule_.lr_at(state_.step);
   state_.tokens += int64_t(B_) * T_ * grad_accum_;
-  state_.data_cursor = train_windows_.cursor();
+  state_.data_cursor = data_->cursor();
   if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
     // The update is skipped; the step still counts, so the data moves on past the bad batch.
     state_.skipped_steps++;
@@ -299,16 +287,23 @@ void TrainingRun::log_step(double loss, double lr, double grad_norm, double step
 // Mean loss over eval.batches fixed micro-batches of the validation shards, as the objective
 // measures it; the expert counts it causes are not kept.
 double TrainingRun::evaluate() {
-  const EvalResult result = evaluate_windows(*val_windows_, B_, T_, config_.get_int("eval.batches"),
-                                             [&](const Batch& batch) { return objective_->evaluate(batch, B_, T_); });
+  const int64_t batches = config_.get_int("eval.batches");
+  Batch batch;
+  double sum = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    data_->validation_batch(i, batch, B_, T_);
+    sum += objective_->evaluate(batch, B_, T_);
+  }
   model_.reset_expert_load();
-  return result.loss;
+  return sum / double(batches);
 }
 
 void TrainingRun::save() {
   TrainingState saved = state_;
   saved.elapsed_s += std::chrono::duration<double>(Clock::now() - started_).count();
-  last_checkpoint_ = save_checkpoint(run_dir_, model_, optimizer_, saved, extras_);
+  last_checkpoint_ = checkpoint_content_
+                         ? save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml)
+                         : save_checkpoint(run_dir_, model_, optimizer_, saved, extras_);
   checkpointed_step_ = state_.step;
   prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
   log_info("checkpoint ", last_checkpoint_.string());
@@ -322,7 +317,7 @@ TrainOutcome TrainingRun::run() {
   while (state_.step < total_steps_) {
     take_step();
     const bool last = state_.step == total_steps_;
-    if (val_windows_ && (last || (eval_every > 0 && state_.step % eval_every == 0))) {
+    if (data_->has_validation() && (last || (eval_every > 0 && state_.step % eval_every == 0))) {
       state_.val_loss = evaluate();
       log_info("step ", state_.step, ": train loss ", state_.train_loss, ", val loss ", *state_.val_loss);
     }
@@ -354,6 +349,7 @@ TrainOutcome TrainingRun::outcome() const {
   outcome.step = state_.step;
   outcome.tokens = state_.tokens;
   outcome.parameters = int64_t(model_.parameter_count());
+  outcome.trainable = objective_->trainable().master.numel;
   outcome.train_loss = state_.train_loss;
   outcome.val_loss = state_.val_loss;
   outcome.skipped_steps = state_.skipped_steps;
@@ -362,11 +358,17 @@ TrainOutcome TrainingRun::outcome() const {
 
 }  // namespace
 
-TrainOutcome run_training(const Config& config, const ObjectiveFactory& make_objective) {
+TrainOutcome run_training(const Config& config, const TrainingHooks& hooks) {
   // Before anything slow: a signal while shards and weights load stops the run cleanly too.
   install_stop_signal_handlers();
-  TrainingRun run(config, make_objective);
+  TrainingRun run(config, hooks);
   return run.run();
+}
+
+TrainOutcome run_training(const Config& config, const ObjectiveFactory& make_objective) {
+  TrainingHooks hooks;
+  hooks.make_objective = make_objective;
+  return run_training(config, hooks);
 }
 
 }  // namespace dsk::train
