@@ -188,7 +188,7 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
   schedule_ = schedule_from(config, total_steps_);
   data_->describe(extras_);
   extras_.config_yaml = config.to_yaml();
-  extras_.dtype = config.get_string("checkpoint.dtype");
+  if (config.schema().find("checkpoint.dtype")) extras_.dtype = config.get_string("checkpoint.dtype");
   model_.set_recompute(model::parse_recompute(config.get_string("train.recompute")));
   state_.seed = uint64_t(config.get_int("seed"));
   lock_.emplace(run_dir_);
