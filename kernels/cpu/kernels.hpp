@@ -151,4 +151,23 @@ void adamw_step(float* params, const float* grads, float* m, float* v, const uin
 double sum_of_squares(const float* values, int64_t n);
 void scale(float* values, float factor, int64_t n);
 
+// ---- dropout.cpp: scaled dropout, out[i] = keep(seed, i) ? in[i] * factor : 0 (LoRA's dropout
+// with its scaling folded in: factor = scale / (1 - p)); backward din[i] += the same of dout[i].
+// The mask is a pure function of (seed, i): splitmix64's finalizer of seed + i * golden ratio,
+// whose high 32 bits keep the element when >= threshold = p * 2^32 (dropout_threshold). The CUDA
+// twin (kernels/cuda/dropout.cu) computes the very same bits.
+inline uint32_t dropout_threshold(float p) {
+  const double scaled = double(p) * 4294967296.0;
+  return scaled <= 0 ? 0u : scaled >= 4294967295.0 ? 4294967295u : uint32_t(scaled);
+}
+inline bool dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
+  uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return threshold == 0 || uint32_t(z >> 32) >= threshold;
+}
+void dropout_forward(float* out, const float* in, int64_t n, float factor, uint32_t threshold, uint64_t seed);
+void dropout_backward(float* din, const float* dout, int64_t n, float factor, uint32_t threshold, uint64_t seed);
+
 }  // namespace dsk::kernels::cpu

@@ -86,4 +86,13 @@ template <typename T>
 void kv_cache_append(T* cache, const T* rows, int B, int T_new, int max_length, int length, int row,
                      cudaStream_t stream);
 
+// ---- dropout.cu. Scaled dropout over n values with cpu::dropout_keeps's mask (the same bits):
+// out = keep ? in * factor : 0; backward din += keep ? dout * factor : 0.
+template <typename T>
+void dropout_forward(T* out, const T* in, int64_t n, float factor, uint32_t threshold, uint64_t seed,
+                     cudaStream_t stream);
+template <typename T>
+void dropout_backward(T* din, const T* dout, int64_t n, float factor, uint32_t threshold, uint64_t seed,
+                      cudaStream_t stream);
+
 }  // namespace dsk::kernels::cuda

@@ -70,7 +70,7 @@ std::string list_names(const std::vector<std::string>& names) {
 
 }  // namespace
 
-Model Model::load_hf_checkpoint(const fs::path& dir, std::shared_ptr<tensor::Ops> ops) {
+Model Model::load_hf_checkpoint(const fs::path& dir, std::shared_ptr<tensor::Ops> ops, ModelOptions options) {
   Architecture arch = read_hf_config(dir / "config.json");
   // Names and shapes only: nothing is allocated until every tensor has been found good.
   const ParameterLayout layout = layout_parameters(arch);
@@ -106,7 +106,7 @@ Model Model::load_hf_checkpoint(const fs::path& dir, std::shared_ptr<tensor::Ops
     for (auto& [name, v] : wanted) missing.push_back(name);
     throw DataError(str(dir.string(), ": missing tensors: ", list_names(missing)));
   }
-  Model model(arch, 0, 0.0f, std::move(ops));
+  Model model(arch, 0, 0.0f, std::move(ops), options);
   std::vector<float> values(layout.total, 0.0f);
   for (const auto& [view, tensor] : found) io::to_float(tensor.data, tensor.dtype(), view->numel, values.data() + view->offset);
   model.set_parameters(values);

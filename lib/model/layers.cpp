@@ -14,11 +14,13 @@ Buf bias_of(const Weights& w, const Linear& l) { return w.w(l.bias, l.out); }
 
 void linear_forward(Ops& ops, Buf out, Buf x, int n, const Weights& w, const Linear& l) {
   ops.matmul_forward(out, x, weight_of(w, l), bias_of(w, l), n, l.in, l.out, false);
+  if (w.extension && w.extension->extends(l.weight)) w.extension->forward(ops, l.weight, out, x, n);
 }
 
 void linear_backward(Ops& ops, Buf dx, Buf dout, Buf x, int n, const Weights& w, const Linear& l) {
   ops.matmul_backward(dx, w.g(l.weight, int64_t(l.in) * l.out), w.g(l.bias, l.out), dout, x, weight_of(w, l), n,
                       l.in, l.out);
+  if (w.extension && w.extension->extends(l.weight)) w.extension->backward(ops, l.weight, dx, dout, x, n);
 }
 
 // The first n rows of a buffer of rows of `row` elements.

@@ -21,10 +21,27 @@ using tensor::Buf;
 using tensor::DType;
 using tensor::Ops;
 
+// Something added beside some Linear sites (LoRA: lib/finetune/lora.hpp): y = x W^T + b + extra(x).
+// The layer code asks at every dense Linear (attention's projections, the dense and shared-expert
+// MLPs; not the router or the routed experts' grouped matmuls) by the site's weight offset, which
+// names one Linear of one layer. forward ADDS extra(x) into out after the base matmul; backward
+// adds d(extra)/dx into dx and the extension's own gradients into its own buffers. plan() comes
+// before the passes of a batch shape (training: activations kept per site until backward).
+class LinearExtension {
+ public:
+  virtual ~LinearExtension() = default;
+  virtual void plan(Ops& ops, int max_rows, bool training) = 0;
+  virtual bool extends(size_t weight_offset) const = 0;
+  virtual void forward(Ops& ops, size_t weight_offset, Buf out, Buf x, int n) = 0;
+  virtual void backward(Ops& ops, size_t weight_offset, Buf dx, Buf dout, Buf x, int n) = 0;
+};
+
 // The parameter buffers, one layout (parameters.hpp): working (act: what the layers read),
-// master (f32; the router biases are read from it) and grads (f32; empty for inference).
+// master (f32; the router biases are read from it) and grads (f32; empty for inference and for a
+// frozen base). extension: null, or what is added beside the Linears (above).
 struct Weights {
   Buf working, master, grads;
+  LinearExtension* extension = nullptr;
   Buf w(size_t offset, int64_t n) const { return offset == kNone ? Buf{} : working.slice(int64_t(offset), n); }
   Buf g(size_t offset, int64_t n) const {
     return offset == kNone || grads.empty() ? Buf{} : grads.slice(int64_t(offset), n);

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "core/error.hpp"
+#include "io/dtype.hpp"
 #include "model/layers.hpp"
 #include "model/parameters.hpp"
 #include "tensor/cpu_ops.hpp"
@@ -71,12 +72,14 @@ struct Model::Impl {
   float aux_alpha = 0;
   float loss_scale = 1.0f;  // of the backward under way (gradient accumulation folds 1/k in here)
   Recompute recompute_mode = Recompute::none;
+  ModelOptions options;
 
-  Impl(const Architecture& a, std::shared_ptr<tensor::Ops> backend)
+  Impl(const Architecture& a, std::shared_ptr<tensor::Ops> backend, ModelOptions model_options)
       : ops(backend ? std::move(backend) : std::shared_ptr<tensor::Ops>(tensor::make_cpu_ops())),
         arch(a),
         layout(layout_parameters(a)),
-        param_arena(*ops, "parameters") {
+        param_arena(*ops, "parameters"),
+        options(model_options) {
     for (size_t i = 0; i < layout.views.size(); i++) view_index[layout.views[i].name] = i;
     kernels::cpu::Rope host_rope = compute_rope(arch.rope_scaling, arch.rope_dim(), arch.max_position_embeddings);
     host_rope.interleaved = arch.mla() && arch.rope_interleave;
@@ -89,21 +92,31 @@ struct Model::Impl {
     carve_parameters(param_arena);
     param_arena.commit();
     carve_parameters(param_arena);
-    ops->zero(weights.grads);
+    if (!weights.grads.empty()) ops->zero(weights.grads);
     if (expert_load.numel > 0) ops->zero(expert_load);
   }
 
   // Master and gradients f32; the working copy is the master itself when activations are f32.
+  // A frozen base has no gradients, and no master where the working copy alone will do.
   void carve_parameters(tensor::Arena& arena) {
     const int64_t total = int64_t(layout.total);
-    weights.master = arena.take(DType::f32, total);
-    weights.grads = arena.take(DType::f32, total);
-    weights.working = ops->activation_dtype() == DType::f32 ? weights.master : arena.take(ops->activation_dtype(), total);
+    const DType working = ops->activation_dtype();
+    const bool master_needed = !options.frozen_base || working == DType::f32 || !load.layers.empty();
+    weights.master = master_needed ? arena.take(DType::f32, total) : Buf{};
+    weights.grads = options.frozen_base ? Buf{} : arena.take(DType::f32, total);
+    weights.working = working == DType::f32 ? weights.master : arena.take(working, total);
     expert_load = arena.take(DType::i64, int64_t(load.layers.size()) * arch.n_routed);
   }
 
   void refresh_working() {
-    if (weights.working.data != weights.master.data) ops->cast(weights.working, weights.master);
+    if (!weights.master.empty() && weights.working.data != weights.master.data) ops->cast(weights.working, weights.master);
+  }
+
+  // A frozen base without a master copy: the host values go straight into the working dtype.
+  void upload_working(std::span<const float> values) {
+    std::vector<char> bytes(weights.working.bytes());
+    io::from_float(values.data(), values.size(), io::DType::BF16, bytes.data());
+    ops->copy_from_host(weights.working, bytes.data());
   }
 
   void initialize(uint64_t seed, float std) {
@@ -116,7 +129,15 @@ struct Model::Impl {
       bool is_zero = v.name.ends_with(".bias") || !v.trainable;
       for (size_t i = 0; i < v.numel; i++) p[i] = is_norm ? 1.0f : is_zero ? 0.0f : normal(rng);
     }
-    ops->copy_from_host(weights.master, params.data());
+    store(params);
+  }
+
+  void store(std::span<const float> values) {
+    if (weights.master.empty()) {
+      upload_working(values);
+      return;
+    }
+    ops->copy_from_host(weights.master, values.data());
     refresh_working();
   }
 
@@ -176,6 +197,7 @@ struct Model::Impl {
   void plan(int B, int T, int max_keys, bool training, int logit_rows = 0) {
     Activations& a = training ? training_plan : inference_plan;
     current = &a;
+    if (weights.extension) weights.extension->plan(*ops, B * T, training);
     const Recompute recompute = training ? recompute_mode : Recompute::none;
     if (a.arena && a.B == B && a.T == T && a.max_keys == max_keys && a.logit_rows >= logit_rows &&
         a.recompute == recompute)
@@ -281,7 +303,8 @@ struct Model::Impl {
       ops->rmsnorm_backward(s.dx, weights.g(p.input_norm, C), s.dnorm, s.layer_input(l), weights.w(p.input_norm, C),
                             la.rstd1, N, C);
     }
-    ops->embedding_backward(weights.g(layout.embed, int64_t(a.vocab) * C), s.dx, s.tokens.slice(0, N), N, C, a.vocab);
+    if (!weights.grads.empty())
+      ops->embedding_backward(weights.g(layout.embed, int64_t(a.vocab) * C), s.dx, s.tokens.slice(0, N), N, C, a.vocab);
   }
 
   void check_tokens(const int32_t* input, int n) const {
@@ -328,8 +351,9 @@ struct Model::Impl {
   }
 };
 
-Model::Model(const Architecture& arch, uint64_t seed, float init_std, std::shared_ptr<tensor::Ops> ops)
-    : impl_(std::make_unique<Impl>(arch, std::move(ops))) {
+Model::Model(const Architecture& arch, uint64_t seed, float init_std, std::shared_ptr<tensor::Ops> ops,
+             ModelOptions options)
+    : impl_(std::make_unique<Impl>(arch, std::move(ops), options)) {
   impl_->initialize(seed, init_std);
 }
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -346,6 +370,12 @@ tensor::Buf Model::gradient_buffer() { return impl_->weights.grads; }
 
 std::vector<float> Model::copy_parameters() const {
   std::vector<float> out(impl_->layout.total);
+  if (impl_->weights.master.empty()) {  // a frozen base kept in bf16 only
+    std::vector<char> bytes(impl_->weights.working.bytes());
+    impl_->ops->copy_to_host(bytes.data(), impl_->weights.working);
+    io::to_float(bytes.data(), io::DType::BF16, out.size(), out.data());
+    return out;
+  }
   impl_->ops->copy_to_host(out.data(), impl_->weights.master);
   return out;
 }
@@ -353,8 +383,7 @@ std::vector<float> Model::copy_parameters() const {
 void Model::set_parameters(std::span<const float> values) {
   if (values.size() != impl_->layout.total)
     throw InternalError(str("model: ", values.size(), " parameters given for ", impl_->layout.total));
-  impl_->ops->copy_from_host(impl_->weights.master, values.data());
-  impl_->refresh_working();
+  impl_->store(values);
 }
 
 std::vector<float> Model::copy_gradients() const {
@@ -449,7 +478,9 @@ void Model::backward_from_hidden() {
 tensor::Buf Model::lm_head_weight() { return impl_->lm_head(); }
 tensor::Buf Model::lm_head_gradient() { return impl_->lm_head_grad(); }
 
-void Model::zero_grad() { impl_->ops->zero(impl_->weights.grads); }
+void Model::zero_grad() {
+  if (!impl_->weights.grads.empty()) impl_->ops->zero(impl_->weights.grads);
+}
 
 KvCache Model::new_kv_cache(int B, int max_length) const {
   const Architecture& a = impl_->arch;
@@ -534,6 +565,9 @@ void Model::update_expert_bias(float speed) {
 void Model::set_sequence_aux_loss(float alpha) { impl_->aux_alpha = alpha; }
 
 void Model::set_recompute(Recompute mode) { impl_->recompute_mode = mode; }
+
+void Model::set_linear_extension(LinearExtension* extension) { impl_->weights.extension = extension; }
+bool Model::frozen_base() const { return impl_->options.frozen_base; }
 
 Recompute parse_recompute(const std::string& name) {
   if (name == "none") return Recompute::none;

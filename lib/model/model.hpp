@@ -75,13 +75,25 @@ struct ExpertLoad {
 enum class Recompute { none, attention, full };
 Recompute parse_recompute(const std::string& name);  // UsageError for other names
 
+class LinearExtension;  // layers.hpp
+
+// How the parameters are held. frozen_base: the model is a fixed base under trainable adapters
+// (dsk-finetune): no gradient buffer at all (gradient_buffer() is empty, backward only carries
+// d(loss)/d(activations) down to the adapters), and on a backend whose working dtype is not f32
+// no fp32 master copy either unless the routing biases need it (deepseek_v3), so the weights cost
+// their working dtype alone (bf16 on CUDA). copy_parameters() then reads the working copy back.
+struct ModelOptions {
+  bool frozen_base = false;
+};
+
 class Model {
  public:
   // Random init with `seed`: Linear and embedding weights ~ normal(0, init_std), biases 0,
   // RMSNorm weights 1, e_score_correction_bias 0 (HF's _init_weights with initializer_range).
   // The Architecture comes from an HF config.json through read_hf_config (hf_config.hpp).
   // ops: the backend (tensor/device.hpp); null means the CPU reference.
-  Model(const Architecture& arch, uint64_t seed, float init_std = 0.02f, std::shared_ptr<tensor::Ops> ops = nullptr);
+  Model(const Architecture& arch, uint64_t seed, float init_std = 0.02f, std::shared_ptr<tensor::Ops> ops = nullptr,
+        ModelOptions options = {});
   ~Model();
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
@@ -90,7 +102,8 @@ class Model {
   // shards, expert weights per expert as the Hub stores them. F32/BF16/F16 tensors become fp32. A
   // missing or unexpected tensor, or a wrong shape, is a DataError naming it (lm_head.weight of a
   // tied model and DeepSeek's MTP layers past num_hidden_layers are skipped, as HF does).
-  static Model load_hf_checkpoint(const std::filesystem::path& dir, std::shared_ptr<tensor::Ops> ops = nullptr);
+  static Model load_hf_checkpoint(const std::filesystem::path& dir, std::shared_ptr<tensor::Ops> ops = nullptr,
+                                  ModelOptions options = {});
   // Writes config.json and model.safetensors (sharded with an index past max_shard_bytes), each
   // file to a temporary name renamed when whole. dtype: "F32", "BF16" or "F16".
   void save_hf_checkpoint(const std::filesystem::path& dir, const std::string& dtype = "BF16",
@@ -164,6 +177,11 @@ class Model {
   void set_sequence_aux_loss(float alpha);
   // Takes effect at the next training forward (its activation arena is planned anew).
   void set_recompute(Recompute mode);
+
+  // Adds `extension` (layers.hpp; LoRA) beside the dense Linears from the next pass on; null
+  // removes it. The model does not own it; it must outlive its use.
+  void set_linear_extension(LinearExtension* extension);
+  bool frozen_base() const;
 
  private:
   struct Impl;

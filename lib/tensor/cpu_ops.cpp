@@ -218,6 +218,12 @@ class CpuOps final : public Ops {
   }
   double sum_of_squares(Buf values) override { return cpu::sum_of_squares(f(values), values.numel); }
   void scale(Buf values, float factor) override { cpu::scale(f(values), factor, values.numel); }
+  void dropout_forward(Buf out, Buf in, float scale, float p, uint64_t seed) override {
+    cpu::dropout_forward(f(out), f(in), in.numel, scale / (1.0f - p), cpu::dropout_threshold(p), seed);
+  }
+  void dropout_backward(Buf din, Buf dout, float scale, float p, uint64_t seed) override {
+    cpu::dropout_backward(f(din), f(dout), dout.numel, scale / (1.0f - p), cpu::dropout_threshold(p), seed);
+  }
   void cast(Buf out, Buf in) override {
     if (out.dtype != DType::f32 || in.dtype != DType::f32)
       throw InternalError("cpu backend: only f32 buffers exist on the CPU");

@@ -169,6 +169,11 @@ class Ops {
                                     Buf weight, Buf targets, Buf teacher_ids, Buf teacher_logprobs, Buf teacher_rest,
                                     int N, int C, int V, int K, int ignore_index, const DistillLoss& loss,
                                     float dscale) = 0;
+  // ---- scaled dropout (kernels.hpp: dropout_forward), act Bufs of the same size: out = in * scale
+  // / (1 - p) where the mask of (seed, element) keeps it, else 0 (p = 0: out = in * scale); the
+  // backward din += the same of dout. The mask is recomputed from the seed, never stored.
+  virtual void dropout_forward(Buf out, Buf in, float scale, float p, uint64_t seed) = 0;
+  virtual void dropout_backward(Buf din, Buf dout, float scale, float p, uint64_t seed) = 0;
 };
 
 }  // namespace dsk::tensor

@@ -121,6 +121,22 @@ fs::path checkpoint_path(const fs::path& run_dir, int64_t step) {
   return run_dir / "checkpoints" / name;
 }
 
+fs::path save_checkpoint(const fs::path& run_dir, const CheckpointContent& content, AdamW& optimizer,
+                         const TrainingState& state, const std::string& config_yaml) {
+  const fs::path target = checkpoint_path(run_dir, state.step);
+  fs::create_directories(target.parent_path());
+  AtomicDirectory directory(target);
+  content.write_weights(directory.path());
+  const fs::path dsk_dir = directory.path() / "dsk";
+  fs::create_directories(dsk_dir);
+  write_file_atomic(dsk_dir / "config.yaml", config_yaml);
+  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(state));
+  save_optimizer_state(dsk_dir / "optimizer.bin.zst", optimizer.steps_taken(), content.master(),
+                       optimizer.copy_first_moment(), optimizer.copy_second_moment());
+  directory.commit(/*replace_existing=*/true);
+  return target;
+}
+
 CheckpointSnapshot take_checkpoint_snapshot(const model::Model& model, const AdamW& optimizer,
                                             const TrainingState& state) {
   CheckpointSnapshot snapshot;
@@ -161,13 +177,20 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
   return found.back().second;
 }
 
-TrainingState load_checkpoint_state(const fs::path& checkpoint, model::Model& model, AdamW& optimizer) {
+TrainingState load_checkpoint_state(const fs::path& checkpoint, const CheckpointContent& content, AdamW& optimizer) {
   const fs::path dsk_dir = checkpoint / "dsk";
   TrainingState state = state_from_yaml(dsk_dir / "state.yaml");
-  OptimizerState saved = load_optimizer_state(dsk_dir / "optimizer.bin.zst", model.parameter_count());
-  model.set_parameters(saved.master);
+  OptimizerState saved = load_optimizer_state(dsk_dir / "optimizer.bin.zst", content.parameter_count);
+  content.restore(saved.master);
   optimizer.restore(saved.m, saved.v, saved.adam_steps);
   return state;
+}
+
+TrainingState load_checkpoint_state(const fs::path& checkpoint, model::Model& model, AdamW& optimizer) {
+  CheckpointContent content;
+  content.restore = [&](std::span<const float> master) { model.set_parameters(master); };
+  content.parameter_count = model.parameter_count();
+  return load_checkpoint_state(checkpoint, content, optimizer);
 }
 
 void prune_checkpoints(const fs::path& run_dir, int64_t keep) {

@@ -12,8 +12,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "model/model.hpp"
 #include "train/adamw.hpp"
@@ -43,9 +46,23 @@ struct CheckpointExtras {
 
 std::filesystem::path checkpoint_path(const std::filesystem::path& run_dir, int64_t step);
 
+// What a checkpoint holds of the trained weights, for runs that train less than a whole model
+// (dsk-finetune: an adapter beside a frozen base). write_weights fills the checkpoint directory
+// (under its temporary name) with the weights in their published format; master and restore
+// are the fp32 weights that dsk/optimizer.bin.zst keeps beside the moments.
+struct CheckpointContent {
+  std::function<void(const std::filesystem::path& dir)> write_weights;
+  std::function<std::vector<float>()> master;
+  std::function<void(std::span<const float>)> restore;
+  size_t parameter_count = 0;
+};
+
 // Writes RUN/checkpoints/step-NNNNNN atomically (replacing one of the same step) and returns its path.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const model::Model& model,
                                       AdamW& optimizer, const TrainingState& state, const CheckpointExtras& extras);
+// The same with other contents than the whole model (extras' tokenizer and ids are not used).
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const CheckpointContent& content,
+                                      AdamW& optimizer, const TrainingState& state, const std::string& config_yaml);
 
 // What a checkpoint holds, copied to host memory at the end of a step (waits for the device; a
 // sharded optimizer's gather_moments() comes first, on every rank), so that writing it can go on
@@ -68,6 +85,8 @@ std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::pa
 // Restores the fp32 master weights into model, the moments into optimizer, and returns the state.
 // DataError naming the file when something is missing, truncated or of another model.
 TrainingState load_checkpoint_state(const std::filesystem::path& checkpoint, model::Model& model, AdamW& optimizer);
+TrainingState load_checkpoint_state(const std::filesystem::path& checkpoint, const CheckpointContent& content,
+                                    AdamW& optimizer);
 
 // Deletes all but the newest `keep` checkpoints of the run.
 void prune_checkpoints(const std::filesystem::path& run_dir, int64_t keep);

@@ -51,6 +51,8 @@ nlohmann::json scalar_to_json(const YAML::Node& node) {
   return text;
 }
 
+}  // namespace
+
 // A registry://name@ref or s3:// URL is fetched (verified) into the local cache, once.
 std::filesystem::path local_checkpoint(const std::string& source) {
   if (!registry::is_model_url(source)) return source;
@@ -63,8 +65,6 @@ std::filesystem::path local_checkpoint(const std::string& source) {
            opened.directory.string());
   return opened.directory;
 }
-
-}  // namespace
 
 nlohmann::json yaml_to_json(const YAML::Node& node, const std::string& source) {
   switch (node.Type()) {

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
@@ -17,6 +19,10 @@ namespace dsk::train {
 
 // ops: the backend the model lives on (tensor/device.hpp).
 model::Model model_from_config(const Config& config, uint64_t seed, std::shared_ptr<tensor::Ops> ops);
+
+// A checkpoint directory as it is, or a registry://name@ref or s3:// URL fetched (verified) into
+// lib/registry's cache: the local directory either way.
+std::filesystem::path local_checkpoint(const std::string& source);
 
 // YAML (inline config.json fields) as JSON: integers, numbers, booleans and null by their YAML
 // spelling, everything else a string; maps and sequences recursively. A key that is not a plain

@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "core/config.hpp"
 #include "model/model.hpp"
+#include "train/checkpoint.hpp"
 #include "train/evaluate.hpp"
 
 namespace dsk::train {
@@ -40,6 +42,9 @@ class Objective {
   virtual double evaluate(const Batch& batch, int B, int T) = 0;
   // After the optimizer's update of a step that was not skipped.
   virtual void finish_step() {}
+  // What checkpoints hold of the trained weights; nullopt: the whole model as an HF checkpoint
+  // (dsk-train's). An objective that trains adapters returns their own format here.
+  virtual std::optional<CheckpointContent> checkpoint_content() { return std::nullopt; }
 };
 
 // Next-token cross-entropy over all of `model`'s parameters (weight decay on matrices only,

@@ -21,14 +21,12 @@
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 #include "train/checkpoint_writer.hpp"
-#include "train/evaluate.hpp"
 #include "train/gradient_sync.hpp"
+#include "train/evaluate.hpp"
 #include "train/objective.hpp"
 #include "train/metrics_log.hpp"
 #include "train/model_source.hpp"
 #include "train/schedule.hpp"
-#include "train/token_windows.hpp"
-#include "train/train_data.hpp"
 #include "train/train_schema.hpp"
 #include "tensor/device.hpp"
 
@@ -114,7 +112,7 @@ std::shared_ptr<tensor::Ops> make_rank_ops(const Config& config, const dist::Lau
 
 class TrainingRun {
  public:
-  TrainingRun(const Config& config, const ObjectiveFactory& make_objective);
+  TrainingRun(const Config& config, const TrainingHooks& hooks);
   TrainOutcome run();
 
  private:
@@ -130,7 +128,7 @@ class TrainingRun {
   const Config& config_;
   const fs::path run_dir_;
   const int B_, T_, grad_accum_;
-  TrainData data_;
+  std::unique_ptr<BatchSource> data_;
   const dist::LaunchInfo launch_;
   std::shared_ptr<tensor::Ops> ops_;
   // Data parallelism (one rank: every collective is the identity): the ranks split each step's
@@ -140,8 +138,7 @@ class TrainingRun {
   std::unique_ptr<Objective> objective_;
   AdamW optimizer_;
   GradientSync gradient_sync_;
-  TokenWindows train_windows_;
-  std::optional<TokenWindows> val_windows_;
+  std::optional<CheckpointContent> checkpoint_content_;
   Schedule schedule_;
   int64_t total_steps_ = 0;
   TrainingState state_;
@@ -188,48 +185,38 @@ AdamWSettings adamw_settings(const Config& config) {
   return settings;
 }
 
-TrainingRun::TrainingRun(const Config& config, const ObjectiveFactory& make_objective)
+TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
     : config_(config),
       run_dir_(config.get_string("checkpoint.dir")),
       B_(int(config.get_int("data.micro_batch"))),
       T_(int(config.get_int("data.seq_len"))),
       grad_accum_(int(config.get_int("data.grad_accum"))),
-      data_(resolve_train_data(config.get_strings("data.train"), config.get_strings("data.val"))),
+      data_(hooks.make_data ? hooks.make_data(config) : token_window_source(config)),
       launch_(dist::detect_launch(dist::process_environment())),
       ops_(make_rank_ops(config, launch_)),
       comm_(dist::make_communicator(launch_, *ops_, config.get_double("dist.timeout"))),
-      model_(model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
-      objective_(make_objective ? make_objective(model_, config) : std::make_unique<NextTokenObjective>(model_, config)),
+      model_(hooks.make_model ? hooks.make_model(config, ops_)
+                              : model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
+      objective_(hooks.make_objective ? hooks.make_objective(model_, config)
+                                      : std::make_unique<NextTokenObjective>(model_, config)),
       optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
                  objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr),
       gradient_sync_(*comm_, *ops_, objective_->trainable().grads.numel, config.get_int("dist.zero") == 1,
                      parse_grad_dtype(config.get_string("dist.grad_dtype"), *ops_)),
-      train_windows_(data_.train, T_, uint64_t(config.get_int("seed"))) {
+      checkpoint_content_(objective_->checkpoint_content()) {
   if (grad_accum_ % comm_->size() != 0)
     throw UsageError(str("data.grad_accum ", grad_accum_, " must be a multiple of the number of ranks (",
                          comm_->size(), "): each rank runs grad_accum / ranks micro-batches of every step"));
   if (!leader()) set_log_level(LogLevel::warn);  // rank 0 speaks for the run
   const int64_t vocab = model_.architecture().vocab;
-  if (data_.vocab_size > uint64_t(vocab))
-    throw UsageError(str("the shards use a vocabulary of ", data_.vocab_size, " tokens but the model has ", vocab,
+  if (data_->vocab_size() > uint64_t(vocab))
+    throw UsageError(str("the data uses a vocabulary of ", data_->vocab_size(), " tokens but the model has ", vocab,
                          " (model vocab_size must be at least the tokenizer's)"));
-  if (!data_.val.empty()) {
-    // A fixed set of validation windows, the same at every evaluation.
-    try {
-      val_windows_.emplace(data_.val, T_, uint64_t(config.get_int("seed")) ^ 0x5eedull);
-    } catch (const DataError& e) {
-      throw DataError(str("validation data: ", e.what(), "; lower data.seq_len or name other data.val"));
-    }
-  } else {
-    log_warn("no validation shards (data.val, or a val split in the train directories): no evaluation");
-  }
   total_steps_ = steps_of(config, int64_t(B_) * T_ * grad_accum_);
   schedule_ = schedule_from(config, total_steps_);
-  extras_.tokenizer = data_.tokenizer;
-  extras_.bos_id = data_.bos_id;
-  extras_.eos_id = data_.eos_id;
+  data_->describe(extras_);
   extras_.config_yaml = config.to_yaml();
-  extras_.dtype = config.get_string("checkpoint.dtype");
+  if (config.schema().find("checkpoint.dtype")) extras_.dtype = config.get_string("checkpoint.dtype");
   model_.set_recompute(model::parse_recompute(config.get_string("train.recompute")));
   state_.seed = uint64_t(config.get_int("seed"));
   if (leader()) {
@@ -251,7 +238,8 @@ void TrainingRun::resume_or_start() {
              "; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_, " tokens");
     return;
   }
-  state_ = load_checkpoint_state(*latest, model_, optimizer_);
+  state_ = checkpoint_content_ ? load_checkpoint_state(*latest, *checkpoint_content_, optimizer_)
+                               : load_checkpoint_state(*latest, model_, optimizer_);
   if (state_.seed != uint64_t(config_.get_int("seed")))
     throw UsageError(str(run_dir_.string(), ": the run was started with seed ", state_.seed,
                          "; resuming with another seed would change its data order (use a new checkpoint.dir)"));
@@ -265,7 +253,7 @@ void TrainingRun::resume_or_start() {
     for (const std::string& line : changed_settings(read_file(saved_config), extras_.config_yaml))
       log_warn("resuming with a setting that differs from the checkpoint's config: ", line);
   }
-  train_windows_.set_cursor(state_.data_cursor);
+  data_->set_cursor(state_.data_cursor);
   if (metrics_) metrics_->truncate_after(state_.step);
   last_checkpoint_ = *latest;
   checkpointed_step_ = state_.step;
@@ -276,15 +264,12 @@ void TrainingRun::take_step() {
   const auto step_start = Clock::now();
   objective_->start_step();
   double loss_sum = 0;
-  // Rank r runs micro-batches [r * k, (r + 1) * k) of the step, k = grad_accum / ranks, and skips
-  // the others' windows: the global batch is the same for any number of ranks.
+  // Rank r runs micro-batches [r * k, (r + 1) * k) of the step, k = grad_accum / ranks, and reads
+  // past the others': the global batch is the same for any number of ranks.
   const int per_rank = grad_accum_ / comm_->size(), first = comm_->rank() * per_rank;
   for (int micro = 0; micro < grad_accum_; ++micro) {
-    if (micro < first || micro >= first + per_rank) {
-      train_windows_.set_cursor(train_windows_.cursor() + uint64_t(B_));
-      continue;
-    }
-    batch_.fill(B_, T_, [&](std::vector<uint32_t>& out) { train_windows_.next(out); });
+    data_->next(batch_, B_, T_);
+    if (micro < first || micro >= first + per_rank) continue;
     // The gradients come out averaged over the micro-batches (1/k folded into the loss scale).
     loss_sum += objective_->forward_backward(batch_, B_, T_, 1.0f / float(grad_accum_));
   }
@@ -294,7 +279,7 @@ void TrainingRun::take_step() {
       gradient_sync_.reduce_and_clip(trainable.grads, float(config_.get_double("optim.grad_clip")));
   const double lr = schedule_.lr_at(state_.step);
   state_.tokens += int64_t(B_) * T_ * grad_accum_;
-  state_.data_cursor = train_windows_.cursor();
+  state_.data_cursor = data_->cursor();
   if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
     // The update is skipped; the step still counts, so the data moves on past the bad batch.
     state_.skipped_steps++;
@@ -344,10 +329,15 @@ void TrainingRun::log_step(double loss, double lr, double grad_norm, double step
 // Mean loss over eval.batches fixed micro-batches of the validation shards, as the objective
 // measures it; the expert counts it causes are not kept.
 double TrainingRun::evaluate() {
-  const EvalResult result = evaluate_windows(*val_windows_, B_, T_, config_.get_int("eval.batches"),
-                                             [&](const Batch& batch) { return objective_->evaluate(batch, B_, T_); });
+  const int64_t batches = config_.get_int("eval.batches");
+  Batch batch;
+  double sum = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    data_->validation_batch(i, batch, B_, T_);
+    sum += objective_->evaluate(batch, B_, T_);
+  }
   model_.reset_expert_load();
-  return result.loss;
+  return sum / double(batches);
 }
 
 void TrainingRun::save() {
@@ -356,8 +346,17 @@ void TrainingRun::save() {
   optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
   last_checkpoint_ = checkpoint_path(run_dir_, state_.step);
   checkpointed_step_ = state_.step;
+  if (!leader()) return;
+  if (checkpoint_content_) {
+    // Another content than the whole model (an adapter: small) is written in the step loop.
+    writer_->wait();
+    save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml);
+    prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
+    log_info("checkpoint ", last_checkpoint_.string());
+    return;
+  }
   // Rank 0 writes it (in the background with checkpoint.async) while the ranks train on.
-  if (leader()) writer_->submit(take_checkpoint_snapshot(model_, optimizer_, saved));
+  writer_->submit(take_checkpoint_snapshot(model_, optimizer_, saved));
 }
 
 TrainOutcome TrainingRun::run() {
@@ -368,7 +367,7 @@ TrainOutcome TrainingRun::run() {
   while (state_.step < total_steps_) {
     take_step();
     const bool last = state_.step == total_steps_;
-    if (val_windows_ && (last || (eval_every > 0 && state_.step % eval_every == 0))) {
+    if (data_->has_validation() && (last || (eval_every > 0 && state_.step % eval_every == 0))) {
       state_.val_loss = evaluate();
       log_info("step ", state_.step, ": train loss ", state_.train_loss, ", val loss ", *state_.val_loss);
     }
@@ -403,6 +402,7 @@ TrainOutcome TrainingRun::outcome() const {
   outcome.step = state_.step;
   outcome.tokens = state_.tokens;
   outcome.parameters = int64_t(model_.parameter_count());
+  outcome.trainable = objective_->trainable().master.numel;
   outcome.train_loss = state_.train_loss;
   outcome.val_loss = state_.val_loss;
   outcome.skipped_steps = state_.skipped_steps;
@@ -412,11 +412,17 @@ TrainOutcome TrainingRun::outcome() const {
 
 }  // namespace
 
-TrainOutcome run_training(const Config& config, const ObjectiveFactory& make_objective) {
+TrainOutcome run_training(const Config& config, const TrainingHooks& hooks) {
   // Before anything slow: a signal while shards and weights load stops the run cleanly too.
   install_stop_signal_handlers();
-  TrainingRun run(config, make_objective);
+  TrainingRun run(config, hooks);
   return run.run();
+}
+
+TrainOutcome run_training(const Config& config, const ObjectiveFactory& make_objective) {
+  TrainingHooks hooks;
+  hooks.make_objective = make_objective;
+  return run_training(config, hooks);
 }
 
 }  // namespace dsk::train

@@ -22,6 +22,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "train/batch_source.hpp"
 #include "train/objective.hpp"
 
 namespace dsk::train {
@@ -32,7 +33,8 @@ struct TrainOutcome {
   std::string model_type;
   int64_t step = 0;
   int64_t tokens = 0;
-  int64_t parameters = 0;
+  int64_t parameters = 0;  // of the model
+  int64_t trainable = 0;   // parameters the run trains (all of them for dsk-train)
   double train_loss = 0;
   std::optional<double> val_loss;
   int64_t skipped_steps = 0;
@@ -52,5 +54,16 @@ struct TrainingInterrupted : Interrupted {
 // Throws UsageError / DataError / ResourceError as usual, TrainingInterrupted after a clean save
 // on a stop signal, and DataError when max_bad_steps steps in a row had a NaN or Inf loss.
 TrainOutcome run_training(const Config& config, const ObjectiveFactory& make_objective = {});
+
+// What a tool plugs into the loop; each left empty is dsk-train's: the model of model_from_config
+// (model_source.hpp), token_window_source, NextTokenObjective. The objective decides what
+// checkpoints hold (Objective::checkpoint_content).
+using ModelFactory = std::function<model::Model(const Config&, std::shared_ptr<tensor::Ops>)>;
+struct TrainingHooks {
+  ModelFactory make_model;
+  BatchSourceFactory make_data;
+  ObjectiveFactory make_objective;
+};
+TrainOutcome run_training(const Config& config, const TrainingHooks& hooks);
 
 }  // namespace dsk::train

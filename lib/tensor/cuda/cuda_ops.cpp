@@ -324,6 +324,14 @@ class CudaOps final : public Ops {
     return total;
   }
   void scale(Buf values, float factor) override { cuda::scale_floats(f(values), factor, values.numel, stream_); }
+  void dropout_forward(Buf out, Buf in, float scale, float p, uint64_t seed) override {
+    cuda::dropout_forward<T>(a(out), a(in), in.numel, scale / (1.0f - p), kernels::cpu::dropout_threshold(p), seed,
+                             stream_);
+  }
+  void dropout_backward(Buf din, Buf dout, float scale, float p, uint64_t seed) override {
+    cuda::dropout_backward<T>(a(din), a(dout), dout.numel, scale / (1.0f - p), kernels::cpu::dropout_threshold(p),
+                              seed, stream_);
+  }
   void cast(Buf out, Buf in) override {
     if (out.dtype == in.dtype) {
       copy(out, in);

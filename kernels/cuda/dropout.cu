@@ -1,0 +1,81 @@
+// Scaled dropout on the GPU; kernels/cpu/dropout.cpp is the spec: out[i] = keep(seed, i) ?
+// in[i] * factor : 0, backward din[i] += the same of dout[i]. The mask bits are those of
+// cpu::dropout_keeps (splitmix64's finalizer of seed + (i + 1) * golden ratio), so both backends
+// drop the same elements and backward re-derives the mask instead of storing it.
+#include "cuda/elementwise.cuh"
+#include "cuda/memory_bound.cuh"
+
+namespace dsk::kernels::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ bool keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
+  uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return threshold == 0 || uint32_t(z >> 32) >= threshold;
+}
+
+template <typename T, int W>
+__global__ void dropout_forward_kernel(T* out, const T* in, int64_t packs, float factor, uint32_t threshold,
+                                       uint64_t seed) {
+  const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= packs) return;
+  const Vec<T, W> x = load_vec<W>(in + p * W);
+  Vec<T, W> o;
+#pragma unroll
+  for (int i = 0; i < W; i++)
+    o[i] = from_float<T>(keeps(seed, uint64_t(p * W + i), threshold) ? to_float(x[i]) * factor : 0.0f);
+  store_vec(out + p * W, o);
+}
+
+template <typename T, int W>
+__global__ void dropout_backward_kernel(T* din, const T* dout, int64_t packs, float factor, uint32_t threshold,
+                                        uint64_t seed) {
+  const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= packs) return;
+  const Vec<T, W> d = load_vec<W>(dout + p * W);
+  Vec<T, W> g = load_vec<W>(din + p * W);
+#pragma unroll
+  for (int i = 0; i < W; i++)
+    if (keeps(seed, uint64_t(p * W + i), threshold)) g[i] = from_float<T>(to_float(g[i]) + to_float(d[i]) * factor);
+  store_vec(din + p * W, g);
+}
+
+}  // namespace
+
+template <typename T>
+void dropout_forward(T* out, const T* in, int64_t n, float factor, uint32_t threshold, uint64_t seed,
+                     cudaStream_t stream) {
+  if (n == 0) return;
+  dispatch_width<T>(vectorizable<vec_width<T>>(n, out, in), [&](auto width) {
+    constexpr int W = decltype(width)::value;
+    dropout_forward_kernel<T, W>
+        <<<blocks_for(n / W, kThreads), kThreads, 0, stream>>>(out, in, n / W, factor, threshold, seed);
+  });
+  DSK_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void dropout_backward(T* din, const T* dout, int64_t n, float factor, uint32_t threshold, uint64_t seed,
+                      cudaStream_t stream) {
+  if (n == 0) return;
+  dispatch_width<T>(vectorizable<vec_width<T>>(n, din, dout), [&](auto width) {
+    constexpr int W = decltype(width)::value;
+    dropout_backward_kernel<T, W>
+        <<<blocks_for(n / W, kThreads), kThreads, 0, stream>>>(din, dout, n / W, factor, threshold, seed);
+  });
+  DSK_CUDA_CHECK_LAUNCH();
+}
+
+#define DSK_INSTANTIATE(T)                                                                            \
+  template void dropout_forward<T>(T*, const T*, int64_t, float, uint32_t, uint64_t, cudaStream_t);  \
+  template void dropout_backward<T>(T*, const T*, int64_t, float, uint32_t, uint64_t, cudaStream_t);
+DSK_INSTANTIATE(float)
+DSK_INSTANTIATE(bf16)
+#undef DSK_INSTANTIATE
+
+}  // namespace dsk::kernels::cuda

@@ -1,0 +1,102 @@
+#include "finetune/finetune_run.hpp"
+
+#include <cmath>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "finetune/lora_objective.hpp"
+#include "train/model_source.hpp"
+
+namespace dsk::finetune {
+namespace fs = std::filesystem;
+
+namespace {
+
+// steps from epochs: ceil(epochs * examples / (micro_batch * grad_accum)).
+void complete_run_length(Config& config, size_t examples) {
+  if (!config.has("epochs")) return;
+  if (config.has("steps") || config.has("tokens"))
+    throw UsageError(str(config.source(), ": give the run's length as epochs, steps or tokens, one of them"));
+  const double per_step = double(config.get_int("data.micro_batch") * config.get_int("data.grad_accum"));
+  const int64_t steps = std::max<int64_t>(1, int64_t(std::ceil(config.get_double("epochs") * double(examples) / per_step)));
+  config.set("steps", std::to_string(steps), str(config.where("epochs"), " (epochs)"));
+}
+
+TokenizedSet read_set(const std::vector<std::string>& files, const std::vector<RecordRenderer>& renderers,
+                      const tokenizer::Tokenizer& tokenizer, int seq_len, const char* what) {
+  TokenizedSet set = tokenize_examples(read_examples(files, renderers), tokenizer, seq_len);
+  if (set.cut > 0) log_warn(what, ": ", set.cut, " examples longer than data.seq_len (", seq_len, ") were cut");
+  if (set.dropped > 0)
+    log_warn(what, ": ", set.dropped, " examples dropped: the prompt alone fills data.seq_len (", seq_len, ")");
+  return set;
+}
+
+// The last checkpoint's PEFT files, alone in RUN/adapter (replaced whole).
+fs::path publish_adapter(const train::TrainOutcome& outcome) {
+  const fs::path target = outcome.run_dir / "adapter";
+  AtomicDirectory directory(target);
+  for (const char* name : {"adapter_config.json", "adapter_model.safetensors"})
+    fs::copy_file(outcome.checkpoint / name, directory.path() / name);
+  directory.commit(/*replace_existing=*/true);
+  return target;
+}
+
+}  // namespace
+
+std::vector<RecordRenderer> record_renderers(const fs::path& /*base_dir*/) { return {prompt_completion}; }
+
+fs::path tokenizer_path(const Config& config, const fs::path& base_dir) {
+  if (config.has("data.tokenizer")) return config.get_string("data.tokenizer");
+  const fs::path path = base_dir / "tokenizer.json";
+  if (!fs::exists(path))
+    throw DataError(str(base_dir.string(), ": no tokenizer.json in the base model; name one with data.tokenizer"));
+  return path;
+}
+
+FinetuneOutcome outcome_of(const Config& config, const train::TrainOutcome& training) {
+  FinetuneOutcome out;
+  out.training = training;
+  out.base_model = config.get_string("model.base");
+  out.method = config.get_string("peft.method");
+  out.rank = int(config.get_int("lora.r"));
+  out.alpha = config.get_double("lora.alpha");
+  out.base_parameters = training.parameters;
+  if (!training.checkpoint.empty()) out.adapter = publish_adapter(training);
+  return out;
+}
+
+FinetuneOutcome run_finetune(Config& config) {
+  const std::string base = config.get_string("model.base");
+  const fs::path base_dir = train::local_checkpoint(base);
+  if (!fs::is_directory(base_dir)) throw DataError(str(base_dir.string(), ": no such base model directory"));
+  const tokenizer::Tokenizer tokenizer = tokenizer::Tokenizer::load(tokenizer_path(config, base_dir));
+  const std::vector<RecordRenderer> renderers = record_renderers(base_dir);
+  const int T = int(config.get_int("data.seq_len"));
+  TokenizedSet train_set = read_set(config.get_strings("data.train"), renderers, tokenizer, T, "data.train");
+  TokenizedSet val_set;
+  if (!config.get_strings("data.val").empty())
+    val_set = read_set(config.get_strings("data.val"), renderers, tokenizer, T, "data.val");
+  const int32_t pad = tokenizer.eos_id() ? int32_t(*tokenizer.eos_id()) : 0;
+  auto data = std::make_unique<InstructionBatches>(std::move(train_set), std::move(val_set), pad,
+                                                   tokenizer.vocab_size(), uint64_t(config.get_int("seed")));
+  log_info("instruction data: ", data->train_examples(), " training examples, ", data->val_examples(), " validation");
+  complete_run_length(config, data->train_examples());
+  if (!config.has("eval.batches") && data->val_examples() > 0) {
+    const int64_t B = config.get_int("data.micro_batch");
+    config.set("eval.batches", std::to_string((int64_t(data->val_examples()) + B - 1) / B), "data.val (all of it)");
+  }
+
+  train::TrainingHooks hooks;
+  hooks.make_model = [&](const Config&, std::shared_ptr<tensor::Ops> ops) {
+    log_info("base model: ", base_dir.string(), " (frozen)");
+    return model::Model::load_hf_checkpoint(base_dir, std::move(ops), model::ModelOptions{true});
+  };
+  hooks.make_data = [&](const Config&) -> std::unique_ptr<train::BatchSource> { return std::move(data); };
+  hooks.make_objective = [&](model::Model& model, const Config& c) -> std::unique_ptr<train::Objective> {
+    return std::make_unique<LoraObjective>(model, lora_settings_from(c), base, uint64_t(c.get_int("seed")));
+  };
+  return outcome_of(config, train::run_training(config, hooks));
+}
+
+}  // namespace dsk::finetune
