@@ -301,6 +301,7 @@ class GenerationEngine final : public Engine {
     stats_.preemptions = scheduler_.preemptions();
     stats_.prompt_tokens = prompt_tokens_;
     stats_.generated_tokens = generated_tokens_;
+    stats_.cached_prompt_tokens = scheduler_.cached_tokens();
   }
 
   // The engine is going away: every request not finished yet ends as cancelled.

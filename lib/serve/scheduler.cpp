@@ -88,6 +88,7 @@ bool Scheduler::admit(uint64_t id, int budget, StepPlan& plan) {
     return false;
   }
   blocks_.grow(id, s.computed + count);
+  cached_tokens_ += uint64_t(s.computed);
   waiting_.pop_front();
   running_.push_back(id);
   s.running = true;

@@ -68,6 +68,8 @@ class Scheduler {
   bool idle() const { return running_.empty() && waiting_.empty(); }
   std::optional<std::chrono::steady_clock::time_point> oldest_arrival() const;
   uint64_t preemptions() const { return preemptions_; }
+  // Tokens admitted sequences found in shared blocks (not computed again), since construction.
+  uint64_t cached_tokens() const { return cached_tokens_; }
   const SchedulerLimits& limits() const { return limits_; }
 
  private:
@@ -90,7 +92,7 @@ class Scheduler {
   std::unordered_map<uint64_t, Sequence> sequences_;
   std::vector<uint64_t> running_;  // admission order: the back is the newest
   std::deque<uint64_t> waiting_;
-  uint64_t preemptions_ = 0;
+  uint64_t preemptions_ = 0, cached_tokens_ = 0;
 };
 
 }  // namespace dsk::serve
