@@ -1,5 +1,6 @@
 // dsk-serve's engine on CUDA against the CPU reference, on the HF fixtures of tests/fixtures/models:
-//  - the paged forward (model/paged_forward.hpp) over the same random chunkings: logits
+//  - the paged forward (model/paged_forward.hpp) over the same random chunkings
+//    (tests/unit/model/paged_chunking.hpp): logits
 //    max_i |cuda_i - cpu_i| / max_i |cpu_i| <= 1e-4 in fp32 (TF32 off) for every model, and
 //    <= 5e-2 in bf16 for the dense ones (the MoE's bf16 error is reported: its router's random
 //    scores are near ties that bf16 flips, as in model_parity_test);
@@ -12,13 +13,13 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <numeric>
 #include <random>
 
 #include "model/model.hpp"
 #include "model/paged_forward.hpp"
 #include "serve/engine.hpp"
 #include "tensor/device.hpp"
+#include "../unit/model/paged_chunking.hpp"
 
 using namespace dsk;
 using namespace dsk::model;
@@ -39,51 +40,9 @@ double max_relative_error(const std::vector<float>& got, const std::vector<float
   return scale > 0 ? diff / scale : diff;
 }
 
-// Random steps over three sequences (chunks of 1..rest tokens), the same for both models; the
-// logits of every new token of every step, concatenated.
 std::vector<float> run_chunkings(Model& model, uint64_t seed) {
-  const int V = model.architecture().vocab, block_size = 4;
-  PagedPlan plan;
-  plan.blocks = 40;
-  plan.block_size = block_size;
-  plan.max_tokens = 64;
-  plan.max_sequences = 3;
-  plan.max_blocks = 8;
-  plan.max_logit_rows = 64;
-  PagedWorkspace workspace = model.new_paged_workspace(plan);
-  std::mt19937_64 rng(seed);
-  const std::vector<int> lengths = {23, 9, 31};
-  std::vector<std::vector<int32_t>> tokens(3), tables(3);
-  std::vector<int32_t> pool(40);
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), rng);
-  for (int s = 0; s < 3; s++) {
-    for (int t = 0; t < lengths[s]; t++) tokens[s].push_back(int32_t(rng() % uint64_t(V)));
-    tables[s].assign(pool.begin() + s * 8, pool.begin() + (s + 1) * 8);
-  }
-  std::vector<int> done(3, 0);
-  std::vector<float> all;
-  while (done != lengths) {
-    PagedStep step;
-    for (int s = 0; s < 3; s++) {
-      const int left = lengths[s] - done[s];
-      if (left == 0) continue;
-      const int count = rng() % 2 ? 1 : 1 + int(rng() % uint64_t(left));
-      const int row = step.sequences++;
-      step.block_tables.insert(step.block_tables.end(), tables[s].begin(), tables[s].end());
-      for (int t = done[s]; t < done[s] + count; t++) {
-        step.tokens.push_back(tokens[s][t]);
-        step.positions.push_back(t);
-        step.sequence.push_back(row);
-        step.slots.push_back(tables[s][t / block_size] * block_size + t % block_size);
-        step.logit_rows.push_back(int32_t(step.tokens.size()) - 1);
-      }
-      done[s] += count;
-    }
-    std::vector<float> logits = model.forward_paged(workspace, step);
-    all.insert(all.end(), logits.begin(), logits.end());
-  }
-  return all;
+  const auto sequences = testing::random_sequences({23, 9, 31}, model.architecture().vocab, seed);
+  return testing::run_random_chunkings(model, sequences, seed).logits;
 }
 
 class Events {
