@@ -93,6 +93,7 @@ const std::vector<Case>& cases() {
       {"MLA absorbed, moe-16e (256 + 32)", 16, 1, 288, 256, 16, {64, 64}, {1, 64}, true},
       {"batch-1 decode, 3000 keys (key partitions)", 16, 16, 128, 128, 16, {3000}, {1}},
       {"MLA batch-1 decode, 1500 keys (key partitions)", 16, 1, 576, 512, 64, {1500}, {1}, true},
+      {"batch-1 decode, 20000 keys (64 partitions of 320)", 2, 2, 128, 128, 16, {20000}, {1}},
   };
   return all;
 }
