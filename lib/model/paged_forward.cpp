@@ -92,6 +92,7 @@ void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
   ws.last_norm = arena.take(t, L * C);
   ws.last_rstd = arena.take(DType::f32, L);
   ws.logits = arena.take(DType::f32, L * a.vocab);
+  ws.greedy_ids = arena.take(DType::i32, L);
 }
 
 // kv_b's key block of each head, W_UK[h] [nope, kv_rank], stored transposed [kv_rank, nope] so
@@ -299,23 +300,44 @@ PagedWorkspace make_paged_workspace(const ModelParts& m, const PagedPlan& plan) 
   return ws;
 }
 
-std::vector<float> paged_forward(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
+namespace {
+
+// The step through every layer; the logits of step.logit_rows stay in ws.logits ([R, V] f32).
+Buf run_step(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
   Ops& ops = m.ops;
   const Architecture& a = m.arch;
   const StepView v = upload_step(ops, ws, step, a);
   const int N = v.N, C = a.hidden, V = a.vocab, R = v.R;
   ops.embedding_forward(rows(ws.x[0], N, C), v.tokens, m.weights.w(m.layout.embed, int64_t(V) * C), N, C);
   for (int l = 0; l < a.layers; l++) layer_forward(m, ws, v, l, rows(ws.x[l % 2], N, C), rows(ws.x[(l + 1) % 2], N, C));
-  if (R == 0) return {};
+  Buf logits = ws.logits.slice(0, int64_t(R) * V);
+  if (R == 0) return logits;
   // Only the wanted rows go through the final norm and the LM head (the embedding op gathers rows).
   Buf last = rows(ws.last_hidden, R, C), last_norm = rows(ws.last_norm, R, C);
   ops.embedding_forward(last, v.logit_rows, rows(ws.x[a.layers % 2], N, C), R, C);
   ops.rmsnorm_forward(last_norm, ws.last_rstd, last, m.weights.w(m.layout.final_norm, C), R, C, a.rms_eps);
-  Buf logits = ws.logits.slice(0, int64_t(R) * V);
   ops.lm_head_logits(logits, last_norm, m.weights.w(m.layout.lm_head.weight, int64_t(V) * C), R, C, V);
-  std::vector<float> host(size_t(R) * V);
-  ops.copy_to_host(host.data(), logits);
+  return logits;
+}
+
+}  // namespace
+
+std::vector<float> paged_forward(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
+  const Buf logits = run_step(m, ws, step);
+  std::vector<float> host(size_t(logits.numel));
+  if (!host.empty()) m.ops.copy_to_host(host.data(), logits);
   return host;
+}
+
+std::vector<int32_t> paged_forward_greedy(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
+  const Buf logits = run_step(m, ws, step);
+  const int R = int(step.logit_rows.size());
+  std::vector<int32_t> ids(static_cast<size_t>(R));
+  if (R == 0) return ids;
+  const Buf device_ids = ws.greedy_ids.slice(0, R);
+  m.ops.argmax_rows(device_ids, logits, R, m.arch.vocab);
+  m.ops.copy_to_host(ids.data(), device_ids);
+  return ids;
 }
 
 }  // namespace dsk::model

@@ -6,6 +6,7 @@
 //
 //   PagedWorkspace ws = model.new_paged_workspace(plan);  // the pool and the step's activations
 //   std::vector<float> logits = model.forward_paged(ws, step);  // [step.logit_rows, V] f32, host
+//   std::vector<int32_t> ids = model.forward_paged_greedy(ws, step);  // or only their argmax
 //
 // The pool holds, per layer and slot (slot = block * block_size + offset):
 //   llama, qwen2: keys [kv_heads * head_dim] and values [kv_heads * head_dim], in two pools;
@@ -77,7 +78,8 @@ struct PagedWorkspace {
   MlpActs mlp;
   MoeActs moe;
   Buf expert_load;  // i64 [E]: the routing op counts into it; serving never reads it
-  Buf last_hidden, last_norm, last_rstd, logits;  // the logit rows: [max_sequences, C] act, f32 [.., V]
+  Buf last_hidden, last_norm, last_rstd, logits;  // the logit rows: [max_logit_rows, C] act, f32 [.., V]
+  Buf greedy_ids;                                 // i32 [max_logit_rows]
 };
 
 // What the paged forward reads of a Model (model.cpp hands them over).
@@ -91,5 +93,7 @@ struct ModelParts {
 
 PagedWorkspace make_paged_workspace(const ModelParts& model, const PagedPlan& plan);
 std::vector<float> paged_forward(const ModelParts& model, PagedWorkspace& workspace, const PagedStep& step);
+// The same step, but only each logit row's argmax (greedy decoding) leaves the device.
+std::vector<int32_t> paged_forward_greedy(const ModelParts& model, PagedWorkspace& workspace, const PagedStep& step);
 
 }  // namespace dsk::model

@@ -214,9 +214,18 @@ class GenerationEngine final : public Engine {
       }
     }
     step.sequences = int(plan.sequences.size());
+    // Greedy requests that want no logprobs need only the argmax: the logits stay on the device.
+    const bool greedy = std::all_of(sampled.begin(), sampled.end(), [&](uint64_t id) {
+      const SamplingParams& p = active_.at(id).request.sampling;
+      return p.temperature <= 0 && !p.logprobs && p.top_logprobs == 0;
+    });
     std::vector<float> logits;
+    std::vector<int32_t> greedy_tokens;
     try {
-      logits = model_.forward_paged(workspace_, step);
+      if (greedy)
+        greedy_tokens = model_.forward_paged_greedy(workspace_, step);
+      else
+        logits = model_.forward_paged(workspace_, step);
     } catch (const std::exception& e) {
       log_error("engine: a step of ", step.tokens.size(), " tokens failed: ", e.what());
       for (const ScheduledSequence& s : plan.sequences) end(s.id, FinishReason::error, e.what());
@@ -225,14 +234,20 @@ class GenerationEngine final : public Engine {
     last_batch_size_ = double(plan.sequences.size());
     for (const ScheduledSequence& s : plan.sequences) scheduler_.computed(s.id, s.count);
     const size_t V = size_t(vocab_size());
-    for (size_t r = 0; r < sampled.size(); r++)
-      next_token(sampled[r], std::span<const float>(logits.data() + r * V, V));
+    for (size_t r = 0; r < sampled.size(); r++) {
+      Active& a = active_.at(sampled[r]);
+      TokenChoice choice;
+      if (greedy)
+        choice.token = greedy_tokens[r];
+      else
+        choice = choose_token(std::span<const float>(logits.data() + r * V, V), a.request.sampling, a.rng);
+      next_token(sampled[r], std::move(choice));
+    }
   }
 
-  void next_token(uint64_t id, std::span<const float> logits) {
+  void next_token(uint64_t id, TokenChoice choice) {
     Active& a = active_.at(id);
     const SamplingParams& p = a.request.sampling;
-    TokenChoice choice = choose_token(logits, p, a.rng);
     a.generated++;
     generated_tokens_++;
     TokenEvent event;
