@@ -33,7 +33,9 @@ void check_options(const EngineOptions& o) {
     if (!ok) throw UsageError("engine: " + what);
   };
   require(o.max_batch >= 1, str("max_batch ", o.max_batch, " must be at least 1"));
-  require(o.max_batch_tokens >= 1, str("max_batch_tokens ", o.max_batch_tokens, " must be at least 1"));
+  require(o.max_batch_tokens >= o.max_batch,
+          str("max_batch_tokens ", o.max_batch_tokens, " must be at least max_batch ", o.max_batch,
+              " (every running sequence decodes one token a step)"));
   require(o.block_size >= 1 && o.block_size <= 1024, str("block_size ", o.block_size, " must be in 1..1024"));
   require(o.kv_blocks >= 0, str("kv_blocks ", o.kv_blocks, " must be 0 (size by memory) or more"));
   require(o.kv_memory_fraction > 0 && o.kv_memory_fraction <= 1,
@@ -168,9 +170,14 @@ class GenerationEngine final : public Engine {
         arrivals.swap(inbox_);
         cancels.swap(cancels_);
       }
-      for (auto& [id, request] : arrivals) admit(id, std::move(request));
-      for (uint64_t id : cancels) end(id, FinishReason::cancelled);
-      if (!scheduler_.idle()) run_step();
+      try {
+        for (auto& [id, request] : arrivals) admit(id, std::move(request));
+        for (uint64_t id : cancels) end(id, FinishReason::cancelled);
+        if (!scheduler_.idle()) run_step();
+      } catch (const std::exception& e) {  // a bug: fail what runs rather than the process
+        log_error("engine: ", e.what());
+        end_all(FinishReason::error, e.what());
+      }
       publish_stats();
     }
     shut_down();
@@ -327,10 +334,14 @@ class GenerationEngine final : public Engine {
       arrivals.swap(inbox_);
     }
     for (auto& [id, request] : arrivals) admit(id, std::move(request));
+    end_all(FinishReason::cancelled);
+  }
+
+  void end_all(FinishReason reason, const std::string& error = "") {
     std::vector<uint64_t> ids;
     for (const auto& [id, a] : active_) ids.push_back(id);
     std::sort(ids.begin(), ids.end());
-    for (uint64_t id : ids) end(id, FinishReason::cancelled);
+    for (uint64_t id : ids) end(id, reason, error);
   }
 
   model::Model model_;
