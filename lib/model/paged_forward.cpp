@@ -42,7 +42,7 @@ void carve_pool(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
   for (int l = 0; l < a.layers; l++) {
     ws.k_pool[l] = arena.take(t, slots * ws.k_row);
     ws.v_pool[l] = a.mla() ? ws.k_pool[l] : arena.take(t, slots * ws.v_row);
-    if (a.mla()) ws.absorbed_keys[l] = arena.take(t, int64_t(a.heads) * a.kv_lora_rank * a.qk_nope_dim);
+    if (a.mla()) ws.absorbed_keys[l] = arena.take(t, int64_t(a.heads) * a.kv_lora_rank * a.qk_head_dim());
   }
 }
 
@@ -51,7 +51,8 @@ int logit_rows(const PagedPlan& p) { return p.max_logit_rows > 0 ? p.max_logit_r
 void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a, DType t) {
   const PagedPlan& p = ws.plan;
   const int64_t N = p.max_tokens, C = a.hidden, S = p.max_sequences, H = a.heads, L = logit_rows(p);
-  ws.meta = arena.take(DType::i32, 4 * N + L + S * p.max_blocks);
+  const int64_t mla_orders = a.mla() ? 2 * N * H + H + 1 : 0;  // to_heads, to_tokens, head offsets
+  ws.meta = arena.take(DType::i32, 4 * N + L + S * p.max_blocks + mla_orders);
   for (Buf& x : ws.x) x = arena.take(t, N * C);
   ws.norm1 = arena.take(t, N * C);
   ws.rstd1 = arena.take(DType::f32, N);
@@ -76,9 +77,10 @@ void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
     ws.kv_row = arena.take(t, N * (kvr + R));
     ws.q_absorbed = arena.take(t, N * H * (kvr + R));
     ws.latent_out = arena.take(t, N * H * kvr);
-    ws.head_nope = arena.take(t, N * a.qk_nope_dim);
-    ws.head_latent = arena.take(t, N * kvr);
-    ws.head_value = arena.take(t, N * Dv);
+    ws.q_by_head = arena.take(t, N * H * a.qk_head_dim());
+    ws.latent_by_head = arena.take(t, N * H * kvr);
+    ws.q_latent = arena.take(t, N * H * kvr);
+    ws.value_by_head = arena.take(t, N * H * Dv);
   } else {
     ws.k_new = arena.take(t, N * ws.k_row);
     ws.v_new = arena.take(t, N * ws.v_row);
@@ -95,18 +97,20 @@ void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
   ws.greedy_ids = arena.take(DType::i32, L);
 }
 
-// kv_b's key block of each head, W_UK[h] [nope, kv_rank], stored transposed [kv_rank, nope] so
-// that q_absorbed = q_nope @ W_UK[h] is one matmul_forward (out = in @ weight^T).
+// kv_b's key block of each head, W_UK[h] [nope, kv_rank], stored transposed and padded with zeros
+// for the rope columns, [kv_rank, nope + rope], so that a whole query head times it is
+// q_nope @ W_UK[h] (out = in @ weight^T): the heads' products are one grouped matmul.
 void absorb_key_weights(const ModelParts& m, PagedWorkspace& ws) {
   const Architecture& a = m.arch;
   const int H = a.heads, nope = a.qk_nope_dim, Dv = a.v_head_dim, kvr = a.kv_lora_rank;
-  std::vector<float> kv_b(size_t(H) * (nope + Dv) * kvr), transposed(size_t(H) * kvr * nope);
+  const int Dqk = a.qk_head_dim();
+  std::vector<float> kv_b(size_t(H) * (nope + Dv) * kvr), transposed(size_t(H) * kvr * Dqk, 0.0f);
   for (int l = 0; l < a.layers; l++) {
     m.ops.copy_to_host(kv_b.data(), m.weights.master.slice(int64_t(m.layout.layers[l].kv_b.weight), int64_t(kv_b.size())));
     for (int h = 0; h < H; h++)
       for (int d = 0; d < nope; d++)
         for (int j = 0; j < kvr; j++)
-          transposed[(size_t(h) * kvr + j) * nope + d] = kv_b[(size_t(h) * (nope + Dv) + d) * kvr + j];
+          transposed[(size_t(h) * kvr + j) * Dqk + d] = kv_b[(size_t(h) * (nope + Dv) + d) * kvr + j];
     Buf staging = m.ops.scratch(transposed.size() * sizeof(float)).slice(0, int64_t(transposed.size()));
     m.ops.copy_from_host(staging, transposed.data());
     m.ops.cast(ws.absorbed_keys[l], staging);
@@ -116,7 +120,18 @@ void absorb_key_weights(const ModelParts& m, PagedWorkspace& ws) {
 struct StepView {
   int N, S, R, max_keys;
   Buf tokens, positions, sequence, slots, logit_rows, block_tables;
+  Buf to_heads, to_tokens, head_offsets;  // MLA: rows [N*H] token-major <-> head-major, offsets [H+1]
 };
+
+// MLA's per-head products run as grouped matmuls over head-major rows: row h*N + n of the
+// head-major view is row n*H + h of the token-major one (to_heads), and back (to_tokens).
+void append_head_orders(std::vector<int32_t>& host, int N, int H) {
+  for (int h = 0; h < H; h++)
+    for (int n = 0; n < N; n++) host.push_back(n * H + h);
+  for (int n = 0; n < N; n++)
+    for (int h = 0; h < H; h++) host.push_back(h * N + n);
+  for (int h = 0; h <= H; h++) host.push_back(h * N);
+}
 
 StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const Architecture& a) {
   const PagedPlan& p = ws.plan;
@@ -145,9 +160,16 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
   host.reserve(size_t(4 * N + R) + step.block_tables.size());
   for (const auto* part : {&step.tokens, &step.positions, &step.sequence, &step.slots, &step.logit_rows, &step.block_tables})
     host.insert(host.end(), part->begin(), part->end());
+  const int64_t orders_at = int64_t(host.size()), H = a.heads;
+  if (a.mla()) append_head_orders(host, N, a.heads);
   Buf meta = ws.meta.slice(0, int64_t(host.size()));
   ops.copy_from_host(meta, host.data());
-  StepView v{N, S, R, max_keys, {}, {}, {}, {}, {}, {}};
+  StepView v{N, S, R, max_keys, {}, {}, {}, {}, {}, {}, {}, {}, {}};
+  if (a.mla()) {
+    v.to_heads = meta.slice(orders_at, N * H);
+    v.to_tokens = meta.slice(orders_at + N * H, N * H);
+    v.head_offsets = meta.slice(orders_at + 2 * N * H, H + 1);
+  }
   v.tokens = meta.slice(0, N);
   v.positions = meta.slice(N, N);
   v.sequence = meta.slice(2 * int64_t(N), N);
@@ -209,24 +231,24 @@ void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   ops.rope_forward(ws.kv_row, v.positions, m.rope, N, 1, row, kvr, R);
   ops.paged_kv_write(ws.k_pool[l], ws.kv_row, v.slots, N, row, row);
 
-  const Buf kv_b = weight_of(w, p.kv_b);
-  for (int h = 0; h < H; h++) {  // q_absorbed[:, h] = [q_nope[:, h] @ W_UK[h], q_rope[:, h]]
-    ops.copy_columns(ws.head_nope, nope, 0, ws.q, H * Dqk, h * Dqk, N, nope, false);
-    ops.matmul_forward(ws.head_latent, ws.head_nope, ws.absorbed_keys[l].slice(int64_t(h) * kvr * nope, int64_t(kvr) * nope),
-                       Buf{}, N, nope, kvr, false);
-    ops.copy_columns(ws.q_absorbed, H * row, h * row, ws.head_latent, kvr, 0, N, kvr, false);
-    ops.copy_columns(ws.q_absorbed, H * row, h * row + kvr, ws.q, H * Dqk, h * Dqk + nope, N, R, false);
-  }
+  // q_absorbed [N, H, kvr + R] = [q_nope @ W_UK[h], q_rope] per head: the key products of all
+  // heads as one grouped matmul over the head-major rows.
+  const int rows_nh = N * H;
+  ops.moe_gather(ws.q_by_head, ws.q, v.to_heads, rows_nh, 1, Dqk);
+  ops.grouped_matmul_forward(ws.latent_by_head, ws.q_by_head, ws.absorbed_keys[l], int64_t(kvr) * Dqk,
+                             v.head_offsets, H, rows_nh, Dqk, kvr);
+  ops.moe_gather(ws.q_latent, ws.latent_by_head, v.to_tokens, rows_nh, 1, kvr);
+  ops.copy_columns(ws.q_absorbed, row, 0, ws.q_latent, kvr, 0, rows_nh, kvr, false);
+  ops.copy_columns(ws.q_absorbed, row, kvr, ws.q, Dqk, nope, rows_nh, R, false);
   ops.paged_attention_forward(ws.latent_out, ws.q_absorbed, ws.k_pool[l], ws.v_pool[l], v.block_tables, v.sequence,
                               v.positions, attention_shape(ws, v, H, 1, row, kvr, H * row, a.softmax_scale()));
-  for (int h = 0; h < H; h++) {  // out[:, h] = latent_out[:, h] @ W_UV[h]^T (+ the value bias, if any)
-    const int64_t first_row = int64_t(h) * (nope + Dv) + nope;
-    ops.copy_columns(ws.head_latent, kvr, 0, ws.latent_out, H * kvr, h * kvr, N, kvr, false);
-    const Buf bias = p.kv_b.bias == kNone ? Buf{} : w.w(p.kv_b.bias + size_t(first_row), Dv);
-    ops.matmul_forward(ws.head_value, ws.head_latent, kv_b.slice(first_row * kvr, int64_t(Dv) * kvr), bias, N, kvr, Dv,
-                       false);
-    ops.copy_columns(ws.attention_out, H * Dv, h * Dv, ws.head_value, Dv, 0, N, Dv, false);
-  }
+  // out[:, h] = latent_out[:, h] @ W_UV[h]^T, W_UV[h] = rows h*(nope+Dv) + nope .. + Dv of kv_b.
+  const int64_t head_stride = int64_t(nope + Dv) * kvr;
+  const Buf values = weight_of(w, p.kv_b).slice(int64_t(nope) * kvr, head_stride * (H - 1) + int64_t(Dv) * kvr);
+  ops.moe_gather(ws.latent_by_head, ws.latent_out, v.to_heads, rows_nh, 1, kvr);
+  ops.grouped_matmul_forward(ws.value_by_head, ws.latent_by_head, values, head_stride, v.head_offsets, H, rows_nh, kvr,
+                             Dv);
+  ops.moe_gather(ws.attention_out, ws.value_by_head, v.to_tokens, rows_nh, 1, Dv);
   linear(ops, out, ws.attention_out, N, w, p.o);
 }
 

@@ -16,6 +16,7 @@
 // MLA attends in the absorbed form (DeepSeek-V2 section 2.1.3): each head's query nope part is
 // multiplied by that head's key block of kv_b (W_UK^T q, precomputed transposed at planning) so it
 // scores directly against the cached latents; the rope parts score against the shared rope key;
+// (the heads' products are grouped matmuls over head-major rows, a few launches for any head count);
 // the probabilities average the latents, and each head's value block of kv_b (W_UV) maps the
 // result to the head's output. The scores and outputs equal the expanded form's (q.k =
 // (W_UK^T q_nope).latent + q_rope.k_rope) without ever expanding a cached block, so a decode step
@@ -68,13 +69,15 @@ struct PagedWorkspace {
   std::unique_ptr<tensor::Arena> pool_arena, step_arena;
   std::vector<Buf> k_pool, v_pool;  // per layer [blocks * block_size, row]; MLA: v_pool[l] == k_pool[l]
   int k_row = 0, v_row = 0;
-  std::vector<Buf> absorbed_keys;  // MLA, per layer: [heads, kv_lora_rank, qk_nope_dim], kv_b's key blocks transposed
+  std::vector<Buf> absorbed_keys;  // MLA, per layer: [heads, kv_lora_rank, qk_head_dim], kv_b's key blocks
+                                   // transposed, zero in the rope columns
 
   Buf meta;  // i32: tokens, positions, sequence, slots [max_tokens each], logit rows, block tables
   Buf x[2], norm1, rstd1, x_mid, norm2, rstd2, branch_out, attention_out;
   Buf q, k_new, v_new;                                   // GQA
   Buf q_a, q_a_norm, q_a_rstd, kv_a, kv_latent, kv_norm, kv_rstd, kv_row;  // MLA projections
-  Buf q_absorbed, latent_out, head_nope, head_latent, head_value;          // MLA absorbed attention
+  Buf q_absorbed, latent_out;                                  // MLA absorbed attention [N*H, ..]
+  Buf q_by_head, latent_by_head, q_latent, value_by_head;       // its per-head products, head-major
   MlpActs mlp;
   MoeActs moe;
   Buf expert_load;  // i64 [E]: the routing op counts into it; serving never reads it
