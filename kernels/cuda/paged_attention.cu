@@ -208,9 +208,8 @@ void paged_attention_forward(T* out, const T* q, const T* k_pool, const T* v_poo
   const bool vectorized = s.Dk % V == 0 && s.k_stride % V == 0 && aligned_to(k_pool, 16);
   dispatch_width<T>(vectorized, [&](auto width) {
     constexpr int W = decltype(width)::value;
-    paged_attention_kernel<T, W><<<grid, kThreads, shared_bytes, stream>>>(out, scratch, q, k_pool, v_pool, block_tables,
-                                                                           sequence, positions, s, partitions,
-                                                                           partition_keys);
+    paged_attention_kernel<T, W><<<grid, kThreads, shared_bytes, stream>>>(
+        out, scratch, q, k_pool, v_pool, block_tables, sequence, positions, s, partitions, partition_keys);
   });
   DSK_CUDA_CHECK_LAUNCH();
   if (partitions == 1) return;

@@ -23,7 +23,8 @@ __global__ void argmax_rows_kernel(int32_t* ids, const float* logits, int V) {
   Best best{-INFINITY, V};
   for (int i = threadIdx.x; i < V; i += kThreads) best = better(best, Best{row[i], i});
   for (int offset = 16; offset > 0; offset /= 2) {
-    const Best other{__shfl_xor_sync(0xffffffffu, best.value, offset), __shfl_xor_sync(0xffffffffu, best.index, offset)};
+    const Best other{__shfl_xor_sync(0xffffffffu, best.value, offset),
+                     __shfl_xor_sync(0xffffffffu, best.index, offset)};
     best = better(best, other);
   }
   if (threadIdx.x % 32 == 0) warp_best[threadIdx.x / 32] = best;

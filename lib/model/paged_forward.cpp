@@ -25,13 +25,13 @@ void linear(Ops& ops, Buf out, Buf x, int n, const Weights& w, const Linear& l) 
 
 Buf rows(Buf b, int64_t n, int64_t row) { return b.slice(0, n * row); }
 
-int kv_rows(const Architecture& a, int* v_row) {
-  if (a.mla()) {
-    *v_row = 0;
-    return a.kv_lora_rank + a.qk_rope_dim;
-  }
-  *v_row = a.kv_heads * a.head_dim;
-  return a.kv_heads * a.head_dim;
+// Values per slot of the key and the value pool (MLA: one pool of [latent | rope key], no values).
+struct RowWidths {
+  int k, v;
+};
+RowWidths row_widths(const Architecture& a) {
+  if (a.mla()) return {a.kv_lora_rank + a.qk_rope_dim, 0};
+  return {a.kv_heads * a.head_dim, a.kv_heads * a.head_dim};
 }
 
 void carve_pool(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a, DType t) {
@@ -106,7 +106,8 @@ void absorb_key_weights(const ModelParts& m, PagedWorkspace& ws) {
   const int Dqk = a.qk_head_dim();
   std::vector<float> kv_b(size_t(H) * (nope + Dv) * kvr), transposed(size_t(H) * kvr * Dqk, 0.0f);
   for (int l = 0; l < a.layers; l++) {
-    m.ops.copy_to_host(kv_b.data(), m.weights.master.slice(int64_t(m.layout.layers[l].kv_b.weight), int64_t(kv_b.size())));
+    const int64_t offset = int64_t(m.layout.layers[l].kv_b.weight);
+    m.ops.copy_to_host(kv_b.data(), m.weights.master.slice(offset, int64_t(kv_b.size())));
     for (int h = 0; h < H; h++)
       for (int d = 0; d < nope; d++)
         for (int j = 0; j < kvr; j++)
@@ -158,7 +159,8 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
 
   std::vector<int32_t> host;
   host.reserve(size_t(4 * N + R) + step.block_tables.size());
-  for (const auto* part : {&step.tokens, &step.positions, &step.sequence, &step.slots, &step.logit_rows, &step.block_tables})
+  for (const auto* part :
+       {&step.tokens, &step.positions, &step.sequence, &step.slots, &step.logit_rows, &step.block_tables})
     host.insert(host.end(), part->begin(), part->end());
   const int64_t orders_at = int64_t(host.size()), H = a.heads;
   if (a.mla()) append_head_orders(host, N, a.heads);
@@ -181,9 +183,20 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
 
 tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, const StepView& v, int H, int KVH, int Dk, int Dv,
                                             int q_stride, float scale) {
-  return tensor::PagedAttentionShape{v.N,         H,        KVH,   Dk,        Dv, q_stride, ws.k_row,
-                                     ws.v_row ? ws.v_row : ws.k_row, ws.plan.block_size, ws.plan.max_blocks,
-                                     scale,       v.max_keys};
+  tensor::PagedAttentionShape s;
+  s.N = v.N;
+  s.H = H;
+  s.KVH = KVH;
+  s.Dk = Dk;
+  s.Dv = Dv;
+  s.q_stride = q_stride;
+  s.k_stride = ws.k_row;
+  s.v_stride = ws.v_row ? ws.v_row : ws.k_row;  // MLA reads its values from the key rows
+  s.block_size = ws.plan.block_size;
+  s.max_blocks = ws.plan.max_blocks;
+  s.scale = scale;
+  s.max_keys = v.max_keys;
+  return s;
 }
 
 // GQA: project, rotate, write the new keys/values, attend over the pool; out = o_proj.
@@ -276,9 +289,8 @@ void layer_forward(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
 }  // namespace
 
 size_t paged_block_bytes(const Architecture& a, DType dtype, int block_size) {
-  int v_row = 0;
-  const int k_row = kv_rows(a, &v_row);
-  return size_t(a.layers) * block_size * size_t(k_row + v_row) * tensor::dtype_size(dtype);
+  const RowWidths widths = row_widths(a);
+  return size_t(a.layers) * block_size * size_t(widths.k + widths.v) * tensor::dtype_size(dtype);
 }
 
 namespace {
@@ -299,13 +311,15 @@ int blocks_that_fit(const ModelParts& m, const PagedPlan& plan) {
 }  // namespace
 
 PagedWorkspace make_paged_workspace(const ModelParts& m, const PagedPlan& plan) {
-  if (plan.blocks < 0 || plan.memory_fraction <= 0 || plan.memory_fraction > 1 || plan.block_size <= 0 || plan.max_tokens <= 0 || plan.max_sequences <= 0 ||
-      plan.max_blocks <= 0)
+  if (plan.blocks < 0 || plan.memory_fraction <= 0 || plan.memory_fraction > 1 || plan.block_size <= 0 ||
+      plan.max_tokens <= 0 || plan.max_sequences <= 0 || plan.max_blocks <= 0)
     throw UsageError(str("paged KV cache: ", plan.blocks, " blocks of ", plan.block_size, " positions, ",
                          plan.max_tokens, " tokens and ", plan.max_sequences, " sequences per step: all must be > 0"));
   PagedWorkspace ws;
   ws.plan = plan;
-  ws.k_row = kv_rows(m.arch, &ws.v_row);
+  const RowWidths widths = row_widths(m.arch);
+  ws.k_row = widths.k;
+  ws.v_row = widths.v;
   const DType t = m.ops.activation_dtype();
   ws.step_arena = std::make_unique<tensor::Arena>(m.ops, str("serving activations for ", plan.max_tokens, " tokens"));
   carve_step(*ws.step_arena, ws, m.arch, t);

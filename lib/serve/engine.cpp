@@ -126,7 +126,8 @@ class GenerationEngine final : public Engine {
 
   model::PagedWorkspace plan_workspace() {
     check_options(options_);
-    if (context_ < 2) throw UsageError(str("engine: max_position_embeddings ", context_, " leaves no room to generate"));
+    if (context_ < 2)
+      throw UsageError(str("engine: max_position_embeddings ", context_, " leaves no room to generate"));
     model::PagedPlan plan;
     plan.blocks = options_.kv_blocks;
     plan.memory_fraction = options_.kv_memory_fraction;
@@ -261,7 +262,8 @@ class GenerationEngine final : public Engine {
     event.token = choice.token;
     event.logprob = choice.logprob;
     event.top_logprobs = std::move(choice.top_logprobs);
-    const bool stop = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), choice.token) != p.stop_token_ids.end();
+    const auto& stops = p.stop_token_ids;
+    const bool stop = std::find(stops.begin(), stops.end(), choice.token) != stops.end();
     const int length = int(scheduler_.tokens(id).size()) + 1;
     if (stop)
       event.finish = FinishReason::stop_token;

@@ -105,7 +105,8 @@ std::vector<Timing> run(serve::Engine& engine, const Options& o, int count, uint
       if (e.token >= 0 && t.tokens++ == 0) t.first = now;
       t.last = now;
       if (e.finish != serve::FinishReason::none) {
-        if (e.finish != serve::FinishReason::length) std::fprintf(stderr, "request %d ended early: %s\n", i, e.error.c_str());
+        if (e.finish != serve::FinishReason::length)
+          std::fprintf(stderr, "request %d ended early: %s\n", i, e.error.c_str());
         ended++;
         done.notify_all();
       }
