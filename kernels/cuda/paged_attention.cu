@@ -73,8 +73,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     // Lane 0's key is always visible, so the chunk's max is finite.
     const float new_max = fmaxf(running_max, warp_reduce(score, Max{}));
-    const float p = j < end ? __expf(score - new_max) : 0.0f;
-    const float correction = __expf(running_max - new_max);
+    const float p = j < end ? expf(score - new_max) : 0.0f;
+    const float correction = expf(running_max - new_max);
     running_sum = running_sum * correction + warp_reduce(p, Sum{});
 #pragma unroll
     for (int c = 0; c < kColumnsPerLane; c++) acc[c] *= correction;
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int w = 0; w < kWarps; w++) block_max = fmaxf(block_max, max_s[w]);
   float weights[kWarps], block_sum = 0.0f;
   for (int w = 0; w < kWarps; w++) {
-    weights[w] = max_s[w] == -INFINITY ? 0.0f : __expf(max_s[w] - block_max);
+    weights[w] = max_s[w] == -INFINITY ? 0.0f : expf(max_s[w] - block_max);
     block_sum += weights[w] * sum_s[w];
   }
   if (partitions == 1) {
@@ -140,13 +140,13 @@ __global__ void paged_attention_merge_kernel(T* out, const float* partial, int H
   float total_sum = 0.0f;
   for (int p = 0; p < partitions; p++) {
     const float m = records[p * (Dv + 2) + Dv];
-    if (m != -INFINITY) total_sum += __expf(m - total_max) * records[p * (Dv + 2) + Dv + 1];
+    if (m != -INFINITY) total_sum += expf(m - total_max) * records[p * (Dv + 2) + Dv + 1];
   }
   for (int d = threadIdx.x; d < Dv; d += blockDim.x) {
     float value = 0.0f;
     for (int p = 0; p < partitions; p++) {
       const float m = records[p * (Dv + 2) + Dv];
-      if (m != -INFINITY) value += __expf(m - total_max) * records[p * (Dv + 2) + d];
+      if (m != -INFINITY) value += expf(m - total_max) * records[p * (Dv + 2) + d];
     }
     out[row * Dv + d] = from_float<T>(total_sum > 0.0f ? value / total_sum : 0.0f);
   }
