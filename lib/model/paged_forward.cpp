@@ -118,11 +118,49 @@ void absorb_key_weights(const ModelParts& m, PagedWorkspace& ws) {
   }
 }
 
+// A run of the step's tokens attended by one op: a whole prompt that starts at position 0 (its
+// keys are its own new ones, so the flash kernel's causal attention over them is the answer), or
+// tokens of any sequences through the paged op.
+struct AttentionRun {
+  int first, count, max_keys;
+  bool fresh_prompt;
+};
+
 struct StepView {
   int N, S, R, max_keys;
   Buf tokens, positions, sequence, slots, logit_rows, block_tables;
   Buf to_heads, to_tokens, head_offsets;  // MLA: rows [N*H] token-major <-> head-major, offsets [H+1]
+  std::vector<AttentionRun> runs;
 };
+
+// On CUDA, a fresh prompt chunk (tokens 0..T-1 of one sequence, adjacent in the step) goes
+// through the flash attention kernel, which reuses each key tile across queries, instead of the
+// paged kernel's key scan per query (quadratic reads). The CPU keeps the paged op for every token,
+// so that a token's numbers never depend on how the scheduler cut the prompt into chunks.
+std::vector<AttentionRun> attention_runs(const PagedStep& step, bool flash_prompts) {
+  std::vector<AttentionRun> runs;
+  const int N = int(step.tokens.size());
+  auto add_paged = [&](int first, int count, int max_keys) {
+    if (!runs.empty() && !runs.back().fresh_prompt && runs.back().first + runs.back().count == first) {
+      runs.back().count += count;
+      runs.back().max_keys = std::max(runs.back().max_keys, max_keys);
+    } else {
+      runs.push_back({first, count, max_keys, false});
+    }
+  };
+  for (int n = 0; n < N;) {
+    int end = n + 1;  // the tokens of this sequence that follow each other in position order
+    while (end < N && step.sequence[end] == step.sequence[n] && step.positions[end] == step.positions[end - 1] + 1)
+      end++;
+    const int count = end - n, max_keys = step.positions[end - 1] + 1;
+    if (flash_prompts && step.positions[n] == 0 && count > 1)
+      runs.push_back({n, count, max_keys, true});
+    else
+      add_paged(n, count, max_keys);
+    n = end;
+  }
+  return runs;
+}
 
 // MLA's per-head products run as grouped matmuls over head-major rows: row h*N + n of the
 // head-major view is row n*H + h of the token-major one (to_heads), and back (to_tokens).
@@ -166,7 +204,9 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
   if (a.mla()) append_head_orders(host, N, a.heads);
   Buf meta = ws.meta.slice(0, int64_t(host.size()));
   ops.copy_from_host(meta, host.data());
-  StepView v{N, S, R, max_keys, {}, {}, {}, {}, {}, {}, {}, {}, {}};
+  StepView v{N, S, R, max_keys, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}};
+  const int D = a.head_dim;
+  v.runs = attention_runs(step, ops.device() == tensor::Device::cuda && !a.mla() && D % 8 == 0 && D <= 256);
   if (a.mla()) {
     v.to_heads = meta.slice(orders_at, N * H);
     v.to_tokens = meta.slice(orders_at + N * H, N * H);
@@ -181,10 +221,11 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
   return v;
 }
 
-tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, const StepView& v, int H, int KVH, int Dk, int Dv,
-                                            int q_stride, float scale) {
+// The paged op's shape for N queries of which none sees more than max_keys keys.
+tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, int N, int max_keys, int H, int KVH, int Dk,
+                                            int Dv, int q_stride, float scale) {
   tensor::PagedAttentionShape s;
-  s.N = v.N;
+  s.N = N;
   s.H = H;
   s.KVH = KVH;
   s.Dk = Dk;
@@ -195,7 +236,7 @@ tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, const Step
   s.block_size = ws.plan.block_size;
   s.max_blocks = ws.plan.max_blocks;
   s.scale = scale;
-  s.max_keys = v.max_keys;
+  s.max_keys = max_keys;
   return s;
 }
 
@@ -212,9 +253,21 @@ void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   ops.rope_forward(ws.k_new, v.positions, m.rope, N, a.kv_heads, D, 0, D);
   ops.paged_kv_write(ws.k_pool[l], ws.k_new, v.slots, N, ws.k_row, ws.k_row);
   ops.paged_kv_write(ws.v_pool[l], ws.v_new, v.slots, N, ws.v_row, ws.v_row);
-  ops.paged_attention_forward(ws.attention_out, ws.q, ws.k_pool[l], ws.v_pool[l], v.block_tables, v.sequence,
-                              v.positions, attention_shape(ws, v, a.heads, a.kv_heads, D, D, a.heads * D,
-                                                           a.softmax_scale()));
+  const int H = a.heads, KVH = a.kv_heads;
+  for (const AttentionRun& run : v.runs) {
+    const int64_t q0 = int64_t(run.first) * H * D, q_count = int64_t(run.count) * H * D;
+    const Buf run_out = ws.attention_out.slice(q0, q_count), run_q = ws.q.slice(q0, q_count);
+    if (run.fresh_prompt) {
+      const int64_t k0 = int64_t(run.first) * KVH * D, k_count = int64_t(run.count) * KVH * D;
+      const tensor::AttentionShape s{1, run.count, run.count, H, KVH, D, D, H * D, KVH * D, KVH * D, a.softmax_scale()};
+      const Buf saved = ops.scratch(size_t(ops.attention_saved_floats(s)) * sizeof(float));
+      ops.attention_forward(run_out, saved, run_q, ws.k_new.slice(k0, k_count), ws.v_new.slice(k0, k_count), s);
+      continue;
+    }
+    ops.paged_attention_forward(run_out, run_q, ws.k_pool[l], ws.v_pool[l], v.block_tables,
+                                v.sequence.slice(run.first, run.count), v.positions.slice(run.first, run.count),
+                                attention_shape(ws, run.count, run.max_keys, H, KVH, D, D, H * D, a.softmax_scale()));
+  }
   linear(ops, out, ws.attention_out, N, m.weights, p.o);
 }
 
@@ -253,8 +306,9 @@ void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   ops.moe_gather(ws.q_latent, ws.latent_by_head, v.to_tokens, rows_nh, 1, kvr);
   ops.copy_columns(ws.q_absorbed, row, 0, ws.q_latent, kvr, 0, rows_nh, kvr, false);
   ops.copy_columns(ws.q_absorbed, row, kvr, ws.q, Dqk, nope, rows_nh, R, false);
+  const tensor::PagedAttentionShape shape = attention_shape(ws, N, v.max_keys, H, 1, row, kvr, H * row, a.softmax_scale());
   ops.paged_attention_forward(ws.latent_out, ws.q_absorbed, ws.k_pool[l], ws.v_pool[l], v.block_tables, v.sequence,
-                              v.positions, attention_shape(ws, v, H, 1, row, kvr, H * row, a.softmax_scale()));
+                              v.positions, shape);
   // out[:, h] = latent_out[:, h] @ W_UV[h]^T, W_UV[h] = rows h*(nope+Dv) + nope .. + Dv of kv_b.
   const int64_t head_stride = int64_t(nope + Dv) * kvr;
   const Buf values = weight_of(w, p.kv_b).slice(int64_t(nope) * kvr, head_stride * (H - 1) + int64_t(Dv) * kvr);

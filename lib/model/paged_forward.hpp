@@ -22,7 +22,8 @@
 // (W_UK^T q_nope).latent + q_rope.k_rope) without ever expanding a cached block, so a decode step
 // reads 576 values per cached position instead of heads x 320; it then runs as MQA (one K/V head
 // of dim kv_lora_rank + rope_dim, values = the rows' first kv_lora_rank columns) through the same
-// paged attention op as llama.
+// paged attention op as llama. On CUDA a prompt's first chunk (positions 0..T-1) attends through
+// the flash attention kernel instead, which reads each key tile once for many queries.
 #pragma once
 
 #include <cstddef>
