@@ -40,6 +40,10 @@
 
 namespace dsk::model {
 
+struct PagedPlan;  // model/paged_forward.hpp
+struct PagedStep;
+struct PagedWorkspace;
+
 // One named tensor in the flat parameter (or gradient) buffer.
 struct ParamView {
   std::string name;            // HF name
@@ -182,6 +186,13 @@ class Model {
   // removes it. The model does not own it; it must outlive its use.
   void set_linear_extension(LinearExtension* extension);
   bool frozen_base() const;
+  // Serving (model/paged_forward.hpp): a paged KV pool with the activations of a step planned
+  // for `plan`, and one step of a ragged batch over it: the logits (host, f32) of step.logit_rows,
+  // [rows, V]. Each token's logits match forward_cached's on the same sequence.
+  PagedWorkspace new_paged_workspace(const PagedPlan& plan) const;
+  std::vector<float> forward_paged(PagedWorkspace& workspace, const PagedStep& step);
+  // The same, returning only each row's argmax (greedy decoding: the logits stay on the device).
+  std::vector<int32_t> forward_paged_greedy(PagedWorkspace& workspace, const PagedStep& step);
 
  private:
   struct Impl;

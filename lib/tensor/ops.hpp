@@ -29,6 +29,7 @@ enum class Device { cpu, cuda };
 using AttentionShape = kernels::cpu::AttentionShape;
 using RouterConfig = kernels::cpu::RouterConfig;
 using DistillLoss = kernels::cpu::DistillLoss;
+using PagedAttentionShape = kernels::cpu::PagedAttentionShape;
 
 // RoPE tables: the host description and, on CUDA, a device copy of inv_freq (prepare_rope).
 struct RopeTables {
@@ -174,6 +175,16 @@ class Ops {
   // backward din += the same of dout. The mask is recomputed from the seed, never stored.
   virtual void dropout_forward(Buf out, Buf in, float scale, float p, uint64_t seed) = 0;
   virtual void dropout_backward(Buf din, Buf dout, float scale, float p, uint64_t seed) = 0;
+  // ---- serving's paged KV cache (kernels.hpp: paged_kv_write, paged_attention_forward). pool:
+  // act [slots, stride]; rows act [N, row]; slots i32 [N]. Attention: out act [N, H*Dv], q act
+  // [N, q_stride]; block_tables, sequence, positions i32.
+  virtual void paged_kv_write(Buf pool, Buf rows, Buf slots, int N, int row, int stride) = 0;
+  virtual void paged_attention_forward(Buf out, Buf q, Buf k_pool, Buf v_pool, Buf block_tables, Buf sequence,
+                                       Buf positions, const PagedAttentionShape& s) = 0;
+  // Greedy decoding on the device: ids i32 [rows] = the first index of each row's max of logits f32 [rows, V].
+  virtual void argmax_rows(Buf ids, Buf logits, int rows, int V) = 0;
+  // Bytes this backend could still allocate (the GPU's free memory; the host's available memory).
+  virtual size_t memory_available() const = 0;
 };
 
 }  // namespace dsk::tensor
