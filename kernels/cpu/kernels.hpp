@@ -99,6 +99,28 @@ void mla_expand_backward(float* dkv_b, float* dkv_a, const float* dk, const floa
 void kv_cache_append(float* cache, const float* rows, int B, int T_new, int max_length, int length, int row);
 void kv_cache_gather(float* out, const float* cache, int B, int Tk, int max_length, int row);
 
+// ---- paged_attention.cpp: serving's paged KV cache. A pool holds `slots` rows of `stride`
+// floats (slot = block * block_size + offset in the block); a sequence's block table lists its
+// blocks in position order, so its key j sits at slot table[j / block_size] * block_size +
+// j % block_size. Write: pool[slots[n]] = rows[n] (row floats each; rows [N, row]).
+void paged_kv_write(float* pool, const float* rows, const int32_t* slots, int N, int row, int stride);
+// Attention of N query tokens of a ragged batch: query n belongs to sequence sequence[n], sits
+// at position positions[n] and sees its sequence's keys 0..positions[n] (written before the call).
+// q [N, q_stride] (head h at h*Dk), out [N, H, Dv]; keys of K/V head g at slot*k_stride + g*Dk
+// and values at slot*v_stride + g*Dv of their pools; query head h reads K/V head h / (H/KVH).
+// block_tables [sequences, max_blocks] i32. MLA's absorbed form passes the latent pool as both
+// k and v (KVH 1, Dv = kv_lora_rank: the value is the key row's first Dv columns).
+struct PagedAttentionShape {
+  int N, H, KVH, Dk, Dv;
+  int q_stride, k_stride, v_stride;
+  int block_size, max_blocks;
+  float scale;
+  int max_keys;  // the most keys any query sees (max positions + 1): how a GPU splits the work
+};
+void paged_attention_forward(float* out, const float* q, const float* k_pool, const float* v_pool,
+                             const int32_t* block_tables, const int32_t* sequence, const int32_t* positions,
+                             const PagedAttentionShape& s);
+
 // ---- moe_routing.cpp: DeepSeek-V3 router (sigmoid scores, bias for selection only, group-limited
 // top-k, optional renormalisation, routed scaling)
 struct RouterConfig {

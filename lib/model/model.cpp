@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "model/layers.hpp"
+#include "model/paged_forward.hpp"
 #include "model/parameters.hpp"
 #include "tensor/cpu_ops.hpp"
 
@@ -538,6 +539,21 @@ Recompute parse_recompute(const std::string& name) {
   if (name == "attention") return Recompute::attention;
   if (name == "full") return Recompute::full;
   throw UsageError(str("recompute \"", name, "\" is not one of none, attention, full"));
+}
+
+}  // namespace dsk::model
+
+namespace dsk::model {
+
+PagedWorkspace Model::new_paged_workspace(const PagedPlan& plan) const {
+  const Impl& m = *impl_;
+  return make_paged_workspace(ModelParts{*m.ops, m.arch, m.layout, m.weights, m.rope}, plan);
+}
+
+std::vector<float> Model::forward_paged(PagedWorkspace& workspace, const PagedStep& step) {
+  Impl& m = *impl_;
+  m.backward_ready = false;
+  return paged_forward(ModelParts{*m.ops, m.arch, m.layout, m.weights, m.rope}, workspace, step);
 }
 
 }  // namespace dsk::model

@@ -40,6 +40,10 @@
 
 namespace dsk::model {
 
+struct PagedPlan;  // model/paged_forward.hpp
+struct PagedStep;
+struct PagedWorkspace;
+
 // One named tensor in the flat parameter (or gradient) buffer.
 struct ParamView {
   std::string name;            // HF name
@@ -157,6 +161,12 @@ class Model {
   void set_sequence_aux_loss(float alpha);
   // Takes effect at the next training forward (its activation arena is planned anew).
   void set_recompute(Recompute mode);
+
+  // Serving (model/paged_forward.hpp): a paged KV pool with the activations of a step planned
+  // for `plan`, and one step of a ragged batch over it: the logits (host, f32) of step.logit_rows,
+  // [rows, V]. Each token's logits match forward_cached's on the same sequence.
+  PagedWorkspace new_paged_workspace(const PagedPlan& plan) const;
+  std::vector<float> forward_paged(PagedWorkspace& workspace, const PagedStep& step);
 
  private:
   struct Impl;

@@ -77,6 +77,7 @@ struct EngineStats {
   double last_batch_size = 0;
   uint64_t preemptions = 0;
   uint64_t prompt_tokens = 0, generated_tokens = 0;
+  uint64_t cached_prompt_tokens = 0;    // prompt tokens whose keys/values came from shared blocks
   double oldest_wait_seconds = 0;       // queue wait of the oldest waiting request
 };
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <unistd.h>
 #include <vector>
 
 #include "core/error.hpp"
@@ -222,6 +223,19 @@ class CpuOps final : public Ops {
       throw InternalError("cpu backend: only f32 buffers exist on the CPU");
     copy(out, in);
   }
+  void paged_kv_write(Buf pool, Buf rows, Buf slots, int N, int row, int stride) override {
+    cpu::paged_kv_write(f(pool), f(rows), i32(slots), N, row, stride);
+  }
+  void paged_attention_forward(Buf out, Buf q, Buf k_pool, Buf v_pool, Buf block_tables, Buf sequence, Buf positions,
+                               const PagedAttentionShape& s) override {
+    cpu::paged_attention_forward(f(out), f(q), f(k_pool), f(v_pool), i32(block_tables), i32(sequence), i32(positions),
+                                 s);
+  }
+  size_t memory_available() const override {
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : 0;
+  }
+
 
  private:
   AllocationTally tally_;

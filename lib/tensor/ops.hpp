@@ -27,6 +27,7 @@ enum class Device { cpu, cuda };
 
 using AttentionShape = kernels::cpu::AttentionShape;
 using RouterConfig = kernels::cpu::RouterConfig;
+using PagedAttentionShape = kernels::cpu::PagedAttentionShape;
 
 // RoPE tables: the host description and, on CUDA, a device copy of inv_freq (prepare_rope).
 struct RopeTables {
@@ -151,6 +152,15 @@ class Ops {
   virtual void scale(Buf values, float factor) = 0;
   // act <-> f32 conversions (the working copy of the weights, reading activations back).
   virtual void cast(Buf out, Buf in) = 0;
+
+  // ---- serving's paged KV cache (kernels.hpp: paged_kv_write, paged_attention_forward). pool:
+  // act [slots, stride]; rows act [N, row]; slots i32 [N]. Attention: out act [N, H*Dv], q act
+  // [N, q_stride]; block_tables, sequence, positions i32.
+  virtual void paged_kv_write(Buf pool, Buf rows, Buf slots, int N, int row, int stride) = 0;
+  virtual void paged_attention_forward(Buf out, Buf q, Buf k_pool, Buf v_pool, Buf block_tables, Buf sequence,
+                                       Buf positions, const PagedAttentionShape& s) = 0;
+  // Bytes this backend could still allocate (the GPU's free memory; the host's available memory).
+  virtual size_t memory_available() const = 0;
 };
 
 }  // namespace dsk::tensor

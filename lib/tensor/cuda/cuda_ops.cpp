@@ -15,6 +15,7 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/matmul.cuh"
 #include "cuda/moe.cuh"
+#include "cuda/paged_attention.cuh"
 #include "tensor/allocation_tally.hpp"
 #include "tensor/ops.hpp"
 
@@ -321,6 +322,22 @@ class CudaOps final : public Ops {
     } else {
       cuda::cast_from_float<T>(a(out), f(in), in.numel, stream_);
     }
+  }
+
+  void paged_kv_write(Buf pool, Buf rows, Buf slots, int N, int row, int stride) override {
+    cuda::paged_kv_write<T>(a(pool), a(rows), i32(slots), N, row, stride, stream_);
+  }
+  void paged_attention_forward(Buf out, Buf q, Buf k_pool, Buf v_pool, Buf block_tables, Buf sequence, Buf positions,
+                               const PagedAttentionShape& s) override {
+    const size_t floats = cuda::paged_attention_scratch_floats(s);
+    float* scratch_floats = floats ? f(scratch(floats * 4)) : nullptr;
+    cuda::paged_attention_forward<T>(a(out), a(q), a(k_pool), a(v_pool), i32(block_tables), i32(sequence),
+                                     i32(positions), s, scratch_floats, stream_);
+  }
+  size_t memory_available() const override {
+    size_t free_bytes = 0, total = 0;
+    DSK_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    return free_bytes;
   }
 
  private:
