@@ -69,7 +69,7 @@ PreparedPrompts prepare_prompts(const ApiRequest& request, const ServedModel& mo
   PreparedPrompts prepared;
   if (request.kind == ApiKind::chat) {
     // The template writes BOS itself, as transformers' apply_chat_template(tokenize=True) relies on.
-    prepared.prompts.push_back(encode_prompt(render_chat(request.messages, model.tokenizer_config), model, false));
+    prepared.prompts.push_back(encode_prompt(render_chat(request.messages, model.chat_template), model, false));
   } else {
     for (const PromptInput& prompt : request.prompts)
       prepared.prompts.push_back(prompt.text ? encode_prompt(*prompt.text, model, model.add_bos) : prompt.tokens);

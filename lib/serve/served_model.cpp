@@ -47,7 +47,12 @@ std::shared_ptr<ServedModel> load_served_model(const std::string& name, const st
     throw UsageError(str("model '", name, "': ", tokenizer_file.string(), " does not exist (dsk-serve needs the tokenizer beside the weights)"));
   auto model = std::make_shared<ServedModel>(name, version, directory, tokenizer::Tokenizer::load(tokenizer_file));
   std::filesystem::path config_file = directory / "tokenizer_config.json";
-  if (std::filesystem::exists(config_file)) model->tokenizer_config = parse_json(read_file(config_file), config_file.string());
+  bool has_template = std::filesystem::exists(directory / "chat_template.jinja");
+  if (std::filesystem::exists(config_file)) {
+    nlohmann::json config = parse_json(read_file(config_file), config_file.string());
+    has_template |= config.is_object() && config.contains("chat_template") && !config["chat_template"].is_null();
+  }
+  if (has_template) model->chat_template = chat::ChatTemplate::load(directory);
   if (auto eos = model->tokenizer.eos_id()) model->stop_token_ids.push_back(static_cast<int32_t>(*eos));
   add_generation_eos(directory / "generation_config.json", model->stop_token_ids);
   std::sort(model->stop_token_ids.begin(), model->stop_token_ids.end());

@@ -10,11 +10,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "chat/chat_template.hpp"
 #include "serve/engine.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -47,7 +47,7 @@ struct ServedModel {
   std::filesystem::path directory;
   std::unique_ptr<Engine> engine;
   tokenizer::Tokenizer tokenizer;
-  nlohmann::json tokenizer_config = nlohmann::json::object();  // for the chat template
+  std::optional<chat::ChatTemplate> chat_template;              // none: /v1/chat/completions answers 400
   std::vector<int32_t> stop_token_ids;                          // eos ids
   bool add_bos = false;
   RecentLatency time_to_first_token;

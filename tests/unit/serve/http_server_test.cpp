@@ -302,3 +302,33 @@ TEST_CASE("/metrics speaks Prometheus text with the dsk_serve_ families") {
                            "dsk_serve_version_weight{model=\"tiny\",version=\"1.2\"} 100"})
     CHECK_MESSAGE(res->body.find(line) != std::string::npos, line);
 }
+
+TEST_CASE("chat completions render the model's chat template; a model without one answers 400") {
+  ServerFixture fixture;
+  ScriptedEngine* engine = nullptr;
+  fixture.router.set_model("chat", {{scripted_model("chat", "local", text_script(), &engine, tiny_chat_model_dir())}}, {});
+  fixture.router.set_model("plain", {{scripted_model("plain", "local", text_script())}}, {});
+  auto client = fixture.client();
+  std::string messages = R"("messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])";
+  auto res = client.Post("/v1/chat/completions", R"({"model": "chat", "max_tokens": 60, )" + messages + "}", "application/json");
+  REQUIRE_MESSAGE(res->status == 200, res->body);
+  json body = json::parse(res->body);
+  CHECK(body["object"] == "chat.completion");
+  CHECK(body["choices"][0]["message"]["role"] == "assistant");
+  CHECK(body["choices"][0]["message"]["content"] == kText);
+  auto tokenizer = dsk::tokenizer::Tokenizer::load(tiny_model_dir() / "tokenizer.json");
+  std::vector<int32_t> expected;
+  for (uint32_t id : tokenizer.encode("[system] Be brief.\n[user] Hi\n[assistant] ")) expected.push_back(static_cast<int32_t>(id));
+  CHECK(engine->prompts_seen.back() == expected);
+
+  res = client.Post("/v1/chat/completions", R"({"model": "chat", "stream": true, "max_tokens": 3, "logprobs": true, )" + messages + "}",
+                    "application/json");
+  Streamed streamed = parse_sse(res->body, true);
+  CHECK(streamed.finish[0] == "length");
+  CHECK(res->body.find(R"("role":"assistant")") != std::string::npos);
+  CHECK(res->body.find(R"("logprobs":{"content":[{)") != std::string::npos);
+
+  res = client.Post("/v1/chat/completions", R"({"model": "plain", )" + messages + "}", "application/json");
+  CHECK(res->status == 400);
+  CHECK(json::parse(res->body)["error"]["code"] == "no_chat_template");
+}

@@ -30,15 +30,30 @@ inline std::filesystem::path tiny_model_dir() {
   return dir;
 }
 
+// The same with a chat template in tokenizer_config.json.
+inline std::filesystem::path tiny_chat_model_dir() {
+  static std::filesystem::path dir = [] {
+    auto path = std::filesystem::temp_directory_path() / ("dsk-serve-chat-test-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(path);
+    std::filesystem::copy_file(DSK_SOURCE_DIR "/tests/fixtures/tokenizer/tiny-gpt2/tokenizer.json", path / "tokenizer.json",
+                               std::filesystem::copy_options::overwrite_existing);
+    std::ofstream(path / "tokenizer_config.json") << R"({"eos_token": "<|endoftext|>", "add_bos_token": false,
+      "chat_template": "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"})";
+    return path;
+  }();
+  return dir;
+}
+
 // A served version whose engine is a ScriptedEngine (returned through `engine`).
 inline std::shared_ptr<ServedModel> scripted_model(const std::string& name, const std::string& version, Script script,
-                                                   ScriptedEngine** engine = nullptr) {
+                                                   ScriptedEngine** engine = nullptr,
+                                                   const std::filesystem::path& directory = tiny_model_dir()) {
   EngineFactory factory = [&](const std::filesystem::path&, const EngineOptions&) {
     auto made = std::make_unique<ScriptedEngine>(script);
     if (engine) *engine = made.get();
     return made;
   };
-  return load_served_model(name, version, tiny_model_dir(), factory, EngineOptions{});
+  return load_served_model(name, version, directory, factory, EngineOptions{});
 }
 
 struct ServerFixture {
