@@ -80,7 +80,7 @@ bool write_stream_step(StreamState& state, httplib::DataSink& sink, std::chrono:
 }  // namespace
 
 ApiServer::ApiServer(Router& router, Metrics& metrics, ApiKeys keys, HttpOptions options)
-    : router_(router), metrics_(metrics), keys_(std::move(keys)), options_(std::move(options)),
+    : router_(router), metrics_(metrics), keys_(std::make_shared<const ApiKeys>(std::move(keys))), options_(std::move(options)),
       server_(std::make_unique<ListeningServer>()) {
   const size_t threads = static_cast<size_t>(options_.threads);
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -111,6 +111,12 @@ void ApiServer::serve() { server_->listen_after_bind(); }
 
 void ApiServer::stop() { server_->stop(); }
 
+void ApiServer::set_keys(ApiKeys keys) {
+  auto fresh = std::make_shared<const ApiKeys>(std::move(keys));
+  std::lock_guard lock(keys_mutex_);
+  keys_ = std::move(fresh);
+}
+
 void ApiServer::install_routes() {
   httplib::Server& server = *server_;
 
@@ -138,7 +144,12 @@ void ApiServer::install_routes() {
   });
 
   auto authorized = [this](const httplib::Request& req) {
-    return !keys_.enabled() || keys_.accepts(req.get_header_value("Authorization"));
+    std::shared_ptr<const ApiKeys> keys;
+    {
+      std::lock_guard lock(keys_mutex_);
+      keys = keys_;
+    }
+    return !keys->enabled() || keys->accepts(req.get_header_value("Authorization"));
   };
   auto unauthorized = [](httplib::Response& res) {
     write_error(res, ApiError(401, "invalid_request_error", "Missing or incorrect API key (Authorization: Bearer <key>)",

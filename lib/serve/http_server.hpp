@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "serve/api_keys.hpp"
@@ -55,12 +56,15 @@ class ApiServer {
   void start_draining() { draining_ = true; }
   bool draining() const { return draining_; }
   void stop();
+  // New keys (SIGHUP re-reads the key file); requests already admitted are not affected.
+  void set_keys(ApiKeys keys);
 
  private:
   void install_routes();
   Router& router_;
   Metrics& metrics_;
-  ApiKeys keys_;
+  mutable std::mutex keys_mutex_;
+  std::shared_ptr<const ApiKeys> keys_;
   HttpOptions options_;
   std::atomic<bool> draining_{false};
   std::unique_ptr<httplib::Server> server_;
