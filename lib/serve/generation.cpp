@@ -167,7 +167,11 @@ void Generation::cancel() {
 }
 
 TokenLogprob Generation::logprob_entry(const TokenEvent& event) const {
-  auto text_of = [&](int32_t id) { return model_->tokenizer.decode({static_cast<uint32_t>(id)}); };
+  auto text_of = [&](int32_t id) {
+    // A padding id past the tokenizer (a model vocabulary rounded up) has no text.
+    if (id < 0 || static_cast<size_t>(id) >= model_->tokenizer.vocab_size()) return std::string();
+    return model_->tokenizer.decode({static_cast<uint32_t>(id)});
+  };
   TokenLogprob entry{text_of(event.token), event.logprob, {}};
   for (const auto& [id, logprob] : event.top_logprobs) entry.top.emplace_back(text_of(id), logprob);
   return entry;

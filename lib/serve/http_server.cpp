@@ -192,7 +192,15 @@ void ApiServer::install_routes() {
             res.set_header("Cache-Control", "no-cache");
             res.set_chunked_content_provider(
                 "text/event-stream",
-                [state, heartbeat](size_t, httplib::DataSink& sink) { return write_stream_step(*state, sink, heartbeat); },
+                [state, heartbeat](size_t, httplib::DataSink& sink) {
+                  try {
+                    return write_stream_step(*state, sink, heartbeat);
+                  } catch (const std::exception& error) {
+                    // A bug must end this stream, not the process (this runs on httplib's thread).
+                    log_error("stream ", state->header.id, ": ", error.what());
+                    return false;
+                  }
+                },
                 [this, state, labels = Labels{{"model", route.model->name}, {"version", route.model->version}}](bool) {
                   if (!state->completed) {
                     state->generation->cancel();

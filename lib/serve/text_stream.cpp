@@ -21,6 +21,8 @@ bool ends_with(std::string_view text, std::string_view suffix) {
 }  // namespace
 
 std::string Detokenizer::push(int32_t token) {
+  // Ids past the tokenizer (a model's vocabulary padded to a round size) decode to nothing.
+  if (token < 0 || static_cast<size_t>(token) >= tokenizer_->vocab_size()) return {};
   pending_.push_back(static_cast<uint32_t>(token));
   std::string text = tokenizer_->decode(pending_, /*skip_special_tokens=*/true);
   if (ends_with(text, kReplacement) && pending_.size() < kMaxPendingTokens) return {};

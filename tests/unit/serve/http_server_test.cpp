@@ -230,7 +230,7 @@ TEST_CASE("a client that disconnects mid-stream has its request cancelled") {
 }
 
 TEST_CASE("malformed and slow connections do not take the server down") {
-  ServerFixture fixture(ApiKeys{}, HttpOptions{.read_timeout = std::chrono::seconds(1)});
+  ServerFixture fixture(ApiKeys{}, HttpOptions{.read_timeout = std::chrono::seconds(1), .keep_alive_timeout = std::chrono::seconds(1)});
   fixture.router.set_model("tiny", {{scripted_model("tiny", "local", text_script())}}, {});
   auto raw = [&](const std::string& bytes, bool half_close) {
     int sock = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -96,3 +96,11 @@ TEST_CASE("the held text at the end is released") {
   StopStringFilter stop({"STOP"});
   CHECK(filter(stop, {"abc", "ST"}) == "abcST");
 }
+
+TEST_CASE("ids past the tokenizer's vocabulary (padding) decode to nothing") {
+  const auto& tokenizer = tiny_tokenizer();
+  Detokenizer detokenizer(tokenizer);
+  CHECK(detokenizer.push(static_cast<int32_t>(tokenizer.vocab_size()) + 3).empty());
+  CHECK(detokenizer.push(-1).empty());
+  CHECK(detokenizer.flush().empty());
+}
