@@ -121,6 +121,10 @@ void paged_attention_forward(float* out, const float* q, const float* k_pool, co
                              const int32_t* block_tables, const int32_t* sequence, const int32_t* positions,
                              const PagedAttentionShape& s);
 
+// ---- sampling.cpp: greedy decoding's choice without the logits leaving the device.
+// ids[r] = the first index of the largest of logits [rows, V] row r (std::max_element's pick).
+void argmax_rows(int32_t* ids, const float* logits, int rows, int V);
+
 // ---- moe_routing.cpp: DeepSeek-V3 router (sigmoid scores, bias for selection only, group-limited
 // top-k, optional renormalisation, routed scaling)
 struct RouterConfig {

@@ -10,7 +10,8 @@
 namespace dsk::kernels::cpu {
 
 void paged_kv_write(float* pool, const float* rows, const int32_t* slots, int N, int row, int stride) {
-  for (int n = 0; n < N; n++) std::memcpy(pool + int64_t(slots[n]) * stride, rows + int64_t(n) * row, sizeof(float) * row);
+  for (int n = 0; n < N; n++)
+    std::memcpy(pool + int64_t(slots[n]) * stride, rows + int64_t(n) * row, sizeof(float) * row);
 }
 
 void paged_attention_forward(float* out, const float* q, const float* k_pool, const float* v_pool,

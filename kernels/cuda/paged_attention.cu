@@ -13,7 +13,7 @@ namespace {
 
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
 constexpr int kMaxDk = 1024, kMaxDv = 512, kColumnsPerLane = kMaxDv / 32;
-constexpr int kPartitionKeys = 256;  // keys per partition when a query's keys are split
+constexpr int kPartitionKeys = 256;  // keys per partition when a query's keys are split (at least)
 constexpr int kMaxPartitions = 64;
 
 template <typename T, int W>
@@ -26,24 +26,24 @@ __global__ void paged_kv_write_kernel(T* pool, const T* rows, const int32_t* slo
   store_vec(pool + (int64_t)slots[n] * stride + column, load_vec<W>(rows + n * row + column));
 }
 
-// One (head, query, partition): the partition's keys [begin, end) of the query's visible ones.
+// One (query, head, partition): the partition's keys [begin, end) of the query's visible ones.
 // With one partition the normalised output goes to out; otherwise the unnormalised sum, the max
 // and the softmax denominator go to partial [N, H, partitions, Dv + 2] for the merge kernel.
 template <typename T, int W>
 __global__ void __launch_bounds__(kThreads)
     paged_attention_kernel(T* out, float* partial, const T* q, const T* k_pool, const T* v_pool,
                            const int32_t* block_tables, const int32_t* sequence, const int32_t* positions,
-                           PagedAttentionShape s, int partitions) {
+                           PagedAttentionShape s, int partitions, int partition_keys) {
   extern __shared__ float shared[];
   const int Dk = s.Dk, Dv = s.Dv;
   float* q_s = shared;              // [Dk], pre-scaled
   float* acc_s = q_s + Dk;          // [kWarps, Dv]
   float* max_s = acc_s + kWarps * Dv;  // [kWarps]
   float* sum_s = max_s + kWarps;       // [kWarps]
-  const int h = blockIdx.x, n = blockIdx.y, part = blockIdx.z;
+  const int n = blockIdx.x, h = blockIdx.y, part = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int keys = positions[n] + 1;
-  const int begin = part * kPartitionKeys, end = partitions == 1 ? keys : min(keys, begin + kPartitionKeys);
+  const int begin = part * partition_keys, end = partitions == 1 ? keys : min(keys, begin + partition_keys);
   const T* qv = q + (int64_t)n * s.q_stride + (int64_t)h * Dk;
   for (int d = threadIdx.x; d < Dk; d += kThreads) q_s[d] = to_float(qv[d]) * s.scale;
   __syncthreads();
@@ -73,8 +73,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     // Lane 0's key is always visible, so the chunk's max is finite.
     const float new_max = fmaxf(running_max, warp_reduce(score, Max{}));
-    const float p = j < end ? __expf(score - new_max) : 0.0f;
-    const float correction = __expf(running_max - new_max);
+    const float p = j < end ? expf(score - new_max) : 0.0f;
+    const float correction = expf(running_max - new_max);
     running_sum = running_sum * correction + warp_reduce(p, Sum{});
 #pragma unroll
     for (int c = 0; c < kColumnsPerLane; c++) acc[c] *= correction;
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int w = 0; w < kWarps; w++) block_max = fmaxf(block_max, max_s[w]);
   float weights[kWarps], block_sum = 0.0f;
   for (int w = 0; w < kWarps; w++) {
-    weights[w] = max_s[w] == -INFINITY ? 0.0f : __expf(max_s[w] - block_max);
+    weights[w] = max_s[w] == -INFINITY ? 0.0f : expf(max_s[w] - block_max);
     block_sum += weights[w] * sum_s[w];
   }
   if (partitions == 1) {
@@ -140,13 +140,13 @@ __global__ void paged_attention_merge_kernel(T* out, const float* partial, int H
   float total_sum = 0.0f;
   for (int p = 0; p < partitions; p++) {
     const float m = records[p * (Dv + 2) + Dv];
-    if (m != -INFINITY) total_sum += __expf(m - total_max) * records[p * (Dv + 2) + Dv + 1];
+    if (m != -INFINITY) total_sum += expf(m - total_max) * records[p * (Dv + 2) + Dv + 1];
   }
   for (int d = threadIdx.x; d < Dv; d += blockDim.x) {
     float value = 0.0f;
     for (int p = 0; p < partitions; p++) {
       const float m = records[p * (Dv + 2) + Dv];
-      if (m != -INFINITY) value += __expf(m - total_max) * records[p * (Dv + 2) + d];
+      if (m != -INFINITY) value += expf(m - total_max) * records[p * (Dv + 2) + d];
     }
     out[row * Dv + d] = from_float<T>(total_sum > 0.0f ? value / total_sum : 0.0f);
   }
@@ -162,10 +162,16 @@ int multiprocessors() {
   return count;
 }
 
-// Split the keys only when the (head, query) blocks alone would leave most SMs idle.
+// Split the keys only when the (query, head) blocks alone would leave most SMs idle.
 int partitions_for(const PagedAttentionShape& s) {
   if (s.max_keys <= kPartitionKeys || (int64_t)s.N * s.H >= 2 * multiprocessors()) return 1;
   return std::min(kMaxPartitions, (s.max_keys + kPartitionKeys - 1) / kPartitionKeys);
+}
+
+// Keys per partition: the partitions cover max_keys, in whole warps' chunks.
+int partition_keys_for(const PagedAttentionShape& s, int partitions) {
+  const int keys = (s.max_keys + partitions - 1) / partitions;
+  return (keys + 31) / 32 * 32;
 }
 
 }  // namespace
@@ -196,13 +202,14 @@ void paged_attention_forward(T* out, const T* q, const T* k_pool, const T* v_poo
   if (s.N == 0) return;
   const int partitions = partitions_for(s);
   const size_t shared_bytes = sizeof(float) * (s.Dk + kWarps * s.Dv + 2 * kWarps);
-  const dim3 grid(s.H, s.N, partitions);
+  const int partition_keys = partition_keys_for(s, partitions);
+  const dim3 grid(s.N, s.H, partitions);
   constexpr int V = vec_width<T>;
   const bool vectorized = s.Dk % V == 0 && s.k_stride % V == 0 && aligned_to(k_pool, 16);
   dispatch_width<T>(vectorized, [&](auto width) {
     constexpr int W = decltype(width)::value;
-    paged_attention_kernel<T, W><<<grid, kThreads, shared_bytes, stream>>>(out, scratch, q, k_pool, v_pool, block_tables,
-                                                                           sequence, positions, s, partitions);
+    paged_attention_kernel<T, W><<<grid, kThreads, shared_bytes, stream>>>(
+        out, scratch, q, k_pool, v_pool, block_tables, sequence, positions, s, partitions, partition_keys);
   });
   DSK_CUDA_CHECK_LAUNCH();
   if (partitions == 1) return;

@@ -25,13 +25,13 @@ void linear(Ops& ops, Buf out, Buf x, int n, const Weights& w, const Linear& l) 
 
 Buf rows(Buf b, int64_t n, int64_t row) { return b.slice(0, n * row); }
 
-int kv_rows(const Architecture& a, int* v_row) {
-  if (a.mla()) {
-    *v_row = 0;
-    return a.kv_lora_rank + a.qk_rope_dim;
-  }
-  *v_row = a.kv_heads * a.head_dim;
-  return a.kv_heads * a.head_dim;
+// Values per slot of the key and the value pool (MLA: one pool of [latent | rope key], no values).
+struct RowWidths {
+  int k, v;
+};
+RowWidths row_widths(const Architecture& a) {
+  if (a.mla()) return {a.kv_lora_rank + a.qk_rope_dim, 0};
+  return {a.kv_heads * a.head_dim, a.kv_heads * a.head_dim};
 }
 
 void carve_pool(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a, DType t) {
@@ -42,7 +42,7 @@ void carve_pool(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
   for (int l = 0; l < a.layers; l++) {
     ws.k_pool[l] = arena.take(t, slots * ws.k_row);
     ws.v_pool[l] = a.mla() ? ws.k_pool[l] : arena.take(t, slots * ws.v_row);
-    if (a.mla()) ws.absorbed_keys[l] = arena.take(t, int64_t(a.heads) * a.kv_lora_rank * a.qk_nope_dim);
+    if (a.mla()) ws.absorbed_keys[l] = arena.take(t, int64_t(a.heads) * a.kv_lora_rank * a.qk_head_dim());
   }
 }
 
@@ -51,7 +51,8 @@ int logit_rows(const PagedPlan& p) { return p.max_logit_rows > 0 ? p.max_logit_r
 void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a, DType t) {
   const PagedPlan& p = ws.plan;
   const int64_t N = p.max_tokens, C = a.hidden, S = p.max_sequences, H = a.heads, L = logit_rows(p);
-  ws.meta = arena.take(DType::i32, 4 * N + L + S * p.max_blocks);
+  const int64_t mla_orders = a.mla() ? 2 * N * H + H + 1 : 0;  // to_heads, to_tokens, head offsets
+  ws.meta = arena.take(DType::i32, 4 * N + L + S * p.max_blocks + mla_orders);
   for (Buf& x : ws.x) x = arena.take(t, N * C);
   ws.norm1 = arena.take(t, N * C);
   ws.rstd1 = arena.take(DType::f32, N);
@@ -76,9 +77,10 @@ void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
     ws.kv_row = arena.take(t, N * (kvr + R));
     ws.q_absorbed = arena.take(t, N * H * (kvr + R));
     ws.latent_out = arena.take(t, N * H * kvr);
-    ws.head_nope = arena.take(t, N * a.qk_nope_dim);
-    ws.head_latent = arena.take(t, N * kvr);
-    ws.head_value = arena.take(t, N * Dv);
+    ws.q_by_head = arena.take(t, N * H * a.qk_head_dim());
+    ws.latent_by_head = arena.take(t, N * H * kvr);
+    ws.q_latent = arena.take(t, N * H * kvr);
+    ws.value_by_head = arena.take(t, N * H * Dv);
   } else {
     ws.k_new = arena.take(t, N * ws.k_row);
     ws.v_new = arena.take(t, N * ws.v_row);
@@ -92,30 +94,83 @@ void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
   ws.last_norm = arena.take(t, L * C);
   ws.last_rstd = arena.take(DType::f32, L);
   ws.logits = arena.take(DType::f32, L * a.vocab);
+  ws.greedy_ids = arena.take(DType::i32, L);
 }
 
-// kv_b's key block of each head, W_UK[h] [nope, kv_rank], stored transposed [kv_rank, nope] so
-// that q_absorbed = q_nope @ W_UK[h] is one matmul_forward (out = in @ weight^T).
+// kv_b's key block of each head, W_UK[h] [nope, kv_rank], stored transposed and padded with zeros
+// for the rope columns, [kv_rank, nope + rope], so that a whole query head times it is
+// q_nope @ W_UK[h] (out = in @ weight^T): the heads' products are one grouped matmul.
 void absorb_key_weights(const ModelParts& m, PagedWorkspace& ws) {
   const Architecture& a = m.arch;
   const int H = a.heads, nope = a.qk_nope_dim, Dv = a.v_head_dim, kvr = a.kv_lora_rank;
-  std::vector<float> kv_b(size_t(H) * (nope + Dv) * kvr), transposed(size_t(H) * kvr * nope);
+  const int Dqk = a.qk_head_dim();
+  std::vector<float> kv_b(size_t(H) * (nope + Dv) * kvr), transposed(size_t(H) * kvr * Dqk, 0.0f);
   for (int l = 0; l < a.layers; l++) {
-    m.ops.copy_to_host(kv_b.data(), m.weights.master.slice(int64_t(m.layout.layers[l].kv_b.weight), int64_t(kv_b.size())));
+    const int64_t offset = int64_t(m.layout.layers[l].kv_b.weight);
+    m.ops.copy_to_host(kv_b.data(), m.weights.master.slice(offset, int64_t(kv_b.size())));
     for (int h = 0; h < H; h++)
       for (int d = 0; d < nope; d++)
         for (int j = 0; j < kvr; j++)
-          transposed[(size_t(h) * kvr + j) * nope + d] = kv_b[(size_t(h) * (nope + Dv) + d) * kvr + j];
+          transposed[(size_t(h) * kvr + j) * Dqk + d] = kv_b[(size_t(h) * (nope + Dv) + d) * kvr + j];
     Buf staging = m.ops.scratch(transposed.size() * sizeof(float)).slice(0, int64_t(transposed.size()));
     m.ops.copy_from_host(staging, transposed.data());
     m.ops.cast(ws.absorbed_keys[l], staging);
   }
 }
 
+// A run of the step's tokens attended by one op: a whole prompt that starts at position 0 (its
+// keys are its own new ones, so the flash kernel's causal attention over them is the answer), or
+// tokens of any sequences through the paged op.
+struct AttentionRun {
+  int first, count, max_keys;
+  bool fresh_prompt;
+};
+
 struct StepView {
   int N, S, R, max_keys;
   Buf tokens, positions, sequence, slots, logit_rows, block_tables;
+  Buf to_heads, to_tokens, head_offsets;  // MLA: rows [N*H] token-major <-> head-major, offsets [H+1]
+  std::vector<AttentionRun> runs;
 };
+
+// On CUDA, a fresh prompt chunk (tokens 0..T-1 of one sequence, adjacent in the step) goes
+// through the flash attention kernel, which reuses each key tile across queries, instead of the
+// paged kernel's key scan per query (quadratic reads). The CPU keeps the paged op for every token,
+// so that a token's numbers never depend on how the scheduler cut the prompt into chunks.
+std::vector<AttentionRun> attention_runs(const PagedStep& step, bool flash_prompts) {
+  std::vector<AttentionRun> runs;
+  const int N = int(step.tokens.size());
+  auto add_paged = [&](int first, int count, int max_keys) {
+    if (!runs.empty() && !runs.back().fresh_prompt && runs.back().first + runs.back().count == first) {
+      runs.back().count += count;
+      runs.back().max_keys = std::max(runs.back().max_keys, max_keys);
+    } else {
+      runs.push_back({first, count, max_keys, false});
+    }
+  };
+  for (int n = 0; n < N;) {
+    int end = n + 1;  // the tokens of this sequence that follow each other in position order
+    while (end < N && step.sequence[end] == step.sequence[n] && step.positions[end] == step.positions[end - 1] + 1)
+      end++;
+    const int count = end - n, max_keys = step.positions[end - 1] + 1;
+    if (flash_prompts && step.positions[n] == 0 && count > 1)
+      runs.push_back({n, count, max_keys, true});
+    else
+      add_paged(n, count, max_keys);
+    n = end;
+  }
+  return runs;
+}
+
+// MLA's per-head products run as grouped matmuls over head-major rows: row h*N + n of the
+// head-major view is row n*H + h of the token-major one (to_heads), and back (to_tokens).
+void append_head_orders(std::vector<int32_t>& host, int N, int H) {
+  for (int h = 0; h < H; h++)
+    for (int n = 0; n < N; n++) host.push_back(n * H + h);
+  for (int n = 0; n < N; n++)
+    for (int h = 0; h < H; h++) host.push_back(h * N + n);
+  for (int h = 0; h <= H; h++) host.push_back(h * N);
+}
 
 StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const Architecture& a) {
   const PagedPlan& p = ws.plan;
@@ -142,11 +197,21 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
 
   std::vector<int32_t> host;
   host.reserve(size_t(4 * N + R) + step.block_tables.size());
-  for (const auto* part : {&step.tokens, &step.positions, &step.sequence, &step.slots, &step.logit_rows, &step.block_tables})
+  for (const auto* part :
+       {&step.tokens, &step.positions, &step.sequence, &step.slots, &step.logit_rows, &step.block_tables})
     host.insert(host.end(), part->begin(), part->end());
+  const int64_t orders_at = int64_t(host.size()), H = a.heads;
+  if (a.mla()) append_head_orders(host, N, a.heads);
   Buf meta = ws.meta.slice(0, int64_t(host.size()));
   ops.copy_from_host(meta, host.data());
-  StepView v{N, S, R, max_keys, {}, {}, {}, {}, {}, {}};
+  StepView v{N, S, R, max_keys, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}};
+  const int D = a.head_dim;
+  v.runs = attention_runs(step, ops.device() == tensor::Device::cuda && !a.mla() && D % 8 == 0 && D <= 256);
+  if (a.mla()) {
+    v.to_heads = meta.slice(orders_at, N * H);
+    v.to_tokens = meta.slice(orders_at + N * H, N * H);
+    v.head_offsets = meta.slice(orders_at + 2 * N * H, H + 1);
+  }
   v.tokens = meta.slice(0, N);
   v.positions = meta.slice(N, N);
   v.sequence = meta.slice(2 * int64_t(N), N);
@@ -156,11 +221,23 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
   return v;
 }
 
-tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, const StepView& v, int H, int KVH, int Dk, int Dv,
-                                            int q_stride, float scale) {
-  return tensor::PagedAttentionShape{v.N,         H,        KVH,   Dk,        Dv, q_stride, ws.k_row,
-                                     ws.v_row ? ws.v_row : ws.k_row, ws.plan.block_size, ws.plan.max_blocks,
-                                     scale,       v.max_keys};
+// The paged op's shape for N queries of which none sees more than max_keys keys.
+tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, int N, int max_keys, int H, int KVH, int Dk,
+                                            int Dv, int q_stride, float scale) {
+  tensor::PagedAttentionShape s;
+  s.N = N;
+  s.H = H;
+  s.KVH = KVH;
+  s.Dk = Dk;
+  s.Dv = Dv;
+  s.q_stride = q_stride;
+  s.k_stride = ws.k_row;
+  s.v_stride = ws.v_row ? ws.v_row : ws.k_row;  // MLA reads its values from the key rows
+  s.block_size = ws.plan.block_size;
+  s.max_blocks = ws.plan.max_blocks;
+  s.scale = scale;
+  s.max_keys = max_keys;
+  return s;
 }
 
 // GQA: project, rotate, write the new keys/values, attend over the pool; out = o_proj.
@@ -176,9 +253,21 @@ void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   ops.rope_forward(ws.k_new, v.positions, m.rope, N, a.kv_heads, D, 0, D);
   ops.paged_kv_write(ws.k_pool[l], ws.k_new, v.slots, N, ws.k_row, ws.k_row);
   ops.paged_kv_write(ws.v_pool[l], ws.v_new, v.slots, N, ws.v_row, ws.v_row);
-  ops.paged_attention_forward(ws.attention_out, ws.q, ws.k_pool[l], ws.v_pool[l], v.block_tables, v.sequence,
-                              v.positions, attention_shape(ws, v, a.heads, a.kv_heads, D, D, a.heads * D,
-                                                           a.softmax_scale()));
+  const int H = a.heads, KVH = a.kv_heads;
+  for (const AttentionRun& run : v.runs) {
+    const int64_t q0 = int64_t(run.first) * H * D, q_count = int64_t(run.count) * H * D;
+    const Buf run_out = ws.attention_out.slice(q0, q_count), run_q = ws.q.slice(q0, q_count);
+    if (run.fresh_prompt) {
+      const int64_t k0 = int64_t(run.first) * KVH * D, k_count = int64_t(run.count) * KVH * D;
+      const tensor::AttentionShape s{1, run.count, run.count, H, KVH, D, D, H * D, KVH * D, KVH * D, a.softmax_scale()};
+      const Buf saved = ops.scratch(size_t(ops.attention_saved_floats(s)) * sizeof(float));
+      ops.attention_forward(run_out, saved, run_q, ws.k_new.slice(k0, k_count), ws.v_new.slice(k0, k_count), s);
+      continue;
+    }
+    ops.paged_attention_forward(run_out, run_q, ws.k_pool[l], ws.v_pool[l], v.block_tables,
+                                v.sequence.slice(run.first, run.count), v.positions.slice(run.first, run.count),
+                                attention_shape(ws, run.count, run.max_keys, H, KVH, D, D, H * D, a.softmax_scale()));
+  }
   linear(ops, out, ws.attention_out, N, m.weights, p.o);
 }
 
@@ -208,24 +297,25 @@ void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   ops.rope_forward(ws.kv_row, v.positions, m.rope, N, 1, row, kvr, R);
   ops.paged_kv_write(ws.k_pool[l], ws.kv_row, v.slots, N, row, row);
 
-  const Buf kv_b = weight_of(w, p.kv_b);
-  for (int h = 0; h < H; h++) {  // q_absorbed[:, h] = [q_nope[:, h] @ W_UK[h], q_rope[:, h]]
-    ops.copy_columns(ws.head_nope, nope, 0, ws.q, H * Dqk, h * Dqk, N, nope, false);
-    ops.matmul_forward(ws.head_latent, ws.head_nope, ws.absorbed_keys[l].slice(int64_t(h) * kvr * nope, int64_t(kvr) * nope),
-                       Buf{}, N, nope, kvr, false);
-    ops.copy_columns(ws.q_absorbed, H * row, h * row, ws.head_latent, kvr, 0, N, kvr, false);
-    ops.copy_columns(ws.q_absorbed, H * row, h * row + kvr, ws.q, H * Dqk, h * Dqk + nope, N, R, false);
-  }
+  // q_absorbed [N, H, kvr + R] = [q_nope @ W_UK[h], q_rope] per head: the key products of all
+  // heads as one grouped matmul over the head-major rows.
+  const int rows_nh = N * H;
+  ops.moe_gather(ws.q_by_head, ws.q, v.to_heads, rows_nh, 1, Dqk);
+  ops.grouped_matmul_forward(ws.latent_by_head, ws.q_by_head, ws.absorbed_keys[l], int64_t(kvr) * Dqk,
+                             v.head_offsets, H, rows_nh, Dqk, kvr);
+  ops.moe_gather(ws.q_latent, ws.latent_by_head, v.to_tokens, rows_nh, 1, kvr);
+  ops.copy_columns(ws.q_absorbed, row, 0, ws.q_latent, kvr, 0, rows_nh, kvr, false);
+  ops.copy_columns(ws.q_absorbed, row, kvr, ws.q, Dqk, nope, rows_nh, R, false);
+  const tensor::PagedAttentionShape shape = attention_shape(ws, N, v.max_keys, H, 1, row, kvr, H * row, a.softmax_scale());
   ops.paged_attention_forward(ws.latent_out, ws.q_absorbed, ws.k_pool[l], ws.v_pool[l], v.block_tables, v.sequence,
-                              v.positions, attention_shape(ws, v, H, 1, row, kvr, H * row, a.softmax_scale()));
-  for (int h = 0; h < H; h++) {  // out[:, h] = latent_out[:, h] @ W_UV[h]^T (+ the value bias, if any)
-    const int64_t first_row = int64_t(h) * (nope + Dv) + nope;
-    ops.copy_columns(ws.head_latent, kvr, 0, ws.latent_out, H * kvr, h * kvr, N, kvr, false);
-    const Buf bias = p.kv_b.bias == kNone ? Buf{} : w.w(p.kv_b.bias + size_t(first_row), Dv);
-    ops.matmul_forward(ws.head_value, ws.head_latent, kv_b.slice(first_row * kvr, int64_t(Dv) * kvr), bias, N, kvr, Dv,
-                       false);
-    ops.copy_columns(ws.attention_out, H * Dv, h * Dv, ws.head_value, Dv, 0, N, Dv, false);
-  }
+                              v.positions, shape);
+  // out[:, h] = latent_out[:, h] @ W_UV[h]^T, W_UV[h] = rows h*(nope+Dv) + nope .. + Dv of kv_b.
+  const int64_t head_stride = int64_t(nope + Dv) * kvr;
+  const Buf values = weight_of(w, p.kv_b).slice(int64_t(nope) * kvr, head_stride * (H - 1) + int64_t(Dv) * kvr);
+  ops.moe_gather(ws.latent_by_head, ws.latent_out, v.to_heads, rows_nh, 1, kvr);
+  ops.grouped_matmul_forward(ws.value_by_head, ws.latent_by_head, values, head_stride, v.head_offsets, H, rows_nh, kvr,
+                             Dv);
+  ops.moe_gather(ws.attention_out, ws.value_by_head, v.to_tokens, rows_nh, 1, Dv);
   linear(ops, out, ws.attention_out, N, w, p.o);
 }
 
@@ -253,9 +343,8 @@ void layer_forward(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
 }  // namespace
 
 size_t paged_block_bytes(const Architecture& a, DType dtype, int block_size) {
-  int v_row = 0;
-  const int k_row = kv_rows(a, &v_row);
-  return size_t(a.layers) * block_size * size_t(k_row + v_row) * tensor::dtype_size(dtype);
+  const RowWidths widths = row_widths(a);
+  return size_t(a.layers) * block_size * size_t(widths.k + widths.v) * tensor::dtype_size(dtype);
 }
 
 namespace {
@@ -276,13 +365,15 @@ int blocks_that_fit(const ModelParts& m, const PagedPlan& plan) {
 }  // namespace
 
 PagedWorkspace make_paged_workspace(const ModelParts& m, const PagedPlan& plan) {
-  if (plan.blocks < 0 || plan.memory_fraction <= 0 || plan.memory_fraction > 1 || plan.block_size <= 0 || plan.max_tokens <= 0 || plan.max_sequences <= 0 ||
-      plan.max_blocks <= 0)
+  if (plan.blocks < 0 || plan.memory_fraction <= 0 || plan.memory_fraction > 1 || plan.block_size <= 0 ||
+      plan.max_tokens <= 0 || plan.max_sequences <= 0 || plan.max_blocks <= 0)
     throw UsageError(str("paged KV cache: ", plan.blocks, " blocks of ", plan.block_size, " positions, ",
                          plan.max_tokens, " tokens and ", plan.max_sequences, " sequences per step: all must be > 0"));
   PagedWorkspace ws;
   ws.plan = plan;
-  ws.k_row = kv_rows(m.arch, &ws.v_row);
+  const RowWidths widths = row_widths(m.arch);
+  ws.k_row = widths.k;
+  ws.v_row = widths.v;
   const DType t = m.ops.activation_dtype();
   ws.step_arena = std::make_unique<tensor::Arena>(m.ops, str("serving activations for ", plan.max_tokens, " tokens"));
   carve_step(*ws.step_arena, ws, m.arch, t);
@@ -299,23 +390,44 @@ PagedWorkspace make_paged_workspace(const ModelParts& m, const PagedPlan& plan) 
   return ws;
 }
 
-std::vector<float> paged_forward(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
+namespace {
+
+// The step through every layer; the logits of step.logit_rows stay in ws.logits ([R, V] f32).
+Buf run_step(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
   Ops& ops = m.ops;
   const Architecture& a = m.arch;
   const StepView v = upload_step(ops, ws, step, a);
   const int N = v.N, C = a.hidden, V = a.vocab, R = v.R;
   ops.embedding_forward(rows(ws.x[0], N, C), v.tokens, m.weights.w(m.layout.embed, int64_t(V) * C), N, C);
   for (int l = 0; l < a.layers; l++) layer_forward(m, ws, v, l, rows(ws.x[l % 2], N, C), rows(ws.x[(l + 1) % 2], N, C));
-  if (R == 0) return {};
+  Buf logits = ws.logits.slice(0, int64_t(R) * V);
+  if (R == 0) return logits;
   // Only the wanted rows go through the final norm and the LM head (the embedding op gathers rows).
   Buf last = rows(ws.last_hidden, R, C), last_norm = rows(ws.last_norm, R, C);
   ops.embedding_forward(last, v.logit_rows, rows(ws.x[a.layers % 2], N, C), R, C);
   ops.rmsnorm_forward(last_norm, ws.last_rstd, last, m.weights.w(m.layout.final_norm, C), R, C, a.rms_eps);
-  Buf logits = ws.logits.slice(0, int64_t(R) * V);
   ops.lm_head_logits(logits, last_norm, m.weights.w(m.layout.lm_head.weight, int64_t(V) * C), R, C, V);
-  std::vector<float> host(size_t(R) * V);
-  ops.copy_to_host(host.data(), logits);
+  return logits;
+}
+
+}  // namespace
+
+std::vector<float> paged_forward(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
+  const Buf logits = run_step(m, ws, step);
+  std::vector<float> host(size_t(logits.numel));
+  if (!host.empty()) m.ops.copy_to_host(host.data(), logits);
   return host;
+}
+
+std::vector<int32_t> paged_forward_greedy(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
+  const Buf logits = run_step(m, ws, step);
+  const int R = int(step.logit_rows.size());
+  std::vector<int32_t> ids(static_cast<size_t>(R));
+  if (R == 0) return ids;
+  const Buf device_ids = ws.greedy_ids.slice(0, R);
+  m.ops.argmax_rows(device_ids, logits, R, m.arch.vocab);
+  m.ops.copy_to_host(ids.data(), device_ids);
+  return ids;
 }
 
 }  // namespace dsk::model

@@ -6,6 +6,7 @@
 //
 //   PagedWorkspace ws = model.new_paged_workspace(plan);  // the pool and the step's activations
 //   std::vector<float> logits = model.forward_paged(ws, step);  // [step.logit_rows, V] f32, host
+//   std::vector<int32_t> ids = model.forward_paged_greedy(ws, step);  // or only their argmax
 //
 // The pool holds, per layer and slot (slot = block * block_size + offset):
 //   llama, qwen2: keys [kv_heads * head_dim] and values [kv_heads * head_dim], in two pools;
@@ -15,12 +16,14 @@
 // MLA attends in the absorbed form (DeepSeek-V2 section 2.1.3): each head's query nope part is
 // multiplied by that head's key block of kv_b (W_UK^T q, precomputed transposed at planning) so it
 // scores directly against the cached latents; the rope parts score against the shared rope key;
+// (the heads' products are grouped matmuls over head-major rows, a few launches for any head count);
 // the probabilities average the latents, and each head's value block of kv_b (W_UV) maps the
 // result to the head's output. The scores and outputs equal the expanded form's (q.k =
 // (W_UK^T q_nope).latent + q_rope.k_rope) without ever expanding a cached block, so a decode step
 // reads 576 values per cached position instead of heads x 320; it then runs as MQA (one K/V head
 // of dim kv_lora_rank + rope_dim, values = the rows' first kv_lora_rank columns) through the same
-// paged attention op as llama.
+// paged attention op as llama. On CUDA a prompt's first chunk (positions 0..T-1) attends through
+// the flash attention kernel instead, which reads each key tile once for many queries.
 #pragma once
 
 #include <cstddef>
@@ -67,17 +70,20 @@ struct PagedWorkspace {
   std::unique_ptr<tensor::Arena> pool_arena, step_arena;
   std::vector<Buf> k_pool, v_pool;  // per layer [blocks * block_size, row]; MLA: v_pool[l] == k_pool[l]
   int k_row = 0, v_row = 0;
-  std::vector<Buf> absorbed_keys;  // MLA, per layer: [heads, kv_lora_rank, qk_nope_dim], kv_b's key blocks transposed
+  std::vector<Buf> absorbed_keys;  // MLA, per layer: [heads, kv_lora_rank, qk_head_dim], kv_b's key blocks
+                                   // transposed, zero in the rope columns
 
   Buf meta;  // i32: tokens, positions, sequence, slots [max_tokens each], logit rows, block tables
   Buf x[2], norm1, rstd1, x_mid, norm2, rstd2, branch_out, attention_out;
   Buf q, k_new, v_new;                                   // GQA
   Buf q_a, q_a_norm, q_a_rstd, kv_a, kv_latent, kv_norm, kv_rstd, kv_row;  // MLA projections
-  Buf q_absorbed, latent_out, head_nope, head_latent, head_value;          // MLA absorbed attention
+  Buf q_absorbed, latent_out;                                  // MLA absorbed attention [N*H, ..]
+  Buf q_by_head, latent_by_head, q_latent, value_by_head;       // its per-head products, head-major
   MlpActs mlp;
   MoeActs moe;
   Buf expert_load;  // i64 [E]: the routing op counts into it; serving never reads it
-  Buf last_hidden, last_norm, last_rstd, logits;  // the logit rows: [max_sequences, C] act, f32 [.., V]
+  Buf last_hidden, last_norm, last_rstd, logits;  // the logit rows: [max_logit_rows, C] act, f32 [.., V]
+  Buf greedy_ids;                                 // i32 [max_logit_rows]
 };
 
 // What the paged forward reads of a Model (model.cpp hands them over).
@@ -91,5 +97,7 @@ struct ModelParts {
 
 PagedWorkspace make_paged_workspace(const ModelParts& model, const PagedPlan& plan);
 std::vector<float> paged_forward(const ModelParts& model, PagedWorkspace& workspace, const PagedStep& step);
+// The same step, but only each logit row's argmax (greedy decoding) leaves the device.
+std::vector<int32_t> paged_forward_greedy(const ModelParts& model, PagedWorkspace& workspace, const PagedStep& step);
 
 }  // namespace dsk::model

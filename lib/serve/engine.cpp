@@ -33,7 +33,9 @@ void check_options(const EngineOptions& o) {
     if (!ok) throw UsageError("engine: " + what);
   };
   require(o.max_batch >= 1, str("max_batch ", o.max_batch, " must be at least 1"));
-  require(o.max_batch_tokens >= 1, str("max_batch_tokens ", o.max_batch_tokens, " must be at least 1"));
+  require(o.max_batch_tokens >= o.max_batch,
+          str("max_batch_tokens ", o.max_batch_tokens, " must be at least max_batch ", o.max_batch,
+              " (every running sequence decodes one token a step)"));
   require(o.block_size >= 1 && o.block_size <= 1024, str("block_size ", o.block_size, " must be in 1..1024"));
   require(o.kv_blocks >= 0, str("kv_blocks ", o.kv_blocks, " must be 0 (size by memory) or more"));
   require(o.kv_memory_fraction > 0 && o.kv_memory_fraction <= 1,
@@ -124,7 +126,8 @@ class GenerationEngine final : public Engine {
 
   model::PagedWorkspace plan_workspace() {
     check_options(options_);
-    if (context_ < 2) throw UsageError(str("engine: max_position_embeddings ", context_, " leaves no room to generate"));
+    if (context_ < 2)
+      throw UsageError(str("engine: max_position_embeddings ", context_, " leaves no room to generate"));
     model::PagedPlan plan;
     plan.blocks = options_.kv_blocks;
     plan.memory_fraction = options_.kv_memory_fraction;
@@ -168,9 +171,14 @@ class GenerationEngine final : public Engine {
         arrivals.swap(inbox_);
         cancels.swap(cancels_);
       }
-      for (auto& [id, request] : arrivals) admit(id, std::move(request));
-      for (uint64_t id : cancels) end(id, FinishReason::cancelled);
-      if (!scheduler_.idle()) run_step();
+      try {
+        for (auto& [id, request] : arrivals) admit(id, std::move(request));
+        for (uint64_t id : cancels) end(id, FinishReason::cancelled);
+        if (!scheduler_.idle()) run_step();
+      } catch (const std::exception& e) {  // a bug: fail what runs rather than the process
+        log_error("engine: ", e.what());
+        end_all(FinishReason::error, e.what());
+      }
       publish_stats();
     }
     shut_down();
@@ -214,9 +222,18 @@ class GenerationEngine final : public Engine {
       }
     }
     step.sequences = int(plan.sequences.size());
+    // Greedy requests that want no logprobs need only the argmax: the logits stay on the device.
+    const bool greedy = std::all_of(sampled.begin(), sampled.end(), [&](uint64_t id) {
+      const SamplingParams& p = active_.at(id).request.sampling;
+      return p.temperature <= 0 && !p.logprobs && p.top_logprobs == 0;
+    });
     std::vector<float> logits;
+    std::vector<int32_t> greedy_tokens;
     try {
-      logits = model_.forward_paged(workspace_, step);
+      if (greedy)
+        greedy_tokens = model_.forward_paged_greedy(workspace_, step);
+      else
+        logits = model_.forward_paged(workspace_, step);
     } catch (const std::exception& e) {
       log_error("engine: a step of ", step.tokens.size(), " tokens failed: ", e.what());
       for (const ScheduledSequence& s : plan.sequences) end(s.id, FinishReason::error, e.what());
@@ -225,21 +242,28 @@ class GenerationEngine final : public Engine {
     last_batch_size_ = double(plan.sequences.size());
     for (const ScheduledSequence& s : plan.sequences) scheduler_.computed(s.id, s.count);
     const size_t V = size_t(vocab_size());
-    for (size_t r = 0; r < sampled.size(); r++)
-      next_token(sampled[r], std::span<const float>(logits.data() + r * V, V));
+    for (size_t r = 0; r < sampled.size(); r++) {
+      Active& a = active_.at(sampled[r]);
+      TokenChoice choice;
+      if (greedy)
+        choice.token = greedy_tokens[r];
+      else
+        choice = choose_token(std::span<const float>(logits.data() + r * V, V), a.request.sampling, a.rng);
+      next_token(sampled[r], std::move(choice));
+    }
   }
 
-  void next_token(uint64_t id, std::span<const float> logits) {
+  void next_token(uint64_t id, TokenChoice choice) {
     Active& a = active_.at(id);
     const SamplingParams& p = a.request.sampling;
-    TokenChoice choice = choose_token(logits, p, a.rng);
     a.generated++;
     generated_tokens_++;
     TokenEvent event;
     event.token = choice.token;
     event.logprob = choice.logprob;
     event.top_logprobs = std::move(choice.top_logprobs);
-    const bool stop = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), choice.token) != p.stop_token_ids.end();
+    const auto& stops = p.stop_token_ids;
+    const bool stop = std::find(stops.begin(), stops.end(), choice.token) != stops.end();
     const int length = int(scheduler_.tokens(id).size()) + 1;
     if (stop)
       event.finish = FinishReason::stop_token;
@@ -312,10 +336,14 @@ class GenerationEngine final : public Engine {
       arrivals.swap(inbox_);
     }
     for (auto& [id, request] : arrivals) admit(id, std::move(request));
+    end_all(FinishReason::cancelled);
+  }
+
+  void end_all(FinishReason reason, const std::string& error = "") {
     std::vector<uint64_t> ids;
     for (const auto& [id, a] : active_) ids.push_back(id);
     std::sort(ids.begin(), ids.end());
-    for (uint64_t id : ids) end(id, FinishReason::cancelled);
+    for (uint64_t id : ids) end(id, reason, error);
   }
 
   model::Model model_;

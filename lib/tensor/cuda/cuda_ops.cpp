@@ -16,6 +16,7 @@
 #include "cuda/matmul.cuh"
 #include "cuda/moe.cuh"
 #include "cuda/paged_attention.cuh"
+#include "cuda/sampling.cuh"
 #include "tensor/allocation_tally.hpp"
 #include "tensor/ops.hpp"
 
@@ -333,6 +334,9 @@ class CudaOps final : public Ops {
     float* scratch_floats = floats ? f(scratch(floats * 4)) : nullptr;
     cuda::paged_attention_forward<T>(a(out), a(q), a(k_pool), a(v_pool), i32(block_tables), i32(sequence),
                                      i32(positions), s, scratch_floats, stream_);
+  }
+  void argmax_rows(Buf ids, Buf logits, int rows, int V) override {
+    cuda::argmax_rows(ids.as<int32_t>(), f(logits), rows, V, stream_);
   }
   size_t memory_available() const override {
     size_t free_bytes = 0, total = 0;

@@ -10,12 +10,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
-#include <random>
 
 #include "model/model.hpp"
 #include "core/error.hpp"
 #include "model/paged_forward.hpp"
+#include "paged_chunking.hpp"
 
 using namespace dsk::model;
 namespace fs = std::filesystem;
@@ -37,70 +36,20 @@ void check_close(std::span<const float> got, std::span<const float> want, const 
 
 void check_random_chunkings(const std::string& fixture, uint64_t seed) {
   Model model = Model::load_hf_checkpoint(kFixtures / fixture / "checkpoint");
-  const int V = model.architecture().vocab, block_size = 4;
-  std::mt19937_64 rng(seed);
-  const std::vector<int> lengths = {23, 9, 31};
-  std::vector<std::vector<int32_t>> sequences;
+  const size_t V = size_t(model.architecture().vocab);
+  const auto sequences = testing::random_sequences({23, 9, 31}, int(V), seed);
   std::vector<std::vector<float>> reference;
-  for (int length : lengths) {
-    std::vector<int32_t> tokens(static_cast<size_t>(length));
-    for (int32_t& t : tokens) t = int32_t(rng() % uint64_t(V));
-    reference.push_back(model.logits(tokens.data(), 1, length));
-    sequences.push_back(std::move(tokens));
+  for (const auto& tokens : sequences) reference.push_back(model.logits(tokens.data(), 1, int(tokens.size())));
+  const testing::ChunkedRun run = testing::run_random_chunkings(model, sequences, seed);
+  REQUIRE(run.logits.size() == run.rows.size() * V);
+  CHECK(run.rows.size() == 23 + 9 + 31);
+  CHECK(run.steps >= 2);
+  for (size_t r = 0; r < run.rows.size(); r++) {
+    auto [s, t] = run.rows[r];
+    check_close(std::span<const float>(run.logits).subspan(r * V, V),
+                std::span<const float>(reference[s]).subspan(size_t(t) * V, V),
+                fixture + " sequence " + std::to_string(s) + " position " + std::to_string(t));
   }
-  PagedPlan plan;
-  plan.blocks = 40;
-  plan.block_size = block_size;
-  plan.max_tokens = 64;
-  plan.max_sequences = 3;
-  plan.max_blocks = 8;
-  plan.max_logit_rows = 64;
-  PagedWorkspace workspace = model.new_paged_workspace(plan);
-  CHECK(workspace.plan.blocks == 40);
-
-  // Each sequence's blocks: a random sample of the pool, so tables are not contiguous.
-  std::vector<int32_t> pool(size_t(plan.blocks));
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), rng);
-  std::vector<std::vector<int32_t>> tables(3);
-  for (int s = 0; s < 3; s++)
-    tables[s].assign(pool.begin() + s * plan.max_blocks, pool.begin() + (s + 1) * plan.max_blocks);
-
-  std::vector<int> done(3, 0);
-  int steps = 0;
-  while (done != lengths) {
-    PagedStep step;
-    std::vector<int> order = {0, 1, 2};
-    std::shuffle(order.begin(), order.end(), rng);
-    std::vector<std::pair<int, int>> rows;  // (sequence, position) of each logit row
-    for (int s : order) {
-      const int left = lengths[s] - done[s];
-      if (left == 0) continue;
-      // A decode-sized chunk half the time, else a random prefill chunk (possibly the whole rest).
-      const int count = rng() % 2 ? 1 : 1 + int(rng() % uint64_t(left));
-      const int row_of_sequence = step.sequences++;
-      step.block_tables.insert(step.block_tables.end(), tables[s].begin(), tables[s].end());
-      for (int t = done[s]; t < done[s] + count; t++) {
-        step.tokens.push_back(sequences[s][t]);
-        step.positions.push_back(t);
-        step.sequence.push_back(row_of_sequence);
-        step.slots.push_back(tables[s][t / block_size] * block_size + t % block_size);
-        step.logit_rows.push_back(int32_t(step.tokens.size()) - 1);
-        rows.emplace_back(s, t);
-      }
-      done[s] += count;
-    }
-    std::vector<float> logits = model.forward_paged(workspace, step);
-    REQUIRE(logits.size() == rows.size() * size_t(V));
-    for (size_t r = 0; r < rows.size(); r++) {
-      auto [s, t] = rows[r];
-      check_close(std::span<const float>(logits).subspan(r * V, V),
-                  std::span<const float>(reference[s]).subspan(size_t(t) * V, V),
-                  fixture + " sequence " + std::to_string(s) + " position " + std::to_string(t));
-    }
-    steps++;
-  }
-  CHECK(steps >= 2);
 }
 
 // Decode through the paged cache step by step from a one-step prefill, against forward_cached.
@@ -125,6 +74,10 @@ void check_decode_matches_forward_cached(const std::string& fixture) {
     }
     step.logit_rows = {count - 1};
     std::vector<float> paged = model.forward_paged(workspace, step);
+    // The greedy variant recomputes the same step (rewriting the same keys) and returns the argmax.
+    const std::vector<int32_t> greedy = model.forward_paged_greedy(workspace, step);
+    REQUIRE(greedy.size() == 1);
+    CHECK(greedy[0] == int32_t(std::max_element(paged.begin(), paged.end()) - paged.begin()));
     std::vector<float> cached = model.forward_cached(cache, tokens.data() + done, 1, count);
     REQUIRE(paged.size() == size_t(V));
     check_close(paged, cached, fixture + " after " + std::to_string(done + count) + " tokens");

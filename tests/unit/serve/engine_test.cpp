@@ -294,6 +294,19 @@ TEST_CASE("bad prompts and sampling parameters are usage errors") {
   EngineOptions options = cpu_options();
   options.max_batch = 0;
   CHECK_THROWS_AS(Engine::create(kFixtures / "llama" / "checkpoint", options), dsk::UsageError);
+  options = cpu_options();
+  options.max_batch_tokens = options.max_batch - 1;  // some running sequence could never decode
+  CHECK_THROWS_AS(Engine::create(kFixtures / "llama" / "checkpoint", options), dsk::UsageError);
+  options = cpu_options();
+  options.kv_memory_fraction = 1.5;
+  CHECK_THROWS_AS(Engine::create(kFixtures / "llama" / "checkpoint", options), dsk::UsageError);
+}
+
+TEST_CASE("kv_blocks 0 sizes the pool by free memory, never past max_batch full-length sequences") {
+  EngineOptions options = cpu_options();
+  options.kv_blocks = 0;
+  auto engine = Engine::create(kFixtures / "llama" / "checkpoint", options);
+  CHECK(engine->stats().kv_blocks_total == 8 * (64 / 4));  // the host has room for all of them
 }
 
 TEST_CASE("a generation stops at the context's end and at a stop token (which it emits)") {
