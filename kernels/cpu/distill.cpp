@@ -68,7 +68,8 @@ void distill_rows(float* divergences, float* cross_entropies, float* logits, con
     // its exp()s over the vocabulary).
     const bool unsoftened = loss.temperature == 1.0f;
     const Softmax soft = softmax_of(z, V, loss.temperature), plain = unsoftened ? soft : softmax_of(z, V, 1.0f);
-    cross_entropies[r] = float(plain.log_sum() - z[targets[r]]);
+    const bool valid_target = targets[r] >= 0 && targets[r] < V;
+    cross_entropies[r] = valid_target ? float(plain.log_sum() - z[targets[r]]) : std::numeric_limits<float>::quiet_NaN();
     std::vector<int32_t> slot(V, -1);  // which teacher bucket an id is in (-1: the rest)
     bool valid = true;
     for (int j = 0; j < K; j++) {
