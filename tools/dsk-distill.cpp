@@ -318,10 +318,10 @@ int main(int argc, char** argv) {
   InitFlags init_flags;
   CLI::App* init = add_init_command(app, init_flags);
   CLI::App* cache = add_cache_command(app, flags);
-  CLI::App* train = app.add_subcommand("train", "Train the student (the same as no subcommand)");
+  // `train` has no flags of its own: the run flags above (fallthrough) and the config.
+  app.add_subcommand("train", "Train the student (the same as no subcommand)");
   EvalFlags eval_flags;
   CLI::App* eval = add_eval_command(app, eval_flags);
-  (void)train;
 
   cli::set_examples(app, {
       "dsk-distill init runs/teacher/checkpoints/step-000500 -o runs/student-init --ratio 0.5",

@@ -64,8 +64,12 @@ void distill_rows(float* divergences, float* cross_entropies, float* logits, con
       if (dscale != 0.0f) std::fill(z, z + V, 0.0f);
       continue;
     }
-    const Softmax plain = softmax_of(z, V, 1.0f), soft = softmax_of(z, V, loss.temperature);
-    cross_entropies[r] = float(plain.log_sum() - z[targets[r]]);
+    // At temperature 1 the softened distribution is the plain one: computed once (the CPU's cost is
+    // its exp()s over the vocabulary).
+    const bool unsoftened = loss.temperature == 1.0f;
+    const Softmax soft = softmax_of(z, V, loss.temperature), plain = unsoftened ? soft : softmax_of(z, V, 1.0f);
+    const bool valid_target = targets[r] >= 0 && targets[r] < V;
+    cross_entropies[r] = valid_target ? float(plain.log_sum() - z[targets[r]]) : std::numeric_limits<float>::quiet_NaN();
     std::vector<int32_t> slot(V, -1);  // which teacher bucket an id is in (-1: the rest)
     bool valid = true;
     for (int j = 0; j < K; j++) {
@@ -108,7 +112,7 @@ void distill_rows(float* divergences, float* cross_entropies, float* logits, con
     for (int i = 0; i < V; i++) {
       const double e = std::exp(z[i] / tau - soft.max);
       const double q = e / soft.sum;
-      const double p = std::exp(z[i] - plain.max) / plain.sum;
+      const double p = unsoftened ? q : std::exp(z[i] - plain.max) / plain.sum;
       const double own = slot[i] >= 0 ? w[slot[i]] : (rest_sum > 0 ? e / rest_sum * w_rest : 0.0);
       const double dD = own - q * w_total;
       z[i] = float(dscale * (ce_scale * (p - (i == targets[r] ? 1.0 : 0.0)) + kd_scale * dD));

@@ -41,7 +41,8 @@ void teacher_top_k_rows(int32_t* ids, float* logprobs, float* rest, const float*
 // The student side, in place on logits [rows,V]: divergences[r] = D and cross_entropies[r] = CE of
 // each row (both 0 where targets[r] == ignore_index). When dscale != 0 the logits are overwritten
 // with d(dscale * sum_r (alpha D_r + (1 - alpha) CE_r)) / d(logits) (0 on ignored rows). A
-// teacher id outside [0, V) gives a NaN divergence.
+// teacher id outside [0, V) gives a NaN divergence, a target outside it a NaN cross-entropy (the
+// trainer's NaN guard stops on them) instead of a read out of bounds.
 void distill_rows(float* divergences, float* cross_entropies, float* logits, const int32_t* targets,
                   const int32_t* teacher_ids, const float* teacher_logprobs, const float* teacher_rest, int rows,
                   int V, int K, int ignore_index, const DistillLoss& loss, float dscale);

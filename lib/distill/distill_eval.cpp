@@ -135,7 +135,9 @@ DistillReport evaluate_distillation(const fs::path& teacher_dir, const fs::path&
     out->parameters = int64_t(model->parameter_count());
     out->weight_bytes = weight_bytes(dir);
     out->perplexity = std::exp(out->val_loss);
-    out->decode_tokens_per_s = decode_speed(*model, prompt, settings.decode_tokens);
+    // Prompt and new tokens within the positions the model was made for.
+    const int room = int(model->architecture().max_position_embeddings) - int(prompt.size());
+    out->decode_tokens_per_s = decode_speed(*model, prompt, std::max(1, std::min(settings.decode_tokens, room)));
     out->memory_bytes = model->ops().memory_in_use();
   }
   return report;

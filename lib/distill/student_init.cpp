@@ -27,8 +27,14 @@ std::vector<int> even_spacing(int n, int total) {
   return picked;
 }
 
+// Sizes of a model of GPU scale (256 and up) stay multiples of 8, which the GEMMs want; tiny ones
+// (the tests') only even.
+int alignment_of(int teacher_size) { return teacher_size >= 256 ? 8 : 1; }
+
 int scaled(int size, int hidden, int teacher_hidden) {
-  return std::max(1, int(std::lround(double(size) * hidden / teacher_hidden)));
+  const int alignment = alignment_of(size);
+  const double exact = double(size) * hidden / teacher_hidden / alignment;
+  return std::max(alignment, int(std::lround(exact)) * alignment);
 }
 
 // The teacher's shape with the request's sizes (hidden also scales the MLPs it does not fix).
@@ -67,9 +73,11 @@ void check_request(const Architecture& teacher, const StudentRequest& request) {
     throw UsageError(str("--ratio ", *request.ratio, ": must be above 0 and at most 1"));
 }
 
-// Hidden sizes to try: the teacher's down to an eighth of it, in even steps.
+// Hidden sizes to try: the teacher's down to an eighth of it, in steps of about a 64th of it (even,
+// and multiples of 8 from 256 up).
 std::vector<int> hidden_candidates(int teacher_hidden) {
-  const int step = std::max(2, (teacher_hidden / 64) / 2 * 2);
+  const int alignment = std::max(2, alignment_of(teacher_hidden));
+  const int step = std::max(alignment, (teacher_hidden / 64) / alignment * alignment);
   std::vector<int> sizes;
   for (int h = teacher_hidden; h >= std::max(2, teacher_hidden / 8); h -= step) sizes.push_back(h);
   return sizes;
@@ -129,20 +137,33 @@ StudentPlan plan_student(const Architecture& teacher, const StudentRequest& requ
   const double target = request.parameters ? double(*request.parameters)
                         : request.ratio    ? *request.ratio * double(plan.teacher_parameters)
                                            : 0.0;
-  // Without a target, the unset sizes stay the teacher's; with one, the closest count wins (ties:
-  // the larger hidden size, then more layers, as the options are ordered).
-  double best = INFINITY;
+  // Without a target, the unset sizes stay the teacher's. With one, of the shapes within 2% of it
+  // the most balanced wins: the one whose deeper cut (of layers or of width) is the mildest, so
+  // that a large vocabulary's embeddings do not leave a one-layer student; when no shape comes
+  // within 2%, the closest.
+  struct Candidate {
+    Architecture arch;
+    int64_t count;
+    double distance, balance;
+  };
+  std::vector<Candidate> candidates;
   for (int hidden : searched ? hidden_options : std::vector<int>{hidden_options.front()})
     for (int layers : searched ? layer_options : std::vector<int>{layer_options.front()}) {
       Architecture arch = shaped(teacher, request, layers, hidden);
       const int64_t count = parameter_count(arch);
-      const double distance = searched ? std::abs(double(count) - target) : 0.0;
-      if (distance < best) {
-        best = distance;
-        plan.arch = arch;
-        plan.parameters = count;
-      }
+      const double distance = searched ? std::abs(double(count) - target) / target : 0.0;
+      const double balance = std::min(double(layers) / teacher.layers, double(hidden) / teacher.hidden);
+      candidates.push_back({arch, count, distance, balance});
     }
+  const auto closest = std::min_element(candidates.begin(), candidates.end(),
+                                        [](const Candidate& a, const Candidate& b) { return a.distance < b.distance; });
+  const Candidate* best = &*closest;
+  for (const Candidate& candidate : candidates)
+    if (candidate.distance <= 0.02 && (candidate.balance > best->balance ||
+                                       (candidate.balance == best->balance && candidate.distance < best->distance)))
+      best = &candidate;
+  plan.arch = best->arch;
+  plan.parameters = best->count;
   plan.arch.validate();
   plan.layer_sources = even_spacing(plan.arch.layers, teacher.layers);
   plan.expert_sources = even_spacing(plan.arch.n_routed, teacher.n_routed);

@@ -1,6 +1,7 @@
 // `dsk-distill init`: a student made from a teacher. Its shape is the teacher's with fewer layers,
 // a smaller hidden size, a smaller MLP (intermediate) size or fewer routed experts, each given
-// explicitly or found for a target parameter count; its weights come from the teacher:
+// explicitly or found for a target parameter count (of the shapes within 2% of it, the one whose
+// deeper cut, of layers or of width, is the mildest); its weights come from the teacher:
 //   - student layer i is teacher layer round(i (L - 1) / (L' - 1)) (even spacing, first and last
 //     kept); DeepSeek's dense-first layers stay first (first_k_dense_replace follows);
 //   - routed experts the same way, at even spacing, with their router rows and routing biases;

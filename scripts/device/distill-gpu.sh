@@ -9,9 +9,10 @@
 #     bit-exact, online teacher = F32 cache, cache resume byte-identical, distilled beats data-only;
 #  3. the measurement for docs/benchmarks.md: the bundled corpus (KJV, 1.0 M tokens of DeepSeek-V3's
 #     tokenizer) -> a llama teacher trained by dsk-train -> a student of half its parameters
-#     (dsk-distill init --ratio 0.5) -> the teacher cache -> the student distilled, and the same
-#     student trained on the data alone for the same steps -> dsk-distill eval of both (retained
-#     quality by loss, top-1 agreement, KL, decode tokens/s). Ends with a markdown table.
+#     (dsk-distill init --ratio 0.5; transformers loads it) -> the teacher cache -> the student
+#     distilled, and the same student trained on the data alone for the same steps -> dsk-distill
+#     eval of both (retained quality by loss, top-1 agreement, KL, decode tokens/s). Ends with a
+#     markdown table.
 # Env: PARTS (default "ops cli bench"), TEACHER_STEPS (600), STUDENT_STEPS (600), TOP_K (32),
 # ALPHA (0.5), TEMPERATURE (1.0), EVAL_BATCHES (16). Writes $OUT/distill-gpu.txt and the logs beside it.
 set -uo pipefail
@@ -107,6 +108,16 @@ YAML
   start=$SECONDS
   dsk-distill -q init "$teacher" -o "$work/student" --ratio 0.5 >"$work/init.rec" 2>"$OUT/init.log"
   record "student: dsk-distill init --ratio 0.5" $? $((SECONDS - start))
+  start=$SECONDS
+  # The student is an HF checkpoint: transformers loads it, with dsk's parameter count.
+  python3 - "$work/student" "$(sed -n 's/^parameters: //p' "$work/init.rec")" >"$OUT/transformers-load.log" 2>&1 <<'PY'
+import sys
+from transformers import AutoModelForCausalLM
+count = AutoModelForCausalLM.from_pretrained(sys.argv[1]).num_parameters()
+print("transformers", count, "dsk", sys.argv[2])
+sys.exit(0 if count == int(sys.argv[2]) else 1)
+PY
+  record "transformers loads the student" $? $((SECONDS - start))
   # The students' runs: the teacher's data and optimizer, from the student init made.
   { printf 'model:\n  init_from: %s\n' "$work/student"; run_sections "$student_steps" "$work/alone"; } >"$work/alone.yaml"
   {

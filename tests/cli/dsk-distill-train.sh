@@ -64,7 +64,7 @@ diff from-cache.losses online.losses || fail "the online teacher and its F32 cac
 
 # Stopped by SIGTERM and resumed: the same losses and weights as straight through (online
 # teacher, longer steps so that the signal lands with steps to go).
-slow=(--set distill.cache=null --set data.grad_accum=16 --steps 40)
+slow=(--set distill.cache=null --set data.grad_accum=16 --steps 60)
 dsk-distill -q -c distill.yaml "${slow[@]}" -o straight >straight.rec
 dsk-distill -q -c distill.yaml "${slow[@]}" -o resumed >interrupted.rec 2>interrupted.err &
 pid=$!
@@ -81,7 +81,7 @@ dsk-distill -q -c distill.yaml "${slow[@]}" -o resumed >resumed.rec
 losses straight/metrics.jsonl >straight.losses
 losses resumed/metrics.jsonl >resumed.losses
 diff straight.losses resumed.losses || fail "a resumed distillation's losses differ from a straight run's"
-cmp straight/checkpoints/step-000040/dsk/optimizer.bin.zst resumed/checkpoints/step-000040/dsk/optimizer.bin.zst ||
+cmp straight/checkpoints/step-000060/dsk/optimizer.bin.zst resumed/checkpoints/step-000060/dsk/optimizer.bin.zst ||
   fail "a resumed distillation's weights differ from a straight run's"
 
 # A pipe: the teacher's record into --teacher -, the student's record into eval.

@@ -76,3 +76,26 @@ TEST_CASE("plan_student refuses what the teacher cannot give") {
   both.parameters = 100;
   CHECK_THROWS_AS(plan_student(teacher, both), UsageError);
 }
+
+TEST_CASE("plan_student: a GPU-scale teacher halves with sizes the GEMMs want") {
+  // scripts/device/distill-gpu.sh's teacher: llama d768 L12 (12 heads of 64, 4 KV heads) ff2048,
+  // tied embeddings over 129280 tokens.
+  model::Architecture teacher = model::testing::tiny_llama();
+  teacher.vocab = 129280;
+  teacher.hidden = 768;
+  teacher.layers = 12;
+  teacher.intermediate = 2048;
+  teacher.heads = 12;
+  teacher.kv_heads = 4;
+  teacher.head_dim = 64;
+  teacher.tied_embeddings = true;
+  StudentRequest request;
+  request.ratio = 0.5;
+  const distill::StudentPlan plan = plan_student(teacher, request);
+  MESSAGE("student: ", plan.arch.layers, " layers, hidden ", plan.arch.hidden, ", intermediate ",
+          plan.arch.intermediate, ", ", plan.parameters, " of ", plan.teacher_parameters, " parameters");
+  CHECK(plan.arch.layers >= 6);  // not one wide layer: the embeddings alone are over half at d640
+  CHECK(plan.arch.hidden % 8 == 0);
+  CHECK(plan.arch.intermediate % 8 == 0);
+  CHECK(std::abs(double(plan.parameters) / double(plan.teacher_parameters) - 0.5) < 0.01);
+}

@@ -180,11 +180,16 @@ TEST_CASE("teacher_top_k_rows: descending, ties to the lower id, rest is the mas
   CHECK(t.rest[0] == doctest::Approx(1.0 - p[1] - p[3] - p[2]).epsilon(1e-6));
 }
 
-TEST_CASE("distill_rows: a teacher id outside the vocabulary gives a NaN divergence") {
+TEST_CASE("distill_rows: a teacher id or a target outside the vocabulary gives a NaN, not a stray read") {
   const int V = 4, K = 2;
   std::vector<float> logits = {0.1f, 0.2f, 0.3f, 0.4f}, divergence(1), ce(1), logprobs = {-1.0f, -2.0f}, rest = {0.5f};
   const std::vector<int32_t> ids = {1, 4}, target = {0};
   distill_rows(divergence.data(), ce.data(), logits.data(), target.data(), ids.data(), logprobs.data(), rest.data(), 1,
                V, K, kIgnore, DistillLoss{}, 0.0f);
   CHECK(std::isnan(divergence[0]));
+  const std::vector<int32_t> good_ids = {1, 2}, bad_target = {4};
+  distill_rows(divergence.data(), ce.data(), logits.data(), bad_target.data(), good_ids.data(), logprobs.data(),
+               rest.data(), 1, V, K, kIgnore, DistillLoss{}, 0.0f);
+  CHECK(std::isfinite(divergence[0]));
+  CHECK(std::isnan(ce[0]));
 }
