@@ -56,11 +56,12 @@ size_t paged_block_bytes(const Architecture& a, tensor::DType dtype, int block_s
 // One step. N = tokens.size(); token n belongs to sequence[n] (a row of block_tables), sits at
 // positions[n] and writes its key/value to slot slots[n]; the keys of positions 0..positions[n]
 // of its sequence must be in the pool once this step's writes are done (earlier steps' or this
-// step's). block_tables: [sequences, plan.max_blocks] row-major, unused entries any valid block.
+// step's). block_tables: [sequences, table_width] row-major, unused entries any valid block.
 struct PagedStep {
   std::vector<int32_t> tokens, positions, sequence, slots;
   std::vector<int32_t> block_tables;
   int sequences = 0;
+  int table_width = 0;  // blocks per table row: the step's longest table is enough; 0: plan.max_blocks
   std::vector<int32_t> logit_rows;  // the tokens whose next-token logits are wanted, in output order
 };
 

@@ -203,13 +203,17 @@ class GenerationEngine final : public Engine {
     if (plan.empty()) return;
     model::PagedStep step;
     std::vector<uint64_t> sampled;  // the request of each logit row
-    const int max_blocks = workspace_.plan.max_blocks, bs = blocks_.block_size();
-    step.block_tables.assign(plan.sequences.size() * size_t(max_blocks), 0);
+    // Tables as wide as the step's longest, not the context's: less to upload on long-context models.
+    const int bs = blocks_.block_size();
+    int width = 1;
+    for (const ScheduledSequence& s : plan.sequences) width = std::max(width, int(blocks_.table(s.id).size()));
+    step.table_width = width;
+    step.block_tables.assign(plan.sequences.size() * size_t(width), 0);
     for (size_t i = 0; i < plan.sequences.size(); i++) {
       const ScheduledSequence& s = plan.sequences[i];
       const std::vector<int32_t>& tokens = scheduler_.tokens(s.id);
       const std::vector<int32_t>& table = blocks_.table(s.id);
-      std::copy(table.begin(), table.end(), step.block_tables.begin() + int64_t(i) * max_blocks);
+      std::copy(table.begin(), table.end(), step.block_tables.begin() + int64_t(i) * width);
       for (int t = s.start; t < s.start + s.count; t++) {
         step.tokens.push_back(tokens[t]);
         step.positions.push_back(t);
