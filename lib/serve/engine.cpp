@@ -246,15 +246,20 @@ class GenerationEngine final : public Engine {
     last_batch_size_ = double(plan.sequences.size());
     for (const ScheduledSequence& s : plan.sequences) scheduler_.computed(s.id, s.count);
     const size_t V = size_t(vocab_size());
-    for (size_t r = 0; r < sampled.size(); r++) {
-      Active& a = active_.at(sampled[r]);
-      TokenChoice choice;
-      if (greedy)
-        choice.token = greedy_tokens[r];
-      else
-        choice = choose_token(std::span<const float>(logits.data() + r * V, V), a.request.sampling, a.rng);
-      next_token(sampled[r], std::move(choice));
+    std::vector<TokenChoice> choices(sampled.size());
+    if (greedy) {
+      for (size_t r = 0; r < sampled.size(); r++) choices[r].token = greedy_tokens[r];
+    } else {
+      // Sorting a vocabulary per request is the slow part of sampling: the rows go in parallel
+      // (each request has its own generator, so the result does not depend on the threads).
+      std::vector<Active*> requests;
+      for (uint64_t id : sampled) requests.push_back(&active_.at(id));
+#pragma omp parallel for schedule(dynamic)
+      for (size_t r = 0; r < sampled.size(); r++)
+        choices[r] = choose_token(std::span<const float>(logits.data() + r * V, V), requests[r]->request.sampling,
+                                  requests[r]->rng);
     }
+    for (size_t r = 0; r < sampled.size(); r++) next_token(sampled[r], std::move(choices[r]));
   }
 
   void next_token(uint64_t id, TokenChoice choice) {
