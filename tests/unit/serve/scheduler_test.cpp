@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/error.hpp"
 #include "serve/scheduler.hpp"
 
 using namespace dsk::serve;
@@ -172,6 +173,8 @@ TEST_CASE("the queue is bounded, and finish removes a request wherever it is") {
   CHECK(s.add(1, prompt(2)));
   CHECK(s.add(2, prompt(2)));
   CHECK_FALSE(s.add(3, prompt(2)));
+  CHECK_THROWS_AS(s.add(4, prompt(256)), dsk::InternalError);  // the engine never passes these
+  CHECK_THROWS_AS(s.add(5, {}), dsk::InternalError);
   run(s, s.schedule());
   CHECK(s.running() == 1);
   CHECK(s.add(3, prompt(2)));
