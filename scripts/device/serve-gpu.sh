@@ -25,7 +25,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 summary=()
 
 scripts/device/build-on-device.sh dsk_gpu_paged_attention dsk_gpu_sampling dsk_gpu_serve_engine dsk_serve_bench \
-  2>&1 | tee "$OUT/build.log" | tail -5
+  2>&1 | tee "$OUT/build.log" | tail -5 || { echo "serve-gpu: the build failed ($OUT/build.log)"; exit 1; }
 for test in paged_attention sampling serve_engine; do
   start=$(date +%s)
   DSK_SOURCE_DIR="$PWD" "$build/tests/gpu/dsk_gpu_$test" >"$OUT/$test.log" 2>&1
