@@ -94,7 +94,9 @@ void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
   ws.last_norm = arena.take(t, L * C);
   ws.last_rstd = arena.take(DType::f32, L);
   ws.logits = arena.take(DType::f32, L * a.vocab);
-  ws.greedy_ids = arena.take(DType::i32, L);
+  ws.next_ids = arena.take(DType::i32, L);
+  ws.temperatures = arena.take(DType::f32, L);
+  ws.noise_seeds = arena.take(DType::i64, L);
 }
 
 // kv_b's key block of each head, W_UK[h] [nope, kv_rank], stored transposed and padded with zeros
@@ -420,13 +422,24 @@ std::vector<float> paged_forward(const ModelParts& m, PagedWorkspace& ws, const 
   return host;
 }
 
-std::vector<int32_t> paged_forward_greedy(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
-  const Buf logits = run_step(m, ws, step);
+std::vector<int32_t> paged_forward_tokens(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
   const int R = int(step.logit_rows.size());
+  const bool sampled = !step.temperatures.empty();
+  if (sampled && (step.temperatures.size() != size_t(R) || step.noise_seeds.size() != size_t(R)))
+    throw InternalError(str("paged forward: ", step.temperatures.size(), " temperatures and ", step.noise_seeds.size(),
+                            " seeds for ", R, " logit rows"));
+  const Buf logits = run_step(m, ws, step);
   std::vector<int32_t> ids(static_cast<size_t>(R));
   if (R == 0) return ids;
-  const Buf device_ids = ws.greedy_ids.slice(0, R);
-  m.ops.argmax_rows(device_ids, logits, R, m.arch.vocab);
+  Buf temperatures, seeds;
+  if (sampled) {
+    temperatures = ws.temperatures.slice(0, R);
+    seeds = ws.noise_seeds.slice(0, R);
+    m.ops.copy_from_host(temperatures, step.temperatures.data());
+    m.ops.copy_from_host(seeds, step.noise_seeds.data());
+  }
+  const Buf device_ids = ws.next_ids.slice(0, R);
+  m.ops.sample_rows(device_ids, logits, temperatures, seeds, R, m.arch.vocab);
   m.ops.copy_to_host(ids.data(), device_ids);
   return ids;
 }

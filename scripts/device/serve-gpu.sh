@@ -4,7 +4,8 @@
 #  1. builds the GPU tests of the engine and the benchmark driver (scripts/device/build-on-device.sh);
 #  2. tests/gpu/paged_attention_test.cu: paged_kv_write (exact) and paged attention (fp32 1e-5,
 #     bf16 1e-2 relative L2) against the CPU reference on ragged batches, MLA's absorbed shape,
-#     key partitions; tests/gpu/sampling_test.cu: the greedy argmax (exact ids, ties to the lower id);
+#     key partitions; tests/gpu/sampling_test.cu: greedy and Gumbel-sampled next tokens
+#     (exact ids against the CPU's; sampled frequencies within 0.03 of softmax(logits / T));
 #  3. tests/gpu/serve_engine_test.cpp: the CUDA paged forward against the CPU's on the HF fixtures
 #     (fp32 1e-4), the CUDA engine's greedy tokens (fp32) against the CPU engine's for 32
 #     concurrent requests, and a bf16 engine run;

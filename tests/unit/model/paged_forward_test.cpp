@@ -74,8 +74,8 @@ void check_decode_matches_forward_cached(const std::string& fixture) {
     }
     step.logit_rows = {count - 1};
     std::vector<float> paged = model.forward_paged(workspace, step);
-    // The greedy variant recomputes the same step (rewriting the same keys) and returns the argmax.
-    const std::vector<int32_t> greedy = model.forward_paged_greedy(workspace, step);
+    // The token variant recomputes the same step (rewriting the same keys) and returns the argmax.
+    const std::vector<int32_t> greedy = model.forward_paged_tokens(workspace, step);
     REQUIRE(greedy.size() == 1);
     CHECK(greedy[0] == int32_t(std::max_element(paged.begin(), paged.end()) - paged.begin()));
     std::vector<float> cached = model.forward_cached(cache, tokens.data() + done, 1, count);
