@@ -267,9 +267,10 @@ void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
       ops.attention_forward(run_out, saved, run_q, ws.k_new.slice(k0, k_count), ws.v_new.slice(k0, k_count), s);
       continue;
     }
+    const tensor::PagedAttentionShape s =
+        attention_shape(ws, v, run.count, run.max_keys, H, KVH, D, D, H * D, a.softmax_scale());
     ops.paged_attention_forward(run_out, run_q, ws.k_pool[l], ws.v_pool[l], v.block_tables,
-                                v.sequence.slice(run.first, run.count), v.positions.slice(run.first, run.count),
-                                attention_shape(ws, v, run.count, run.max_keys, H, KVH, D, D, H * D, a.softmax_scale()));
+                                v.sequence.slice(run.first, run.count), v.positions.slice(run.first, run.count), s);
   }
   linear(ops, out, ws.attention_out, N, m.weights, p.o);
 }
@@ -309,7 +310,8 @@ void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   ops.moe_gather(ws.q_latent, ws.latent_by_head, v.to_tokens, rows_nh, 1, kvr);
   ops.copy_columns(ws.q_absorbed, row, 0, ws.q_latent, kvr, 0, rows_nh, kvr, false);
   ops.copy_columns(ws.q_absorbed, row, kvr, ws.q, Dqk, nope, rows_nh, R, false);
-  const tensor::PagedAttentionShape shape = attention_shape(ws, v, N, v.max_keys, H, 1, row, kvr, H * row, a.softmax_scale());
+  const tensor::PagedAttentionShape shape =
+      attention_shape(ws, v, N, v.max_keys, H, 1, row, kvr, H * row, a.softmax_scale());
   ops.paged_attention_forward(ws.latent_out, ws.q_absorbed, ws.k_pool[l], ws.v_pool[l], v.block_tables, v.sequence,
                               v.positions, shape);
   // out[:, h] = latent_out[:, h] @ W_UV[h]^T, W_UV[h] = rows h*(nope+Dv) + nope .. + Dv of kv_b.
