@@ -8,7 +8,7 @@
 #     (exact ids against the CPU's; sampled frequencies within 0.03 of softmax(logits / T));
 #  3. tests/gpu/serve_engine_test.cpp: the CUDA paged forward against the CPU's on the HF fixtures
 #     (fp32 1e-4), the CUDA engine's greedy tokens (fp32) against the CPU engine's for 32
-#     concurrent requests, and a bf16 engine run;
+#     concurrent requests, bf16 engine runs (greedy; seeded sampling on the device);
 #  4. the benchmark: llama-1b of ../shared/bench-shapes with random weights, bf16, prompt 128 +
 #     128 new tokens: batch-1 decode tokens/s against the bandwidth bound (weight bytes over a
 #     measured device copy), and the throughput of 32 concurrent requests, beside HF
