@@ -8,6 +8,7 @@
 #include "cpu/kernels.hpp"
 #include "cuda/sampling.cuh"
 #include "parity.cuh"
+#include "../unit/serve/softmax_draws.hpp"
 
 using namespace dsk::gpu_test;
 namespace cpu = dsk::kernels::cpu;
@@ -68,23 +69,7 @@ TEST_CASE("sampled rows draw the CPU's tokens, greedy and sampled rows mixed") {
 }
 
 TEST_CASE("the sampled tokens follow softmax(logits / T)") {
-  const int V = 8, draws = 4000;
-  const float temperature = 0.7f;
-  const std::vector<float> row = {1.0f, 0.5f, 2.0f, -1.0f, 0.0f, 1.5f, -0.5f, 0.8f};
-  std::vector<float> logits, temperatures(size_t(draws), temperature);
-  std::vector<uint64_t> seeds;
-  for (int d = 0; d < draws; d++) {
-    logits.insert(logits.end(), row.begin(), row.end());
-    seeds.push_back(0x5eedull * uint64_t(d + 1));
-  }
-  const std::vector<int32_t> got = run_gpu(logits, temperatures, seeds, draws, V);
-  double total = 0;
-  std::vector<double> p(V);
-  for (int i = 0; i < V; i++) total += p[i] = std::exp(row[i] / temperature);
-  std::vector<int> counts(V, 0);
-  for (int32_t id : got) counts[id]++;
-  for (int i = 0; i < V; i++) {
-    CAPTURE(i);
-    CHECK(std::fabs(double(counts[i]) / draws - p[i] / total) <= 0.03);
-  }
+  const dsk::serve::testing::SoftmaxDraws d = dsk::serve::testing::softmax_draws(4000);
+  const std::vector<int32_t> got = run_gpu(d.logits, d.temperatures, d.seeds, d.draws, d.V);
+  CHECK(dsk::serve::testing::worst_frequency_error(d, got) <= 0.03);
 }

@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "cpu/kernels.hpp"
+#include "softmax_draws.hpp"
+
+using namespace dsk::serve;
 
 namespace cpu = dsk::kernels::cpu;
 
@@ -24,26 +27,10 @@ TEST_CASE("greedy rows pick the first of the largest logits") {
 }
 
 TEST_CASE("sampled rows follow softmax(logits / T) and repeat with their seed") {
-  const int V = 8, draws = 20000;
-  const float temperature = 0.7f;
-  const std::vector<float> row = {1.0f, 0.5f, 2.0f, -1.0f, 0.0f, 1.5f, -0.5f, 0.8f};
-  std::vector<float> logits, temperatures(size_t(draws), temperature);
-  std::vector<uint64_t> seeds;
-  for (int d = 0; d < draws; d++) {
-    logits.insert(logits.end(), row.begin(), row.end());
-    seeds.push_back(0x5eedull * uint64_t(d + 1));
-  }
-  std::vector<int32_t> ids(static_cast<size_t>(draws)), again(static_cast<size_t>(draws));
-  cpu::sample_rows(ids.data(), logits.data(), temperatures.data(), seeds.data(), draws, V);
-  cpu::sample_rows(again.data(), logits.data(), temperatures.data(), seeds.data(), draws, V);
+  const testing::SoftmaxDraws d = testing::softmax_draws(20000);
+  std::vector<int32_t> ids(static_cast<size_t>(d.draws)), again(static_cast<size_t>(d.draws));
+  cpu::sample_rows(ids.data(), d.logits.data(), d.temperatures.data(), d.seeds.data(), d.draws, d.V);
+  cpu::sample_rows(again.data(), d.logits.data(), d.temperatures.data(), d.seeds.data(), d.draws, d.V);
   CHECK(ids == again);
-  double total = 0;
-  std::vector<double> p(V);
-  for (int i = 0; i < V; i++) total += p[i] = std::exp(row[i] / temperature);
-  std::vector<int> counts(V, 0);
-  for (int32_t id : ids) counts[id]++;
-  for (int i = 0; i < V; i++) {
-    CAPTURE(i);
-    CHECK(std::fabs(double(counts[i]) / draws - p[i] / total) <= 0.015);
-  }
+  CHECK(testing::worst_frequency_error(d, ids) <= 0.015);
 }
