@@ -29,7 +29,9 @@ void check_depth(std::string_view text, const std::string& where) {
   }
 }
 
-const char* type_of(const json& value) {
+}  // namespace
+
+const char* json_type_name(const json& value) {
   if (value.is_number_integer()) return "an integer";
   if (value.is_number()) return "a number";
   if (value.is_string()) return "a string";
@@ -38,8 +40,6 @@ const char* type_of(const json& value) {
   if (value.is_object()) return "an object";
   return "null";
 }
-
-}  // namespace
 
 json parse_json(std::string_view text, const std::string& where) {
   check_depth(text, where);
@@ -56,7 +56,7 @@ std::string json_excerpt(const json& value) {
 }
 
 void JsonField::fail(const std::string& expectation) const {
-  throw DataError(str(where_, ": expected ", expectation, ", got ", type_of(*value_)));
+  throw DataError(str(where_, ": expected ", expectation, ", got ", json_type_name(*value_)));
 }
 
 bool JsonField::has(const char* key) const {

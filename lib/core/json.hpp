@@ -23,6 +23,10 @@ inline constexpr int kMaxJsonDepth = 256;  // libxml2's default limit too; real 
 // (1e309) or nesting deeper than kMaxJsonDepth.
 nlohmann::json parse_json(std::string_view text, const std::string& where);
 
+// "an integer", "a number", "a string", "a boolean", "an array", "an object" or "null", for
+// messages such as "expected a string, got an integer".
+const char* json_type_name(const nlohmann::json& value);
+
 // A value as JSON text for an error message: at most 80 characters, bytes that are not UTF-8
 // replaced (dump() would throw on them; a YAML model.config can hold them).
 std::string json_excerpt(const nlohmann::json& value);

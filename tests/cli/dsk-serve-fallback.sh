@@ -6,17 +6,14 @@
 # the server's /metrics.
 set -euo pipefail
 source "$(dirname "$0")/lib/serve-fixture.sh"
-work=$(mktemp -d)
-trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$work"' EXIT
-cd "$work"
-make_checkpoint
+start_serve_test
 cat >serve.yaml <<EOF2
 models:
   - {name: big, source: $CHECKPOINT, fallback: small, max_queue_wait: 300ms, recover: 0.5, min_engaged: 1s}
   - {name: small, source: $CHECKPOINT}
 engine: {max_batch: 1}
 EOF2
-start_server serve.log -c serve.yaml --device cpu
+start_server serve.log -c serve.yaml "${device_flags[@]}"
 served_by() {  # the model that answered a small request to big, and the fallback header
   curl -s -D headers.txt -H 'Content-Type: application/json' "$BASE/v1/completions" \
     -d '{"model": "big", "prompt": "probe", "max_tokens": 2}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["model"])'

@@ -17,7 +17,7 @@ cat >serve.yaml <<EOF2
 models: [{name: tiny, source: "registry://tiny@prod"}]
 registry: {refresh: 1s}
 EOF2
-start_server serve.log -c serve.yaml --device cpu
+start_server serve.log -c serve.yaml "${device_flags[@]}"
 
 # requests N [USER]: the version of each answer, one per line.
 requests() {
