@@ -8,7 +8,21 @@ source "$(dirname "$0")/lib/serve-fixture.sh"
 start_serve_test
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 
-# dsk-train sample prints the prompt, the continuation and a newline.
+# Usage errors: exit 2 with one line naming the problem, before the port is taken.
+expect_usage() {  # expect_usage MESSAGE ARGS...
+  local message=$1 status=0
+  shift
+  dsk-serve "$@" 2>err.txt || status=$?
+  [ "$status" = 2 ] && grep -q "^dsk-serve: error: .*$message" err.txt && ! grep -q listening err.txt ||
+    fail "dsk-serve $*: exit $status: $(cat err.txt)"
+}
+expect_usage "no model to serve"
+expect_usage "is not a directory" --model "$PWD/none"
+expect_usage "has no tokenizer.json" --model "$PWD/run"
+expect_usage "must be at most 65535" --model "$CHECKPOINT" --port 99999
+printf 'models: [{name: a, source: %s, fallback: b, max_queue_wait: 1s}]\n' "$CHECKPOINT" >bad.yaml
+expect_usage "not in models" -c bad.yaml
+
 prompt="And God said"
 expected=$(greedy "$CHECKPOINT" "$prompt" 24)
 
