@@ -121,9 +121,12 @@ void paged_attention_forward(float* out, const float* q, const float* k_pool, co
                              const int32_t* block_tables, const int32_t* sequence, const int32_t* positions,
                              const PagedAttentionShape& s);
 
-// ---- sampling.cpp: greedy decoding's choice without the logits leaving the device.
-// ids[r] = the first index of the largest of logits [rows, V] row r (std::max_element's pick).
-void argmax_rows(int32_t* ids, const float* logits, int rows, int V);
+// ---- sampling.cpp: the next token of each row of logits [rows, V] without the logits leaving
+// the device. temperatures[r] <= 0 (or temperatures null): ids[r] = the first index of the row's
+// largest logit (std::max_element's pick, greedy decoding). temperatures[r] > 0: a sample of
+// softmax(logits / T) by the Gumbel-max trick, ids[r] = argmax_i logits_i / T - log(-log(u_i)),
+// u_i = noise_uniform(seeds[r], i) (sampling_noise.hpp): the same ids on every backend.
+void sample_rows(int32_t* ids, const float* logits, const float* temperatures, const uint64_t* seeds, int rows, int V);
 
 // ---- moe_routing.cpp: DeepSeek-V3 router (sigmoid scores, bias for selection only, group-limited
 // top-k, optional renormalisation, routed scaling)

@@ -1,3 +1,4 @@
+#include "cpu/sampling_noise.hpp"
 #include "cuda/sampling.cuh"
 
 namespace dsk::kernels::cuda {
@@ -17,11 +18,19 @@ __device__ __forceinline__ Best better(Best a, Best b) {
   return a;
 }
 
-__global__ void argmax_rows_kernel(int32_t* ids, const float* logits, int V) {
+__global__ void sample_rows_kernel(int32_t* ids, const float* logits, const float* temperatures,
+                                   const uint64_t* seeds, int V) {
   __shared__ Best warp_best[kThreads / 32];
   const float* row = logits + (int64_t)blockIdx.x * V;
+  const float temperature = temperatures ? temperatures[blockIdx.x] : 0.0f;
   Best best{-INFINITY, V};
-  for (int i = threadIdx.x; i < V; i += kThreads) best = better(best, Best{row[i], i});
+  if (temperature <= 0.0f) {
+    for (int i = threadIdx.x; i < V; i += kThreads) best = better(best, Best{row[i], i});
+  } else {
+    const uint64_t seed = seeds[blockIdx.x];
+    for (int i = threadIdx.x; i < V; i += kThreads)
+      best = better(best, Best{row[i] / temperature - logf(-logf(noise_uniform(seed, i))), i});
+  }
   for (int offset = 16; offset > 0; offset /= 2) {
     const Best other{__shfl_xor_sync(0xffffffffu, best.value, offset),
                      __shfl_xor_sync(0xffffffffu, best.index, offset)};
@@ -37,9 +46,10 @@ __global__ void argmax_rows_kernel(int32_t* ids, const float* logits, int V) {
 
 }  // namespace
 
-void argmax_rows(int32_t* ids, const float* logits, int rows, int V, cudaStream_t stream) {
+void sample_rows(int32_t* ids, const float* logits, const float* temperatures, const uint64_t* seeds, int rows, int V,
+                 cudaStream_t stream) {
   if (rows == 0) return;
-  argmax_rows_kernel<<<rows, kThreads, 0, stream>>>(ids, logits, V);
+  sample_rows_kernel<<<rows, kThreads, 0, stream>>>(ids, logits, temperatures, seeds, V);
   DSK_CUDA_CHECK_LAUNCH();
 }
 

@@ -556,10 +556,10 @@ std::vector<float> Model::forward_paged(PagedWorkspace& workspace, const PagedSt
   return paged_forward(ModelParts{*m.ops, m.arch, m.layout, m.weights, m.rope}, workspace, step);
 }
 
-std::vector<int32_t> Model::forward_paged_greedy(PagedWorkspace& workspace, const PagedStep& step) {
+std::vector<int32_t> Model::forward_paged_tokens(PagedWorkspace& workspace, const PagedStep& step) {
   Impl& m = *impl_;
   m.backward_ready = false;
-  return paged_forward_greedy(ModelParts{*m.ops, m.arch, m.layout, m.weights, m.rope}, workspace, step);
+  return paged_forward_tokens(ModelParts{*m.ops, m.arch, m.layout, m.weights, m.rope}, workspace, step);
 }
 
 }  // namespace dsk::model

@@ -167,8 +167,9 @@ class Model {
   // [rows, V]. Each token's logits match forward_cached's on the same sequence.
   PagedWorkspace new_paged_workspace(const PagedPlan& plan) const;
   std::vector<float> forward_paged(PagedWorkspace& workspace, const PagedStep& step);
-  // The same, returning only each row's argmax (greedy decoding: the logits stay on the device).
-  std::vector<int32_t> forward_paged_greedy(PagedWorkspace& workspace, const PagedStep& step);
+  // The same, returning only each row's next token, greedy or sampled on the device (the logits
+  // stay there): step.temperatures and step.noise_seeds, paged_forward.hpp.
+  std::vector<int32_t> forward_paged_tokens(PagedWorkspace& workspace, const PagedStep& step);
 
  private:
   struct Impl;

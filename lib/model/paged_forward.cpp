@@ -94,7 +94,9 @@ void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
   ws.last_norm = arena.take(t, L * C);
   ws.last_rstd = arena.take(DType::f32, L);
   ws.logits = arena.take(DType::f32, L * a.vocab);
-  ws.greedy_ids = arena.take(DType::i32, L);
+  ws.next_ids = arena.take(DType::i32, L);
+  ws.temperatures = arena.take(DType::f32, L);
+  ws.noise_seeds = arena.take(DType::i64, L);
 }
 
 // kv_b's key block of each head, W_UK[h] [nope, kv_rank], stored transposed and padded with zeros
@@ -127,7 +129,7 @@ struct AttentionRun {
 };
 
 struct StepView {
-  int N, S, R, max_keys;
+  int N, S, R, max_keys, table_width;
   Buf tokens, positions, sequence, slots, logit_rows, block_tables;
   Buf to_heads, to_tokens, head_offsets;  // MLA: rows [N*H] token-major <-> head-major, offsets [H+1]
   std::vector<AttentionRun> runs;
@@ -175,9 +177,10 @@ void append_head_orders(std::vector<int32_t>& host, int N, int H) {
 StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const Architecture& a) {
   const PagedPlan& p = ws.plan;
   const int N = int(step.tokens.size()), S = step.sequences, R = int(step.logit_rows.size());
-  if (N <= 0 || N > p.max_tokens || S <= 0 || S > p.max_sequences || R > logit_rows(p) ||
+  const int width = step.table_width > 0 ? step.table_width : p.max_blocks;
+  if (N <= 0 || N > p.max_tokens || S <= 0 || S > p.max_sequences || R > logit_rows(p) || width > p.max_blocks ||
       step.positions.size() != size_t(N) || step.sequence.size() != size_t(N) || step.slots.size() != size_t(N) ||
-      step.block_tables.size() != size_t(S) * p.max_blocks)
+      step.block_tables.size() != size_t(S) * width)
     throw InternalError(str("paged forward: a step of ", N, " tokens, ", S, " sequences and ", R,
                             " logit rows does not fit its plan (", p.max_tokens, " tokens, ", p.max_sequences,
                             " sequences, ", logit_rows(p), " logit rows) or its arrays disagree"));
@@ -186,7 +189,7 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
   for (int n = 0; n < N; n++) {
     if (step.tokens[n] < 0 || step.tokens[n] >= a.vocab || step.sequence[n] < 0 || step.sequence[n] >= S ||
         step.slots[n] < 0 || step.slots[n] >= slots || step.positions[n] < 0 ||
-        step.positions[n] >= p.max_blocks * p.block_size)
+        step.positions[n] >= width * p.block_size)
       throw InternalError(str("paged forward: token ", n, " of the step is out of range"));
     max_keys = std::max(max_keys, step.positions[n] + 1);
   }
@@ -204,7 +207,7 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
   if (a.mla()) append_head_orders(host, N, a.heads);
   Buf meta = ws.meta.slice(0, int64_t(host.size()));
   ops.copy_from_host(meta, host.data());
-  StepView v{N, S, R, max_keys, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}};
+  StepView v{N, S, R, max_keys, width, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}};
   const int D = a.head_dim;
   v.runs = attention_runs(step, ops.device() == tensor::Device::cuda && !a.mla() && D % 8 == 0 && D <= 256);
   if (a.mla()) {
@@ -222,8 +225,8 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
 }
 
 // The paged op's shape for N queries of which none sees more than max_keys keys.
-tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, int N, int max_keys, int H, int KVH, int Dk,
-                                            int Dv, int q_stride, float scale) {
+tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, const StepView& v, int N, int max_keys, int H,
+                                            int KVH, int Dk, int Dv, int q_stride, float scale) {
   tensor::PagedAttentionShape s;
   s.N = N;
   s.H = H;
@@ -234,7 +237,7 @@ tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, int N, int
   s.k_stride = ws.k_row;
   s.v_stride = ws.v_row ? ws.v_row : ws.k_row;  // MLA reads its values from the key rows
   s.block_size = ws.plan.block_size;
-  s.max_blocks = ws.plan.max_blocks;
+  s.max_blocks = v.table_width;
   s.scale = scale;
   s.max_keys = max_keys;
   return s;
@@ -264,9 +267,10 @@ void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
       ops.attention_forward(run_out, saved, run_q, ws.k_new.slice(k0, k_count), ws.v_new.slice(k0, k_count), s);
       continue;
     }
+    const tensor::PagedAttentionShape s =
+        attention_shape(ws, v, run.count, run.max_keys, H, KVH, D, D, H * D, a.softmax_scale());
     ops.paged_attention_forward(run_out, run_q, ws.k_pool[l], ws.v_pool[l], v.block_tables,
-                                v.sequence.slice(run.first, run.count), v.positions.slice(run.first, run.count),
-                                attention_shape(ws, run.count, run.max_keys, H, KVH, D, D, H * D, a.softmax_scale()));
+                                v.sequence.slice(run.first, run.count), v.positions.slice(run.first, run.count), s);
   }
   linear(ops, out, ws.attention_out, N, m.weights, p.o);
 }
@@ -306,7 +310,8 @@ void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   ops.moe_gather(ws.q_latent, ws.latent_by_head, v.to_tokens, rows_nh, 1, kvr);
   ops.copy_columns(ws.q_absorbed, row, 0, ws.q_latent, kvr, 0, rows_nh, kvr, false);
   ops.copy_columns(ws.q_absorbed, row, kvr, ws.q, Dqk, nope, rows_nh, R, false);
-  const tensor::PagedAttentionShape shape = attention_shape(ws, N, v.max_keys, H, 1, row, kvr, H * row, a.softmax_scale());
+  const tensor::PagedAttentionShape shape =
+      attention_shape(ws, v, N, v.max_keys, H, 1, row, kvr, H * row, a.softmax_scale());
   ops.paged_attention_forward(ws.latent_out, ws.q_absorbed, ws.k_pool[l], ws.v_pool[l], v.block_tables, v.sequence,
                               v.positions, shape);
   // out[:, h] = latent_out[:, h] @ W_UV[h]^T, W_UV[h] = rows h*(nope+Dv) + nope .. + Dv of kv_b.
@@ -419,13 +424,24 @@ std::vector<float> paged_forward(const ModelParts& m, PagedWorkspace& ws, const 
   return host;
 }
 
-std::vector<int32_t> paged_forward_greedy(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
-  const Buf logits = run_step(m, ws, step);
+std::vector<int32_t> paged_forward_tokens(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
   const int R = int(step.logit_rows.size());
+  const bool sampled = !step.temperatures.empty();
+  if (sampled && (step.temperatures.size() != size_t(R) || step.noise_seeds.size() != size_t(R)))
+    throw InternalError(str("paged forward: ", step.temperatures.size(), " temperatures and ", step.noise_seeds.size(),
+                            " seeds for ", R, " logit rows"));
+  const Buf logits = run_step(m, ws, step);
   std::vector<int32_t> ids(static_cast<size_t>(R));
   if (R == 0) return ids;
-  const Buf device_ids = ws.greedy_ids.slice(0, R);
-  m.ops.argmax_rows(device_ids, logits, R, m.arch.vocab);
+  Buf temperatures, seeds;
+  if (sampled) {
+    temperatures = ws.temperatures.slice(0, R);
+    seeds = ws.noise_seeds.slice(0, R);
+    m.ops.copy_from_host(temperatures, step.temperatures.data());
+    m.ops.copy_from_host(seeds, step.noise_seeds.data());
+  }
+  const Buf device_ids = ws.next_ids.slice(0, R);
+  m.ops.sample_rows(device_ids, logits, temperatures, seeds, R, m.arch.vocab);
   m.ops.copy_to_host(ids.data(), device_ids);
   return ids;
 }

@@ -6,7 +6,7 @@
 //
 //   PagedWorkspace ws = model.new_paged_workspace(plan);  // the pool and the step's activations
 //   std::vector<float> logits = model.forward_paged(ws, step);  // [step.logit_rows, V] f32, host
-//   std::vector<int32_t> ids = model.forward_paged_greedy(ws, step);  // or only their argmax
+//   std::vector<int32_t> ids = model.forward_paged_tokens(ws, step);  // or only the next tokens
 //
 // The pool holds, per layer and slot (slot = block * block_size + offset):
 //   llama, qwen2: keys [kv_heads * head_dim] and values [kv_heads * head_dim], in two pools;
@@ -56,12 +56,17 @@ size_t paged_block_bytes(const Architecture& a, tensor::DType dtype, int block_s
 // One step. N = tokens.size(); token n belongs to sequence[n] (a row of block_tables), sits at
 // positions[n] and writes its key/value to slot slots[n]; the keys of positions 0..positions[n]
 // of its sequence must be in the pool once this step's writes are done (earlier steps' or this
-// step's). block_tables: [sequences, plan.max_blocks] row-major, unused entries any valid block.
+// step's). block_tables: [sequences, table_width] row-major, unused entries any valid block.
 struct PagedStep {
   std::vector<int32_t> tokens, positions, sequence, slots;
   std::vector<int32_t> block_tables;
   int sequences = 0;
+  int table_width = 0;  // blocks per table row: the step's longest table is enough; 0: plan.max_blocks
   std::vector<int32_t> logit_rows;  // the tokens whose next-token logits are wanted, in output order
+  // For forward_paged_tokens, per logit row (both empty: all greedy): the temperature (<= 0:
+  // greedy) and the seed of the row's sampling noise (kernels/cpu/sampling_noise.hpp).
+  std::vector<float> temperatures;
+  std::vector<uint64_t> noise_seeds;
 };
 
 // The pool and the step's activations, planned once for a PagedPlan (nothing is allocated per step).
@@ -83,7 +88,7 @@ struct PagedWorkspace {
   MoeActs moe;
   Buf expert_load;  // i64 [E]: the routing op counts into it; serving never reads it
   Buf last_hidden, last_norm, last_rstd, logits;  // the logit rows: [max_logit_rows, C] act, f32 [.., V]
-  Buf greedy_ids;                                 // i32 [max_logit_rows]
+  Buf next_ids, temperatures, noise_seeds;        // [max_logit_rows]: i32, f32, i64
 };
 
 // What the paged forward reads of a Model (model.cpp hands them over).
@@ -97,7 +102,8 @@ struct ModelParts {
 
 PagedWorkspace make_paged_workspace(const ModelParts& model, const PagedPlan& plan);
 std::vector<float> paged_forward(const ModelParts& model, PagedWorkspace& workspace, const PagedStep& step);
-// The same step, but only each logit row's argmax (greedy decoding) leaves the device.
-std::vector<int32_t> paged_forward_greedy(const ModelParts& model, PagedWorkspace& workspace, const PagedStep& step);
+// The same step, but only each logit row's next token (greedy, or sampled with step.temperatures
+// and step.noise_seeds on the device: tensor/ops.hpp sample_rows) leaves the device.
+std::vector<int32_t> paged_forward_tokens(const ModelParts& model, PagedWorkspace& workspace, const PagedStep& step);
 
 }  // namespace dsk::model

@@ -15,6 +15,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "cpu/sampling_noise.hpp"
 #include "model/paged_forward.hpp"
 #include "serve/engine_core.hpp"
 #include "serve/paged_kv.hpp"
@@ -120,6 +121,7 @@ class GenerationEngine final : public Engine {
   struct Active {
     GenerationRequest request;
     std::mt19937_64 rng;
+    uint64_t noise_seed = 0;  // of the device sampler
     int prompt_tokens = 0;
     int generated = 0;
   };
@@ -187,7 +189,11 @@ class GenerationEngine final : public Engine {
   void admit(uint64_t id, GenerationRequest request) {
     Active a;
     a.prompt_tokens = int(request.prompt.size());
-    a.rng.seed(request.sampling.seed ? *request.sampling.seed : std::random_device{}());
+    std::random_device entropy;
+    const uint64_t seed =
+        request.sampling.seed ? *request.sampling.seed : (uint64_t(entropy()) << 32 | uint64_t(entropy()));
+    a.rng.seed(seed);
+    a.noise_seed = kernels::mix64(seed);
     scheduler_.add(id, request.prompt, request.arrival);
     a.request = std::move(request);
     prompt_tokens_ += uint64_t(a.prompt_tokens);
@@ -203,13 +209,17 @@ class GenerationEngine final : public Engine {
     if (plan.empty()) return;
     model::PagedStep step;
     std::vector<uint64_t> sampled;  // the request of each logit row
-    const int max_blocks = workspace_.plan.max_blocks, bs = blocks_.block_size();
-    step.block_tables.assign(plan.sequences.size() * size_t(max_blocks), 0);
+    // Tables as wide as the step's longest, not the context's: less to upload on long-context models.
+    const int bs = blocks_.block_size();
+    int width = 1;
+    for (const ScheduledSequence& s : plan.sequences) width = std::max(width, int(blocks_.table(s.id).size()));
+    step.table_width = width;
+    step.block_tables.assign(plan.sequences.size() * size_t(width), 0);
     for (size_t i = 0; i < plan.sequences.size(); i++) {
       const ScheduledSequence& s = plan.sequences[i];
       const std::vector<int32_t>& tokens = scheduler_.tokens(s.id);
       const std::vector<int32_t>& table = blocks_.table(s.id);
-      std::copy(table.begin(), table.end(), step.block_tables.begin() + int64_t(i) * max_blocks);
+      std::copy(table.begin(), table.end(), step.block_tables.begin() + int64_t(i) * width);
       for (int t = s.start; t < s.start + s.count; t++) {
         step.tokens.push_back(tokens[t]);
         step.positions.push_back(t);
@@ -222,16 +232,14 @@ class GenerationEngine final : public Engine {
       }
     }
     step.sequences = int(plan.sequences.size());
-    // Greedy requests that want no logprobs need only the argmax: the logits stay on the device.
-    const bool greedy = std::all_of(sampled.begin(), sampled.end(), [&](uint64_t id) {
-      const SamplingParams& p = active_.at(id).request.sampling;
-      return p.temperature <= 0 && !p.logprobs && p.top_logprobs == 0;
-    });
+    const bool on_device = std::all_of(sampled.begin(), sampled.end(),
+                                       [&](uint64_t id) { return samples_on_device(active_.at(id).request.sampling); });
+    if (on_device) add_device_sampling(step, sampled);
     std::vector<float> logits;
-    std::vector<int32_t> greedy_tokens;
+    std::vector<int32_t> device_tokens;
     try {
-      if (greedy)
-        greedy_tokens = model_.forward_paged_greedy(workspace_, step);
+      if (on_device)
+        device_tokens = model_.forward_paged_tokens(workspace_, step);
       else
         logits = model_.forward_paged(workspace_, step);
     } catch (const std::exception& e) {
@@ -242,14 +250,41 @@ class GenerationEngine final : public Engine {
     last_batch_size_ = double(plan.sequences.size());
     for (const ScheduledSequence& s : plan.sequences) scheduler_.computed(s.id, s.count);
     const size_t V = size_t(vocab_size());
-    for (size_t r = 0; r < sampled.size(); r++) {
-      Active& a = active_.at(sampled[r]);
-      TokenChoice choice;
-      if (greedy)
-        choice.token = greedy_tokens[r];
-      else
-        choice = choose_token(std::span<const float>(logits.data() + r * V, V), a.request.sampling, a.rng);
-      next_token(sampled[r], std::move(choice));
+    std::vector<TokenChoice> choices(sampled.size());
+    if (on_device) {
+      for (size_t r = 0; r < sampled.size(); r++) choices[r].token = device_tokens[r];
+    } else {
+      // Sorting a vocabulary per request is the slow part of sampling: the rows go in parallel
+      // (each request has its own generator, so the result does not depend on the threads).
+      std::vector<Active*> requests;
+      for (uint64_t id : sampled) requests.push_back(&active_.at(id));
+#pragma omp parallel for schedule(dynamic)
+      for (size_t r = 0; r < sampled.size(); r++)
+        choices[r] = choose_token(std::span<const float>(logits.data() + r * V, V), requests[r]->request.sampling,
+                                  requests[r]->rng);
+    }
+    for (size_t r = 0; r < sampled.size(); r++) next_token(sampled[r], std::move(choices[r]));
+  }
+
+  // Which requests need no logits on the host: greedy ones without logprobs everywhere; on CUDA
+  // also plain temperature sampling (no top-k, no top-p), drawn there by the Gumbel-max trick with
+  // the request's seed (so a seeded request repeats itself on the same backend; the CPU backend
+  // samples on the host with generate.hpp, the same draws as dsk-train sample).
+  bool samples_on_device(const SamplingParams& p) const {
+    if (p.logprobs || p.top_logprobs > 0) return false;
+    if (p.temperature <= 0) return true;
+    return model_.ops().device() == tensor::Device::cuda && p.top_k == 0 && p.top_p >= 1.0f;
+  }
+
+  // The device sampler's temperature and noise seed of each logit row (none when all are greedy).
+  void add_device_sampling(model::PagedStep& step, const std::vector<uint64_t>& sampled) {
+    bool any = false;
+    for (uint64_t id : sampled) any |= active_.at(id).request.sampling.temperature > 0;
+    if (!any) return;
+    for (uint64_t id : sampled) {
+      const Active& a = active_.at(id);
+      step.temperatures.push_back(std::max(a.request.sampling.temperature, 0.0f));
+      step.noise_seeds.push_back(kernels::mix64(a.noise_seed + uint64_t(a.generated)));  // new noise per token
     }
   }
 

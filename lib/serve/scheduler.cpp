@@ -13,7 +13,9 @@ Scheduler::Scheduler(const SchedulerLimits& limits, BlockManager& blocks) : limi
 }
 
 bool Scheduler::add(uint64_t id, std::vector<int32_t> prompt, std::chrono::steady_clock::time_point arrival) {
-  if (prompt.empty()) throw InternalError("scheduler: a request without a prompt");
+  if (prompt.empty() || (limits_.max_length > 0 && int(prompt.size()) >= limits_.max_length))
+    throw InternalError(
+        str("scheduler: a prompt of ", prompt.size(), " tokens (the engine checks 1..", limits_.max_length - 1, ")"));
   if (sequences_.count(id)) throw InternalError(str("scheduler: request ", id, " is already known"));
   if (int(waiting_.size()) >= limits_.max_queue) return false;
   Sequence& s = sequences_[id];

@@ -28,7 +28,7 @@ struct SchedulerLimits {
   int max_batch = 64;           // sequences in one step
   int max_batch_tokens = 2048;  // tokens in one step
   int max_queue = 1024;         // waiting requests
-  int max_length = 0;           // positions of a sequence at most (the context length)
+  int max_length = 0;           // positions of a sequence at most (the context length; 0: no limit)
 };
 
 struct ScheduledSequence {

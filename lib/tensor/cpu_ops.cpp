@@ -231,8 +231,9 @@ class CpuOps final : public Ops {
     cpu::paged_attention_forward(f(out), f(q), f(k_pool), f(v_pool), i32(block_tables), i32(sequence), i32(positions),
                                  s);
   }
-  void argmax_rows(Buf ids, Buf logits, int rows, int V) override {
-    cpu::argmax_rows(ids.as<int32_t>(), f(logits), rows, V);
+  void sample_rows(Buf ids, Buf logits, Buf temperatures, Buf seeds, int rows, int V) override {
+    cpu::sample_rows(ids.as<int32_t>(), f(logits), f(temperatures),
+                     seeds.empty() ? nullptr : reinterpret_cast<const uint64_t*>(seeds.as<int64_t>()), rows, V);
   }
   size_t memory_available() const override {
     const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);

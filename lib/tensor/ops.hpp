@@ -159,8 +159,9 @@ class Ops {
   virtual void paged_kv_write(Buf pool, Buf rows, Buf slots, int N, int row, int stride) = 0;
   virtual void paged_attention_forward(Buf out, Buf q, Buf k_pool, Buf v_pool, Buf block_tables, Buf sequence,
                                        Buf positions, const PagedAttentionShape& s) = 0;
-  // Greedy decoding on the device: ids i32 [rows] = the first index of each row's max of logits f32 [rows, V].
-  virtual void argmax_rows(Buf ids, Buf logits, int rows, int V) = 0;
+  // The next token of each row of logits f32 [rows, V] on the device (kernels.hpp: sample_rows):
+  // ids i32 [rows]; temperatures f32 [rows] (empty: all greedy), seeds i64 [rows] (their bits).
+  virtual void sample_rows(Buf ids, Buf logits, Buf temperatures, Buf seeds, int rows, int V) = 0;
   // Bytes this backend could still allocate (the GPU's free memory; the host's available memory).
   virtual size_t memory_available() const = 0;
 };

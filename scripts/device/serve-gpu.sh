@@ -4,10 +4,11 @@
 #  1. builds the GPU tests of the engine and the benchmark driver (scripts/device/build-on-device.sh);
 #  2. tests/gpu/paged_attention_test.cu: paged_kv_write (exact) and paged attention (fp32 1e-5,
 #     bf16 1e-2 relative L2) against the CPU reference on ragged batches, MLA's absorbed shape,
-#     key partitions; tests/gpu/sampling_test.cu: the greedy argmax (exact ids, ties to the lower id);
+#     key partitions; tests/gpu/sampling_test.cu: greedy and Gumbel-sampled next tokens
+#     (exact ids against the CPU's; sampled frequencies within 0.03 of softmax(logits / T));
 #  3. tests/gpu/serve_engine_test.cpp: the CUDA paged forward against the CPU's on the HF fixtures
 #     (fp32 1e-4), the CUDA engine's greedy tokens (fp32) against the CPU engine's for 32
-#     concurrent requests, and a bf16 engine run;
+#     concurrent requests, bf16 engine runs (greedy; seeded sampling on the device);
 #  4. the benchmark: llama-1b of ../shared/bench-shapes with random weights, bf16, prompt 128 +
 #     128 new tokens: batch-1 decode tokens/s against the bandwidth bound (weight bytes over a
 #     measured device copy), and the throughput of 32 concurrent requests, beside HF
@@ -25,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 summary=()
 
 scripts/device/build-on-device.sh dsk_gpu_paged_attention dsk_gpu_sampling dsk_gpu_serve_engine dsk_serve_bench \
-  2>&1 | tee "$OUT/build.log" | tail -5
+  2>&1 | tee "$OUT/build.log" | tail -5 || { echo "serve-gpu: the build failed ($OUT/build.log)"; exit 1; }
 for test in paged_attention sampling serve_engine; do
   start=$(date +%s)
   DSK_SOURCE_DIR="$PWD" "$build/tests/gpu/dsk_gpu_$test" >"$OUT/$test.log" 2>&1

@@ -168,3 +168,30 @@ TEST_CASE("the CUDA engine (bf16) ends every request with its tokens") {
   CHECK(finish.size() == 32);
   for (const auto& [id, reason] : finish) CHECK(reason == serve::FinishReason::length);
 }
+
+TEST_CASE("the CUDA engine samples on the device: a seed repeats itself, other seeds differ") {
+  serve::EngineOptions options;
+  options.device = "cuda";
+  options.block_size = 4;
+  options.kv_blocks = 300;
+  auto engine = serve::Engine::create(kFixtures / "llama" / "checkpoint", options);
+  Events events;
+  for (int i = 0; i < 8; i++) {  // requests 2k and 2k+1 share prompt and seed
+    serve::GenerationRequest r;
+    r.prompt = {3, 1, 4, 1, 5};
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = 1000 + i / 2;
+    r.sampling.max_tokens = 24;
+    r.on_event = events.sink(i);
+    engine->submit(std::move(r));
+  }
+  events.wait(8);
+  int differing = 0;
+  for (int k = 0; k < 4; k++) {
+    CHECK(events.tokens_[2 * k] == events.tokens_[2 * k + 1]);
+    CHECK(events.tokens_[2 * k].size() == 24);
+    for (int32_t t : events.tokens_[2 * k]) CHECK((t >= 0 && t < 128));
+    differing += events.tokens_[2 * k] != events.tokens_[0];
+  }
+  CHECK(differing == 3);
+}

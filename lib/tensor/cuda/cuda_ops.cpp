@@ -335,8 +335,10 @@ class CudaOps final : public Ops {
     cuda::paged_attention_forward<T>(a(out), a(q), a(k_pool), a(v_pool), i32(block_tables), i32(sequence),
                                      i32(positions), s, scratch_floats, stream_);
   }
-  void argmax_rows(Buf ids, Buf logits, int rows, int V) override {
-    cuda::argmax_rows(ids.as<int32_t>(), f(logits), rows, V, stream_);
+  void sample_rows(Buf ids, Buf logits, Buf temperatures, Buf seeds, int rows, int V) override {
+    cuda::sample_rows(ids.as<int32_t>(), f(logits), temperatures.empty() ? nullptr : f(temperatures),
+                      seeds.empty() ? nullptr : reinterpret_cast<const uint64_t*>(seeds.as<int64_t>()), rows, V,
+                      stream_);
   }
   size_t memory_available() const override {
     size_t free_bytes = 0, total = 0;

@@ -74,8 +74,8 @@ void check_decode_matches_forward_cached(const std::string& fixture) {
     }
     step.logit_rows = {count - 1};
     std::vector<float> paged = model.forward_paged(workspace, step);
-    // The greedy variant recomputes the same step (rewriting the same keys) and returns the argmax.
-    const std::vector<int32_t> greedy = model.forward_paged_greedy(workspace, step);
+    // The token variant recomputes the same step (rewriting the same keys) and returns the argmax.
+    const std::vector<int32_t> greedy = model.forward_paged_tokens(workspace, step);
     REQUIRE(greedy.size() == 1);
     CHECK(greedy[0] == int32_t(std::max_element(paged.begin(), paged.end()) - paged.begin()));
     std::vector<float> cached = model.forward_cached(cache, tokens.data() + done, 1, count);
@@ -117,5 +117,15 @@ TEST_CASE("a step that does not fit its plan, or points outside the pool, is ref
   CHECK_THROWS_AS(model.forward_paged(workspace, step), dsk::InternalError);
   step.block_tables = {0, 1, 2, 3};
   CHECK(model.forward_paged(workspace, step).empty());  // no logit rows asked for
+  step.table_width = 1;  // tables as wide as the step needs
+  step.block_tables = {2};
+  step.slots = {8};
+  step.logit_rows = {0};
+  CHECK(model.forward_paged(workspace, step).size() == 128);
+  step.positions = {4};  // position 4 needs a second block in its table
+  CHECK_THROWS_AS(model.forward_paged(workspace, step), dsk::InternalError);
+  step.table_width = 5;  // wider than the plan
+  step.block_tables = {2, 0, 0, 0, 0};
+  CHECK_THROWS_AS(model.forward_paged(workspace, step), dsk::InternalError);
   CHECK_THROWS_AS(model.new_paged_workspace(PagedPlan{-1, 0.9, 4, 8, 2, 4}), dsk::UsageError);
 }

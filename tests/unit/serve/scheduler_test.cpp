@@ -3,7 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <map>
+#include <random>
 
+#include "core/error.hpp"
 #include "serve/scheduler.hpp"
 
 using namespace dsk::serve;
@@ -172,6 +175,8 @@ TEST_CASE("the queue is bounded, and finish removes a request wherever it is") {
   CHECK(s.add(1, prompt(2)));
   CHECK(s.add(2, prompt(2)));
   CHECK_FALSE(s.add(3, prompt(2)));
+  CHECK_THROWS_AS(s.add(4, prompt(256)), dsk::InternalError);  // the engine never passes these
+  CHECK_THROWS_AS(s.add(5, {}), dsk::InternalError);
   run(s, s.schedule());
   CHECK(s.running() == 1);
   CHECK(s.add(3, prompt(2)));
@@ -197,4 +202,62 @@ TEST_CASE("with prefix sharing a prompt starts after its cached blocks") {
   CHECK(second->count == 2);
   CHECK(blocks.shared_hits() == 2);
   CHECK(s.cached_tokens() == 8);
+}
+
+// Random traffic through a small pool, with prefix sharing: requests arrive with shared or fresh
+// prefixes, run, are cancelled or finish at random. After every step: each planned chunk fits its
+// sequence, tables cover the planned positions, the step respects its budgets, a block is owned
+// twice only when it holds a shared prefix block, and once all is finished no block is in use.
+TEST_CASE("random traffic keeps the scheduler's and the block manager's invariants") {
+  std::mt19937_64 rng(2024);
+  BlockManager blocks(12, 4, true);  // 48 positions for up to 5 sequences of up to 30
+  const SchedulerLimits limits{5, 16, 50, 64};
+  Scheduler s(limits, blocks);
+  std::vector<uint64_t> live;
+  std::map<uint64_t, int> generated;
+  uint64_t next = 1;
+  const std::vector<int32_t> common = prompt(12, 500);
+  for (int step = 0; step < 400; step++) {
+    if (rng() % 3 == 0 && s.waiting() < 20) {
+      std::vector<int32_t> p = rng() % 2 ? common : prompt(int(1 + rng() % 20), int32_t(rng() % 1000));
+      p.push_back(int32_t(rng() % 1000));
+      if (s.add(next, p)) live.push_back(next);
+      next++;
+    }
+    const StepPlan plan = s.schedule();
+    CHECK(plan.tokens <= limits.max_batch_tokens);
+    CHECK(int(plan.sequences.size()) <= limits.max_batch);
+    std::map<int32_t, int> owners;
+    for (const ScheduledSequence& q : plan.sequences) {
+      REQUIRE(s.known(q.id));
+      CHECK(q.count >= 1);
+      CHECK(q.start + q.count <= int(s.tokens(q.id).size()));
+      CHECK(blocks.table(q.id).size() * 4 >= size_t(q.start + q.count));
+      for (int32_t b : blocks.table(q.id)) owners[b]++;
+    }
+    int shared = 0;
+    for (auto [block, count] : owners) shared += count > 1;
+    CHECK(shared <= 3);  // only the common prompt's 3 full blocks may be shared
+    for (uint64_t id : plan.failed) live.erase(std::find(live.begin(), live.end(), id));
+    for (const ScheduledSequence& q : plan.sequences) {
+      s.computed(q.id, q.count);
+      if (!q.samples) continue;
+      if (++generated[q.id] >= 1 + int(q.id % 9) || s.tokens(q.id).size() + 1 >= 64) {
+        s.finish(q.id);
+        live.erase(std::find(live.begin(), live.end(), q.id));
+      } else {
+        s.append(q.id, int32_t(rng() % 1000));
+      }
+    }
+    if (!live.empty() && rng() % 10 == 0) {  // a cancellation, running or waiting
+      const uint64_t id = live[rng() % live.size()];
+      s.finish(id);
+      live.erase(std::find(live.begin(), live.end(), id));
+    }
+  }
+  for (uint64_t id : live) s.finish(id);
+  CHECK(s.idle());
+  CHECK(blocks.used_blocks() == 0);
+  CHECK(blocks.shared_hits() > 0);
+  CHECK(s.preemptions() > 0);
 }
