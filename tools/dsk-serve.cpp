@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -54,6 +55,11 @@ ServeSettings settings_from(const Config& config) {
   ServeSettings settings = serve_settings(config);
   if (settings.models.empty())
     throw UsageError("no model to serve: give --model DIR|registry://NAME@ALIAS, or a models list in -c FILE");
+  // A mistyped directory is said before the port is taken, not after.
+  for (const ModelSpec& spec : settings.models)
+    if (!registry::is_model_url(spec.source) && !std::filesystem::exists(std::filesystem::path(spec.source) / "tokenizer.json"))
+      throw UsageError(str("model '", spec.name, "': ", spec.source,
+                           std::filesystem::is_directory(spec.source) ? " has no tokenizer.json" : " is not a directory"));
   return settings;
 }
 

@@ -3,21 +3,7 @@
 #include "core/error.hpp"
 
 namespace dsk {
-namespace {
-
 using json = nlohmann::json;
-
-const char* type_of(const json& value) {
-  if (value.is_number_integer()) return "an integer";
-  if (value.is_number()) return "a number";
-  if (value.is_string()) return "a string";
-  if (value.is_boolean()) return "a boolean";
-  if (value.is_array()) return "an array";
-  if (value.is_object()) return "an object";
-  return "null";
-}
-
-}  // namespace
 
 // The deepest nesting of [ and { outside strings. Malformed text may be miscounted; the parser
 // reports it anyway.
@@ -41,6 +27,16 @@ void check_json_depth(std::string_view text, const std::string& where) {
   }
 }
 
+const char* json_type_name(const json& value) {
+  if (value.is_number_integer()) return "an integer";
+  if (value.is_number()) return "a number";
+  if (value.is_string()) return "a string";
+  if (value.is_boolean()) return "a boolean";
+  if (value.is_array()) return "an array";
+  if (value.is_object()) return "an object";
+  return "null";
+}
+
 json parse_json(std::string_view text, const std::string& where) {
   check_json_depth(text, where);
   try {
@@ -56,7 +52,7 @@ std::string json_excerpt(const json& value) {
 }
 
 void JsonField::fail(const std::string& expectation) const {
-  throw DataError(str(where_, ": expected ", expectation, ", got ", type_of(*value_)));
+  throw DataError(str(where_, ": expected ", expectation, ", got ", json_type_name(*value_)));
 }
 
 bool JsonField::has(const char* key) const {

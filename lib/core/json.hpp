@@ -25,6 +25,10 @@ nlohmann::json parse_json(std::string_view text, const std::string& where);
 // parse_json's depth check alone, for parses that stream (nlohmann's sax_parse).
 void check_json_depth(std::string_view text, const std::string& where);
 
+// "an integer", "a number", "a string", "a boolean", "an array", "an object" or "null", for
+// messages such as "expected a string, got an integer".
+const char* json_type_name(const nlohmann::json& value);
+
 // A value as JSON text for an error message: at most 80 characters, bytes that are not UTF-8
 // replaced (dump() would throw on them; a YAML model.config can hold them).
 std::string json_excerpt(const nlohmann::json& value);

@@ -203,6 +203,7 @@ void Generation::handle(int index, const TokenEvent& event, Clock::time_point at
     }
     ++choice.tokens;
     choice.last_token = at;
+    model_->generated_tokens.add(1);
     if (request_.logprobs) {
       choice.logprobs.push_back(logprob_entry(event));
       delta.logprobs.push_back(choice.logprobs.back());

@@ -143,6 +143,11 @@ void ApiServer::install_routes() {
     write_error(res, ApiError(500, "server_error", "Internal error in dsk-serve"));
   });
 
+  // -v: one line per request (no header is logged: Authorization holds a key).
+  server.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    if (log_enabled(LogLevel::debug)) log_debug(req.remote_addr, " ", req.method, " ", req.path, " ", res.status);
+  });
+
   auto authorized = [this](const httplib::Request& req) {
     std::shared_ptr<const ApiKeys> keys;
     {

@@ -71,6 +71,7 @@ Metrics::Metrics() {
   declare("dsk_serve_version_weight", Kind::gauge, "Traffic weight of each version of a model (A/B).");
   declare("dsk_serve_fallback_active", Kind::gauge, "1 while a model's new requests go to its fallback.");
   declare("dsk_serve_requests_in_flight", Kind::gauge, "API requests being answered.");
+  declare("dsk_serve_tokens_per_second", Kind::gauge, "Tokens generated per second over the last 10 seconds.");
 }
 
 void Metrics::declare(const std::string& name, Kind kind, std::string help, std::vector<double> buckets) {

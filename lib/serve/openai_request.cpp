@@ -17,16 +17,6 @@ constexpr int kMaxStopStrings = 16;
 constexpr int kMaxChoices = 128;
 constexpr int kMaxTopLogprobs = 20;
 
-const char* type_name(const json& value) {
-  if (value.is_number_integer() || value.is_number_unsigned()) return "an integer";
-  if (value.is_number()) return "a number";
-  if (value.is_string()) return "a string";
-  if (value.is_boolean()) return "a boolean";
-  if (value.is_array()) return "an array";
-  if (value.is_object()) return "an object";
-  return "null";
-}
-
 // The field's value, or nullptr when absent or null (OpenAI treats null as "not given").
 const json* field(const json& body, const char* name) {
   auto it = body.find(name);
@@ -35,7 +25,7 @@ const json* field(const json& body, const char* name) {
 }
 
 double number_in(const json& value, const std::string& name, double low, double high) {
-  if (!value.is_number()) throw bad_parameter(name, str("'", name, "' must be a number, got ", type_name(value)));
+  if (!value.is_number()) throw bad_parameter(name, str("'", name, "' must be a number, got ", json_type_name(value)));
   double number = value.get<double>();
   if (!(number >= low && number <= high))
     throw bad_parameter(name, str("'", name, "' must be between ", low, " and ", high, ", got ", value.dump()));
@@ -47,7 +37,7 @@ int64_t integer_in(const json& value, const std::string& name, int64_t low, int6
   bool integral = value.is_number_integer() || value.is_number_unsigned() ||
                   (value.is_number_float() && std::isfinite(value.get<double>()) &&
                    value.get<double>() == std::floor(value.get<double>()));
-  if (!integral) throw bad_parameter(name, str("'", name, "' must be an integer, got ", type_name(value)));
+  if (!integral) throw bad_parameter(name, str("'", name, "' must be an integer, got ", json_type_name(value)));
   double number = value.get<double>();
   if (number < static_cast<double>(low) || number > static_cast<double>(high))
     throw bad_parameter(name, str("'", name, "' must be between ", low, " and ", high, ", got ", value.dump()));
@@ -55,12 +45,12 @@ int64_t integer_in(const json& value, const std::string& name, int64_t low, int6
 }
 
 bool boolean(const json& value, const std::string& name) {
-  if (!value.is_boolean()) throw bad_parameter(name, str("'", name, "' must be a boolean, got ", type_name(value)));
+  if (!value.is_boolean()) throw bad_parameter(name, str("'", name, "' must be a boolean, got ", json_type_name(value)));
   return value.get<bool>();
 }
 
 std::string string(const json& value, const std::string& name) {
-  if (!value.is_string()) throw bad_parameter(name, str("'", name, "' must be a string, got ", type_name(value)));
+  if (!value.is_string()) throw bad_parameter(name, str("'", name, "' must be a string, got ", json_type_name(value)));
   return value.get<std::string>();
 }
 
@@ -83,7 +73,7 @@ std::vector<PromptInput> parse_prompts(const json& prompt) {
   for (const json& item : prompt) {
     if (item.is_string()) prompts.push_back({item.get<std::string>(), {}});
     else if (item.is_array()) prompts.push_back({std::nullopt, token_list(item, "prompt")});
-    else throw bad_parameter("prompt", str("'prompt' list items must be strings or token id lists, got ", type_name(item)));
+    else throw bad_parameter("prompt", str("'prompt' list items must be strings or token id lists, got ", json_type_name(item)));
   }
   return prompts;
 }
@@ -131,7 +121,7 @@ std::vector<std::string> parse_stop(const json& stop) {
     if (stop.size() > kMaxStopStrings) throw bad_parameter("stop", str("'stop' holds at most ", kMaxStopStrings, " strings"));
     for (const json& item : stop) strings.push_back(string(item, "stop"));
   } else {
-    throw bad_parameter("stop", str("'stop' must be a string or a list of strings, got ", type_name(stop)));
+    throw bad_parameter("stop", str("'stop' must be a string or a list of strings, got ", json_type_name(stop)));
   }
   for (const std::string& s : strings)
     if (s.empty()) throw bad_parameter("stop", "'stop' strings must not be empty");

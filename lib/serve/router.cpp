@@ -142,6 +142,7 @@ std::vector<GaugeSample> Router::gauges() const {
       gauges.push_back({"dsk_serve_preemptions", labels, double(stats.preemptions)});
       gauges.push_back({"dsk_serve_version_weight", labels, double(version.weight)});
       gauges.push_back({"dsk_serve_requests_in_flight", labels, double(model.in_flight.load())});
+      gauges.push_back({"dsk_serve_tokens_per_second", labels, model.generated_tokens.per_second()});
     }
   }
   return gauges;

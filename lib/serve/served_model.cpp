@@ -39,6 +39,30 @@ double RecentLatency::value(std::chrono::steady_clock::duration window) const {
   return mean_;
 }
 
+namespace {
+int64_t current_second() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+void RecentRate::add(uint64_t count) {
+  int64_t now = current_second();
+  std::lock_guard lock(mutex_);
+  if (buckets_.empty() || buckets_.back().first != now) buckets_.emplace_back(now, 0);
+  buckets_.back().second += count;
+  while (buckets_.size() > 64) buckets_.erase(buckets_.begin());
+}
+
+double RecentRate::per_second(int window_seconds) const {
+  // Whole seconds only: the current one is still filling.
+  int64_t now = current_second();
+  std::lock_guard lock(mutex_);
+  uint64_t total = 0;
+  for (const auto& [second, count] : buckets_)
+    if (second < now && second >= now - window_seconds) total += count;
+  return static_cast<double>(total) / window_seconds;
+}
+
 std::shared_ptr<ServedModel> load_served_model(const std::string& name, const std::string& version,
                                                const std::filesystem::path& directory, const EngineFactory& factory,
                                                const EngineOptions& options) {

@@ -38,6 +38,18 @@ class RecentLatency {
   std::chrono::steady_clock::time_point last_{};
 };
 
+// Events per second over the last few seconds (generated tokens, for dsk_serve_tokens_per_second):
+// counts in one-second buckets.
+class RecentRate {
+ public:
+  void add(uint64_t count);
+  double per_second(int window_seconds = 10) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::pair<int64_t, uint64_t>> buckets_;  // (second, count), oldest first
+};
+
 struct ServedModel {
   ServedModel(std::string name, std::string version, std::filesystem::path directory, tokenizer::Tokenizer tokenizer)
       : name(std::move(name)), version(std::move(version)), directory(std::move(directory)), tokenizer(std::move(tokenizer)) {}
@@ -51,6 +63,7 @@ struct ServedModel {
   std::vector<int32_t> stop_token_ids;                          // eos ids
   bool add_bos = false;
   RecentLatency time_to_first_token;
+  RecentRate generated_tokens;
   std::atomic<int> in_flight{0};  // API requests holding it
 
   std::string fingerprint() const { return name + "@" + version; }

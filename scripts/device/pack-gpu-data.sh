@@ -2,7 +2,7 @@
 # What the GPU scripts need besides the source tree, into git-ignored .carry/ (name both in the
 # device call's carry): .carry/gpu-data (DeepSeek-V3's tokenizer, ../shared/bench-shapes) and
 # .carry/devlibs (the headers and pkg-config files of PCRE2 and libxml2, which the GPU machine has
-# as runtime libraries only, for scripts/device/build-on-device.sh).
+# as runtime libraries only, and cpp-httplib with its library, for scripts/device/build-on-device.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 shared="${DSK_SHARED_DIR:-$(cd .. && pwd)/shared}"
@@ -23,4 +23,12 @@ pc() {  # name, version, cflags, libs
 }
 pc libpcre2-8 "$(pkg-config --modversion libpcre2-8)" "" -lpcre2-8
 pc libxml-2.0 "$(pkg-config --modversion libxml-2.0)" " -I\${includedir}/libxml2" -lxml2
+# dsk-serve's HTTP server: cpp-httplib is a compiled library in Debian, so its .so comes too (it
+# needs libssl, zlib and brotli at run time), with the feature macros it was built with.
+cp /usr/include/httplib.h .carry/devlibs/include/
+# Copies, not links: the name the linker looks for and the soname the binaries then need.
+cp /usr/lib/x86_64-linux-gnu/libcpp-httplib.so.0.11.4 .carry/devlibs/lib/libcpp-httplib.so
+cp /usr/lib/x86_64-linux-gnu/libcpp-httplib.so.0.11.4 .carry/devlibs/lib/libcpp-httplib.so.0.11
+pc cpp-httplib "$(pkg-config --modversion cpp-httplib)" \
+  " -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_ZLIB_SUPPORT -DCPPHTTPLIB_BROTLI_SUPPORT" -lcpp-httplib
 du -sh .carry/gpu-data .carry/devlibs

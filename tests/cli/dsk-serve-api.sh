@@ -5,16 +5,26 @@
 # running stream finish and exits 143.
 set -euo pipefail
 source "$(dirname "$0")/lib/serve-fixture.sh"
-work=$(mktemp -d)
-trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$work"' EXIT
-cd "$work"
-make_checkpoint
+start_serve_test
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {'d': d}))" "$1"; }
 
-# dsk-train sample prints the prompt, the continuation and a newline.
+# Usage errors: exit 2 with one line naming the problem, before the port is taken.
+expect_usage() {  # expect_usage MESSAGE ARGS...
+  local message=$1 status=0
+  shift
+  dsk-serve "$@" 2>err.txt || status=$?
+  [ "$status" = 2 ] && grep -q "^dsk-serve: error: .*$message" err.txt && ! grep -q listening err.txt ||
+    fail "dsk-serve $*: exit $status: $(cat err.txt)"
+}
+expect_usage "no model to serve"
+expect_usage "is not a directory" --model "$PWD/none"
+expect_usage "has no tokenizer.json" --model "$PWD/run"
+expect_usage "must be at most 65535" --model "$CHECKPOINT" --port 99999
+printf 'models: [{name: a, source: %s, fallback: b, max_queue_wait: 1s}]\n' "$CHECKPOINT" >bad.yaml
+expect_usage "not in models" -c bad.yaml
+
 prompt="And God said"
-expected=$(dsk-train sample "$CHECKPOINT" --prompt "$prompt" -n 24 --temperature 0 --device cpu)
-expected=${expected#"$prompt"}
+expected=$(greedy "$CHECKPOINT" "$prompt" 24)
 
 cp -r "$CHECKPOINT" chat-model
 python3 - chat-model/tokenizer_config.json <<'PY'
@@ -31,7 +41,7 @@ models:
 http:
   max_body: 64KiB
 EOF2
-start_server serve.log -c serve.yaml --api-key-file keys.txt --device cpu
+start_server serve.log -c serve.yaml --api-key-file keys.txt "${device_flags[@]}"
 auth=(-H 'Authorization: Bearer sk-test-2')
 
 # Whole and streamed: the same text as dsk-train sample.
@@ -63,8 +73,7 @@ PY
 
 # Chat: the template's prompt, then the model's greedy continuation of it.
 chat_prompt=$'user: Hi\nassistant:'
-chat_expected=$(dsk-train sample chat-model --prompt "$chat_prompt" -n 8 --temperature 0 --device cpu)
-chat_expected=${chat_expected#"$chat_prompt"}
+chat_expected=$(greedy chat-model "$chat_prompt" 8)
 answer=$(post /v1/chat/completions '{"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "temperature": 0}' "${auth[@]}")
 [ "$(tail -1 <<<"$answer")" = 200 ] || fail "chat: $answer"
 [ "$(head -n -1 <<<"$answer" | json 'd["choices"][0]["message"]["content"]')" = "$chat_expected" ] || fail "chat text: $answer vs '$chat_expected'"
@@ -98,14 +107,19 @@ for line in 'dsk_serve_requests_total{endpoint="completions",model="tiny",status
 done
 grep -q '^dsk_serve_kv_blocks_total{model="tiny",version="local"} [1-9]' <<<"$metrics" || fail "no KV blocks in /metrics"
 
-# SIGHUP: the config again; a model taken out is no longer served, the other one still is.
+# SIGHUP: the config again; a model taken out is no longer served, the other one still is; the
+# key file is read again.
 printf 'models:\n  - {name: tiny, source: %s}\n' "$PWD/$CHECKPOINT" >serve.yaml
+printf 'sk-test-3\n' >keys.txt
 kill -HUP "$SERVER_PID"
+auth=(-H 'Authorization: Bearer sk-test-3')
 for _ in $(seq 100); do
-  [ "$(curl -s "${auth[@]}" "$BASE/v1/models" | json '[m["id"] for m in d["data"]]')" = "['tiny']" ] && break
+  [ "$(curl -s "${auth[@]}" "$BASE/v1/models" | json '[m["id"] for m in d["data"]]' 2>/dev/null)" = "['tiny']" ] && break
   sleep 0.1
 done
 [ "$(curl -s "${auth[@]}" "$BASE/v1/models" | json '[m["id"] for m in d["data"]]')" = "['tiny']" ] || fail "SIGHUP did not reload"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-test-2' "$BASE/v1/models")" = 401 ] ||
+  fail "a key removed from the key file still works after SIGHUP"
 
 # SIGTERM during a stream: the stream finishes (its [DONE] arrives), then exit 143.
 curl -sN "${auth[@]}" -H 'Content-Type: application/json' "$BASE/v1/completions" \

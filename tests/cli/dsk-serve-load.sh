@@ -6,16 +6,14 @@
 # slow client, half-closed and abandoned connections) never takes it down.
 set -euo pipefail
 source "$(dirname "$0")/lib/serve-fixture.sh"
-work=$(mktemp -d)
-trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$work"' EXIT
-cd "$work"
-make_checkpoint
+command -v node >/dev/null || { echo "node is not installed (the clients are node's fetch)" >&2; exit 77; }
+start_serve_test
 cat >serve.yaml <<EOF2
 models: [{name: tiny, source: $CHECKPOINT}]
 engine: {max_batch: 64}
 http: {threads: 320, max_body: 1MiB, read_timeout: 2s}
 EOF2
-start_server serve.log -c serve.yaml --device cpu
+start_server serve.log -c serve.yaml "${device_flags[@]}"
 
 # Eight prompts; what each gets alone is the reference.
 python3 - "$BASE" <<'PY'

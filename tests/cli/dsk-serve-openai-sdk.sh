@@ -9,10 +9,7 @@ if [ ! -f "$sdk/package.json" ]; then
   echo "the openai npm package is not installed: run scripts/install-deps" >&2
   exit 77
 fi
-work=$(mktemp -d)
-trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -rf "$work"' EXIT
-cd "$work"
-make_checkpoint
+start_serve_test
 python3 - "$CHECKPOINT/tokenizer_config.json" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
@@ -21,13 +18,13 @@ json.dump(config, open(sys.argv[1], "w"))
 PY
 
 prompt="In the beginning"
-expected=$(dsk-train sample "$CHECKPOINT" --prompt "$prompt" -n 20 --temperature 0 --device cpu)
+expected=$(greedy "$CHECKPOINT" "$prompt" 20)
 chat_prompt=$'system: Be brief.\nuser: Who made the earth?\nassistant:'
-chat_expected=$(dsk-train sample "$CHECKPOINT" --prompt "$chat_prompt" -n 12 --temperature 0 --device cpu)
-export PROMPT=$prompt EXPECTED=${expected#"$prompt"} CHAT_EXPECTED=${chat_expected#"$chat_prompt"} SDK=$sdk
+chat_expected=$(greedy "$CHECKPOINT" "$chat_prompt" 12)
+export PROMPT=$prompt EXPECTED=$expected CHAT_EXPECTED=$chat_expected SDK=$sdk
 
 export DSK_SERVE_API_KEY=sk-sdk-test
-start_server serve.log --model "tiny=$CHECKPOINT" --device cpu
+start_server serve.log --model "tiny=$CHECKPOINT" "${device_flags[@]}"
 export BASE
 
 node - <<'JS'

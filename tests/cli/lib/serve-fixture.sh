@@ -1,11 +1,33 @@
 # Shared by tests/cli/dsk-serve-*.sh: a tiny llama checkpoint trained on the KJV fixture (40 steps,
 # a few seconds on one core) and dsk-serve started on a free loopback port.
+#   start_serve_test                  a work directory (removed on exit) with the checkpoint
 #   make_checkpoint                   ./run/checkpoints/step-000040 (CHECKPOINT)
 #   start_server LOG ARGS...          dsk-serve ARGS --port 0 in the background; sets SERVER_PID,
 #                                     BASE (http://127.0.0.1:PORT); returns once /ready answers 200
 #   stop_server [SIGNAL]              sends SIGNAL (TERM) and sets SERVER_STATUS to the exit code
+#   greedy CHECKPOINT PROMPT N        dsk-train sample's greedy continuation of PROMPT (without it)
+# The engines run on DSK_SERVE_DEVICE (cpu; scripts/device/serve-http-gpu.sh sets cuda) in
+# DSK_SERVE_PRECISION (fp32), and dsk-train sample, the reference, on the same.
 source "$(dirname "${BASH_SOURCE[0]}")/train-fixture.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+DEVICE=${DSK_SERVE_DEVICE:-cpu}
+PRECISION=${DSK_SERVE_PRECISION:-fp32}
+device_flags=(--device "$DEVICE" --set "engine.precision=$PRECISION")
+
+greedy() {
+  local output
+  output=$(dsk-train sample "$1" --prompt "$2" -n "$3" --temperature 0 --device "$DEVICE" --precision "$PRECISION")
+  printf '%s' "${output#"$2"}"
+}
+
+# The start of most dsk-serve tests: a fresh work directory as the current one (removed on exit,
+# after the server is stopped) holding the checkpoint.
+start_serve_test() {
+  work=$(mktemp -d)
+  trap 'kill "${SERVER_PID:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+  cd "$work"
+  make_checkpoint
+}
 
 make_checkpoint() {
   make_shards

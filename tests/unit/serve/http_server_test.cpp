@@ -2,11 +2,6 @@
 // limits, auth, disconnects, metrics, and many concurrent streams.
 #include <doctest/doctest.h>
 
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -209,12 +204,8 @@ TEST_CASE("a client that disconnects mid-stream has its request cancelled") {
   script.context_length = 4096;
   fixture.router.set_model("tiny", {{scripted_model("tiny", "local", script, &engine)}}, {});
 
-  int sock = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(fixture.port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(sock, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  int sock = connect_loopback(fixture.port);
+  REQUIRE(sock >= 0);
   std::string body = R"({"model": "tiny", "prompt": "x", "max_tokens": 1000, "stream": true})";
   std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
                         std::to_string(body.size()) + "\r\n\r\n" + body;
@@ -233,12 +224,8 @@ TEST_CASE("malformed and slow connections do not take the server down") {
   ServerFixture fixture(ApiKeys{}, HttpOptions{.read_timeout = std::chrono::seconds(1), .keep_alive_timeout = std::chrono::seconds(1)});
   fixture.router.set_model("tiny", {{scripted_model("tiny", "local", text_script())}}, {});
   auto raw = [&](const std::string& bytes, bool half_close) {
-    int sock = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(fixture.port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(sock, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    int sock = connect_loopback(fixture.port);
+    REQUIRE(sock >= 0);
     (void)::send(sock, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (half_close) ::shutdown(sock, SHUT_WR);
     std::string answer;

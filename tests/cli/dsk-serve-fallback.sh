@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# dsk-serve's fallback under an induced overload with the real engine (CPU): a burst of long requests
+# queues behind a batch of one; while the oldest waits past max_queue_wait, new requests to "big" are
+# answered by "small" (header x-dsk-fallback-from, model "small"); once the burst is over and the
+# queue is empty, "big" answers again. /metrics counts it, and dsk-scale's prometheus source reads
+# the server's /metrics.
+set -euo pipefail
+source "$(dirname "$0")/lib/serve-fixture.sh"
+start_serve_test
+cat >serve.yaml <<EOF2
+models:
+  - {name: big, source: $CHECKPOINT, fallback: small, max_queue_wait: 300ms, recover: 0.5, min_engaged: 1s}
+  - {name: small, source: $CHECKPOINT}
+engine: {max_batch: 1}
+EOF2
+start_server serve.log -c serve.yaml "${device_flags[@]}"
+served_by() {  # the model that answered a small request to big, and the fallback header
+  curl -s -D headers.txt -H 'Content-Type: application/json' "$BASE/v1/completions" \
+    -d '{"model": "big", "prompt": "probe", "max_tokens": 2}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["model"])'
+  tr -d '\r' <headers.txt | sed -n 's/^x-dsk-fallback-from: //p'
+}
+[ "$(served_by | head -1)" = big ] || fail "big does not answer when idle"
+
+# The burst: 24 requests of ~100 tokens each, one at a time.
+for i in $(seq 24); do
+  curl -s -o /dev/null -H 'Content-Type: application/json' "$BASE/v1/completions" \
+    -d "{\"model\": \"big\", \"prompt\": \"burst $i\", \"max_tokens\": 100, \"temperature\": 0}" &
+done
+sleep 0.8
+during=$(served_by)
+[ "$(head -1 <<<"$during")" = small ] || fail "under overload big still answers: $during (queue: $(curl -s "$BASE/metrics" | grep '^dsk_serve_oldest_wait'))"
+[ "$(tail -1 <<<"$during")" = big ] || fail "no x-dsk-fallback-from header: $during"
+grep -q '^dsk_serve_fallback_active{model="big"} 1' <(curl -s "$BASE/metrics") || fail "fallback_active is not 1 during overload"
+
+# dsk-scale reads the live /metrics: the queue depth over the label sets.
+cat >scale.yaml <<EOF2
+capacity: {min: 1, max: 10}
+rule: proportional
+metric: dsk_serve_queue_depth
+proportional: {target: 4, tolerance: 0.1, per_unit: true}
+source: {prometheus: [$BASE/metrics]}
+EOF2
+line=$(dsk-scale -c scale.yaml --once --current 1)
+grep -Eq 'dsk_serve_queue_depth=[0-9]' <<<"$line" || fail "dsk-scale did not read dsk_serve_queue_depth: $line"
+
+wait $(jobs -p | grep -v "^$SERVER_PID$") 2>/dev/null || true
+sleep 1.2  # past min_engaged, the queue empty
+after=$(served_by)
+[ "$(head -1 <<<"$after")" = big ] || fail "the fallback did not disengage after the overload: $after"
+[ -z "$(tail -n +2 <<<"$after")" ] || fail "a fallback header without a fallback: $after"
+metrics=$(curl -s "$BASE/metrics")
+grep -q '^dsk_serve_fallback_active{model="big"} 0' <<<"$metrics" || fail "fallback_active is not back to 0"
+grep -q '^dsk_serve_fallbacks_total{model="big",fallback="small"} [1-9]' <<<"$metrics" || fail "no fallback counted"
+grep -q '^dsk_serve_fallback_switches_total{model="big",fallback="small"} 1$' <<<"$metrics" || fail "switches: $(grep switches <<<"$metrics")"
+stop_server TERM
+[ "$SERVER_STATUS" = 143 ] || fail "exit $SERVER_STATUS after SIGTERM"
+echo "dsk-serve-fallback: ok"
