@@ -142,7 +142,14 @@ std::vector<std::string> map_flat_keys(Config& config) {
       const std::string name = config.get_string(key.flat);
       value = registry::is_model_url(name) ? "\"" + name + "\"" : base_model_reference(name);
     }
-    const bool nested_given = config.where(key.nested).find("(default of ") == std::string::npos;
+    const std::string nested_source = config.where(key.nested);
+    if (nested_source.starts_with("--") && !nested_source.starts_with("--set")) {
+      // A command-line flag (--base, --data, ...) wins over the config file, flat key or not.
+      config.set(key.flat, "null", source);
+      mapped.push_back(str(key.flat, " (", source, ") overridden by ", nested_source));
+      continue;
+    }
+    const bool nested_given = nested_source.find("(default of ") == std::string::npos;
     if (nested_given && config.has(key.nested) && yaml_text(config, key.nested) != value)
       throw UsageError(str(source, ": ", key.flat, " and ", key.nested, " (", config.where(key.nested),
                            ") are the same setting, given two values"));
