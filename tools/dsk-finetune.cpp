@@ -28,10 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct DeviceFlags {
-  std::string device = "auto", precision = "auto";
-};
-
 struct MergeFlags {
   std::string base, adapter, out, dtype = "BF16";
 };
@@ -39,7 +35,7 @@ struct MergeFlags {
 struct EvalFlags {
   std::string model, base, data, json;
   finetune::EvalSettings settings;
-  DeviceFlags where;
+  cli::DeviceFlags where;
 };
 
 void print_adapter_record(const finetune::FinetuneOutcome& outcome, bool interrupted) {
@@ -167,13 +163,6 @@ int run_eval(const EvalFlags& flags, bool quiet) {
   return 0;
 }
 
-void add_device_flags(CLI::App& command, DeviceFlags& flags) {
-  command.add_option("--device", flags.device, "auto, cpu or cuda (default auto: CUDA when a GPU is visible)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  command.add_option("--precision", flags.precision, "auto, bf16 or fp32 (default auto: bf16 on CUDA)")
-      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
-}
-
 struct TrainFlags {
   std::string run_dir, base, data, val, steps, device, precision;
 };
@@ -216,7 +205,7 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
   eval->add_option("--batch", flags.settings.batch, "Rows per loss micro-batch (default 8)")->check(cli::numeric<int>(1));
   eval->add_option("--limit", flags.settings.limit, "Only the first N examples (default all)")
       ->check(cli::numeric<int64_t>(1));
-  add_device_flags(*eval, flags.where);
+  cli::add_device_flags(*eval, flags.where);
   return eval;
 }
 

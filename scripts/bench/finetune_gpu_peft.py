@@ -15,12 +15,12 @@ torch.cuda.max_memory_allocated over the timed steps (the base, activations, ada
 """
 import argparse
 import os
-import statistics
-import time
 
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
+
+from train_gpu_hf import median_step_seconds
 
 
 def save_base(config_json, out_dir):
@@ -51,17 +51,7 @@ def train(args):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(8 if args.compile else 3):
-        step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    step_s = statistics.median(times)
+    step_s = median_step_seconds(step, 8 if args.compile else 3, args.steps)
     label = "peft+compile" if args.compile else "peft"
     print(f"peft {label} tokens_per_s {args.batch * args.seq / step_s:.0f} step_ms {step_s * 1e3:.1f} "
           f"peak_gib {torch.cuda.max_memory_allocated() / 2**30:.2f} trainable {sum(p.numel() for p in trainable)}",
