@@ -6,6 +6,7 @@
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "finetune/lora_objective.hpp"
+#include "train/checkpoint.hpp"
 #include "train/model_source.hpp"
 
 namespace dsk::finetune {
@@ -66,7 +67,20 @@ FinetuneOutcome outcome_of(const Config& config, const train::TrainOutcome& trai
   return out;
 }
 
+namespace {
+
+// A run directory that holds checkpoints of another kind (dsk-train's, say) is not resumed from.
+void check_run_directory(const fs::path& run_dir) {
+  const std::optional<fs::path> latest = train::latest_checkpoint(run_dir);
+  if (latest && !fs::exists(*latest / "adapter_config.json"))
+    throw UsageError(str(run_dir.string(), ": its checkpoints (", latest->filename().string(),
+                         ") are not dsk-finetune's; give another checkpoint.dir (-o)"));
+}
+
+}  // namespace
+
 FinetuneOutcome run_finetune(Config& config) {
+  check_run_directory(config.get_string("checkpoint.dir"));
   const std::string base = config.get_string("model.base");
   const fs::path base_dir = train::local_checkpoint(base);
   if (!fs::is_directory(base_dir)) throw DataError(str(base_dir.string(), ": no such base model directory"));

@@ -123,5 +123,6 @@ expect_error 2 "lora_r and lora.r" dsk-finetune train -c lora.yaml --set lora.r=
 expect_error 3 "no such" dsk-finetune train -c lora.yaml --base nowhere/ -o bad4
 expect_error 2 "match no Linear" dsk-finetune train -c lora.yaml --set 'lora.target_modules=[lm_head]' -o bad5
 expect_error 3 "adapter_config.json" dsk-finetune merge "$base" "$base" -o bad6
+expect_error 2 "not dsk-finetune's" dsk-finetune train -c lora.yaml -o base-run
 [ ! -e bad6 ] || fail "a failed merge left its output"
 echo ok
