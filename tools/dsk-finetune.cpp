@@ -115,8 +115,7 @@ int run_merge(const MergeFlags& flags) {
   return 0;
 }
 
-// The base named by an adapter's config (relative paths are relative to the adapter's directory
-// when they exist there, else to the working directory).
+// The base named by an adapter's config (dsk-finetune writes model.base there, made absolute).
 std::string base_of_adapter(const fs::path& adapter) {
   const nlohmann::json config = nlohmann::json::parse(read_file(adapter / "adapter_config.json"));
   const std::string base = config.value("base_model_name_or_path", "");

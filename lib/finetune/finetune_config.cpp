@@ -62,7 +62,7 @@ void add_flat_key(Schema& s, const FlatKey& key) {
 
 Schema build_schema() {
   Schema s;
-  s.string("model.base", std::nullopt,
+  s.path("model.base", std::nullopt,
            "the frozen base model: checkpoint directory, registry://name@version-or-alias or s3:// URL");
   s.path_list("data.train", {}, "instruction JSONL files ({\"prompt\", \"completion\"} records)");
   s.path_list("data.val", {}, "validation JSONL files (none: no evaluation)");
@@ -114,10 +114,15 @@ std::string yaml_text(const Config& config, const std::string& path) {
 }
 
 // model_name as users write it: a registry name ("deepseek-7b", "tiny@prod") unless it is a URL,
-// a path (a '/' in it) or an existing directory.
-std::string base_model_reference(const std::string& name) {
-  if (registry::is_model_url(name) || name.find('/') != std::string::npos || std::filesystem::exists(name))
-    return "\"" + std::filesystem::absolute(name).lexically_normal().string() + "\"";
+// a path (a '/' in it) or an existing directory; a path in a file is relative to the file's
+// directory, as every path key of a config is. `where` is Config::where's "file.yaml:3" or "--set ...".
+std::string base_model_reference(const std::string& name, const std::string& where) {
+  namespace fs = std::filesystem;
+  if (registry::is_model_url(name)) return "\"" + name + "\"";
+  const fs::path directory = where.starts_with("--") ? fs::path() : fs::path(where.substr(0, where.rfind(':'))).parent_path();
+  const fs::path path = directory / name;
+  if (name.find('/') != std::string::npos || fs::exists(path))
+    return "\"" + fs::absolute(path).lexically_normal().string() + "\"";
   return "\"registry://" + name + "\"";
 }
 
@@ -138,10 +143,7 @@ std::vector<std::string> map_flat_keys(Config& config) {
     if (spec.type == ValueType::string_list && config.get_strings(key.flat).empty()) continue;  // unset
     const std::string source = config.where(key.flat);
     std::string value = yaml_text(config, key.flat);
-    if (key.flat.starts_with("model_name")) {
-      const std::string name = config.get_string(key.flat);
-      value = registry::is_model_url(name) ? "\"" + name + "\"" : base_model_reference(name);
-    }
+    if (key.flat.starts_with("model_name")) value = base_model_reference(config.get_string(key.flat), source);
     const std::string nested_source = config.where(key.nested);
     if (nested_source.starts_with("--") && !nested_source.starts_with("--set")) {
       // A command-line flag (--base, --data, ...) wins over the config file, flat key or not.
