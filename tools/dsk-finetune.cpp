@@ -241,6 +241,9 @@ int main(int argc, char** argv) {
     if (eval->parsed()) return run_eval(eval_flags, common.quiet);
     cli::CommonOptions effective = common;
     effective.flag_overrides = keyed.overrides();
+    if (!train_flags.steps.empty())  // --steps replaces the config's other run length
+      for (const char* length : {"epochs", "tokens"})
+        effective.flag_overrides.push_back({"--steps", length, "null", train_flags.steps});
     return run_train(effective);
   });
 }
