@@ -36,6 +36,7 @@ train::TrainableSet LoraObjective::trainable() {
 
 void LoraObjective::start_step() {
   adapter_.zero_grad();
+  model_.reset_expert_load();  // the step's routing statistics (metrics.jsonl), as dsk-train's
   micro_batch_ = 0;
 }
 
