@@ -15,7 +15,7 @@ make_shards
 # The base: a tiny llama after two steps of dsk-train (its checkpoint carries the tokenizer).
 write_config base.yaml llama
 sed -i "s/^steps: 40\$/steps: 2/; s/^  batches: 2\$/  batches: 1/; s/^  dir: run\$/  dir: base-run/" base.yaml
-dsk-train -q -c base.yaml >base.out
+dsk-train -q -c base.yaml --device cpu >base.out
 base=$(field path base.out)
 [ -f "$base/tokenizer.json" ] || fail "the base checkpoint has no tokenizer"
 
@@ -24,7 +24,8 @@ head -24 "$assets/test.jsonl" >val.jsonl
 printf '%s\n' "model_name: $base" "peft_method: lora" "lora_r: 4" "lora_alpha: 16" "lora_dropout: 0.1" \
   "batch_size: 4" "gradient_accumulation_steps: 2" "learning_rate: 3e-3" "warmup_steps: 2" \
   "data:" "  train: $assets/train.jsonl" "  val: val.jsonl" "  seq_len: 160" "steps: 8" \
-  "eval:" "  every: 4" "checkpoint:" "  dir: run" "  every: 3" "logging:" "  every: 1" >lora.yaml
+  "eval:" "  every: 4" "checkpoint:" "  dir: run" "  every: 3" "logging:" "  every: 1" \
+  "device: cpu" >lora.yaml  # the reference backend, also on a machine with a GPU: exact comparisons below
 
 # --print-config: the flat keys say where they went, and the printed config reads back the same.
 dsk-finetune train -c lora.yaml --print-config >printed.yaml
@@ -85,7 +86,7 @@ cmp straight.safetensors run/adapter/adapter_model.safetensors || fail "the resu
 [ "$(field val_loss straight.yaml)" = "$(field val_loss resumed.yaml)" ] || fail "val_loss differs"
 
 # eval: a record on stdout, a table on stderr, JSON on request.
-dsk-finetune eval - --data val.jsonl --limit 6 --max-new-tokens 3 --json eval.json <straight.yaml \
+dsk-finetune eval - --data val.jsonl --limit 6 --max-new-tokens 3 --json eval.json --device cpu <straight.yaml \
   >eval.yaml 2>eval.err || fail "eval: $(cat eval.err)"
 [ "$(field kind eval.yaml)" = eval ] && [ "$(field examples eval.yaml)" = 6 ] || fail "eval record: $(cat eval.yaml)"
 grep -q "time to first token" eval.err || fail "eval table: $(cat eval.err)"
@@ -102,7 +103,7 @@ dsk-finetune merge "$base" - -o merged --dtype F32 <straight.yaml >merged.yaml
   fail "merge: $(cat merged.yaml)"
 dsk-train sample merged -p "Verse: In the beginning" -n 5 --temperature 0 >sample.txt && [ -s sample.txt ] ||
   fail "dsk-train sample of the merged checkpoint"
-dsk-finetune eval merged --data val.jsonl --limit 6 --max-new-tokens 1 -q >merged-eval.yaml
+dsk-finetune eval merged --data val.jsonl --limit 6 --max-new-tokens 1 --device cpu -q >merged-eval.yaml
 python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); assert abs(a - b) <= 1e-4 * abs(a), (a, b)" \
   "$(field loss eval.yaml)" "$(field loss merged-eval.yaml)" || fail "merged loss differs from the adapter's"
 
