@@ -17,7 +17,7 @@
 #include "finetune/finetune_config.hpp"
 #include "finetune/finetune_eval.hpp"
 #include "finetune/finetune_run.hpp"
-#include "finetune/lora_objective.hpp"
+#include "finetune/adapter_objective.hpp"
 #include "finetune/merge.hpp"
 #include "finetune/peft_format.hpp"
 #include "tensor/device.hpp"
@@ -45,11 +45,12 @@ void print_adapter_record(const finetune::FinetuneOutcome& outcome, bool interru
       .set("checkpoint", t.checkpoint.string())
       .set("run_dir", t.run_dir.string())
       .set("base_model", outcome.base_model)
-      .set("model_type", t.model_type)
-      .set("peft_type", "LORA")
-      .set("r", int64_t(outcome.rank))
-      .set("lora_alpha", outcome.alpha)
-      .set("trainable_parameters", t.trainable)
+      .set("model_type", t.model_type);
+  if (outcome.method == "lora")
+    record.set("peft_type", "LORA").set("r", int64_t(outcome.rank)).set("lora_alpha", outcome.alpha);
+  else
+    record.set("peft_type", "BOTTLENECK");
+  record.set("trainable_parameters", t.trainable)
       .set("trainable_percent", finetune::trainable_percent(size_t(t.trainable), size_t(t.parameters)))
       .set("step", t.step)
       .set("tokens", t.tokens)
@@ -132,12 +133,8 @@ int run_eval(const EvalFlags& flags, bool quiet) {
   const fs::path base = existing_directory(train::local_checkpoint(base_name).string(), "the base checkpoint");
   auto ops = tensor::make_ops(flags.where.device, flags.where.precision);
   model::Model model = model::Model::load_hf_checkpoint(base, ops, model::ModelOptions{true});
-  std::optional<finetune::LoraAdapter> adapter;
-  if (is_adapter) {
-    const finetune::PeftLoraAdapter loaded = finetune::load_peft_lora(target, model);
-    adapter.emplace(model, loaded.settings, 0);
-    adapter->set_parameters(loaded.values);
-  }
+  std::unique_ptr<finetune::Adapter> adapter;
+  if (is_adapter) adapter = finetune::adapter_from_directory(target, model);
   const fs::path tokenizer_file = (is_adapter ? base : target) / "tokenizer.json";
   if (!fs::exists(tokenizer_file)) throw DataError(str(tokenizer_file.string(), ": no such file (the tokenizer)"));
   const tokenizer::Tokenizer tokenizer = tokenizer::Tokenizer::load(tokenizer_file);
@@ -211,12 +208,12 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Parameter-efficient fine-tuning (LoRA) of llama, qwen2 and deepseek_v3 models", "dsk-finetune"};
+  CLI::App app{"Parameter-efficient fine-tuning (LoRA, bottleneck adapters) of llama, qwen2 and deepseek_v3 models", "dsk-finetune"};
   cli::CommonOptions common;
   cli::add_common_flags(app, common);
   app.require_subcommand(1);
   app.fallthrough();
-  CLI::App* train = app.add_subcommand("train", "Train a LoRA adapter on instruction JSONL (or resume the run)");
+  CLI::App* train = app.add_subcommand("train", "Train a LoRA or bottleneck adapter on instruction JSONL (or resume the run)");
   cli::add_config_flags(*train, common);
   cli::KeyedFlags keyed(*train);
   TrainFlags train_flags;

@@ -67,7 +67,10 @@ Schema build_schema() {
   s.path_list("data.train", {}, "instruction JSONL files ({\"prompt\", \"completion\"} records)");
   s.path_list("data.val", {}, "validation JSONL files (none: no evaluation)");
   s.path("data.tokenizer", std::nullopt, "tokenizer.json (default: the base model's)");
-  s.choice("peft.method", "lora", {"lora"}, "parameter-efficient method");
+  s.choice("peft.method", "lora", {"lora", "bottleneck"}, "parameter-efficient method: lora or bottleneck (adapters)");
+  s.integer("bottleneck.size", std::nullopt, "bottleneck adapter size m (default: hidden / reduction_factor)").minimum = 1;
+  s.integer("bottleneck.reduction_factor", 16, "bottleneck adapter size as hidden / this").minimum = 1;
+  s.string_list("bottleneck.placement", {"attention", "mlp"}, "after which sublayers: attention, mlp or both");
   s.integer("lora.r", 8, "LoRA rank").minimum = 1;
   s.number("lora.alpha", 16, "LoRA alpha: the update is scaled by alpha / r (alpha / sqrt(r) with rslora)").minimum = 0;
   KeySpec& dropout = s.number("lora.dropout", 0.05, "dropout on the LoRA branch's input in training");
@@ -126,6 +129,14 @@ std::string base_model_reference(const std::string& name, const std::string& whe
   return "\"registry://" + name + "\"";
 }
 
+// Where a value came from, by precedence: a default (-1), the config file (0), --set (1), a
+// flag that stands for the key (2). Config::where's text tells them apart.
+int layer_of(const std::string& where) {
+  if (where.find("(default of ") != std::string::npos) return -1;
+  if (where.starts_with("--set")) return 1;
+  return where.starts_with("--") ? 2 : 0;
+}
+
 }  // namespace
 
 const Schema& finetune_schema() {
@@ -145,15 +156,14 @@ std::vector<std::string> map_flat_keys(Config& config) {
     std::string value = yaml_text(config, key.flat);
     if (key.flat.starts_with("model_name")) value = base_model_reference(config.get_string(key.flat), source);
     const std::string nested_source = config.where(key.nested);
-    if (nested_source.starts_with("--") && !nested_source.starts_with("--set")) {
-      // A command-line flag (--base, --data, ...) wins over the config file, flat key or not.
+    const int flat_layer = layer_of(source), nested_layer = layer_of(nested_source);
+    if (nested_layer > flat_layer) {  // --set or a flag for the nested key wins over the file's flat key
       config.set(key.flat, "null", source);
       mapped.push_back(str(key.flat, " (", source, ") overridden by ", nested_source));
       continue;
     }
-    const bool nested_given = nested_source.find("(default of ") == std::string::npos;
-    if (nested_given && config.has(key.nested) && yaml_text(config, key.nested) != value)
-      throw UsageError(str(source, ": ", key.flat, " and ", key.nested, " (", config.where(key.nested),
+    if (nested_layer == flat_layer && config.has(key.nested) && yaml_text(config, key.nested) != value)
+      throw UsageError(str(source, ": ", key.flat, " and ", key.nested, " (", nested_source,
                            ") are the same setting, given two values"));
     config.set(key.nested, value, str(source, " (", key.flat, ")"));
     config.set(key.flat, "null", source);

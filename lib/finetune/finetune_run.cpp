@@ -5,7 +5,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
-#include "finetune/lora_objective.hpp"
+#include "finetune/adapter_objective.hpp"
 #include "train/checkpoint.hpp"
 #include "train/model_source.hpp"
 
@@ -108,7 +108,8 @@ FinetuneOutcome run_finetune(Config& config) {
   };
   hooks.make_data = [&](const Config&) -> std::unique_ptr<train::BatchSource> { return std::move(data); };
   hooks.make_objective = [&](model::Model& model, const Config& c) -> std::unique_ptr<train::Objective> {
-    return std::make_unique<LoraObjective>(model, lora_settings_from(c), base, uint64_t(c.get_int("seed")));
+    const uint64_t seed = uint64_t(c.get_int("seed"));
+    return std::make_unique<AdapterObjective>(model, adapter_from_config(model, c, seed), base, seed);
   };
   return outcome_of(config, train::run_training(config, hooks));
 }

@@ -107,6 +107,15 @@ dsk-finetune eval merged --data val.jsonl --limit 6 --max-new-tokens 1 --device 
 python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); assert abs(a - b) <= 1e-4 * abs(a), (a, b)" \
   "$(field loss eval.yaml)" "$(field loss merged-eval.yaml)" || fail "merged loss differs from the adapter's"
 
+# Bottleneck adapters: the same loop and files, another method.
+dsk-finetune train -q -c lora.yaml --set peft.method=bottleneck --set bottleneck.size=8 --steps 2 -o adapters \
+  >bottleneck.yaml
+[ "$(field peft_type bottleneck.yaml)" = BOTTLENECK ] && [ "$(field trainable_parameters bottleneck.yaml)" = 2208 ] ||
+  fail "bottleneck record: $(cat bottleneck.yaml)"
+grep -q '"peft_type": "BOTTLENECK"' adapters/adapter/adapter_config.json || fail "bottleneck adapter_config.json"
+dsk-finetune eval adapters/adapter --data val.jsonl --limit 2 --max-new-tokens 1 --device cpu -q >bottleneck-eval.yaml
+[ "$(field kind bottleneck-eval.yaml)" = eval ] || fail "bottleneck eval: $(cat bottleneck-eval.yaml)"
+
 # Bad input: clear errors and exit codes.
 expect_error() {
   local code=$1 pattern=$2
@@ -120,10 +129,12 @@ echo '{"messages": [{"role": "user", "content": "hi"}]}' >chat.jsonl
 expect_error 3 "chat.jsonl:1" dsk-finetune train -c lora.yaml --data chat.jsonl -o bad1
 echo '{"prompt": 1, "completion": "x"}' >typed.jsonl
 expect_error 3 'typed.jsonl:1: "prompt" must be a string' dsk-finetune train -c lora.yaml --data typed.jsonl -o bad2
-expect_error 2 "lora_r and lora.r" dsk-finetune train -c lora.yaml --set lora.r=8 -o bad3
+{ cat lora.yaml; printf 'lora:\n  r: 8\n'; } >both.yaml  # a flat key and its nested key disagree in one file
+expect_error 2 "lora_r and lora.r" dsk-finetune train -c both.yaml -o bad3
 expect_error 3 "no such" dsk-finetune train -c lora.yaml --base nowhere/ -o bad4
 expect_error 2 "match no Linear" dsk-finetune train -c lora.yaml --set 'lora.target_modules=[lm_head]' -o bad5
 expect_error 3 "adapter_config.json" dsk-finetune merge "$base" "$base" -o bad6
 expect_error 2 "not dsk-finetune's" dsk-finetune train -c lora.yaml -o base-run
 [ ! -e bad6 ] || fail "a failed merge left its output"
+expect_error 3 "is not LORA" dsk-finetune merge "$base" adapters/adapter -o bad7
 echo ok
