@@ -4,8 +4,9 @@
 #   scripts/device/finetune-gpu.sh
 #  1. build (scripts/device/build-on-device.sh) dsk-finetune, dsk-train, dsk-tokenize, the LoRA
 #     GPU tests and dsk_unit_finetune;
-#  2. ops: tests/gpu dropout (CUDA vs CPU, exact) and lora_parity (CUDA LoRA forward/backward on a
-#     frozen base vs the CPU: fp32 1e-4, bf16 loss 1% and gradients 5e-2; llama and deepseek_v3);
+#  2. ops: tests/gpu dropout (CUDA vs CPU, exact) and adapter_parity (CUDA LoRA and bottleneck
+#     adapters, forward/backward on a frozen base vs the CPU: fp32 1e-4, bf16 loss 1% and gradients
+#     5e-2; llama and deepseek_v3);
 #  3. peft: the round trip with PEFT 0.21 / transformers 5: dsk_unit_finetune's round-trip test
 #     exports dsk-saved adapters with dsk's logits, which tests/fixtures/make_peft_fixtures.py
 #     --check loads with PeftModel.from_pretrained (fp32 1e-4); then --out writes the PEFT-made
@@ -29,12 +30,12 @@ summary=()
 note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
 verdict() { [ "$1" = 0 ] && echo pass || echo "FAIL $1"; }
 
-scripts/device/build-on-device.sh dsk-finetune dsk-train dsk-tokenize dsk_gpu_dropout dsk_gpu_lora_parity \
+scripts/device/build-on-device.sh dsk-finetune dsk-train dsk-tokenize dsk_gpu_dropout dsk_gpu_adapter_parity \
   dsk_unit_finetune || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 
 if [[ $parts == *" ops "* ]]; then
-  for test in dsk_gpu_dropout dsk_gpu_lora_parity; do
+  for test in dsk_gpu_dropout dsk_gpu_adapter_parity; do
     "$build/tests/gpu/$test" >"$OUT/$test.log" 2>&1
     code=$?
     note "$test" "$(verdict $code)"
@@ -72,6 +73,8 @@ if [[ $parts == *" cuda "* ]]; then
     dsk-finetune train --base "$(field path base.out)" --data "$DSK_SOURCE_DIR/assets/finetune/train.jsonl" \
       --val "$DSK_SOURCE_DIR/assets/finetune/test.jsonl" --device cuda --steps 30 -o run \
       --set data.seq_len=160 --set lora.r=8 --set optim.lr=3e-3 >lora.out
+    dsk-finetune train --base "$(field path base.out)" --data "$DSK_SOURCE_DIR/assets/finetune/train.jsonl" \
+      --device cuda --steps 10 -o adapters --set data.seq_len=160 --set peft.method=bottleneck >adapters.out
     dsk-finetune eval - --data "$DSK_SOURCE_DIR/assets/finetune/test.jsonl" --device cuda --max-new-tokens 4 <lora.out
     dsk-finetune merge "$(field path base.out)" - -o merged <lora.out >/dev/null
     dsk-train sample merged -n 4 --temperature 0 --device cuda >/dev/null
