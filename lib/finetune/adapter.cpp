@@ -40,4 +40,17 @@ std::vector<float> AdapterParameters::copy_gradients() const {
 
 void AdapterParameters::zero_grad() { ops_.zero(grads_); }
 
+bool plan_rows(tensor::Ops& ops, std::unique_ptr<tensor::Arena>& arena, int& planned_rows, int rows,
+               const std::string& name, const std::function<void(tensor::Arena&)>& carve) {
+  if (arena && planned_rows >= rows) return false;
+  arena.reset();  // the old plan's memory goes back before the new one is taken
+  auto fresh = std::make_unique<tensor::Arena>(ops, str(name, " for ", rows, " rows"));
+  carve(*fresh);
+  fresh->commit();
+  carve(*fresh);
+  arena = std::move(fresh);
+  planned_rows = rows;
+  return true;
+}
+
 }  // namespace dsk::finetune

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <span>
 #include <utility>
 #include <string>
@@ -37,6 +39,12 @@ class AdapterParameters {
   tensor::Arena arena_;
   tensor::Buf master_, working_, grads_;
 };
+
+// The activations of an adapter for up to `rows` rows: `arena` is carved anew (carve runs twice,
+// as arenas plan) only when more rows are asked for than it holds, so nothing is allocated while
+// the batch shape stays. Returns whether it was.
+bool plan_rows(tensor::Ops& ops, std::unique_ptr<tensor::Arena>& arena, int& planned_rows, int rows,
+               const std::string& name, const std::function<void(tensor::Arena&)>& carve);
 
 class Adapter : public model::LinearExtension {
  public:

@@ -118,14 +118,9 @@ void BottleneckAdapter::plan(tensor::Ops& ops, int max_rows, bool training) {
   training_pass_ = training;
   Plan& plan = training ? training_ : inference_;
   current_ = &plan;
-  if (plan.arena && plan.rows >= max_rows) return;
-  plan.arena.reset();
-  auto arena = std::make_unique<tensor::Arena>(ops, str("bottleneck activations for ", max_rows, " rows"));
-  carve(*arena, plan, max_rows, training);
-  arena->commit();
-  carve(*arena, plan, max_rows, training);
-  plan.arena = std::move(arena);
-  plan.rows = max_rows;
+  if (!plan_rows(ops, plan.arena, plan.rows, max_rows, "bottleneck activations",
+                 [&](tensor::Arena& arena) { carve(arena, plan, max_rows, training); }))
+    return;
   // The second input of the SwiGLU op that computes silu: ones in the activation dtype.
   const std::vector<float> ones(size_t(plan.ones.numel), 1.0f);
   if (plan.ones.dtype == DType::f32) {

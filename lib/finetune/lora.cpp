@@ -148,14 +148,8 @@ void LoraAdapter::plan(tensor::Ops& ops, int max_rows, bool training) {
   training_pass_ = training;
   Plan& plan = training ? training_ : inference_;
   current_ = &plan;
-  if (plan.arena && plan.rows >= max_rows) return;
-  plan.arena.reset();
-  auto arena = std::make_unique<tensor::Arena>(ops, str("LoRA activations for ", max_rows, " rows"));
-  carve(*arena, plan, max_rows, training);
-  arena->commit();
-  carve(*arena, plan, max_rows, training);
-  plan.arena = std::move(arena);
-  plan.rows = max_rows;
+  plan_rows(ops, plan.arena, plan.rows, max_rows, "LoRA activations",
+            [&](tensor::Arena& arena) { carve(arena, plan, max_rows, training); });
 }
 
 bool LoraAdapter::extends(size_t weight_offset) const { return site_of_.count(weight_offset) > 0; }
