@@ -17,7 +17,7 @@
 #include "finetune/finetune_config.hpp"
 #include "finetune/finetune_eval.hpp"
 #include "finetune/finetune_run.hpp"
-#include "finetune/lora_objective.hpp"
+#include "finetune/adapter_objective.hpp"
 #include "finetune/merge.hpp"
 #include "finetune/peft_format.hpp"
 #include "tensor/device.hpp"
@@ -28,10 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct DeviceFlags {
-  std::string device = "auto", precision = "auto";
-};
-
 struct MergeFlags {
   std::string base, adapter, out, dtype = "BF16";
 };
@@ -39,7 +35,7 @@ struct MergeFlags {
 struct EvalFlags {
   std::string model, base, data, json;
   finetune::EvalSettings settings;
-  DeviceFlags where;
+  cli::DeviceFlags where;
 };
 
 void print_adapter_record(const finetune::FinetuneOutcome& outcome, bool interrupted) {
@@ -49,11 +45,12 @@ void print_adapter_record(const finetune::FinetuneOutcome& outcome, bool interru
       .set("checkpoint", t.checkpoint.string())
       .set("run_dir", t.run_dir.string())
       .set("base_model", outcome.base_model)
-      .set("model_type", t.model_type)
-      .set("peft_type", "LORA")
-      .set("r", int64_t(outcome.rank))
-      .set("lora_alpha", outcome.alpha)
-      .set("trainable_parameters", t.trainable)
+      .set("model_type", t.model_type);
+  if (outcome.method == "lora")
+    record.set("peft_type", "LORA").set("r", int64_t(outcome.rank)).set("lora_alpha", outcome.alpha);
+  else
+    record.set("peft_type", "BOTTLENECK");
+  record.set("trainable_parameters", t.trainable)
       .set("trainable_percent", finetune::trainable_percent(size_t(t.trainable), size_t(t.parameters)))
       .set("step", t.step)
       .set("tokens", t.tokens)
@@ -119,8 +116,7 @@ int run_merge(const MergeFlags& flags) {
   return 0;
 }
 
-// The base named by an adapter's config (relative paths are relative to the adapter's directory
-// when they exist there, else to the working directory).
+// The base named by an adapter's config (dsk-finetune writes model.base there, made absolute).
 std::string base_of_adapter(const fs::path& adapter) {
   const nlohmann::json config = nlohmann::json::parse(read_file(adapter / "adapter_config.json"));
   const std::string base = config.value("base_model_name_or_path", "");
@@ -137,12 +133,8 @@ int run_eval(const EvalFlags& flags, bool quiet) {
   const fs::path base = existing_directory(train::local_checkpoint(base_name).string(), "the base checkpoint");
   auto ops = tensor::make_ops(flags.where.device, flags.where.precision);
   model::Model model = model::Model::load_hf_checkpoint(base, ops, model::ModelOptions{true});
-  std::optional<finetune::LoraAdapter> adapter;
-  if (is_adapter) {
-    const finetune::PeftLoraAdapter loaded = finetune::load_peft_lora(target, model);
-    adapter.emplace(model, loaded.settings, 0);
-    adapter->set_parameters(loaded.values);
-  }
+  std::unique_ptr<finetune::Adapter> adapter;
+  if (is_adapter) adapter = finetune::adapter_from_directory(target, model);
   const fs::path tokenizer_file = (is_adapter ? base : target) / "tokenizer.json";
   if (!fs::exists(tokenizer_file)) throw DataError(str(tokenizer_file.string(), ": no such file (the tokenizer)"));
   const tokenizer::Tokenizer tokenizer = tokenizer::Tokenizer::load(tokenizer_file);
@@ -165,13 +157,6 @@ int run_eval(const EvalFlags& flags, bool quiet) {
   if (!flags.json.empty()) record.set("json", flags.json);
   record.print();
   return 0;
-}
-
-void add_device_flags(CLI::App& command, DeviceFlags& flags) {
-  command.add_option("--device", flags.device, "auto, cpu or cuda (default auto: CUDA when a GPU is visible)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  command.add_option("--precision", flags.precision, "auto, bf16 or fp32 (default auto: bf16 on CUDA)")
-      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
 }
 
 struct TrainFlags {
@@ -216,19 +201,19 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
   eval->add_option("--batch", flags.settings.batch, "Rows per loss micro-batch (default 8)")->check(cli::numeric<int>(1));
   eval->add_option("--limit", flags.settings.limit, "Only the first N examples (default all)")
       ->check(cli::numeric<int64_t>(1));
-  add_device_flags(*eval, flags.where);
+  cli::add_device_flags(*eval, flags.where);
   return eval;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Parameter-efficient fine-tuning (LoRA) of llama, qwen2 and deepseek_v3 models", "dsk-finetune"};
+  CLI::App app{"Parameter-efficient fine-tuning (LoRA, bottleneck adapters) of llama, qwen2 and deepseek_v3 models", "dsk-finetune"};
   cli::CommonOptions common;
   cli::add_common_flags(app, common);
   app.require_subcommand(1);
   app.fallthrough();
-  CLI::App* train = app.add_subcommand("train", "Train a LoRA adapter on instruction JSONL (or resume the run)");
+  CLI::App* train = app.add_subcommand("train", "Train a LoRA or bottleneck adapter on instruction JSONL (or resume the run)");
   cli::add_config_flags(*train, common);
   cli::KeyedFlags keyed(*train);
   TrainFlags train_flags;
@@ -253,6 +238,9 @@ int main(int argc, char** argv) {
     if (eval->parsed()) return run_eval(eval_flags, common.quiet);
     cli::CommonOptions effective = common;
     effective.flag_overrides = keyed.overrides();
+    if (!train_flags.steps.empty())  // --steps replaces the config's other run length
+      for (const char* length : {"epochs", "tokens"})
+        effective.flag_overrides.push_back({"--steps", length, "null", train_flags.steps});
     return run_train(effective);
   });
 }

@@ -33,17 +33,12 @@ struct TrainFlags {
   int nproc_per_node = 0;
 };
 
-// Where a subcommand runs its model (the same choices as the config keys device and precision).
-struct DeviceFlags {
-  std::string device = "auto", precision = "auto";
-};
-
 struct SampleFlags {
   std::string checkpoint, prompt;
   int tokens = 64, samples = 1, top_k = 0;
   float temperature = 0.8f, top_p = 0.95f;
   uint64_t seed = 1;
-  DeviceFlags where;
+  cli::DeviceFlags where;
 };
 
 struct EvalFlags {
@@ -51,7 +46,7 @@ struct EvalFlags {
   int seq_len = 0, batch = 8;
   int64_t batches = 16;
   uint64_t seed = 1;
-  DeviceFlags where;
+  cli::DeviceFlags where;
 };
 
 // The flags that set config keys, applied after -c and --set (so they win). A `-` for --data or
@@ -185,13 +180,6 @@ int run_eval(const EvalFlags& flags) {
   return 0;
 }
 
-void add_device_flags(CLI::App& command, DeviceFlags& flags) {
-  command.add_option("--device", flags.device, "auto, cpu or cuda (default auto: CUDA when a GPU is visible)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  command.add_option("--precision", flags.precision, "auto, bf16 or fp32 (default auto: bf16 on CUDA)")
-      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
-}
-
 void add_eval_command(CLI::App& app, EvalFlags& flags, CLI::App*& eval) {
   eval = app.add_subcommand("eval", "Validation loss and perplexity of a checkpoint on token shards");
   eval->add_option("checkpoint", flags.checkpoint, "Checkpoint directory, or - for a checkpoint record on stdin")
@@ -204,7 +192,7 @@ void add_eval_command(CLI::App& app, EvalFlags& flags, CLI::App*& eval) {
   eval->add_option("--batches", flags.batches, "Micro-batches to average (default 16)")->check(cli::numeric<int64_t>(1));
   eval->add_option("--seed", flags.seed, "Seed of the window positions (default 1, as dsk-train's)")
       ->check(cli::numeric<uint64_t>());
-  add_device_flags(*eval, flags.where);
+  cli::add_device_flags(*eval, flags.where);
 }
 
 void add_sample_command(CLI::App& app, SampleFlags& flags, CLI::App*& sample) {
@@ -222,7 +210,7 @@ void add_sample_command(CLI::App& app, SampleFlags& flags, CLI::App*& sample) {
   sample->add_option("--top-p", flags.top_p, "Nucleus sampling threshold (default 0.95)")
       ->check(cli::numeric<float>(0, 1));
   sample->add_option("--seed", flags.seed, "Seed of the sampler (default 1)")->check(cli::numeric<uint64_t>());
-  add_device_flags(*sample, flags.where);
+  cli::add_device_flags(*sample, flags.where);
 }
 
 }  // namespace

@@ -33,6 +33,13 @@ void add_config_flags(CLI::App& app, CommonOptions& options) {
   app.add_flag("--print-config", options.print_config, "Print the effective config as YAML and exit");
 }
 
+void add_device_flags(CLI::App& command, DeviceFlags& flags) {
+  command.add_option("--device", flags.device, "auto, cpu or cuda (default auto: CUDA when a GPU is visible)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  command.add_option("--precision", flags.precision, "auto, bf16 or fp32 (default auto: bf16 on CUDA)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}));
+}
+
 void set_examples(CLI::App& app, const std::vector<std::string>& examples) {
   std::string footer = "\nExamples:\n";
   for (const auto& example : examples) footer += "  " + example + "\n";

@@ -39,6 +39,12 @@ struct CommonOptions {
 void add_common_flags(CLI::App& app, CommonOptions& options);
 // -c/--config, --set, --print-config.
 void add_config_flags(CLI::App& app, CommonOptions& options);
+// --device auto|cpu|cuda and --precision auto|bf16|fp32 of a subcommand that runs a model (the
+// choices of the config keys device and precision, tensor/device.hpp).
+struct DeviceFlags {
+  std::string device = "auto", precision = "auto";
+};
+void add_device_flags(CLI::App& command, DeviceFlags& flags);
 // Shown at the end of --help under "Examples:".
 void set_examples(CLI::App& app, const std::vector<std::string>& examples);
 

@@ -62,12 +62,15 @@ void add_flat_key(Schema& s, const FlatKey& key) {
 
 Schema build_schema() {
   Schema s;
-  s.string("model.base", std::nullopt,
+  s.path("model.base", std::nullopt,
            "the frozen base model: checkpoint directory, registry://name@version-or-alias or s3:// URL");
   s.path_list("data.train", {}, "instruction JSONL files ({\"prompt\", \"completion\"} records)");
   s.path_list("data.val", {}, "validation JSONL files (none: no evaluation)");
   s.path("data.tokenizer", std::nullopt, "tokenizer.json (default: the base model's)");
-  s.choice("peft.method", "lora", {"lora"}, "parameter-efficient method");
+  s.choice("peft.method", "lora", {"lora", "bottleneck"}, "parameter-efficient method: lora or bottleneck (adapters)");
+  s.integer("bottleneck.size", std::nullopt, "bottleneck adapter size m (default: hidden / reduction_factor)").minimum = 1;
+  s.integer("bottleneck.reduction_factor", 16, "bottleneck adapter size as hidden / this").minimum = 1;
+  s.string_list("bottleneck.placement", {"attention", "mlp"}, "after which sublayers: attention, mlp or both");
   s.integer("lora.r", 8, "LoRA rank").minimum = 1;
   s.number("lora.alpha", 16, "LoRA alpha: the update is scaled by alpha / r (alpha / sqrt(r) with rslora)").minimum = 0;
   KeySpec& dropout = s.number("lora.dropout", 0.05, "dropout on the LoRA branch's input in training");
@@ -114,11 +117,24 @@ std::string yaml_text(const Config& config, const std::string& path) {
 }
 
 // model_name as users write it: a registry name ("deepseek-7b", "tiny@prod") unless it is a URL,
-// a path (a '/' in it) or an existing directory.
-std::string base_model_reference(const std::string& name) {
-  if (registry::is_model_url(name) || name.find('/') != std::string::npos || std::filesystem::exists(name))
-    return "\"" + std::filesystem::absolute(name).lexically_normal().string() + "\"";
+// a path (a '/' in it) or an existing directory; a path in a file is relative to the file's
+// directory, as every path key of a config is. `where` is Config::where's "file.yaml:3" or "--set ...".
+std::string base_model_reference(const std::string& name, const std::string& where) {
+  namespace fs = std::filesystem;
+  if (registry::is_model_url(name)) return "\"" + name + "\"";
+  const fs::path directory = where.starts_with("--") ? fs::path() : fs::path(where.substr(0, where.rfind(':'))).parent_path();
+  const fs::path path = directory / name;
+  if (name.find('/') != std::string::npos || fs::exists(path))
+    return "\"" + fs::absolute(path).lexically_normal().string() + "\"";
   return "\"registry://" + name + "\"";
+}
+
+// Where a value came from, by precedence: a default (-1), the config file (0), --set (1), a
+// flag that stands for the key (2). Config::where's text tells them apart.
+int layer_of(const std::string& where) {
+  if (where.find("(default of ") != std::string::npos) return -1;
+  if (where.starts_with("--set")) return 1;
+  return where.starts_with("--") ? 2 : 0;
 }
 
 }  // namespace
@@ -138,13 +154,16 @@ std::vector<std::string> map_flat_keys(Config& config) {
     if (spec.type == ValueType::string_list && config.get_strings(key.flat).empty()) continue;  // unset
     const std::string source = config.where(key.flat);
     std::string value = yaml_text(config, key.flat);
-    if (key.flat.starts_with("model_name")) {
-      const std::string name = config.get_string(key.flat);
-      value = registry::is_model_url(name) ? "\"" + name + "\"" : base_model_reference(name);
+    if (key.flat.starts_with("model_name")) value = base_model_reference(config.get_string(key.flat), source);
+    const std::string nested_source = config.where(key.nested);
+    const int flat_layer = layer_of(source), nested_layer = layer_of(nested_source);
+    if (nested_layer > flat_layer) {  // --set or a flag for the nested key wins over the file's flat key
+      config.set(key.flat, "null", source);
+      mapped.push_back(str(key.flat, " (", source, ") overridden by ", nested_source));
+      continue;
     }
-    const bool nested_given = config.where(key.nested).find("(default of ") == std::string::npos;
-    if (nested_given && config.has(key.nested) && yaml_text(config, key.nested) != value)
-      throw UsageError(str(source, ": ", key.flat, " and ", key.nested, " (", config.where(key.nested),
+    if (nested_layer == flat_layer && config.has(key.nested) && yaml_text(config, key.nested) != value)
+      throw UsageError(str(source, ": ", key.flat, " and ", key.nested, " (", nested_source,
                            ") are the same setting, given two values"));
     config.set(key.nested, value, str(source, " (", key.flat, ")"));
     config.set(key.flat, "null", source);

@@ -5,7 +5,8 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
-#include "finetune/lora_objective.hpp"
+#include "finetune/adapter_objective.hpp"
+#include "train/checkpoint.hpp"
 #include "train/model_source.hpp"
 
 namespace dsk::finetune {
@@ -66,7 +67,20 @@ FinetuneOutcome outcome_of(const Config& config, const train::TrainOutcome& trai
   return out;
 }
 
+namespace {
+
+// A run directory that holds checkpoints of another kind (dsk-train's, say) is not resumed from.
+void check_run_directory(const fs::path& run_dir) {
+  const std::optional<fs::path> latest = train::latest_checkpoint(run_dir);
+  if (latest && !fs::exists(*latest / "adapter_config.json"))
+    throw UsageError(str(run_dir.string(), ": its checkpoints (", latest->filename().string(),
+                         ") are not dsk-finetune's; give another checkpoint.dir (-o)"));
+}
+
+}  // namespace
+
 FinetuneOutcome run_finetune(Config& config) {
+  check_run_directory(config.get_string("checkpoint.dir"));
   const std::string base = config.get_string("model.base");
   const fs::path base_dir = train::local_checkpoint(base);
   if (!fs::is_directory(base_dir)) throw DataError(str(base_dir.string(), ": no such base model directory"));
@@ -94,7 +108,8 @@ FinetuneOutcome run_finetune(Config& config) {
   };
   hooks.make_data = [&](const Config&) -> std::unique_ptr<train::BatchSource> { return std::move(data); };
   hooks.make_objective = [&](model::Model& model, const Config& c) -> std::unique_ptr<train::Objective> {
-    return std::make_unique<LoraObjective>(model, lora_settings_from(c), base, uint64_t(c.get_int("seed")));
+    const uint64_t seed = uint64_t(c.get_int("seed"));
+    return std::make_unique<AdapterObjective>(model, adapter_from_config(model, c, seed), base, seed);
   };
   return outcome_of(config, train::run_training(config, hooks));
 }

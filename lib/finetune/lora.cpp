@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "finetune/peft_format.hpp"
 
 namespace dsk::finetune {
 
@@ -93,60 +94,41 @@ std::vector<std::string> adapted_module_names(const std::vector<LoraSite>& sites
   return {names.begin(), names.end()};
 }
 
+namespace {
+
+size_t total_of(const std::vector<LoraSite>& sites, int rank) {
+  return sites.back().b_offset + size_t(sites.back().out) * size_t(rank);
+}
+
+}  // namespace
+
 LoraAdapter::LoraAdapter(model::Model& model, LoraSettings settings, uint64_t seed)
     : model_(model),
       settings_(std::move(settings)),
       sites_(lora_sites(model, settings_)),
-      param_arena_(model.ops(), "LoRA adapter") {
+      parameters_(model.ops(), total_of(sites_, settings_.rank), "LoRA adapter"),
+      working_(parameters_.working()) {
   for (size_t i = 0; i < sites_.size(); i++) {
     site_of_[sites_[i].base_weight] = i;
     max_in_ = std::max(max_in_, sites_[i].in);
   }
-  total_ = sites_.back().b_offset + size_t(sites_.back().out) * settings_.rank;
-  tensor::Ops& ops = model.ops();
-  auto carve = [&](tensor::Arena& arena) {
-    master_ = arena.take(DType::f32, int64_t(total_));
-    grads_ = arena.take(DType::f32, int64_t(total_));
-    working_ = ops.activation_dtype() == DType::f32 ? master_ : arena.take(ops.activation_dtype(), int64_t(total_));
-  };
-  carve(param_arena_);
-  param_arena_.commit();
-  carve(param_arena_);
-
-  std::vector<float> values(total_, 0.0f);
+  std::vector<float> values(parameters_.count(), 0.0f);
   std::mt19937_64 rng(seed);
   for (const LoraSite& s : sites_) {
     // torch's kaiming_uniform_(a=sqrt(5)) on A [r, in]: bound = sqrt(6 / ((1 + 5) * in)).
     std::uniform_real_distribution<float> uniform(-1.0f / std::sqrt(float(s.in)), 1.0f / std::sqrt(float(s.in)));
     std::generate_n(values.begin() + int64_t(s.a_offset), size_t(settings_.rank) * s.in, [&] { return uniform(rng); });
   }
-  set_parameters(values);
-  zero_grad();
+  parameters_.set(values);
   model_.set_linear_extension(this);
 }
 
 LoraAdapter::~LoraAdapter() { model_.set_linear_extension(nullptr); }
 
-std::vector<float> LoraAdapter::copy_parameters() const {
-  std::vector<float> out(total_);
-  model_.ops().copy_to_host(out.data(), master_);
-  return out;
+std::string LoraAdapter::describe() const {
+  return str("LoRA r=", settings_.rank, " alpha=", settings_.alpha, settings_.rslora ? " (rsLoRA)" : "", " on ",
+             sites_.size(), " Linears");
 }
-
-void LoraAdapter::set_parameters(std::span<const float> values) {
-  if (values.size() != total_) throw InternalError(str("lora: ", values.size(), " values given for ", total_));
-  tensor::Ops& ops = model_.ops();
-  ops.copy_from_host(master_, values.data());
-  if (working_.data != master_.data) ops.cast(working_, master_);
-}
-
-std::vector<float> LoraAdapter::copy_gradients() const {
-  std::vector<float> out(total_);
-  model_.ops().copy_to_host(out.data(), grads_);
-  return out;
-}
-
-void LoraAdapter::zero_grad() { model_.ops().zero(grads_); }
 
 void LoraAdapter::carve(tensor::Arena& arena, Plan& plan, int rows, bool training) const {
   const DType t = model_.ops().activation_dtype();
@@ -166,14 +148,8 @@ void LoraAdapter::plan(tensor::Ops& ops, int max_rows, bool training) {
   training_pass_ = training;
   Plan& plan = training ? training_ : inference_;
   current_ = &plan;
-  if (plan.arena && plan.rows >= max_rows) return;
-  plan.arena.reset();
-  auto arena = std::make_unique<tensor::Arena>(ops, str("LoRA activations for ", max_rows, " rows"));
-  carve(*arena, plan, max_rows, training);
-  arena->commit();
-  carve(*arena, plan, max_rows, training);
-  plan.arena = std::move(arena);
-  plan.rows = max_rows;
+  plan_rows(ops, plan.arena, plan.rows, max_rows, "LoRA activations",
+            [&](tensor::Arena& arena) { carve(arena, plan, max_rows, training); });
 }
 
 bool LoraAdapter::extends(size_t weight_offset) const { return site_of_.count(weight_offset) > 0; }
@@ -206,14 +182,14 @@ void LoraAdapter::forward(tensor::Ops& ops, size_t weight_offset, Buf out, Buf x
   ops.matmul_forward(out, u, b_working(s), Buf{}, n, r, s.out, true);
 }
 
-void LoraAdapter::backward(tensor::Ops& ops, size_t weight_offset, Buf dx, Buf dout, Buf x, int n) {
+Buf LoraAdapter::backward(tensor::Ops& ops, size_t weight_offset, Buf dx, Buf dout, Buf x, int n) {
   const size_t i = site_of_.at(weight_offset);
   const LoraSite& s = sites_[i];
   const int r = settings_.rank;
   Plan& p = training_;
   Buf u = p.u[i].slice(0, int64_t(n) * r), du = p.du.slice(0, int64_t(n) * r);
-  Buf dA = grads_.slice(int64_t(s.a_offset), int64_t(r) * s.in);
-  Buf dB = grads_.slice(int64_t(s.b_offset), int64_t(s.out) * r);
+  Buf dA = parameters_.grads().slice(int64_t(s.a_offset), int64_t(r) * s.in);
+  Buf dB = parameters_.grads().slice(int64_t(s.b_offset), int64_t(s.out) * r);
   ops.zero(du);
   ops.matmul_backward(du, dB, Buf{}, dout, u, b_working(s), n, r, s.out);  // du = dout B, dB += dout^T u
   if (settings_.dropout > 0) {
@@ -221,12 +197,17 @@ void LoraAdapter::backward(tensor::Ops& ops, size_t weight_offset, Buf dx, Buf d
     ops.zero(ddropped);
     ops.matmul_backward(ddropped, dA, Buf{}, du, dropped, a_working(s), n, s.in, r);
     ops.dropout_backward(dx, ddropped, settings_.scale(), settings_.dropout, site_seed(i));
-    return;
+    return dout;
   }
   Buf dscaled = p.dscaled.slice(0, int64_t(n) * r);  // d(x A^T) = scale * du
   ops.zero(dscaled);
   ops.dropout_backward(dscaled, du, settings_.scale(), 0.0f, 0);
   ops.matmul_backward(dx, dA, Buf{}, dscaled, x, a_working(s), n, s.in, r);
+  return dout;  // the base Linear's output gets the same gradient: LoRA only adds beside it
+}
+
+void LoraAdapter::save(const std::filesystem::path& dir, const model::Model& model, const std::string& base_model) const {
+  save_peft_lora(dir, model, *this, base_model);
 }
 
 }  // namespace dsk::finetune

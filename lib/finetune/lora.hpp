@@ -1,4 +1,4 @@
-// LoRA (Hu et al. 2021) beside the model engine's dense Linears, as PEFT computes it:
+// LoRA (Hu et al. 2021, an Adapter: adapter.hpp) beside the model engine's dense Linears, as PEFT computes it:
 //   y = x W^T + b + scale * dropout(x) A^T B^T,   A [r, in], B [out, r],
 //   scale = alpha / r (alpha / sqrt(r) with rsLoRA).
 // The base weights stay frozen (the model is loaded with ModelOptions::frozen_base: no gradient
@@ -21,9 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "model/layers.hpp"
-#include "model/model.hpp"
-#include "tensor/arena.hpp"
+#include "finetune/adapter.hpp"
 
 namespace dsk::finetune {
 
@@ -58,7 +56,7 @@ std::vector<LoraSite> lora_sites(const model::Model& model, const LoraSettings& 
 // adapter_config.json's target_modules lists for "all-linear" or a pattern.
 std::vector<std::string> adapted_module_names(const std::vector<LoraSite>& sites);
 
-class LoraAdapter final : public model::LinearExtension {
+class LoraAdapter final : public Adapter {
  public:
   // Sites from lora_sites(); the weights initialized as PEFT does by default (A: Kaiming-uniform,
   // bound 1/sqrt(in), from `seed`; B: zero, so the adapted model starts as the base). Attaches
@@ -70,26 +68,25 @@ class LoraAdapter final : public model::LinearExtension {
 
   const LoraSettings& settings() const { return settings_; }
   const std::vector<LoraSite>& sites() const { return sites_; }
-  size_t parameter_count() const { return total_; }
 
-  // The flat buffers in backend memory (f32 master, act working copy (may alias master), f32 grads).
-  tensor::Buf master() { return master_; }
-  tensor::Buf working() { return working_; }
-  tensor::Buf grads() { return grads_; }
-  std::vector<float> copy_parameters() const;
-  void set_parameters(std::span<const float> values);  // refreshes the working copy
-  std::vector<float> copy_gradients() const;
-  void zero_grad();
+  // The flat buffers (A then B of each site, in the sites' order).
+  using Adapter::parameters;
+  const AdapterParameters& parameters() const override { return parameters_; }
+  std::vector<float> copy_parameters() const { return parameters_.copy(); }
+  void set_parameters(std::span<const float> values) { parameters_.set(values); }
+  std::vector<float> copy_gradients() const { return parameters_.copy_gradients(); }
+  void zero_grad() { parameters_.zero_grad(); }
 
-  // The seed of the dropout masks of the next training passes (one per micro-batch).
-  void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
+  void set_dropout_seed(uint64_t seed) override { dropout_seed_ = seed; }
+  void save(const std::filesystem::path& dir, const model::Model& model, const std::string& base_model) const override;
+  std::string describe() const override;
 
   // model::LinearExtension
   void plan(tensor::Ops& ops, int max_rows, bool training) override;
   bool extends(size_t weight_offset) const override;
   void forward(tensor::Ops& ops, size_t weight_offset, tensor::Buf out, tensor::Buf x, int n) override;
-  void backward(tensor::Ops& ops, size_t weight_offset, tensor::Buf dx, tensor::Buf dout, tensor::Buf x,
-                int n) override;
+  tensor::Buf backward(tensor::Ops& ops, size_t weight_offset, tensor::Buf dx, tensor::Buf dout, tensor::Buf x,
+                       int n) override;
 
  private:
   // Activations of one plan: per site what backward needs (training), and shared scratch.
@@ -109,10 +106,9 @@ class LoraAdapter final : public model::LinearExtension {
   LoraSettings settings_;
   std::vector<LoraSite> sites_;
   std::unordered_map<size_t, size_t> site_of_;  // base weight offset -> site
-  size_t total_ = 0;
   int max_in_ = 0;
-  tensor::Arena param_arena_;
-  tensor::Buf master_, working_, grads_;
+  AdapterParameters parameters_;
+  tensor::Buf working_;
   Plan training_, inference_;
   Plan* current_ = &inference_;
   bool training_pass_ = false;

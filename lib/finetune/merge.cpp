@@ -27,7 +27,7 @@ void fold_lora(std::span<float> base, const LoraSettings& settings, const std::v
 MergeOutcome merge_adapter(const std::filesystem::path& base_dir, const std::filesystem::path& adapter_dir,
                            const std::filesystem::path& out, const std::string& dtype) {
   namespace fs = std::filesystem;
-  model::Model model = model::Model::load_hf_checkpoint(base_dir);
+  model::Model model = model::Model::load_hf_checkpoint(base_dir, nullptr, model::ModelOptions{true});
   const PeftLoraAdapter adapter = load_peft_lora(adapter_dir, model);
   const std::vector<LoraSite> sites = lora_sites(model, adapter.settings);
   std::vector<float> weights = model.copy_parameters();

@@ -1,6 +1,8 @@
 #include "finetune/peft_format.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -106,6 +108,15 @@ void refuse_unsupported(const json& config, const fs::path& file) {
     refuse("modules_to_save", "(fully trained extra modules)");
 }
 
+// A float setting as JSON: its shortest decimal (0.1, not 0.10000000149011612); whole numbers
+// as integers (lora_alpha is an int in PEFT's LoraConfig).
+json float_setting(float value) {
+  if (value == float(int64_t(value))) return int64_t(value);
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
+
 }  // namespace
 
 std::string peft_target_modules_json(const model::Model& model, const std::vector<LoraSite>& sites) {
@@ -121,8 +132,8 @@ void save_peft_lora(const fs::path& dir, const model::Model& model, const LoraAd
       {"base_model_name_or_path", base_model},
       {"revision", nullptr},
       {"r", s.rank},
-      {"lora_alpha", s.alpha},
-      {"lora_dropout", s.dropout},
+      {"lora_alpha", float_setting(s.alpha)},
+      {"lora_dropout", float_setting(s.dropout)},
       {"use_rslora", s.rslora},
       {"target_modules", target_modules_of(model, adapter.sites())},
       {"bias", "none"},

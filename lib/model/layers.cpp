@@ -18,9 +18,9 @@ void linear_forward(Ops& ops, Buf out, Buf x, int n, const Weights& w, const Lin
 }
 
 void linear_backward(Ops& ops, Buf dx, Buf dout, Buf x, int n, const Weights& w, const Linear& l) {
+  if (w.extension && w.extension->extends(l.weight)) dout = w.extension->backward(ops, l.weight, dx, dout, x, n);
   ops.matmul_backward(dx, w.g(l.weight, int64_t(l.in) * l.out), w.g(l.bias, l.out), dout, x, weight_of(w, l), n,
                       l.in, l.out);
-  if (w.extension && w.extension->extends(l.weight)) w.extension->backward(ops, l.weight, dx, dout, x, n);
 }
 
 // The first n rows of a buffer of rows of `row` elements.

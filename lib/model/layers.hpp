@@ -21,19 +21,22 @@ using tensor::Buf;
 using tensor::DType;
 using tensor::Ops;
 
-// Something added beside some Linear sites (LoRA: lib/finetune/lora.hpp): y = x W^T + b + extra(x).
+// Something added at some Linear sites (lib/finetune: LoRA beside the Linear, y = x W^T + b +
+// extra(x); a bottleneck adapter on its output, y = z + up(act(down(z))) with z = x W^T + b).
 // The layer code asks at every dense Linear (attention's projections, the dense and shared-expert
 // MLPs; not the router or the routed experts' grouped matmuls) by the site's weight offset, which
-// names one Linear of one layer. forward ADDS extra(x) into out after the base matmul; backward
-// adds d(extra)/dx into dx and the extension's own gradients into its own buffers. plan() comes
-// before the passes of a batch shape (training: activations kept per site until backward).
+// names one Linear of one layer. forward runs after the base matmul and updates out in place.
+// backward runs before the base's: it adds what it owes into dx and its own gradients into its
+// own buffers, and returns the gradient the base Linear's output gets (dout itself when the
+// extension only adds beside the Linear). plan() comes before the passes of a batch shape
+// (training: activations kept per site until backward).
 class LinearExtension {
  public:
   virtual ~LinearExtension() = default;
   virtual void plan(Ops& ops, int max_rows, bool training) = 0;
   virtual bool extends(size_t weight_offset) const = 0;
   virtual void forward(Ops& ops, size_t weight_offset, Buf out, Buf x, int n) = 0;
-  virtual void backward(Ops& ops, size_t weight_offset, Buf dx, Buf dout, Buf x, int n) = 0;
+  virtual Buf backward(Ops& ops, size_t weight_offset, Buf dx, Buf dout, Buf x, int n) = 0;
 };
 
 // The parameter buffers, one layout (parameters.hpp): working (act: what the layers read),

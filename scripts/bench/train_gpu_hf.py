@@ -39,6 +39,22 @@ def flops_per_token(config, params, seq):
     return 6 * params + 6 * config.num_hidden_layers * seq * attn  # causal: half of 12 * L * T * d
 
 
+def median_step_seconds(step, warmup, steps):
+    """Runs `warmup` untimed steps, resets the peak-memory counter, and returns the median time of
+    `steps` timed ones (each ended by a device synchronization)."""
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
@@ -75,18 +91,7 @@ def main():
         optimizer.zero_grad(set_to_none=True)
         return loss
 
-    warmup = 8 if args.compile else 3
-    for _ in range(warmup):
-        step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        step()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    step_s = statistics.median(times)
+    step_s = median_step_seconds(step, 8 if args.compile else 3, args.steps)
     step_s = torch.tensor(step_s, device="cuda")
     if world > 1:  # the slowest rank sets the pace
         dist.all_reduce(step_s, op=dist.ReduceOp.MAX)

@@ -4,7 +4,7 @@
 # page describes each of them and lists no option the tool lacks, and the completion files parse.
 # A tool joins CHECKED once its files agree; DSK_SYNC_TOOLS="dsk-upload" checks only those named.
 set -euo pipefail
-CHECKED=${DSK_SYNC_TOOLS:-"dsk-tokenize dsk-scale dsk-train dsk-upload dsk-bench-nccl dsk-distill dsk-serve"}
+CHECKED=${DSK_SYNC_TOOLS:-"dsk-tokenize dsk-scale dsk-train dsk-upload dsk-bench-nccl dsk-distill dsk-serve dsk-finetune"}
 source_dir=${DSK_SOURCE_DIR:?}
 status=0
 for tool in $CHECKED; do

@@ -18,11 +18,7 @@ using namespace dsk::model::testing;
 
 namespace {
 
-struct Batch {
-  int B = 2, T = 5;
-  std::vector<int32_t> tokens = {1, 5, 9, 2, 7, 3, 3, 11, 20, 0};
-  std::vector<int32_t> targets = {5, 9, -100, 7, 1, 3, 11, 20, 0, 4};
-};
+using Batch = model::testing::TinyBatch;
 
 model::Model frozen(const model::Architecture& arch) {
   return model::Model(arch, 7, 0.2f, nullptr, model::ModelOptions{true});

@@ -14,11 +14,7 @@ using namespace dsk::model::testing;
 
 namespace {
 
-struct Batch {
-  int B = 2, T = 5;
-  std::vector<int32_t> tokens = {1, 5, 9, 2, 7, 3, 3, 11, 20, 0};
-  std::vector<int32_t> targets = {5, 9, -100, 7, 1, 3, 11, 20, 0, 4};
-};
+using Batch = TinyBatch;
 
 // Central differences on a few entries of every tensor; fp32 forward, so eps = 1e-2 and the
 // tolerance |analytic - numeric| <= 2e-3 + 5e-2 * |numeric|.

@@ -2,9 +2,19 @@
 // bias, MQA) and deepseek_v3 (MLA, yarn, 4 routed experts in 2 groups, 1 shared, first layer dense).
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "model/architecture.hpp"
 
 namespace dsk::model::testing {
+
+// Two sequences of five tokens with their next-token targets, one of them ignored (-100).
+struct TinyBatch {
+  int B = 2, T = 5;
+  std::vector<int32_t> tokens = {1, 5, 9, 2, 7, 3, 3, 11, 20, 0};
+  std::vector<int32_t> targets = {5, 9, -100, 7, 1, 3, 11, 20, 0, 4};
+};
 
 inline Architecture tiny_llama() {
   Architecture a;

@@ -1,6 +1,7 @@
-// LoRA on CUDA against LoRA on the CPU reference (lib/finetune/lora.hpp), on a frozen base:
-// tiny llama and deepseek_v3 (MLA, MoE) with all-linear targets, with and without dropout (the
-// masks are the same bits on both backends).
+// Adapters on CUDA against the same on the CPU reference, on a frozen base: LoRA
+// (lib/finetune/lora.hpp, all-linear, with and without dropout: the masks are the same bits on both
+// backends) and bottleneck adapters (lib/finetune/bottleneck.hpp, after attention and the MLP), on
+// a small llama and deepseek_v3 (MLA, MoE).
 //   precision fp32 (TF32 off): logits and the adapter's gradients <= 1e-4 of the largest value,
 //   the loss <= 1e-5 relative.
 //   precision bf16: the loss within 1%, the adapter's gradients within 5e-2 (L2, relative).
@@ -8,12 +9,16 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <random>
 #include <vector>
 
+#include "finetune/bottleneck.hpp"
 #include "finetune/lora.hpp"
 #include "model/hf_config.hpp"
 #include "model/model.hpp"
+#include "core/error.hpp"
 #include "tensor/device.hpp"
 
 using namespace dsk;
@@ -78,8 +83,11 @@ double l2_relative_error(const std::vector<float>& got, const std::vector<float>
   return std::sqrt(diff / std::max(norm, 1e-30));
 }
 
-void compare(const model::Architecture& arch, const std::string& precision, float dropout) {
-  INFO("family " << int(arch.family) << ", precision " << precision << ", dropout " << dropout);
+using AdapterFactory = std::function<std::unique_ptr<Adapter>(model::Model&)>;
+
+void compare(const model::Architecture& arch, const std::string& precision, const std::string& what,
+             const AdapterFactory& make_adapter) {
+  INFO("family " << int(arch.family) << ", precision " << precision << ", " << what);
   const int B = 2, T = 24;
   std::mt19937_64 rng(3);
   std::uniform_int_distribution<int> token(0, arch.vocab - 1);
@@ -91,32 +99,45 @@ void compare(const model::Architecture& arch, const std::string& precision, floa
   model::Model gpu(arch, 7, 0.05f, tensor::make_ops("cuda", precision), model::ModelOptions{true});
   CHECK(gpu.gradient_buffer().empty());
   if (precision == "bf16" && arch.n_routed == 0) CHECK(gpu.master().empty());
-  LoraSettings settings;
-  settings.rank = 8;
-  settings.alpha = 16;
-  settings.dropout = dropout;
-  settings.target_modules = {"all-linear"};
-  LoraAdapter cpu_lora(cpu, settings, 1), gpu_lora(gpu, settings, 1);
+  std::unique_ptr<Adapter> cpu_adapter = make_adapter(cpu), gpu_adapter = make_adapter(gpu);
   std::normal_distribution<float> normal(0.0f, 0.05f);
-  std::vector<float> values(cpu_lora.parameter_count());
+  std::vector<float> values(cpu_adapter->parameter_count());
   for (float& v : values) v = normal(rng);
-  cpu_lora.set_parameters(values);
-  gpu_lora.set_parameters(values);
+  cpu_adapter->parameters().set(values);
+  gpu_adapter->parameters().set(values);
   const bool fp32 = precision == "fp32";
 
   const double logits_error = max_relative_error(gpu.logits(tokens.data(), B, T), cpu.logits(tokens.data(), B, T));
   if (fp32) CHECK(logits_error <= 1e-4);
-  cpu_lora.set_dropout_seed(11);
-  gpu_lora.set_dropout_seed(11);
+  cpu_adapter->set_dropout_seed(11);
+  gpu_adapter->set_dropout_seed(11);
   const float cpu_loss = cpu.forward_backward(tokens.data(), targets.data(), B, T);
   const float gpu_loss = gpu.forward_backward(tokens.data(), targets.data(), B, T);
   INFO("loss cpu " << cpu_loss << " gpu " << gpu_loss << ", logits error " << logits_error);
   CHECK(std::fabs(gpu_loss - cpu_loss) <= (fp32 ? 1e-5 : 1e-2) * std::fabs(cpu_loss));
-  const std::vector<float> cpu_grads = cpu_lora.copy_gradients(), gpu_grads = gpu_lora.copy_gradients();
+  const std::vector<float> cpu_grads = cpu_adapter->parameters().copy_gradients();
+  const std::vector<float> gpu_grads = gpu_adapter->parameters().copy_gradients();
   if (fp32)
     CHECK(max_relative_error(gpu_grads, cpu_grads) <= 1e-4);
   else
     CHECK(l2_relative_error(gpu_grads, cpu_grads) <= 5e-2);
+}
+
+AdapterFactory lora(float dropout) {
+  return [dropout](model::Model& model) -> std::unique_ptr<Adapter> {
+    LoraSettings settings;
+    settings.rank = 8;
+    settings.alpha = 16;
+    settings.dropout = dropout;
+    settings.target_modules = {"all-linear"};
+    return std::make_unique<LoraAdapter>(model, settings, 1);
+  };
+}
+
+AdapterFactory bottleneck() {
+  return [](model::Model& model) -> std::unique_ptr<Adapter> {
+    return std::make_unique<BottleneckAdapter>(model, BottleneckSettings{16, 16, {"attention", "mlp"}}, 1);
+  };
 }
 
 }  // namespace
@@ -125,7 +146,15 @@ TEST_CASE("CUDA LoRA forward and backward match the CPU reference") {
   if (!tensor::cuda_available()) return;
   for (const std::string precision : {"fp32", "bf16"})
     for (const float dropout : {0.0f, 0.1f}) {
-      compare(small_llama(), precision, dropout);
-      compare(small_deepseek(), precision, dropout);
+      compare(small_llama(), precision, str("LoRA dropout ", dropout), lora(dropout));
+      compare(small_deepseek(), precision, str("LoRA dropout ", dropout), lora(dropout));
     }
+}
+
+TEST_CASE("CUDA bottleneck adapters match the CPU reference") {
+  if (!tensor::cuda_available()) return;
+  for (const std::string precision : {"fp32", "bf16"}) {
+    compare(small_llama(), precision, "bottleneck", bottleneck());
+    compare(small_deepseek(), precision, "bottleneck", bottleneck());
+  }
 }
