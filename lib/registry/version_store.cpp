@@ -16,6 +16,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/yaml_string.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -203,25 +204,39 @@ Manifest parse_manifest(const std::string& yaml, const std::string& source) {
 }
 
 std::string manifest_to_yaml(const Manifest& manifest) {
+  // Strings through emit_string: a control character written raw does not read back the same.
   YAML::Emitter out;
-  out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << manifest.name;
+  out << YAML::BeginMap << YAML::Key << "name" << YAML::Value;
+  emit_string(out, manifest.name);
   out << YAML::Key << "version" << YAML::Value << YAML::DoubleQuoted << manifest.version;
-  out << YAML::Key << "created" << YAML::Value << manifest.created;
-  if (!manifest.model_type.empty())
-    out << YAML::Key << "model_type" << YAML::Value << manifest.model_type;
-  if (!manifest.base_model.empty())
-    out << YAML::Key << "base_model" << YAML::Value << manifest.base_model;
+  out << YAML::Key << "created" << YAML::Value;
+  emit_string(out, manifest.created);
+  if (!manifest.model_type.empty()) {
+    out << YAML::Key << "model_type" << YAML::Value;
+    emit_string(out, manifest.model_type);
+  }
+  if (!manifest.base_model.empty()) {
+    out << YAML::Key << "base_model" << YAML::Value;
+    emit_string(out, manifest.base_model);
+  }
   if (manifest.parameters > 0)
     out << YAML::Key << "parameters" << YAML::Value << manifest.parameters;
   out << YAML::Key << "files" << YAML::Value << YAML::BeginSeq;
-  for (const auto& file : manifest.files)
-    out << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << file.path
-        << YAML::Key << "size" << YAML::Value << file.size << YAML::Key << "sha256"
-        << YAML::Value << file.sha256 << YAML::EndMap;
+  for (const auto& file : manifest.files) {
+    out << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value;
+    emit_string(out, file.path);
+    out << YAML::Key << "size" << YAML::Value << file.size << YAML::Key << "sha256" << YAML::Value << file.sha256
+        << YAML::EndMap;
+  }
   out << YAML::EndSeq;
   if (!manifest.record.empty()) {
     out << YAML::Key << "record" << YAML::Value << YAML::BeginMap;
-    for (const auto& [key, value] : manifest.record) out << YAML::Key << key << YAML::Value << value;
+    for (const auto& [key, value] : manifest.record) {
+      out << YAML::Key;
+      emit_string(out, key);
+      out << YAML::Value;
+      emit_string(out, value);
+    }
     out << YAML::EndMap;
   }
   out << YAML::EndMap;

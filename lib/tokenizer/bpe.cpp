@@ -153,6 +153,14 @@ Bpe Bpe::from_json(const JsonField& model, BpeInput input) {
   VocabEntries& entries = bpe.model_.vocab;
   const bool parallel = entries.size() >= kParallelBuildEntries;
 
+  if (!checked) {
+    bpe.build_vocab_table();
+    if (bpe.vocab_.size() != entries.size()) {  // a repeated key; the tables' keys are views into the entries
+      keep_last_of_each_key(entries);
+      bpe.vocab_ = {};
+      bpe.build_vocab_table();
+    }
+  }
   uint64_t largest = 0;
   for (const auto& entry : entries) largest = std::max<uint64_t>(largest, entry.second);
   // Ids first: the tables below are sized by the largest one.
@@ -164,12 +172,6 @@ Bpe Bpe::from_json(const JsonField& model, BpeInput input) {
     byte_tables = start(parallel, [&bpe, id_count] { bpe.build_byte_tables(id_count); });
     bpe.build_vocab_table();
   } else {
-    bpe.build_vocab_table();
-    if (bpe.vocab_.size() != entries.size()) {  // a repeated key; the tables' keys are views into the entries
-      keep_last_of_each_key(entries);
-      bpe.vocab_ = {};
-      bpe.build_vocab_table();
-    }
     byte_tables = start(parallel, [&bpe, id_count] { bpe.build_byte_tables(id_count); });
     try {
       auto pairs = input.merges ? std::move(*input.merges) : merges_from_tree(model.at("merges"));

@@ -98,12 +98,14 @@ std::filesystem::path tokenizer_cache_file(const std::filesystem::path& dir, con
 std::optional<CachedTokenizer> read_tokenizer_cache(const std::filesystem::path& file, const std::string& key) {
   std::error_code error;
   if (!std::filesystem::is_regular_file(file, error)) return std::nullopt;
-  std::string bytes;
   try {
-    bytes = read_file(file);
+    return parse_tokenizer_cache(read_file(file), key);
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+std::optional<CachedTokenizer> parse_tokenizer_cache(std::string_view bytes, const std::string& key) {
   Reader header(bytes);
   std::string_view magic, file_key, checksum, payload;
   uint32_t mark = 0, version = 0;
@@ -119,8 +121,7 @@ std::optional<CachedTokenizer> read_tokenizer_cache(const std::filesystem::path&
   return cached;
 }
 
-void write_tokenizer_cache(const std::filesystem::path& file, const std::string& key, std::string_view json,
-                           const BpeModel& model) {
+std::string tokenizer_cache_bytes(const std::string& key, std::string_view json, const BpeModel& model) {
   std::string payload;
   size_t vocab_bytes = 0;
   for (const auto& entry : model.vocab) vocab_bytes += 8 + entry.first.size();
@@ -146,8 +147,13 @@ void write_tokenizer_cache(const std::filesystem::path& file, const std::string&
   bytes += sha256_hex(payload);
   put(bytes, uint64_t(payload.size()));
   bytes += payload;
+  return bytes;
+}
+
+void write_tokenizer_cache(const std::filesystem::path& file, const std::string& key, std::string_view json,
+                           const BpeModel& model) {
   std::filesystem::create_directories(file.parent_path());
-  write_file_atomic(file, bytes);
+  write_file_atomic(file, tokenizer_cache_bytes(key, json, model));
 }
 
 }  // namespace dsk::tokenizer

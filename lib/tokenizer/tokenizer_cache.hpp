@@ -46,4 +46,8 @@ std::optional<CachedTokenizer> read_tokenizer_cache(const std::filesystem::path&
 void write_tokenizer_cache(const std::filesystem::path& file, const std::string& key, std::string_view json,
                            const BpeModel& model);
 
+// The same on the file's bytes (tests, fuzzing).
+std::optional<CachedTokenizer> parse_tokenizer_cache(std::string_view bytes, const std::string& key);
+std::string tokenizer_cache_bytes(const std::string& key, std::string_view json, const BpeModel& model);
+
 }  // namespace dsk::tokenizer

@@ -59,8 +59,16 @@ class Capture {
       key_ = std::move(value);
       return true;
     }
-    if (depth_ == 1) root_key_ = value;
-    if (depth_ == 2) model_key_ = value;
+    // A repeated key replaces the value before it, as in the tree: what was captured for it goes.
+    if (depth_ == 1) {
+      root_key_ = value;
+      if (root_key_ == "model") bpe_ = {};
+    }
+    if (depth_ == 2 && in_model_) {
+      model_key_ = value;
+      if (model_key_ == "vocab") bpe_.vocab.reset();
+      if (model_key_ == "merges") bpe_.merges.reset();
+    }
     return builder_.key(value);
   }
 
@@ -71,10 +79,7 @@ class Capture {
       bpe_.vocab.emplace();
       return builder_.start_object(0);
     }
-    if (depth_ == 1 && root_key_ == "model") {  // a repeated "model" replaces the one before, as in the tree
-      in_model_ = true;
-      bpe_ = {};
-    }
+    if (depth_ == 1 && root_key_ == "model") in_model_ = true;
     ++depth_;
     return builder_.start_object(length);
   }

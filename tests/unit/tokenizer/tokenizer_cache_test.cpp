@@ -169,6 +169,23 @@ TEST_CASE("tokenizer.json streamed: a repeated vocab key means its last id; odd 
   CHECK(twice.token_to_id("hello") == hello);
   CHECK(twice.encode("hello world") == plain.encode("hello world"));
 
+  // Repeated keys: the last "model" counts, and a last "vocab" that is not an object is refused,
+  // as in the tree (the streamed parse must not keep what it took from the first).
+  const std::string compact = json.dump();
+  std::string two_models = compact;
+  two_models.insert(1, "\"model\":{\"vocab\":{\"a\":0},\"merges\":[]},");
+  CHECK(Tokenizer::from_json(two_models, "tokenizer.json").encode("hello world") == plain.encode("hello world"));
+  std::string vocab_then_number = compact;
+  size_t model_end = vocab_then_number.find("},\"normalizer\"");
+  REQUIRE(model_end != std::string::npos);
+  vocab_then_number.insert(model_end, ",\"vocab\":5");
+  try {
+    Tokenizer::from_json(vocab_then_number, "tokenizer.json");
+    FAIL("accepted a vocab of 5");
+  } catch (const dsk::DataError& e) {
+    CHECK(std::string(e.what()).find("tokenizer.json.model.vocab: expected an object, got an integer") != std::string::npos);
+  }
+
   auto error = [](const nlohmann::json& variant) {
     try {
       Tokenizer::from_json(variant.dump(), "tokenizer.json");
