@@ -41,7 +41,8 @@ __global__ void dropout_backward_kernel(T* din, const T* dout, int64_t packs, fl
   Vec<T, W> g = load_vec<W>(din + p * W);
 #pragma unroll
   for (int i = 0; i < W; i++)
-    if (keeps(seed, uint64_t(p * W + i), threshold)) g[i] = from_float<T>(to_float(g[i]) + to_float(d[i]) * factor);
+    if (keeps(seed, uint64_t(p * W + i), threshold))  // unfused, as the CPU rounds: product, then sum
+      g[i] = from_float<T>(__fadd_rn(to_float(g[i]), __fmul_rn(to_float(d[i]), factor)));
   store_vec(din + p * W, g);
 }
 
