@@ -4,7 +4,8 @@
 #  1. builds the GPU tests of the engine and the benchmark driver (scripts/device/build-on-device.sh);
 #  2. tests/gpu/paged_attention_test.cu: paged_kv_write (exact) and paged attention (fp32 1e-5,
 #     bf16 1e-2 relative L2) against the CPU reference on ragged batches, MLA's absorbed shape,
-#     key partitions; tests/gpu/sampling_test.cu: the greedy argmax (exact ids, ties to the lower id);
+#     key partitions; tests/gpu/matmul_test.cu: the Linear layers (cuBLASLt, and the few-row
+#     matrix-vector kernel of decode steps, kernels/cuda/gemv.cu); tests/gpu/sampling_test.cu: the greedy argmax (exact ids, ties to the lower id);
 #  3. tests/gpu/serve_engine_test.cpp: the CUDA paged forward against the CPU's on the HF fixtures
 #     (fp32 1e-4), the CUDA engine's greedy tokens (fp32) against the CPU engine's for 32
 #     concurrent requests, and a bf16 engine run;
@@ -24,9 +25,9 @@ shape=${SHAPE:-llama-1b} prompt=${PROMPT:-128} new=${NEW:-128} concurrent=${CONC
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 summary=()
 
-scripts/device/build-on-device.sh dsk_gpu_paged_attention dsk_gpu_sampling dsk_gpu_serve_engine dsk_serve_bench \
+scripts/device/build-on-device.sh dsk_gpu_matmul dsk_gpu_paged_attention dsk_gpu_sampling dsk_gpu_serve_engine dsk_serve_bench \
   2>&1 | tee "$OUT/build.log" | tail -5
-for test in paged_attention sampling serve_engine; do
+for test in matmul paged_attention sampling serve_engine; do
   start=$(date +%s)
   DSK_SOURCE_DIR="$PWD" "$build/tests/gpu/dsk_gpu_$test" >"$OUT/$test.log" 2>&1
   code=$?

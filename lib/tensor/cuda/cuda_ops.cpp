@@ -84,10 +84,16 @@ class CudaOps final : public Ops {
     DSK_CUDA_CHECK(cudaGetDeviceProperties(&props, device_));
     name_ = props.name;
     DSK_CUDA_CHECK(cudaMalloc(&scalar_, sizeof(float)));
+    // A created stream, not the legacy default one: only such a stream can be captured into a
+    // CUDA graph. It is a blocking stream (not cudaStreamNonBlocking) on purpose: work that other
+    // code still queues on the legacy stream (tests' cudaMemcpy, libraries) stays ordered with ours.
+    DSK_CUDA_CHECK(cudaStreamCreate(&stream_));
   }
   ~CudaOps() override {
+    cudaStreamSynchronize(stream_);
     for (void* p : owned_) cudaFree(p);
     cudaFree(scalar_);
+    cudaStreamDestroy(stream_);
   }
 
   Device device() const override { return Device::cuda; }
@@ -404,7 +410,7 @@ class CudaOps final : public Ops {
 
   int device_ = 0;
   std::string name_;
-  cudaStream_t stream_ = nullptr;  // the default stream: one stream, ops in order
+  cudaStream_t stream_ = nullptr;  // every op, copy and memset: one stream, ops in order
   cuda::Blas blas_;
   float* scalar_ = nullptr;
   AllocationTally tally_;
