@@ -11,7 +11,8 @@
 #     concurrent requests, and a bf16 engine run;
 #  4. the benchmark: llama-1b of ../shared/bench-shapes with random weights, bf16, prompt 128 +
 #     128 new tokens: batch-1 decode tokens/s against the bandwidth bound (weight bytes over a
-#     measured device copy), and the throughput of 32 concurrent requests, beside HF
+#     measured device copy), and the throughput of 32 concurrent requests, each op by op ("dsk")
+#     and with the decode steps replayed as CUDA graphs ("dsk graphs"), beside HF
 #     transformers' generate at batch 1 and 32 (scripts/bench/serve_hf.py) in the same run.
 # Env: SHAPE (default llama-1b), PROMPT, NEW (default 128 each), CONCURRENT (default 32), HF=0 (skip HF).
 # Writes $OUT/serve-gpu.txt (the table, printed last) and the logs beside it.
@@ -59,5 +60,10 @@ summary+=("$(printf '%-34s %s tok/s decode (bound %s: %sx of it); HF generate %s
   "${hf_one:-?}" "$(ratio "${one:-0}" "${hf_one:-1}")")")
 summary+=("$(printf '%-34s %s tok/s; HF generate %s tok/s (dsk/HF %sx)' "$shape $concurrent concurrent" \
   "${many:-?}" "${hf_many:-?}" "$(ratio "${many:-0}" "${hf_many:-1}")")")
+graph_one=$(field "$OUT/bench-dsk.txt" "dsk graphs batch 1 " decode_tokens_per_s)
+graph_many=$(field "$OUT/bench-dsk.txt" "dsk graphs batch $concurrent " tokens_per_s)
+summary+=("$(printf '%-34s %s tok/s decode (%sx of the bound); %s concurrent %s tok/s (dsk/HF %sx)' \
+  "$shape CUDA graphs, batch 1" "${graph_one:-?}" "$(ratio "${graph_one:-0}" "${bound:-1}")" "$concurrent" \
+  "${graph_many:-?}" "$(ratio "${graph_many:-0}" "${hf_many:-1}")")")
 echo "== summary" | tee "$OUT/serve-gpu.txt"
 printf '%s\n' "${summary[@]}" | tee -a "$OUT/serve-gpu.txt"

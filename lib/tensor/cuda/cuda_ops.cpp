@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -66,13 +67,35 @@ class DeviceScratch {
       throw ResourceError(str("out of GPU memory allocating ", gib(bytes), " of scratch"));
     }
     size_ = bytes;
+    generation_++;
     tally.add(data_, bytes);
     return data_;
   }
+  uint64_t generation() const { return generation_; }  // counts the moves of the buffer
 
  private:
   void* data_ = nullptr;
   size_t size_ = 0;
+  uint64_t generation_ = 0;
+};
+
+// A captured stream (CudaOps::capture), valid while the scratch buffers it uses stay where they were.
+class CudaGraph final : public OpGraph {
+ public:
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream, std::function<uint64_t()> generation)
+      : exec_(exec), stream_(stream), generation_(std::move(generation)), captured_at_(generation_()) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+  bool replay() override {
+    if (generation_() != captured_at_) return false;
+    DSK_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
+    return true;
+  }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+  std::function<uint64_t()> generation_;
+  uint64_t captured_at_;
 };
 
 template <typename T>
@@ -393,6 +416,26 @@ class CudaOps final : public Ops {
   void argmax_rows(Buf ids, Buf logits, int rows, int V) override {
     cuda::argmax_rows(ids.as<int32_t>(), f(logits), rows, V, stream_);
   }
+  std::unique_ptr<OpGraph> capture(const std::function<void()>& record) override {
+    const uint64_t before = scratch_generation();
+    DSK_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    bool recorded = true;
+    try {
+      record();
+    } catch (const std::exception&) {  // e.g. a call that a capture forbids: the caller runs eagerly
+      recorded = false;
+    }
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+    cudaGetLastError();  // a failed capture leaves its error behind: clear it
+    cudaGraphExec_t exec = nullptr;
+    const bool made = recorded && ended == cudaSuccess && graph && scratch_generation() == before &&
+                      cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+    cudaGetLastError();
+    if (graph) cudaGraphDestroy(graph);
+    if (!made) return nullptr;
+    return std::make_unique<CudaGraph>(exec, stream_, [this] { return scratch_generation(); });
+  }
   size_t memory_available() const override {
     size_t free_bytes = 0, total = 0;
     DSK_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
@@ -400,6 +443,7 @@ class CudaOps final : public Ops {
   }
 
  private:
+  uint64_t scratch_generation() const { return scratch_.generation() + lm_head_chunk_.generation(); }
   static T* a(Buf b) { return static_cast<T*>(b.data); }  // act: checked by the arenas' dtype
   static float* f(Buf b) { return b.as<float>(); }
   static const int32_t* i32(Buf b) { return b.as<int32_t>(); }
