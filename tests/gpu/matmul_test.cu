@@ -73,7 +73,7 @@ TEST_CASE("matmul: few rows (the decode step's matrix-vector kernel) against the
   for (int N = 1; N <= cuda::kGemvMaxRows + 1; N++) {  // kGemvMaxRows + 1 runs on cuBLASLt again
     check_linear<float>(N, 2048, 96, N % 2 == 0, 10 + N);
     check_linear<cuda::bf16>(N, 2048, 200, N % 2 == 1, 20 + N);
-    check_linear<cuda::bf16>(N, 36, 17, true, 30 + N);  // rows not in whole 16-byte chunks
+    check_linear<cuda::bf16>(N, 36, 16, true, 30 + N);  // rows not in whole 16-byte chunks
     check_linear<float>(N, 1000, 33, false, 40 + N);    // a tail shorter than the unrolled loop
   }
 }
