@@ -418,7 +418,10 @@ class CudaOps final : public Ops {
   }
   std::unique_ptr<OpGraph> capture(const std::function<void()>& record) override {
     const uint64_t before = scratch_generation();
-    DSK_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
     bool recorded = true;
     try {
       record();
