@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "core/error.hpp"
+#include "cuda/gemv.cuh"
 
 namespace dsk::kernels::cuda {
 
@@ -193,6 +194,10 @@ Blas::~Blas() {
 template <typename T>
 void matmul_forward(const Blas& blas, T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC,
                     bool accumulate, cudaStream_t stream) {
+  if (N <= kGemvMaxRows) {  // a decode step: the weight read is all the work (gemv.cuh)
+    gemv_forward<T>(out, inp, weight, bias, N, C, OC, accumulate, stream);
+    return;
+  }
   ProductKey key{OC, N, C, true, false, data_type<T>(), data_type<T>(), bias != nullptr, 0, 0, 0};
   run_product(blas, key, weight, inp, out, accumulate ? 1.0f : 0.0f, bias, stream);
 }

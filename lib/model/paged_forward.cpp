@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "model/parameters.hpp"
 
 namespace dsk::model {
@@ -34,8 +35,12 @@ RowWidths row_widths(const Architecture& a) {
   return {a.kv_heads * a.head_dim, a.kv_heads * a.head_dim};
 }
 
+// The blocks of the pool past plan.blocks: one for the padding tokens of graph replays (they write
+// their keys there, and attend to it, outside every sequence's blocks).
+int spare_blocks(const PagedPlan& p) { return p.cuda_graphs ? 1 : 0; }
+
 void carve_pool(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a, DType t) {
-  const int64_t slots = int64_t(ws.plan.blocks) * ws.plan.block_size;
+  const int64_t slots = int64_t(ws.plan.blocks + spare_blocks(ws.plan)) * ws.plan.block_size;
   ws.k_pool.assign(a.layers, Buf{});
   ws.v_pool.assign(a.layers, Buf{});
   ws.absorbed_keys.assign(a.mla() ? a.layers : 0, Buf{});
@@ -184,7 +189,8 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
     throw InternalError(str("paged forward: a step of ", N, " tokens, ", S, " sequences and ", R,
                             " logit rows does not fit its plan (", p.max_tokens, " tokens, ", p.max_sequences,
                             " sequences, ", logit_rows(p), " logit rows) or its arrays disagree"));
-  const int64_t slots = int64_t(p.blocks) * p.block_size;
+  const int pool_blocks = p.blocks + spare_blocks(p);
+  const int64_t slots = int64_t(pool_blocks) * p.block_size;
   int max_keys = 0;
   for (int n = 0; n < N; n++) {
     if (step.tokens[n] < 0 || step.tokens[n] >= a.vocab || step.sequence[n] < 0 || step.sequence[n] >= S ||
@@ -194,7 +200,7 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
     max_keys = std::max(max_keys, step.positions[n] + 1);
   }
   for (int32_t b : step.block_tables)
-    if (b < 0 || b >= p.blocks) throw InternalError(str("paged forward: block ", b, " is not in the pool"));
+    if (b < 0 || b >= pool_blocks) throw InternalError(str("paged forward: block ", b, " is not in the pool"));
   for (int32_t r : step.logit_rows)
     if (r < 0 || r >= N) throw InternalError(str("paged forward: logit row ", r, " is not a token of the step"));
 
@@ -397,11 +403,10 @@ PagedWorkspace make_paged_workspace(const ModelParts& m, const PagedPlan& plan) 
 
 namespace {
 
-// The step through every layer; the logits of step.logit_rows stay in ws.logits ([R, V] f32).
-Buf run_step(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
+// The uploaded step through every layer; the logits of its logit rows stay in ws.logits ([R, V] f32).
+Buf compute_step(const ModelParts& m, PagedWorkspace& ws, const StepView& v) {
   Ops& ops = m.ops;
   const Architecture& a = m.arch;
-  const StepView v = upload_step(ops, ws, step, a);
   const int N = v.N, C = a.hidden, V = a.vocab, R = v.R;
   ops.embedding_forward(rows(ws.x[0], N, C), v.tokens, m.weights.w(m.layout.embed, int64_t(V) * C), N, C);
   for (int l = 0; l < a.layers; l++) layer_forward(m, ws, v, l, rows(ws.x[l % 2], N, C), rows(ws.x[(l + 1) % 2], N, C));
@@ -413,6 +418,73 @@ Buf run_step(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
   ops.rmsnorm_forward(last_norm, ws.last_rstd, last, m.weights.w(m.layout.final_norm, C), R, C, a.rms_eps);
   ops.lm_head_logits(logits, last_norm, m.weights.w(m.layout.lm_head.weight, int64_t(V) * C), R, C, V);
   return logits;
+}
+
+Buf run_step(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step) {
+  return compute_step(m, ws, upload_step(m.ops, ws, step, m.arch));
+}
+
+// The bucket a greedy step replays as a graph, or 0 (op by op): only decode steps (token n is
+// sequence n's one new token and logit row n) of models without MLA or MoE, whose ops have no
+// host round trip, on a backend that captures.
+int graph_bucket(const ModelParts& m, const PagedWorkspace& ws, const PagedStep& step) {
+  const PagedPlan& p = ws.plan;
+  const int N = int(step.tokens.size());
+  if (!p.cuda_graphs || m.ops.device() != tensor::Device::cuda || m.arch.mla() || m.arch.n_routed > 0 || N == 0 ||
+      step.sequences != N || int(step.logit_rows.size()) != N || step.sequence.size() != size_t(N))
+    return 0;
+  for (int n = 0; n < N; n++)
+    if (step.sequence[n] != n || step.logit_rows[n] != n) return 0;
+  const int most = std::min({p.max_tokens, p.max_sequences, logit_rows(p)});
+  int bucket = 1;
+  while (bucket < N) bucket *= 2;
+  bucket = std::min(bucket, most);
+  if (bucket < N) return 0;
+  const auto it = ws.decode_graphs.find(bucket);
+  return it != ws.decode_graphs.end() && !it->second ? 0 : bucket;  // a failed capture stays eager
+}
+
+// The decode step padded to `bucket` sequences: each padding token is token 0 at position 0 of
+// its own sequence, whose block table is all spare block, and writes to the spare block's first slot.
+PagedStep pad_decode_step(const PagedWorkspace& ws, const PagedStep& step, int bucket) {
+  PagedStep padded = step;
+  const int spare = ws.plan.blocks;
+  for (int n = step.sequences; n < bucket; n++) {
+    padded.tokens.push_back(0);
+    padded.positions.push_back(0);
+    padded.sequence.push_back(n);
+    padded.slots.push_back(spare * ws.plan.block_size);
+    padded.logit_rows.push_back(n);
+  }
+  padded.block_tables.resize(size_t(bucket) * ws.plan.max_blocks, spare);
+  padded.sequences = bucket;
+  return padded;
+}
+
+// A greedy decode step through the bucket's graph: upload the padded step, replay (capture at the
+// bucket's first step, after running it op by op: that run is this step's answer and warms the
+// scratch buffers and matmul plans that the capture records), read the first S ids.
+std::vector<int32_t> greedy_by_graph(const ModelParts& m, PagedWorkspace& ws, const PagedStep& step, int bucket) {
+  StepView v = upload_step(m.ops, ws, pad_decode_step(ws, step, bucket), m.arch);
+  // Every replay must cover any sequence length: the attention shape takes the longest.
+  v.max_keys = ws.plan.max_blocks * ws.plan.block_size;
+  for (AttentionRun& run : v.runs) run.max_keys = v.max_keys;
+  const Buf ids = ws.next_ids.slice(0, bucket);
+  auto record = [&] {
+    const Buf logits = compute_step(m, ws, v);
+    m.ops.sample_rows(ids, logits, Buf{}, Buf{}, bucket, m.arch.vocab);  // greedy
+  };
+  std::unique_ptr<tensor::OpGraph>& graph = ws.decode_graphs[bucket];
+  if (!graph || !graph->replay()) {
+    record();
+    graph = m.ops.capture(record);
+    if (!graph) log_warn("paged forward: the decode step of ", bucket, " sequences could not be captured as a CUDA "
+                         "graph; it runs op by op");
+  }
+  std::vector<int32_t> host(static_cast<size_t>(bucket));
+  m.ops.copy_to_host(host.data(), ids);
+  host.resize(size_t(step.sequences));
+  return host;
 }
 
 }  // namespace
@@ -430,6 +502,8 @@ std::vector<int32_t> paged_forward_tokens(const ModelParts& m, PagedWorkspace& w
   if (sampled && (step.temperatures.size() != size_t(R) || step.noise_seeds.size() != size_t(R)))
     throw InternalError(str("paged forward: ", step.temperatures.size(), " temperatures and ", step.noise_seeds.size(),
                             " seeds for ", R, " logit rows"));
+  if (!sampled)
+    if (const int bucket = graph_bucket(m, ws, step)) return greedy_by_graph(m, ws, step, bucket);
   const Buf logits = run_step(m, ws, step);
   std::vector<int32_t> ids(static_cast<size_t>(R));
   if (R == 0) return ids;

@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -48,6 +49,11 @@ struct PagedPlan {
   int max_sequences = 0;  // sequences of one step at most (and logit rows)
   int max_blocks = 0;     // blocks of one sequence at most: the width of a block table
   int max_logit_rows = 0; // logit rows of one step at most; 0: max_sequences (one per sequence)
+  // Greedy decode steps (one token per sequence) of llama/qwen2 models on CUDA replay a CUDA graph
+  // per batch bucket (1, 2, 4, ..): the step is padded to its bucket with tokens that write to a
+  // spare block of the pool; a step's block tables, positions and slots are the graph's inputs.
+  // Prefill chunks, mixed steps and steps that want logits run op by op.
+  bool cuda_graphs = false;
 };
 
 // Bytes one block of block_size positions takes over all layers, in `dtype` (sizes a pool).
@@ -89,6 +95,9 @@ struct PagedWorkspace {
   Buf expert_load;  // i64 [E]: the routing op counts into it; serving never reads it
   Buf last_hidden, last_norm, last_rstd, logits;  // the logit rows: [max_logit_rows, C] act, f32 [.., V]
   Buf next_ids, temperatures, noise_seeds;        // [max_logit_rows]: i32, f32, i64
+  // plan.cuda_graphs: the decode step of each bucket, captured at its first step; null when the
+  // capture failed (that bucket then runs op by op).
+  std::map<int, std::unique_ptr<tensor::OpGraph>> decode_graphs;
 };
 
 // What the paged forward reads of a Model (model.cpp hands them over).

@@ -137,6 +137,7 @@ class GenerationEngine final : public Engine {
     plan.max_tokens = options_.max_batch_tokens;
     plan.max_sequences = options_.max_batch;
     plan.max_blocks = (context_ + options_.block_size - 1) / options_.block_size;
+    plan.cuda_graphs = options_.cuda_graphs;
     return model_.new_paged_workspace(plan);
   }
 

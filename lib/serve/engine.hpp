@@ -68,6 +68,7 @@ struct EngineOptions {
   double kv_memory_fraction = 0.9;
   int max_queue = 1024;                 // waiting requests at most; more: QueueFull
   bool prefix_sharing = true;
+  bool cuda_graphs = false;             // CUDA: greedy decode steps replay CUDA graphs (paged_forward.hpp)
 };
 
 // A snapshot for /metrics and the router (fallback decisions).

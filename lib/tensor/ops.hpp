@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,15 @@ struct RopeTables {
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
   double bias_correction1, bias_correction2;  // 1 - beta^t
+};
+
+// A recorded sequence of ops (Ops::capture), queued again as a whole by replay().
+class OpGraph {
+ public:
+  virtual ~OpGraph() = default;
+  // Queues the recorded ops on the same buffers, whose contents may have changed. false (nothing
+  // queued) once the backend's scratch memory has moved since the capture: capture again.
+  virtual bool replay() = 0;
 };
 
 class Ops {
@@ -184,6 +194,11 @@ class Ops {
   // The next token of each row of logits f32 [rows, V] on the device (kernels.hpp: sample_rows):
   // ids i32 [rows]; temperatures f32 [rows] (empty: all greedy), seeds i64 [rows] (their bits).
   virtual void sample_rows(Buf ids, Buf logits, Buf temperatures, Buf seeds, int rows, int V) = 0;
+  // CUDA graphs: records the ops that `record` queues (running none of them) for replays, which
+  // launch them at once instead of op by op. `record` must queue only ops (no copy to or from the
+  // host, no growth of scratch()): run it once eagerly first. null where the backend cannot (the
+  // CPU) or the recording failed; the caller then runs its ops eagerly.
+  virtual std::unique_ptr<OpGraph> capture(const std::function<void()>& /*record*/) { return nullptr; }
   // Bytes this backend could still allocate (the GPU's free memory; the host's available memory).
   virtual size_t memory_available() const = 0;
 };

@@ -3,6 +3,7 @@
 // it beside scripts/bench/serve_hf.py, HF transformers' generate on the same shape).
 //
 //   dsk_serve_bench CONFIG_JSON [--prompt 128] [--new 128] [--concurrent 32] [--precision bf16] [--device cuda]
+//                   [--graphs both|off|on]
 //
 // The bound: a decode step reads every weight once, so one sequence cannot decode faster than
 // (device copy bandwidth) / (bytes of the weights); the bandwidth is measured here as a device-
@@ -11,6 +12,8 @@
 //   bound copy_tb_s X weights_gb Y tokens_per_s Z
 //   dsk batch 1 decode_tokens_per_s A of_bound B ttft_ms C
 //   dsk batch N tokens_per_s D wall_s E preemptions F
+// the "dsk" lines run every op eagerly, the "dsk graphs" lines replay CUDA graphs for the decode
+// steps (EngineOptions::cuda_graphs); --graphs picks which run (both by default, eager first).
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -37,6 +40,7 @@ struct Options {
   int prompt = 128, generate = 128, concurrent = 32;
   std::string precision = "bf16";
   std::string device = "cuda";  // cpu: a smoke test of this driver with a tiny config
+  std::string graphs = "both";  // off | on | both
 };
 
 Options parse(int argc, char** argv) {
@@ -52,9 +56,12 @@ Options parse(int argc, char** argv) {
     else if (arg == "--concurrent") o.concurrent = std::stoi(value());
     else if (arg == "--precision") o.precision = value();
     else if (arg == "--device") o.device = value();
+    else if (arg == "--graphs") o.graphs = value();
     else if (o.config.empty() && !arg.starts_with("--")) o.config = arg;
     else throw UsageError("unknown argument " + arg);
   }
+  if (o.graphs != "off" && o.graphs != "on" && o.graphs != "both")
+    throw UsageError("--graphs takes off, on or both, not " + o.graphs);
   if (o.config.empty()) throw UsageError("usage: dsk_serve_bench CONFIG_JSON [--prompt N] [--new N] [--concurrent N]");
   return o;
 }
@@ -128,35 +135,46 @@ int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
     auto ops = tensor::make_ops(o.device, o.device == "cpu" ? "fp32" : o.precision);
     const double bandwidth = copy_bandwidth(*ops);
-    model::Model model(model::read_hf_config(o.config), 1, 0.02f, ops);
-    const double weight_bytes = double(model.parameter_count()) * tensor::dtype_size(ops->activation_dtype());
+    const double weight_bytes = double(model::Model(model::read_hf_config(o.config), 1, 0.02f, ops).parameter_count()) *
+                                tensor::dtype_size(ops->activation_dtype());
     std::printf("bound copy_tb_s %.3f weights_gb %.3f tokens_per_s %.0f\n", bandwidth / 1e12, weight_bytes / 1e9,
                 bandwidth / weight_bytes);
-    serve::EngineOptions options;
-    options.device = o.device;
-    options.precision = o.precision;
-    options.max_batch = std::max(64, o.concurrent);
-    options.max_batch_tokens = std::max(4096, o.prompt);
-    auto engine = serve::create_engine(std::move(model), options);
+    std::fflush(stdout);
+    for (const bool graphs : {false, true}) {
+      if (o.graphs == (graphs ? "off" : "on")) continue;
+      serve::EngineOptions options;
+      options.device = o.device;
+      options.precision = o.precision;
+      options.max_batch = std::max(64, o.concurrent);
+      options.max_batch_tokens = std::max(4096, o.prompt);
+      options.cuda_graphs = graphs;
+      const char* label = graphs ? "dsk graphs" : "dsk";
+      // The same random weights (seed 1) for both runs.
+      auto engine = serve::create_engine(model::Model(model::read_hf_config(o.config), 1, 0.02f, ops), options);
 
-    Options warm_up = o;
-    warm_up.generate = 8;
-    run(*engine, warm_up, 2, 1);  // warm-up: scratch grows here
-    const Timing single = run(*engine, o, 1, 2)[0];
-    const double decode = (single.tokens - 1) / seconds(single.first, single.last);
-    std::printf("dsk batch 1 decode_tokens_per_s %.1f of_bound %.3f ttft_ms %.2f\n", decode,
-                decode / (bandwidth / weight_bytes), 1e3 * seconds(single.submitted, single.first));
+      Options warm_up = o;
+      warm_up.generate = 8;
+      // Warm-up: the scratch buffers grow and the graphs of batches of 1 and N are captured here.
+      run(*engine, warm_up, 1, 1);
+      run(*engine, warm_up, o.concurrent, 1);
+      const Timing single = run(*engine, o, 1, 2)[0];
+      const double decode = (single.tokens - 1) / seconds(single.first, single.last);
+      std::printf("%s batch 1 decode_tokens_per_s %.1f of_bound %.3f ttft_ms %.2f\n", label, decode,
+                  decode / (bandwidth / weight_bytes), 1e3 * seconds(single.submitted, single.first));
+      std::fflush(stdout);
 
-    const std::vector<Timing> many = run(*engine, o, o.concurrent, 3);
-    Clock::time_point end = many[0].last;
-    int tokens = 0;
-    for (const Timing& t : many) {
-      end = std::max(end, t.last);
-      tokens += t.tokens;
+      const std::vector<Timing> many = run(*engine, o, o.concurrent, 3);
+      Clock::time_point end = many[0].last;
+      int tokens = 0;
+      for (const Timing& t : many) {
+        end = std::max(end, t.last);
+        tokens += t.tokens;
+      }
+      const double wall = seconds(many[0].submitted, end);
+      std::printf("%s batch %d tokens_per_s %.1f wall_s %.3f preemptions %llu\n", label, o.concurrent, tokens / wall,
+                  wall, (unsigned long long)engine->stats().preemptions);
+      std::fflush(stdout);
     }
-    const double wall = seconds(many[0].submitted, end);
-    std::printf("dsk batch %d tokens_per_s %.1f wall_s %.3f preemptions %llu\n", o.concurrent, tokens / wall, wall,
-                (unsigned long long)engine->stats().preemptions);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dsk_serve_bench: error: %s\n", e.what());

@@ -4,14 +4,17 @@
 #  1. builds the GPU tests of the engine and the benchmark driver (scripts/device/build-on-device.sh);
 #  2. tests/gpu/paged_attention_test.cu: paged_kv_write (exact) and paged attention (fp32 1e-5,
 #     bf16 1e-2 relative L2) against the CPU reference on ragged batches, MLA's absorbed shape,
-#     key partitions; tests/gpu/sampling_test.cu: greedy and Gumbel-sampled next tokens
-#     (exact ids against the CPU's; sampled frequencies within 0.03 of softmax(logits / T));
+#     key partitions; tests/gpu/matmul_test.cu: the Linear layers (cuBLASLt, and the few-row
+#     matrix-vector kernel of decode steps, kernels/cuda/gemv.cu); tests/gpu/sampling_test.cu:
+#     greedy and Gumbel-sampled next tokens (exact ids against the CPU's; sampled frequencies within
+#     0.03 of softmax(logits / T));
 #  3. tests/gpu/serve_engine_test.cpp: the CUDA paged forward against the CPU's on the HF fixtures
 #     (fp32 1e-4), the CUDA engine's greedy tokens (fp32) against the CPU engine's for 32
 #     concurrent requests, bf16 engine runs (greedy; seeded sampling on the device);
 #  4. the benchmark: llama-1b of ../shared/bench-shapes with random weights, bf16, prompt 128 +
 #     128 new tokens: batch-1 decode tokens/s against the bandwidth bound (weight bytes over a
-#     measured device copy), and the throughput of 32 concurrent requests, beside HF
+#     measured device copy), and the throughput of 32 concurrent requests, each op by op ("dsk")
+#     and with the decode steps replayed as CUDA graphs ("dsk graphs"), beside HF
 #     transformers' generate at batch 1 and 32 (scripts/bench/serve_hf.py) in the same run.
 # Env: SHAPE (default llama-1b), PROMPT, NEW (default 128 each), CONCURRENT (default 32), HF=0 (skip HF).
 # Writes $OUT/serve-gpu.txt (the table, printed last) and the logs beside it.
@@ -25,9 +28,9 @@ shape=${SHAPE:-llama-1b} prompt=${PROMPT:-128} new=${NEW:-128} concurrent=${CONC
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 summary=()
 
-scripts/device/build-on-device.sh dsk_gpu_paged_attention dsk_gpu_sampling dsk_gpu_serve_engine dsk_serve_bench \
-  2>&1 | tee "$OUT/build.log" | tail -5 || { echo "serve-gpu: the build failed ($OUT/build.log)"; exit 1; }
-for test in paged_attention sampling serve_engine; do
+scripts/device/build-on-device.sh dsk_gpu_matmul dsk_gpu_paged_attention dsk_gpu_sampling dsk_gpu_serve_engine \
+  dsk_serve_bench 2>&1 | tee "$OUT/build.log" | tail -5 || { echo "serve-gpu: the build failed ($OUT/build.log)"; exit 1; }
+for test in matmul paged_attention sampling serve_engine; do
   start=$(date +%s)
   DSK_SOURCE_DIR="$PWD" "$build/tests/gpu/dsk_gpu_$test" >"$OUT/$test.log" 2>&1
   code=$?
@@ -59,5 +62,10 @@ summary+=("$(printf '%-34s %s tok/s decode (bound %s: %sx of it); HF generate %s
   "${hf_one:-?}" "$(ratio "${one:-0}" "${hf_one:-1}")")")
 summary+=("$(printf '%-34s %s tok/s; HF generate %s tok/s (dsk/HF %sx)' "$shape $concurrent concurrent" \
   "${many:-?}" "${hf_many:-?}" "$(ratio "${many:-0}" "${hf_many:-1}")")")
+graph_one=$(field "$OUT/bench-dsk.txt" "dsk graphs batch 1 " decode_tokens_per_s)
+graph_many=$(field "$OUT/bench-dsk.txt" "dsk graphs batch $concurrent " tokens_per_s)
+summary+=("$(printf '%-34s %s tok/s decode (%sx of the bound); %s concurrent %s tok/s (dsk/HF %sx)' \
+  "$shape CUDA graphs, batch 1" "${graph_one:-?}" "$(ratio "${graph_one:-0}" "${bound:-1}")" "$concurrent" \
+  "${graph_many:-?}" "$(ratio "${graph_many:-0}" "${hf_many:-1}")")")
 echo "== summary" | tee "$OUT/serve-gpu.txt"
 printf '%s\n' "${summary[@]}" | tee -a "$OUT/serve-gpu.txt"

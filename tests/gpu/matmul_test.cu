@@ -2,6 +2,7 @@
 // Tolerances (relative L2): fp32 1e-5 (strict fp32, no TF32); bf16 1e-2 for outputs stored in
 // bf16, 5e-3 for the fp32 weight and bias gradients of bf16 inputs.
 #include "cpu/kernels.hpp"
+#include "cuda/gemv.cuh"
 #include "cuda/matmul.cuh"
 #include "parity.cuh"
 
@@ -68,6 +69,15 @@ TEST_CASE("matmul: fp32 against the CPU reference") {
   check_linear<float>(512, 768, 2048, false, 3);
 }
 
+TEST_CASE("matmul: few rows (the decode step's matrix-vector kernel) against the CPU reference") {
+  for (int N = 1; N <= cuda::kGemvMaxRows + 1; N++) {  // kGemvMaxRows + 1 runs on cuBLASLt again
+    check_linear<float>(N, 2048, 96, N % 2 == 0, 10 + N);
+    check_linear<cuda::bf16>(N, 2048, 200, N % 2 == 1, 20 + N);
+    check_linear<cuda::bf16>(N, 36, 16, true, 30 + N);  // rows not in whole 16-byte chunks
+    check_linear<float>(N, 1000, 33, false, 40 + N);    // a tail shorter than the unrolled loop
+  }
+}
+
 TEST_CASE("matmul: bf16 against the CPU reference") {
   check_linear<cuda::bf16>(16, 32, 48, true, 4);
   check_linear<cuda::bf16>(130, 8, 16, false, 5);
@@ -86,4 +96,9 @@ TEST_CASE("matmul: misaligned views into a flat buffer") {
   upload(d_inp, inp);
   cuda::matmul_forward<float>(blas, d_out.get(), d_inp.get(), flat.get() + 3, nullptr, N, C, OC, false, nullptr);
   check_close("out", download(d_out), out_ref, 1e-5);
+  // The few-row kernel on the same misaligned view (element loads instead of 16-byte ones).
+  cuda::matmul_forward<float>(blas, d_out.get(), d_inp.get(), flat.get() + 3, nullptr, 1, C, OC, false, nullptr);
+  std::vector<float> first_row = download(d_out);
+  first_row.resize(OC);
+  check_close("out, one row", first_row, std::vector<float>(out_ref.begin(), out_ref.begin() + OC), 1e-5);
 }

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -66,13 +67,35 @@ class DeviceScratch {
       throw ResourceError(str("out of GPU memory allocating ", gib(bytes), " of scratch"));
     }
     size_ = bytes;
+    generation_++;
     tally.add(data_, bytes);
     return data_;
   }
+  uint64_t generation() const { return generation_; }  // counts the moves of the buffer
 
  private:
   void* data_ = nullptr;
   size_t size_ = 0;
+  uint64_t generation_ = 0;
+};
+
+// A captured stream (CudaOps::capture), valid while the scratch buffers it uses stay where they were.
+class CudaGraph final : public OpGraph {
+ public:
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream, std::function<uint64_t()> generation)
+      : exec_(exec), stream_(stream), generation_(std::move(generation)), captured_at_(generation_()) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+  bool replay() override {
+    if (generation_() != captured_at_) return false;
+    DSK_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
+    return true;
+  }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+  std::function<uint64_t()> generation_;
+  uint64_t captured_at_;
 };
 
 template <typename T>
@@ -84,10 +107,16 @@ class CudaOps final : public Ops {
     DSK_CUDA_CHECK(cudaGetDeviceProperties(&props, device_));
     name_ = props.name;
     DSK_CUDA_CHECK(cudaMalloc(&scalar_, sizeof(float)));
+    // A created stream, not the legacy default one: only such a stream can be captured into a
+    // CUDA graph. It is a blocking stream (not cudaStreamNonBlocking) on purpose: work that other
+    // code still queues on the legacy stream (tests' cudaMemcpy, libraries) stays ordered with ours.
+    DSK_CUDA_CHECK(cudaStreamCreate(&stream_));
   }
   ~CudaOps() override {
+    cudaStreamSynchronize(stream_);
     for (void* p : owned_) cudaFree(p);
     cudaFree(scalar_);
+    cudaStreamDestroy(stream_);
   }
 
   Device device() const override { return Device::cuda; }
@@ -389,6 +418,29 @@ class CudaOps final : public Ops {
                       seeds.empty() ? nullptr : reinterpret_cast<const uint64_t*>(seeds.as<int64_t>()), rows, V,
                       stream_);
   }
+  std::unique_ptr<OpGraph> capture(const std::function<void()>& record) override {
+    const uint64_t before = scratch_generation();
+    if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    bool recorded = true;
+    try {
+      record();
+    } catch (const std::exception&) {  // e.g. a call that a capture forbids: the caller runs eagerly
+      recorded = false;
+    }
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+    cudaGetLastError();  // a failed capture leaves its error behind: clear it
+    cudaGraphExec_t exec = nullptr;
+    const bool made = recorded && ended == cudaSuccess && graph && scratch_generation() == before &&
+                      cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+    cudaGetLastError();
+    if (graph) cudaGraphDestroy(graph);
+    if (!made) return nullptr;
+    return std::make_unique<CudaGraph>(exec, stream_, [this] { return scratch_generation(); });
+  }
   size_t memory_available() const override {
     size_t free_bytes = 0, total = 0;
     DSK_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
@@ -396,6 +448,7 @@ class CudaOps final : public Ops {
   }
 
  private:
+  uint64_t scratch_generation() const { return scratch_.generation() + lm_head_chunk_.generation(); }
   static T* a(Buf b) { return static_cast<T*>(b.data); }  // act: checked by the arenas' dtype
   static float* f(Buf b) { return b.as<float>(); }
   static const int32_t* i32(Buf b) { return b.as<int32_t>(); }
@@ -406,7 +459,7 @@ class CudaOps final : public Ops {
 
   int device_ = 0;
   std::string name_;
-  cudaStream_t stream_ = nullptr;  // the default stream: one stream, ops in order
+  cudaStream_t stream_ = nullptr;  // every op, copy and memset: one stream, ops in order
   cuda::Blas blas_;
   float* scalar_ = nullptr;
   AllocationTally tally_;
