@@ -17,6 +17,7 @@
 #include "tokenizer/added_tokens.hpp"
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/pre_tokenizer.hpp"
+#include "tokenizer/shared_piece_cache.hpp"
 #include "tokenizer/tokenizer_cache.hpp"
 #include "tokenizer/tokenizer_json.hpp"
 #include "tokenizer/utf8.hpp"
@@ -42,6 +43,7 @@ struct Tokenizer::Impl {
   StringTable id_decoded;  // raw bytes a token decodes to
   StringToId added_ids;
   SpecialIds specials;
+  mutable SharedPieceCache shared_pieces;  // behind the per-thread caches; filled as encode() goes
 };
 
 namespace {
@@ -299,7 +301,13 @@ void Tokenizer::encode_into(std::string_view text, std::vector<TokenId>& out, co
         continue;
       }
       size_t first = out.size();
-      impl.bpe.encode_piece(piece, out);
+      const size_t hash = std::hash<std::string_view>{}(piece);
+      if (const SharedPieceCache::Entry* shared = impl.shared_pieces.find(piece, hash)) {
+        out.insert(out.end(), shared->ids.begin(), shared->ids.end());
+      } else {
+        impl.bpe.encode_piece(piece, out);
+        impl.shared_pieces.insert(piece, hash, std::span<const TokenId>(out.data() + first, out.size() - first));
+      }
       if (cache.map.size() >= kCacheEntries) cache.map.clear();
       cache.map.emplace(std::string(piece), std::vector<TokenId>(out.begin() + std::ptrdiff_t(first), out.end()));
     }
