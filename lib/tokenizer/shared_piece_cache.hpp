@@ -1,11 +1,13 @@
-// A piece -> ids cache shared by every thread that encodes with one tokenizer, behind each
-// thread's own (tokenizer.cpp's PieceCache). With only per-thread caches, every thread had to
-// learn the common pieces by itself: at 16 threads each saw a sixteenth of dsk-tokenize's input
-// and spent about 20% more per byte than one thread warmed over all of it (docs/benchmarks.md).
+// A piece -> ids cache shared by every thread that encodes with one tokenizer, looked up first;
+// each thread's own (tokenizer.cpp's PieceCache) only holds the pieces that come after it is
+// full. With only per-thread caches, every thread had to learn the common pieces by itself: at
+// 16 threads each saw a sixteenth of dsk-tokenize's input and spent about 20% more per byte than
+// one thread warmed over all of it; and this flat table is faster to look up than the
+// unordered_map of vectors, even on one thread (docs/benchmarks.md).
 //
 // Entries are written once and never change, move or go before the cache does, so a lookup is
 // lock-free (acquire loads of the slots) and an insertion takes a free slot with one
-// compare-and-swap. Bounded: once half full it takes no more (the per-thread caches go on).
+// compare-and-swap. Bounded: once half full it takes no more.
 // What it holds never changes an encoding: a piece's ids are the same whoever computed them.
 #pragma once
 
@@ -47,8 +49,9 @@ class SharedPieceCache {
     return nullptr;
   }
 
-  void insert(std::string_view piece, size_t hash, std::span<const uint32_t> ids) {
-    if (size_.load(std::memory_order_relaxed) >= (mask_ + 1) / 2) return;
+  // False when the table takes no more (full, or too many probes).
+  bool insert(std::string_view piece, size_t hash, std::span<const uint32_t> ids) {
+    if (size_.load(std::memory_order_relaxed) >= (mask_ + 1) / 2) return false;
     auto entry = std::make_unique<Entry>(Entry{std::string(piece), std::vector<uint32_t>(ids.begin(), ids.end())});
     size_t slot = hash & mask_;
     for (size_t probe = 0; probe < kMaxProbes; ++probe, slot = (slot + 1) & mask_) {
@@ -57,10 +60,11 @@ class SharedPieceCache {
                                                std::memory_order_acquire)) {
         entry.release();
         size_.fetch_add(1, std::memory_order_relaxed);
-        return;
+        return true;
       }
-      if (expected->piece == piece) return;  // another thread got there first
+      if (expected->piece == piece) return true;  // another thread got there first
     }
+    return false;
   }
 
  private:
