@@ -47,13 +47,23 @@ std::string sha256_hex(std::string_view bytes) {
 std::string sha256_file(const std::filesystem::path& path) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (!file) throw_io_error("read", path, errno);
+  std::string digest;
+  try {
+    digest = sha256_stream(file, path);
+  } catch (...) {
+    std::fclose(file);
+    throw;
+  }
+  std::fclose(file);
+  return digest;
+}
+
+std::string sha256_stream(std::FILE* file, const std::filesystem::path& path) {
   Sha256 hash;
   std::vector<char> buffer(1 << 20);
   size_t got;
   while ((got = std::fread(buffer.data(), 1, buffer.size(), file)) > 0) hash.update(buffer.data(), got);
-  bool failed = std::ferror(file);
-  std::fclose(file);
-  if (failed) throw_io_error("read", path, errno);
+  if (std::ferror(file)) throw_io_error("read", path, errno);
   return hash.hex_digest();
 }
 

@@ -1,6 +1,7 @@
 // SHA-256 (OpenSSL's), as lowercase hex: of bytes, of a file, or streamed.
 #pragma once
 
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -25,5 +26,7 @@ class Sha256 {
 
 std::string sha256_hex(std::string_view bytes);
 std::string sha256_file(const std::filesystem::path& path);
+// Of what is left to read in `file` (left open); `path` names it in an error.
+std::string sha256_stream(std::FILE* file, const std::filesystem::path& path);
 
 }  // namespace dsk

@@ -74,7 +74,12 @@ class ShardWriter {
   void append(std::span<const uint32_t> tokens);
   // Appends eos_id and counts one document.
   void end_document();
+  // Writes the real header and flushes: the file is whole under temporary_path(), so that a
+  // reader (dsk-tokenize's hash) can start on it while commit() waits for the disk. commit()
+  // writes it when this was not called.
+  void write_header();
   void commit();
+  const std::filesystem::path& temporary_path() const { return file_.temporary_path(); }
 
   uint64_t token_count() const { return header_.token_count; }
   uint64_t document_count() const { return header_.document_count; }
@@ -87,6 +92,7 @@ class ShardWriter {
   ShardHeader header_;
   AtomicFile file_;
   std::vector<unsigned char> buffer_;
+  bool header_written_ = false;
 };
 
 // A read-only memory map of one shard. The header and the file size are checked on open;

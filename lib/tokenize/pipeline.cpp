@@ -1,6 +1,8 @@
 #include "tokenize/pipeline.hpp"
 
 #include <charconv>
+#include <chrono>
+#include <cstdio>
 #include <future>
 #include <memory>
 #include <thread>
@@ -36,11 +38,16 @@ struct EncodedChunk {
   std::vector<std::string> warnings;
   InputErrorCounts errors;
   uint64_t bytes_through = 0;
+  double seconds = 0;  // the worker's time on it, for -v's account of where the time went
 };
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // A worker's job: everything done per byte, from the chunk's raw bytes to tokens.
 EncodedChunk tokenize_chunk(const InputChunk& chunk, const ReaderOptions& reader, const tokenizer::Tokenizer& tokenizer,
                             std::optional<uint32_t> bos) {
+  const auto start = Clock::now();
   ChunkDocuments documents = chunk_documents(chunk, reader);
   EncodedChunk encoded;
   encoded.tokens.reserve(chunk.bytes.size() / 3);
@@ -55,6 +62,7 @@ EncodedChunk tokenize_chunk(const InputChunk& chunk, const ReaderOptions& reader
   encoded.warnings = std::move(documents.warnings);
   encoded.errors = documents.errors;
   encoded.bytes_through = chunk.bytes_through;
+  encoded.seconds = seconds_since(start);
   return encoded;
 }
 
@@ -68,6 +76,7 @@ struct ReadingState {
       : chunks(options.inputs, options.reader), queue(queue_capacity) {}
   ChunkReader chunks;
   ChunkQueue queue;
+  double seconds_blocked = 0;  // the reader's, waiting for room in the queue (written by it alone)
 };
 
 // The reader thread: cuts the inputs into chunks and hands each to the pool, queueing the
@@ -83,7 +92,9 @@ void read_chunks(std::shared_ptr<ReadingState> state, TaskPool& pool, const Read
       auto submit = [&] {
         return pool.submit([chunk = std::move(chunk), &reader, &tokenizer, bos] { return tokenize_chunk(chunk, reader, tokenizer, bos); });
       };
+      const auto start = Clock::now();
       if (!state->queue.push_made(submit)) return;  // the writer gave up
+      state->seconds_blocked += seconds_since(start);
     }
   } catch (...) {
     std::promise<EncodedChunk> failed;
@@ -115,6 +126,25 @@ uint64_t known_input_size(const std::vector<std::string>& inputs) {
     total += fs::file_size(input, error);
   }
   return total;
+}
+
+// Where the time went, for -v: what each thread did and what it waited for. The workers' busy
+// share of threads x wall says how well they were fed; the writer's waiting, whether it kept up.
+struct StageTimes {
+  double workers_busy = 0, writer_waiting = 0, writer_writing = 0, reader_blocked = 0;
+  uint64_t chunks = 0;
+};
+
+void log_stage_times(const StageTimes& times, int threads, double wall, double last_shards) {
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "stages: %.3f s to the last chunk written (%llu chunks); workers busy %.3f s, %.0f%% of %d x that; "
+                "writer waited %.3f s, wrote %.3f s; reader blocked on a full queue %.3f s; last shards "
+                "(header, hash, sync) %.3f s",
+                wall, static_cast<unsigned long long>(times.chunks), times.workers_busy,
+                100 * times.workers_busy / (wall * threads), threads, times.writer_waiting, times.writer_writing,
+                times.reader_blocked, last_shards);
+  log_debug(line);
 }
 
 std::string shortest_number(double value) {
@@ -159,6 +189,8 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
   Progress progress("tokenize", known_input_size(options.inputs), "B");
   InputErrorLog error_log(options.reader.max_reported);
 
+  const auto start = Clock::now();
+  StageTimes times;
   uint64_t numbered = 0;  // documents before the chunk being written, dropped ones too
   auto write = [&](const EncodedChunk& encoded) {
     size_t begin = 0;
@@ -173,25 +205,37 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
 
   {
     TaskPool pool(options.threads);
-    // Two chunks per worker in flight: enough to keep every worker busy while the writer waits
-    // for the oldest, and a bound on memory (2 x threads chunks of 256 KiB of text, and their tokens).
-    auto state = std::make_shared<ReadingState>(options, 2 * static_cast<size_t>(pool.size()));
+    // Four chunks per worker in flight: while the writer waits for the oldest (a chunk that
+    // took longer), the other workers go on with the next ones rather than wait for room in
+    // the queue; a bound on memory all the same (4 x threads chunks of 256 KiB of text, and
+    // their tokens: 40 MB at 16 threads).
+    auto state = std::make_shared<ReadingState>(options, 4 * static_cast<size_t>(pool.size()));
     ReaderThread reader{state, std::thread(read_chunks, state, std::ref(pool), std::cref(options.reader),
                                            std::cref(tokenizer), bos)};
     try {
-      while (auto next = state->queue.pop()) {
+      for (;;) {
+        auto wait_start = Clock::now();
+        auto next = state->queue.pop();
+        if (!next) break;
         if (stop_requested()) throw Interrupted(stop_exit_code(), "interrupted; no output was written");
         EncodedChunk encoded = next->get();  // a worker's or the reader's error comes out here, in input order
+        times.writer_waiting += seconds_since(wait_start);
+        auto write_start = Clock::now();
         error_log.add(encoded.warnings, encoded.errors);
         write(encoded);
         progress.set(encoded.bytes_through);
+        times.writer_writing += seconds_since(write_start);
+        times.workers_busy += encoded.seconds;
+        ++times.chunks;
       }
+      times.reader_blocked = state->seconds_blocked;  // the reader is done: the queue is closed
     } catch (...) {
       reader.abandon();
       throw;
     }
   }
   progress.finish();
+  const double workers_done = seconds_since(start);
 
   TokenizeResult result;
   result.errors = error_log.counts();
@@ -202,8 +246,10 @@ TokenizeResult tokenize_to_shards(const TokenizeOptions& options, const tokenize
   index.token_bytes = io::token_bytes_for_vocab(vocab_size);
   index.eos_id = *eos;
   index.bos_id = bos_id;
+  const auto finish_start = Clock::now();
   index.train = train.finish();
   index.val = val.finish();
+  log_stage_times(times, std::max(1, options.threads), workers_done, seconds_since(finish_start));
   if (index.documents() == 0)
     throw DataError(str("no documents in the input (", result.errors.skipped, " skipped for errors, ",
                         result.errors.empty, " empty)"));

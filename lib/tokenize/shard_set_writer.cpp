@@ -1,6 +1,9 @@
 #include "tokenize/shard_set_writer.hpp"
 
+#include <cerrno>
 #include <cstdio>
+
+#include "core/error.hpp"
 
 #include "core/sha256.hpp"
 
@@ -42,14 +45,22 @@ void ShardSetWriter::add_document(std::span<const uint32_t> tokens, uint64_t tex
 }
 
 void ShardSetWriter::close_shard() {
+  // The hash starts before commit()'s fsync, not after it: for the last shard both are in
+  // series with nothing else left to run. The file is opened before the rename, so the hash
+  // reads it whatever its name by then.
+  open_->write_header();
+  if (hashes_.size() - hashes_collected_ >= kMaxHashesInFlight) collect_oldest_hash();
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(open_->temporary_path().c_str(), "rb"), std::fclose);
+  if (!file) throw_io_error("read", open_->temporary_path(), errno);
+  hashes_.push_back(std::async(std::launch::async, [file = std::move(file), path = open_->path()] {
+    return sha256_stream(file.get(), path);
+  }));
   open_->commit();
   io::ShardFileEntry entry;
   entry.file = open_->path().filename().string();
   entry.documents = open_->document_count();
   entry.tokens = open_->token_count();
   split_.shards.push_back(std::move(entry));
-  if (hashes_.size() - hashes_collected_ >= kMaxHashesInFlight) collect_oldest_hash();
-  hashes_.push_back(std::async(std::launch::async, [path = open_->path()] { return sha256_file(path); }));
   open_.reset();
 }
 

@@ -4,7 +4,8 @@
 //
 // A shard's sha256 covers its header, which is known only when the shard closes, so the hash
 // cannot be taken as the tokens are written; each closed shard is hashed on a thread of its
-// own while writing goes on, and finish() collects the digests.
+// own (started before the shard's fsync, not after it) while writing goes on, and finish()
+// collects the digests.
 #pragma once
 
 #include <cstdint>

@@ -17,6 +17,7 @@
 #include "tokenizer/added_tokens.hpp"
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/pre_tokenizer.hpp"
+#include "tokenizer/shared_piece_cache.hpp"
 #include "tokenizer/tokenizer_cache.hpp"
 #include "tokenizer/tokenizer_json.hpp"
 #include "tokenizer/utf8.hpp"
@@ -42,6 +43,7 @@ struct Tokenizer::Impl {
   StringTable id_decoded;  // raw bytes a token decodes to
   StringToId added_ids;
   SpecialIds specials;
+  mutable SharedPieceCache shared_pieces;  // before the per-thread caches; filled as encode() goes
 };
 
 namespace {
@@ -117,8 +119,9 @@ void read_template(const JsonField& processor, SpecialIds& impl,
   }
 }
 
-// The per-thread piece -> ids cache. Bounded: cleared when full (pieces repeat heavily, so it
-// refills with the common ones at once).
+// The per-thread piece -> ids cache, for the pieces that the shared one (shared_piece_cache.hpp)
+// has no room for. Bounded: cleared when full (pieces repeat heavily, so it refills with the
+// common ones at once).
 struct PieceCache {
   uint64_t owner = 0;
   std::unordered_map<std::string, std::vector<TokenId>, StringHash, std::equal_to<>> map;
@@ -294,14 +297,21 @@ void Tokenizer::encode_into(std::string_view text, std::vector<TokenId>& out, co
         impl.bpe.encode_piece(piece, out);
         continue;
       }
+      const size_t hash = std::hash<std::string_view>{}(piece);
+      if (const SharedPieceCache::Entry* shared = impl.shared_pieces.find(piece, hash)) {
+        out.insert(out.end(), shared->ids.begin(), shared->ids.end());
+        continue;
+      }
       if (auto it = cache.map.find(piece); it != cache.map.end()) {
         out.insert(out.end(), it->second.begin(), it->second.end());
         continue;
       }
       size_t first = out.size();
       impl.bpe.encode_piece(piece, out);
+      std::span<const TokenId> ids(out.data() + first, out.size() - first);
+      if (impl.shared_pieces.insert(piece, hash, ids)) continue;
       if (cache.map.size() >= kCacheEntries) cache.map.clear();
-      cache.map.emplace(std::string(piece), std::vector<TokenId>(out.begin() + std::ptrdiff_t(first), out.end()));
+      cache.map.emplace(std::string(piece), std::vector<TokenId>(ids.begin(), ids.end()));
     }
   }
   if (options.add_special_tokens && impl.specials.add_eos && impl.specials.eos) out.push_back(*impl.specials.eos);

@@ -16,6 +16,8 @@
 #     --jsonl text: encoding only, after a warm-up pass; no reading, parsing or writing);
 #  5. the table: MB/s (of the JSONL file, both sides), speedup over -j 1, ratio to HF, and MB/s
 #     once the tokenizer is loaded (end-to-end seconds less the load time of that run's kind).
+#     Then one line from one more run at the most threads with -v: where its time went (the
+#     workers' busy share, the writer's waiting and writing, the reader blocked, the last hash).
 # Writes $OUT/tokenize.txt (the table and the machine), $OUT/runs.txt (every run). About 2 minutes.
 # Env: MEGABYTES (150), THREADS ("1 2 4 8 16"), REPEAT (3).
 set -euo pipefail
@@ -105,6 +107,14 @@ diff -r "$work/shards-$first" "$work/shards-$last" >/dev/null || same="NO"
 documents=$(sed -n 's/^documents: //p' "$work/record-$first.yaml")
 tokens=$(sed -n 's/^tokens: //p' "$work/record-$first.yaml")
 
+# Where the time went at the most threads, from -v's account (one more run): the workers' busy
+# share of threads x wall, the writer's wait and write time, the reader's time blocked on a full
+# queue, and the last shards' hash and sync after the last chunk.
+rm -rf "$work/again"
+stages=$(dsk-tokenize -v -t "$tokenizer" -o "$work/again" -j "$last" "$corpus" 2>&1 >/dev/null |
+  sed -n "s/.*debug: stages: /stages at -j $last: /p")
+rm -rf "$work/again"
+
 hf_line=$(python3 scripts/bench/tokenizer_hf.py "$tokenizer" "$corpus" --jsonl text --mode batch --threads "$(nproc)" \
   --repeat 1 | tee -a "$runs")
 hf=$(sed -n 's/.*mb_per_s \([0-9.]*\).*/\1/p' <<<"$hf_line")
@@ -125,4 +135,5 @@ hf_tokens=$(sed -n 's/.* tokens \([0-9]*\).*/\1/p' <<<"$hf_line")
     'BEGIN { printf "%-34s %8.2f %8.1f %8.2f %8.2f %12.1f\n", n, s, b / s / 1e6, s1 / s, b / s / 1e6 / hf, b / (s - load) / 1e6 }'
   awk -v hf="$hf" -v b="$bytes" -v n="HF encode_batch, $(nproc) threads" \
     'BEGIN { printf "%-34s %8.2f %8.1f %8s %8.2f %12s\n", n, b / hf / 1e6, hf, "-", 1, "-" }'
+  echo "$stages"
 } | tee -a "$OUT/tokenize.txt"
