@@ -449,6 +449,13 @@ int graph_bucket(const ModelParts& m, const PagedWorkspace& ws, const PagedStep&
 PagedStep pad_decode_step(const PagedWorkspace& ws, const PagedStep& step, int bucket) {
   PagedStep padded = step;
   const int spare = ws.plan.blocks;
+  // Every replay reads tables of the plan's full width: widen the step's rows (the scheduler sends
+  // only as many columns as its longest table), the new columns pointing at the spare block.
+  const int full = ws.plan.max_blocks, width = step.table_width > 0 ? step.table_width : full;
+  padded.block_tables.assign(size_t(bucket) * full, spare);
+  for (int s = 0; s < step.sequences; s++)
+    std::copy_n(step.block_tables.begin() + int64_t(s) * width, width, padded.block_tables.begin() + int64_t(s) * full);
+  padded.table_width = full;
   for (int n = step.sequences; n < bucket; n++) {
     padded.tokens.push_back(0);
     padded.positions.push_back(0);
@@ -456,7 +463,6 @@ PagedStep pad_decode_step(const PagedWorkspace& ws, const PagedStep& step, int b
     padded.slots.push_back(spare * ws.plan.block_size);
     padded.logit_rows.push_back(n);
   }
-  padded.block_tables.resize(size_t(bucket) * ws.plan.max_blocks, spare);
   padded.sequences = bucket;
   return padded;
 }

@@ -55,7 +55,7 @@ if [[ $parts == *" peft "* ]]; then
   [ $code = 0 ] || tail -20 "$OUT/peft-make.log"
   cp -r "$OUT/peft" tests/fixtures/peft
   tar -C "$OUT" -czf "$OUT/peft-fixtures.tgz" peft  # one file: the folders are too deep to come back
-  "$build/tests/dsk_unit_finetune" -tc="adapters written by PEFT*" >"$OUT/peft-load.log" 2>&1
+  "$build/tests/dsk_unit_finetune" --no-skip -tc="adapters written by PEFT*" >"$OUT/peft-load.log" 2>&1
   code2=$?
   [ $code2 = 0 ] || tail -20 "$OUT/peft-load.log"
   note "PEFT adapter in dsk (1e-4)" "$(verdict $(( code + code2 )))"
