@@ -15,6 +15,8 @@ const Value* Dict::find(const std::string& key) const {
   return nullptr;
 }
 
+size_t Dict::size() const { return items_.size(); }
+
 void Dict::set(const std::string& key, Value value) {
   for (auto& [k, v] : items_)
     if (k == key) {
