@@ -260,8 +260,8 @@ class Renderer {
       const std::string& parameter = macro.parameters[i];
       if (i < a.positional.size()) {
         inner.variables[parameter] = a.positional[i];
-      } else if (const Value* given = argument(CallArguments{{}, a.keyword}, 0, parameter.c_str())) {
-        inner.variables[parameter] = *given;
+      } else if (const Value* given = argument(a, a.positional.size() + i, parameter.c_str())) {
+        inner.variables[parameter] = *given;  // by keyword (index past the positional ones: never taken)
       } else if (macro.defaults[i]) {
         inner.variables[parameter] = eval(*macro.defaults[i], inner);
       } else {
