@@ -28,9 +28,10 @@ using List = std::vector<Value>;
 // An insertion-ordered str -> Value map (Python dicts keep insertion order; tojson relies on it).
 class Dict {
  public:
-  Dict() = default;
-  // Items whose keys are distinct (not checked).
-  explicit Dict(std::vector<std::pair<std::string, Value>> items) : items_(std::move(items)) {}
+  Dict();
+  // Items whose keys are distinct (not checked). Out of line, as the members using items_ are:
+  // clang wants Value complete there.
+  explicit Dict(std::vector<std::pair<std::string, Value>> items);
   const Value* find(const std::string& key) const;
   void set(const std::string& key, Value value);  // replaces in place or appends
   const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
