@@ -2,10 +2,12 @@
 //   dsk-finetune train -c lora.yaml                        train or resume; an "adapter" record on stdout
 //   dsk-finetune merge BASE ADAPTER -o DIR                 LoRA folded into a plain HF checkpoint
 //   dsk-finetune eval ADAPTER --data test.jsonl            loss, exact match, latency; an "eval" record
+//   dsk-finetune clean | select | classify ...             data stages (lib/finetune/data)
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -18,6 +20,8 @@
 #include "finetune/finetune_eval.hpp"
 #include "finetune/finetune_run.hpp"
 #include "finetune/adapter_objective.hpp"
+#include "finetune/data/command.hpp"
+#include "finetune/data/examples.hpp"
 #include "finetune/merge.hpp"
 #include "finetune/peft_format.hpp"
 #include "tensor/device.hpp"
@@ -137,9 +141,9 @@ int run_eval(const EvalFlags& flags, bool quiet) {
   if (is_adapter) adapter = finetune::adapter_from_directory(target, model);
   const fs::path tokenizer_file = (is_adapter ? base : target) / "tokenizer.json";
   if (!fs::exists(tokenizer_file)) throw DataError(str(tokenizer_file.string(), ": no such file (the tokenizer)"));
-  const tokenizer::Tokenizer tokenizer = tokenizer::Tokenizer::load(tokenizer_file);
-  const auto examples = finetune::read_examples({flags.data}, finetune::record_renderers(base));
-  const finetune::EvalReport report = finetune::evaluate_examples(model, tokenizer, examples, flags.settings);
+  const finetune::TokenizerFiles tokenizer = finetune::load_tokenizer_files(tokenizer_file);
+  const auto examples = finetune::read_instruction_data({flags.data}, *tokenizer.tokenizer, tokenizer.chat.get());
+  const finetune::EvalReport report = finetune::evaluate_examples(model, *tokenizer.tokenizer, examples, flags.settings);
   if (!quiet) std::fputs(report.table().c_str(), stderr);
   if (!flags.json.empty()) write_file_atomic(flags.json, report.to_json().dump(2) + "\n");
   Record record("eval");
@@ -191,7 +195,7 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
   CLI::App* eval = app.add_subcommand("eval", "Loss, exact match and latency of an adapter (or checkpoint) on test JSONL");
   eval->add_option("model", flags.model, "Adapter or checkpoint directory, or - for its record on stdin")
       ->required()->type_name("DIR");
-  eval->add_option("--data", flags.data, "Test JSONL ({\"prompt\", \"completion\"} records)")->required()->type_name("FILE");
+  eval->add_option("--data", flags.data, "Test JSONL (prompt/completion, chat or text records)")->required()->type_name("FILE");
   eval->add_option("--base", flags.base, "Base checkpoint (default: the adapter's base_model_name_or_path)")->type_name("DIR");
   eval->add_option("--json", flags.json, "Also write the results as JSON to FILE")->type_name("FILE");
   eval->add_option("--max-new-tokens", flags.settings.max_new_tokens, "Greedy generation budget per example (default 64)")
@@ -222,7 +226,7 @@ int main(int argc, char** argv) {
   CLI::App* merge = add_merge_command(app, merge_flags);
   EvalFlags eval_flags;
   CLI::App* eval = add_eval_command(app, eval_flags);
-  // The data-preparation subcommands (clean, select) register here.
+  finetune::add_data_commands(app);  // clean, select, classify
 
   cli::set_examples(app, {
       "dsk-finetune train -c configs/finetune-lora.yaml",
@@ -231,9 +235,12 @@ int main(int argc, char** argv) {
       "dsk-finetune merge runs/tiny/checkpoints/step-000500 runs/lora/adapter -o runs/merged",
       "dsk-finetune eval runs/lora/adapter --data test.jsonl --json eval.json",
       "dsk-finetune train -c lora.yaml | dsk-upload --name tiny-lora --version 1 -",
+      "dsk-finetune clean --tokenizer ckpt/ --max-tokens 4096 raw.jsonl.zst | dsk-finetune select -m ckpt/ -n 500",
+      "dsk-finetune classify -m ckpt/ --labels positive,negative --metrics metrics.json test.jsonl",
   });
 
   return cli::run(app, argc, argv, common, [&] {
+    if (std::optional<int> code = finetune::run_data_command(app)) return *code;
     if (merge->parsed()) return run_merge(merge_flags);
     if (eval->parsed()) return run_eval(eval_flags, common.quiet);
     cli::CommonOptions effective = common;

@@ -25,9 +25,9 @@ std::string trimmed(const std::string& text) {
 }
 
 // Token-weighted mean loss over the completions, B rows of T positions at a time.
-void add_loss(model::Model& model, const tokenizer::Tokenizer& tokenizer, const std::vector<Example>& examples,
+void add_loss(model::Model& model, const tokenizer::Tokenizer& tokenizer, const std::vector<TokenizedExample>& examples,
               const EvalSettings& settings, EvalReport& report) {
-  const TokenizedSet set = tokenize_examples(examples, tokenizer, settings.seq_len);
+  const TokenizedSet set = fit_rows(examples, settings.seq_len);
   const int B = settings.batch, T = settings.seq_len;
   const int32_t pad = tokenizer.eos_id() ? int32_t(*tokenizer.eos_id()) : 0;
   std::vector<int32_t> tokens(size_t(B) * T), targets(size_t(B) * T);
@@ -62,8 +62,8 @@ LatencySummary summarize_latency(std::vector<double> ms) {
 }
 
 EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& tokenizer,
-                             const std::vector<Example>& all, const EvalSettings& settings) {
-  std::vector<Example> examples = all;
+                             const std::vector<TokenizedExample>& all, const EvalSettings& settings) {
+  std::vector<TokenizedExample> examples = all;
   if (settings.limit > 0 && int64_t(examples.size()) > settings.limit) examples.resize(size_t(settings.limit));
   EvalReport report;
   report.examples = int64_t(examples.size());
@@ -74,15 +74,18 @@ EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& to
   const model::SamplingSettings greedy{0.0f, 0, 1.0f, int(std::min<size_t>(tokenizer.vocab_size(), size_t(vocab)))};
   std::mt19937_64 unused_rng(0);
   std::vector<double> first_token_ms, per_token_ms;
-  int64_t matches = 0;
+  int64_t matches = 0, prompted = 0;
   Progress progress("eval", uint64_t(examples.size()), "examples");
-  for (const Example& example : examples) {
-    TokenizedExample prompt = tokenize_example(Example{example.prompt, ""}, tokenizer);
-    prompt.ids.resize(size_t(prompt.prompt_tokens));
-    model::KvCache cache = model.new_kv_cache(1, int(prompt.ids.size()) + settings.max_new_tokens);
+  for (const TokenizedExample& example : examples) {
+    const LastTurn turn = last_turn(example);
+    progress.add(1);
+    if (turn.prompt.empty()) continue;  // a {"text"} record: nothing to continue
+    prompted++;
+    const std::vector<int32_t> prompt(turn.prompt.begin(), turn.prompt.end());
+    model::KvCache cache = model.new_kv_cache(1, int(prompt.size()) + settings.max_new_tokens);
     std::vector<uint32_t> generated;
     auto start = Clock::now();
-    std::vector<float> logits = model.forward_cached(cache, prompt.ids.data(), 1, int(prompt.ids.size()));
+    std::vector<float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
     for (int i = 0; i < settings.max_new_tokens; ++i) {
       const uint32_t next = model::sample_token(std::span<const float>(logits.data(), size_t(vocab)), greedy, unused_rng);
       (i == 0 ? first_token_ms : per_token_ms).push_back(elapsed_ms(start));
@@ -94,11 +97,10 @@ EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& to
       logits = model.forward_cached(cache, &input, 1, 1);
     }
     report.generated_tokens += int64_t(generated.size());
-    if (trimmed(tokenizer.decode(generated, true)) == trimmed(example.completion)) matches++;
-    progress.add(1);
+    if (trimmed(tokenizer.decode(generated, true)) == trimmed(tokenizer.decode(turn.completion, true))) matches++;
   }
   progress.finish();
-  report.exact_match = examples.empty() ? 0 : double(matches) / double(examples.size());
+  report.exact_match = prompted == 0 ? 0 : double(matches) / double(prompted);
   report.first_token = summarize_latency(std::move(first_token_ms));
   report.per_token = summarize_latency(std::move(per_token_ms));
   return report;
