@@ -16,6 +16,7 @@
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "core/record.hpp"
+#include "finetune/finetune_classify.hpp"
 #include "finetune/finetune_config.hpp"
 #include "finetune/finetune_eval.hpp"
 #include "finetune/finetune_run.hpp"
@@ -38,6 +39,7 @@ struct MergeFlags {
 
 struct EvalFlags {
   std::string model, base, data, json;
+  std::vector<std::string> labels;  // a classification task when given
   finetune::EvalSettings settings;
   cli::DeviceFlags where;
 };
@@ -143,7 +145,12 @@ int run_eval(const EvalFlags& flags, bool quiet) {
   if (!fs::exists(tokenizer_file)) throw DataError(str(tokenizer_file.string(), ": no such file (the tokenizer)"));
   const finetune::TokenizerFiles tokenizer = finetune::load_tokenizer_files(tokenizer_file);
   const auto examples = finetune::read_instruction_data({flags.data}, *tokenizer.tokenizer, tokenizer.chat.get());
-  const finetune::EvalReport report = finetune::evaluate_examples(model, *tokenizer.tokenizer, examples, flags.settings);
+  std::optional<finetune::ClassificationMetrics> classification;  // first: a bad label fails before the long part
+  if (!flags.labels.empty())
+    classification = finetune::classify_test_set(model, *tokenizer.tokenizer, tokenizer.chat.get(), flags.data,
+                                                 flags.labels, flags.settings.limit);
+  finetune::EvalReport report = finetune::evaluate_examples(model, *tokenizer.tokenizer, examples, flags.settings);
+  report.classification = std::move(classification);
   if (!quiet) std::fputs(report.table().c_str(), stderr);
   if (!flags.json.empty()) write_file_atomic(flags.json, report.to_json().dump(2) + "\n");
   Record record("eval");
@@ -158,6 +165,10 @@ int run_eval(const EvalFlags& flags, bool quiet) {
       .set("first_token_p95_ms", report.first_token.p95_ms)
       .set("per_token_p50_ms", report.per_token.p50_ms)
       .set("per_token_p95_ms", report.per_token.p95_ms);
+  if (report.classification)
+    record.set("labels", int64_t(report.classification->labels.size()))
+        .set("accuracy", report.classification->accuracy)
+        .set("macro_f1", report.classification->macro_f1);
   if (!flags.json.empty()) record.set("json", flags.json);
   record.print();
   return 0;
@@ -205,6 +216,9 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
   eval->add_option("--batch", flags.settings.batch, "Rows per loss micro-batch (default 8)")->check(cli::numeric<int>(1));
   eval->add_option("--limit", flags.settings.limit, "Only the first N examples (default all)")
       ->check(cli::numeric<int64_t>(1));
+  eval->add_option("-l,--labels", flags.labels,
+                   "A classification task: the label set (comma-separated or repeated); accuracy, macro-F1, confusion matrix")
+      ->type_name("LABEL")->delimiter(',')->allow_extra_args(false);
   cli::add_device_flags(*eval, flags.where);
   return eval;
 }
@@ -234,6 +248,7 @@ int main(int argc, char** argv) {
       "dsk-finetune train --base runs/tiny/checkpoints/step-000500 --data train.jsonl --val val.jsonl --steps 200 -o runs/lora",
       "dsk-finetune merge runs/tiny/checkpoints/step-000500 runs/lora/adapter -o runs/merged",
       "dsk-finetune eval runs/lora/adapter --data test.jsonl --json eval.json",
+      "dsk-finetune eval runs/lora/adapter --data test.jsonl --labels ' yes, no'",
       "dsk-finetune train -c lora.yaml | dsk-upload --name tiny-lora --version 1 -",
       "dsk-finetune clean --tokenizer ckpt/ --max-tokens 4096 raw.jsonl.zst | dsk-finetune select -m ckpt/ -n 500",
       "dsk-finetune classify -m ckpt/ --labels positive,negative --metrics metrics.json test.jsonl",

@@ -87,7 +87,8 @@ EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& to
     auto start = Clock::now();
     std::vector<float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
     for (int i = 0; i < settings.max_new_tokens; ++i) {
-      const uint32_t next = model::sample_token(std::span<const float>(logits.data(), size_t(vocab)), greedy, unused_rng);
+      // Only the tokenizer's ids (sample_token leaves vocab_limit to its caller, as generate does).
+      const uint32_t next = model::sample_token(std::span<const float>(logits.data(), size_t(greedy.vocab_limit)), greedy, unused_rng);
       (i == 0 ? first_token_ms : per_token_ms).push_back(elapsed_ms(start));
       if (tokenizer.eos_id() && next == *tokenizer.eos_id()) break;
       generated.push_back(next);
@@ -110,10 +111,13 @@ nlohmann::json EvalReport::to_json() const {
   auto latency = [](const LatencySummary& s) {
     return nlohmann::json{{"p50_ms", s.p50_ms}, {"p95_ms", s.p95_ms}, {"mean_ms", s.mean_ms}, {"samples", s.samples}};
   };
-  return {{"examples", examples},         {"loss", loss},
-          {"perplexity", perplexity},     {"loss_tokens", loss_tokens},
-          {"exact_match", exact_match},   {"generated_tokens", generated_tokens},
-          {"device", device},             {"latency", {{"first_token", latency(first_token)}, {"per_token", latency(per_token)}}}};
+  nlohmann::json json = {
+      {"examples", examples},         {"loss", loss},
+      {"perplexity", perplexity},     {"loss_tokens", loss_tokens},
+      {"exact_match", exact_match},   {"generated_tokens", generated_tokens},
+      {"device", device},             {"latency", {{"first_token", latency(first_token)}, {"per_token", latency(per_token)}}}};
+  if (classification) json["classification"] = nlohmann::json::parse(classification->to_json().dump());
+  return json;
 }
 
 std::string EvalReport::table() const {
@@ -125,7 +129,8 @@ std::string EvalReport::table() const {
                 static_cast<long long>(loss_tokens), "exact match", exact_match, "latency (ms)", "p50", "p95", "mean",
                 "  time to first token", first_token.p50_ms, first_token.p95_ms, first_token.mean_ms, "  per token",
                 per_token.p50_ms, per_token.p95_ms, per_token.mean_ms);
-  return text;
+  if (!classification) return text;
+  return std::string(text) + "classification\n" + classification->table();
 }
 
 }  // namespace dsk::finetune

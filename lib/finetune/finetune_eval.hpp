@@ -7,16 +7,18 @@
 //                after the rest; {"text"} records (no prompt) are not generated
 //   latency      of that greedy generation, batch 1 on the device used: time to first token
 //                (prefill, the first token's logits and choice) and per further token, p50/p95
-// Classification tasks (a labels list: accuracy, macro-F1, confusion) add their section through
-// lib/finetune/classify_metrics.
+// Classification tasks (eval --labels: accuracy, macro-F1, the confusion matrix) add their section
+// (finetune_classify.hpp).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "finetune/data/classification_metrics.hpp"
 #include "finetune/instruction_data.hpp"
 #include "model/model.hpp"
 #include "tokenizer/tokenizer.hpp"
@@ -40,6 +42,7 @@ struct EvalReport {
   double loss = 0, perplexity = 0, exact_match = 0;
   LatencySummary first_token, per_token;
   std::string device;
+  std::optional<ClassificationMetrics> classification;  // with a label set
 
   nlohmann::json to_json() const;
   std::string table() const;  // for people (stderr)
