@@ -9,13 +9,14 @@
 #include "finetune/data/jsonl_lines.hpp"
 
 namespace dsk::finetune {
-namespace {
 
 std::string trimmed(const std::string& text) {
   const size_t begin = text.find_first_not_of(" \t\r\n");
   if (begin == std::string::npos) return "";
   return text.substr(begin, text.find_last_not_of(" \t\r\n") - begin + 1);
 }
+
+namespace {
 
 // The gold label's text, and the example reduced to its prompt (a conversation without its last
 // message). DataError (the caller adds file:line) when the record has no gold label.

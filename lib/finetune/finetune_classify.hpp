@@ -18,6 +18,10 @@
 
 namespace dsk::finetune {
 
+// Text without surrounding whitespace (spaces, tabs, CR, LF): how gold labels and eval's exact
+// match compare.
+std::string trimmed(const std::string& text);
+
 // limit > 0: only the first `limit` records. UsageError for a label set LabelScorer refuses or
 // labels equal without surrounding whitespace.
 ClassificationMetrics classify_test_set(model::Model& model, const tokenizer::Tokenizer& tokenizer,

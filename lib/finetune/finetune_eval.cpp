@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/progress.hpp"
+#include "finetune/finetune_classify.hpp"
 #include "model/generate.hpp"
 
 namespace dsk::finetune {
@@ -16,12 +17,6 @@ using Clock = std::chrono::steady_clock;
 
 double elapsed_ms(Clock::time_point since) {
   return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
-}
-
-std::string trimmed(const std::string& text) {
-  const size_t begin = text.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  return text.substr(begin, text.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
 // Token-weighted mean loss over the completions, B rows of T positions at a time.

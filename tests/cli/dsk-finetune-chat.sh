@@ -6,9 +6,7 @@
 # assistant turn, and chat records for a base without a template.
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+in_scratch_dir
 make_shards
 plain=$(make_tiny_base)
 cp -r "$plain" chat-base

@@ -6,9 +6,7 @@
 # errors (a gold label outside the set: exit 3 naming the line; one label: exit 2).
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+in_scratch_dir
 make_shards
 base=$(make_tiny_base)
 assets="$DSK_SOURCE_DIR/assets/finetune"

@@ -4,6 +4,7 @@
 #   make_shards                      ./shards, ./tokenizer.json, ./tokenizer_config.json
 #   write_config FILE MODEL_TYPE     a dsk-train config (llama or deepseek_v3) training on ./shards
 #   make_tiny_base                   a 2-step llama checkpoint (its path); expect_error CODE PATTERN cmd...
+#   in_scratch_dir                   cd to a temporary directory removed at exit
 fail() { echo "FAIL: $*" >&2; exit 1; }
 field() { sed -n "s/^$1: //p" "$2" | tail -1; }  # a record's field
 
@@ -87,4 +88,11 @@ expect_error() {
   "$@" >/dev/null 2>err.txt || got=$?
   [ "$got" = "$code" ] || fail "$*: exit $got, expected $code: $(cat err.txt)"
   grep -q -- "$pattern" err.txt || fail "$*: message: $(cat err.txt)"
+}
+
+# A fresh working directory for the test, removed when the shell exits, and the current one.
+in_scratch_dir() {
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  cd "$work"
 }
