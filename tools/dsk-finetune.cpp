@@ -203,7 +203,7 @@ CLI::App* add_merge_command(CLI::App& app, MergeFlags& flags) {
 }
 
 CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
-  CLI::App* eval = app.add_subcommand("eval", "Loss, exact match and latency of an adapter (or checkpoint) on test JSONL");
+  CLI::App* eval = app.add_subcommand("eval", "Loss, exact match, latency (and with --labels, classification) of an adapter or checkpoint on test JSONL");
   eval->add_option("model", flags.model, "Adapter or checkpoint directory, or - for its record on stdin")
       ->required()->type_name("DIR");
   eval->add_option("--data", flags.data, "Test JSONL (prompt/completion, chat or text records)")->required()->type_name("FILE");
