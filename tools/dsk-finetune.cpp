@@ -2,10 +2,12 @@
 //   dsk-finetune train -c lora.yaml                        train or resume; an "adapter" record on stdout
 //   dsk-finetune merge BASE ADAPTER -o DIR                 LoRA folded into a plain HF checkpoint
 //   dsk-finetune eval ADAPTER --data test.jsonl            loss, exact match, latency; an "eval" record
+//   dsk-finetune clean | select | classify ...             data stages (lib/finetune/data)
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -14,10 +16,13 @@
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "core/record.hpp"
+#include "finetune/finetune_classify.hpp"
 #include "finetune/finetune_config.hpp"
 #include "finetune/finetune_eval.hpp"
 #include "finetune/finetune_run.hpp"
 #include "finetune/adapter_objective.hpp"
+#include "finetune/data/command.hpp"
+#include "finetune/data/examples.hpp"
 #include "finetune/merge.hpp"
 #include "finetune/peft_format.hpp"
 #include "tensor/device.hpp"
@@ -34,6 +39,7 @@ struct MergeFlags {
 
 struct EvalFlags {
   std::string model, base, data, json;
+  std::vector<std::string> labels;  // a classification task when given
   finetune::EvalSettings settings;
   cli::DeviceFlags where;
 };
@@ -137,9 +143,14 @@ int run_eval(const EvalFlags& flags, bool quiet) {
   if (is_adapter) adapter = finetune::adapter_from_directory(target, model);
   const fs::path tokenizer_file = (is_adapter ? base : target) / "tokenizer.json";
   if (!fs::exists(tokenizer_file)) throw DataError(str(tokenizer_file.string(), ": no such file (the tokenizer)"));
-  const tokenizer::Tokenizer tokenizer = tokenizer::Tokenizer::load(tokenizer_file);
-  const auto examples = finetune::read_examples({flags.data}, finetune::record_renderers(base));
-  const finetune::EvalReport report = finetune::evaluate_examples(model, tokenizer, examples, flags.settings);
+  const finetune::TokenizerFiles tokenizer = finetune::load_tokenizer_files(tokenizer_file);
+  const auto examples = finetune::read_instruction_data({flags.data}, *tokenizer.tokenizer, tokenizer.chat.get());
+  std::optional<finetune::ClassificationMetrics> classification;  // first: a bad label fails before the long part
+  if (!flags.labels.empty())
+    classification = finetune::classify_test_set(model, *tokenizer.tokenizer, tokenizer.chat.get(), flags.data,
+                                                 flags.labels, flags.settings.limit);
+  finetune::EvalReport report = finetune::evaluate_examples(model, *tokenizer.tokenizer, examples, flags.settings);
+  report.classification = std::move(classification);
   if (!quiet) std::fputs(report.table().c_str(), stderr);
   if (!flags.json.empty()) write_file_atomic(flags.json, report.to_json().dump(2) + "\n");
   Record record("eval");
@@ -154,6 +165,10 @@ int run_eval(const EvalFlags& flags, bool quiet) {
       .set("first_token_p95_ms", report.first_token.p95_ms)
       .set("per_token_p50_ms", report.per_token.p50_ms)
       .set("per_token_p95_ms", report.per_token.p95_ms);
+  if (report.classification)
+    record.set("labels", int64_t(report.classification->labels.size()))
+        .set("accuracy", report.classification->accuracy)
+        .set("macro_f1", report.classification->macro_f1);
   if (!flags.json.empty()) record.set("json", flags.json);
   record.print();
   return 0;
@@ -188,10 +203,10 @@ CLI::App* add_merge_command(CLI::App& app, MergeFlags& flags) {
 }
 
 CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
-  CLI::App* eval = app.add_subcommand("eval", "Loss, exact match and latency of an adapter (or checkpoint) on test JSONL");
+  CLI::App* eval = app.add_subcommand("eval", "Loss, exact match, latency (and with --labels, classification) of an adapter or checkpoint on test JSONL");
   eval->add_option("model", flags.model, "Adapter or checkpoint directory, or - for its record on stdin")
       ->required()->type_name("DIR");
-  eval->add_option("--data", flags.data, "Test JSONL ({\"prompt\", \"completion\"} records)")->required()->type_name("FILE");
+  eval->add_option("--data", flags.data, "Test JSONL (prompt/completion, chat or text records)")->required()->type_name("FILE");
   eval->add_option("--base", flags.base, "Base checkpoint (default: the adapter's base_model_name_or_path)")->type_name("DIR");
   eval->add_option("--json", flags.json, "Also write the results as JSON to FILE")->type_name("FILE");
   eval->add_option("--max-new-tokens", flags.settings.max_new_tokens, "Greedy generation budget per example (default 64)")
@@ -201,6 +216,9 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
   eval->add_option("--batch", flags.settings.batch, "Rows per loss micro-batch (default 8)")->check(cli::numeric<int>(1));
   eval->add_option("--limit", flags.settings.limit, "Only the first N examples (default all)")
       ->check(cli::numeric<int64_t>(1));
+  eval->add_option("-l,--labels", flags.labels,
+                   "A classification task: the label set (comma-separated or repeated); accuracy, macro-F1, confusion matrix")
+      ->type_name("LABEL")->delimiter(',')->allow_extra_args(false);
   cli::add_device_flags(*eval, flags.where);
   return eval;
 }
@@ -222,7 +240,7 @@ int main(int argc, char** argv) {
   CLI::App* merge = add_merge_command(app, merge_flags);
   EvalFlags eval_flags;
   CLI::App* eval = add_eval_command(app, eval_flags);
-  // The data-preparation subcommands (clean, select) register here.
+  finetune::add_data_commands(app);  // clean, select, classify
 
   cli::set_examples(app, {
       "dsk-finetune train -c configs/finetune-lora.yaml",
@@ -230,10 +248,14 @@ int main(int argc, char** argv) {
       "dsk-finetune train --base runs/tiny/checkpoints/step-000500 --data train.jsonl --val val.jsonl --steps 200 -o runs/lora",
       "dsk-finetune merge runs/tiny/checkpoints/step-000500 runs/lora/adapter -o runs/merged",
       "dsk-finetune eval runs/lora/adapter --data test.jsonl --json eval.json",
+      "dsk-finetune eval runs/lora/adapter --data test.jsonl --labels ' yes, no'",
       "dsk-finetune train -c lora.yaml | dsk-upload --name tiny-lora --version 1 -",
+      "dsk-finetune clean --tokenizer ckpt/ --max-tokens 4096 raw.jsonl.zst | dsk-finetune select -m ckpt/ -n 500",
+      "dsk-finetune classify -m ckpt/ --labels positive,negative --metrics metrics.json test.jsonl",
   });
 
   return cli::run(app, argc, argv, common, [&] {
+    if (std::optional<int> code = finetune::run_data_command(app)) return *code;
     if (merge->parsed()) return run_merge(merge_flags);
     if (eval->parsed()) return run_eval(eval_flags, common.quiet);
     cli::CommonOptions effective = common;

@@ -75,7 +75,8 @@ ChatTemplate ChatTemplate::load(const std::filesystem::path& directory) {
   std::filesystem::path config = directory / "tokenizer_config.json";
   std::filesystem::path jinja = directory / "chat_template.jinja";
   std::optional<std::string> jinja_text;
-  if (std::filesystem::exists(jinja)) jinja_text = read_file(jinja);
+  std::error_code unreadable;  // then tokenizer_config.json's read says what is wrong with the directory
+  if (std::filesystem::exists(jinja, unreadable)) jinja_text = read_file(jinja);
   return from_tokenizer_config(read_file(config), config.string(), jinja_text);
 }
 

@@ -34,9 +34,13 @@ Value repeat(const Value& sequence, int64_t times) {
   if (times > 0 && length(sequence) > 0 && times > int64_t(kMaxOutputBytes) / length(sequence))
     throw EvalError("a value larger than the limit of 256 MiB");
   if (sequence.is_string()) {
-    std::string out;
-    for (int64_t i = 0; i < times; ++i) out += sequence.as_string();
-    return Value(out);
+    const std::string& unit = sequence.as_string();
+    if (times <= 0 || unit.empty()) return Value(std::string());
+    std::string out = unit;
+    out.reserve(unit.size() * size_t(times));
+    while (out.size() * 2 <= unit.size() * size_t(times)) out += out;  // doubling: log(times) copies
+    out.append(out, 0, unit.size() * size_t(times) - out.size());
+    return Value(std::move(out));
   }
   List out;
   for (int64_t i = 0; i < times; ++i) out.insert(out.end(), sequence.as_list().begin(), sequence.as_list().end());
@@ -338,7 +342,9 @@ void require_defined(const Value& value) {
 
 Value binary_operation(const std::string& op, const Value& a, const Value& b) {
   if (op == "~") {
-    std::string left = a.str(), right = b.str();
+    std::string left_text, right_text;  // only for values that are not strings already
+    const std::string& left = a.is_string() ? a.as_string() : (left_text = a.str());
+    const std::string& right = b.is_string() ? b.as_string() : (right_text = b.str());
     check_size(left.size() + right.size());
     return Value(left + right);
   }

@@ -4,7 +4,6 @@
 // template and the position of the innermost expression being evaluated.
 #include <chrono>
 #include <ctime>
-#include <unordered_map>
 
 #include "chat/ast.hpp"
 #include "chat/eval_error.hpp"
@@ -19,39 +18,41 @@ using namespace detail;
 namespace {
 
 constexpr int64_t kMaxRange = 100000;  // jinja2.sandbox.MAX_RANGE
-// Loop iterations of one render, all loops together: a chat template makes a few per message;
-// nested loops over big ranges would otherwise run for hours inside a server's request.
-constexpr uint64_t kMaxLoopIterations = 10'000'000;
 
+// A scope holds a handful of names (a loop's variables, a macro's parameters): a Dict, searched
+// in order, costs less to make per loop iteration than a hash map.
 struct Scope {
-  std::unordered_map<std::string, Value> variables;
+  Dict variables;
   Scope* parent = nullptr;
 
   const Value* find(const std::string& name) const {
-    for (const Scope* s = this; s; s = s->parent) {
-      auto it = s->variables.find(name);
-      if (it != s->variables.end()) return &it->second;
-    }
+    for (const Scope* s = this; s; s = s->parent)
+      if (const Value* v = s->variables.find(name)) return v;
     return nullptr;
   }
+  void set(const std::string& name, Value value) { variables.set(name, std::move(value)); }
 };
 
 enum class Flow { normal, break_loop, continue_loop };
 
 class Renderer {
  public:
-  Renderer(const Program& program, Rendered& result) : program_(program), result_(result) { install_globals(); }
+  Renderer(const Program& program, const RenderLimits& limits, Rendered& result)
+      : program_(program), limits_(limits), result_(result) {
+    install_globals();
+  }
 
   void run(const Dict& variables) {
     Scope root;
     root.parent = &globals_;
-    for (const auto& [k, v] : variables.items()) root.variables[k] = v;
+    for (const auto& [k, v] : variables.items()) root.set(k, v);
     root_ = &root;
     exec_body(program_.body, root, result_.text);
   }
 
  private:
   const Program& program_;
+  const RenderLimits& limits_;
   Rendered& result_;
   Scope globals_;
   Scope* root_ = nullptr;
@@ -69,7 +70,7 @@ class Renderer {
 
   void install_globals() {
     auto define = [&](const std::string& name, std::function<Value(const CallArguments&)> fn) {
-      globals_.variables[name] = Value(Callable{name, std::move(fn)});
+      globals_.set(name, Value(Callable{name, std::move(fn)}));
     };
     define("range", [](const CallArguments& a) {
       std::vector<int64_t> bounds;
@@ -155,7 +156,7 @@ class Renderer {
         Scope inner;
         inner.parent = &scope;
         exec_body(stmt.body, inner, captured);
-        scope.variables[stmt.targets[0]] = Value(captured);
+        scope.set(stmt.targets[0], Value(captured));
         return Flow::normal;
       }
       case StmtKind::macro: define_macro(stmt, scope); return Flow::normal;
@@ -173,13 +174,13 @@ class Renderer {
 
   void bind_targets(const std::vector<std::string>& targets, const Value& value, Scope& scope) {
     if (targets.size() == 1) {
-      scope.variables[targets[0]] = value;
+      scope.set(targets[0], value);
       return;
     }
     List items = iterate(value);
     if (items.size() != targets.size())
       throw EvalError(str("cannot unpack ", items.size(), " values into ", targets.size(), " names"));
-    for (size_t i = 0; i < targets.size(); ++i) scope.variables[targets[i]] = items[i];
+    for (size_t i = 0; i < targets.size(); ++i) scope.set(targets[i], items[i]);
   }
 
   void assign(const Stmt& stmt, const Value& value, Scope& scope) {
@@ -212,42 +213,50 @@ class Renderer {
       return;
     }
     const int64_t n = int64_t(items.size());
+    auto iteration = std::make_shared<int64_t>(0);
+    Value cycle = cycle_callable(iteration);
     for (int64_t i = 0; i < n; ++i) {
-      if (++iterations_ > kMaxLoopIterations)
-        throw EvalError(str("more than ", kMaxLoopIterations, " loop iterations: the template does not finish"));
+      *iteration = i;
+      if (++iterations_ > limits_.max_loop_iterations)
+        throw EvalError(str("more than ", limits_.max_loop_iterations, " loop iterations: the template does not finish"));
       Scope inner;
       inner.parent = &scope;
       bind_targets(stmt.targets, items[size_t(i)], inner);
-      inner.variables["loop"] = loop_object(items, i);
+      inner.set("loop", loop_object(items, i, cycle));
       Flow flow = exec_body(stmt.body, inner, out);
       if (flow == Flow::break_loop) break;
     }
   }
 
-  static Value loop_object(const List& items, int64_t i) {
+  // The loop variable of iteration i. Built anew each iteration (a template may keep one in a
+  // namespace), from a list of items rather than key by key, since it is the hot path of loops.
+  static Value loop_object(const List& items, int64_t i, const Value& cycle_of_loop) {
     const int64_t n = int64_t(items.size());
-    Dict loop;
-    loop.set("index", Value(i + 1));
-    loop.set("index0", Value(i));
-    loop.set("revindex", Value(n - i));
-    loop.set("revindex0", Value(n - i - 1));
-    loop.set("first", Value(i == 0));
-    loop.set("last", Value(i == n - 1));
-    loop.set("length", Value(n));
-    loop.set("depth", Value(int64_t(1)));
-    loop.set("depth0", Value(int64_t(0)));
-    loop.set("previtem", i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item"));
-    loop.set("nextitem", i + 1 < n ? items[size_t(i + 1)] : Value::undefined("there is no next item"));
-    loop.set("cycle", Value(Callable{"loop.cycle", [i](const CallArguments& a) {
-                         if (a.positional.empty()) throw EvalError("no items for cycling given");
-                         return a.positional[size_t(i) % a.positional.size()];
-                       }}));
-    return Value(std::move(loop));
+    return Value(Dict({{"index", Value(i + 1)},
+                       {"index0", Value(i)},
+                       {"revindex", Value(n - i)},
+                       {"revindex0", Value(n - i - 1)},
+                       {"first", Value(i == 0)},
+                       {"last", Value(i == n - 1)},
+                       {"length", Value(n)},
+                       {"depth", Value(int64_t(1))},
+                       {"depth0", Value(int64_t(0))},
+                       {"previtem", i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item")},
+                       {"nextitem", i + 1 < n ? items[size_t(i + 1)] : Value::undefined("there is no next item")},
+                       {"cycle", cycle_of_loop}}));
+  }
+
+  // loop.cycle(a, b, ...): the argument for the current iteration of its loop.
+  static Value cycle_callable(std::shared_ptr<int64_t> iteration) {
+    return Value(Callable{"loop.cycle", [iteration](const CallArguments& a) {
+                            if (a.positional.empty()) throw EvalError("no items for cycling given");
+                            return a.positional[size_t(*iteration) % a.positional.size()];
+                          }});
   }
 
   void define_macro(const Stmt& stmt, Scope& scope) {
     const Stmt* macro = &stmt;
-    scope.variables[stmt.name] = Value(Callable{stmt.name, [this, macro](const CallArguments& a) { return call_macro(*macro, a); }});
+    scope.set(stmt.name, Value(Callable{stmt.name, [this, macro](const CallArguments& a) { return call_macro(*macro, a); }}));
   }
 
   Value call_macro(const Stmt& macro, const CallArguments& a) {
@@ -259,13 +268,13 @@ class Renderer {
     for (size_t i = 0; i < macro.parameters.size(); ++i) {
       const std::string& parameter = macro.parameters[i];
       if (i < a.positional.size()) {
-        inner.variables[parameter] = a.positional[i];
-      } else if (const Value* given = argument(CallArguments{{}, a.keyword}, 0, parameter.c_str())) {
-        inner.variables[parameter] = *given;
+        inner.set(parameter, a.positional[i]);
+      } else if (const Value* given = argument(a, a.positional.size() + i, parameter.c_str())) {
+        inner.set(parameter, *given);  // by keyword (index past the positional ones: never taken)
       } else if (macro.defaults[i]) {
-        inner.variables[parameter] = eval(*macro.defaults[i], inner);
+        inner.set(parameter, eval(*macro.defaults[i], inner));
       } else {
-        inner.variables[parameter] = Value::undefined("'" + parameter + "' is undefined (macro '" + macro.name + "' was called without it)");
+        inner.set(parameter, Value::undefined("'" + parameter + "' is undefined (macro '" + macro.name + "' was called without it)"));
       }
     }
     for (const auto& [k, v] : a.keyword)
@@ -407,9 +416,9 @@ Template Template::parse(std::string_view source, std::string name) {
   return Template(std::shared_ptr<const Program>(parse_program(source, name)));
 }
 
-Rendered Template::render(const Dict& variables) const {
+Rendered Template::render(const Dict& variables, const RenderLimits& limits) const {
   Rendered result;
-  Renderer(*program_, result).run(variables);
+  Renderer(*program_, limits, result).run(variables);
   return result;
 }
 

@@ -22,9 +22,11 @@
 // Errors: DataError "<name>:<line>:<column>: <what>" for syntax, for evaluation errors (an
 // undefined value used, a type error) and for raise_exception ("... raise_exception: <message>").
 // Nesting is bounded (kMaxNesting in the parse tree, kMaxCallDepth for macro calls), range() is
-// limited to 100000 items as in Jinja's sandbox, and output to kMaxOutputBytes.
+// limited to 100000 items as in Jinja's sandbox, and output and values to kMaxOutputBytes; loop
+// iterations of one render are bounded by RenderLimits.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -42,6 +44,12 @@ struct Program;
 inline constexpr int kMaxCallDepth = 64;
 inline constexpr size_t kMaxOutputBytes = size_t(1) << 28;
 
+struct RenderLimits {
+  // All loops of one render together. A chat template makes a few per message; at ~1 us each the
+  // default stops a runaway template (nested loops over big ranges) within seconds.
+  uint64_t max_loop_iterations = 10'000'000;
+};
+
 struct Rendered {
   std::string text;
   // Byte ranges [begin, end) of text produced inside {% generation %} blocks, in order.
@@ -53,7 +61,7 @@ class Template {
   // DataError naming `name`, the line and column on a syntax error or an unsupported tag.
   static Template parse(std::string_view source, std::string name);
 
-  Rendered render(const Dict& variables) const;
+  Rendered render(const Dict& variables, const RenderLimits& limits = {}) const;
   const std::string& name() const;
   // Whether the template has a {% generation %} block (the spans then mark assistant output).
   bool has_generation_blocks() const;

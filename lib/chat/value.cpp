@@ -15,6 +15,10 @@ const Value* Dict::find(const std::string& key) const {
   return nullptr;
 }
 
+Dict::Dict() = default;
+Dict::Dict(std::vector<std::pair<std::string, Value>> items) : items_(std::move(items)) {}
+size_t Dict::size() const { return items_.size(); }
+
 void Dict::set(const std::string& key, Value value) {
   for (auto& [k, v] : items_)
     if (k == key) {

@@ -4,7 +4,7 @@
 //
 // Conventions a reader must know:
 // - Strings are UTF-8; length, indexing and slicing count code points, as Python's str does.
-// - Lists and dicts are immutable once built (the ImmutableSandboxedEnvironment transformers
+// - Strings, lists and dicts are immutable once built (the ImmutableSandboxedEnvironment transformers
 //   uses forbids mutating them); a namespace is the one mutable object.
 // - str() and repr() follow Python ({{ [1, 'a'] }} prints "[1, 'a']", {{ none }} prints "None").
 #pragma once
@@ -28,10 +28,14 @@ using List = std::vector<Value>;
 // An insertion-ordered str -> Value map (Python dicts keep insertion order; tojson relies on it).
 class Dict {
  public:
+  Dict();
+  // Items whose keys are distinct (not checked). Out of line, as the members using items_ are:
+  // clang wants Value complete there.
+  explicit Dict(std::vector<std::pair<std::string, Value>> items);
   const Value* find(const std::string& key) const;
   void set(const std::string& key, Value value);  // replaces in place or appends
   const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
-  size_t size() const { return items_.size(); }
+  size_t size() const;
 
  private:
   std::vector<std::pair<std::string, Value>> items_;
@@ -68,8 +72,8 @@ class Value {
   Value(int i) : data_(int64_t(i)) {}
   Value(size_t i) : data_(int64_t(i)) {}
   Value(double d) : data_(d) {}
-  Value(std::string s) : data_(std::move(s)) {}
-  Value(const char* s) : data_(std::string(s)) {}
+  Value(std::string s) : data_(std::make_shared<const std::string>(std::move(s))) {}
+  Value(const char* s) : data_(std::make_shared<const std::string>(s)) {}
   Value(List list) : data_(std::make_shared<const List>(std::move(list))) {}
   Value(Dict dict) : data_(std::make_shared<const Dict>(std::move(dict))) {}
   Value(Namespace ns) : data_(std::move(ns)) {}
@@ -88,7 +92,7 @@ class Value {
   bool as_bool() const { return std::get<bool>(data_); }
   int64_t as_int() const { return std::get<int64_t>(data_); }
   double as_double() const { return std::get<double>(data_); }
-  const std::string& as_string() const { return std::get<std::string>(data_); }
+  const std::string& as_string() const { return *std::get<std::shared_ptr<const std::string>>(data_); }
   const List& as_list() const { return *std::get<std::shared_ptr<const List>>(data_); }
   const Dict& as_dict() const { return *std::get<std::shared_ptr<const Dict>>(data_); }
   const Namespace& as_namespace() const { return std::get<Namespace>(data_); }
@@ -111,7 +115,8 @@ class Value {
   static Value from_json(const nlohmann::json& json);
 
  private:
-  std::variant<Undefined, None, bool, int64_t, double, std::string, std::shared_ptr<const List>,
+  // Strings, lists and dicts are shared, never copied: templates look the same content up often.
+  std::variant<Undefined, None, bool, int64_t, double, std::shared_ptr<const std::string>, std::shared_ptr<const List>,
                std::shared_ptr<const Dict>, Namespace, std::shared_ptr<const Callable>>
       data_;
 };

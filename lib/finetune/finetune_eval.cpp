@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/progress.hpp"
+#include "finetune/finetune_classify.hpp"
 #include "model/generate.hpp"
 
 namespace dsk::finetune {
@@ -18,16 +19,10 @@ double elapsed_ms(Clock::time_point since) {
   return std::chrono::duration<double, std::milli>(Clock::now() - since).count();
 }
 
-std::string trimmed(const std::string& text) {
-  const size_t begin = text.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  return text.substr(begin, text.find_last_not_of(" \t\r\n") - begin + 1);
-}
-
 // Token-weighted mean loss over the completions, B rows of T positions at a time.
-void add_loss(model::Model& model, const tokenizer::Tokenizer& tokenizer, const std::vector<Example>& examples,
+void add_loss(model::Model& model, const tokenizer::Tokenizer& tokenizer, const std::vector<TokenizedExample>& examples,
               const EvalSettings& settings, EvalReport& report) {
-  const TokenizedSet set = tokenize_examples(examples, tokenizer, settings.seq_len);
+  const TokenizedSet set = fit_rows(examples, settings.seq_len);
   const int B = settings.batch, T = settings.seq_len;
   const int32_t pad = tokenizer.eos_id() ? int32_t(*tokenizer.eos_id()) : 0;
   std::vector<int32_t> tokens(size_t(B) * T), targets(size_t(B) * T);
@@ -62,8 +57,8 @@ LatencySummary summarize_latency(std::vector<double> ms) {
 }
 
 EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& tokenizer,
-                             const std::vector<Example>& all, const EvalSettings& settings) {
-  std::vector<Example> examples = all;
+                             const std::vector<TokenizedExample>& all, const EvalSettings& settings) {
+  std::vector<TokenizedExample> examples = all;
   if (settings.limit > 0 && int64_t(examples.size()) > settings.limit) examples.resize(size_t(settings.limit));
   EvalReport report;
   report.examples = int64_t(examples.size());
@@ -74,17 +69,21 @@ EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& to
   const model::SamplingSettings greedy{0.0f, 0, 1.0f, int(std::min<size_t>(tokenizer.vocab_size(), size_t(vocab)))};
   std::mt19937_64 unused_rng(0);
   std::vector<double> first_token_ms, per_token_ms;
-  int64_t matches = 0;
+  int64_t matches = 0, prompted = 0;
   Progress progress("eval", uint64_t(examples.size()), "examples");
-  for (const Example& example : examples) {
-    TokenizedExample prompt = tokenize_example(Example{example.prompt, ""}, tokenizer);
-    prompt.ids.resize(size_t(prompt.prompt_tokens));
-    model::KvCache cache = model.new_kv_cache(1, int(prompt.ids.size()) + settings.max_new_tokens);
+  for (const TokenizedExample& example : examples) {
+    const LastTurn turn = last_turn(example);
+    progress.add(1);
+    if (turn.prompt.empty()) continue;  // a {"text"} record: nothing to continue
+    prompted++;
+    const std::vector<int32_t> prompt(turn.prompt.begin(), turn.prompt.end());
+    model::KvCache cache = model.new_kv_cache(1, int(prompt.size()) + settings.max_new_tokens);
     std::vector<uint32_t> generated;
     auto start = Clock::now();
-    std::vector<float> logits = model.forward_cached(cache, prompt.ids.data(), 1, int(prompt.ids.size()));
+    std::vector<float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
     for (int i = 0; i < settings.max_new_tokens; ++i) {
-      const uint32_t next = model::sample_token(std::span<const float>(logits.data(), size_t(vocab)), greedy, unused_rng);
+      // Only the tokenizer's ids (sample_token leaves vocab_limit to its caller, as generate does).
+      const uint32_t next = model::sample_token(std::span<const float>(logits.data(), size_t(greedy.vocab_limit)), greedy, unused_rng);
       (i == 0 ? first_token_ms : per_token_ms).push_back(elapsed_ms(start));
       if (tokenizer.eos_id() && next == *tokenizer.eos_id()) break;
       generated.push_back(next);
@@ -94,11 +93,10 @@ EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& to
       logits = model.forward_cached(cache, &input, 1, 1);
     }
     report.generated_tokens += int64_t(generated.size());
-    if (trimmed(tokenizer.decode(generated, true)) == trimmed(example.completion)) matches++;
-    progress.add(1);
+    if (trimmed(tokenizer.decode(generated, true)) == trimmed(tokenizer.decode(turn.completion, true))) matches++;
   }
   progress.finish();
-  report.exact_match = examples.empty() ? 0 : double(matches) / double(examples.size());
+  report.exact_match = prompted == 0 ? 0 : double(matches) / double(prompted);
   report.first_token = summarize_latency(std::move(first_token_ms));
   report.per_token = summarize_latency(std::move(per_token_ms));
   return report;
@@ -108,10 +106,13 @@ nlohmann::json EvalReport::to_json() const {
   auto latency = [](const LatencySummary& s) {
     return nlohmann::json{{"p50_ms", s.p50_ms}, {"p95_ms", s.p95_ms}, {"mean_ms", s.mean_ms}, {"samples", s.samples}};
   };
-  return {{"examples", examples},         {"loss", loss},
-          {"perplexity", perplexity},     {"loss_tokens", loss_tokens},
-          {"exact_match", exact_match},   {"generated_tokens", generated_tokens},
-          {"device", device},             {"latency", {{"first_token", latency(first_token)}, {"per_token", latency(per_token)}}}};
+  nlohmann::json json = {
+      {"examples", examples},         {"loss", loss},
+      {"perplexity", perplexity},     {"loss_tokens", loss_tokens},
+      {"exact_match", exact_match},   {"generated_tokens", generated_tokens},
+      {"device", device},             {"latency", {{"first_token", latency(first_token)}, {"per_token", latency(per_token)}}}};
+  if (classification) json["classification"] = nlohmann::json::parse(classification->to_json().dump());
+  return json;
 }
 
 std::string EvalReport::table() const {
@@ -123,7 +124,8 @@ std::string EvalReport::table() const {
                 static_cast<long long>(loss_tokens), "exact match", exact_match, "latency (ms)", "p50", "p95", "mean",
                 "  time to first token", first_token.p50_ms, first_token.p95_ms, first_token.mean_ms, "  per token",
                 per_token.p50_ms, per_token.p95_ms, per_token.mean_ms);
-  return text;
+  if (!classification) return text;
+  return std::string(text) + "classification\n" + classification->table();
 }
 
 }  // namespace dsk::finetune

@@ -2,19 +2,23 @@
 // checkpoint) on a test JSONL of the training format:
 //   loss         mean cross-entropy over the completion tokens (and EOS), token-weighted
 //   exact_match  share of examples whose greedy continuation of the prompt (until EOS or
-//                max_new_tokens) equals the completion, both stripped of surrounding whitespace
+//                max_new_tokens) equals the completion, both decoded without special tokens and
+//                stripped of surrounding whitespace; for a conversation, the last assistant turn
+//                after the rest; {"text"} records (no prompt) are not generated
 //   latency      of that greedy generation, batch 1 on the device used: time to first token
 //                (prefill, the first token's logits and choice) and per further token, p50/p95
-// Classification tasks (a labels list: accuracy, macro-F1, confusion) add their section through
-// lib/finetune/classify_metrics.
+// Classification tasks (eval --labels: accuracy, macro-F1, the confusion matrix) add their section
+// (finetune_classify.hpp).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "finetune/data/classification_metrics.hpp"
 #include "finetune/instruction_data.hpp"
 #include "model/model.hpp"
 #include "tokenizer/tokenizer.hpp"
@@ -38,13 +42,14 @@ struct EvalReport {
   double loss = 0, perplexity = 0, exact_match = 0;
   LatencySummary first_token, per_token;
   std::string device;
+  std::optional<ClassificationMetrics> classification;  // with a label set
 
   nlohmann::json to_json() const;
   std::string table() const;  // for people (stderr)
 };
 
 EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& tokenizer,
-                             const std::vector<Example>& examples, const EvalSettings& settings);
+                             const std::vector<TokenizedExample>& examples, const EvalSettings& settings);
 
 // p50 / p95 / mean of samples in milliseconds (nearest rank).
 LatencySummary summarize_latency(std::vector<double> milliseconds);

@@ -6,6 +6,7 @@
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "finetune/adapter_objective.hpp"
+#include "finetune/data/examples.hpp"
 #include "train/checkpoint.hpp"
 #include "train/model_source.hpp"
 
@@ -24,12 +25,12 @@ void complete_run_length(Config& config, size_t examples) {
   config.set("steps", std::to_string(steps), str(config.where("epochs"), " (epochs)"));
 }
 
-TokenizedSet read_set(const std::vector<std::string>& files, const std::vector<RecordRenderer>& renderers,
-                      const tokenizer::Tokenizer& tokenizer, int seq_len, const char* what) {
-  TokenizedSet set = tokenize_examples(read_examples(files, renderers), tokenizer, seq_len);
+TokenizedSet read_set(const std::vector<std::string>& files, const TokenizerFiles& tokenizer, int seq_len,
+                      const char* what) {
+  TokenizedSet set = fit_rows(read_instruction_data(files, *tokenizer.tokenizer, tokenizer.chat.get()), seq_len);
   if (set.cut > 0) log_warn(what, ": ", set.cut, " examples longer than data.seq_len (", seq_len, ") were cut");
   if (set.dropped > 0)
-    log_warn(what, ": ", set.dropped, " examples dropped: the prompt alone fills data.seq_len (", seq_len, ")");
+    log_warn(what, ": ", set.dropped, " examples dropped: nothing to learn within data.seq_len (", seq_len, ")");
   return set;
 }
 
@@ -45,10 +46,12 @@ fs::path publish_adapter(const train::TrainOutcome& outcome) {
 
 }  // namespace
 
-std::vector<RecordRenderer> record_renderers(const fs::path& /*base_dir*/) { return {prompt_completion}; }
-
 fs::path tokenizer_path(const Config& config, const fs::path& base_dir) {
-  if (config.has("data.tokenizer")) return config.get_string("data.tokenizer");
+  if (config.has("data.tokenizer")) {
+    const fs::path path = config.get_string("data.tokenizer");
+    if (!fs::exists(path)) throw DataError(str(config.where("data.tokenizer"), ": ", path.string(), ": no such file (data.tokenizer)"));
+    return path;
+  }
   const fs::path path = base_dir / "tokenizer.json";
   if (!fs::exists(path))
     throw DataError(str(base_dir.string(), ": no tokenizer.json in the base model; name one with data.tokenizer"));
@@ -84,13 +87,12 @@ FinetuneOutcome run_finetune(Config& config) {
   const std::string base = config.get_string("model.base");
   const fs::path base_dir = train::local_checkpoint(base);
   if (!fs::is_directory(base_dir)) throw DataError(str(base_dir.string(), ": no such base model directory"));
-  const tokenizer::Tokenizer tokenizer = tokenizer::Tokenizer::load(tokenizer_path(config, base_dir));
-  const std::vector<RecordRenderer> renderers = record_renderers(base_dir);
+  const TokenizerFiles files = load_tokenizer_files(tokenizer_path(config, base_dir));
+  const tokenizer::Tokenizer& tokenizer = *files.tokenizer;
   const int T = int(config.get_int("data.seq_len"));
-  TokenizedSet train_set = read_set(config.get_strings("data.train"), renderers, tokenizer, T, "data.train");
+  TokenizedSet train_set = read_set(config.get_strings("data.train"), files, T, "data.train");
   TokenizedSet val_set;
-  if (!config.get_strings("data.val").empty())
-    val_set = read_set(config.get_strings("data.val"), renderers, tokenizer, T, "data.val");
+  if (!config.get_strings("data.val").empty()) val_set = read_set(config.get_strings("data.val"), files, T, "data.val");
   const int32_t pad = tokenizer.eos_id() ? int32_t(*tokenizer.eos_id()) : 0;
   auto data = std::make_unique<InstructionBatches>(std::move(train_set), std::move(val_set), pad,
                                                    tokenizer.vocab_size(), uint64_t(config.get_int("seed")));

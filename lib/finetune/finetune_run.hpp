@@ -25,11 +25,9 @@ struct FinetuneOutcome {
   int64_t base_parameters = 0;
 };
 
-// The renderers of instruction records, in the order tried (prompt/completion first). A chat
-// template renderer (lib/chat) is appended here.
-std::vector<RecordRenderer> record_renderers(const std::filesystem::path& base_dir);
-
-// The tokenizer of a run: data.tokenizer, else the base checkpoint's tokenizer.json.
+// The tokenizer of a run: data.tokenizer, else the base checkpoint's tokenizer.json. The chat
+// template that renders {"messages"} records is the one beside it (tokenizer_config.json or
+// chat_template.jinja in the same directory).
 std::filesystem::path tokenizer_path(const Config& config, const std::filesystem::path& base_dir);
 
 // config is completed here (steps from epochs, eval.batches from the validation set) before the

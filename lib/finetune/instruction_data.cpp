@@ -1,94 +1,74 @@
 #include "finetune/instruction_data.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <numeric>
 #include <random>
 
 #include "core/error.hpp"
+#include "finetune/data/examples.hpp"
+#include "finetune/data/jsonl_lines.hpp"
 
 namespace dsk::finetune {
 
-using nlohmann::json;
-
-std::optional<Example> prompt_completion(const json& record) {
-  if (!record.contains("prompt") && !record.contains("completion")) return std::nullopt;
-  for (const char* key : {"prompt", "completion"})
-    if (!record.contains(key) || !record[key].is_string())
-      throw DataError(str("\"", key, "\" must be a string in a prompt/completion record"));
-  return Example{record["prompt"].get<std::string>(), record["completion"].get<std::string>()};
-}
-
-std::vector<Example> read_examples(const std::vector<std::string>& files, const std::vector<RecordRenderer>& renderers) {
-  std::vector<Example> examples;
-  for (const std::string& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw DataError(str(file, ": cannot open the instruction data"));
-    std::string line;
-    for (int64_t number = 1; std::getline(in, line); ++number) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::string where = str(file, ":", number);
-      json record;
-      try {
-        record = json::parse(line);
-      } catch (const json::parse_error&) {
-        throw DataError(str(where, ": not a JSON record"));
-      }
-      if (!record.is_object()) throw DataError(str(where, ": expected a JSON object"));
-      std::optional<Example> example;
-      try {
-        for (const RecordRenderer& render : renderers)
-          if ((example = render(record))) break;
-      } catch (const DataError& e) {
-        throw DataError(str(where, ": ", e.what()));
-      }
-      if (!example)
-        throw DataError(str(where, record.contains("messages")
-                                       ? ": chat records ({\"messages\": ...}) need a chat template, which this "
-                                         "build does not render yet; write {\"prompt\", \"completion\"} records"
-                                       : ": expected {\"prompt\": ..., \"completion\": ...}"));
-      examples.push_back(std::move(*example));
+std::vector<TokenizedExample> read_instruction_data(const std::vector<std::string>& files,
+                                                    const tokenizer::Tokenizer& tokenizer, const chat::ChatTemplate* chat) {
+  if (files.empty()) throw UsageError("no instruction data files given");
+  std::vector<TokenizedExample> examples;
+  JsonlLines lines(files);
+  for (JsonlLine line; lines.next(line);) {
+    if (line.bytes.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const Example example = parse_example(line.bytes, line.where());
+    if (!has_completion(example))
+      throw DataError(str(line.where(), ": nothing to train on (a prompt without a completion, or no assistant message)"));
+    MaskedTokens masked;
+    try {
+      masked = tokenize_segments(example_segments(example, chat), tokenizer, example.kind);
+    } catch (const DataError& e) {
+      throw DataError(str(line.where(), ": ", e.what()));
     }
+    examples.push_back({std::vector<int32_t>(masked.ids.begin(), masked.ids.end()), std::move(masked.trained)});
   }
   if (examples.empty()) throw DataError("the instruction data holds no examples");
   return examples;
 }
 
-TokenizedExample tokenize_example(const Example& example, const tokenizer::Tokenizer& tokenizer) {
-  TokenizedExample out;
-  if (tokenizer.add_bos_by_default() && tokenizer.bos_id()) out.ids.push_back(int32_t(*tokenizer.bos_id()));
-  for (uint32_t id : tokenizer.encode(example.prompt)) out.ids.push_back(int32_t(id));
-  out.prompt_tokens = int32_t(out.ids.size());
-  for (uint32_t id : tokenizer.encode(example.completion)) out.ids.push_back(int32_t(id));
-  if (tokenizer.eos_id()) out.ids.push_back(int32_t(*tokenizer.eos_id()));
-  return out;
-}
-
-TokenizedSet tokenize_examples(const std::vector<Example>& examples, const tokenizer::Tokenizer& tokenizer,
-                               int seq_len) {
+TokenizedSet fit_rows(std::vector<TokenizedExample> examples, int seq_len) {
   TokenizedSet set;
   const size_t max_ids = size_t(seq_len) + 1;
-  for (const Example& example : examples) {
-    TokenizedExample t = tokenize_example(example, tokenizer);
-    // Something to learn: the first completion id must still be a target (index <= seq_len).
-    if (t.prompt_tokens == 0 || size_t(t.prompt_tokens) >= max_ids || t.ids.size() <= size_t(t.prompt_tokens)) {
+  for (TokenizedExample& t : examples) {
+    const bool longer = t.ids.size() > max_ids;
+    if (longer) {
+      t.ids.resize(max_ids);
+      t.trained.resize(max_ids);
+    }
+    // Something to learn: a trained id that is a target (not the row's first id).
+    if (std::find(t.trained.begin() + std::min<ptrdiff_t>(1, ptrdiff_t(t.trained.size())), t.trained.end(), 1) ==
+        t.trained.end()) {
       set.dropped++;
       continue;
     }
-    if (t.ids.size() > max_ids) {
-      t.ids.resize(max_ids);
-      set.cut++;
-    }
+    set.cut += longer ? 1 : 0;
     set.examples.push_back(std::move(t));
   }
   return set;
+}
+
+LastTurn last_turn(const TokenizedExample& example) {
+  size_t end = example.ids.size();
+  while (end > 0 && !example.trained[end - 1]) --end;
+  size_t begin = end;
+  while (begin > 0 && example.trained[begin - 1]) --begin;
+  LastTurn turn;
+  turn.prompt.assign(example.ids.begin(), example.ids.begin() + ptrdiff_t(begin));
+  turn.completion.assign(example.ids.begin() + ptrdiff_t(begin), example.ids.begin() + ptrdiff_t(end));
+  return turn;
 }
 
 void fill_row(const TokenizedExample& example, int32_t pad_id, int T, int32_t* tokens, int32_t* targets) {
   const int n = std::min<int>(T, int(example.ids.size()) - 1);  // positions with a next token
   for (int t = 0; t < T; ++t) {
     tokens[t] = t < int(example.ids.size()) ? example.ids[t] : pad_id;
-    targets[t] = t < n && t + 1 >= example.prompt_tokens ? example.ids[t + 1] : -100;
+    targets[t] = t < n && example.trained[size_t(t) + 1] ? example.ids[t + 1] : -100;
   }
 }
 

@@ -1,16 +1,14 @@
-// Instruction data for fine-tuning: JSONL records -> examples (prompt text, completion text) ->
-// token rows with the loss on the completion only -> padded micro-batches (a train::BatchSource).
+// Instruction data for fine-tuning: JSONL records -> token ids with a loss mask -> padded
+// micro-batches (a train::BatchSource).
 //
-// A record becomes an Example through the renderers given, tried in order; prompt_completion()
-// reads {"prompt": "...", "completion": "..."}. Chat records ({"messages": [...]}) are rendered
-// by a chat template (lib/chat) plugged in here as one more RecordRenderer.
-//
-// Tokens of an example: [BOS when the tokenizer adds one] + prompt + completion + [EOS]. The
-// targets are the next tokens where the next token is part of the completion or the EOS, -100
-// elsewhere (the prompt, the padding). Rows are data.seq_len positions, padded on the right with
-// EOS (or 0) and target -100; with causal attention a real position never sees the padding, so
-// padding changes no number. An example longer than a row is cut at its end; one whose prompt
-// alone fills the row has nothing to learn and is dropped (both counted).
+// Records are read by the data library (finetune/data/examples.hpp), the one place that knows
+// their shapes: {"prompt", "completion"}, {"messages"} rendered by the tokenizer's chat template
+// (the loss on the assistant turns only) and {"text"}. Each becomes ids and a mask of the ids the
+// loss counts (examples.hpp tokenize_segments: for prompt/completion [BOS] + prompt + completion
+// + EOS with the completion and EOS trained). Rows are data.seq_len positions, padded on the
+// right with EOS (or 0) and target -100; with causal attention a real position never sees the
+// padding, so padding changes no number. An example longer than a row is cut at its end; one
+// with no trained id left in the row has nothing to learn and is dropped (both counted).
 #pragma once
 
 #include <cstdint>
@@ -22,44 +20,44 @@
 
 #include <nlohmann/json.hpp>
 
+#include "chat/chat_template.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "train/batch_source.hpp"
 
 namespace dsk::finetune {
 
-struct Example {
-  std::string prompt, completion;
-};
-
-// One JSONL record -> an Example, or nullopt when the record is not of the renderer's shape.
-// DataError (without the place: the reader adds file:line) when it is of the shape but wrong.
-using RecordRenderer = std::function<std::optional<Example>(const nlohmann::json& record)>;
-
-// {"prompt": "...", "completion": "..."} (other fields are ignored).
-std::optional<Example> prompt_completion(const nlohmann::json& record);
-
-// Each non-blank line of each file through the renderers; DataError naming file:line for a line
-// that is not a JSON object or that no renderer takes. An empty result is a DataError too.
-std::vector<Example> read_examples(const std::vector<std::string>& files, const std::vector<RecordRenderer>& renderers);
-
 struct TokenizedExample {
-  std::vector<int32_t> ids;  // prompt + completion (+ EOS), at most max_tokens
-  int32_t prompt_tokens = 0;  // ids before the first one to learn
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> trained;  // per id: 1 where the loss counts (the id is a target)
 };
+
+
+// The examples of the files (JSONL, "-" for stdin, .zst or plain), tokenized; `chat` (may be
+// null) renders {"messages"} records. DataError naming file:line for a line that is not an
+// example, has nothing to train on (a prompt without a completion), or that the template
+// refuses; an empty result is a DataError too.
+std::vector<TokenizedExample> read_instruction_data(const std::vector<std::string>& files,
+                                                    const tokenizer::Tokenizer& tokenizer, const chat::ChatTemplate* chat);
+
 
 struct TokenizedSet {
   std::vector<TokenizedExample> examples;
   int64_t cut = 0;      // longer than a row: the end of the completion was cut
-  int64_t dropped = 0;  // the prompt alone filled the row
+  int64_t dropped = 0;  // no trained id within the row (the prompt alone filled it)
 };
 
-// Rows of seq_len positions hold seq_len + 1 ids (inputs and the shifted targets).
-TokenizedSet tokenize_examples(const std::vector<Example>& examples, const tokenizer::Tokenizer& tokenizer,
-                               int seq_len);
-// The same for one example (prompt_tokens counts BOS); no cut.
-TokenizedExample tokenize_example(const Example& example, const tokenizer::Tokenizer& tokenizer);
+// The examples that fit rows of seq_len positions (seq_len + 1 ids: inputs and the shifted
+// targets), longer ones cut.
+TokenizedSet fit_rows(std::vector<TokenizedExample> examples, int seq_len);
 
-// Writes example row b of a batch: inputs ids[0..n-1], targets ids[1..n] where learned, padding.
+// The ids of an example before its last trained run (the prompt of its last completion or
+// assistant turn), and that run's ids: what generation is given and should write.
+struct LastTurn {
+  std::vector<tokenizer::TokenId> prompt, completion;
+};
+LastTurn last_turn(const TokenizedExample& example);
+
+// Writes example row b of a batch: inputs ids[0..n-1], targets ids[1..n] where trained, padding.
 void fill_row(const TokenizedExample& example, int32_t pad_id, int T, int32_t* tokens, int32_t* targets);
 
 // The training stream: examples in a new random order every epoch (a pure function of the seed

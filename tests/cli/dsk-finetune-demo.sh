@@ -13,10 +13,7 @@ export OMP_NUM_THREADS=2  # the same reduction order in both runs of the resume 
 make_shards
 
 # The base: a tiny llama after two steps of dsk-train (its checkpoint carries the tokenizer).
-write_config base.yaml llama
-sed -i "s/^steps: 40\$/steps: 2/; s/^  batches: 2\$/  batches: 1/; s/^  dir: run\$/  dir: base-run/" base.yaml
-dsk-train -q -c base.yaml --device cpu >base.out
-base=$(field path base.out)
+base=$(make_tiny_base)
 [ -f "$base/tokenizer.json" ] || fail "the base checkpoint has no tokenizer"
 
 assets="$DSK_SOURCE_DIR/assets/finetune"
@@ -117,18 +114,10 @@ dsk-finetune eval adapters/adapter --data val.jsonl --limit 2 --max-new-tokens 1
 [ "$(field kind bottleneck-eval.yaml)" = eval ] || fail "bottleneck eval: $(cat bottleneck-eval.yaml)"
 
 # Bad input: clear errors and exit codes.
-expect_error() {
-  local code=$1 pattern=$2
-  shift 2
-  local got=0
-  "$@" >/dev/null 2>err.txt || got=$?
-  [ "$got" = "$code" ] || fail "$*: exit $got, expected $code: $(cat err.txt)"
-  grep -q -- "$pattern" err.txt || fail "$*: message: $(cat err.txt)"
-}
 echo '{"messages": [{"role": "user", "content": "hi"}]}' >chat.jsonl
-expect_error 3 "chat.jsonl:1" dsk-finetune train -c lora.yaml --data chat.jsonl -o bad1
+expect_error 3 "chat.jsonl:1: nothing to train on" dsk-finetune train -c lora.yaml --data chat.jsonl -o bad1
 echo '{"prompt": 1, "completion": "x"}' >typed.jsonl
-expect_error 3 'typed.jsonl:1: "prompt" must be a string' dsk-finetune train -c lora.yaml --data typed.jsonl -o bad2
+expect_error 3 "typed.jsonl:1: field 'prompt': expected a string" dsk-finetune train -c lora.yaml --data typed.jsonl -o bad2
 { cat lora.yaml; printf 'lora:\n  r: 8\n'; } >both.yaml  # a flat key and its nested key disagree in one file
 expect_error 2 "lora_r and lora.r" dsk-finetune train -c both.yaml -o bad3
 expect_error 3 "no such" dsk-finetune train -c lora.yaml --base nowhere/ -o bad4

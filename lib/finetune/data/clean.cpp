@@ -15,8 +15,8 @@
 namespace dsk::finetune {
 namespace {
 
-const char* const kReasonNames[kDropReasons] = {"invalid_utf8", "invalid_json", "bad_fields", "empty",
-                                                "duplicate", "too_short", "too_long"};
+const char* const kReasonNames[kDropReasons] = {"invalid_utf8", "invalid_json", "bad_fields", "template_error",
+                                                "empty", "duplicate", "too_short", "too_long"};
 
 bool is_blank(const std::string& text) {
   for (uint32_t c : chat::decode_code_points(text))
@@ -104,8 +104,7 @@ std::string normalized_example(const Example& example) {
 RecordCleaner::RecordCleaner(CleanOptions options, const tokenizer::Tokenizer* tokenizer, const chat::ChatTemplate* chat)
     : options_(options), tokenizer_(tokenizer), chat_(chat) {}
 
-uint64_t RecordCleaner::length_of(const Example& example) const {
-  std::string text = example_text(example, chat_);
+uint64_t RecordCleaner::length_of(const std::string& text) const {
   if (tokenizer_) return tokenizer_->encode(text).size();
   return chat::decode_code_points(text).size();
 }
@@ -127,9 +126,16 @@ std::optional<DropReason> RecordCleaner::classify(const std::string& line, const
     log_debug(e.what());
     return DropReason::bad_fields;
   }
+  std::string text;
+  try {
+    text = example_text(example, chat_);  // renders a conversation, and splits it for the loss mask
+  } catch (const DataError& e) {
+    log_debug(where, ": ", e.what());
+    return DropReason::template_error;
+  }
   if (is_empty_example(example)) return DropReason::empty;
   if (options_.drop_duplicates && !seen_.insert(hash128(normalized_example(example))).second) return DropReason::duplicate;
-  uint64_t length = length_of(example);
+  uint64_t length = length_of(text);
   if (length < options_.min_length) return DropReason::too_short;
   if (options_.max_length && length > *options_.max_length) return DropReason::too_long;
   return std::nullopt;

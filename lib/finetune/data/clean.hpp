@@ -6,6 +6,8 @@
 //   invalid_json   not JSON, or not a JSON object
 //   bad_fields     an object, but not {"prompt"[, "completion"]}, {"messages"} or {"text"} with the
 //                  right types (a message without a string "role", a number as "completion" ...)
+//   template_error the tokenizer's chat template refuses the conversation (raise_exception: roles
+//                  that do not alternate ...) or cannot tell its assistant turns apart
 //   empty          a blank line, or nothing but whitespace to train on (the completion, the
 //                  assistant messages, the text; the prompt of an unlabelled example)
 //   duplicate      the same normalized example as an earlier record (see normalized_example)
@@ -35,8 +37,8 @@
 
 namespace dsk::finetune {
 
-enum class DropReason { invalid_utf8, invalid_json, bad_fields, empty, duplicate, too_short, too_long };
-inline constexpr size_t kDropReasons = 7;
+enum class DropReason { invalid_utf8, invalid_json, bad_fields, template_error, empty, duplicate, too_short, too_long };
+inline constexpr size_t kDropReasons = 8;
 std::string drop_reason_name(DropReason reason);
 
 struct CleanCounts {
@@ -78,7 +80,7 @@ class RecordCleaner {
   std::unordered_set<std::pair<uint64_t, uint64_t>, HashOf128> seen_;
 
   std::optional<DropReason> classify(const std::string& line, const std::string& where);
-  uint64_t length_of(const Example& example) const;
+  uint64_t length_of(const std::string& text) const;  // tokens or code points
 };
 
 // Streams the inputs (paths or "-", .zst or plain) through a RecordCleaner, calling `keep` with

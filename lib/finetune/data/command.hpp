@@ -42,6 +42,10 @@ class DataCommand : public CLI::App {
 // Text to a file (written whole under a temporary name, then renamed) or, for an empty path, stdout.
 void write_output(const std::string& path, const std::string& text);
 
+// Registers clean, select and classify (each declared in its own header), so that a tool's main
+// needs none of the data headers (their Example is not the training code's).
+void add_data_commands(CLI::App& app);
+
 // The exit code of the data subcommand given on the command line, or nullopt when none was.
 std::optional<int> run_data_command(CLI::App& app);
 

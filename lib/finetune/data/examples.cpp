@@ -107,15 +107,17 @@ std::string example_text(const Example& example, const chat::ChatTemplate* chat)
 }
 
 TokenizerFiles load_tokenizer_files(const std::filesystem::path& path) {
-  std::filesystem::path directory = std::filesystem::is_directory(path) ? path : path.parent_path();
-  std::filesystem::path tokenizer_json = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
-  if (!std::filesystem::exists(tokenizer_json))
+  std::error_code unreadable;  // a path that cannot be examined counts as absent: the reads below say why
+  bool is_directory = std::filesystem::is_directory(path, unreadable);
+  std::filesystem::path directory = is_directory ? path : path.parent_path();
+  std::filesystem::path tokenizer_json = is_directory ? path / "tokenizer.json" : path;
+  if (!std::filesystem::exists(tokenizer_json, unreadable))
     throw UsageError(str(tokenizer_json.string(), ": no such file (--tokenizer takes a tokenizer directory or its tokenizer.json)"));
   TokenizerFiles files;
   files.tokenizer = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(tokenizer_json));
   std::filesystem::path config = directory / "tokenizer_config.json";
-  bool has_template = std::filesystem::exists(directory / "chat_template.jinja");
-  if (!has_template && std::filesystem::exists(config))
+  bool has_template = std::filesystem::exists(directory / "chat_template.jinja", unreadable);
+  if (!has_template && std::filesystem::exists(config, unreadable))
     has_template = read_file(config).find("\"chat_template\"") != std::string::npos;
   if (has_template) files.chat = std::make_unique<chat::ChatTemplate>(chat::ChatTemplate::load(directory));
   return files;

@@ -85,7 +85,8 @@ std::vector<double> continuation_logprobs(model::Model& model, const std::vector
 
 ScoringModel load_scoring_model(const std::string& model_directory, const std::string& tokenizer_directory,
                                 const std::string& device, const std::string& precision) {
-  if (!std::filesystem::exists(std::filesystem::path(model_directory) / "config.json"))
+  std::error_code unreadable;
+  if (!std::filesystem::exists(std::filesystem::path(model_directory) / "config.json", unreadable))
     throw UsageError(str(model_directory, ": not a model checkpoint (no config.json)"));
   ScoringModel loaded;
   loaded.files = load_tokenizer_files(tokenizer_directory.empty() ? model_directory : tokenizer_directory);

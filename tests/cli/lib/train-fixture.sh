@@ -3,6 +3,8 @@
 # for a tiny model that trains in a fraction of a second a step on one core.
 #   make_shards                      ./shards, ./tokenizer.json, ./tokenizer_config.json
 #   write_config FILE MODEL_TYPE     a dsk-train config (llama or deepseek_v3) training on ./shards
+#   make_tiny_base                   a 2-step llama checkpoint (its path); expect_error CODE PATTERN cmd...
+#   in_scratch_dir                   cd to a temporary directory removed at exit
 fail() { echo "FAIL: $*" >&2; exit 1; }
 field() { sed -n "s/^$1: //p" "$2" | tail -1; }  # a record's field
 
@@ -67,4 +69,30 @@ logging:
   every: 1
 EOF
   } >"$file"
+}
+
+# A tiny llama after two CPU steps of dsk-train (its checkpoint carries the tokenizer); prints the
+# checkpoint's path. Needs make_shards first.
+make_tiny_base() {
+  write_config base.yaml llama
+  sed -i "s/^steps: 40\$/steps: 2/; s/^  batches: 2\$/  batches: 1/; s/^  dir: run\$/  dir: base-run/" base.yaml
+  dsk-train -q -c base.yaml --device cpu >base.out
+  field path base.out
+}
+
+# expect_error CODE PATTERN command...: the command exits CODE with PATTERN (grep) on stderr.
+expect_error() {
+  local code=$1 pattern=$2
+  shift 2
+  local got=0
+  "$@" >/dev/null 2>err.txt || got=$?
+  [ "$got" = "$code" ] || fail "$*: exit $got, expected $code: $(cat err.txt)"
+  grep -q -- "$pattern" err.txt || fail "$*: message: $(cat err.txt)"
+}
+
+# A fresh working directory for the test, removed when the shell exits, and the current one.
+in_scratch_dir() {
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  cd "$work"
 }

@@ -104,6 +104,20 @@ TEST_CASE("lengths in tokens with a tokenizer, messages rendered by the chat tem
   CHECK(dropped(clean_text(conversation, rendered_exact, &tokenizer, &chat).counts, DropReason::too_short) == 1);
 }
 
+TEST_CASE("a conversation the chat template refuses is dropped as template_error") {
+  chat::ChatTemplate strict = chat::ChatTemplate::from_string(
+      "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}"
+      "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+      "[{{ m.role }}]{{ m.content }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}",
+      "strict");
+  std::string jsonl =
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n"
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"b\"}]}\n";
+  Outcome out = clean_text(jsonl, {}, nullptr, &strict);
+  CHECK(out.counts.kept == 1);
+  CHECK(dropped(out.counts, DropReason::template_error) == 1);
+}
+
 TEST_CASE("the clean subcommand: output file, report, stdout record, usage errors") {
   ScratchDirectory dir("clean-cli");
   auto input = dir.write("in.jsonl", "{\"text\": \"one\"}\n{\"text\": \"one\"}\nnot json\n{\"text\": \"two two\"}\n");

@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
 # dsk-finetune clean as a pipe stage: each drop reason counted in the report, kept records in order
 # and byte for byte, stdin to stdout, lengths in characters and tokens, and the exit codes of dsk(7).
-# PENDING: tests/cli/*.sh are globbed into ctest, and dsk-finetune does not exist on this branch;
-# move this file to tests/cli/ once tools/dsk-finetune.cpp registers finetune::add_clean_command.
 set -euo pipefail
 [ -x "${DSK_BUILD_DIR:?}/tools/dsk-finetune" ] || { echo "dsk-finetune is not built"; exit 77; }
-dsk-finetune clean --help >/dev/null 2>&1 || { echo "dsk-finetune has no clean subcommand"; exit 77; }
 tokenizer_dir="${DSK_SOURCE_DIR:?}/tests/fixtures/tokenizer/tiny-gpt2"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
