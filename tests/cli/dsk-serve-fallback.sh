@@ -21,12 +21,18 @@ served_by() {  # the model that answered a small request to big, and the fallbac
 }
 [ "$(served_by | head -1)" = big ] || fail "big does not answer when idle"
 
-# The burst: 24 requests of ~100 tokens each, one at a time.
-for i in $(seq 24); do
+# The burst: 96 requests of ~120 tokens each, one at a time. Probe once the oldest has waited past
+# max_queue_wait (polled, not a fixed sleep: how long the burst lasts depends on the machine).
+for i in $(seq 96); do
   curl -s -o /dev/null -H 'Content-Type: application/json' "$BASE/v1/completions" \
-    -d "{\"model\": \"big\", \"prompt\": \"burst $i\", \"max_tokens\": 100, \"temperature\": 0}" &
+    -d "{\"model\": \"big\", \"prompt\": \"burst $i\", \"max_tokens\": 120, \"temperature\": 0}" &
 done
-sleep 0.8
+oldest_wait() { curl -s "$BASE/metrics" | sed -n 's/^dsk_serve_oldest_wait_seconds{model="big"[^}]*} //p'; }
+for _ in $(seq 500); do
+  python3 -c "import sys; sys.exit(0 if float('${wait:-0}' or 0) > 0.35 else 1)" 2>/dev/null && break
+  sleep 0.01
+  wait=$(oldest_wait)
+done
 during=$(served_by)
 [ "$(head -1 <<<"$during")" = small ] || fail "under overload big still answers: $during (queue: $(curl -s "$BASE/metrics" | grep '^dsk_serve_oldest_wait'))"
 [ "$(tail -1 <<<"$during")" = big ] || fail "no x-dsk-fallback-from header: $during"
