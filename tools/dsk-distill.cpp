@@ -18,6 +18,7 @@
 #include "distill/distill_schema.hpp"
 #include "distill/make_cache.hpp"
 #include "distill/student_init.hpp"
+#include "train/checkpoint_record.hpp"
 #include "train/trainer.hpp"
 
 using namespace dsk;
@@ -84,16 +85,8 @@ std::vector<FlagOverride> flag_overrides(const RunFlags& flags) {
 }
 
 void print_checkpoint_record(const train::TrainOutcome& outcome, const Config& config, bool interrupted) {
-  Record record("checkpoint");
-  record.set("path", outcome.checkpoint.string())
-      .set("run_dir", outcome.run_dir.string())
-      .set("model_type", outcome.model_type)
-      .set("parameters", outcome.parameters)
-      .set("step", outcome.step)
-      .set("tokens", outcome.tokens)
-      .set("train_loss", outcome.train_loss);
-  if (outcome.val_loss) record.set("val_loss", *outcome.val_loss);
-  record.set("skipped_steps", outcome.skipped_steps);
+  if (outcome.rank != 0) return;  // one record per run, from rank 0
+  Record record = train::checkpoint_record(outcome);
   if (config.has("distill.teacher")) record.set("teacher", config.get_string("distill.teacher"));
   if (config.has("distill.cache")) record.set("teacher_cache", config.get_string("distill.cache"));
   if (interrupted) record.set("interrupted", true);

@@ -19,6 +19,7 @@
 #include "model/model.hpp"
 #include "tensor/device.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "train/checkpoint_record.hpp"
 #include "train/evaluate.hpp"
 #include "train/train_data.hpp"
 #include "train/trainer.hpp"
@@ -74,16 +75,7 @@ std::vector<FlagOverride> flag_overrides(const TrainFlags& flags) {
 
 void print_checkpoint_record(const train::TrainOutcome& outcome, bool interrupted) {
   if (outcome.rank != 0) return;  // one record per run, from rank 0
-  Record record("checkpoint");
-  record.set("path", outcome.checkpoint.string())
-      .set("run_dir", outcome.run_dir.string())
-      .set("model_type", outcome.model_type)
-      .set("parameters", outcome.parameters)
-      .set("step", outcome.step)
-      .set("tokens", outcome.tokens)
-      .set("train_loss", outcome.train_loss);
-  if (outcome.val_loss) record.set("val_loss", *outcome.val_loss);
-  record.set("skipped_steps", outcome.skipped_steps);
+  Record record = train::checkpoint_record(outcome);
   if (interrupted) record.set("interrupted", true);
   record.print();
 }

@@ -6,9 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
 source "$(dirname "$0")/lib/distill-fixture.sh"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+in_scratch_dir
 # Tiny models: one thread is fastest (and the same count every run keeps reductions bit-identical).
 export OMP_NUM_THREADS=1
 make_shards

@@ -7,9 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
 source "$(dirname "$0")/lib/distill-fixture.sh"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+in_scratch_dir
 export OMP_NUM_THREADS=1  # tiny models: one thread is fastest, and on a loaded machine by far
 make_shards
 train_teacher 150

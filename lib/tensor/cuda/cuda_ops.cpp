@@ -262,19 +262,11 @@ class CudaOps final : public Ops {
   void lm_head_loss(Buf losses, Buf dhidden, Buf dweight, Buf hidden, Buf weight, Buf targets, int N, int C, int V,
                     int ignore_index, float dscale) override {
     const bool backward = dscale != 0.0f && !(dhidden.empty() && dweight.empty());
-    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), tally_));
-    for (int row = 0; row < N; row += kLmHeadChunkRows) {
-      const int rows = std::min(kLmHeadChunkRows, N - row);
-      const T* h = a(hidden) + int64_t(row) * C;
-      cuda::matmul_forward<T>(blas_, logits, h, a(weight), nullptr, rows, C, V, false, stream_);
-      cuda::cross_entropy_chunk<T>(f(losses) + row, logits, i32(targets) + row, rows, V, ignore_index,
-                                   backward ? dscale : 0.0f, stream_);
-      if (!backward) continue;
-      if (!dhidden.empty())
-        cuda::matmul_backward_input<T>(blas_, a(dhidden) + int64_t(row) * C, logits, a(weight), rows, C, V, stream_);
-      if (!dweight.empty())
-        cuda::matmul_backward_weight<T>(blas_, f(dweight), nullptr, logits, h, rows, C, V, nullptr, stream_);
-    }
+    lm_head_chunks(hidden, weight, backward ? dhidden : Buf{}, backward ? dweight : Buf{}, N, C, V,
+                   [&](T* logits, int row, int rows) {
+                     cuda::cross_entropy_chunk<T>(f(losses) + row, logits, i32(targets) + row, rows, V, ignore_index,
+                                                  backward ? dscale : 0.0f, stream_);
+                   });
   }
   void lm_head_logits(Buf out, Buf hidden, Buf weight, int rows, int C, int V) override {
     if constexpr (sizeof(T) == 4) {
@@ -375,33 +367,22 @@ class CudaOps final : public Ops {
 
   void lm_head_top_k(Buf ids, Buf logprobs, Buf rest, Buf hidden, Buf weight, int N, int C, int V, int K,
                      float temperature) override {
-    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), tally_));
-    for (int row = 0; row < N; row += kLmHeadChunkRows) {
-      const int rows = std::min(kLmHeadChunkRows, N - row);
-      cuda::matmul_forward<T>(blas_, logits, a(hidden) + int64_t(row) * C, a(weight), nullptr, rows, C, V, false,
-                              stream_);
+    lm_head_chunks(hidden, weight, Buf{}, Buf{}, N, C, V, [&](T* logits, int row, int rows) {
       cuda::teacher_top_k_chunk<T>(ids.as<int32_t>() + int64_t(row) * K, f(logprobs) + int64_t(row) * K,
                                    f(rest) + row, logits, rows, V, K, temperature, stream_);
-    }
+    });
   }
   void lm_head_distill_loss(Buf divergences, Buf cross_entropies, Buf dhidden, Buf dweight, Buf hidden, Buf weight,
                             Buf targets, Buf teacher_ids, Buf teacher_logprobs, Buf teacher_rest, int N, int C, int V,
                             int K, int ignore_index, const DistillLoss& loss, float dscale) override {
     const bool backward = dscale != 0.0f && !(dhidden.empty() && dweight.empty());
-    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), tally_));
-    for (int row = 0; row < N; row += kLmHeadChunkRows) {
-      const int rows = std::min(kLmHeadChunkRows, N - row);
-      const T* h = a(hidden) + int64_t(row) * C;
-      cuda::matmul_forward<T>(blas_, logits, h, a(weight), nullptr, rows, C, V, false, stream_);
-      cuda::distill_chunk<T>(f(divergences) + row, f(cross_entropies) + row, logits, i32(targets) + row,
-                             i32(teacher_ids) + int64_t(row) * K, f(teacher_logprobs) + int64_t(row) * K,
-                             f(teacher_rest) + row, rows, V, K, ignore_index, loss, backward ? dscale : 0.0f, stream_);
-      if (!backward) continue;
-      if (!dhidden.empty())
-        cuda::matmul_backward_input<T>(blas_, a(dhidden) + int64_t(row) * C, logits, a(weight), rows, C, V, stream_);
-      if (!dweight.empty())
-        cuda::matmul_backward_weight<T>(blas_, f(dweight), nullptr, logits, h, rows, C, V, nullptr, stream_);
-    }
+    lm_head_chunks(hidden, weight, backward ? dhidden : Buf{}, backward ? dweight : Buf{}, N, C, V,
+                   [&](T* logits, int row, int rows) {
+                     cuda::distill_chunk<T>(f(divergences) + row, f(cross_entropies) + row, logits,
+                                            i32(targets) + row, i32(teacher_ids) + int64_t(row) * K,
+                                            f(teacher_logprobs) + int64_t(row) * K, f(teacher_rest) + row, rows, V, K,
+                                            ignore_index, loss, backward ? dscale : 0.0f, stream_);
+                   });
   }
   void paged_kv_write(Buf pool, Buf rows, Buf slots, int N, int row, int stride) override {
     cuda::paged_kv_write<T>(a(pool), a(rows), i32(slots), N, row, stride, stream_);
@@ -448,6 +429,25 @@ class CudaOps final : public Ops {
   }
 
  private:
+  // The LM head a chunk of rows at a time, so the logits of the whole batch never exist at once:
+  // logits = hidden @ weight^T for the chunk, then row_kernel(logits, first_row, rows) (a loss may
+  // turn the logits into their gradient in place), then dhidden += and dweight += from that
+  // gradient where they are not empty.
+  template <typename RowKernel>
+  void lm_head_chunks(Buf hidden, Buf weight, Buf dhidden, Buf dweight, int N, int C, int V, RowKernel row_kernel) {
+    T* logits = static_cast<T*>(lm_head_chunk_.get(size_t(std::min(N, kLmHeadChunkRows)) * V * sizeof(T), tally_));
+    for (int row = 0; row < N; row += kLmHeadChunkRows) {
+      const int rows = std::min(kLmHeadChunkRows, N - row);
+      const T* h = a(hidden) + int64_t(row) * C;
+      cuda::matmul_forward<T>(blas_, logits, h, a(weight), nullptr, rows, C, V, false, stream_);
+      row_kernel(logits, row, rows);
+      if (!dhidden.empty())
+        cuda::matmul_backward_input<T>(blas_, a(dhidden) + int64_t(row) * C, logits, a(weight), rows, C, V, stream_);
+      if (!dweight.empty())
+        cuda::matmul_backward_weight<T>(blas_, f(dweight), nullptr, logits, h, rows, C, V, nullptr, stream_);
+    }
+  }
+
   uint64_t scratch_generation() const { return scratch_.generation() + lm_head_chunk_.generation(); }
   static T* a(Buf b) { return static_cast<T*>(b.data); }  // act: checked by the arenas' dtype
   static float* f(Buf b) { return b.as<float>(); }
