@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <regex>
 
 #include "core/error.hpp"
@@ -68,18 +69,23 @@ void check_request(const Architecture& teacher, const StudentRequest& request) {
   if (request.experts && teacher.n_routed == 0) throw UsageError("--experts: the teacher has no routed experts");
   within("experts", request.experts, 1, teacher.n_routed);
   if (request.hidden && *request.hidden % 2 != 0) throw UsageError("--hidden must be even (RoPE and the norms pair channels)");
+  if (request.hidden && teacher.heads > 0 && *request.hidden % teacher.heads != 0)
+    throw UsageError(str("--hidden ", *request.hidden, ": must be a multiple of the ", teacher.heads,
+                         " attention heads (transformers refuses other configs)"));
   if (request.ratio && request.parameters) throw UsageError("give --ratio or --parameters, not both");
   if (request.ratio && !(*request.ratio > 0 && *request.ratio <= 1))
     throw UsageError(str("--ratio ", *request.ratio, ": must be above 0 and at most 1"));
 }
 
-// Hidden sizes to try: the teacher's down to an eighth of it, in steps of about a 64th of it (even,
-// and multiples of 8 from 256 up).
-std::vector<int> hidden_candidates(int teacher_hidden) {
-  const int alignment = std::max(2, alignment_of(teacher_hidden));
+// Hidden sizes to try: the teacher's down to an eighth of it, in steps of about a 64th of it. Even,
+// multiples of 8 from 256 up, and multiples of the head count: transformers refuses a config whose
+// hidden_size is not, even when head_dim is given.
+std::vector<int> hidden_candidates(int teacher_hidden, int heads) {
+  const int alignment = std::lcm(std::max(2, alignment_of(teacher_hidden)), std::max(1, heads));
   const int step = std::max(alignment, (teacher_hidden / 64) / alignment * alignment);
-  std::vector<int> sizes;
-  for (int h = teacher_hidden; h >= std::max(2, teacher_hidden / 8); h -= step) sizes.push_back(h);
+  std::vector<int> sizes{teacher_hidden};
+  for (int h = teacher_hidden / alignment * alignment; h >= std::max(2, teacher_hidden / 8); h -= step)
+    if (h != teacher_hidden) sizes.push_back(h);
   return sizes;
 }
 
@@ -132,7 +138,7 @@ StudentPlan plan_student(const Architecture& teacher, const StudentRequest& requ
     return all;
   }();
   const std::vector<int> hidden_options =
-      request.hidden ? std::vector<int>{*request.hidden} : hidden_candidates(teacher.hidden);
+      request.hidden ? std::vector<int>{*request.hidden} : hidden_candidates(teacher.hidden, teacher.heads);
   const bool searched = request.ratio || request.parameters;
   const double target = request.parameters ? double(*request.parameters)
                         : request.ratio    ? *request.ratio * double(plan.teacher_parameters)

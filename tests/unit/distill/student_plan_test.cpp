@@ -68,6 +68,9 @@ TEST_CASE("plan_student refuses what the teacher cannot give") {
   StudentRequest odd_hidden;
   odd_hidden.hidden = 7;
   CHECK_THROWS_AS(plan_student(teacher, odd_hidden), UsageError);
+  StudentRequest split_heads;  // even, but not a multiple of the heads
+  split_heads.hidden = teacher.heads * 2 + 2;
+  CHECK_THROWS_AS(plan_student(teacher, split_heads), UsageError);
   StudentRequest experts;
   experts.experts = 2;
   CHECK_THROWS_AS(plan_student(teacher, experts), UsageError);
@@ -96,6 +99,7 @@ TEST_CASE("plan_student: a GPU-scale teacher halves with sizes the GEMMs want") 
           plan.arch.intermediate, ", ", plan.parameters, " of ", plan.teacher_parameters, " parameters");
   CHECK(plan.arch.layers >= 6);  // not one wide layer: the embeddings alone are over half at d640
   CHECK(plan.arch.hidden % 8 == 0);
+  CHECK(plan.arch.hidden % teacher.heads == 0);  // transformers refuses a config otherwise
   CHECK(plan.arch.intermediate % 8 == 0);
   CHECK(std::abs(double(plan.parameters) / double(plan.teacher_parameters) - 0.5) < 0.01);
 }
