@@ -14,7 +14,8 @@
 #     eval of both (retained quality by loss, top-1 agreement, KL, decode tokens/s). Ends with a
 #     markdown table.
 # Env: PARTS (default "ops cli bench"), TEACHER_STEPS (600), STUDENT_STEPS (600), TOP_K (32),
-# ALPHA (0.5), TEMPERATURE (1.0), EVAL_BATCHES (16). Writes $OUT/distill-gpu.txt and the logs beside it.
+# ALPHA (0.5), TEMPERATURE (1.0), EVAL_BATCHES (16); the corpus: CORPUS_LIST (a file naming one text
+# file per line, each a document; default the bundled KJV, a document per paragraph) and CORPUS_NAME. Writes $OUT/distill-gpu.txt and the logs beside it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/out-distill-gpu}"
@@ -53,8 +54,16 @@ if [[ $parts == *" bench "* ]]; then
   work=$(mktemp -d)
   teacher_steps=${TEACHER_STEPS:-600} student_steps=${STUDENT_STEPS:-600}
   start=$SECONDS
-  dsk-tokenize -q -t "$data/tokenizer/tokenizer.json" -o "$work/shards" --documents paragraph --val-fraction 0.05 \
-    --seed 0 assets/corpus/kjv.txt.zst >"$work/shards.yaml"
+  if [ -n "${CORPUS_LIST:-}" ]; then
+    mapfile -t corpus <"$CORPUS_LIST"
+    documents=file
+  else
+    corpus=(assets/corpus/kjv.txt.zst)
+    documents=paragraph
+  fi
+  dsk-tokenize -q -t "$data/tokenizer/tokenizer.json" -o "$work/shards" --documents $documents --val-fraction 0.05 \
+    --seed 0 "${corpus[@]}" >"$work/shards.yaml"
+  record "tokenize ${#corpus[@]} files: $(sed -n 's/^tokens: //p' "$work/shards.yaml" | head -1) tokens" $? $((SECONDS - start))
   # The teacher: llama d768 L12 H12 (GQA, 4 KV heads) ff2048, tied embeddings over DeepSeek-V3's
   # 129280-token vocabulary: 175 M parameters, 99 M of them the embedding. HIDDEN, LAYERS,
   # INTERMEDIATE, HEADS, KV_HEADS, SEQ, BATCH change it (a CPU smoke test of this script: tiny ones).
@@ -148,9 +157,9 @@ YAML
     record "eval $run" $? $((SECONDS - start))
   done
   cp "$work"/*.rec "$work"/*.yaml "$OUT/" 2>/dev/null
-  python3 - "$OUT" "$teacher_steps" "$student_steps" <<'PY' | tee "$OUT/distill-bench.md"
+  python3 - "$OUT" "$teacher_steps" "$student_steps" "${CORPUS_NAME:-KJV}" <<'PY' | tee "$OUT/distill-bench.md"
 import sys
-out, teacher_steps, student_steps = sys.argv[1:]
+out, teacher_steps, student_steps, corpus = sys.argv[1:]
 def load(path):
     fields = {}
     for line in open(path):
@@ -161,7 +170,7 @@ def load(path):
 d, a = load(f"{out}/eval-distilled.yaml"), load(f"{out}/eval-alone.yaml")
 f = lambda x, n=4: f"{float(x):.{n}f}"
 print(f"Teacher: llama, {int(d['teacher_parameters'])/1e6:.1f} M parameters, {teacher_steps} steps "
-      f"on KJV (DeepSeek-V3 tokenizer); students: {int(d['student_parameters'])/1e6:.1f} M parameters "
+      f"on {corpus} (DeepSeek-V3 tokenizer); students: {int(d['student_parameters'])/1e6:.1f} M parameters "
       f"({f(d['parameter_ratio'], 2)} of the teacher), {student_steps} steps each; eval on {d['tokens']} validation tokens, {d['device']}.")
 print()
 print("| model | val loss | perplexity | retained quality (loss) | top-1 agreement | KL(teacher \\|\\| student) | decode tokens/s | decode speed-up | memory MiB |")

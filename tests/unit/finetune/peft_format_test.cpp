@@ -115,7 +115,10 @@ void write_config(const fs::path& dir, const json& config) {
 TEST_CASE("a PEFT adapter saved by dsk loads back as it was (llama, qwen2, deepseek_v3)") {
   round_trip("llama", lora({"all-linear"}));
   round_trip("qwen2", lora({"q_proj", "v_proj"}));
-  round_trip("deepseek_v3", lora({"all-linear"}));
+  // MLA's projections: PEFT 0.21 on transformers 5 maps deepseek_v3's MLP names onto the routed
+  // experts' fused parameters, so an all-linear adapter cannot be loaded there (dsk reads and writes
+  // it all the same: see "target_modules names exactly the adapted Linears").
+  round_trip("deepseek_v3", lora({"q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"}));
 }
 
 TEST_CASE("target_modules names exactly the adapted Linears for PEFT") {
