@@ -18,6 +18,7 @@
 #include "distill/distill_schema.hpp"
 #include "distill/make_cache.hpp"
 #include "distill/student_init.hpp"
+#include "distill/task_eval.hpp"
 #include "train/checkpoint_record.hpp"
 #include "train/trainer.hpp"
 
@@ -45,6 +46,7 @@ struct EvalFlags {
   std::string teacher, student, data;
   int seq_len = 0;
   distill::EvalSettings settings;
+  distill::TaskSettings tasks;  // --tasks: a task set of dsk-finetune eval's format
 };
 
 // A checkpoint argument: a directory, or - for a checkpoint record on stdin.
@@ -182,6 +184,29 @@ void print_table(const distill::DistillReport& r) {
   std::fprintf(stderr, "bar %.3f %s\n", r.bar, r.bar_met ? "met" : "not met");
 }
 
+void print_task_table(const distill::TaskReport& t) {
+  std::fprintf(stderr, "task set:\n");
+  for (const auto& [who, report] : {std::pair{"teacher", &t.teacher}, std::pair{"student", &t.student}})
+    std::fprintf(stderr, "%s\n%s", who, report->table().c_str());
+  if (t.retained) std::fprintf(stderr, "retained task quality (%s): %.4f\n", t.metric.c_str(), *t.retained);
+}
+
+// The task set's numbers, teacher_* and student_* side by side.
+void add_task_fields(Record& record, const std::string& file, const distill::TaskReport& t) {
+  record.set("tasks", file).set("task_examples", t.teacher.examples);
+  for (const auto& [who, report] : {std::pair{"teacher", &t.teacher}, std::pair{"student", &t.student}}) {
+    const std::string prefix = std::string(who) + "_task_";
+    record.set(prefix + "loss", report->loss).set(prefix + "exact_match", report->exact_match);
+    if (report->classification)
+      record.set(prefix + "accuracy", report->classification->accuracy)
+          .set(prefix + "macro_f1", report->classification->macro_f1);
+    record.set(prefix + "first_token_p50_ms", report->first_token.p50_ms)
+        .set(prefix + "per_token_p50_ms", report->per_token.p50_ms);
+  }
+  record.set("task_metric", t.metric);
+  if (t.retained) record.set("retained_task_quality", *t.retained);
+}
+
 int run_eval(EvalFlags flags) {
   if (flags.teacher == "-" && flags.student == "-")
     throw UsageError("only one of TEACHER and STUDENT can be read from stdin (-)");
@@ -190,6 +215,13 @@ int run_eval(EvalFlags flags) {
   const distill::DistillReport r =
       distill::evaluate_distillation(teacher, student, resolve_artifact_path(flags.data, {"shards"}), flags.settings);
   print_table(r);
+  std::optional<distill::TaskReport> tasks;
+  if (!flags.tasks.file.empty()) {
+    flags.tasks.device = flags.settings.device;
+    flags.tasks.precision = flags.settings.precision;
+    tasks = distill::evaluate_tasks(teacher, student, flags.tasks);
+    print_task_table(*tasks);
+  }
   Record record("distill_eval");
   record.set("teacher", teacher.string())
       .set("student", student.string())
@@ -217,6 +249,7 @@ int run_eval(EvalFlags flags) {
       .set("teacher_decode_tokens_per_s", r.teacher.decode_tokens_per_s)
       .set("student_decode_tokens_per_s", r.student.decode_tokens_per_s)
       .set("decode_speedup", r.student.decode_tokens_per_s / r.teacher.decode_tokens_per_s);
+  if (tasks) add_task_fields(record, flags.tasks.file, *tasks);
   record.print();
   return 0;
 }
@@ -281,6 +314,18 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
   eval->add_option("--bar", flags.settings.bar, "Retained quality the student must reach (default 0.98)")
       ->check(cli::numeric<double>(0));
   eval->add_option("--decode-tokens", flags.settings.decode_tokens, "Tokens generated to time decoding (default 64)")
+      ->check(cli::numeric<int>(1));
+  eval->add_option("--tasks", flags.tasks.file,
+                   "Also a task set in dsk-finetune eval's JSONL format: loss, exact match (accuracy, macro-F1 "
+                   "with --labels) of both")
+      ->type_name("FILE");
+  eval->add_option("-l,--labels", flags.tasks.labels,
+                   "The task set as a classification task: the label set (comma-separated or repeated)")
+      ->type_name("LABEL")->delimiter(',')->allow_extra_args(false);
+  eval->add_option("--task-limit", flags.tasks.eval.limit, "Only the first N task examples (default all)")
+      ->check(cli::numeric<int64_t>(1));
+  eval->add_option("--max-new-tokens", flags.tasks.eval.max_new_tokens,
+                   "Greedy generation budget per task example (default 64)")
       ->check(cli::numeric<int>(1));
   add_device_flags(*eval, flags.settings.device, flags.settings.precision, false);
   return eval;

@@ -35,4 +35,26 @@ awk -v d="$(field kl distilled.eval)" -v a="$(field kl alone.eval)" 'BEGIN { exi
   fail "the distilled student's KL to the teacher is not lower than the data-only student's"
 awk -v d="$(field top1_agreement distilled.eval)" -v a="$(field top1_agreement alone.eval)" 'BEGIN { exit !(d > a) }' ||
   fail "the distilled student's top-1 agreement is not higher than the data-only student's"
+
+# A task set of dsk-finetune eval's format beside the windows: both models measured exactly as
+# dsk-finetune eval measures each (same accuracy, loss), and the retained ratio from the two.
+books=" Genesis, Exodus, Psalms, Proverbs, Matthew, John"
+tasks="$DSK_SOURCE_DIR/assets/finetune/test.jsonl"
+student=$(field path distilled.rec)
+dsk-distill eval teacher "$student" --data shards --batches 2 --tasks "$tasks" --labels "$books" --task-limit 12 \
+  --max-new-tokens 2 >tasks.eval 2>tasks.table
+grep -q "retained task quality" tasks.table || fail "eval --tasks: no task table on stderr"
+[ "$(field task_examples tasks.eval)" = 12 ] && [ "$(field task_metric tasks.eval)" = accuracy ] ||
+  fail "eval --tasks record: $(cat tasks.eval)"
+for who in teacher student; do
+  model=teacher; [ $who = student ] && model=$student
+  dsk-finetune eval "$model" --data "$tasks" --labels "$books" --limit 12 --max-new-tokens 2 >$who.ft 2>/dev/null
+  for key in accuracy macro_f1 loss exact_match; do
+    [ "$(field ${who}_task_$key tasks.eval)" = "$(field $key $who.ft)" ] ||
+      fail "$who's task $key: $(field ${who}_task_$key tasks.eval) by dsk-distill, $(field $key $who.ft) by dsk-finetune"
+  done
+done
+awk -v r="$(field retained_task_quality tasks.eval)" -v s="$(field student_task_accuracy tasks.eval)" \
+  -v t="$(field teacher_task_accuracy tasks.eval)" 'BEGIN { exit !(t == 0 ? r == "" : (r - s / t) ^ 2 < 1e-12) }' ||
+  fail "retained_task_quality $(field retained_task_quality tasks.eval) is not student / teacher accuracy"
 echo ok
