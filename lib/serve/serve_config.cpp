@@ -27,6 +27,7 @@ Schema make_schema() {
   fraction.maximum = 1;
   schema.integer("engine.max_queue", 1024, "waiting requests per model at most; more are answered 503").minimum = 1;
   schema.boolean("engine.prefix_sharing", true, "share the KV blocks of identical prompt prefixes");
+  schema.boolean("engine.cuda_graphs", true, "CUDA: replay greedy decode steps of llama/qwen2 as CUDA graphs");
   KeySpec& threads = schema.integer("http.threads", 512, "connections served at once (a streaming client holds one)");
   threads.minimum = 1;
   threads.maximum = 65536;
@@ -151,6 +152,7 @@ ServeSettings serve_settings(const Config& config) {
   engine.kv_memory_fraction = config.get_double("engine.kv_memory_fraction");
   engine.max_queue = static_cast<int>(config.get_int("engine.max_queue"));
   engine.prefix_sharing = config.get_bool("engine.prefix_sharing");
+  engine.cuda_graphs = config.get_bool("engine.cuda_graphs");
 
   HttpOptions& http = settings.http;
   http.threads = static_cast<int>(config.get_int("http.threads"));
