@@ -154,6 +154,7 @@ class TrainingRun {
   int64_t checkpointed_step_ = -1;
   double interval_seconds_ = 0;
   int64_t interval_steps_ = 0;
+  double interval_comm_wait_ = 0;  // seconds waited on collectives over the logging interval
   Clock::time_point started_ = Clock::now();
 };
 
@@ -201,8 +202,11 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
                                       : std::make_unique<NextTokenObjective>(model_, config)),
       optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
                  objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr),
-      gradient_sync_(*comm_, *ops_, objective_->trainable().grads.numel, config.get_int("dist.zero") == 1,
-                     parse_grad_dtype(config.get_string("dist.grad_dtype"), *ops_)),
+      gradient_sync_(*comm_, *ops_, objective_->trainable().grads.numel,
+                     gradient_stages_of(model_, model_.gradient_buffer(), objective_->trainable().grads),
+                     int64_t(config.get_double("dist.bucket_mb") * double(1 << 20)), config.get_int("dist.zero") == 1,
+                     parse_gradient_wire(config.get_string("dist.grad_dtype"), config.get_bool("dist.error_feedback"),
+                                         *ops_)),
       checkpoint_content_(objective_->checkpoint_content()) {
   if (grad_accum_ % comm_->size() != 0)
     throw UsageError(str("data.grad_accum ", grad_accum_, " must be a multiple of the number of ranks (",
@@ -263,6 +267,7 @@ void TrainingRun::resume_or_start() {
 void TrainingRun::take_step() {
   const auto step_start = Clock::now();
   objective_->start_step();
+  const TrainableSet trainable = objective_->trainable();
   double loss_sum = 0;
   // Rank r runs micro-batches [r * k, (r + 1) * k) of the step, k = grad_accum / ranks, and reads
   // past the others': the global batch is the same for any number of ranks.
@@ -270,11 +275,14 @@ void TrainingRun::take_step() {
   for (int micro = 0; micro < grad_accum_; ++micro) {
     data_->next(batch_, B_, T_);
     if (micro < first || micro >= first + per_rank) continue;
+    // The last micro-batch's backward starts the gradient all-reduce bucket by bucket.
+    const bool last = micro == first + per_rank - 1 && gradient_sync_.overlaps();
+    if (last) model_.set_backward_hook([&](int stage) { gradient_sync_.stage_done(stage, trainable.grads); });
     // The gradients come out averaged over the micro-batches (1/k folded into the loss scale).
     loss_sum += objective_->forward_backward(batch_, B_, T_, 1.0f / float(grad_accum_));
+    if (last) model_.set_backward_hook({});
   }
   const double loss = comm_->all_reduce_sum(loss_sum) / grad_accum_;
-  const TrainableSet trainable = objective_->trainable();
   const double grad_norm =
       gradient_sync_.reduce_and_clip(trainable.grads, float(config_.get_double("optim.grad_clip")));
   const double lr = schedule_.lr_at(state_.step);
@@ -303,6 +311,7 @@ void TrainingRun::take_step() {
   }
   state_.step++;
   state_.train_loss = loss;
+  interval_comm_wait_ += comm_->take_wait_seconds();
   log_step(loss, lr, grad_norm, std::chrono::duration<double>(Clock::now() - step_start).count());
 }
 
@@ -319,6 +328,8 @@ void TrainingRun::log_step(double loss, double lr, double grad_norm, double step
   metrics.elapsed_s = state_.elapsed_s + std::chrono::duration<double>(Clock::now() - started_).count();
   metrics.skipped_steps = state_.skipped_steps;
   metrics.expert_load = expert_tally_.take_shares();
+  if (comm_->size() > 1) metrics.comm_wait_s = interval_comm_wait_ / double(interval_steps_);
+  interval_comm_wait_ = 0;
   metrics_->append(metrics);
   log_debug("step ", state_.step, " loss ", loss, " lr ", lr, " grad_norm ", grad_norm, " tokens/s ",
             metrics.tokens_per_s);
