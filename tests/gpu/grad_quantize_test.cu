@@ -45,13 +45,13 @@ TEST_CASE("int8 quantization with and without error feedback gives the CPU's lev
       std::vector<float> values = random_floats(size_t(n), seed++, 0.01f);
       if (n > 2000) values[1500] = INFINITY;  // the second chunk is not finite
       std::vector<float> residual = random_floats(size_t(n), seed++, 1e-4f);
-      std::vector<int8_t> want_q(size_t(n));
-      std::vector<float> want_scales(size_t(chunks)), want_residual = residual;
+      std::vector<int8_t> want_q(static_cast<size_t>(n));
+      std::vector<float> want_scales(static_cast<size_t>(chunks)), want_residual = residual;
       cpu::quantize_int8(want_q.data(), want_scales.data(), values.data(), feedback ? want_residual.data() : nullptr, n,
                          chunk);
 
-      DeviceBuffer<float> d_values(size_t(n)), d_residual(size_t(n)), d_scales(size_t(chunks));
-      DeviceBuffer<int8_t> d_q(size_t(n));
+      DeviceBuffer<float> d_values(static_cast<size_t>(n)), d_residual(static_cast<size_t>(n)), d_scales(static_cast<size_t>(chunks));
+      DeviceBuffer<int8_t> d_q(static_cast<size_t>(n));
       upload(d_values, values);
       upload(d_residual, residual);
       d_scales.poison();
@@ -77,11 +77,11 @@ TEST_CASE("the dequantized sum over ranks is the CPU's") {
       std::mt19937_64 rng(seed++);
       for (int8_t& level : q) level = int8_t(int(rng() % 255) - 127);
       const std::vector<float> scales = random_floats(size_t(ranks * chunks), seed++, 1e-3f);
-      std::vector<float> want(size_t(n));
+      std::vector<float> want(static_cast<size_t>(n));
       cpu::dequantize_sum_int8(want.data(), q.data(), scales.data(), n, ranks, chunk);
 
       DeviceBuffer<int8_t> d_q(q.size());
-      DeviceBuffer<float> d_scales(scales.size()), d_out(size_t(n));
+      DeviceBuffer<float> d_scales(scales.size()), d_out(static_cast<size_t>(n));
       DSK_CUDA_CHECK(cudaMemcpy(d_q.get(), q.data(), q.size(), cudaMemcpyHostToDevice));
       upload(d_scales, scales);
       d_out.poison();
