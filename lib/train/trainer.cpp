@@ -102,6 +102,21 @@ class ExpertLoadTally {
   std::vector<std::vector<int64_t>> counts_;
 };
 
+// The model calls `hook` in the backwards run while this lives (and no longer after, also when
+// the backward throws).
+class BackwardHookScope {
+ public:
+  BackwardHookScope(model::Model& model, model::Model::BackwardHook hook) : model_(model) {
+    model_.set_backward_hook(std::move(hook));
+  }
+  ~BackwardHookScope() { model_.set_backward_hook({}); }
+  BackwardHookScope(const BackwardHookScope&) = delete;
+  BackwardHookScope& operator=(const BackwardHookScope&) = delete;
+
+ private:
+  model::Model& model_;
+};
+
 // With several ranks on GPUs, each process drives the GPU of its local rank.
 std::shared_ptr<tensor::Ops> make_rank_ops(const Config& config, const dist::LaunchInfo& launch) {
   const std::string device = config.get_string("device");
@@ -277,10 +292,10 @@ void TrainingRun::take_step() {
     if (micro < first || micro >= first + per_rank) continue;
     // The last micro-batch's backward starts the gradient all-reduce bucket by bucket.
     const bool last = micro == first + per_rank - 1 && gradient_sync_.overlaps();
-    if (last) model_.set_backward_hook([&](int stage) { gradient_sync_.stage_done(stage, trainable.grads); });
+    std::optional<BackwardHookScope> hook;
+    if (last) hook.emplace(model_, [&](int stage) { gradient_sync_.stage_done(stage, trainable.grads); });
     // The gradients come out averaged over the micro-batches (1/k folded into the loss scale).
     loss_sum += objective_->forward_backward(batch_, B_, T_, 1.0f / float(grad_accum_));
-    if (last) model_.set_backward_hook({});
   }
   const double loss = comm_->all_reduce_sum(loss_sum) / grad_accum_;
   const double grad_norm =
