@@ -252,6 +252,8 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
 void TrainingRun::resume_or_start() {
   std::optional<fs::path> latest = latest_checkpoint(run_dir_);
   if (!latest) {
+    // A run killed before its first checkpoint was whole logged steps that this start redoes.
+    if (metrics_) metrics_->truncate_after(0);
     log_info("model: ", family_name(model_.architecture().family), ", ", model_.parameter_count(),
              " parameters on ", ops_->describe(), comm_->size() > 1 ? str(" x ", comm_->describe()) : std::string(),
              "; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_, " tokens");
