@@ -499,8 +499,10 @@ std::vector<Model::GradientStage> Model::gradient_stages() const {
   }
   std::vector<GradientStage> stages;
   stages.push_back({"head", layout.final_norm, layout.total - layout.final_norm});
-  for (int l = L - 1; l >= 0; l--)
-    stages.push_back({str("model.layers.", l), layer_begin[size_t(l)], layer_begin[size_t(l) + 1] - layer_begin[size_t(l)]});
+  for (int l = L - 1; l >= 0; l--) {
+    const size_t begin = layer_begin[size_t(l)], end = layer_begin[size_t(l) + 1];
+    stages.push_back({str("model.layers.", l), begin, end - begin});
+  }
   stages.push_back({"embedding", 0, L > 0 ? layer_begin[0] : layout.final_norm});
   return stages;
 }

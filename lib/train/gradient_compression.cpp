@@ -37,8 +37,8 @@ void Int8GradientCompression::start(int b, Buf grads) {
   const int64_t chunks = buffers.scales.numel / comm_.size();
   const int rank = comm_.rank();
   // Rank r's own row is where an in-place all-gather takes its input from.
-  ops_.quantize_int8(buffers.levels.slice(rank * bucket.numel, bucket.numel), buffers.scales.slice(rank * chunks, chunks),
-                     grads.slice(bucket.offset, bucket.numel),
+  ops_.quantize_int8(buffers.levels.slice(rank * bucket.numel, bucket.numel),
+                     buffers.scales.slice(rank * chunks, chunks), grads.slice(bucket.offset, bucket.numel),
                      residual_.empty() ? Buf{} : residual_.slice(bucket.offset, bucket.numel), kInt8Chunk);
   buffers.levels_gather = comm_.start_all_gather(buffers.levels, bucket.numel);
   buffers.scales_gather = comm_.start_all_gather(buffers.scales, chunks);

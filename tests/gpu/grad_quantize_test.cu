@@ -50,7 +50,8 @@ TEST_CASE("int8 quantization with and without error feedback gives the CPU's lev
       cpu::quantize_int8(want_q.data(), want_scales.data(), values.data(), feedback ? want_residual.data() : nullptr, n,
                          chunk);
 
-      DeviceBuffer<float> d_values(static_cast<size_t>(n)), d_residual(static_cast<size_t>(n)), d_scales(static_cast<size_t>(chunks));
+      const size_t count = static_cast<size_t>(n);
+      DeviceBuffer<float> d_values(count), d_residual(count), d_scales(static_cast<size_t>(chunks));
       DeviceBuffer<int8_t> d_q(static_cast<size_t>(n));
       upload(d_values, values);
       upload(d_residual, residual);
