@@ -199,4 +199,17 @@ inline bool dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
 void dropout_forward(float* out, const float* in, int64_t n, float factor, uint32_t threshold, uint64_t seed);
 void dropout_backward(float* din, const float* dout, int64_t n, float factor, uint32_t threshold, uint64_t seed);
 
+// ---- grad_quantize.cpp: int8 gradient compression for data parallelism (dist.grad_dtype int8).
+// Per chunk of `chunk` values v = values + residual (residual may be null): scale = max|v| / 127,
+// q = v / scale rounded to nearest (ties to even), in [-127, 127]; scale 0 and q 0 for a chunk
+// of zeros. Error feedback (residual not null): residual = v - q * scale, what q missed, to be
+// added to the next step's values. A chunk holding a NaN or Inf gets scale NaN (so its sum is
+// NaN and the step is skipped), q 0 and residual 0 (so the next step starts clean).
+// The CUDA twin (kernels/cuda/grad_quantize.cu) rounds every operation alike: the same bits.
+inline int64_t quantize_chunks(int64_t n, int chunk) { return (n + chunk - 1) / chunk; }
+void quantize_int8(int8_t* q, float* scales, const float* values, float* residual, int64_t n, int chunk);
+// out[i] = the sum over r = 0, 1, ..., ranks - 1 in that order of q[r * n + i] * scales[r * chunks
+// + i / chunk] (chunks = quantize_chunks(n, chunk)): every rank gets the same bits.
+void dequantize_sum_int8(float* out, const int8_t* q, const float* scales, int64_t n, int ranks, int chunk);
+
 }  // namespace dsk::kernels::cpu

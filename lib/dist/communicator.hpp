@@ -17,6 +17,20 @@
 
 namespace dsk::dist {
 
+// A collective under way (Communicator::start_*). wait() returns once the backend's next ops may
+// read the result: MPI: the data is in place (MPI_Wait); NCCL: the backend's stream is ordered
+// after the collective, which runs on the communicator's own stream (the host does not block).
+// Wait for every started collective before its buffer is touched again; a destructor waits for
+// one that was not waited for.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  virtual void wait() = 0;
+  // Lets the collective advance while the caller computes: MPI moves a non-blocking collective
+  // on only inside MPI calls (a test, here); NCCL needs nothing.
+  virtual void progress() {}
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -34,6 +48,18 @@ class Communicator {
   // A host scalar summed over ranks (losses, squared norms).
   virtual double all_reduce_sum(double value) = 0;
   virtual void barrier() = 0;
+
+  // Non-blocking forms of all_reduce_sum and all_gather (u8 too: raw bytes), for overlapping
+  // communication with computation: started in the same order on every rank like any collective,
+  // finished by the PendingCollective's wait(). This base runs the blocking form at once.
+  virtual std::unique_ptr<PendingCollective> start_all_reduce_sum(tensor::Buf values);
+  virtual std::unique_ptr<PendingCollective> start_all_gather(tensor::Buf whole, int64_t shard);
+
+  // Seconds this rank waited on collectives (blocking ones and wait()s) since the last call: the
+  // communication that computation did not hide, with the time spent waiting for slower ranks.
+  // MPI: host time inside MPI's calls; NCCL: the time the backend's stream stalled on the
+  // communication stream (CUDA events, read once the backend's stream has passed them).
+  virtual double take_wait_seconds() { return 0; }
 };
 
 // One rank: every collective is the identity.

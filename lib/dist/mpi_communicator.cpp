@@ -1,11 +1,14 @@
 // The CPU backend's collectives through OpenMPI. Buffers are host memory. MPI's own reductions
 // are used (MPI_SUM over float, double, int64); OpenMPI's reduction order is fixed for a given
-// number of ranks and message size, so a rerun gives the same bits.
+// number of ranks and message size, so a rerun gives the same bits. The non-blocking forms
+// (MPI_Iallreduce, MPI_Iallgather) move on when the caller tests them (progress()) or waits.
 #ifdef DSK_DIST_MPI
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
@@ -21,6 +24,7 @@ MPI_Datatype mpi_type(DType dtype) {
     case DType::f32: return MPI_FLOAT;
     case DType::i64: return MPI_INT64_T;
     case DType::i32: return MPI_INT32_T;
+    case DType::u8: return MPI_UINT8_T;
     default: throw InternalError(str("MPI collectives over ", tensor::dtype_name(dtype), " are not supported"));
   }
 }
@@ -32,6 +36,39 @@ void check(int code, const char* what) {
   MPI_Error_string(code, text, &length);
   throw RemoteError(str(what, " failed: ", std::string(text, size_t(length))));
 }
+
+using Clock = std::chrono::steady_clock;
+
+// Adds the time from construction to destruction to a counter (the time spent inside MPI).
+class WaitTimer {
+ public:
+  explicit WaitTimer(double& total) : total_(total) {}
+  ~WaitTimer() { total_ += std::chrono::duration<double>(Clock::now() - start_).count(); }
+
+ private:
+  double& total_;
+  Clock::time_point start_ = Clock::now();
+};
+
+class MpiPending : public PendingCollective {
+ public:
+  MpiPending(MPI_Request request, double& wait_seconds) : request_(request), wait_seconds_(wait_seconds) {}
+  ~MpiPending() override {
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  void wait() override {
+    WaitTimer timer(wait_seconds_);
+    check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
+  }
+  void progress() override {
+    int done = 0;
+    if (request_ != MPI_REQUEST_NULL) check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test");
+  }
+
+ private:
+  MPI_Request request_;
+  double& wait_seconds_;
+};
 
 class MpiCommunicator : public Communicator {
  public:
@@ -60,12 +97,14 @@ class MpiCommunicator : public Communicator {
   std::string describe() const override { return str("mpi, ", size_, " ranks"); }
 
   void all_reduce_sum(Buf values) override {
+    WaitTimer timer(wait_seconds_);
     check(MPI_Allreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
                         MPI_COMM_WORLD),
           "MPI_Allreduce");
   }
 
   void reduce_scatter_sum(Buf whole, int64_t shard) override {
+    WaitTimer timer(wait_seconds_);
     // MPI's in-place form leaves the result at the start of the buffer: move it to this rank's shard.
     check(MPI_Reduce_scatter_block(MPI_IN_PLACE, whole.data, int_count(shard), mpi_type(whole.dtype), MPI_SUM,
                                    MPI_COMM_WORLD),
@@ -78,18 +117,38 @@ class MpiCommunicator : public Communicator {
   }
 
   void all_gather(Buf whole, int64_t shard) override {
+    WaitTimer timer(wait_seconds_);
     check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
                         MPI_COMM_WORLD),
           "MPI_Allgather");
   }
 
   double all_reduce_sum(double value) override {
+    WaitTimer timer(wait_seconds_);
     double sum = 0;
     check(MPI_Allreduce(&value, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
     return sum;
   }
 
   void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(Buf values) override {
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
+                         MPI_COMM_WORLD, &request),
+          "MPI_Iallreduce");
+    return std::make_unique<MpiPending>(request, wait_seconds_);
+  }
+
+  std::unique_ptr<PendingCollective> start_all_gather(Buf whole, int64_t shard) override {
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
+                         MPI_COMM_WORLD, &request),
+          "MPI_Iallgather");
+    return std::make_unique<MpiPending>(request, wait_seconds_);
+  }
+
+  double take_wait_seconds() override { return std::exchange(wait_seconds_, 0.0); }
 
  private:
   static int int_count(int64_t count) {
@@ -99,6 +158,7 @@ class MpiCommunicator : public Communicator {
 
   int rank_ = 0, size_ = 1;
   bool initialized_here_ = false;
+  double wait_seconds_ = 0;
 };
 
 }  // namespace

@@ -74,6 +74,7 @@ struct Model::Impl {
   float loss_scale = 1.0f;  // of the backward under way (gradient accumulation folds 1/k in here)
   Recompute recompute_mode = Recompute::none;
   ModelOptions options;
+  Model::BackwardHook backward_hook;
 
   Impl(const Architecture& a, std::shared_ptr<tensor::Ops> backend, ModelOptions model_options)
       : ops(backend ? std::move(backend) : std::shared_ptr<tensor::Ops>(tensor::make_cpu_ops())),
@@ -283,6 +284,7 @@ struct Model::Impl {
     ops->zero(s.dx);
     ops->rmsnorm_backward(s.dx, weights.g(layout.final_norm, C), s.dhidden, s.layer_input(a.layers),
                           weights.w(layout.final_norm, C), s.rstd_final, N, C);
+    stage_done(0);  // the LM head's gradient came from the loss, before this backward
     for (int l = a.layers - 1; l >= 0; l--) {
       const LayerParams& p = layout.layers[l];
       LayerActs& la = s.layer(l);
@@ -303,9 +305,15 @@ struct Model::Impl {
       attention_backward(*ops, s.dnorm, s.dx, la.attention, s.grads, la.norm1, weights, p, a, rope, d);
       ops->rmsnorm_backward(s.dx, weights.g(p.input_norm, C), s.dnorm, s.layer_input(l), weights.w(p.input_norm, C),
                             la.rstd1, N, C);
+      stage_done(a.layers - l);
     }
     if (!weights.grads.empty())
       ops->embedding_backward(weights.g(layout.embed, int64_t(a.vocab) * C), s.dx, s.tokens.slice(0, N), N, C, a.vocab);
+    stage_done(a.layers + 1);
+  }
+
+  void stage_done(int stage) {
+    if (backward_hook) backward_hook(stage);
   }
 
   void check_tokens(const int32_t* input, int n) const {
@@ -478,6 +486,28 @@ void Model::backward_from_hidden() {
 }
 tensor::Buf Model::lm_head_weight() { return impl_->lm_head(); }
 tensor::Buf Model::lm_head_gradient() { return impl_->lm_head_grad(); }
+
+std::vector<Model::GradientStage> Model::gradient_stages() const {
+  const ParameterLayout& layout = impl_->layout;
+  const int L = impl_->arch.layers;
+  // The flat layout is HF's order: embedding, layers 0..L-1, final norm, (untied) LM head.
+  std::vector<size_t> layer_begin(size_t(L) + 1, layout.final_norm);
+  for (const ParamView& v : layout.views) {
+    if (!v.name.starts_with("model.layers.")) continue;
+    const int l = std::stoi(v.name.substr(std::string("model.layers.").size()));
+    layer_begin[size_t(l)] = std::min(layer_begin[size_t(l)], v.offset);
+  }
+  std::vector<GradientStage> stages;
+  stages.push_back({"head", layout.final_norm, layout.total - layout.final_norm});
+  for (int l = L - 1; l >= 0; l--) {
+    const size_t begin = layer_begin[size_t(l)], end = layer_begin[size_t(l) + 1];
+    stages.push_back({str("model.layers.", l), begin, end - begin});
+  }
+  stages.push_back({"embedding", 0, L > 0 ? layer_begin[0] : layout.final_norm});
+  return stages;
+}
+
+void Model::set_backward_hook(BackwardHook hook) { impl_->backward_hook = std::move(hook); }
 
 void Model::zero_grad() {
   if (!impl_->weights.grads.empty()) impl_->ops->zero(impl_->weights.grads);

@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -161,6 +162,26 @@ class Model {
   void backward_from_hidden();
   tensor::Buf lm_head_weight();
   tensor::Buf lm_head_gradient();
+
+  // Backward in stages, so that a caller can act on gradients as soon as they are final (data
+  // parallelism starts each bucket's all-reduce while the layers below still run backward).
+  // Backward finishes them in this order: stage 0 the head (the final norm, and the LM head
+  // unless it is tied to the embedding), stages 1..L the decoder layers L-1 down to 0, stage
+  // L+1 the embedding (with a tied LM head). Each stage is one contiguous range of the flat
+  // gradient buffer, and the ranges tile it. Once a backward has called the hook with a stage,
+  // nothing in that backward adds to the stage's gradients again (device work is queued, not
+  // done: the hook sees the backend's stream at the point where the stage is final).
+  struct GradientStage {
+    std::string name;   // "head", "model.layers.7", "embedding"
+    size_t offset = 0;  // in floats, into gradient_buffer()
+    size_t numel = 0;
+  };
+  std::vector<GradientStage> gradient_stages() const;
+  // Called by every backward (forward_backward, backward_from_hidden) after each stage's last
+  // gradient op is queued, with the stage's index; empty: none. Set it around the backward that
+  // should trigger it (the last micro-batch of a step) and clear it after.
+  using BackwardHook = std::function<void(int stage)>;
+  void set_backward_hook(BackwardHook hook);
 
   // Generation: appends T positions per sequence to `cache` and returns the logits (host, f32) of
   // the last new position of each sequence [B,V], or of all of them [B,T,V] with all_positions.

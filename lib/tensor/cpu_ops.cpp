@@ -225,6 +225,14 @@ class CpuOps final : public Ops {
   void dropout_backward(Buf din, Buf dout, float scale, float p, uint64_t seed) override {
     cpu::dropout_backward(f(din), f(dout), dout.numel, scale / (1.0f - p), cpu::dropout_threshold(p), seed);
   }
+  void quantize_int8(Buf q, Buf scales, Buf values, Buf residual, int chunk) override {
+    cpu::quantize_int8(reinterpret_cast<int8_t*>(q.as<uint8_t>()), f(scales), f(values), f(residual), values.numel,
+                       chunk);
+  }
+  void dequantize_sum_int8(Buf out, Buf q, Buf scales, int ranks, int chunk) override {
+    cpu::dequantize_sum_int8(f(out), reinterpret_cast<const int8_t*>(q.as<uint8_t>()), f(scales), out.numel, ranks,
+                             chunk);
+  }
   void cast(Buf out, Buf in) override {
     if (out.dtype != DType::f32 || in.dtype != DType::f32)
       throw InternalError("cpu backend: only f32 buffers exist on the CPU");

@@ -166,6 +166,12 @@ class Ops {
   virtual void scale(Buf values, float factor) = 0;
   // act <-> f32 conversions (the working copy of the weights, reading activations back).
   virtual void cast(Buf out, Buf in) = 0;
+  // int8 gradient compression (kernels.hpp: quantize_int8) over chunks of `chunk` values: q u8
+  // [n] (int8 bits), scales f32 [quantize_chunks(n, chunk)] of values f32 [n] plus residual f32
+  // [n] (may be empty: no error feedback; else it receives what q missed). dequantize_sum: out f32
+  // [n] = the in-order sum over `ranks` of q [ranks, n] times its scales [ranks, chunks].
+  virtual void quantize_int8(Buf q, Buf scales, Buf values, Buf residual, int chunk) = 0;
+  virtual void dequantize_sum_int8(Buf out, Buf q, Buf scales, int ranks, int chunk) = 0;
 
   // ---- distillation (kernels/cpu/distill.hpp), the LM head a chunk of rows at a time as in
   // lm_head_loss. hidden [N,C] act, weight [V,C] act. The teacher's side: ids i32 [N,K],

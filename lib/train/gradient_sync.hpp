@@ -1,49 +1,88 @@
 // The gradient half of data parallelism: after every rank has run its share of a step's
 // micro-batches, sum the ranks' gradients (each already carries the 1/grad_accum of the global
-// batch, so the sum is the global mean) and clip by the global norm. Without ZeRO it is one
-// all-reduce of the whole buffer; with ZeRO-1 a reduce-scatter, so each rank gets the summed
-// gradients of only its shard (and of the small tail), which is all its optimizer updates
-// (adamw.hpp); the norm is then summed from the shards.
+// batch, so the sum is the global mean) and clip by the global norm.
 //
-// On the wire the gradients are f32 or bf16 (dist.grad_dtype; bf16 halves the bytes sent and is
-// what the CUDA backend's activations are, fp32 the CPU backend's only choice): bf16 gradients
-// are rounded once before the sum and summed in bf16 by NCCL.
+// Without ZeRO the gradients are all-reduced in buckets (gradient_buckets.hpp): during the
+// backward of the rank's last micro-batch, the model calls stage_done() as each layer's gradients
+// become final, and a bucket's all-reduce starts (non-blocking: MPI_Iallreduce; NCCL on its own
+// stream) as soon as its last stage is done, overlapping the rest of the backward;
+// reduce_and_clip() starts what has not started and waits for all. The sums are those of one
+// all-reduce of the whole buffer: each element is summed over the same ranks by the same library,
+// and with two ranks (a + b == b + a) the bits are the same for any bucketing.
+//
+// With ZeRO-1 a reduce-scatter instead, one-shot after the backward (no overlap: the shards are
+// of the whole buffer), so each rank gets the summed gradients of only its shard (and of the
+// small tail), which is all its optimizer updates (adamw.hpp); the norm is then summed from the
+// shards.
+//
+// On the wire (dist.grad_dtype): f32; bf16 (halves the bytes; the CUDA backend's activation
+// dtype): rounded once before the sum and summed in bf16 by NCCL; int8 (a quarter; any backend):
+// per-chunk quantization with error feedback, all-gathered and summed locally
+// (gradient_compression.hpp); with ZeRO-1 too, since every rank then holds the whole sum.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "dist/communicator.hpp"
 #include "tensor/arena.hpp"
 #include "tensor/ops.hpp"
+#include "train/gradient_buckets.hpp"
+#include "train/gradient_compression.hpp"
 
 namespace dsk::train {
 
+// The gradients between ranks: their dtype on the wire (f32 or bf16; int8 when compressed).
+struct GradientWire {
+  tensor::DType dtype = tensor::DType::f32;
+  bool int8 = false;
+  bool error_feedback = true;  // int8 only
+};
+
 class GradientSync {
  public:
-  // count: gradient elements; zero1: reduce-scatter instead of all-reduce; wire: f32 or bf16
-  // (bf16 only where it is the backend's activation dtype).
-  GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t count, bool zero1, tensor::DType wire);
+  // count: gradient elements; stages: the backward's (gradient_stages_of); bucket_bytes: 0 for
+  // one bucket; zero1: reduce-scatter instead of all-reduce.
+  GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t count, std::vector<GradientRange> stages,
+               int64_t bucket_bytes, bool zero1, GradientWire wire);
+  ~GradientSync();
 
-  // Sums over ranks, then clips to max_norm (> 0) by the global norm; returns the norm before
-  // clipping (the same on every rank).
+  // Whether stage_done() starts reductions during the backward (several ranks, several stages,
+  // no one-shot ZeRO-1 reduce-scatter): then the caller hooks it into the backward.
+  bool overlaps() const;
+  // The backward has finished `stage` of grads: starts the bucket it completes, if any.
+  void stage_done(int stage, tensor::Buf grads);
+
+  // Sums over ranks (finishing what stage_done started), then clips to max_norm (> 0) by the
+  // global norm; returns the norm before clipping (the same on every rank).
   double reduce_and_clip(tensor::Buf grads, float max_norm);
 
+  const std::vector<GradientBucket>& buckets() const { return buckets_; }
+
  private:
-  void reduce(tensor::Buf grads);
+  void start_bucket(int b, tensor::Buf grads);
+  void finish_bucket(int b, tensor::Buf grads);
+  void reduce_sharded(tensor::Buf grads);
   double squared_norm(tensor::Buf grads);
   void scale(tensor::Buf grads, float factor);
 
   dist::Communicator& comm_;
   tensor::Ops& ops_;
   dist::ShardLayout layout_;
-  bool zero1_;
+  bool zero1_;  // the one-shot reduce-scatter (not with int8)
+  std::vector<GradientBucket> buckets_;
+  std::vector<std::unique_ptr<dist::PendingCollective>> pending_;  // per bucket, while under way
+  std::vector<bool> started_;
   tensor::Arena arena_;
-  tensor::Buf wire_;  // bf16 copy of the gradients (empty when the wire is f32)
+  tensor::Buf wire_;  // bf16 copy of the gradients (empty when the wire is f32 or int8)
+  std::optional<Int8GradientCompression> int8_;
 };
 
-// "auto" -> the backend's activation dtype; "fp32" / "bf16" as asked, UsageError when the backend
-// cannot (bf16 on the CPU backend).
-tensor::DType parse_grad_dtype(const std::string& name, const tensor::Ops& ops);
+// dist.grad_dtype and dist.error_feedback: "auto" -> the backend's activation dtype; "fp32",
+// "bf16" as asked, UsageError when the backend cannot (bf16 on the CPU backend); "int8" on any.
+GradientWire parse_gradient_wire(const std::string& name, bool error_feedback, const tensor::Ops& ops);
 
 }  // namespace dsk::train

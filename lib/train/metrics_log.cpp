@@ -19,6 +19,7 @@ void MetricsLog::append(const StepMetrics& metrics) {
                       {"tokens_per_s", metrics.tokens_per_s}, {"elapsed_s", metrics.elapsed_s},
                       {"skipped_steps", metrics.skipped_steps}};
   if (!metrics.expert_load.empty()) line["expert_load"] = metrics.expert_load;
+  if (metrics.comm_wait_s) line["comm_wait_s"] = *metrics.comm_wait_s;
   out_ << line.dump() << '\n' << std::flush;
   if (!out_) throw ResourceError(path_.string() + ": write failed (disk full?)");
 }

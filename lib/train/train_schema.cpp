@@ -58,8 +58,12 @@ Schema build_schema() {
   auto& zero = s.integer("dist.zero", 0, "ZeRO stage with several ranks: 0 (replicated optimizer state) or 1 (sharded)");
   zero.minimum = 0;
   zero.maximum = 1;
-  s.choice("dist.grad_dtype", "auto", {"auto", "fp32", "bf16"},
-           "gradients on the wire between ranks (auto: bf16 on CUDA in bf16, else fp32)");
+  s.choice("dist.grad_dtype", "auto", {"auto", "fp32", "bf16", "int8"},
+           "gradients on the wire between ranks (auto: bf16 on CUDA in bf16, else fp32; int8: compressed)");
+  s.number("dist.bucket_mb", 25,
+           "MiB of fp32 gradients per all-reduce bucket, started as the backward finishes it (0: one bucket)")
+      .minimum = 0;
+  s.boolean("dist.error_feedback", true, "int8 gradients: carry each step's quantization error into the next");
   s.number("dist.timeout", 300, "seconds to wait for every rank at the start").minimum = 1;
   return s;
 }

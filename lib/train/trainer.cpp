@@ -102,6 +102,21 @@ class ExpertLoadTally {
   std::vector<std::vector<int64_t>> counts_;
 };
 
+// The model calls `hook` in the backwards run while this lives (and no longer after, also when
+// the backward throws).
+class BackwardHookScope {
+ public:
+  BackwardHookScope(model::Model& model, model::Model::BackwardHook hook) : model_(model) {
+    model_.set_backward_hook(std::move(hook));
+  }
+  ~BackwardHookScope() { model_.set_backward_hook({}); }
+  BackwardHookScope(const BackwardHookScope&) = delete;
+  BackwardHookScope& operator=(const BackwardHookScope&) = delete;
+
+ private:
+  model::Model& model_;
+};
+
 // With several ranks on GPUs, each process drives the GPU of its local rank.
 std::shared_ptr<tensor::Ops> make_rank_ops(const Config& config, const dist::LaunchInfo& launch) {
   const std::string device = config.get_string("device");
@@ -154,6 +169,7 @@ class TrainingRun {
   int64_t checkpointed_step_ = -1;
   double interval_seconds_ = 0;
   int64_t interval_steps_ = 0;
+  double interval_comm_wait_ = 0;  // seconds waited on collectives over the logging interval
   Clock::time_point started_ = Clock::now();
 };
 
@@ -201,8 +217,11 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
                                       : std::make_unique<NextTokenObjective>(model_, config)),
       optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
                  objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr),
-      gradient_sync_(*comm_, *ops_, objective_->trainable().grads.numel, config.get_int("dist.zero") == 1,
-                     parse_grad_dtype(config.get_string("dist.grad_dtype"), *ops_)),
+      gradient_sync_(*comm_, *ops_, objective_->trainable().grads.numel,
+                     gradient_stages_of(model_, model_.gradient_buffer(), objective_->trainable().grads),
+                     int64_t(config.get_double("dist.bucket_mb") * double(1 << 20)), config.get_int("dist.zero") == 1,
+                     parse_gradient_wire(config.get_string("dist.grad_dtype"), config.get_bool("dist.error_feedback"),
+                                         *ops_)),
       checkpoint_content_(objective_->checkpoint_content()) {
   if (grad_accum_ % comm_->size() != 0)
     throw UsageError(str("data.grad_accum ", grad_accum_, " must be a multiple of the number of ranks (",
@@ -233,6 +252,8 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
 void TrainingRun::resume_or_start() {
   std::optional<fs::path> latest = latest_checkpoint(run_dir_);
   if (!latest) {
+    // A run killed before its first checkpoint was whole logged steps that this start redoes.
+    if (metrics_) metrics_->truncate_after(0);
     log_info("model: ", family_name(model_.architecture().family), ", ", model_.parameter_count(),
              " parameters on ", ops_->describe(), comm_->size() > 1 ? str(" x ", comm_->describe()) : std::string(),
              "; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_, " tokens");
@@ -263,6 +284,7 @@ void TrainingRun::resume_or_start() {
 void TrainingRun::take_step() {
   const auto step_start = Clock::now();
   objective_->start_step();
+  const TrainableSet trainable = objective_->trainable();
   double loss_sum = 0;
   // Rank r runs micro-batches [r * k, (r + 1) * k) of the step, k = grad_accum / ranks, and reads
   // past the others': the global batch is the same for any number of ranks.
@@ -270,11 +292,14 @@ void TrainingRun::take_step() {
   for (int micro = 0; micro < grad_accum_; ++micro) {
     data_->next(batch_, B_, T_);
     if (micro < first || micro >= first + per_rank) continue;
+    // The last micro-batch's backward starts the gradient all-reduce bucket by bucket.
+    const bool last = micro == first + per_rank - 1 && gradient_sync_.overlaps();
+    std::optional<BackwardHookScope> hook;
+    if (last) hook.emplace(model_, [&](int stage) { gradient_sync_.stage_done(stage, trainable.grads); });
     // The gradients come out averaged over the micro-batches (1/k folded into the loss scale).
     loss_sum += objective_->forward_backward(batch_, B_, T_, 1.0f / float(grad_accum_));
   }
   const double loss = comm_->all_reduce_sum(loss_sum) / grad_accum_;
-  const TrainableSet trainable = objective_->trainable();
   const double grad_norm =
       gradient_sync_.reduce_and_clip(trainable.grads, float(config_.get_double("optim.grad_clip")));
   const double lr = schedule_.lr_at(state_.step);
@@ -303,6 +328,7 @@ void TrainingRun::take_step() {
   }
   state_.step++;
   state_.train_loss = loss;
+  interval_comm_wait_ += comm_->take_wait_seconds();
   log_step(loss, lr, grad_norm, std::chrono::duration<double>(Clock::now() - step_start).count());
 }
 
@@ -319,6 +345,8 @@ void TrainingRun::log_step(double loss, double lr, double grad_norm, double step
   metrics.elapsed_s = state_.elapsed_s + std::chrono::duration<double>(Clock::now() - started_).count();
   metrics.skipped_steps = state_.skipped_steps;
   metrics.expert_load = expert_tally_.take_shares();
+  if (comm_->size() > 1) metrics.comm_wait_s = interval_comm_wait_ / double(interval_steps_);
+  interval_comm_wait_ = 0;
   metrics_->append(metrics);
   log_debug("step ", state_.step, " loss ", loss, " lr ", lr, " grad_norm ", grad_norm, " tokens/s ",
             metrics.tokens_per_s);

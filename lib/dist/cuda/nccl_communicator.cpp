@@ -1,12 +1,18 @@
-// The CUDA backend's collectives through NCCL, enqueued on the backend's stream so that they run
-// in order with the ops around them (no host synchronisation). One rank per GPU; rank 0 makes the
-// NCCL unique id and the rendezvous (TCP, or MPI under mpirun) hands it to the others.
+// The CUDA backend's collectives through NCCL, on a communication stream of their own (as
+// PyTorch's ProcessGroupNCCL does): each waits for the backend's stream up to the point where it
+// is started (a CUDA event), and wait() makes the backend's stream wait for it (another event),
+// so the ops queued in between (the rest of the backward) run while it communicates, and no host
+// synchronisation is needed. Every collective of the communicator goes through that one stream,
+// so they run in the order they were started, the same on every rank. One rank per GPU; rank 0
+// makes the NCCL unique id and the rendezvous (TCP, or MPI under mpirun) hands it to the others.
 #ifdef DSK_DIST_NCCL
 
 #include <cuda_runtime.h>
 #include <nccl.h>
 
 #include <cstring>
+#include <functional>
+#include <vector>
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
@@ -22,15 +28,35 @@ void check(ncclResult_t result, const char* what) {
   if (result != ncclSuccess) throw RemoteError(str(what, " failed: ", ncclGetErrorString(result)));
 }
 
+void check(cudaError_t result, const char* what) {
+  if (result != cudaSuccess) throw InternalError(str(what, " failed: ", cudaGetErrorString(result)));
+}
+
 ncclDataType_t nccl_type(DType dtype) {
   switch (dtype) {
     case DType::f32: return ncclFloat32;
     case DType::bf16: return ncclBfloat16;
     case DType::i64: return ncclInt64;
     case DType::i32: return ncclInt32;
+    case DType::u8: return ncclUint8;
     default: throw InternalError(str("NCCL collectives over ", tensor::dtype_name(dtype), " are not supported"));
   }
 }
+
+class NcclCommunicator;
+
+// A collective queued on the communication stream; `done` is recorded after it there.
+class NcclPending : public PendingCollective {
+ public:
+  NcclPending(NcclCommunicator& comm, cudaEvent_t done) : comm_(comm), done_(done) {}
+  ~NcclPending() override;
+  void wait() override;
+
+ private:
+  NcclCommunicator& comm_;
+  cudaEvent_t done_;
+  bool waited_ = false;
+};
 
 class NcclCommunicator : public Communicator {
  public:
@@ -45,41 +71,61 @@ class NcclCommunicator : public Communicator {
     if (blobs.at(0).size() != sizeof id.internal) throw RemoteError("rank 0 sent no NCCL unique id");
     std::memcpy(id.internal, blobs[0].data(), sizeof id.internal);
     check(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
+    check(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     scalar_ = static_cast<double*>(ops_.allocate(sizeof(double), "NCCL scalar"));
   }
   ~NcclCommunicator() override {
+    cudaStreamSynchronize(comm_stream_);
+    for (auto& [before, after] : stalls_) {
+      cudaEventDestroy(before);
+      cudaEventDestroy(after);
+    }
+    for (cudaEvent_t event : spare_timers_) cudaEventDestroy(event);
     ops_.release(scalar_);
     if (comm_) ncclCommDestroy(comm_);
+    cudaStreamDestroy(comm_stream_);
   }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string describe() const override { return str("nccl, ", size_, " ranks"); }
 
-  void all_reduce_sum(Buf values) override {
-    check(ncclAllReduce(values.data, values.data, size_t(values.numel), nccl_type(values.dtype), ncclSum, comm_,
-                        stream_),
-          "ncclAllReduce");
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(Buf values) override {
+    return enqueue([&](cudaStream_t stream) {
+      check(ncclAllReduce(values.data, values.data, size_t(values.numel), nccl_type(values.dtype), ncclSum, comm_,
+                          stream),
+            "ncclAllReduce");
+    });
   }
+
+  std::unique_ptr<PendingCollective> start_all_gather(Buf whole, int64_t shard) override {
+    char* base = static_cast<char*>(whole.data);
+    const void* in = base + size_t(rank_) * size_t(shard) * tensor::dtype_size(whole.dtype);
+    return enqueue([&](cudaStream_t stream) {
+      check(ncclAllGather(in, whole.data, size_t(shard), nccl_type(whole.dtype), comm_, stream), "ncclAllGather");
+    });
+  }
+
+  void all_reduce_sum(Buf values) override { start_all_reduce_sum(values)->wait(); }
 
   void reduce_scatter_sum(Buf whole, int64_t shard) override {
     // NCCL's in-place reduce-scatter writes rank r's result at whole + r * shard.
     char* base = static_cast<char*>(whole.data);
     void* out = base + size_t(rank_) * size_t(shard) * tensor::dtype_size(whole.dtype);
-    check(ncclReduceScatter(whole.data, out, size_t(shard), nccl_type(whole.dtype), ncclSum, comm_, stream_),
-          "ncclReduceScatter");
+    enqueue([&](cudaStream_t stream) {
+      check(ncclReduceScatter(whole.data, out, size_t(shard), nccl_type(whole.dtype), ncclSum, comm_, stream),
+            "ncclReduceScatter");
+    })->wait();
   }
 
-  void all_gather(Buf whole, int64_t shard) override {
-    char* base = static_cast<char*>(whole.data);
-    const void* in = base + size_t(rank_) * size_t(shard) * tensor::dtype_size(whole.dtype);
-    check(ncclAllGather(in, whole.data, size_t(shard), nccl_type(whole.dtype), comm_, stream_), "ncclAllGather");
-  }
+  void all_gather(Buf whole, int64_t shard) override { start_all_gather(whole, shard)->wait(); }
 
   double all_reduce_sum(double value) override {
     if (cudaMemcpyAsync(scalar_, &value, sizeof value, cudaMemcpyHostToDevice, stream_) != cudaSuccess)
       throw InternalError("cudaMemcpyAsync of a scalar failed");
-    check(ncclAllReduce(scalar_, scalar_, 1, ncclFloat64, ncclSum, comm_, stream_), "ncclAllReduce");
+    enqueue([&](cudaStream_t stream) {
+      check(ncclAllReduce(scalar_, scalar_, 1, ncclFloat64, ncclSum, comm_, stream), "ncclAllReduce");
+    })->wait();
     double sum = 0;
     if (cudaMemcpyAsync(&sum, scalar_, sizeof sum, cudaMemcpyDeviceToHost, stream_) != cudaSuccess ||
         cudaStreamSynchronize(stream_) != cudaSuccess)
@@ -89,13 +135,85 @@ class NcclCommunicator : public Communicator {
 
   void barrier() override { all_reduce_sum(0.0); }
 
+  // Reads the stalls the backend's stream has passed and leaves the rest for the next call, so
+  // that measuring never makes the host wait for the GPU.
+  double take_wait_seconds() override {
+    double total = 0;
+    size_t read = 0;
+    for (; read < stalls_.size(); read++) {
+      auto [before, after] = stalls_[read];
+      const cudaError_t state = cudaEventQuery(after);
+      if (state == cudaErrorNotReady) break;
+      check(state, "cudaEventQuery");
+      float ms = 0;
+      check(cudaEventElapsedTime(&ms, before, after), "cudaEventElapsedTime");
+      total += double(ms) / 1e3;
+      spare_timers_.push_back(before);
+      spare_timers_.push_back(after);
+    }
+    stalls_.erase(stalls_.begin(), stalls_.begin() + std::ptrdiff_t(read));
+    return total;
+  }
+
+  // The backend's stream waits for `done`; the stall is timed between two events around it.
+  void wait_on_stream(cudaEvent_t done) {
+    cudaEvent_t before = timer(), after = timer();
+    check(cudaEventRecord(before, stream_), "cudaEventRecord");
+    check(cudaStreamWaitEvent(stream_, done, 0), "cudaStreamWaitEvent");
+    check(cudaEventRecord(after, stream_), "cudaEventRecord");
+    stalls_.emplace_back(before, after);
+  }
+
  private:
+  // Queues `issue` on the communication stream after what the backend's stream has queued so far.
+  std::unique_ptr<PendingCollective> enqueue(const std::function<void(cudaStream_t)>& issue) {
+    cudaEvent_t ready = nullptr, done = nullptr;
+    check(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventRecord(ready, stream_), "cudaEventRecord");
+    check(cudaStreamWaitEvent(comm_stream_, ready, 0), "cudaStreamWaitEvent");
+    cudaEventDestroy(ready);  // released once it has happened
+    issue(comm_stream_);
+    check(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventRecord(done, comm_stream_), "cudaEventRecord");
+    return std::make_unique<NcclPending>(*this, done);
+  }
+
+  cudaEvent_t timer() {
+    if (!spare_timers_.empty()) {
+      cudaEvent_t event = spare_timers_.back();
+      spare_timers_.pop_back();
+      return event;
+    }
+    cudaEvent_t event = nullptr;
+    check(cudaEventCreate(&event), "cudaEventCreate");
+    return event;
+  }
+
   tensor::Ops& ops_;
   int rank_, size_;
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t stream_ = nullptr;       // the backend's
+  cudaStream_t comm_stream_ = nullptr;  // every collective's
+  std::vector<std::pair<cudaEvent_t, cudaEvent_t>> stalls_;  // waits not yet read
+  std::vector<cudaEvent_t> spare_timers_;
   ncclComm_t comm_ = nullptr;
   double* scalar_ = nullptr;
 };
+
+NcclPending::~NcclPending() {
+  if (!waited_) {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
+  cudaEventDestroy(done_);  // released once it has happened
+}
+
+void NcclPending::wait() {
+  if (waited_) return;
+  waited_ = true;
+  comm_.wait_on_stream(done_);
+}
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 #include "cuda/cross_entropy.cuh"
 #include "cuda/distill.cuh"
 #include "cuda/elementwise.cuh"
+#include "cuda/grad_quantize.cuh"
 #include "cuda/matmul.cuh"
 #include "cuda/moe.cuh"
 #include "cuda/paged_attention.cuh"
@@ -354,6 +355,14 @@ class CudaOps final : public Ops {
   void dropout_backward(Buf din, Buf dout, float scale, float p, uint64_t seed) override {
     cuda::dropout_backward<T>(a(din), a(dout), dout.numel, scale / (1.0f - p), kernels::cpu::dropout_threshold(p),
                               seed, stream_);
+  }
+  void quantize_int8(Buf q, Buf scales, Buf values, Buf residual, int chunk) override {
+    cuda::quantize_int8(reinterpret_cast<int8_t*>(q.as<uint8_t>()), f(scales), f(values),
+                        residual.empty() ? nullptr : f(residual), values.numel, chunk, stream_);
+  }
+  void dequantize_sum_int8(Buf out, Buf q, Buf scales, int ranks, int chunk) override {
+    cuda::dequantize_sum_int8(f(out), reinterpret_cast<const int8_t*>(q.as<uint8_t>()), f(scales), out.numel, ranks,
+                              chunk, stream_);
   }
   void cast(Buf out, Buf in) override {
     if (out.dtype == in.dtype) {

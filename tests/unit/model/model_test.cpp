@@ -2,7 +2,9 @@
 // += gradient convention, the KV-cache path against the full forward, MoE load and bias update.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/error.hpp"
@@ -194,4 +196,51 @@ TEST_CASE("recompute (attention, full) gives the very gradients of keeping every
   }
   CHECK(parse_recompute("full") == Recompute::full);
   CHECK_THROWS_AS(parse_recompute("some"), dsk::UsageError);
+}
+
+TEST_CASE("backward stages tile the gradients and are final when the hook sees them") {
+  for (const Architecture& arch : {tiny_llama(), tiny_qwen2(), tiny_deepseek(6)}) {
+    CAPTURE(int(arch.family));
+    Model model(arch, 23, 0.2f);
+    const std::vector<Model::GradientStage> stages = model.gradient_stages();
+    REQUIRE(stages.size() == size_t(arch.layers) + 2);
+    CHECK(stages.front().name == "head");
+    CHECK(stages[1].name == "model.layers." + std::to_string(arch.layers - 1));
+    CHECK(stages.back().name == "embedding");
+    // Sorted by offset they cover [0, parameter_count()) without gap or overlap.
+    std::vector<Model::GradientStage> by_offset = stages;
+    std::sort(by_offset.begin(), by_offset.end(), [](auto& a, auto& b) { return a.offset < b.offset; });
+    size_t next = 0;
+    for (const auto& stage : by_offset) {
+      CHECK(stage.offset == next);
+      CHECK(stage.numel > 0);
+      next = stage.offset + stage.numel;
+    }
+    CHECK(next == model.parameter_count());
+
+    // What each stage holds when the hook is called is what it holds at the end of backward.
+    Batch batch;
+    std::vector<int> order;
+    std::vector<std::vector<float>> seen(stages.size());
+    model.set_backward_hook([&](int stage) {
+      order.push_back(stage);
+      auto grads = model.gradients().subspan(stages[size_t(stage)].offset, stages[size_t(stage)].numel);
+      seen[size_t(stage)].assign(grads.begin(), grads.end());
+    });
+    const float loss = model.forward_backward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
+    for (size_t s = 0; s < stages.size(); s++) {
+      CHECK(order.at(s) == int(s));
+      auto grads = model.gradients().subspan(stages[s].offset, stages[s].numel);
+      CHECK(seen[s] == std::vector<float>(grads.begin(), grads.end()));
+    }
+    // The hook observes and changes nothing: the same loss and gradients without it.
+    Model plain(arch, 23, 0.2f);
+    CHECK(plain.forward_backward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T) == loss);
+    CHECK(std::vector<float>(plain.gradients().begin(), plain.gradients().end()) ==
+          std::vector<float>(model.gradients().begin(), model.gradients().end()));
+    model.set_backward_hook({});
+    order.clear();
+    model.forward_backward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T);
+    CHECK(order.empty());
+  }
 }

@@ -1,0 +1,131 @@
+// The pieces of data-parallel gradient synchronisation that need no second rank: how backward
+// stages group into buckets, int8 quantization with and without error feedback (the kernels and
+// Int8GradientCompression over one rank), and dist.grad_dtype's parsing. The ranks' side (MPI)
+// is tests/cli/dsk-train-data-parallel.sh.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "core/error.hpp"
+#include "cpu/kernels.hpp"
+#include "dist/communicator.hpp"
+#include "tensor/cpu_ops.hpp"
+#include "train/gradient_buckets.hpp"
+#include "train/gradient_compression.hpp"
+#include "train/gradient_sync.hpp"
+
+using namespace dsk::train;
+namespace cpu = dsk::kernels::cpu;
+using dsk::tensor::Buf;
+using dsk::tensor::DType;
+
+namespace {
+Buf view(std::vector<float>& v) { return Buf{v.data(), int64_t(v.size()), DType::f32}; }
+}  // namespace
+
+TEST_CASE("buckets group consecutive backward stages up to the bucket size") {
+  // A buffer of 100 floats: stages as backward finishes them, from the top down.
+  const std::vector<GradientRange> stages = {{90, 10}, {60, 30}, {50, 10}, {10, 40}, {0, 10}};
+  auto buckets = plan_buckets(stages, 0);
+  REQUIRE(buckets.size() == 1);
+  CHECK(buckets[0].offset == 0);
+  CHECK(buckets[0].numel == 100);
+  CHECK(buckets[0].last_stage == 4);
+
+  buckets = plan_buckets(stages, 40 * 4);  // 40 floats a bucket
+  REQUIRE(buckets.size() == 3);
+  CHECK((buckets[0].offset == 60 && buckets[0].numel == 40 && buckets[0].last_stage == 1));
+  CHECK((buckets[1].offset == 10 && buckets[1].numel == 50 && buckets[1].last_stage == 3));
+  CHECK((buckets[2].offset == 0 && buckets[2].numel == 10 && buckets[2].last_stage == 4));
+
+  buckets = plan_buckets(stages, 4);  // every stage alone
+  CHECK(buckets.size() == stages.size());
+
+  const std::vector<GradientRange> gap = {{90, 10}, {50, 30}};
+  CHECK_THROWS_AS(plan_buckets(gap, 0), dsk::InternalError);
+}
+
+TEST_CASE("int8 quantization: per-chunk scale, ties to even, the residual is what the levels missed") {
+  std::vector<float> values = {1.0f, -0.5f, 0.25f, 0.0f, 2.0f, 0.3f};
+  std::vector<float> residual(values.size(), 0.0f);
+  std::vector<int8_t> q(values.size());
+  std::vector<float> scales(cpu::quantize_chunks(int64_t(values.size()), 4));
+  REQUIRE(scales.size() == 2);
+  cpu::quantize_int8(q.data(), scales.data(), values.data(), residual.data(), int64_t(values.size()), 4);
+  CHECK(scales[0] == 1.0f / 127.0f);
+  CHECK(scales[1] == 2.0f / 127.0f);
+  CHECK(q == std::vector<int8_t>{127, -64, 32, 0, 127, 19});  // -63.5 -> -64, 31.75 -> 32, 19.05 -> 19
+  for (size_t i = 0; i < values.size(); i++) {
+    CAPTURE(i);
+    CHECK(residual[i] == values[i] - float(q[i]) * scales[i / 4]);
+    CHECK(std::fabs(residual[i]) <= scales[i / 4] / 2);
+  }
+
+  // A chunk with a NaN or Inf: its scale is NaN (the sum becomes NaN: the step is skipped), its
+  // levels and residual 0 (the next step starts clean); the other chunk is untouched.
+  std::vector<float> bad = {1.0f, NAN, 0.0f, 0.0f, 2.0f, 0.3f};
+  cpu::quantize_int8(q.data(), scales.data(), bad.data(), residual.data(), int64_t(bad.size()), 4);
+  CHECK(std::isnan(scales[0]));
+  CHECK((q[0] == 0 && q[1] == 0 && residual[0] == 0.0f && residual[1] == 0.0f));
+  CHECK(scales[1] == 2.0f / 127.0f);
+
+  // Zeros: scale 0, levels 0, nothing to carry.
+  std::vector<float> zeros(5, 0.0f), zero_residual(5, 0.0f);
+  std::vector<int8_t> zero_q(5, 1);
+  std::vector<float> zero_scale(1, 1.0f);
+  cpu::quantize_int8(zero_q.data(), zero_scale.data(), zeros.data(), zero_residual.data(), 5, 8);
+  CHECK(zero_scale[0] == 0.0f);
+  CHECK(zero_q == std::vector<int8_t>(5, 0));
+}
+
+TEST_CASE("dequantize_sum adds the ranks' dequantized levels in rank order") {
+  // 2 ranks, 3 values, chunks of 2: rank 0 scales {0.5, 2}, rank 1 scales {1, 0.25}.
+  const std::vector<int8_t> q = {2, -4, 1, /* rank 1 */ 3, 5, -8};
+  const std::vector<float> scales = {0.5f, 2.0f, 1.0f, 0.25f};
+  std::vector<float> out(3);
+  cpu::dequantize_sum_int8(out.data(), q.data(), scales.data(), 3, 2, 2);
+  CHECK(out == std::vector<float>{2 * 0.5f + 3 * 1.0f, -4 * 0.5f + 5 * 1.0f, 1 * 2.0f - 8 * 0.25f});
+}
+
+// One rank through Int8GradientCompression: the gradients become their dequantized levels; over
+// many steps of the same gradient, error feedback keeps the total within half a level of the true
+// total, while without it the rounding error of every step adds up.
+TEST_CASE("error feedback carries the quantization error; without it the residual is not kept") {
+  auto ops = dsk::tensor::make_cpu_ops();
+  auto comm = dsk::dist::make_single_communicator();
+  const std::vector<float> gradient = {1.0f, 0.3f, -0.7f, 0.001f};
+  const std::vector<GradientBucket> buckets = {{0, 4, 0}};
+  for (const bool feedback : {true, false}) {
+    CAPTURE(feedback);
+    Int8GradientCompression compression(*comm, *ops, buckets, 4, feedback);
+    CHECK(compression.residual().empty() == !feedback);
+    std::vector<double> total(4, 0.0);
+    const int steps = 200;
+    for (int step = 0; step < steps; step++) {
+      std::vector<float> grads = gradient;
+      compression.start(0, view(grads));
+      compression.finish(0, view(grads));
+      for (size_t i = 0; i < 4; i++) total[i] += grads[i];
+    }
+    const double level = 1.0 / 127.0;  // max |g| is 1
+    double worst = 0;
+    for (size_t i = 0; i < 4; i++) worst = std::max(worst, std::fabs(total[i] - double(gradient[i]) * steps));
+    if (feedback)
+      CHECK(worst <= level);  // what is left in the residual: at most about a level
+    else
+      CHECK(worst > 20 * level);  // 0.3 * 127 = 38.1 -> 38: 0.1 level lost every step
+  }
+}
+
+TEST_CASE("dist.grad_dtype: int8 on any backend, bf16 only where it is the activation dtype") {
+  auto ops = dsk::tensor::make_cpu_ops();
+  CHECK(parse_gradient_wire("auto", true, *ops).dtype == DType::f32);
+  CHECK(parse_gradient_wire("fp32", true, *ops).dtype == DType::f32);
+  const GradientWire int8 = parse_gradient_wire("int8", false, *ops);
+  CHECK(int8.int8);
+  CHECK(!int8.error_feedback);
+  CHECK_THROWS_AS(parse_gradient_wire("bf16", true, *ops), dsk::UsageError);
+  CHECK_THROWS_AS(parse_gradient_wire("fp8", true, *ops), dsk::UsageError);
+}
