@@ -61,6 +61,9 @@ Schema build_schema() {
   s.choice("dist.grad_dtype", "auto", {"auto", "fp32", "bf16"},
            "gradients on the wire between ranks (auto: bf16 on CUDA in bf16, else fp32)");
   s.number("dist.timeout", 300, "seconds to wait for every rank at the start").minimum = 1;
+  s.integer("dist.expert_parallel", 1,
+            "deepseek_v3: split the routed experts over this many ranks (1: off; else the number of ranks)")
+      .minimum = 1;
   return s;
 }
 
