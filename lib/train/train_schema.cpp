@@ -62,7 +62,7 @@ Schema build_schema() {
            "gradients on the wire between ranks (auto: bf16 on CUDA in bf16, else fp32)");
   s.number("dist.timeout", 300, "seconds to wait for every rank at the start").minimum = 1;
   s.integer("dist.expert_parallel", 1,
-            "deepseek_v3: split the routed experts over this many ranks (1: off; else the number of ranks)")
+            "deepseek_v3: split the routed experts over groups of this many ranks (1: off; divides the ranks)")
       .minimum = 1;
   return s;
 }

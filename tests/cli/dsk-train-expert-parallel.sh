@@ -7,9 +7,11 @@
 #     checkpoint (an HF model.safetensors, F32 here) holds the same tensors within 1e-5;
 #   - with train.recompute full (the exchange redone in backward) and with ZeRO-1 the losses and
 #     the gathered optimizer state are bit-identical to the plain expert-parallel run;
+#   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts) the
+#     losses follow 1 rank's at the same global batch too;
 #   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would;
-#   - expert_parallel other than the number of ranks, or on a model without routed experts, is a
-#     usage error.
+#   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
+#     a usage error.
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
 command -v mpirun >/dev/null || { echo "SKIP: no mpirun (OpenMPI)"; exit 77; }
@@ -87,6 +89,15 @@ cmp <(losses ep/metrics.jsonl) <(losses zero/metrics.jsonl) || fail "ZeRO-1 chan
 cmp ep/checkpoints/step-000020/dsk/optimizer.bin.zst zero/checkpoints/step-000020/dsk/optimizer.bin.zst ||
   fail "ZeRO-1's gathered optimizer state differs"
 
+# Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
+dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
+mpi 4 dsk-train -q -c base.yaml --device cpu --run-dir groups --set data.grad_accum=4 --set dist.expert_parallel=2 \
+  >/dev/null 2>groups.err || fail "4 ranks, groups of 2: $(cat groups.err)"
+diff=$(max_relative_difference one4/metrics.jsonl groups/metrics.jsonl)
+below "$diff" 1e-6 || fail "4 ranks in 2 expert-parallel groups differ from 1 rank by $diff (relative)"
+cmp <(expert_loads one4/metrics.jsonl) <(expert_loads groups/metrics.jsonl) ||
+  fail "4 ranks in 2 groups: expert-load shares differ from 1 rank's"
+
 # 10 steps on 2 ranks with expert parallelism, then 1 rank takes the checkpoint on to step 20, as
 # the same two commands do on 1 rank alone (--steps 10 also shortens the first half's schedule).
 dsk-train -q -c base.yaml --device cpu --run-dir halves --steps 10 >/dev/null
@@ -100,12 +111,12 @@ diff=$(max_relative_difference halves/metrics.jsonl switch/metrics.jsonl)
 below "$diff" 1e-6 || fail "expert parallel on 2 ranks then 1 rank differ from 1 rank by $diff (relative)"
 
 # Usage errors: exit 2 and a message that says what is wrong.
-expect_error 2 "must be 1 or the number of ranks (1)" \
+expect_error 2 "must divide the number of ranks (1)" \
   dsk-train -q -c base.yaml --device cpu --run-dir bad --set dist.expert_parallel=2
 code=0
 mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir bad --set dist.expert_parallel=3 >/dev/null 2>bad.err || code=$?
 [ "$code" != 0 ] || fail "expert_parallel 3 on 2 ranks was accepted"
-grep -q "must be 1 or the number of ranks (2)" bad.err || fail "expert_parallel 3: $(cat bad.err)"
+grep -q "must divide the number of ranks (2)" bad.err || fail "expert_parallel 3: $(cat bad.err)"
 write_config dense.yaml llama
 code=0
 mpi 2 dsk-train -q -c dense.yaml --device cpu --run-dir bad --set dist.expert_parallel=2 >/dev/null 2>bad.err ||
