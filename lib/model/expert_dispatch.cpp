@@ -1,5 +1,7 @@
 #include "model/expert_dispatch.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 
 namespace dsk::model {
@@ -12,7 +14,10 @@ ExpertSlice local_experts(const Architecture& a, int rank, int ranks) {
   return ExpertSlice{rank * count, count};
 }
 
-int64_t dispatch_capacity(const Architecture& a, int N, int ranks) { return int64_t(N) * a.top_k * ranks; }
+// A token's K experts are distinct, so it sends one rank at most min(K, experts per rank) rows.
+int64_t dispatch_capacity(const Architecture& a, int N, int ranks) {
+  return int64_t(N) * std::min(a.top_k, a.n_routed / ranks) * ranks;
+}
 
 void carve_dispatch_plan(tensor::Arena& arena, DispatchPlan& plan, const Architecture& a, int N, int rank, int ranks) {
   plan.ranks = ranks;

@@ -44,7 +44,8 @@ struct ExpertSlice {
 ExpertSlice local_experts(const Architecture& a, int rank, int ranks);
 
 // One MoE layer's exchange, decided when it routes (kept for backward and recomputation). At
-// most `capacity` rows arrive: every rank's N*K rows, were they all for this rank's experts.
+// most `capacity` rows arrive: from every rank, N tokens with as many rows for this rank's
+// experts as a token can have (min(K, E/ranks): its K experts are distinct).
 struct DispatchPlan {
   int ranks = 1;
   ExpertSlice local;

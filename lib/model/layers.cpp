@@ -165,10 +165,13 @@ void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, 
   acts.yp = arena.take(dtype, pairs * a.hidden);
   carve_mlp(arena, acts.routed, dtype, int(expert_rows), a.moe_intermediate);
   if (a.n_shared > 0) carve_mlp(arena, acts.shared, dtype, N, a.moe_intermediate * a.n_shared);
+  if (ranks > 1) acts.expert_inputs = arena.take(dtype, expert_rows * a.hidden);
+}
+
+void carve_dispatch_scratch(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N, int ranks) {
   if (ranks == 1) return;
-  acts.expert_inputs = arena.take(dtype, expert_rows * a.hidden);
-  acts.scratch_a = arena.take(dtype, expert_rows * a.hidden);
-  acts.scratch_b = arena.take(dtype, expert_rows * a.hidden);
+  acts.scratch_a = arena.take(dtype, dispatch_capacity(a, N, ranks) * a.hidden);
+  acts.scratch_b = arena.take(dtype, dispatch_capacity(a, N, ranks) * a.hidden);
 }
 
 void carve_gradients(Arena& arena, LayerGradients& g, DType t, const Architecture& a, int N, int ranks) {

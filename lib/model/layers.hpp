@@ -84,7 +84,8 @@ struct MoeActs {
   MlpActs routed;               // [N*K, moe_intermediate]; with expert parallelism [capacity, ...]
   MlpActs shared;               // [N, moe_intermediate * n_shared]
   // Expert parallelism (expert_dispatch.hpp), carved for ranks > 1 only: the exchange planned with
-  // the routing, the local experts' rows (expert-major) and two scratch buffers, act [capacity, C].
+  // the routing, the local experts' rows (expert-major) and two scratch buffers, act [capacity, C]
+  // (the same for every layer).
   DispatchPlan dispatch;
   Buf expert_inputs, scratch_a, scratch_b;
 };
@@ -104,8 +105,10 @@ struct LayerGradients {
 // training, more with a cache), and the shared gradient buffers.
 void carve_attention(Arena& arena, AttentionActs& acts, const Ops& ops, const Architecture& a, const Dims& d, int Tk);
 void carve_mlp(Arena& arena, MlpActs& acts, DType dtype, int n, int I);
-// rank, ranks: of expert parallelism (ranks > 1 carves the exchange's buffers too).
+// rank, ranks: of expert parallelism (ranks > 1 carves the exchange's plan and expert inputs too).
 void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N, int rank = 0, int ranks = 1);
+// The exchange's scratch_a and scratch_b (ranks > 1): once, for every MoE layer to share.
+void carve_dispatch_scratch(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N, int ranks);
 // Only the routing decisions of carve_moe (scores, weights, experts, offsets, order, row_of, the
 // dispatch plan).
 void carve_routing(Arena& arena, MoeActs& acts, const Architecture& a, int N, int rank = 0, int ranks = 1);

@@ -186,6 +186,14 @@ struct Model::Impl {
       if (moe && !shared) carve_moe(arena, la.moe, t, arch, N, expert_rank(), expert_ranks());
       if (shared && layout.layers[i].moe) carve_routing(arena, la.moe, arch, N, expert_rank(), expert_ranks());
     }
+    if (expert_ranks() > 1 && !a.layers.empty()) {
+      MoeActs scratch;
+      carve_dispatch_scratch(arena, scratch, t, arch, N, expert_ranks());
+      for (LayerActs& la : a.layers) {
+        la.moe.scratch_a = scratch.scratch_a;
+        la.moe.scratch_b = scratch.scratch_b;
+      }
+    }
     a.norm_final = arena.take(t, int64_t(N) * C);
     a.rstd_final = arena.take(DType::f32, N);
     a.branch_out = arena.take(t, int64_t(N) * C);

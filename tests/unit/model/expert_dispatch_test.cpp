@@ -62,39 +62,43 @@ class LoopbackExchange : public RowExchange {
   int rank_;
 };
 
-TinyBatch other_batch() {
+// Batch r of a run: the fixture's batch with its tokens shifted by 7r (mod the vocabulary).
+TinyBatch batch_of_rank(int r, int vocab) {
   TinyBatch batch;
-  batch.tokens = {4, 8, 15, 16, 23, 31, 2, 6, 30, 12};
-  batch.targets = {8, 15, 16, 23, 31, 2, 6, 30, 12, -100};
+  for (int32_t& t : batch.tokens) t = (t + 7 * r) % vocab;
+  for (int32_t& t : batch.targets)
+    if (t >= 0) t = (t + 7 * r) % vocab;
   return batch;
 }
 
 bool close(float a, float b) { return std::fabs(a - b) <= 1e-6f + 1e-5f * std::fabs(b); }
 
-}  // namespace
-
-TEST_CASE("expert parallelism on two ranks: the losses, loads and gradients of one rank on both batches") {
-  const Architecture arch = tiny_deepseek(8, 3);  // two MoE layers, 4 routed experts: 2 per rank
-  const TinyBatch batches[2] = {TinyBatch{}, other_batch()};
+// P ranks, one batch each, against one rank that runs all P batches.
+void check_expert_parallel(int P, Recompute recompute) {
+  const Architecture arch = tiny_deepseek(8, 3);  // two MoE layers, 4 routed experts: 4/P per rank
+  std::vector<TinyBatch> batches;
+  for (int r = 0; r < P; ++r) batches.push_back(batch_of_rank(r, arch.vocab));
 
   Model one(arch, 7);
   one.zero_grad();
-  float one_loss[2];
-  for (int r = 0; r < 2; ++r)
+  std::vector<float> one_loss(P);
+  for (int r = 0; r < P; ++r)
     one_loss[r] = one.forward_backward(batches[r].tokens.data(), batches[r].targets.data(), batches[r].B, batches[r].T);
   const std::vector<float> one_grads = one.copy_gradients();
   const ExpertLoad one_load = one.expert_load();
 
-  for (Recompute recompute : {Recompute::none, Recompute::full}) {
-    CAPTURE(int(recompute));
-    Loopback shared(2);
+  {
+    Loopback shared(P);
     std::vector<Model> ranks;
-    for (int r = 0; r < 2; ++r) ranks.emplace_back(arch, 7);
-    std::vector<LoopbackExchange> exchanges{{shared, 0}, {shared, 1}};
-    float loss[2] = {0, 0}, eval_loss[2] = {0, 0};
-    std::exception_ptr failure[2];
+    std::vector<LoopbackExchange> exchanges;
+    for (int r = 0; r < P; ++r) {
+      ranks.emplace_back(arch, 7);
+      exchanges.emplace_back(shared, r);
+    }
+    std::vector<float> loss(P), eval_loss(P);
+    std::vector<std::exception_ptr> failure(P);
     std::vector<std::thread> threads;
-    for (int r = 0; r < 2; ++r)
+    for (int r = 0; r < P; ++r)
       threads.emplace_back([&, r] {
         try {
           Model& model = ranks[r];
@@ -112,31 +116,40 @@ TEST_CASE("expert parallelism on two ranks: the losses, loads and gradients of o
     for (auto& f : failure)
       if (f) std::rethrow_exception(f);
 
-    for (int r = 0; r < 2; ++r) {
+    for (int r = 0; r < P; ++r) {
       CHECK(close(loss[r], one_loss[r]));
       CHECK(close(eval_loss[r], one_loss[r]));
     }
-    // Each rank counts the routing of its own tokens: together, one rank's counts.
-    const ExpertLoad load0 = ranks[0].expert_load(), load1 = ranks[1].expert_load();
+    // Each rank counts the routing of its own tokens (in training and evaluation): together,
+    // twice one rank's counts.
+    std::vector<ExpertLoad> loads;
+    for (Model& model : ranks) loads.push_back(model.expert_load());
     for (size_t layer = 0; layer < one_load.counts.size(); ++layer)
-      for (size_t e = 0; e < one_load.counts[layer].size(); ++e)
-        CHECK(load0.counts[layer][e] + load1.counts[layer][e] == 2 * one_load.counts[layer][e]);
+      for (size_t e = 0; e < one_load.counts[layer].size(); ++e) {
+        int64_t total = 0;
+        for (const ExpertLoad& load : loads) total += load.counts[layer][e];
+        CHECK(total == 2 * one_load.counts[layer][e]);
+      }
 
-    const std::vector<float> grads0 = ranks[0].copy_gradients(), grads1 = ranks[1].copy_gradients();
+    std::vector<std::vector<float>> grads;
+    for (Model& model : ranks) grads.push_back(model.copy_gradients());
     const std::regex routed(R"(.*\.mlp\.experts\.(\d+)\..*)");
     int experts_checked = 0;
     for (const ParamView& v : one.parameter_views()) {
       std::smatch match;
       const bool is_routed = std::regex_match(v.name, match, routed);
-      const int owner = is_routed ? std::stoi(match[1].str()) / (arch.n_routed / 2) : -1;
+      const int owner = is_routed ? std::stoi(match[1].str()) / (arch.n_routed / P) : -1;
       experts_checked += is_routed;
       for (size_t i = 0; i < v.numel; ++i) {
         const size_t at = v.offset + i;
-        const float expected = one_grads[at];
-        const float got = is_routed ? (owner == 0 ? grads0[at] : grads1[at]) : grads0[at] + grads1[at];
-        const float elsewhere = is_routed ? (owner == 0 ? grads1[at] : grads0[at]) : 0.0f;
-        if (!close(got, expected) || elsewhere != 0.0f) {
-          FAIL_CHECK(v.name, "[", i, "]: ", got, " (and ", elsewhere, " on the other rank), one rank ", expected);
+        float sum = 0, elsewhere = 0;  // elsewhere: what ranks that do not run the expert hold
+        for (int r = 0; r < P; ++r) {
+          sum += grads[r][at];
+          if (is_routed && r != owner) elsewhere += std::fabs(grads[r][at]);
+        }
+        const float got = is_routed ? grads[owner][at] : sum;
+        if (!close(got, one_grads[at]) || elsewhere != 0.0f) {
+          FAIL_CHECK(v.name, "[", i, "]: ", got, " (and ", elsewhere, " elsewhere), one rank ", one_grads[at]);
           break;
         }
       }
@@ -144,6 +157,16 @@ TEST_CASE("expert parallelism on two ranks: the losses, loads and gradients of o
     CHECK(experts_checked == 2 * 4 * 3);  // two MoE layers, 4 experts, gate/up/down
   }
 }
+
+}  // namespace
+
+TEST_CASE("expert parallelism on 2 ranks: the losses, loads and gradients of one rank on both batches") {
+  check_expert_parallel(2, Recompute::none);
+  check_expert_parallel(2, Recompute::full);
+}
+
+// One expert per rank: fewer than the K = 2 a token picks, so at most one row per token arrives.
+TEST_CASE("expert parallelism on 4 ranks, one expert each") { check_expert_parallel(4, Recompute::none); }
 
 TEST_CASE("expert parallelism needs routed experts in a multiple of the ranks") {
   Loopback shared(3);
