@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace dsk::train {
 namespace {
@@ -55,6 +56,9 @@ std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config,
                          "model has them)"));
   std::unique_ptr<model::RowExchange> exchange = make_row_exchange(comm, int(ranks));
   model.set_expert_exchange(exchange.get());
+  if (comm.rank() == 0)  // before the trainer quiets the other ranks
+    log_info("expert parallel: ", arch.n_routed / ranks, " of the ", arch.n_routed, " routed experts per rank, ",
+             comm.size() / ranks, comm.size() / ranks == 1 ? " group" : " groups", " of ", ranks, " ranks");
   return exchange;
 }
 
