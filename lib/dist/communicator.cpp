@@ -1,6 +1,7 @@
 #include "dist/communicator.hpp"
 
 #include "core/error.hpp"
+#include "tensor/cpu_ops.hpp"
 
 namespace dsk::dist {
 
@@ -16,14 +17,30 @@ namespace {
 
 class SingleCommunicator : public Communicator {
  public:
+  explicit SingleCommunicator(tensor::Ops* ops) : ops_(ops) {}
   int rank() const override { return 0; }
   int size() const override { return 1; }
   std::string describe() const override { return "single process"; }
   void all_reduce_sum(tensor::Buf) override {}
   void reduce_scatter_sum(tensor::Buf, int64_t) override {}
   void all_gather(tensor::Buf, int64_t) override {}
+  void all_to_all(tensor::Buf send, std::span<const int64_t> send_counts, tensor::Buf recv,
+                  std::span<const int64_t> recv_counts) override {
+    if (send_counts.size() != 1 || recv_counts.size() != 1 || send_counts[0] != recv_counts[0])
+      throw InternalError("all_to_all on one rank: one block, received as sent");
+    if (send_counts[0] == 0) return;
+    if (!ops_) {
+      cpu_ = tensor::make_cpu_ops();
+      ops_ = cpu_.get();
+    }
+    ops_->copy(recv.slice(0, recv_counts[0]), send.slice(0, send_counts[0]));
+  }
   double all_reduce_sum(double value) override { return value; }
   void barrier() override {}
+
+ private:
+  tensor::Ops* ops_;
+  std::unique_ptr<tensor::Ops> cpu_;
 };
 
 }  // namespace
@@ -44,10 +61,12 @@ std::unique_ptr<PendingCollective> Communicator::start_all_gather(tensor::Buf wh
   return std::make_unique<FinishedCollective>();
 }
 
-std::unique_ptr<Communicator> make_single_communicator() { return std::make_unique<SingleCommunicator>(); }
+std::unique_ptr<Communicator> make_single_communicator(tensor::Ops* ops) {
+  return std::make_unique<SingleCommunicator>(ops);
+}
 
 std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, tensor::Ops& ops, double timeout_seconds) {
-  if (launch.world_size == 1) return make_single_communicator();
+  if (launch.world_size == 1) return make_single_communicator(&ops);
   if (ops.device() == tensor::Device::cuda) {
 #ifdef DSK_DIST_NCCL
     return make_nccl_communicator(launch, ops, timeout_seconds);

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "dist/launch.hpp"
@@ -45,6 +46,12 @@ class Communicator {
   virtual void reduce_scatter_sum(tensor::Buf whole, int64_t shard) = 0;
   // whole has size() * shard elements; each rank's shard goes to every rank.
   virtual void all_gather(tensor::Buf whole, int64_t shard) = 0;
+  // Variable all-to-all (expert parallelism's token dispatch): send holds size() blocks one after
+  // another, block q (send_counts[q] elements) for rank q; recv gets block p from rank p
+  // (recv_counts[p] elements), in rank order. Counts are host values; rank p's send_counts[q] must
+  // equal rank q's recv_counts[p]. send and recv must not overlap.
+  virtual void all_to_all(tensor::Buf send, std::span<const int64_t> send_counts, tensor::Buf recv,
+                          std::span<const int64_t> recv_counts) = 0;
   // A host scalar summed over ranks (losses, squared norms).
   virtual double all_reduce_sum(double value) = 0;
   virtual void barrier() = 0;
@@ -62,8 +69,9 @@ class Communicator {
   virtual double take_wait_seconds() { return 0; }
 };
 
-// One rank: every collective is the identity.
-std::unique_ptr<Communicator> make_single_communicator();
+// One rank: every collective is the identity (all_to_all copies send to recv through `ops`, the
+// CPU reference when null).
+std::unique_ptr<Communicator> make_single_communicator(tensor::Ops* ops = nullptr);
 
 // The communicator of this process for the backend `ops`: single for a world of one; MPI for the
 // CPU backend under mpirun; NCCL for CUDA (rank 0's unique id through the rendezvous). UsageError

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
@@ -121,6 +122,26 @@ class MpiCommunicator : public Communicator {
     check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
                         MPI_COMM_WORLD),
           "MPI_Allgather");
+  }
+
+  void all_to_all(Buf send, std::span<const int64_t> send_counts, Buf recv,
+                  std::span<const int64_t> recv_counts) override {
+    std::vector<int> sent(size_), send_at(size_), received(size_), receive_at(size_);
+    int64_t send_offset = 0, receive_offset = 0;
+    for (int q = 0; q < size_; ++q) {
+      sent[q] = int_count(send_counts[q]);
+      send_at[q] = int_count(send_offset);
+      received[q] = int_count(recv_counts[q]);
+      receive_at[q] = int_count(receive_offset);
+      send_offset += send_counts[q];
+      receive_offset += recv_counts[q];
+    }
+    if (send_offset > send.numel || receive_offset > recv.numel)
+      throw InternalError("all_to_all: the counts exceed the buffers");
+    WaitTimer timer(wait_seconds_);
+    check(MPI_Alltoallv(send.data, sent.data(), send_at.data(), mpi_type(send.dtype), recv.data, received.data(),
+                        receive_at.data(), mpi_type(recv.dtype), MPI_COMM_WORLD),
+          "MPI_Alltoallv");
   }
 
   double all_reduce_sum(double value) override {

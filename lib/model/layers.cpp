@@ -143,7 +143,7 @@ void carve_mlp(Arena& arena, MlpActs& acts, DType dtype, int n, int I) {
   acts.act = arena.take(dtype, int64_t(n) * I);
 }
 
-void carve_routing(Arena& arena, MoeActs& acts, const Architecture& a, int N) {
+void carve_routing(Arena& arena, MoeActs& acts, const Architecture& a, int N, int rank, int ranks) {
   const int E = a.n_routed;
   const int64_t pairs = int64_t(N) * a.top_k;
   acts.scores = arena.take(DType::f32, int64_t(N) * E);
@@ -152,19 +152,29 @@ void carve_routing(Arena& arena, MoeActs& acts, const Architecture& a, int N) {
   acts.offsets = arena.take(DType::i32, E + 1);
   acts.order = arena.take(DType::i32, pairs);
   acts.row_of = arena.take(DType::i32, pairs);
+  if (ranks > 1) carve_dispatch_plan(arena, acts.dispatch, a, N, rank, ranks);
 }
 
-void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N) {
+void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N, int rank, int ranks) {
   const int64_t pairs = int64_t(N) * a.top_k;
+  // The rows this rank's experts run: its own N*K, or with expert parallelism what may arrive.
+  const int64_t expert_rows = ranks > 1 ? dispatch_capacity(a, N, ranks) : pairs;
   acts.logits = arena.take(dtype, int64_t(N) * a.n_routed);
-  carve_routing(arena, acts, a, N);
+  carve_routing(arena, acts, a, N, rank, ranks);
   acts.xp = arena.take(dtype, pairs * a.hidden);
   acts.yp = arena.take(dtype, pairs * a.hidden);
-  carve_mlp(arena, acts.routed, dtype, int(pairs), a.moe_intermediate);
+  carve_mlp(arena, acts.routed, dtype, int(expert_rows), a.moe_intermediate);
   if (a.n_shared > 0) carve_mlp(arena, acts.shared, dtype, N, a.moe_intermediate * a.n_shared);
+  if (ranks > 1) acts.expert_inputs = arena.take(dtype, expert_rows * a.hidden);
 }
 
-void carve_gradients(Arena& arena, LayerGradients& g, DType t, const Architecture& a, int N) {
+void carve_dispatch_scratch(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N, int ranks) {
+  if (ranks == 1) return;
+  acts.scratch_a = arena.take(dtype, dispatch_capacity(a, N, ranks) * a.hidden);
+  acts.scratch_b = arena.take(dtype, dispatch_capacity(a, N, ranks) * a.hidden);
+}
+
+void carve_gradients(Arena& arena, LayerGradients& g, DType t, const Architecture& a, int N, int ranks) {
   const int H = a.heads, KH = a.mla() ? a.heads : a.kv_heads, Dk = a.qk_head_dim();
   const int Dv = a.mla() ? a.v_head_dim : a.head_dim;
   g.datt = arena.take(t, int64_t(N) * H * Dv);
@@ -188,10 +198,10 @@ void carve_gradients(Arena& arena, LayerGradients& g, DType t, const Architectur
   g.dgate = arena.take(t, int64_t(N) * inner);
   g.dup = arena.take(t, int64_t(N) * inner);
   if (a.n_routed > 0 && a.layers > a.first_k_dense) {
-    const int64_t pairs = int64_t(N) * a.top_k;
-    g.drouted_act = arena.take(t, pairs * a.moe_intermediate);
-    g.drouted_gate = arena.take(t, pairs * a.moe_intermediate);
-    g.drouted_up = arena.take(t, pairs * a.moe_intermediate);
+    const int64_t pairs = int64_t(N) * a.top_k, expert_rows = ranks > 1 ? dispatch_capacity(a, N, ranks) : pairs;
+    g.drouted_act = arena.take(t, expert_rows * a.moe_intermediate);
+    g.drouted_gate = arena.take(t, expert_rows * a.moe_intermediate);
+    g.drouted_up = arena.take(t, expert_rows * a.moe_intermediate);
     g.dxp = arena.take(t, pairs * a.hidden);
     g.dyp = arena.take(t, pairs * a.hidden);
     g.drouter_logits = arena.take(t, int64_t(N) * a.n_routed);
@@ -276,6 +286,14 @@ ExpertMatrices expert_matrices(const LayerParams& p, const Linear MlpParams::*pr
   return m;
 }
 
+// Experts [slice.first, slice.first + slice.count) of the same projection.
+ExpertMatrices expert_matrices(const LayerParams& p, const Linear MlpParams::*projection, ExpertSlice slice) {
+  ExpertMatrices m = expert_matrices(p, projection);
+  m.first += size_t(m.stride * slice.first);
+  m.span = m.stride * int64_t(slice.count - 1) + int64_t(m.in) * m.out;
+  return m;
+}
+
 void grouped_forward(Ops& ops, Buf out, Buf inp, const Weights& w, const ExpertMatrices& m, Buf offsets, int E,
                      int rows) {
   ops.grouped_matmul_forward(out, inp, w.w(m.first, m.span), m.stride, offsets, E, rows, m.in, m.out);
@@ -287,6 +305,44 @@ void grouped_backward(Ops& ops, Buf dinp, Buf dout, Buf inp, const Weights& w, c
                               m.in, m.out);
 }
 
+// Which experts run here, over which rows: all of them over the rank's own N*K rows, or with
+// expert parallelism the local ones over the rows the ranks sent them.
+struct ExpertBatch {
+  ExpertSlice experts;
+  Buf offsets;  // i32 [experts.count + 1]
+  int rows = 0;
+};
+
+ExpertBatch expert_batch(const MoeActs& acts, const Architecture& a, int pairs, bool parallel) {
+  if (!parallel) return ExpertBatch{ExpertSlice{0, a.n_routed}, acts.offsets, pairs};
+  return ExpertBatch{acts.dispatch.local, acts.dispatch.local_offsets, int(acts.dispatch.received)};
+}
+
+// out [rows, C] = the SwiGLU experts of `batch` over inp [rows, C] (each expert its rows).
+void routed_forward(Ops& ops, Buf out, Buf inp, MlpActs& acts, const Weights& w, const LayerParams& p,
+                    const ExpertBatch& batch, int I) {
+  const int n = batch.rows, E = batch.experts.count;
+  if (n == 0) return;
+  grouped_forward(ops, acts.gate, inp, w, expert_matrices(p, &MlpParams::gate, batch.experts), batch.offsets, E, n);
+  grouped_forward(ops, acts.up, inp, w, expert_matrices(p, &MlpParams::up, batch.experts), batch.offsets, E, n);
+  ops.swiglu_forward(rows(acts.act, n, I), rows(acts.gate, n, I), rows(acts.up, n, I));
+  grouped_forward(ops, out, acts.act, w, expert_matrices(p, &MlpParams::down, batch.experts), batch.offsets, E, n);
+}
+
+// dinp [rows, C] += d(inp) from dout [rows, C]; the experts' weight gradients +=.
+void routed_backward(Ops& ops, Buf dinp, Buf dout, Buf inp, MlpActs& acts, LayerGradients& g, const Weights& w,
+                     const LayerParams& p, const ExpertBatch& batch, int I) {
+  const int n = batch.rows, E = batch.experts.count;
+  if (n == 0) return;
+  Buf dact = rows(g.drouted_act, n, I), dgate = rows(g.drouted_gate, n, I), dup = rows(g.drouted_up, n, I);
+  for (Buf b : {dact, dgate, dup}) ops.zero(b);
+  grouped_backward(ops, dact, dout, acts.act, w, expert_matrices(p, &MlpParams::down, batch.experts), batch.offsets,
+                   E, n);
+  ops.swiglu_backward(dgate, dup, dact, rows(acts.gate, n, I), rows(acts.up, n, I));
+  grouped_backward(ops, dinp, dgate, inp, w, expert_matrices(p, &MlpParams::gate, batch.experts), batch.offsets, E, n);
+  grouped_backward(ops, dinp, dup, inp, w, expert_matrices(p, &MlpParams::up, batch.experts), batch.offsets, E, n);
+}
+
 tensor::RouterConfig router_config(const Architecture& a) {
   return tensor::RouterConfig{a.n_routed, a.top_k, a.n_group, a.topk_group, a.norm_topk_prob, a.routed_scaling};
 }
@@ -294,7 +350,7 @@ tensor::RouterConfig router_config(const Architecture& a) {
 }  // namespace
 
 void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, const LayerParams& p,
-                 const Architecture& a, Buf load, bool route) {
+                 const Architecture& a, Buf load, bool route, RowExchange* exchange) {
   const int N = int(x.numel / a.hidden), C = a.hidden, E = a.n_routed, K = a.top_k, I = a.moe_intermediate;
   const int pairs = N * K;
   if (route) {
@@ -302,12 +358,17 @@ void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, cons
     ops.moe_route_forward(acts.scores, acts.experts, acts.weights, acts.logits,
                           w.master.slice(int64_t(p.router_bias), E), router_config(a), N);
     ops.moe_permute(acts.offsets, acts.order, acts.row_of, load, acts.experts, N, K, E);
+    if (exchange) plan_dispatch(ops, *exchange, acts.dispatch, acts.offsets, a);
   }
   ops.moe_gather(acts.xp, x, acts.order, N, K, C);
-  grouped_forward(ops, acts.routed.gate, acts.xp, w, expert_matrices(p, &MlpParams::gate), acts.offsets, E, pairs);
-  grouped_forward(ops, acts.routed.up, acts.xp, w, expert_matrices(p, &MlpParams::up), acts.offsets, E, pairs);
-  ops.swiglu_forward(rows(acts.routed.act, pairs, I), rows(acts.routed.gate, pairs, I), rows(acts.routed.up, pairs, I));
-  grouped_forward(ops, acts.yp, acts.routed.act, w, expert_matrices(p, &MlpParams::down), acts.offsets, E, pairs);
+  const ExpertBatch batch = expert_batch(acts, a, pairs, exchange != nullptr);
+  if (exchange) {
+    dispatch_rows(ops, *exchange, acts.dispatch, acts.expert_inputs, acts.xp, acts.scratch_a, C);
+    routed_forward(ops, acts.scratch_a, acts.expert_inputs, acts.routed, w, p, batch, I);
+    return_rows(ops, *exchange, acts.dispatch, acts.yp, acts.scratch_a, acts.scratch_b, C);
+  } else {
+    routed_forward(ops, acts.yp, acts.xp, acts.routed, w, p, batch, I);
+  }
   if (a.n_shared > 0)
     mlp_forward(ops, out, acts.shared, x, N, w, p.shared);
   else
@@ -318,17 +379,24 @@ void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, cons
 // The routing weight of (token, slot) gets dot(dout[token], expert output); the expert's input
 // gradient is gathered back to the token; the router's logits get the weights' gradient.
 void moe_backward(Ops& ops, Buf dinp, Buf dout, MoeActs& acts, LayerGradients& g, Buf x, const Weights& w,
-                  const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha, Buf aux_loss) {
+                  const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha, Buf aux_loss,
+                  RowExchange* exchange) {
   const int N = d.N(), C = a.hidden, E = a.n_routed, K = a.top_k, I = a.moe_intermediate, pairs = N * K;
   Buf dyp = rows(g.dyp, pairs, C), dxp = rows(g.dxp, pairs, C), dweights = rows(g.drouter_weights, N, K);
-  Buf dact = rows(g.drouted_act, pairs, I), dgate = rows(g.drouted_gate, pairs, I), dup = rows(g.drouted_up, pairs, I);
   Buf dlogits = rows(g.drouter_logits, N, E);
-  for (Buf b : {dxp, dact, dgate, dup, dlogits}) ops.zero(b);
+  for (Buf b : {dxp, dlogits}) ops.zero(b);
   ops.moe_combine_backward(dyp, dweights, dout, acts.yp, acts.weights, acts.row_of, N, K, C);
-  grouped_backward(ops, dact, dyp, acts.routed.act, w, expert_matrices(p, &MlpParams::down), acts.offsets, E, pairs);
-  ops.swiglu_backward(dgate, dup, dact, rows(acts.routed.gate, pairs, I), rows(acts.routed.up, pairs, I));
-  grouped_backward(ops, dxp, dgate, acts.xp, w, expert_matrices(p, &MlpParams::gate), acts.offsets, E, pairs);
-  grouped_backward(ops, dxp, dup, acts.xp, w, expert_matrices(p, &MlpParams::up), acts.offsets, E, pairs);
+  const ExpertBatch batch = expert_batch(acts, a, pairs, exchange != nullptr);
+  if (exchange) {
+    // The outputs' gradients go where the experts ran; the inputs' gradients come back.
+    Buf dexpert_out = acts.scratch_b, dexpert_in = rows(acts.scratch_a, acts.dispatch.received, C);
+    dispatch_rows(ops, *exchange, acts.dispatch, dexpert_out, dyp, acts.scratch_a, C);
+    ops.zero(dexpert_in);
+    routed_backward(ops, dexpert_in, dexpert_out, acts.expert_inputs, acts.routed, g, w, p, batch, I);
+    return_rows(ops, *exchange, acts.dispatch, dxp, dexpert_in, acts.scratch_b, C);
+  } else {
+    routed_backward(ops, dxp, dyp, acts.xp, acts.routed, g, w, p, batch, I);
+  }
   ops.moe_gather_backward(dinp, dxp, acts.row_of, N, K, C);
   if (a.n_shared > 0) mlp_backward(ops, dinp, dout, acts.shared, g.dact, g.dgate, g.dup, x, N, w, p.shared);
   ops.moe_route_backward(dlogits, dweights, acts.scores, acts.experts, router_config(a), N);

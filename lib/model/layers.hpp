@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/architecture.hpp"
+#include "model/expert_dispatch.hpp"
 #include "model/parameters.hpp"
 #include "tensor/arena.hpp"
 #include "tensor/ops.hpp"
@@ -80,8 +81,13 @@ struct MoeActs {
   Buf logits, scores, weights;  // act [N,E]; f32 [N,E]; f32 [N,K]
   Buf experts, offsets, order, row_of;  // i32 [N,K], [E+1], [N*K], [N*K]
   Buf xp, yp;                   // the permuted batch [N*K, C] in and out of the experts
-  MlpActs routed;               // [N*K, moe_intermediate]
+  MlpActs routed;               // [N*K, moe_intermediate]; with expert parallelism [capacity, ...]
   MlpActs shared;               // [N, moe_intermediate * n_shared]
+  // Expert parallelism (expert_dispatch.hpp), carved for ranks > 1 only: the exchange planned with
+  // the routing, the local experts' rows (expert-major) and two scratch buffers, act [capacity, C]
+  // (the same for every layer).
+  DispatchPlan dispatch;
+  Buf expert_inputs, scratch_a, scratch_b;
 };
 
 // Gradient buffers reused by every layer's backward (one set, sized for the largest layer).
@@ -99,10 +105,14 @@ struct LayerGradients {
 // training, more with a cache), and the shared gradient buffers.
 void carve_attention(Arena& arena, AttentionActs& acts, const Ops& ops, const Architecture& a, const Dims& d, int Tk);
 void carve_mlp(Arena& arena, MlpActs& acts, DType dtype, int n, int I);
-void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N);
-// Only the routing decisions of carve_moe (scores, weights, experts, offsets, order, row_of).
-void carve_routing(Arena& arena, MoeActs& acts, const Architecture& a, int N);
-void carve_gradients(Arena& arena, LayerGradients& g, DType dtype, const Architecture& a, int N);
+// rank, ranks: of expert parallelism (ranks > 1 carves the exchange's plan and expert inputs too).
+void carve_moe(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N, int rank = 0, int ranks = 1);
+// The exchange's scratch_a and scratch_b (ranks > 1): once, for every MoE layer to share.
+void carve_dispatch_scratch(Arena& arena, MoeActs& acts, DType dtype, const Architecture& a, int N, int ranks);
+// Only the routing decisions of carve_moe (scores, weights, experts, offsets, order, row_of, the
+// dispatch plan).
+void carve_routing(Arena& arena, MoeActs& acts, const Architecture& a, int N, int rank = 0, int ranks = 1);
+void carve_gradients(Arena& arena, LayerGradients& g, DType dtype, const Architecture& a, int N, int ranks = 1);
 
 void attention_forward(Ops& ops, Buf out, AttentionActs& acts, Buf x, const Weights& w, const LayerParams& p,
                        const Architecture& a, const tensor::RopeTables& rope, const Dims& d, LayerCache* cache);
@@ -116,10 +126,14 @@ void mlp_backward(Ops& ops, Buf dinp, Buf dout, MlpActs& acts, Buf dact, Buf dga
 
 // out = shared experts(x) + sum over the routed experts; load i64 [E] += the routed counts.
 // route = false reuses the routing decisions already in acts (recomputation) and counts nothing.
+// exchange (expert parallelism; acts carved for its ranks): this rank runs only its experts, over
+// the rows every rank sends them; every rank must make the same calls.
 void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, const LayerParams& p,
-                 const Architecture& a, Buf load, bool route = true);
+                 const Architecture& a, Buf load, bool route = true, RowExchange* exchange = nullptr);
 // aux_alpha > 0 adds the sequence-wise balance loss's gradient (aux_loss is a 1-float scratch).
+// With an exchange, only the local experts' weights get gradients (from every rank's tokens).
 void moe_backward(Ops& ops, Buf dinp, Buf dout, MoeActs& acts, LayerGradients& g, Buf x, const Weights& w,
-                  const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha, Buf aux_loss);
+                  const LayerParams& p, const Architecture& a, const Dims& d, float aux_alpha, Buf aux_loss,
+                  RowExchange* exchange = nullptr);
 
 }  // namespace dsk::model

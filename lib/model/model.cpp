@@ -35,6 +35,7 @@ struct LayerActs {
 // share one set of the rest (full) or of attention's internals (attention), recomputed in backward.
 struct Activations {
   int B = 0, T = 0, max_keys = 0, logit_rows = 0;
+  int expert_ranks = 1;  // of the expert parallelism the MoE layers were carved for
   bool training = false;
   Recompute recompute = Recompute::none;
   std::unique_ptr<tensor::Arena> arena;
@@ -73,8 +74,12 @@ struct Model::Impl {
   float aux_alpha = 0;
   float loss_scale = 1.0f;  // of the backward under way (gradient accumulation folds 1/k in here)
   Recompute recompute_mode = Recompute::none;
+  RowExchange* expert_exchange = nullptr;  // expert parallelism (expert_dispatch.hpp), or none
   ModelOptions options;
   Model::BackwardHook backward_hook;
+
+  int expert_rank() const { return expert_exchange ? expert_exchange->rank() : 0; }
+  int expert_ranks() const { return expert_exchange ? expert_exchange->ranks() : 1; }
 
   Impl(const Architecture& a, std::shared_ptr<tensor::Ops> backend, ModelOptions model_options)
       : ops(backend ? std::move(backend) : std::shared_ptr<tensor::Ops>(tensor::make_cpu_ops())),
@@ -179,8 +184,16 @@ struct Model::Impl {
       const bool dense = any_layer ? arch.first_k_dense > 0 || arch.n_routed == 0 : !layout.layers[i].moe;
       const bool moe = any_layer ? arch.n_routed > 0 && arch.layers > arch.first_k_dense : layout.layers[i].moe;
       if (dense && !shared) carve_mlp(arena, la.mlp, t, N, arch.intermediate);
-      if (moe && !shared) carve_moe(arena, la.moe, t, arch, N);
-      if (shared && layout.layers[i].moe) carve_routing(arena, la.moe, arch, N);
+      if (moe && !shared) carve_moe(arena, la.moe, t, arch, N, expert_rank(), expert_ranks());
+      if (shared && layout.layers[i].moe) carve_routing(arena, la.moe, arch, N, expert_rank(), expert_ranks());
+    }
+    if (expert_ranks() > 1 && !a.layers.empty()) {
+      MoeActs scratch;
+      carve_dispatch_scratch(arena, scratch, t, arch, N, expert_ranks());
+      for (LayerActs& la : a.layers) {
+        la.moe.scratch_a = scratch.scratch_a;
+        la.moe.scratch_b = scratch.scratch_b;
+      }
     }
     a.norm_final = arena.take(t, int64_t(N) * C);
     a.rstd_final = arena.take(DType::f32, N);
@@ -189,7 +202,7 @@ struct Model::Impl {
       a.dhidden = arena.take(t, int64_t(N) * C);
       a.dx = arena.take(t, int64_t(N) * C);
       a.dnorm = arena.take(t, int64_t(N) * C);
-      carve_gradients(arena, a.grads, t, arch, N);
+      carve_gradients(arena, a.grads, t, arch, N, expert_ranks());
     } else {
       a.logits = arena.take(DType::f32, int64_t(logit_rows) * arch.vocab);
     }
@@ -202,7 +215,7 @@ struct Model::Impl {
     if (weights.extension) weights.extension->plan(*ops, B * T, training);
     const Recompute recompute = training ? recompute_mode : Recompute::none;
     if (a.arena && a.B == B && a.T == T && a.max_keys == max_keys && a.logit_rows >= logit_rows &&
-        a.recompute == recompute)
+        a.recompute == recompute && a.expert_ranks == expert_ranks())
       return;
     a.arena.reset();  // the old plan's memory goes back before the new one is taken
     logit_rows = std::max(logit_rows, a.arena ? 0 : a.logit_rows);
@@ -218,6 +231,7 @@ struct Model::Impl {
     fresh.logit_rows = logit_rows;
     fresh.training = training;
     fresh.recompute = recompute;
+    fresh.expert_ranks = expert_ranks();
     a = std::move(fresh);
   }
 
@@ -256,7 +270,9 @@ struct Model::Impl {
     ops->add(la.x_mid, x, s.branch_out);
     ops->rmsnorm_forward(la.norm2, la.rstd2, la.x_mid, weights.w(p.post_norm, C), N, C, a.rms_eps);
     if (p.moe) {
-      moe_forward(*ops, s.branch_out, la.moe, la.norm2, weights, p, a, load_of(l), /*route=*/!replay);
+      // Generation (a cache) stays on this rank's own copy of every expert.
+      moe_forward(*ops, s.branch_out, la.moe, la.norm2, weights, p, a, load_of(l), /*route=*/!replay,
+                  cache ? nullptr : expert_exchange);
       if (aux_alpha > 0 && !replay)
         ops->moe_sequence_aux_loss(s.aux_loss, Buf{}, la.moe.scores, la.moe.experts, d.B, d.T, a.n_routed, a.top_k,
                                    aux_alpha);
@@ -295,7 +311,7 @@ struct Model::Impl {
       ops->zero(s.dnorm);
       if (p.moe)
         moe_backward(*ops, s.dnorm, s.dx, la.moe, s.grads, la.norm2, weights, p, a, d, aux_alpha * loss_scale,
-                     s.aux_loss);
+                     s.aux_loss, expert_exchange);
       else
         mlp_backward(*ops, s.dnorm, s.dx, la.mlp, s.grads.dact, s.grads.dgate, s.grads.dup, la.norm2, N, weights,
                      p.mlp);
@@ -596,6 +612,13 @@ void Model::update_expert_bias(float speed) {
 void Model::set_sequence_aux_loss(float alpha) { impl_->aux_alpha = alpha; }
 
 void Model::set_recompute(Recompute mode) { impl_->recompute_mode = mode; }
+
+void Model::set_expert_exchange(RowExchange* exchange) {
+  if (exchange && exchange->ranks() > 1 && (impl_->arch.n_routed == 0 || impl_->arch.n_routed % exchange->ranks() != 0))
+    throw UsageError(str("expert parallelism over ", exchange->ranks(), " ranks needs a MoE model whose ",
+                         "n_routed_experts (", impl_->arch.n_routed, ") is a multiple of it"));
+  impl_->expert_exchange = exchange && exchange->ranks() > 1 ? exchange : nullptr;
+}
 
 void Model::set_linear_extension(LinearExtension* extension) { impl_->weights.extension = extension; }
 bool Model::frozen_base() const { return impl_->options.frozen_base; }

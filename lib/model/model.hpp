@@ -81,6 +81,7 @@ enum class Recompute { none, attention, full };
 Recompute parse_recompute(const std::string& name);  // UsageError for other names
 
 class LinearExtension;  // layers.hpp
+class RowExchange;      // expert_dispatch.hpp
 
 // How the parameters are held. frozen_base: the model is a fixed base under trainable adapters
 // (dsk-finetune): no gradient buffer at all (gradient_buffer() is empty, backward only carries
@@ -202,6 +203,11 @@ class Model {
   void set_sequence_aux_loss(float alpha);
   // Takes effect at the next training forward (its activation arena is planned anew).
   void set_recompute(Recompute mode);
+  // Expert parallelism (expert_dispatch.hpp): from the next pass on, this rank runs only its share
+  // of every MoE layer's routed experts, over the tokens of all ranks, exchanging rows through
+  // `exchange` (not owned; null: every expert here). Generation with a KV cache keeps to the local
+  // copy of every expert. UsageError when n_routed_experts is not a multiple of the ranks.
+  void set_expert_exchange(RowExchange* exchange);
 
   // Adds `extension` (layers.hpp; LoRA) beside the dense Linears from the next pass on; null
   // removes it. The model does not own it; it must outlive its use.

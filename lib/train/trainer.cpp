@@ -23,6 +23,7 @@
 #include "train/checkpoint_writer.hpp"
 #include "train/gradient_sync.hpp"
 #include "train/evaluate.hpp"
+#include "train/expert_parallel.hpp"
 #include "train/objective.hpp"
 #include "train/metrics_log.hpp"
 #include "train/model_source.hpp"
@@ -150,6 +151,8 @@ class TrainingRun {
   // micro-batches, sum their gradients, and with ZeRO-1 split the optimizer state.
   std::unique_ptr<dist::Communicator> comm_;
   model::Model model_;
+  // Expert parallelism (expert_parallel.hpp): null unless dist.expert_parallel > 1.
+  std::unique_ptr<model::RowExchange> expert_exchange_;
   std::unique_ptr<Objective> objective_;
   AdamW optimizer_;
   GradientSync gradient_sync_;
@@ -213,6 +216,7 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
       comm_(dist::make_communicator(launch_, *ops_, config.get_double("dist.timeout"))),
       model_(hooks.make_model ? hooks.make_model(config, ops_)
                               : model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
+      expert_exchange_(enable_expert_parallel(config, *comm_, model_)),
       objective_(hooks.make_objective ? hooks.make_objective(model_, config)
                                       : std::make_unique<NextTokenObjective>(model_, config)),
       optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),

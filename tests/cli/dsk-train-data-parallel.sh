@@ -16,12 +16,10 @@
 #   - grad_accum not divisible by the ranks, and CPU ranks not started by mpirun, are usage errors.
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
-command -v mpirun >/dev/null || { echo "SKIP: no mpirun (OpenMPI)"; exit 77; }
+use_mpi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpi() { timeout 300 mpirun --oversubscribe -np "$1" --mca btl self,vader "${@:2}"; }
 make_shards
 
 losses() { python3 -c '
@@ -29,14 +27,6 @@ import json, sys
 for line in open(sys.argv[1]):
     m = json.loads(line)
     print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), m.get("expert_load") is not None)' "$1"; }
-
-# Largest relative difference of the losses of two metrics.jsonl files (same steps).
-max_relative_difference() { python3 -c '
-import json, sys
-a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
-assert len(a) == len(b), (len(a), len(b))
-print(max(abs(x - y) / abs(x) for x, y in zip(a, b)))' "$1" "$2"; }
 
 for model_type in llama deepseek_v3; do
   write_config base.yaml "$model_type"

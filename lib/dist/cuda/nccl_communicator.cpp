@@ -120,6 +120,40 @@ class NcclCommunicator : public Communicator {
 
   void all_gather(Buf whole, int64_t shard) override { start_all_gather(whole, shard)->wait(); }
 
+  // NCCL has no all-to-all of its own: one send and one receive per peer, grouped so that they
+  // progress together (and a rank's block to itself is a send/receive pair too).
+  void all_to_all(Buf send, std::span<const int64_t> send_counts, Buf recv,
+                  std::span<const int64_t> recv_counts) override {
+    const size_t element = tensor::dtype_size(send.dtype);
+    const ncclDataType_t type = nccl_type(send.dtype);
+    const char* out = static_cast<const char*>(send.data);
+    char* in = static_cast<char*>(recv.data);
+    int64_t send_total = 0, receive_total = 0;
+    for (int q = 0; q < size_; ++q) {
+      send_total += send_counts[q];
+      receive_total += recv_counts[q];
+    }
+    if (send_total > send.numel || receive_total > recv.numel)
+      throw InternalError("all_to_all: the counts exceed the buffers");
+    // On the communication stream like every collective: one communicator used from two streams
+    // could misorder NCCL's operations.
+    enqueue([&](cudaStream_t stream) {
+      int64_t send_offset = 0, receive_offset = 0;
+      check(ncclGroupStart(), "ncclGroupStart");
+      for (int q = 0; q < size_; ++q) {
+        if (send_counts[q] > 0)
+          check(ncclSend(out + size_t(send_offset) * element, size_t(send_counts[q]), type, q, comm_, stream),
+                "ncclSend");
+        if (recv_counts[q] > 0)
+          check(ncclRecv(in + size_t(receive_offset) * element, size_t(recv_counts[q]), type, q, comm_, stream),
+                "ncclRecv");
+        send_offset += send_counts[q];
+        receive_offset += recv_counts[q];
+      }
+      check(ncclGroupEnd(), "ncclGroupEnd");
+    })->wait();
+  }
+
   double all_reduce_sum(double value) override {
     if (cudaMemcpyAsync(scalar_, &value, sizeof value, cudaMemcpyHostToDevice, stream_) != cudaSuccess)
       throw InternalError("cudaMemcpyAsync of a scalar failed");

@@ -5,6 +5,8 @@
 #   write_config FILE MODEL_TYPE     a dsk-train config (llama or deepseek_v3) training on ./shards
 #   make_tiny_base                   a 2-step llama checkpoint (its path); expect_error CODE PATTERN cmd...
 #   in_scratch_dir                   cd to a temporary directory removed at exit
+#   use_mpi; mpi N command...        ranks under OpenMPI (the test is skipped without mpirun)
+#   max_relative_difference A B      of the losses of two metrics.jsonl files
 fail() { echo "FAIL: $*" >&2; exit 1; }
 field() { sed -n "s/^$1: //p" "$2" | tail -1; }  # a record's field
 
@@ -96,3 +98,18 @@ in_scratch_dir() {
   trap 'rm -rf "$work"' EXIT
   cd "$work"
 }
+
+# Several ranks on this machine through OpenMPI, as root too and with more ranks than cores.
+use_mpi() {
+  command -v mpirun >/dev/null || { echo "SKIP: no mpirun (OpenMPI)"; exit 77; }
+  export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+}
+mpi() { timeout 300 mpirun --oversubscribe -np "$1" --mca btl self,vader "${@:2}"; }
+
+# Largest relative difference of the losses of two metrics.jsonl files (same steps).
+max_relative_difference() { python3 -c '
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+assert len(a) == len(b), (len(a), len(b))
+print(max(abs(x - y) / abs(x) for x, y in zip(a, b)))' "$1" "$2"; }

@@ -1,0 +1,65 @@
+#include "train/expert_parallel.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace dsk::train {
+namespace {
+
+// Groups of `group` consecutive ranks (group g: ranks [g*group, (g+1)*group)) each split the
+// experts among themselves. The exchange is an all-to-all of the whole communicator with nothing
+// for the ranks of other groups: every rank makes the same calls at the same time, and no
+// sub-communicator is needed (NCCL's send/receive skip empty blocks; MPI's all-to-all is cheap on
+// the CPU ranks of tests).
+class CommunicatorRowExchange : public model::RowExchange {
+ public:
+  CommunicatorRowExchange(dist::Communicator& comm, int group)
+      : comm_(comm), group_(group), first_(comm.rank() / group * group) {}
+  int rank() const override { return comm_.rank() - first_; }
+  int ranks() const override { return group_; }
+  void all_to_all(tensor::Buf send, std::span<const int64_t> send_counts, tensor::Buf recv,
+                  std::span<const int64_t> recv_counts) override {
+    if (group_ == comm_.size()) {
+      comm_.all_to_all(send, send_counts, recv, recv_counts);
+      return;
+    }
+    std::vector<int64_t> sent(size_t(comm_.size()), 0), received(size_t(comm_.size()), 0);
+    std::copy(send_counts.begin(), send_counts.end(), sent.begin() + first_);
+    std::copy(recv_counts.begin(), recv_counts.end(), received.begin() + first_);
+    comm_.all_to_all(send, sent, recv, received);
+  }
+
+ private:
+  dist::Communicator& comm_;
+  int group_, first_;
+};
+
+}  // namespace
+
+std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, int group) {
+  return std::make_unique<CommunicatorRowExchange>(comm, group);
+}
+
+std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config, dist::Communicator& comm,
+                                                           model::Model& model) {
+  const int64_t ranks = config.get_int("dist.expert_parallel");
+  if (ranks == 1) return nullptr;
+  if (comm.size() % ranks != 0)
+    throw UsageError(str("dist.expert_parallel ", ranks, " must divide the number of ranks (", comm.size(),
+                         "): the routed experts are split over groups of that many consecutive ranks"));
+  const model::Architecture& arch = model.architecture();
+  if (arch.n_routed == 0)
+    throw UsageError(str("dist.expert_parallel ", ranks, ": the model has no routed experts (a deepseek_v3 MoE "
+                         "model has them)"));
+  std::unique_ptr<model::RowExchange> exchange = make_row_exchange(comm, int(ranks));
+  model.set_expert_exchange(exchange.get());
+  if (comm.rank() == 0)  // before the trainer quiets the other ranks
+    log_info("expert parallel: ", arch.n_routed / ranks, " of the ", arch.n_routed, " routed experts per rank, ",
+             comm.size() / ranks, comm.size() / ranks == 1 ? " group" : " groups", " of ", ranks, " ranks");
+  return exchange;
+}
+
+}  // namespace dsk::train

@@ -1,0 +1,43 @@
+// Expert parallelism for deepseek_v3 training (dist.expert_parallel: N, N dividing the number of
+// ranks): the ranks form groups of N consecutive ranks, and within each group the routed experts
+// of every MoE layer are split over the ranks (the group's rank r runs experts [r*E/N, (r+1)*E/N));
+// each rank's tokens reach their experts through the communicator's all-to-all
+// (model/expert_dispatch.hpp has the dispatch and combine). Attention, the shared experts, the
+// embeddings and the router stay data-parallel over all ranks, and so do the experts across the
+// groups.
+//
+// How it fits the data-parallel step (trainer.cpp, gradient_sync.hpp): a local expert's gradient
+// is summed over the tokens of every rank of its group that were routed to it, each already scaled
+// by its micro-batch's 1/grad_accum; the other ranks of the group hold 0 for that expert. The
+// all-reduce of the whole gradient buffer over all ranks therefore sums each expert over the
+// groups (with one group: leaves its exact gradient, x + 0 = x), the global grad norm is the
+// one-rank norm, and AdamW (replicated or ZeRO-1) updates every copy alike: the weights and
+// moments of all experts stay the same on every rank, so rank 0 writes the same checkpoint as a
+// one-rank run and a checkpoint resumes on any number of ranks, with or without expert
+// parallelism. The expert loads each rank counts for its own tokens are summed over the ranks
+// before the bias update (as with data parallelism alone), so every rank balances alike.
+//
+// What is split is the expert compute and the routed activations; the expert weights, their
+// gradients and moments are still held in full by every rank.
+#pragma once
+
+#include <memory>
+
+#include "core/config.hpp"
+#include "dist/communicator.hpp"
+#include "model/expert_dispatch.hpp"
+#include "model/model.hpp"
+
+namespace dsk::train {
+
+// The row exchange of a model's expert parallelism over `comm`, within this rank's group of
+// `group` consecutive ranks (group divides comm.size()).
+std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, int group);
+
+// Reads dist.expert_parallel and, when it is above 1, turns expert parallelism on in `model` and
+// returns the exchange, which must outlive the model's passes (null when off). UsageError when it
+// does not divide the number of ranks, or the model has no routed experts to split evenly.
+std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config, dist::Communicator& comm,
+                                                           model::Model& model);
+
+}  // namespace dsk::train

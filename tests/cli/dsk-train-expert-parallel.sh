@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Expert-parallel dsk-train (dist.expert_parallel) on the CPU backend: 2 ranks under mpirun, each
+# running 3 of the 6 routed experts of the deepseek_v3 fixture over the tokens both ranks send it
+# through MPI_Alltoallv (the GPU build does the same through NCCL send/recv). Checks:
+#   - the losses follow the 1-rank run at the same global batch (within 1e-6 relative: the expert
+#     gradients are summed in another order), the expert-load shares are the same, and the final
+#     checkpoint (an HF model.safetensors, F32 here) holds the same tensors within 1e-5;
+#   - with train.recompute full (the exchange redone in backward) and with ZeRO-1 the losses and
+#     the gathered optimizer state are bit-identical to the plain expert-parallel run;
+#   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts) the
+#     losses follow 1 rank's at the same global batch too;
+#   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would;
+#   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
+#     a usage error.
+set -euo pipefail
+source "$(dirname "$0")/lib/train-fixture.sh"
+use_mpi
+in_scratch_dir
+make_shards
+
+# step, loss, grad norm and expert load of every line: what must agree bit for bit.
+losses() { python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), m.get("expert_load"))' "$1"; }
+
+expert_loads() { python3 -c '
+import json, sys
+for line in open(sys.argv[1]): print(json.loads(line)["expert_load"])' "$1"; }
+
+# Largest difference of the tensors of two F32 model.safetensors (the same names and shapes).
+max_weight_difference() { python3 -c '
+import json, struct, sys
+def tensors(path):
+    data = open(path, "rb").read()
+    size, = struct.unpack_from("<Q", data, 0)
+    header = json.loads(data[8:8 + size])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, t in header.items():
+        assert t["dtype"] == "F32", name
+        begin, end = t["data_offsets"]
+        out[name] = (t["shape"], struct.unpack_from(f"<{(end - begin) // 4}f", data, 8 + size + begin))
+    return out
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
+worst = 0.0
+for name in a:
+    assert a[name][0] == b[name][0], name
+    worst = max([worst] + [abs(x - y) for x, y in zip(a[name][1], b[name][1])])
+print(worst)' "$1" "$2"; }
+
+below() { python3 -c "import sys; sys.exit(0 if $1 < $2 else 1)"; }
+
+write_config base.yaml deepseek_v3
+sed -i 's/^steps: 40$/steps: 20/' base.yaml
+sed -i 's/^checkpoint:$/checkpoint:\n  dtype: F32/' base.yaml  # weights compared to 1e-5
+
+dsk-train -q -c base.yaml --device cpu --run-dir one >one.yaml
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir ep --set dist.expert_parallel=2 >ep.yaml 2>ep.err ||
+  fail "2 ranks, expert parallel: $(cat ep.err)"
+[ "$(grep -c '^kind: checkpoint' ep.yaml)" = 1 ] || fail "one record expected: $(cat ep.yaml)"
+[ "$(field step ep.yaml)" = 20 ] || fail "expert parallel: $(cat ep.yaml)"
+[ "$(wc -l <ep/metrics.jsonl)" = 20 ] || fail "metrics.jsonl written by one rank only"
+diff=$(max_relative_difference one/metrics.jsonl ep/metrics.jsonl)
+below "$diff" 1e-6 || fail "expert-parallel losses differ from 1 rank's by $diff (relative)"
+cmp <(expert_loads one/metrics.jsonl) <(expert_loads ep/metrics.jsonl) ||
+  fail "expert-load shares differ from 1 rank's"
+diff=$(max_weight_difference one/checkpoints/step-000020/model.safetensors ep/checkpoints/step-000020/model.safetensors)
+below "$diff" 1e-5 || fail "expert-parallel final weights differ from 1 rank's by $diff"
+
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir recompute --set dist.expert_parallel=2 \
+  --set train.recompute=full >/dev/null 2>recompute.err || fail "recompute full: $(cat recompute.err)"
+cmp <(losses ep/metrics.jsonl) <(losses recompute/metrics.jsonl) || fail "recompute full changed the losses"
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir zero --set dist.expert_parallel=2 --set dist.zero=1 \
+  >/dev/null 2>zero.err || fail "ZeRO-1: $(cat zero.err)"
+cmp <(losses ep/metrics.jsonl) <(losses zero/metrics.jsonl) || fail "ZeRO-1 changed the expert-parallel losses"
+cmp ep/checkpoints/step-000020/dsk/optimizer.bin.zst zero/checkpoints/step-000020/dsk/optimizer.bin.zst ||
+  fail "ZeRO-1's gathered optimizer state differs"
+
+# Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
+dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
+mpi 4 dsk-train -q -c base.yaml --device cpu --run-dir groups --set data.grad_accum=4 --set dist.expert_parallel=2 \
+  >/dev/null 2>groups.err || fail "4 ranks, groups of 2: $(cat groups.err)"
+diff=$(max_relative_difference one4/metrics.jsonl groups/metrics.jsonl)
+below "$diff" 1e-6 || fail "4 ranks in 2 expert-parallel groups differ from 1 rank by $diff (relative)"
+cmp <(expert_loads one4/metrics.jsonl) <(expert_loads groups/metrics.jsonl) ||
+  fail "4 ranks in 2 groups: expert-load shares differ from 1 rank's"
+
+# 10 steps on 2 ranks with expert parallelism, then 1 rank takes the checkpoint on to step 20, as
+# the same two commands do on 1 rank alone (--steps 10 also shortens the first half's schedule).
+dsk-train -q -c base.yaml --device cpu --run-dir halves --steps 10 >/dev/null
+dsk-train -q -c base.yaml --device cpu --run-dir halves >/dev/null
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir switch --set dist.expert_parallel=2 --steps 10 \
+  >/dev/null 2>switch.err || fail "first half: $(cat switch.err)"
+dsk-train -q -c base.yaml --device cpu --run-dir switch >switch.yaml 2>switch.err ||
+  fail "resumed on 1 rank: $(cat switch.err)"
+[ "$(field step switch.yaml)" = 20 ] || fail "resumed run: $(cat switch.yaml)"
+diff=$(max_relative_difference halves/metrics.jsonl switch/metrics.jsonl)
+below "$diff" 1e-6 || fail "expert parallel on 2 ranks then 1 rank differ from 1 rank by $diff (relative)"
+
+# Usage errors: exit 2 and a message that says what is wrong.
+expect_error 2 "must divide the number of ranks (1)" \
+  dsk-train -q -c base.yaml --device cpu --run-dir bad --set dist.expert_parallel=2
+code=0
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir bad --set dist.expert_parallel=3 >/dev/null 2>bad.err || code=$?
+[ "$code" != 0 ] || fail "expert_parallel 3 on 2 ranks was accepted"
+grep -q "must divide the number of ranks (2)" bad.err || fail "expert_parallel 3: $(cat bad.err)"
+write_config dense.yaml llama
+code=0
+mpi 2 dsk-train -q -c dense.yaml --device cpu --run-dir bad --set dist.expert_parallel=2 >/dev/null 2>bad.err ||
+  code=$?
+[ "$code" != 0 ] || fail "expert parallelism of a dense model was accepted"
+grep -q "no routed experts" bad.err || fail "dense model: $(cat bad.err)"
+echo "PASS"
