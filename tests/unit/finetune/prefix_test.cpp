@@ -4,6 +4,9 @@
 // a KV cache: HF's past_key_values semantics (no RoPE on the prefix, x at positions P..). Then
 // gradients of the table and of every part of the reparameterisation MLP against central finite
 // differences, recomputation alike, folding at save giving the same logits, and bad files.
+// The PEFT case exports dsk-saved prefix adapters with their logits to
+// DSK_BUILD_DIR/peft-export/prefix-<model>/, which tests/fixtures/make_peft_fixtures.py --check
+// loads with PeftModel.from_pretrained on the GPU machine (scripts/device/finetune-gpu.sh).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,6 +14,7 @@
 #include <random>
 
 #include "../io/scratch_dir.hpp"
+#include "../model/f32_safetensors.hpp"
 #include "../model/tiny_models.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -235,4 +239,39 @@ TEST_CASE("an MLA prefix saves in dsk's layout and reads back") {
   CHECK(config["value_dim"] == 4);
   std::unique_ptr<Adapter> loaded = adapter_from_directory(dir, base);
   CHECK(base.logits(batch.tokens.data(), batch.B, batch.T) == logits);
+}
+
+TEST_CASE("a PEFT adapter saved by dsk: prefix tuning, folded, exported for PEFT (llama, qwen2)") {
+  namespace fs = std::filesystem;
+  using nlohmann::json;
+  const fs::path models = fs::path(DSK_SOURCE_DIR) / "tests/fixtures/models";
+  for (const std::string model_case : {"llama", "qwen2"}) {
+    CAPTURE(model_case);
+    const fs::path checkpoint = models / model_case / "checkpoint";
+    model::Model base = model::Model::load_hf_checkpoint(checkpoint, nullptr, model::ModelOptions{true});
+    const json tokens_json = json::parse(read_file(models / model_case / "fixture.json"))["tokens"];
+    const int B = int(tokens_json.size()), T = int(tokens_json[0].size());
+    std::vector<int32_t> tokens;
+    for (auto& row : tokens_json)
+      for (auto& id : row) tokens.push_back(id.get<int32_t>());
+    const fs::path dir = scratch_dir("prefix-peft-" + model_case) / "adapter";
+    std::vector<float> logits;
+    {
+      PrefixAdapter adapter(base, PrefixSettings{3, true, 16}, 11);  // PEFT's init, through the MLP
+      adapter.prepare();
+      logits = base.logits(tokens.data(), B, T);
+      adapter.save(dir, base, checkpoint.string());
+    }
+    {
+      std::unique_ptr<Adapter> loaded = adapter_from_directory(dir, base);
+      CHECK(base.logits(tokens.data(), B, T) == logits);
+    }
+    const fs::path out = fs::path(DSK_BUILD_DIR) / "peft-export" / ("prefix-" + model_case);
+    fs::remove_all(out);
+    fs::create_directories(out);
+    fs::copy(dir, out / "adapter");
+    model::testing::write_f32_safetensors(out / "logits.safetensors",
+                                          {{"logits", {{B, T, int64_t(logits.size()) / (B * T)}, logits}}});
+    write_file_atomic(out / "export.json", json{{"base", checkpoint.string()}, {"tokens", tokens_json}}.dump(2));
+  }
 }
