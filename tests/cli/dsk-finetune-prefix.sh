@@ -59,16 +59,7 @@ mv run straight
 
 # SIGTERM after a few steps, then the same command resumes: the same losses, the same adapter bytes
 # (the checkpoint keeps the MLP in the optimizer state; the adapter files hold its folded output).
-dsk-finetune train -q -c prefix.yaml >interrupted.yaml 2>interrupted.err &
-pid=$!
-for _ in $(seq 3000); do
-  [ -f run/metrics.jsonl ] && [ "$(wc -l <run/metrics.jsonl)" -ge 3 ] && break
-  sleep 0.01
-done
-kill -TERM "$pid"
-code=0
-wait "$pid" || code=$?
-[ "$code" = 143 ] || fail "SIGTERM: exit $code: $(cat interrupted.err)"
+stop_after_lines 3 run/metrics.jsonl dsk-finetune train -q -c prefix.yaml
 dsk-finetune train -q -c prefix.yaml >resumed.yaml
 losses run/metrics.jsonl | diff straight.losses - || fail "losses differ after the resume"
 cmp straight.safetensors run/adapter/adapter_model.safetensors || fail "the resumed adapter differs"

@@ -5,6 +5,8 @@
 #   write_config FILE MODEL_TYPE     a dsk-train config (llama or deepseek_v3) training on ./shards
 #   make_tiny_base                   a 2-step llama checkpoint (its path); expect_error CODE PATTERN cmd...
 #   in_scratch_dir                   cd to a temporary directory removed at exit
+#   stop_after_lines N METRICS cmd...  runs cmd in the background (stdout interrupted.yaml, stderr
+#                                    interrupted.err), SIGTERM once METRICS has N lines; expects 143
 fail() { echo "FAIL: $*" >&2; exit 1; }
 field() { sed -n "s/^$1: //p" "$2" | tail -1; }  # a record's field
 
@@ -95,4 +97,18 @@ in_scratch_dir() {
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   cd "$work"
+}
+
+stop_after_lines() {
+  local lines=$1 metrics=$2
+  shift 2
+  "$@" >interrupted.yaml 2>interrupted.err &
+  local pid=$! code=0
+  for _ in $(seq 3000); do
+    [ -f "$metrics" ] && [ "$(wc -l <"$metrics")" -ge "$lines" ] && break
+    sleep 0.01
+  done
+  kill -TERM "$pid"
+  wait "$pid" || code=$?
+  [ "$code" = 143 ] || fail "SIGTERM: exit $code: $(cat interrupted.err)"
 }

@@ -16,6 +16,7 @@
 #include "../io/scratch_dir.hpp"
 #include "../model/f32_safetensors.hpp"
 #include "../model/tiny_models.hpp"
+#include "adapter_testing.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "finetune/adapter_objective.hpp"
@@ -28,17 +29,8 @@ using Batch = model::testing::TinyBatch;
 
 namespace {
 
-model::Model frozen(const model::Architecture& arch) {
-  return model::Model(arch, 7, 0.2f, nullptr, model::ModelOptions{true});
-}
-
-std::vector<float> random_values(size_t n, uint64_t seed, float std = 0.5f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, std);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
+using dsk::finetune::testing::frozen;
+using dsk::finetune::testing::random_values;
 
 // The table [P, L * (k_row + v_row)] of the keys and values `base` caches for `context`.
 std::vector<float> table_of_context(model::Model& base, const std::vector<int32_t>& context) {
@@ -93,7 +85,7 @@ void check_context_equivalence(const model::Architecture& arch) {
 // of `parts` (offset, count) of the trainable set.
 void check_gradients(model::Model& base, PrefixAdapter& adapter, const std::vector<std::pair<size_t, size_t>>& parts) {
   Batch batch;
-  std::vector<float> values = random_values(adapter.parameter_count(), 5);
+  std::vector<float> values = random_values(adapter.parameter_count(), 5, 0.5f);
   adapter.parameters().set(values);
   adapter.parameters().zero_grad();
   adapter.prepare();
@@ -187,7 +179,7 @@ TEST_CASE("a reparameterised prefix folds at save: the same logits from the save
   std::vector<float> logits;
   {
     PrefixAdapter adapter(base, PrefixSettings{4, true, 8}, 1);
-    adapter.parameters().set(random_values(adapter.parameter_count(), 9));
+    adapter.parameters().set(random_values(adapter.parameter_count(), 9, 0.5f));
     adapter.prepare();
     logits = base.logits(batch.tokens.data(), batch.B, batch.T);
     adapter.save(dir, base, "base-dir");
