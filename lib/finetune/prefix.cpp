@@ -1,5 +1,6 @@
 #include "finetune/prefix.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -53,32 +54,27 @@ PrefixGeometry prefix_geometry(const model::Architecture& a) {
   return g;
 }
 
-PrefixAdapter::Layout PrefixAdapter::layout() const {
-  Layout l;
-  const size_t P = size_t(settings_.virtual_tokens), W = size_t(geometry_.width());
-  if (!settings_.projection) {
+namespace {
+
+// Where each part of the trainable set lives (prefix.hpp's PrefixLayout); UsageError for P < 1 or
+// an encoder size < 0.
+PrefixLayout layout_of(const PrefixSettings& s, const PrefixGeometry& g) {
+  if (s.virtual_tokens < 1) throw UsageError(str("prefix: num_virtual_tokens must be at least 1 (got ", s.virtual_tokens, ")"));
+  if (s.encoder_hidden_size < 0)
+    throw UsageError(str("prefix: encoder_hidden_size must be at least 1 (got ", s.encoder_hidden_size, ")"));
+  PrefixLayout l;
+  const size_t P = size_t(s.virtual_tokens), W = size_t(g.width());
+  if (!s.projection) {
     l.total = P * W;
     return l;
   }
-  const size_t D = size_t(geometry_.token_dim), E = size_t(encoder());
+  const size_t D = size_t(g.token_dim), E = size_t(s.encoder_hidden_size > 0 ? s.encoder_hidden_size : g.token_dim);
   l.w1 = P * D;
   l.b1 = l.w1 + E * D;
   l.w2 = l.b1 + E;
   l.b2 = l.w2 + W * E;
   l.total = l.b2 + W;
   return l;
-}
-
-namespace {
-
-size_t checked_total(const PrefixSettings& s, const PrefixGeometry& g) {
-  if (s.virtual_tokens < 1) throw UsageError(str("prefix: num_virtual_tokens must be at least 1 (got ", s.virtual_tokens, ")"));
-  if (s.encoder_hidden_size < 0)
-    throw UsageError(str("prefix: encoder_hidden_size must be at least 1 (got ", s.encoder_hidden_size, ")"));
-  const size_t P = size_t(s.virtual_tokens), W = size_t(g.width());
-  if (!s.projection) return P * W;
-  const size_t D = size_t(g.token_dim), E = size_t(s.encoder_hidden_size > 0 ? s.encoder_hidden_size : g.token_dim);
-  return P * D + E * D + E + W * E + W;
 }
 
 }  // namespace
@@ -88,8 +84,9 @@ PrefixAdapter::PrefixAdapter(model::Model& model, PrefixSettings settings, uint6
       settings_(settings),
       geometry_(prefix_geometry(model.architecture())),
       layer_of_(layers_by_o_weight(model)),
-      parameters_(model.ops(), checked_total(settings_, geometry_), "prefix tuning") {
-  const Layout l = layout();
+      layout_(layout_of(settings_, geometry_)),
+      parameters_(model.ops(), layout_.total, "prefix tuning") {
+  const PrefixLayout& l = layout_;
   std::vector<float> values(l.total);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -148,7 +145,7 @@ std::string PrefixAdapter::describe() const {
 void PrefixAdapter::prepare() {
   if (!settings_.projection) return;  // the table is the working copy of the trainable set itself
   tensor::Ops& ops = model_.ops();
-  const Layout l = layout();
+  const PrefixLayout& l = layout_;
   const int P = settings_.virtual_tokens, D = geometry_.token_dim, E = encoder(), W = geometry_.width();
   ops.embedding_forward(embedded_, rows_, w(l.embedding, int64_t(P) * D), P, D);
   ops.matmul_forward(hidden_, embedded_, w(l.w1, int64_t(E) * D), w(l.b1, E), P, D, E, false);
@@ -160,7 +157,7 @@ void PrefixAdapter::prepare() {
 // gradients (+=), and cleared for the next pass.
 void PrefixAdapter::finish_backward() {
   tensor::Ops& ops = model_.ops();
-  const Layout l = layout();
+  const PrefixLayout& l = layout_;
   const int P = settings_.virtual_tokens, D = geometry_.token_dim, E = encoder(), W = geometry_.width();
   if (!settings_.projection) {
     ops.embedding_backward(g(0, int64_t(P) * W), dtable_, rows_, P, W, P);

@@ -56,6 +56,12 @@ struct PrefixGeometry {
 
 PrefixGeometry prefix_geometry(const model::Architecture& arch);
 
+// Offsets in the trainable buffers: the table itself (at 0), or with projection E (at 0), W1, b1,
+// W2, b2.
+struct PrefixLayout {
+  size_t embedding = 0, w1 = 0, b1 = 0, w2 = 0, b2 = 0, total = 0;
+};
+
 class PrefixAdapter final : public Adapter, public model::AttentionPrefix {
  public:
   // UsageError for P < 1 or an encoder size < 1. Initialised as PEFT's PrefixEncoder is by torch:
@@ -95,11 +101,6 @@ class PrefixAdapter final : public Adapter, public model::AttentionPrefix {
                    int max_length) override;
 
  private:
-  // Offsets in the trainable buffers: the table itself, or E, W1, b1, W2, b2 (projection).
-  struct Layout {
-    size_t embedding = 0, w1 = 0, b1 = 0, w2 = 0, b2 = 0, total = 0;
-  };
-  Layout layout() const;
   void carve_fixed(tensor::Arena& arena);
   void carve_rows(tensor::Arena& arena, int rows, bool training);
   int encoder() const { return settings_.encoder_hidden_size > 0 ? settings_.encoder_hidden_size : geometry_.token_dim; }
@@ -113,6 +114,7 @@ class PrefixAdapter final : public Adapter, public model::AttentionPrefix {
   PrefixSettings settings_;
   PrefixGeometry geometry_;
   std::unordered_map<size_t, int> layer_of_;  // o_proj weight offset -> layer
+  PrefixLayout layout_;
   AdapterParameters parameters_;
   // Fixed buffers: the rows 0..P-1 (i32), and with projection the MLP's activations and the
   // table it makes; dtable [P, width] collects the layers' prefix gradients of a training pass.
