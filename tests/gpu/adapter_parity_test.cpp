@@ -3,8 +3,8 @@
 // backends), bottleneck adapters (lib/finetune/bottleneck.hpp, after attention and the MLP) and
 // prefix tuning (lib/finetune/prefix.hpp, with and without the reparameterisation MLP), on a small
 // llama and deepseek_v3 (MLA, MoE).
-//   precision fp32 (TF32 off): logits and the adapter's gradients <= 1e-4 of the largest value,
-//   the loss <= 1e-5 relative.
+//   precision fp32 (TF32 off): logits (also through a KV cache) and the adapter's gradients <= 1e-4
+//   of the largest value, the loss <= 1e-5 relative.
 //   precision bf16: the loss within 1%, the adapter's gradients within 5e-2 (L2, relative).
 // Also: the bf16 frozen base holds its weights in bf16 only (no fp32 master, no gradients).
 #include <doctest/doctest.h>
@@ -113,6 +113,12 @@ void compare(const model::Architecture& arch, const std::string& precision, cons
 
   const double logits_error = max_relative_error(gpu.logits(tokens.data(), B, T), cpu.logits(tokens.data(), B, T));
   if (fp32) CHECK(logits_error <= 1e-4);
+  // Generation's path: a KV cache (holding prefix tuning's prefix from the start), the last logits.
+  model::KvCache cpu_cache = cpu.new_kv_cache(B, T), gpu_cache = gpu.new_kv_cache(B, T);
+  const double cached_error = max_relative_error(gpu.forward_cached(gpu_cache, tokens.data(), B, T),
+                                                 cpu.forward_cached(cpu_cache, tokens.data(), B, T));
+  INFO("cached logits error " << cached_error);
+  if (fp32) CHECK(cached_error <= 1e-4);
   cpu_adapter->set_dropout_seed(11);
   gpu_adapter->set_dropout_seed(11);
   const float cpu_loss = cpu.forward_backward(tokens.data(), targets.data(), B, T);
