@@ -54,6 +54,9 @@ void print_adapter_record(const finetune::FinetuneOutcome& outcome, bool interru
       .set("model_type", t.model_type);
   if (outcome.method == "lora")
     record.set("peft_type", "LORA").set("r", int64_t(outcome.rank)).set("lora_alpha", outcome.alpha);
+  else if (outcome.method == "prefix")  // deepseek_v3's MLA prefixes are in dsk's own layout (prefix.hpp)
+    record.set("peft_type", t.model_type == "deepseek_v3" ? "MLA_PREFIX_TUNING" : "PREFIX_TUNING")
+        .set("num_virtual_tokens", int64_t(outcome.virtual_tokens));
   else
     record.set("peft_type", "BOTTLENECK");
   record.set("trainable_parameters", t.trainable)
@@ -226,12 +229,12 @@ CLI::App* add_eval_command(CLI::App& app, EvalFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Parameter-efficient fine-tuning (LoRA, bottleneck adapters) of llama, qwen2 and deepseek_v3 models", "dsk-finetune"};
+  CLI::App app{"Parameter-efficient fine-tuning (LoRA, bottleneck adapters, prefix tuning) of llama, qwen2 and deepseek_v3 models", "dsk-finetune"};
   cli::CommonOptions common;
   cli::add_common_flags(app, common);
   app.require_subcommand(1);
   app.fallthrough();
-  CLI::App* train = app.add_subcommand("train", "Train a LoRA or bottleneck adapter on instruction JSONL (or resume the run)");
+  CLI::App* train = app.add_subcommand("train", "Train a LoRA, bottleneck or prefix-tuning adapter on instruction JSONL (or resume the run)");
   cli::add_config_flags(*train, common);
   cli::KeyedFlags keyed(*train);
   TrainFlags train_flags;

@@ -64,6 +64,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 
+// ---- tanh.cpp: out = tanh(in) over n values; backward din += dout * (1 - out^2) (from the output)
+void tanh_forward(float* out, const float* in, int64_t n);
+void tanh_backward(float* din, const float* dout, const float* out, int64_t n);
+
 // ---- embedding.cpp: out[n] = table[tokens[n]]; table [V,C], out [N,C]
 void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C);
 void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C);

@@ -39,6 +39,12 @@ void swiglu_forward(T* out, const T* gate, const T* up, int64_t n, cudaStream_t 
 template <typename T>
 void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n, cudaStream_t stream);
 
+// ---- tanh.cu. out = tanh(in) over n values; backward din += dout * (1 - out^2).
+template <typename T>
+void tanh_forward(T* out, const T* in, int64_t n, cudaStream_t stream);
+template <typename T>
+void tanh_backward(T* din, const T* dout, const T* out, int64_t n, cudaStream_t stream);
+
 // ---- embedding.cu. out[n] = table[tokens[n]]; table [V,C] (T), out [N,C].
 template <typename T>
 void embedding_forward(T* out, const int32_t* tokens, const T* table, int N, int C, cudaStream_t stream);

@@ -1,5 +1,6 @@
 // What a fine-tuning method trains beside a frozen base (LoRA: lora.hpp; bottleneck adapters:
-// bottleneck.hpp): a LinearExtension of the model (model/layers.hpp) with its own flat
+// bottleneck.hpp; prefix tuning: prefix.hpp, which is the model's AttentionPrefix instead and
+// extends no Linear): a LinearExtension of the model (model/layers.hpp) with its own flat
 // parameter buffers in the backend's memory, fp32 master weights and gradients and a working copy
 // in the activation dtype (AdapterParameters), saved in its own directory format.
 #pragma once
@@ -53,6 +54,11 @@ class Adapter : public model::LinearExtension {
   size_t parameter_count() const { return parameters().count(); }
   // The seed of the dropout masks of the next training passes (methods without dropout ignore it).
   virtual void set_dropout_seed(uint64_t seed) { (void)seed; }
+  // Before the passes that follow an update of the trainable set: a method whose weights are
+  // derived from it (prefix tuning's reparameterisation) computes them. After a training pass:
+  // their gradients flow back into the trainable set's. Others ignore both.
+  virtual void prepare() {}
+  virtual void finish_backward() {}
   // Writes the adapter's directory (adapter_config.json + adapter_model.safetensors) into `dir`.
   virtual void save(const std::filesystem::path& dir, const model::Model& model, const std::string& base_model) const = 0;
   virtual std::string describe() const = 0;  // "LoRA r=8 alpha=16 on 14 Linears"

@@ -5,6 +5,7 @@
 #include "core/log.hpp"
 #include "finetune/peft_format.hpp"
 #include "finetune/bottleneck.hpp"
+#include "finetune/prefix.hpp"
 
 namespace dsk::finetune {
 
@@ -24,13 +25,17 @@ LoraSettings lora_settings_from(const Config& config) {
 std::unique_ptr<Adapter> adapter_from_config(model::Model& model, const Config& config, uint64_t seed) {
   if (config.get_string("peft.method") == "bottleneck")
     return std::make_unique<BottleneckAdapter>(model, bottleneck_settings_from(config), seed);
+  if (config.get_string("peft.method") == "prefix")
+    return std::make_unique<PrefixAdapter>(model, prefix_settings_from(config), seed);
   return std::make_unique<LoraAdapter>(model, lora_settings_from(config), seed);
 }
 
 std::unique_ptr<Adapter> adapter_from_directory(const std::filesystem::path& dir, model::Model& model) {
   const std::filesystem::path config = dir / "adapter_config.json";
   if (!std::filesystem::exists(config)) throw DataError(str(config.string(), ": no such file (not an adapter directory)"));
-  if (read_file(config).find("\"BOTTLENECK\"") != std::string::npos) return load_bottleneck(dir, model);
+  const std::string text = read_file(config);
+  if (text.find("\"BOTTLENECK\"") != std::string::npos) return load_bottleneck(dir, model);
+  if (is_prefix_config(text)) return load_prefix(dir, model);
   const PeftLoraAdapter loaded = load_peft_lora(dir, model);
   auto adapter = std::make_unique<LoraAdapter>(model, loaded.settings, 0);
   adapter->set_parameters(loaded.values);
@@ -66,10 +71,14 @@ double AdapterObjective::forward_backward(const train::Batch& batch, int B, int 
   uint64_t hash = 0xcbf29ce484222325ull ^ seed_;
   for (int32_t token : batch.tokens) hash = (hash ^ uint32_t(token)) * 0x100000001b3ull;
   adapter_->set_dropout_seed(hash + uint64_t(micro_batch_++));
-  return model_.forward_backward(batch.tokens.data(), batch.targets.data(), B, T, -100, loss_scale);
+  adapter_->prepare();
+  const double loss = model_.forward_backward(batch.tokens.data(), batch.targets.data(), B, T, -100, loss_scale);
+  adapter_->finish_backward();
+  return loss;
 }
 
 double AdapterObjective::evaluate(const train::Batch& batch, int B, int T) {
+  adapter_->prepare();
   return model_.forward(batch.tokens.data(), batch.targets.data(), B, T);
 }
 

@@ -1,7 +1,7 @@
 // The fine-tuning objective of dsk-finetune on the shared training loop (train/objective.hpp):
 // next-token cross-entropy on the completion tokens (the batches carry -100 elsewhere) of a
-// frozen base with an adapter (LoRA or bottleneck: adapter.hpp), the adapter being the whole
-// trainable set (fp32 master, AdamW moments of its size only). Checkpoints hold the adapter's
+// frozen base with an adapter (LoRA, bottleneck or prefix tuning: adapter.hpp), the adapter being
+// the whole trainable set (fp32 master, AdamW moments of its size only). Checkpoints hold the adapter's
 // directory (adapter_config.json + adapter_model.safetensors) beside dsk/ (state, optimizer).
 #pragma once
 
@@ -18,7 +18,8 @@ LoraSettings lora_settings_from(const Config& config);
 
 // The adapter of config's peft.method on `model`, initialized from `seed`.
 std::unique_ptr<Adapter> adapter_from_config(model::Model& model, const Config& config, uint64_t seed);
-// The adapter saved in `dir` (LoRA in PEFT's format, or a bottleneck adapter, by its peft_type)
+// The adapter saved in `dir` (LoRA or prefix tuning in PEFT's format, or a bottleneck adapter, by
+// its peft_type)
 // attached to `model`; DataError naming the file on anything that does not fit.
 std::unique_ptr<Adapter> adapter_from_directory(const std::filesystem::path& dir, model::Model& model);
 

@@ -21,13 +21,16 @@ bool replaced(const std::string& path) {
 const std::vector<FlatKey> kFlatKeys = {
     {"model_name", "model.base", "the base model: a directory or a registry name"},
     {"model_name_or_path", "model.base", "the base model"},
-    {"peft_method", "peft.method", "the method (lora)"},
+    {"peft_method", "peft.method", "the method (lora, bottleneck or prefix)"},
     {"lora_r", "lora.r", "LoRA rank"},
     {"r", "lora.r", "LoRA rank (PEFT's LoraConfig name)"},
     {"lora_alpha", "lora.alpha", "LoRA alpha"},
     {"lora_dropout", "lora.dropout", "LoRA dropout"},
     {"target_modules", "lora.target_modules", "LoRA target modules"},
     {"use_rslora", "lora.rslora", "rsLoRA scaling"},
+    {"num_virtual_tokens", "prefix.num_virtual_tokens", "prefix length (PEFT's PrefixTuningConfig name)"},
+    {"prefix_projection", "prefix.projection", "prefix reparameterisation MLP (PEFT's name)"},
+    {"encoder_hidden_size", "prefix.encoder_hidden_size", "prefix MLP width (PEFT's name)"},
     {"batch_size", "data.micro_batch", "examples per micro-batch"},
     {"per_device_train_batch_size", "data.micro_batch", "examples per micro-batch"},
     {"gradient_accumulation_steps", "data.grad_accum", "micro-batches per step"},
@@ -67,10 +70,16 @@ Schema build_schema() {
   s.path_list("data.train", {}, "instruction JSONL files ({\"prompt\", \"completion\"} records)");
   s.path_list("data.val", {}, "validation JSONL files (none: no evaluation)");
   s.path("data.tokenizer", std::nullopt, "tokenizer.json (default: the base model's)");
-  s.choice("peft.method", "lora", {"lora", "bottleneck"}, "parameter-efficient method: lora or bottleneck (adapters)");
+  s.choice("peft.method", "lora", {"lora", "bottleneck", "prefix"},
+           "parameter-efficient method: lora, bottleneck (adapters) or prefix (prefix tuning)");
   s.integer("bottleneck.size", std::nullopt, "bottleneck adapter size m (default: hidden / reduction_factor)").minimum = 1;
   s.integer("bottleneck.reduction_factor", 16, "bottleneck adapter size as hidden / this").minimum = 1;
   s.string_list("bottleneck.placement", {"attention", "mlp"}, "after which sublayers: attention, mlp or both");
+  s.integer("prefix.num_virtual_tokens", 20, "prefix tuning: key/value positions learned per layer").minimum = 1;
+  s.boolean("prefix.projection", false,
+            "prefix tuning: train the prefixes through an MLP (embedding -> Linear -> tanh -> Linear), folded away at save");
+  s.integer("prefix.encoder_hidden_size", std::nullopt, "prefix tuning: the MLP's hidden width (default: token_dim)")
+      .minimum = 1;
   s.integer("lora.r", 8, "LoRA rank").minimum = 1;
   s.number("lora.alpha", 16, "LoRA alpha: the update is scaled by alpha / r (alpha / sqrt(r) with rslora)").minimum = 0;
   KeySpec& dropout = s.number("lora.dropout", 0.05, "dropout on the LoRA branch's input in training");

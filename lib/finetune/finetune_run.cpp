@@ -65,6 +65,7 @@ FinetuneOutcome outcome_of(const Config& config, const train::TrainOutcome& trai
   out.method = config.get_string("peft.method");
   out.rank = int(config.get_int("lora.r"));
   out.alpha = config.get_double("lora.alpha");
+  out.virtual_tokens = int(config.get_int("prefix.num_virtual_tokens"));
   out.base_parameters = training.parameters;
   if (!training.checkpoint.empty()) out.adapter = publish_adapter(training);
   return out;

@@ -22,6 +22,7 @@ struct FinetuneOutcome {
   std::string method = "lora";
   int rank = 0;
   double alpha = 0;
+  int virtual_tokens = 0;  // prefix tuning
   int64_t base_parameters = 0;
 };
 

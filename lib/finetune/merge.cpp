@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "finetune/peft_format.hpp"
+#include "finetune/prefix.hpp"
 
 namespace dsk::finetune {
 
@@ -27,6 +28,10 @@ void fold_lora(std::span<float> base, const LoraSettings& settings, const std::v
 MergeOutcome merge_adapter(const std::filesystem::path& base_dir, const std::filesystem::path& adapter_dir,
                            const std::filesystem::path& out, const std::string& dtype) {
   namespace fs = std::filesystem;
+  const fs::path adapter_config = adapter_dir / "adapter_config.json";
+  if (fs::exists(adapter_config) && is_prefix_config(read_file(adapter_config)))
+    throw UsageError(str(adapter_dir.string(), ": a prefix-tuning adapter cannot be merged: its prefixes are extra "
+                         "attention positions, not a change of any weight (load it with the base: dsk-finetune eval)"));
   model::Model model = model::Model::load_hf_checkpoint(base_dir, nullptr, model::ModelOptions{true});
   const PeftLoraAdapter adapter = load_peft_lora(adapter_dir, model);
   const std::vector<LoraSite> sites = lora_sites(model, adapter.settings);

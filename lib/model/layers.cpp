@@ -112,6 +112,25 @@ void attend(Ops& ops, AttentionActs& acts, const Architecture& a, const Dims& d,
   ops.attention_forward(acts.out, acts.saved.slice(0, ops.attention_saved_floats(s)), acts.q, k, v, s);
 }
 
+// Attention over the layer's prefix keys and values, then the sequence's own (AttentionPrefix).
+void attend_with_prefix(Ops& ops, AttentionActs& acts, const Weights& w, const LayerParams& p, const Architecture& a,
+                        const Dims& d) {
+  tensor::AttentionShape s = attention_shape(a, d, w.prefix->length() + d.T);
+  auto [k, v] = w.prefix->extend(ops, p.o.weight, acts.k, acts.v, d.B, d.T);
+  ops.attention_forward(acts.out, acts.saved.slice(0, ops.attention_saved_floats(s)), acts.q, k, v, s);
+}
+
+// Its backward: dq, and d(k), d(v) of the sequence's own positions (+=); the prefix's gradient.
+void attend_with_prefix_backward(Ops& ops, Buf dq, Buf dk, Buf dv, Buf datt, AttentionActs& acts, const Weights& w,
+                                 const LayerParams& p, const Architecture& a, const Dims& d) {
+  tensor::AttentionShape s = attention_shape(a, d, w.prefix->length() + d.T);
+  auto [k, v] = w.prefix->extend(ops, p.o.weight, acts.k, acts.v, d.B, d.T);  // its buffers serve every layer
+  auto [dk_all, dv_all] = w.prefix->gradients(ops, d.B, d.T);
+  ops.attention_backward(dq, dk_all, dv_all, datt, acts.out, acts.saved.slice(0, ops.attention_saved_floats(s)),
+                         acts.q, k, v, s);
+  w.prefix->backward(ops, p.o.weight, dk, dv, d.B, d.T);
+}
+
 }  // namespace
 
 void carve_attention(Arena& arena, AttentionActs& acts, const Ops& ops, const Architecture& a, const Dims& d, int Tk) {
@@ -215,7 +234,10 @@ void attention_forward(Ops& ops, Buf out, AttentionActs& acts, Buf x, const Weig
     mla_project(ops, acts, x, w, p, a, rope, d);
   else
     gqa_project(ops, acts, x, w, p, a, rope, d);
-  attend(ops, acts, a, d, cache);
+  if (w.prefix && !cache)  // with a cache the prefix is in it (Model::new_kv_cache)
+    attend_with_prefix(ops, acts, w, p, a, d);
+  else
+    attend(ops, acts, a, d, cache);
   linear_forward(ops, out, acts.out, d.N(), w, p.o);
 }
 
@@ -229,8 +251,11 @@ void attention_backward(Ops& ops, Buf dinp, Buf dout, AttentionActs& acts, Layer
   Buf dv = rows(g.dv, N, int64_t(s.KVH) * s.Dv);
   for (Buf b : {datt, dq, dk, dv}) ops.zero(b);
   linear_backward(ops, datt, dout, acts.out, N, w, p.o);
-  ops.attention_backward(dq, dk, dv, datt, acts.out, acts.saved.slice(0, ops.attention_saved_floats(s)), acts.q,
-                         acts.k, acts.v, s);
+  if (w.prefix)
+    attend_with_prefix_backward(ops, dq, dk, dv, datt, acts, w, p, a, d);
+  else
+    ops.attention_backward(dq, dk, dv, datt, acts.out, acts.saved.slice(0, ops.attention_saved_floats(s)), acts.q,
+                           acts.k, acts.v, s);
   int offset = a.mla() ? a.qk_nope_dim : 0;
   ops.rope_backward(dq, d.positions, rope, N, s.H, s.Dk, offset, a.rope_dim());
   ops.rope_backward(dk, d.positions, rope, N, s.KVH, s.Dk, offset, a.rope_dim());

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "model/architecture.hpp"
@@ -40,12 +41,33 @@ class LinearExtension {
   virtual Buf backward(Ops& ops, size_t weight_offset, Buf dx, Buf dout, Buf x, int n) = 0;
 };
 
+// Keys and values that every query of a sequence sees before the sequence's own (lib/finetune:
+// prefix tuning): P positions per layer, the same for every sequence, with no RoPE applied to them
+// (HF passes them as an already-rotated cache, past_key_values), and the sequence's own tokens at
+// positions P.. as HF places them after a cache of P. A layer is named by its o_proj weight offset.
+// extend() writes the layer's prefix then k, v [B, T, row] into [B, P + T, row] buffers of its own
+// and returns them; attention runs over those (Tk = P + T). In backward, gradients() gives zeroed
+// buffers of that shape for attention's dk, dv, and backward() moves their sequence part into dk,
+// dv [B, T, row] (+=) and adds their prefix part, summed over the batch, to the prefix's gradient.
+// write_cache() puts the prefix at positions 0..P-1 of each sequence of a generation cache.
+class AttentionPrefix {
+ public:
+  virtual ~AttentionPrefix() = default;
+  virtual int length() const = 0;
+  virtual void plan(Ops& ops, int B, int T, bool training) = 0;
+  virtual std::pair<Buf, Buf> extend(Ops& ops, size_t layer, Buf k, Buf v, int B, int T) = 0;
+  virtual std::pair<Buf, Buf> gradients(Ops& ops, int B, int T) = 0;
+  virtual void backward(Ops& ops, size_t layer, Buf dk, Buf dv, int B, int T) = 0;
+  virtual void write_cache(Ops& ops, size_t layer, Buf k_cache, Buf v_cache, int B, int max_length) = 0;
+};
+
 // The parameter buffers, one layout (parameters.hpp): working (act: what the layers read),
 // master (f32; the router biases are read from it) and grads (f32; empty for inference and for a
 // frozen base). extension: null, or what is added beside the Linears (above).
 struct Weights {
   Buf working, master, grads;
   LinearExtension* extension = nullptr;
+  AttentionPrefix* prefix = nullptr;  // null, or prefix tuning's keys and values (above)
   Buf w(size_t offset, int64_t n) const { return offset == kNone ? Buf{} : working.slice(int64_t(offset), n); }
   Buf g(size_t offset, int64_t n) const {
     return offset == kNone || grads.empty() ? Buf{} : grads.slice(int64_t(offset), n);

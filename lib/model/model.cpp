@@ -213,6 +213,7 @@ struct Model::Impl {
     Activations& a = training ? training_plan : inference_plan;
     current = &a;
     if (weights.extension) weights.extension->plan(*ops, B * T, training);
+    if (weights.prefix) weights.prefix->plan(*ops, B, T, training);
     const Recompute recompute = training ? recompute_mode : Recompute::none;
     if (a.arena && a.B == B && a.T == T && a.max_keys == max_keys && a.logit_rows >= logit_rows &&
         a.recompute == recompute && a.expert_ranks == expert_ranks())
@@ -332,6 +333,8 @@ struct Model::Impl {
     if (backward_hook) backward_hook(stage);
   }
 
+  int prefix_length() const { return weights.prefix ? weights.prefix->length() : 0; }
+
   void check_tokens(const int32_t* input, int n) const {
     for (int i = 0; i < n; i++)
       if (input[i] < 0 || input[i] >= arch.vocab)
@@ -355,8 +358,9 @@ struct Model::Impl {
   void start(const int32_t* tokens, int B, int T, bool training, int logit_rows = 0) {
     if (B <= 0 || T <= 0) throw UsageError(str("model: forward needs B, T > 0 (got ", B, ", ", T, ")"));
     check_tokens(tokens, B * T);
-    plan(B, T, T, training, logit_rows);
-    upload_batch(tokens, B * T, 0, T);
+    const int P = prefix_length();  // the prefix's positions come first (layers.hpp: AttentionPrefix)
+    plan(B, T, P + T, training, logit_rows);
+    upload_batch(tokens, B * T, P, T);
     ops->zero(acts_ref().aux_loss);
   }
 
@@ -531,6 +535,8 @@ void Model::zero_grad() {
 
 KvCache Model::new_kv_cache(int B, int max_length) const {
   const Architecture& a = impl_->arch;
+  const int P = impl_->prefix_length();  // a prefix (prefix tuning) fills the first P positions
+  max_length += P;
   const int heads = a.mla() ? a.heads : a.kv_heads;
   const int64_t k_row = int64_t(heads) * a.qk_head_dim(), v_row = int64_t(heads) * (a.mla() ? a.v_head_dim : a.head_dim);
   KvCache cache;
@@ -550,6 +556,10 @@ KvCache Model::new_kv_cache(int B, int max_length) const {
   carve(*cache.arena);
   cache.arena->commit();
   carve(*cache.arena);
+  for (int l = 0; P > 0 && l < a.layers; l++)
+    impl_->weights.prefix->write_cache(*impl_->ops, impl_->layout.layers[l].o.weight, cache.k[l], cache.v[l], B,
+                                       max_length);
+  cache.length = P;
   return cache;
 }
 
@@ -621,6 +631,7 @@ void Model::set_expert_exchange(RowExchange* exchange) {
 }
 
 void Model::set_linear_extension(LinearExtension* extension) { impl_->weights.extension = extension; }
+void Model::set_attention_prefix(AttentionPrefix* prefix) { impl_->weights.prefix = prefix; }
 bool Model::frozen_base() const { return impl_->options.frozen_base; }
 
 Recompute parse_recompute(const std::string& name) {
@@ -636,6 +647,8 @@ namespace dsk::model {
 
 PagedWorkspace Model::new_paged_workspace(const PagedPlan& plan) const {
   const Impl& m = *impl_;
+  if (m.weights.prefix)
+    throw UsageError("serving: a model with a prefix-tuning adapter has no paged path (use dsk-finetune eval)");
   return make_paged_workspace(ModelParts{*m.ops, m.arch, m.layout, m.weights, m.rope}, plan);
 }
 

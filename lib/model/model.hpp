@@ -82,6 +82,7 @@ Recompute parse_recompute(const std::string& name);  // UsageError for other nam
 
 class LinearExtension;  // layers.hpp
 class RowExchange;      // expert_dispatch.hpp
+class AttentionPrefix;  // layers.hpp
 
 // How the parameters are held. frozen_base: the model is a fixed base under trainable adapters
 // (dsk-finetune): no gradient buffer at all (gradient_buffer() is empty, backward only carries
@@ -212,6 +213,11 @@ class Model {
   // Adds `extension` (layers.hpp; LoRA) beside the dense Linears from the next pass on; null
   // removes it. The model does not own it; it must outlive its use.
   void set_linear_extension(LinearExtension* extension);
+  // Adds `prefix` (layers.hpp; prefix tuning) to every layer's attention from the next pass on;
+  // null removes it. Sequences then start at position P (as HF's after a cache of P), and a new
+  // KV cache starts with the prefix in it (length P, max_length + P). Not owned. The paged
+  // serving path refuses a model with a prefix.
+  void set_attention_prefix(AttentionPrefix* prefix);
   bool frozen_base() const;
   // Serving (model/paged_forward.hpp): a paged KV pool with the activations of a step planned
   // for `plan`, and one step of a ragged batch over it: the logits (host, f32) of step.logit_rows,

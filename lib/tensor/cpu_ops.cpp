@@ -93,6 +93,8 @@ class CpuOps final : public Ops {
   void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up) override {
     cpu::swiglu_backward(f(dgate), f(dup), f(dout), f(gate), f(up), dout.numel);
   }
+  void tanh_forward(Buf out, Buf in) override { cpu::tanh_forward(f(out), f(in), out.numel); }
+  void tanh_backward(Buf din, Buf dout, Buf out) override { cpu::tanh_backward(f(din), f(dout), f(out), dout.numel); }
   void embedding_forward(Buf out, Buf tokens, Buf table, int N, int C) override {
     cpu::embedding_forward(f(out), i32(tokens), f(table), N, C);
   }

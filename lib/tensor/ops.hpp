@@ -97,6 +97,9 @@ class Ops {
   // ---- SwiGLU: out = silu(gate) * up over all elements.
   virtual void swiglu_forward(Buf out, Buf gate, Buf up) = 0;
   virtual void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up) = 0;
+  // ---- tanh over all elements (prefix tuning's reparameterisation); backward din += dout * (1 - out^2).
+  virtual void tanh_forward(Buf out, Buf in) = 0;
+  virtual void tanh_backward(Buf din, Buf dout, Buf out) = 0;
 
   // ---- embedding: out [N,C] = table[tokens]; dtable [V,C] f32.
   virtual void embedding_forward(Buf out, Buf tokens, Buf table, int N, int C) = 0;

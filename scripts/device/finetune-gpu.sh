@@ -4,15 +4,19 @@
 #   scripts/device/finetune-gpu.sh
 #  1. build (scripts/device/build-on-device.sh) dsk-finetune, dsk-train, dsk-tokenize, the LoRA
 #     GPU tests and dsk_unit_finetune;
-#  2. ops: tests/gpu dropout (CUDA vs CPU, exact) and adapter_parity (CUDA LoRA and bottleneck
-#     adapters, forward/backward on a frozen base vs the CPU: fp32 1e-4, bf16 loss 1% and gradients
+#  2. ops: tests/gpu dropout (CUDA vs CPU, exact), tanh (prefix tuning's MLP: fp32 1e-5, bf16
+#     1e-2) and adapter_parity (CUDA LoRA, bottleneck adapters and prefix tuning with and without
+#     its MLP, forward/backward on a frozen base vs the CPU: fp32 1e-4, bf16 loss 1% and gradients
 #     5e-2; llama and deepseek_v3);
 #  3. peft: the round trip with PEFT 0.21 / transformers 5: dsk_unit_finetune's round-trip test
 #     exports dsk-saved adapters with dsk's logits, which tests/fixtures/make_peft_fixtures.py
 #     --check loads with PeftModel.from_pretrained (fp32 1e-4); then --out writes the PEFT-made
 #     fixtures to $OUT/peft (commit them as tests/fixtures/peft) and dsk_unit_finetune loads them;
+#     LoRA on llama, qwen2, deepseek_v3 and prefix tuning (prefix-llama, prefix-qwen2: dsk's folded
+#     reparameterisation, PEFT's PrefixTuningConfig with prefix_projection) both ways;
 #  4. cuda: a short dsk-finetune run on CUDA (tiny base made by dsk-train, the bundled set), eval
-#     and merge of its adapter;
+#     and merge of its adapter; bottleneck adapters and prefix tuning (with its MLP) trained there
+#     too, the prefix adapter evaluated;
 #  5. bench: llama-1b of ../shared/bench-shapes (random bf16 base), LoRA r16 alpha 32 on all linear
 #     layers, dropout 0, 8 x 1024, bf16: dsk-finetune against PEFT eager and PEFT + torch.compile
 #     (scripts/bench/finetune_gpu_peft.py) on the same base, tokens/s and peak memory, and the ratios.
@@ -30,12 +34,12 @@ summary=()
 note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
 verdict() { [ "$1" = 0 ] && echo pass || echo "FAIL $1"; }
 
-scripts/device/build-on-device.sh dsk-finetune dsk-train dsk-tokenize dsk_gpu_dropout dsk_gpu_adapter_parity \
-  dsk_unit_finetune || exit 1
+scripts/device/build-on-device.sh dsk-finetune dsk-train dsk-tokenize dsk_gpu_dropout dsk_gpu_tanh \
+  dsk_gpu_adapter_parity dsk_unit_finetune || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 
 if [[ $parts == *" ops "* ]]; then
-  for test in dsk_gpu_dropout dsk_gpu_adapter_parity; do
+  for test in dsk_gpu_dropout dsk_gpu_tanh dsk_gpu_adapter_parity; do
     "$build/tests/gpu/$test" >"$OUT/$test.log" 2>&1
     code=$?
     note "$test" "$(verdict $code)"
@@ -76,6 +80,11 @@ if [[ $parts == *" cuda "* ]]; then
       --set data.seq_len=160 --set lora.r=8 --set optim.lr=3e-3 >lora.out
     dsk-finetune train --base "$(field path base.out)" --data "$DSK_SOURCE_DIR/assets/finetune/train.jsonl" \
       --device cuda --steps 10 -o adapters --set data.seq_len=160 --set peft.method=bottleneck >adapters.out
+    dsk-finetune train --base "$(field path base.out)" --data "$DSK_SOURCE_DIR/assets/finetune/train.jsonl" \
+      --device cuda --steps 10 -o prefix --set data.seq_len=160 --set peft.method=prefix \
+      --set prefix.projection=true --set optim.lr=1e-2 >prefix.out
+    dsk-finetune eval - --data "$DSK_SOURCE_DIR/assets/finetune/test.jsonl" --device cuda --max-new-tokens 4 \
+      --limit 4 <prefix.out >/dev/null
     dsk-finetune eval - --data "$DSK_SOURCE_DIR/assets/finetune/test.jsonl" --device cuda --max-new-tokens 4 <lora.out
     dsk-finetune merge "$(field path base.out)" - -o merged <lora.out >/dev/null
     dsk-train sample merged -n 4 --temperature 0 --device cuda >/dev/null

@@ -1,9 +1,10 @@
 // Adapters on CUDA against the same on the CPU reference, on a frozen base: LoRA
 // (lib/finetune/lora.hpp, all-linear, with and without dropout: the masks are the same bits on both
-// backends) and bottleneck adapters (lib/finetune/bottleneck.hpp, after attention and the MLP), on
-// a small llama and deepseek_v3 (MLA, MoE).
-//   precision fp32 (TF32 off): logits and the adapter's gradients <= 1e-4 of the largest value,
-//   the loss <= 1e-5 relative.
+// backends), bottleneck adapters (lib/finetune/bottleneck.hpp, after attention and the MLP) and
+// prefix tuning (lib/finetune/prefix.hpp, with and without the reparameterisation MLP), on a small
+// llama and deepseek_v3 (MLA, MoE).
+//   precision fp32 (TF32 off): logits (also through a KV cache) and the adapter's gradients <= 1e-4
+//   of the largest value, the loss <= 1e-5 relative.
 //   precision bf16: the loss within 1%, the adapter's gradients within 5e-2 (L2, relative).
 // Also: the bf16 frozen base holds its weights in bf16 only (no fp32 master, no gradients).
 #include <doctest/doctest.h>
@@ -16,6 +17,7 @@
 
 #include "finetune/bottleneck.hpp"
 #include "finetune/lora.hpp"
+#include "finetune/prefix.hpp"
 #include "model/hf_config.hpp"
 #include "model/model.hpp"
 #include "core/error.hpp"
@@ -105,14 +107,24 @@ void compare(const model::Architecture& arch, const std::string& precision, cons
   for (float& v : values) v = normal(rng);
   cpu_adapter->parameters().set(values);
   gpu_adapter->parameters().set(values);
+  cpu_adapter->prepare();  // derived weights (prefix tuning's MLP) from the values just set
+  gpu_adapter->prepare();
   const bool fp32 = precision == "fp32";
 
   const double logits_error = max_relative_error(gpu.logits(tokens.data(), B, T), cpu.logits(tokens.data(), B, T));
   if (fp32) CHECK(logits_error <= 1e-4);
+  // Generation's path: a KV cache (holding prefix tuning's prefix from the start), the last logits.
+  model::KvCache cpu_cache = cpu.new_kv_cache(B, T), gpu_cache = gpu.new_kv_cache(B, T);
+  const double cached_error = max_relative_error(gpu.forward_cached(gpu_cache, tokens.data(), B, T),
+                                                 cpu.forward_cached(cpu_cache, tokens.data(), B, T));
+  INFO("cached logits error " << cached_error);
+  if (fp32) CHECK(cached_error <= 1e-4);
   cpu_adapter->set_dropout_seed(11);
   gpu_adapter->set_dropout_seed(11);
   const float cpu_loss = cpu.forward_backward(tokens.data(), targets.data(), B, T);
   const float gpu_loss = gpu.forward_backward(tokens.data(), targets.data(), B, T);
+  cpu_adapter->finish_backward();
+  gpu_adapter->finish_backward();
   INFO("loss cpu " << cpu_loss << " gpu " << gpu_loss << ", logits error " << logits_error);
   CHECK(std::fabs(gpu_loss - cpu_loss) <= (fp32 ? 1e-5 : 1e-2) * std::fabs(cpu_loss));
   const std::vector<float> cpu_grads = cpu_adapter->parameters().copy_gradients();
@@ -140,6 +152,12 @@ AdapterFactory bottleneck() {
   };
 }
 
+AdapterFactory prefix(bool projection) {
+  return [projection](model::Model& model) -> std::unique_ptr<Adapter> {
+    return std::make_unique<PrefixAdapter>(model, PrefixSettings{5, projection, 32}, 1);
+  };
+}
+
 }  // namespace
 
 TEST_CASE("CUDA LoRA forward and backward match the CPU reference") {
@@ -157,4 +175,13 @@ TEST_CASE("CUDA bottleneck adapters match the CPU reference") {
     compare(small_llama(), precision, "bottleneck", bottleneck());
     compare(small_deepseek(), precision, "bottleneck", bottleneck());
   }
+}
+
+TEST_CASE("CUDA prefix tuning matches the CPU reference") {
+  if (!tensor::cuda_available()) return;
+  for (const std::string precision : {"fp32", "bf16"})
+    for (const bool projection : {false, true}) {
+      compare(small_llama(), precision, str("prefix projection ", projection), prefix(projection));
+      compare(small_deepseek(), precision, str("prefix projection ", projection), prefix(projection));
+    }
 }

@@ -211,6 +211,10 @@ class CudaOps final : public Ops {
   void swiglu_backward(Buf dgate, Buf dup, Buf dout, Buf gate, Buf up) override {
     cuda::swiglu_backward<T>(a(dgate), a(dup), a(dout), a(gate), a(up), dout.numel, stream_);
   }
+  void tanh_forward(Buf out, Buf in) override { cuda::tanh_forward<T>(a(out), a(in), out.numel, stream_); }
+  void tanh_backward(Buf din, Buf dout, Buf out) override {
+    cuda::tanh_backward<T>(a(din), a(dout), a(out), dout.numel, stream_);
+  }
   void embedding_forward(Buf out, Buf tokens, Buf table, int N, int C) override {
     cuda::embedding_forward<T>(a(out), i32(tokens), a(table), N, C, stream_);
   }

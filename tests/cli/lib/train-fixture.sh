@@ -7,6 +7,8 @@
 #   in_scratch_dir                   cd to a temporary directory removed at exit
 #   use_mpi; mpi N command...        ranks under OpenMPI (the test is skipped without mpirun)
 #   max_relative_difference A B      of the losses of two metrics.jsonl files
+#   stop_after_lines N METRICS cmd...  runs cmd in the background (stdout interrupted.yaml, stderr
+#                                    interrupted.err), SIGTERM once METRICS has N lines; expects 143
 fail() { echo "FAIL: $*" >&2; exit 1; }
 field() { sed -n "s/^$1: //p" "$2" | tail -1; }  # a record's field
 
@@ -113,3 +115,17 @@ a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
 b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
 assert len(a) == len(b), (len(a), len(b))
 print(max(abs(x - y) / abs(x) for x, y in zip(a, b)))' "$1" "$2"; }
+
+stop_after_lines() {
+  local lines=$1 metrics=$2
+  shift 2
+  "$@" >interrupted.yaml 2>interrupted.err &
+  local pid=$! code=0
+  for _ in $(seq 3000); do
+    [ -f "$metrics" ] && [ "$(wc -l <"$metrics")" -ge "$lines" ] && break
+    sleep 0.01
+  done
+  kill -TERM "$pid"
+  wait "$pid" || code=$?
+  [ "$code" = 143 ] || fail "SIGTERM: exit $code: $(cat interrupted.err)"
+}

@@ -8,6 +8,7 @@
 
 #include "../io/scratch_dir.hpp"
 #include "../model/tiny_models.hpp"
+#include "adapter_testing.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "finetune/adapter_objective.hpp"
@@ -19,17 +20,8 @@ using Batch = model::testing::TinyBatch;
 
 namespace {
 
-model::Model frozen(const model::Architecture& arch) {
-  return model::Model(arch, 7, 0.2f, nullptr, model::ModelOptions{true});
-}
-
-std::vector<float> random_values(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 0.3f);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
+using dsk::finetune::testing::frozen;
+using dsk::finetune::testing::random_values;
 
 void check_gradients(const model::Architecture& arch, BottleneckSettings settings) {
   Batch batch;

@@ -18,6 +18,7 @@
 #include "../model/f32_safetensors.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "finetune/adapter_objective.hpp"
 #include "finetune/peft_format.hpp"
 
 using namespace dsk;
@@ -163,8 +164,8 @@ TEST_CASE("PEFT features dsk does not compute, and broken adapters, are data err
   CHECK_THROWS_AS(load_peft_lora(dir.parent_path() / "absent", base), DataError);
 }
 
-// The fixtures PEFT wrote: LoRA adapters made by get_peft_model + save_pretrained on the tiny
-// fixture models, with the logits PEFT computed in float64.
+// The fixtures PEFT wrote: LoRA and prefix-tuning adapters made by get_peft_model +
+// save_pretrained on the tiny fixture models, with the logits PEFT computed in float64.
 // Only PEFT itself can write these fixtures, and this machine has no PyTorch: the GPU machine's
 // scripts/device/finetune-gpu.sh makes them (tests/fixtures/make_peft_fixtures.py) and runs this
 // case on them with --no-skip; until a set is committed in tests/fixtures/peft, CI skips it.
@@ -180,9 +181,7 @@ TEST_CASE("adapters written by PEFT load and give PEFT's logits" * doctest::skip
     const json fixture = json::parse(read_file(dir / "fixture.json"));
     model::Model base = model::Model::load_hf_checkpoint(fs::path(DSK_SOURCE_DIR) / fixture["base"].get<std::string>(),
                                                          nullptr, {true});
-    const PeftLoraAdapter loaded = load_peft_lora(dir / "adapter", base);
-    LoraAdapter adapter(base, loaded.settings, 1);
-    adapter.set_parameters(loaded.values);
+    const std::unique_ptr<Adapter> adapter = adapter_from_directory(dir / "adapter", base);  // LoRA or prefix
     const Tokens tokens = fixture_tokens(dir / "fixture.json");
     const auto reference = model::testing::read_f32_safetensors(dir / "reference.safetensors");
     CHECK(max_relative_error(base.logits(tokens.ids.data(), tokens.B, tokens.T), reference.at("logits").values) <= 1e-4);

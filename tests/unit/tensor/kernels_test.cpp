@@ -174,6 +174,18 @@ TEST_CASE("swiglu backward matches finite differences") {
   check_gradient("dup", u, du, loss);
 }
 
+TEST_CASE("tanh backward (from the forward's output) matches finite differences and accumulates") {
+  int n = 20;
+  Vec x = random_vec(n, 21), r = random_vec(n, 22), out(n);
+  auto loss = [&] { tanh_forward(out.data(), x.data(), n); return dot(out, r); };
+  loss();
+  CHECK(out[3] == doctest::Approx(std::tanh(x[3])));
+  Vec dx(n, 1.0f);
+  tanh_backward(dx.data(), r.data(), out.data(), n);
+  for (float& v : dx) v -= 1.0f;
+  check_gradient("dx", x, dx, loss);
+}
+
 TEST_CASE("embedding backward scatters repeated tokens") {
   int V = 4, C = 3, N = 3;
   Vec table = random_vec(V * C, 19), out(N * C), dtable(V * C);
