@@ -8,11 +8,13 @@
 // padding is zero in shared memory and never stored. Scores are kept in base 2 (scaled by
 // scale * log2 e) so exp2 does the softmax; lse is written in natural-log units, as the CPU
 // reference would compute it. The tile sizes below keep each kernel's accumulators within the
-// 255 registers a thread has.
+// 255 registers a thread has. Packed rows (s.segment_start) add a mask bound per query and skip
+// the key tiles no query of a block sees (attention_segments.cuh).
 #pragma once
 
 #include "cpu/kernels.hpp"
 #include "cuda/attention_mma.cuh"
+#include "cuda/attention_segments.cuh"
 
 namespace dsk::kernels::cuda::flash {
 
@@ -25,10 +27,14 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 // Where a block of the query-tiled kernels (forward, dQ) sits. Grid: (B * H, query tiles), the
 // last query tiles (most keys to visit) first. Query m sits at position offset + m and sees keys
-// 0..offset + m, so the block needs the key tiles below key_end.
+// 0..offset + m, so the block needs the key tiles below key_end. With packed rows it visits them
+// through skip (the tiles before its first query's example left out), and a warp's queries'
+// examples begin within keys [warp_first_key, warp_last_first_key].
 template <int BM, int BN, int WARP_ROWS>
 struct QueryBlock {
   int b, h, kvh, m0, warp_m0, offset, n_tiles;
+  segments::KeyTileSkip skip;
+  int warp_first_key = 0, warp_last_first_key = 0;  // both 0 without segments
 
   __device__ explicit QueryBlock(const AttentionShape& s) {
     b = int(blockIdx.x) / s.H;
@@ -38,20 +44,44 @@ struct QueryBlock {
     warp_m0 = m0 + int(threadIdx.x) / 32 * WARP_ROWS;
     offset = s.Tk - s.Tq;
     n_tiles = (min(s.Tk, offset + m0 + BM) + BN - 1) / BN;
+    skip = segments::KeyTileSkip(s, b, m0, BN, n_tiles);
+    if (s.segment_start && warp_m0 < s.Tq) {
+      warp_first_key = offset + segments::start_of(s, b, warp_m0);
+      warp_last_first_key = offset + segments::start_of(s, b, min(warp_m0 + WARP_ROWS, s.Tq) - 1);
+    }
   }
   // Nothing in key tile n0.. is visible to this warp's queries (or it has none).
-  __device__ bool warp_skips(int n0, int Tq) const { return warp_m0 >= Tq || n0 > offset + warp_m0 + WARP_ROWS - 1; }
+  __device__ bool warp_skips(int n0, int Tq) const {
+    return warp_m0 >= Tq || n0 > offset + warp_m0 + WARP_ROWS - 1 || (n0 >= offset && n0 + BN <= warp_first_key);
+  }
   // Some key of tile n0.. is later than one of this warp's queries: the causal mask applies.
   __device__ bool warp_on_diagonal(int n0) const { return n0 + BN - 1 > offset + warp_m0; }
+  // Some key of tile n0.. may come before the example of one of this warp's queries.
+  __device__ bool warp_on_segment_edge(int n0) const { return n0 < warp_last_first_key && n0 + BN > offset; }
 };
 
-// Starts the cp.async of key tile `tile` of K and V (rows of the block's b and kvh) into stage
-// tile % 2 of the double-buffered k_tiles [2][BN][DKP + pad] and v_tiles [2][BN][DVP + pad].
+// Where the examples of the thread's query rows begin (rows 16 mt + g and 16 mt + g + 8 of the
+// warp's), in query positions; 0 without segments and for rows past Tq.
+template <int MT>
+__device__ __forceinline__ void load_row_starts(int (&starts)[MT][2], const AttentionShape& s, int b, int warp_m0) {
+  const int g = int(threadIdx.x) % 32 / 4;
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int m = warp_m0 + 16 * mt + g + half * 8;
+      starts[mt][half] = m < s.Tq ? segments::start_of(s, b, m) : 0;
+    }
+  }
+}
+
+// Starts the cp.async of key tile `tile` of K and V (rows of the block's b and kvh) into `stage`
+// (0 or 1) of the double-buffered k_tiles [2][BN][DKP + pad] and v_tiles [2][BN][DVP + pad].
 template <int BN, int DKP, int DVP>
 __device__ __forceinline__ void load_key_tile(bf16* k_tiles, bf16* v_tiles, const bf16* k, const bf16* v,
-                                              const AttentionShape& s, int b, int kvh, int tile) {
+                                              const AttentionShape& s, int b, int kvh, int tile, int stage) {
   constexpr int KP = DKP + kRowPadding, VP = DVP + kRowPadding;
-  const int n0 = tile * BN, stage = tile % 2;
+  const int n0 = tile * BN;
   const int64_t row = int64_t(b) * s.Tk + n0;
   load_tile_async<BN, DKP, kThreads>(k_tiles + stage * BN * KP, k + row * s.k_stride + int64_t(kvh) * s.Dk,
                                      s.k_stride, s.Tk - n0, s.Dk);
@@ -122,7 +152,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
   load_tile_async<BM, DKP, kThreads>(q_tile, q + (int64_t(block.b) * s.Tq + block.m0) * s.q_stride +
                                                  int64_t(block.h) * s.Dk,
                                      s.q_stride, s.Tq - block.m0, s.Dk);
-  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, 0);
+  const int visits = block.skip.visits(block.n_tiles);
+  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.skip.at(0), 0);
   cp_async_commit();
 
   const uint32_t q_warp = shared_address(q_tile + warp * Tiles::kWarpRows * KP);
@@ -130,27 +161,31 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
   float row_max[MT][2], row_sum[MT][2] = {};
 #pragma unroll
   for (int mt = 0; mt < MT; mt++) row_max[mt][0] = row_max[mt][1] = -INFINITY;
+  int row_start[MT][2];
+  load_row_starts<MT>(row_start, s, block.b, block.warp_m0);
   const float scale_log2 = s.scale * kLog2e;
-  for (int tile = 0; tile < block.n_tiles; tile++) {
+  for (int visit = 0; visit < visits; visit++) {
     cp_async_wait_all();
-    __syncthreads();  // tile is in; every warp is done with tile - 1, whose buffer the prefetch reuses
-    if (tile + 1 < block.n_tiles) {
-      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, tile + 1);
+    __syncthreads();  // the tile is in; every warp is done with the previous one, whose buffer the prefetch reuses
+    if (visit + 1 < visits) {
+      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.skip.at(visit + 1),
+                                  (visit + 1) % 2);
       cp_async_commit();
     }
-    const int n0 = tile * BN;
+    const int n0 = block.skip.at(visit) * BN, stage = visit % 2;
     if (block.warp_skips(n0, s.Tq)) continue;
 
     float scores[MT][BN / 8][4] = {};
-    warp_product_abt<MT, DKP, BN, KP, KP>(scores, q_warp, shared_address(k_tiles + (tile % 2) * BN * KP));
-    const bool diagonal = block.warp_on_diagonal(n0);
+    warp_product_abt<MT, DKP, BN, KP, KP>(scores, q_warp, shared_address(k_tiles + stage * BN * KP));
+    const bool diagonal = block.warp_on_diagonal(n0), segment_edge = block.warp_on_segment_edge(n0);
     for_each_accumulator<MT, BN>([&](int mt, int i, int e, int row, int column) {
-      const bool hidden = diagonal && n0 + column > block.offset + block.warp_m0 + row;
+      const bool hidden = (diagonal && n0 + column > block.offset + block.warp_m0 + row) ||
+                          (segment_edge && segments::hidden(block.offset, row_start[mt][e / 2], n0 + column));
       scores[mt][i][e] = hidden ? -INFINITY : scores[mt][i][e] * scale_log2;
     });
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) online_softmax_update<BN, DVP>(scores[mt], o[mt], row_max[mt], row_sum[mt]);
-    warp_product_pb<MT, BN, DVP, VP>(o, scores, shared_address(v_tiles + (tile % 2) * BN * VP));
+    warp_product_pb<MT, BN, DVP, VP>(o, scores, shared_address(v_tiles + stage * BN * VP));
   }
 
 #pragma unroll
@@ -162,7 +197,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       const int m = block.warp_m0 + 16 * mt + g + half * 8;
       if (m >= s.Tq) continue;
-      const float inverse = 1.0f / sum;  // > 0: key 0 is visible to every query
+      const float inverse = 1.0f / sum;  // > 0: every query sees its own key
       bf16* out_row = out + ((int64_t(block.b) * s.Tq + m) * s.H + block.h) * s.Dv;
 #pragma unroll
       for (int i = 0; i < DVP / 8; i++) {
@@ -190,12 +225,12 @@ struct KeyTiles {
   static constexpr int kBlockM = kWarpTiles * kAccumulated > 128 ? 32 : 64;  // bounds the score registers
   static constexpr int kKPitch = DKP + kRowPadding, kVPitch = DVP + kRowPadding;
   // Shared memory, in bf16 elements then floats: K [BN][KP], V [BN][VP] (for dP, kDK only),
-  // Q [2][BM][KP], dO [2][BM][VP], then lse [2][BM], D [2][BM].
+  // Q [2][BM][KP], dO [2][BM][VP], then lse [2][BM], D [2][BM] (floats), example starts [2][BM] (i32).
   static constexpr int kVOffset = kBlockN * kKPitch;
   static constexpr int kQOffset = kVOffset + (kDK ? kBlockN * kVPitch : 0);
   static constexpr int kDOOffset = kQOffset + 2 * kBlockM * kKPitch;
   static constexpr int kBf16Elements = kDOOffset + 2 * kBlockM * kVPitch;
-  static constexpr int kSmemBytes = kBf16Elements * int(sizeof(bf16)) + 4 * kBlockM * int(sizeof(float));
+  static constexpr int kSmemBytes = kBf16Elements * int(sizeof(bf16)) + 6 * kBlockM * int(sizeof(float));
 };
 
 // dk, dv (layouts of k, v) +=. dsum [B, H, Tq] = rowsum(dout * out). Grid: (B * KVH, key tiles).
@@ -214,6 +249,7 @@ __global__ void __launch_bounds__(kThreads)
   bf16* dout_tiles = shared_bf16 + Tiles::kDOOffset;
   float* lse_tiles = reinterpret_cast<float*>(shared_bf16 + Tiles::kBf16Elements);  // [2][BM]
   float* dsum_tiles = lse_tiles + 2 * BM;                                            // [2][BM]
+  int32_t* start_tiles = reinterpret_cast<int32_t*>(dsum_tiles + 2 * BM);            // [2][BM]
 
   const int warp = int(threadIdx.x) / 32;
   const int b = int(blockIdx.x) / s.KVH, kvh = int(blockIdx.x) % s.KVH, group = s.H / s.KVH;
@@ -221,7 +257,8 @@ __global__ void __launch_bounds__(kThreads)
   const int warp_n0 = n0 + warp * Tiles::kWarpRows;
   const int offset = s.Tk - s.Tq;
   const int first_tile = max(0, n0 - offset) / BM;  // query m sees key n when m >= n - offset
-  const int tiles_per_head = (s.Tq + BM - 1) / BM - first_tile;
+  const int query_end = segments::query_end(s, b, n0, min(n0 + BN, s.Tk) - 1);  // Tq without segments
+  const int tiles_per_head = (query_end + BM - 1) / BM - first_tile;
   const int steps = group * tiles_per_head;
   const int64_t dout_stride = int64_t(s.H) * s.Dv;
 
@@ -237,6 +274,10 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t vector = (int64_t(b) * s.H + h) * s.Tq + m0;
     load_floats_async<kThreads>(lse_tiles + stage * BM, lse + vector, BM, s.Tq - m0);
     if (kDK) load_floats_async<kThreads>(dsum_tiles + stage * BM, dsum + vector, BM, s.Tq - m0);
+    if (s.segment_start)  // 4-byte words copied as they are
+      load_floats_async<kThreads>(reinterpret_cast<float*>(start_tiles + stage * BM),
+                                  reinterpret_cast<const float*>(s.segment_start + int64_t(b) * s.Tq + m0), BM,
+                                  s.Tq - m0);
   };
   load_tile_async<BN, DKP, kThreads>(k_tile, k + (int64_t(b) * s.Tk + n0) * s.k_stride + int64_t(kvh) * s.Dk,
                                      s.k_stride, s.Tk - n0, s.Dk);
@@ -260,6 +301,11 @@ __global__ void __launch_bounds__(kThreads)
     }
     const int m0 = step_m0(step), stage = step % 2;
     if (warp_n0 >= s.Tk || offset + m0 + BM - 1 < warp_n0) continue;  // no query of the tile sees these keys
+    const int32_t* start_stage = start_tiles + stage * BM;
+    // With segments: the warp's keys all precede the tile's first example, or some may precede one.
+    const bool segmented = s.segment_start && warp_n0 + Tiles::kWarpRows > offset;
+    if (segmented && warp_n0 >= offset && warp_n0 + Tiles::kWarpRows <= offset + start_stage[0]) continue;
+    const bool segment_edge = segmented && warp_n0 < offset + start_stage[min(BM, s.Tq - m0) - 1];
     const uint32_t q_stage = shared_address(q_tiles + stage * BM * KP);
     const uint32_t dout_stage = shared_address(dout_tiles + stage * BM * VP);
     const float* lse_stage = lse_tiles + stage * BM;
@@ -273,7 +319,8 @@ __global__ void __launch_bounds__(kThreads)
     const bool edge = warp_n0 + Tiles::kWarpRows - 1 > offset + m0 || m0 + BM > s.Tq;
     for_each_accumulator<MT, BM>([&](int mt, int i, int e, int row, int column) {  // row: key, column: query
       const int m = m0 + column;
-      const bool hidden = edge && (m >= s.Tq || warp_n0 + row > offset + m);
+      const bool hidden = (edge && (m >= s.Tq || warp_n0 + row > offset + m)) ||
+                          (segment_edge && segments::hidden(offset, start_stage[column], warp_n0 + row));
       p[mt][i][e] = hidden ? 0.0f : exp2f(p[mt][i][e] * scale_log2 - lse_stage[column] * kLog2e);
       if constexpr (kDK) ds[mt][i][e] = p[mt][i][e] * (ds[mt][i][e] - dsum_stage[column]);
     });
@@ -324,7 +371,8 @@ __global__ void __launch_bounds__(kThreads)
                                      s.Tq - block.m0, s.Dk);
   load_tile_async<BM, DVP, kThreads>(dout_tile, dout + row * dout_stride + int64_t(block.h) * s.Dv, dout_stride,
                                      s.Tq - block.m0, s.Dv);
-  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, 0);
+  const int visits = block.skip.visits(block.n_tiles);
+  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.skip.at(0), 0);
   cp_async_commit();
 
   // The thread's query rows: their lse (base 2) and D = rowsum(dout * out).
@@ -343,25 +391,29 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t q_warp = shared_address(q_tile + warp * Tiles::kWarpRows * KP);
   const uint32_t dout_warp = shared_address(dout_tile + warp * Tiles::kWarpRows * VP);
   float dq_acc[MT][DKP / 8][4] = {};
+  int row_start[MT][2];
+  load_row_starts<MT>(row_start, s, block.b, block.warp_m0);
   const float scale_log2 = s.scale * kLog2e;
-  for (int tile = 0; tile < block.n_tiles; tile++) {
+  for (int visit = 0; visit < visits; visit++) {
     cp_async_wait_all();
     __syncthreads();
-    if (tile + 1 < block.n_tiles) {
-      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, tile + 1);
+    if (visit + 1 < visits) {
+      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.skip.at(visit + 1),
+                                  (visit + 1) % 2);
       cp_async_commit();
     }
-    const int n0 = tile * BN;
+    const int n0 = block.skip.at(visit) * BN, stage = visit % 2;
     if (block.warp_skips(n0, s.Tq)) continue;
-    const uint32_t k_tile = shared_address(k_tiles + (tile % 2) * BN * KP);
+    const uint32_t k_tile = shared_address(k_tiles + stage * BN * KP);
 
     float ds[MT][BN / 8][4] = {};  // scores, then probabilities, then dS = P (dP - D)
     warp_product_abt<MT, DKP, BN, KP, KP>(ds, q_warp, k_tile);
     float dp[MT][BN / 8][4] = {};
-    warp_product_abt<MT, DVP, BN, VP, VP>(dp, dout_warp, shared_address(v_tiles + (tile % 2) * BN * VP));
-    const bool diagonal = block.warp_on_diagonal(n0);
+    warp_product_abt<MT, DVP, BN, VP, VP>(dp, dout_warp, shared_address(v_tiles + stage * BN * VP));
+    const bool diagonal = block.warp_on_diagonal(n0), segment_edge = block.warp_on_segment_edge(n0);
     for_each_accumulator<MT, BN>([&](int mt, int i, int e, int row, int column) {
-      const bool hidden = diagonal && n0 + column > block.offset + block.warp_m0 + row;
+      const bool hidden = (diagonal && n0 + column > block.offset + block.warp_m0 + row) ||
+                          (segment_edge && segments::hidden(block.offset, row_start[mt][e / 2], n0 + column));
       const float probability = hidden ? 0.0f : exp2f(ds[mt][i][e] * scale_log2 - row_lse[mt][e / 2]);
       ds[mt][i][e] = probability * (dp[mt][i][e] - row_dsum[mt][e / 2]);
     });
