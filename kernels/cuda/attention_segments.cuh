@@ -25,7 +25,8 @@ __device__ __forceinline__ bool hidden(int offset, int start, int n) { return n 
 
 // The key tiles (of `tile` keys) a query block visits: iteration i < visits(n_tiles) visits tile
 // at(i); the tiles [from, to) are skipped (all their keys are in the query part, before the
-// example of the block's first query m0).
+// example of the block's first query m0). An even number of them, so that a tile's parity is its
+// visit's and double-buffered kernels keep choosing the stage by tile % 2.
 struct KeyTileSkip {
   int from = 0, to = 0;
   KeyTileSkip() = default;
@@ -34,6 +35,7 @@ struct KeyTileSkip {
     const int offset = s.Tk - s.Tq;
     from = (offset + tile - 1) / tile;  // the first tile with no key before the query part
     to = max(from, min(n_tiles, (offset + start_of(s, b, m0)) / tile));
+    to = from + (to - from) / 2 * 2;
   }
   __device__ int visits(int n_tiles) const { return n_tiles - (to - from); }
   __device__ int at(int i) const { return i < from ? i : i + (to - from); }
