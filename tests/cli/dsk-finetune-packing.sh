@@ -5,10 +5,14 @@
 # which holds only when attention stays within each example and positions restart with each;
 # (measured: equal to the last digit; attention across examples would move it by ~1e-4 here)
 # and a packed LoRA run learns (its loss falls) and writes its adapter.
+# DSK_TEST_DEVICE=cuda (scripts/device/packing-gpu.sh) runs it on the GPU, where bf16 rounds
+# packed and padded rows differently: the losses then agree to 5e-3.
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
 in_scratch_dir
 export OMP_NUM_THREADS=2
+device=${DSK_TEST_DEVICE:-cpu}
+tolerance=$([ "$device" = cpu ] && echo 1e-6 || echo 5e-3)
 make_shards
 base=$(make_tiny_base)
 
@@ -17,7 +21,7 @@ head -24 "$assets/test.jsonl" >val.jsonl
 config() {  # FILE PACKING LR STEPS [BATCH]
   printf '%s\n' "model_name: $base" "packing: $2" "lora_r: 4" "batch_size: ${5:-24}" "learning_rate: $3" \
     "data:" "  train: $assets/train.jsonl" "  val: val.jsonl" "  seq_len: 512" "steps: $4" \
-    "eval:" "  every: 0" "checkpoint:" "  dir: run-$2-$4" "logging:" "  every: 1" "device: cpu" >"$1"
+    "eval:" "  every: 0" "checkpoint:" "  dir: run-$2-$4" "logging:" "  every: 1" "device: $device" >"$1"
 }
 
 config packed.yaml true 0 1
@@ -35,10 +39,10 @@ rows=$(sed 's/.* examples in \([0-9]*\) rows of 512 positions (300 rows padded).
 [ "$rows" -gt 0 ] && [ "$rows" -lt 100 ] || fail "packing report: $line"
 grep -q "data.train: 300 rows of 512 positions, .*% of them padding (data.packing: true would take $rows rows" padded.err ||
   fail "no padding report: $(cat padded.err)"
-python3 - "$(field val_loss packed.record)" "$(field val_loss padded.record)" <<'PY' ||
+python3 - "$(field val_loss packed.record)" "$(field val_loss padded.record)" "$tolerance" <<'PY' ||
 import sys
-packed, padded = map(float, sys.argv[1:])
-assert abs(packed - padded) <= 1e-6 * abs(padded), (packed, padded)  # attention across examples: ~1e-4
+packed, padded, tolerance = map(float, sys.argv[1:])
+assert abs(packed - padded) <= tolerance * abs(padded), (packed, padded)  # attention across examples: ~1e-4 (CPU)
 PY
   fail "validation loss packed $(field val_loss packed.record) vs padded $(field val_loss padded.record)"
 
