@@ -13,8 +13,7 @@
 #include <cstring>
 #include <random>
 
-#include "cuda/attention.cuh"
-#include "parity.cuh"
+#include "attention_parity.cuh"
 
 namespace dsk::gpu_test {
 namespace {
@@ -57,85 +56,8 @@ std::vector<int32_t> random_starts(int B, int Tq, int longest, uint64_t seed) {
   return starts;
 }
 
-struct Tensors {
-  std::vector<float> q, k, v, dout, out, lse, dq, dk, dv;
-};
-
-// lse [B, H, Tq] over the keys each query sees (kernels.hpp's definition), in double.
-std::vector<float> reference_lse(const Tensors& in, const AttentionShape& s, const std::vector<int32_t>& starts) {
-  std::vector<float> lse(size_t(s.B) * s.H * s.Tq);
-  const int offset = s.Tk - s.Tq;
-  for (int b = 0; b < s.B; b++)
-    for (int h = 0; h < s.H; h++)
-      for (int t = 0; t < s.Tq; t++) {
-        const int kvh = h / (s.H / s.KVH), first = offset + starts[size_t(b) * s.Tq + t];
-        std::vector<double> scores;
-        double top = -INFINITY;
-        for (int j = 0; j <= offset + t; j++) {
-          if (j >= offset && j < first) continue;
-          double dot = 0;
-          for (int d = 0; d < s.Dk; d++)
-            dot += double(in.q[(size_t(b) * s.Tq + t) * s.q_stride + h * s.Dk + d]) *
-                   in.k[(size_t(b) * s.Tk + j) * s.k_stride + kvh * s.Dk + d];
-          scores.push_back(dot * s.scale);
-          top = std::max(top, scores.back());
-        }
-        double sum = 0;
-        for (double score : scores) sum += std::exp(score - top);
-        lse[(size_t(b) * s.H + h) * s.Tq + t] = float(top + std::log(sum));
-      }
-  return lse;
-}
-
-double rms(const std::vector<float>& v) {
-  double sum = 0;
-  for (float x : v) sum += double(x) * x;
-  return std::sqrt(sum / double(std::max<size_t>(v.size(), 1)));
-}
-
-std::vector<float> plus(const std::vector<float>& a, const std::vector<float>& b) {
-  std::vector<float> sum(a.size());
-  for (size_t i = 0; i < a.size(); i++) sum[i] = a[i] + b[i];
-  return sum;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-// Forward then backward on the GPU; `starts` empty: null segment_start.
-template <typename T>
-Tensors run_gpu(const Tensors& in, AttentionShape s, const std::vector<int32_t>& starts) {
-  DeviceBuffer<T> q(in.q.size()), k(in.k.size()), v(in.v.size()), dout(in.dout.size()), out(in.dout.size());
-  DeviceBuffer<T> dq(in.dq.size()), dk(in.dk.size()), dv(in.dv.size());
-  DeviceBuffer<float> lse(size_t(s.B) * s.H * s.Tq), scratch(cuda::attention_backward_scratch_floats(s));
-  DeviceBuffer<int32_t> segment_start(starts.size());
-  DSK_CUDA_CHECK(cudaMemcpy(segment_start.get(), starts.data(), starts.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-  s.segment_start = starts.empty() ? nullptr : segment_start.get();
-  upload(q, in.q);
-  upload(k, in.k);
-  upload(v, in.v);
-  upload(dout, in.dout);
-  upload(dq, in.dq);
-  upload(dk, in.dk);
-  upload(dv, in.dv);
-  out.poison();
-  lse.poison();
-  scratch.poison();
-  cuda::attention_forward<T>(out.get(), lse.get(), q.get(), k.get(), v.get(), s, nullptr);
-  cuda::attention_backward<T>(dq.get(), dk.get(), dv.get(), dout.get(), out.get(), lse.get(), q.get(), k.get(),
-                              v.get(), s, scratch.get(), nullptr);
-  Tensors result;
-  result.out = download(out);
-  result.lse = download(lse);
-  result.dq = download(dq);
-  result.dk = download(dk);
-  result.dv = download(dv);
-  return result;
-}
-
-Tensors random_inputs(const AttentionShape& s, uint64_t seed) {
-  Tensors in;
+AttentionTensors random_inputs(const AttentionShape& s, uint64_t seed) {
+  AttentionTensors in;
   in.q = random_floats(size_t(s.B) * s.Tq * s.q_stride, seed);
   in.k = random_floats(size_t(s.B) * s.Tk * s.k_stride, seed + 1);
   in.v = random_floats(size_t(s.B) * s.Tk * s.v_stride, seed + 2);
@@ -150,7 +72,7 @@ void check_case(const Case& c, uint64_t seed) {
             << " Dv=" << s.Dv << " strides " << s.q_stride << "/" << s.k_stride << "/" << s.v_stride
             << " longest example " << c.longest << " T=" << (sizeof(T) == 4 ? "float" : "bf16") << " seed " << seed);
   const std::vector<int32_t> starts = random_starts(s.B, s.Tq, c.longest, seed + 7);
-  Tensors in = random_inputs(s, seed);
+  AttentionTensors in = random_inputs(s, seed);
   for (std::vector<float>* x : {&in.q, &in.k, &in.v, &in.dout}) *x = rounded<T>(*x);
 
   AttentionShape host = s;
@@ -166,13 +88,13 @@ void check_case(const Case& c, uint64_t seed) {
 
   const double tolerance = sizeof(T) == 4 ? 1e-5 : 2e-2;
   const double lse_tolerance = sizeof(T) == 4 ? 1e-5 : 1e-4;
-  const Tensors first = run_gpu<T>(in, s, starts);
+  const AttentionTensors first = run_attention_gpu<T>(in, s, starts);
   check_close("out", first.out, out, tolerance);
   check_close("lse", first.lse, reference_lse(in, s, starts), lse_tolerance);
   check_close("dq", first.dq, plus(in.dq, dq), tolerance);
   check_close("dk", first.dk, plus(in.dk, dk), tolerance);
   check_close("dv", first.dv, plus(in.dv, dv), tolerance);
-  const Tensors second = run_gpu<T>(in, s, starts);
+  const AttentionTensors second = run_attention_gpu<T>(in, s, starts);
   CHECK_MESSAGE(same_bits(first.out, second.out), "out differs between two runs");
   CHECK_MESSAGE(same_bits(first.dq, second.dq), "dq differs between two runs");
   CHECK_MESSAGE(same_bits(first.dk, second.dk), "dk differs between two runs");
@@ -184,12 +106,12 @@ template <typename T>
 void check_one_example_a_row(const Case& c, uint64_t seed) {
   const AttentionShape s = shape_of(c);
   INFO("Tq=" << s.Tq << " Tk=" << s.Tk << " Dk=" << s.Dk << " T=" << (sizeof(T) == 4 ? "float" : "bf16"));
-  Tensors in = random_inputs(s, seed);
+  AttentionTensors in = random_inputs(s, seed);
   in.dq.assign(in.q.size(), 0.0f);
   in.dk.assign(in.k.size(), 0.0f);
   in.dv.assign(in.v.size(), 0.0f);
-  const Tensors plain = run_gpu<T>(in, s, {});
-  const Tensors packed = run_gpu<T>(in, s, std::vector<int32_t>(size_t(s.B) * s.Tq, 0));
+  const AttentionTensors plain = run_attention_gpu<T>(in, s);
+  const AttentionTensors packed = run_attention_gpu<T>(in, s, std::vector<int32_t>(size_t(s.B) * s.Tq, 0));
   CHECK(same_bits(plain.out, packed.out));
   CHECK(same_bits(plain.lse, packed.lse));
   CHECK(same_bits(plain.dq, packed.dq));
