@@ -50,10 +50,20 @@ void rope_backward(float* dx, const int32_t* positions, const Rope& rope, int N,
 // q [B,Tq,H,Dk], k [B,Tk,KVH,Dk], v [B,Tk,KVH,Dv] (row strides q_stride, k_stride, v_stride
 // floats per position), out [B,Tq,H,Dv], probs [B,H,Tq,Tk] kept for backward. The Tq queries
 // are the last Tq of the Tk positions (Tq == Tk in training, Tq < Tk with a KV cache).
+//
+// Packed rows (segment_start, i32 [B,Tq], in the backend's memory; null: plain causal): a row
+// holds several examples one after the other and attention stays within each. segment_start[b,t]
+// is the query position (0..t, counted in the query part) where query t's example begins, so
+// query t (absolute position p = Tk - Tq + t) sees the keys [Tk - Tq + segment_start[b,t], p]
+// and, always, the keys before the query part, [0, Tk - Tq) (a KV cache's past or prefix
+// tuning's learned keys, which every example shares). Each example occupies consecutive
+// positions, so segment_start is non-decreasing along t and segment_start[b,t] <= t; the CUDA
+// kernels rely on it to skip the key tiles before a query tile's first example.
 struct AttentionShape {
   int B, Tq, Tk, H, KVH, Dk, Dv;
   int q_stride, k_stride, v_stride;  // floats between consecutive positions
   float scale;
+  const int32_t* segment_start = nullptr;
 };
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        const AttentionShape& s);

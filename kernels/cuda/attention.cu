@@ -5,7 +5,8 @@
 //         plain fp32 SIMT kernels (attention_simt.cuh).
 // Backward first computes D = rowsum(dout * out) [B, H, Tq] into scratch, then dK/dV (one block
 // per key tile) and dQ (one block per query tile): every gradient element has one owner, so the
-// result is deterministic without atomics.
+// result is deterministic without atomics. Packed rows (s.segment_start): the tensor-core kernels
+// are compiled with and without segments (kSegments), the SIMT ones test the pointer.
 #include <cstdint>
 #include <type_traits>
 
@@ -109,7 +110,7 @@ void flash_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf
   with_padded_head_dims(s.Dk, s.Dv, [&](auto dk, auto dv) {
     constexpr int DKP = decltype(dk)::value, DVP = decltype(dv)::value;
     using Tiles = flash::ForwardTiles<DKP, DVP>;
-    auto kernel = flash::forward_kernel<DKP, DVP>;
+    auto kernel = s.segment_start ? flash::forward_kernel<DKP, DVP, true> : flash::forward_kernel<DKP, DVP, false>;
     allow_shared_memory(kernel, Tiles::kSmemBytes);
     kernel<<<grid(s.B * s.H, tiles(s.Tq, Tiles::kBlockM)), flash::kThreads, Tiles::kSmemBytes, stream>>>(out, lse, q,
                                                                                                           k, v, s);
@@ -121,10 +122,12 @@ template <int DKP, int DVP, bool kDV, bool kDK>
 void launch_flash_backward_kv(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
                               const bf16* k, const bf16* v, const AttentionShape& s, cudaStream_t stream) {
   using Tiles = flash::KeyTiles<DKP, DVP, kDV, kDK>;
-  auto kernel = flash::backward_kv_kernel<DKP, DVP, kDV, kDK>;
-  allow_shared_memory(kernel, Tiles::kSmemBytes);
-  kernel<<<grid(s.B * s.KVH, tiles(s.Tk, Tiles::kBlockN)), flash::kThreads, Tiles::kSmemBytes, stream>>>(
-      dk, dv, dout, lse, dsum, q, k, v, s);
+  auto kernel = s.segment_start ? flash::backward_kv_kernel<DKP, DVP, kDV, kDK, true>
+                                : flash::backward_kv_kernel<DKP, DVP, kDV, kDK, false>;
+  const int bytes = Tiles::kSmemBytes + (s.segment_start ? Tiles::kSegmentBytes : 0);
+  allow_shared_memory(kernel, bytes);
+  kernel<<<grid(s.B * s.KVH, tiles(s.Tk, Tiles::kBlockN)), flash::kThreads, bytes, stream>>>(dk, dv, dout, lse, dsum, q,
+                                                                                             k, v, s);
   DSK_CUDA_CHECK_LAUNCH();
 }
 
@@ -139,7 +142,8 @@ void flash_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float*
       launch_flash_backward_kv<DKP, DVP, false, true>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
     }
     using Tiles = flash::QueryTiles<DKP, DVP>;
-    auto kernel = flash::backward_q_kernel<DKP, DVP>;
+    auto kernel =
+        s.segment_start ? flash::backward_q_kernel<DKP, DVP, true> : flash::backward_q_kernel<DKP, DVP, false>;
     allow_shared_memory(kernel, Tiles::kSmemBytes);
     kernel<<<grid(s.B * s.H, tiles(s.Tq, Tiles::kBlockM)), flash::kThreads, Tiles::kSmemBytes, stream>>>(
         dq, dout, lse, dsum, q, k, v, s);

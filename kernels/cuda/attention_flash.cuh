@@ -8,11 +8,13 @@
 // padding is zero in shared memory and never stored. Scores are kept in base 2 (scaled by
 // scale * log2 e) so exp2 does the softmax; lse is written in natural-log units, as the CPU
 // reference would compute it. The tile sizes below keep each kernel's accumulators within the
-// 255 registers a thread has.
+// 255 registers a thread has. Packed rows (s.segment_start) add a mask bound per query and skip
+// the key tiles no query of a block sees (attention_segments.cuh).
 #pragma once
 
 #include "cpu/kernels.hpp"
 #include "cuda/attention_mma.cuh"
+#include "cuda/attention_segments.cuh"
 
 namespace dsk::kernels::cuda::flash {
 
@@ -25,10 +27,15 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 // Where a block of the query-tiled kernels (forward, dQ) sits. Grid: (B * H, query tiles), the
 // last query tiles (most keys to visit) first. Query m sits at position offset + m and sees keys
-// 0..offset + m, so the block needs the key tiles below key_end.
-template <int BM, int BN, int WARP_ROWS>
+// 0..offset + m, so the block needs the key tiles below key_end. With packed rows it visits them
+// through skip (the tiles before its first query's example left out); the starts of the warp's
+// queries' examples are read again where needed (L1-cached) rather than kept in registers, which
+// the largest tiles have none to spare for. kSegments: the kernels are compiled twice, so that
+// plain causal launches keep the code (and registers) they had without packing.
+template <int BM, int BN, int WARP_ROWS, bool kSegments>
 struct QueryBlock {
   int b, h, kvh, m0, warp_m0, offset, n_tiles;
+  segments::KeyTileSkip skip;  // kSegments only
 
   __device__ explicit QueryBlock(const AttentionShape& s) {
     b = int(blockIdx.x) / s.H;
@@ -38,15 +45,35 @@ struct QueryBlock {
     warp_m0 = m0 + int(threadIdx.x) / 32 * WARP_ROWS;
     offset = s.Tk - s.Tq;
     n_tiles = (min(s.Tk, offset + m0 + BM) + BN - 1) / BN;
+    if constexpr (kSegments) skip = segments::KeyTileSkip(s, b, m0, BN, n_tiles);
   }
-  // Nothing in key tile n0.. is visible to this warp's queries (or it has none).
+  // The key tiles in visiting order: first_tile(), next_tile(...) while below n_tiles.
+  __device__ int first_tile() const { return kSegments && skip.from == 0 ? skip.to : 0; }
+  __device__ int next_tile(int tile) const { return kSegments && tile + 1 == skip.from ? skip.to : tile + 1; }
+  // Nothing in key tile n0.. is visible to this warp's queries (or it has none): past them, or
+  // (with segments) before the example of the first of them.
   __device__ bool warp_skips(int n0, int Tq) const { return warp_m0 >= Tq || n0 > offset + warp_m0 + WARP_ROWS - 1; }
+  __device__ bool warp_before_examples(const AttentionShape& s, int n0) const {
+    return n0 >= offset && n0 + BN <= offset + segments::start_of(s, b, warp_m0);
+  }
   // Some key of tile n0.. is later than one of this warp's queries: the causal mask applies.
   __device__ bool warp_on_diagonal(int n0) const { return n0 + BN - 1 > offset + warp_m0; }
+  // Some key of tile n0.. may come before the example of one of this warp's queries (the last
+  // query's example begins last).
+  __device__ bool warp_on_segment_edge(const AttentionShape& s, int n0) const {
+    return kSegments && n0 + BN > offset &&
+           n0 < offset + segments::start_of(s, b, min(warp_m0 + WARP_ROWS, s.Tq) - 1);
+  }
+  // Key n comes before the example of the warp's query `row` (edge tiles only).
+  __device__ bool before_example(const AttentionShape& s, int row, int n) const {
+    const int m = min(warp_m0 + row, s.Tq - 1);  // rows past Tq are never stored
+    return segments::hidden(offset, segments::start_of(s, b, m), n);
+  }
 };
 
 // Starts the cp.async of key tile `tile` of K and V (rows of the block's b and kvh) into stage
-// tile % 2 of the double-buffered k_tiles [2][BN][DKP + pad] and v_tiles [2][BN][DVP + pad].
+// tile % 2 of the double-buffered k_tiles [2][BN][DKP + pad] and v_tiles [2][BN][DVP + pad]
+// (consecutive visits alternate stages: segments::KeyTileSkip skips an even number of tiles).
 template <int BN, int DKP, int DVP>
 __device__ __forceinline__ void load_key_tile(bf16* k_tiles, bf16* v_tiles, const bf16* k, const bf16* v,
                                               const AttentionShape& s, int b, int kvh, int tile) {
@@ -106,7 +133,7 @@ __device__ __forceinline__ void online_softmax_update(float (&scores)[BN / 8][4]
 }
 
 // out [B, Tq, H, Dv] (=), lse [B, H, Tq].
-template <int DKP, int DVP>
+template <int DKP, int DVP, bool kSegments>
 __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
                                                            const bf16* v, AttentionShape s) {
   using Tiles = ForwardTiles<DKP, DVP>;
@@ -118,11 +145,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
   bf16* v_tiles = k_tiles + 2 * BN * KP;             // [2][BN][VP]
 
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane / 4, t = lane % 4;
-  const QueryBlock<BM, BN, Tiles::kWarpRows> block(s);
+  const QueryBlock<BM, BN, Tiles::kWarpRows, kSegments> block(s);
   load_tile_async<BM, DKP, kThreads>(q_tile, q + (int64_t(block.b) * s.Tq + block.m0) * s.q_stride +
                                                  int64_t(block.h) * s.Dk,
                                      s.q_stride, s.Tq - block.m0, s.Dk);
-  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, 0);
+  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.first_tile());
   cp_async_commit();
 
   const uint32_t q_warp = shared_address(q_tile + warp * Tiles::kWarpRows * KP);
@@ -131,21 +158,24 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
 #pragma unroll
   for (int mt = 0; mt < MT; mt++) row_max[mt][0] = row_max[mt][1] = -INFINITY;
   const float scale_log2 = s.scale * kLog2e;
-  for (int tile = 0; tile < block.n_tiles; tile++) {
+  for (int tile = block.first_tile(); tile < block.n_tiles; tile = block.next_tile(tile)) {
     cp_async_wait_all();
-    __syncthreads();  // tile is in; every warp is done with tile - 1, whose buffer the prefetch reuses
-    if (tile + 1 < block.n_tiles) {
-      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, tile + 1);
+    __syncthreads();  // tile is in; every warp is done with the previous one, whose buffer the prefetch reuses
+    if (block.next_tile(tile) < block.n_tiles) {
+      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.next_tile(tile));
       cp_async_commit();
     }
     const int n0 = tile * BN;
     if (block.warp_skips(n0, s.Tq)) continue;
+    if constexpr (kSegments)
+      if (block.warp_before_examples(s, n0)) continue;
 
     float scores[MT][BN / 8][4] = {};
     warp_product_abt<MT, DKP, BN, KP, KP>(scores, q_warp, shared_address(k_tiles + (tile % 2) * BN * KP));
-    const bool diagonal = block.warp_on_diagonal(n0);
+    const bool diagonal = block.warp_on_diagonal(n0), segment_edge = block.warp_on_segment_edge(s, n0);
     for_each_accumulator<MT, BN>([&](int mt, int i, int e, int row, int column) {
-      const bool hidden = diagonal && n0 + column > block.offset + block.warp_m0 + row;
+      bool hidden = diagonal && n0 + column > block.offset + block.warp_m0 + row;
+      if constexpr (kSegments) hidden = hidden || (segment_edge && block.before_example(s, row, n0 + column));
       scores[mt][i][e] = hidden ? -INFINITY : scores[mt][i][e] * scale_log2;
     });
 #pragma unroll
@@ -162,7 +192,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       const int m = block.warp_m0 + 16 * mt + g + half * 8;
       if (m >= s.Tq) continue;
-      const float inverse = 1.0f / sum;  // > 0: key 0 is visible to every query
+      const float inverse = 1.0f / sum;  // > 0: every query sees its own key
       bf16* out_row = out + ((int64_t(block.b) * s.Tq + m) * s.H + block.h) * s.Dv;
 #pragma unroll
       for (int i = 0; i < DVP / 8; i++) {
@@ -190,16 +220,18 @@ struct KeyTiles {
   static constexpr int kBlockM = kWarpTiles * kAccumulated > 128 ? 32 : 64;  // bounds the score registers
   static constexpr int kKPitch = DKP + kRowPadding, kVPitch = DVP + kRowPadding;
   // Shared memory, in bf16 elements then floats: K [BN][KP], V [BN][VP] (for dP, kDK only),
-  // Q [2][BM][KP], dO [2][BM][VP], then lse [2][BM], D [2][BM].
+  // Q [2][BM][KP], dO [2][BM][VP], then lse [2][BM], D [2][BM] (floats), and with segments the
+  // example starts [2][BM] (i32, kSegmentBytes more).
   static constexpr int kVOffset = kBlockN * kKPitch;
   static constexpr int kQOffset = kVOffset + (kDK ? kBlockN * kVPitch : 0);
   static constexpr int kDOOffset = kQOffset + 2 * kBlockM * kKPitch;
   static constexpr int kBf16Elements = kDOOffset + 2 * kBlockM * kVPitch;
   static constexpr int kSmemBytes = kBf16Elements * int(sizeof(bf16)) + 4 * kBlockM * int(sizeof(float));
+  static constexpr int kSegmentBytes = 2 * kBlockM * int(sizeof(int32_t));
 };
 
 // dk, dv (layouts of k, v) +=. dsum [B, H, Tq] = rowsum(dout * out). Grid: (B * KVH, key tiles).
-template <int DKP, int DVP, bool kDV, bool kDK>
+template <int DKP, int DVP, bool kDV, bool kDK, bool kSegments>
 __global__ void __launch_bounds__(kThreads)
     backward_kv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
                        const bf16* k, const bf16* v, AttentionShape s) {
@@ -214,6 +246,7 @@ __global__ void __launch_bounds__(kThreads)
   bf16* dout_tiles = shared_bf16 + Tiles::kDOOffset;
   float* lse_tiles = reinterpret_cast<float*>(shared_bf16 + Tiles::kBf16Elements);  // [2][BM]
   float* dsum_tiles = lse_tiles + 2 * BM;                                            // [2][BM]
+  int32_t* start_tiles = reinterpret_cast<int32_t*>(dsum_tiles + 2 * BM);            // [2][BM]
 
   const int warp = int(threadIdx.x) / 32;
   const int b = int(blockIdx.x) / s.KVH, kvh = int(blockIdx.x) % s.KVH, group = s.H / s.KVH;
@@ -221,7 +254,8 @@ __global__ void __launch_bounds__(kThreads)
   const int warp_n0 = n0 + warp * Tiles::kWarpRows;
   const int offset = s.Tk - s.Tq;
   const int first_tile = max(0, n0 - offset) / BM;  // query m sees key n when m >= n - offset
-  const int tiles_per_head = (s.Tq + BM - 1) / BM - first_tile;
+  const int query_end = kSegments ? segments::query_end(s, b, n0, min(n0 + BN, s.Tk) - 1) : s.Tq;
+  const int tiles_per_head = (query_end + BM - 1) / BM - first_tile;
   const int steps = group * tiles_per_head;
   const int64_t dout_stride = int64_t(s.H) * s.Dv;
 
@@ -237,6 +271,10 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t vector = (int64_t(b) * s.H + h) * s.Tq + m0;
     load_floats_async<kThreads>(lse_tiles + stage * BM, lse + vector, BM, s.Tq - m0);
     if (kDK) load_floats_async<kThreads>(dsum_tiles + stage * BM, dsum + vector, BM, s.Tq - m0);
+    if (kSegments)  // 4-byte words copied as they are
+      load_floats_async<kThreads>(reinterpret_cast<float*>(start_tiles + stage * BM),
+                                  reinterpret_cast<const float*>(s.segment_start + int64_t(b) * s.Tq + m0), BM,
+                                  s.Tq - m0);
   };
   load_tile_async<BN, DKP, kThreads>(k_tile, k + (int64_t(b) * s.Tk + n0) * s.k_stride + int64_t(kvh) * s.Dk,
                                      s.k_stride, s.Tk - n0, s.Dk);
@@ -260,6 +298,11 @@ __global__ void __launch_bounds__(kThreads)
     }
     const int m0 = step_m0(step), stage = step % 2;
     if (warp_n0 >= s.Tk || offset + m0 + BM - 1 < warp_n0) continue;  // no query of the tile sees these keys
+    const int32_t* start_stage = start_tiles + stage * BM;
+    // With segments: the warp's keys all precede the tile's first example, or some may precede one.
+    const bool segmented = kSegments && warp_n0 + Tiles::kWarpRows > offset;
+    if (segmented && warp_n0 >= offset && warp_n0 + Tiles::kWarpRows <= offset + start_stage[0]) continue;
+    const bool segment_edge = segmented && warp_n0 < offset + start_stage[min(BM, s.Tq - m0) - 1];
     const uint32_t q_stage = shared_address(q_tiles + stage * BM * KP);
     const uint32_t dout_stage = shared_address(dout_tiles + stage * BM * VP);
     const float* lse_stage = lse_tiles + stage * BM;
@@ -273,7 +316,8 @@ __global__ void __launch_bounds__(kThreads)
     const bool edge = warp_n0 + Tiles::kWarpRows - 1 > offset + m0 || m0 + BM > s.Tq;
     for_each_accumulator<MT, BM>([&](int mt, int i, int e, int row, int column) {  // row: key, column: query
       const int m = m0 + column;
-      const bool hidden = edge && (m >= s.Tq || warp_n0 + row > offset + m);
+      const bool hidden = (edge && (m >= s.Tq || warp_n0 + row > offset + m)) ||
+                          (segment_edge && segments::hidden(offset, start_stage[column], warp_n0 + row));
       p[mt][i][e] = hidden ? 0.0f : exp2f(p[mt][i][e] * scale_log2 - lse_stage[column] * kLog2e);
       if constexpr (kDK) ds[mt][i][e] = p[mt][i][e] * (ds[mt][i][e] - dsum_stage[column]);
     });
@@ -304,7 +348,7 @@ struct QueryTiles {
 };
 
 // dq (layout of q) +=.
-template <int DKP, int DVP>
+template <int DKP, int DVP, bool kSegments>
 __global__ void __launch_bounds__(kThreads)
     backward_q_kernel(bf16* dq, const bf16* dout, const float* lse, const float* dsum, const bf16* q, const bf16* k,
                       const bf16* v, AttentionShape s) {
@@ -318,13 +362,13 @@ __global__ void __launch_bounds__(kThreads)
   bf16* v_tiles = k_tiles + 2 * BN * KP;             // [2][BN][VP]
 
   const int warp = int(threadIdx.x) / 32, g = int(threadIdx.x) % 32 / 4;
-  const QueryBlock<BM, BN, Tiles::kWarpRows> block(s);
+  const QueryBlock<BM, BN, Tiles::kWarpRows, kSegments> block(s);
   const int64_t row = int64_t(block.b) * s.Tq + block.m0, dout_stride = int64_t(s.H) * s.Dv;
   load_tile_async<BM, DKP, kThreads>(q_tile, q + row * s.q_stride + int64_t(block.h) * s.Dk, s.q_stride,
                                      s.Tq - block.m0, s.Dk);
   load_tile_async<BM, DVP, kThreads>(dout_tile, dout + row * dout_stride + int64_t(block.h) * s.Dv, dout_stride,
                                      s.Tq - block.m0, s.Dv);
-  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, 0);
+  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.first_tile());
   cp_async_commit();
 
   // The thread's query rows: their lse (base 2) and D = rowsum(dout * out).
@@ -344,15 +388,17 @@ __global__ void __launch_bounds__(kThreads)
   const uint32_t dout_warp = shared_address(dout_tile + warp * Tiles::kWarpRows * VP);
   float dq_acc[MT][DKP / 8][4] = {};
   const float scale_log2 = s.scale * kLog2e;
-  for (int tile = 0; tile < block.n_tiles; tile++) {
+  for (int tile = block.first_tile(); tile < block.n_tiles; tile = block.next_tile(tile)) {
     cp_async_wait_all();
     __syncthreads();
-    if (tile + 1 < block.n_tiles) {
-      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, tile + 1);
+    if (block.next_tile(tile) < block.n_tiles) {
+      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.next_tile(tile));
       cp_async_commit();
     }
     const int n0 = tile * BN;
     if (block.warp_skips(n0, s.Tq)) continue;
+    if constexpr (kSegments)
+      if (block.warp_before_examples(s, n0)) continue;
     const uint32_t k_tile = shared_address(k_tiles + (tile % 2) * BN * KP);
 
     float ds[MT][BN / 8][4] = {};  // scores, then probabilities, then dS = P (dP - D)
@@ -360,8 +406,11 @@ __global__ void __launch_bounds__(kThreads)
     float dp[MT][BN / 8][4] = {};
     warp_product_abt<MT, DVP, BN, VP, VP>(dp, dout_warp, shared_address(v_tiles + (tile % 2) * BN * VP));
     const bool diagonal = block.warp_on_diagonal(n0);
+    bool segment_edge = false;
+    if constexpr (kSegments) segment_edge = block.warp_on_segment_edge(s, n0);
     for_each_accumulator<MT, BN>([&](int mt, int i, int e, int row, int column) {
-      const bool hidden = diagonal && n0 + column > block.offset + block.warp_m0 + row;
+      bool hidden = diagonal && n0 + column > block.offset + block.warp_m0 + row;
+      if constexpr (kSegments) hidden = hidden || (segment_edge && block.before_example(s, row, n0 + column));
       const float probability = hidden ? 0.0f : exp2f(ds[mt][i][e] * scale_log2 - row_lse[mt][e / 2]);
       ds[mt][i][e] = probability * (dp[mt][i][e] - row_dsum[mt][e / 2]);
     });

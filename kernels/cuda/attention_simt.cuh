@@ -7,10 +7,13 @@
 //
 // Blocks have 8 warps. Score tiles are 16 queries x 32 keys: in forward and dQ each warp owns two
 // query rows and lane j takes key j of the tile; in dK/dV lane j owns key j and warp w the
-// columns w, w + 8, ... of its dK and dV rows.
+// columns w, w + 8, ... of its dK and dV rows. Packed rows (s.segment_start): a mask bound per
+// query, and the key tiles (query tiles in dK/dV) that no query of the block sees are skipped
+// (attention_segments.cuh).
 #pragma once
 
 #include "cpu/kernels.hpp"
+#include "cuda/attention_segments.cuh"
 #include "cuda/common.cuh"
 
 namespace dsk::kernels::cuda::simt {
@@ -108,7 +111,10 @@ __global__ void __launch_bounds__(kThreads)
   float row_max[kRowsPerWarp], row_sum[kRowsPerWarp] = {};
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; r++) row_max[r] = -INFINITY;
-  for (int n0 = 0; n0 < key_end; n0 += kKeys) {
+  const int n_tiles = (key_end + kKeys - 1) / kKeys;
+  const segments::KeyTileSkip skip(s, b, m0, kKeys, n_tiles);
+  for (int visit = 0; visit < skip.visits(n_tiles); visit++) {
+    const int n0 = skip.at(visit) * kKeys;
     __syncthreads();  // the previous tile is consumed
     const int64_t key_row = int64_t(b) * s.Tk + n0;
     load_rows(k_tile, s.Dk + 1, k + key_row * s.k_stride + int64_t(kvh) * s.Dk, s.k_stride, kKeys, s.Tk - n0, s.Dk);
@@ -118,10 +124,13 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < kRowsPerWarp; r++) {
       const int row = warp * kRowsPerWarp + r, m = m0 + row;
       if (m >= s.Tq) break;  // warp-uniform
-      const int n = n0 + lane;
-      const float score = n <= offset + m ? dot(q_tile + row * s.Dk, k_tile + lane * (s.Dk + 1), s.Dk) * s.scale
-                                          : -INFINITY;
-      const float new_max = fmaxf(row_max[r], warp_max(score));  // finite: key 0 is in the first tile
+      const int n = n0 + lane, start = segments::start_of(s, b, m);
+      // A tile wholly before the row's example: skipped, so the row's first tile has a visible key.
+      if (n0 >= offset && n0 + kKeys <= offset + start) continue;  // warp-uniform
+      const float score = n <= offset + m && !segments::hidden(offset, start, n)
+                              ? dot(q_tile + row * s.Dk, k_tile + lane * (s.Dk + 1), s.Dk) * s.scale
+                              : -INFINITY;
+      const float new_max = fmaxf(row_max[r], warp_max(score));  // finite: the row's first tile has a visible key
       const float rescale = expf(row_max[r] - new_max);
       const float weight = expf(score - new_max);
       row_sum[r] = row_sum[r] * rescale + warp_sum(weight);
@@ -170,7 +179,10 @@ __global__ void __launch_bounds__(kThreads)
             s.Dv);
 
   float dq_acc[kRowsPerWarp][kColumnsPerLane] = {};
-  for (int n0 = 0; n0 < key_end; n0 += kKeys) {
+  const int n_tiles = (key_end + kKeys - 1) / kKeys;
+  const segments::KeyTileSkip skip(s, b, m0, kKeys, n_tiles);
+  for (int visit = 0; visit < skip.visits(n_tiles); visit++) {
+    const int n0 = skip.at(visit) * kKeys;
     __syncthreads();
     const int64_t key_row = int64_t(b) * s.Tk + n0;
     load_rows(k_tile, s.Dk + 1, k + key_row * s.k_stride + int64_t(kvh) * s.Dk, s.k_stride, kKeys, s.Tk - n0, s.Dk);
@@ -180,10 +192,11 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < kRowsPerWarp; r++) {
       const int row = warp * kRowsPerWarp + r, m = m0 + row;
       if (m >= s.Tq) break;
-      const int n = n0 + lane;
+      const int n = n0 + lane, start = segments::start_of(s, b, m);
+      if (n0 >= offset && n0 + kKeys <= offset + start) continue;  // warp-uniform: nothing visible
       const int64_t index = (int64_t(b) * s.H + h) * s.Tq + m;
       float dscore = 0.0f;
-      if (n <= offset + m) {
+      if (n <= offset + m && !segments::hidden(offset, start, n)) {
         const float p = expf(dot(q_tile + row * s.Dk, k_tile + lane * (s.Dk + 1), s.Dk) * s.scale - lse[index]);
         const float dp = dot(dout_tile + row * s.Dv, v_tile + lane * (s.Dv + 1), s.Dv);
         dscore = p * (dp - dsum[index]);
@@ -233,8 +246,9 @@ __global__ void __launch_bounds__(kThreads)
   load_rows(v_tile, s.Dv + 1, v + key_row * s.v_stride + int64_t(kvh) * s.Dv, s.v_stride, kKeys, s.Tk - n0, s.Dv);
 
   float dk_acc[kColumnsPerWarp] = {}, dv_acc[kColumnsPerWarp] = {};
+  const int query_end = segments::query_end(s, b, n0, min(n0 + kKeys, s.Tk) - 1);  // Tq without segments
   for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-    for (int m0 = max(0, n0 - offset); m0 < s.Tq; m0 += kQueries) {  // from the first query that sees key n0
+    for (int m0 = max(0, n0 - offset); m0 < query_end; m0 += kQueries) {  // from the first query that sees key n0
       __syncthreads();  // the previous step is consumed (and the key tiles are in, the first time)
       const int64_t row0 = int64_t(b) * s.Tq + m0;
       load_rows(q_tile, s.Dk, q + row0 * s.q_stride + int64_t(h) * s.Dk, s.q_stride, kQueries, s.Tq - m0, s.Dk);
@@ -251,7 +265,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < kRowsPerWarp; r++) {
         const int row = warp * kRowsPerWarp + r, m = m0 + row;
         float p = 0.0f, dscore = 0.0f;
-        if (m < s.Tq && n <= offset + m) {
+        if (m < s.Tq && n <= offset + m && !segments::hidden(offset, segments::start_of(s, b, m), n)) {
           p = expf(dot(q_tile + row * s.Dk, k_tile + lane * (s.Dk + 1), s.Dk) * s.scale - row_lse[row]);
           dscore = p * (dot(dout_tile + row * s.Dv, v_tile + lane * (s.Dv + 1), s.Dv) - row_dsum[row]);
         }

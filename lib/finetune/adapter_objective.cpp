@@ -65,6 +65,25 @@ void AdapterObjective::start_step() {
   micro_batch_ = 0;
 }
 
+namespace {
+
+// The batch's packed rows (or none) for the model's passes within this scope only: generation and
+// evaluation outside it see one sequence a row.
+class SegmentScope {
+ public:
+  SegmentScope(model::Model& model, const train::Batch& batch) : model_(model) {
+    model_.set_segment_starts(batch.segment_start);
+  }
+  ~SegmentScope() { model_.set_segment_starts({}); }
+  SegmentScope(const SegmentScope&) = delete;
+  SegmentScope& operator=(const SegmentScope&) = delete;
+
+ private:
+  model::Model& model_;
+};
+
+}  // namespace
+
 // The dropout masks of a micro-batch come from its tokens and its place in the step, so a
 // resumed run (the same batches again) draws the same masks.
 double AdapterObjective::forward_backward(const train::Batch& batch, int B, int T, float loss_scale) {
@@ -72,6 +91,7 @@ double AdapterObjective::forward_backward(const train::Batch& batch, int B, int 
   for (int32_t token : batch.tokens) hash = (hash ^ uint32_t(token)) * 0x100000001b3ull;
   adapter_->set_dropout_seed(hash + uint64_t(micro_batch_++));
   adapter_->prepare();
+  const SegmentScope packed(model_, batch);
   const double loss = model_.forward_backward(batch.tokens.data(), batch.targets.data(), B, T, -100, loss_scale);
   adapter_->finish_backward();
   return loss;
@@ -79,6 +99,7 @@ double AdapterObjective::forward_backward(const train::Batch& batch, int B, int 
 
 double AdapterObjective::evaluate(const train::Batch& batch, int B, int T) {
   adapter_->prepare();
+  const SegmentScope packed(model_, batch);
   return model_.forward(batch.tokens.data(), batch.targets.data(), B, T);
 }
 

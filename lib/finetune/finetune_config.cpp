@@ -36,6 +36,7 @@ const std::vector<FlatKey> kFlatKeys = {
     {"gradient_accumulation_steps", "data.grad_accum", "micro-batches per step"},
     {"max_seq_length", "data.seq_len", "tokens per example row"},
     {"max_length", "data.seq_len", "tokens per example row"},
+    {"packing", "data.packing", "pack short examples into full rows (TRL's SFTConfig name)"},
     {"train_file", "data.train", "training JSONL"},
     {"validation_file", "data.val", "validation JSONL"},
     {"learning_rate", "optim.lr", "peak learning rate"},
@@ -96,6 +97,9 @@ Schema build_schema() {
   s.integer("eval.batches", std::nullopt, "validation micro-batches per evaluation (default: all of data.val)")
       .minimum = 1;
   s.integer("data.seq_len", 512, "tokens per example row (longer examples are cut)").minimum = 2;
+  s.boolean("data.packing", false,
+            "pack short examples into full rows of data.seq_len, attention kept within each example (false: one "
+            "example a row, padded)");
   s.number("optim.lr", 2e-4, "peak learning rate").minimum = 0;
   s.number("optim.weight_decay", 0.0, "decoupled weight decay").minimum = 0;
   s.choice("schedule.type", "linear", {"constant", "cosine", "linear", "wsd"}, "decay after warmup");

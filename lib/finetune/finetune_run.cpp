@@ -7,6 +7,7 @@
 #include "core/log.hpp"
 #include "finetune/adapter_objective.hpp"
 #include "finetune/data/examples.hpp"
+#include "finetune/packing.hpp"
 #include "train/checkpoint.hpp"
 #include "train/model_source.hpp"
 
@@ -15,13 +16,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// steps from epochs: ceil(epochs * examples / (micro_batch * grad_accum)).
-void complete_run_length(Config& config, size_t examples) {
+// steps from epochs: ceil(epochs * rows / (micro_batch * grad_accum)); rows: examples, or the
+// rows they are packed into.
+void complete_run_length(Config& config, size_t rows) {
   if (!config.has("epochs")) return;
   if (config.has("steps") || config.has("tokens"))
     throw UsageError(str(config.source(), ": give the run's length as epochs, steps or tokens, one of them"));
   const double per_step = double(config.get_int("data.micro_batch") * config.get_int("data.grad_accum"));
-  const int64_t steps = std::max<int64_t>(1, int64_t(std::ceil(config.get_double("epochs") * double(examples) / per_step)));
+  const int64_t steps = std::max<int64_t>(1, int64_t(std::ceil(config.get_double("epochs") * double(rows) / per_step)));
   config.set("steps", std::to_string(steps), str(config.where("epochs"), " (epochs)"));
 }
 
@@ -42,6 +44,20 @@ fs::path publish_adapter(const train::TrainOutcome& outcome) {
     fs::copy_file(outcome.checkpoint / name, directory.path() / name);
   directory.commit(/*replace_existing=*/true);
   return target;
+}
+
+// How much of the rows is padding, packed and not: what data.packing saves (or would save).
+void report_row_usage(const TokenizedSet& set, int T, bool packing) {
+  const RowUsage usage = row_usage(set.examples, T);
+  const int padded = int(std::lround(100 * usage.padding_fraction(usage.padded_rows, T)));
+  const int packed = int(std::lround(100 * usage.padding_fraction(usage.packed_rows, T)));
+  if (packing)
+    log_info("data.packing: ", usage.examples, " examples in ", usage.packed_rows, " rows of ", T, " positions (",
+             usage.padded_rows, " rows padded); padding is ", packed, "% of the positions (", padded,
+             "% without packing)");
+  else
+    log_info("data.train: ", usage.examples, " rows of ", T, " positions, ", padded,
+             "% of them padding (data.packing: true would take ", usage.packed_rows, " rows, ", packed, "% padding)");
 }
 
 }  // namespace
@@ -95,13 +111,16 @@ FinetuneOutcome run_finetune(Config& config) {
   TokenizedSet val_set;
   if (!config.get_strings("data.val").empty()) val_set = read_set(config.get_strings("data.val"), files, T, "data.val");
   const int32_t pad = tokenizer.eos_id() ? int32_t(*tokenizer.eos_id()) : 0;
+  const bool packing = config.get_bool("data.packing");
+  report_row_usage(train_set, T, packing);
   auto data = std::make_unique<InstructionBatches>(std::move(train_set), std::move(val_set), pad,
-                                                   tokenizer.vocab_size(), uint64_t(config.get_int("seed")));
+                                                   tokenizer.vocab_size(), uint64_t(config.get_int("seed")),
+                                                   packing ? T : 0);
   log_info("instruction data: ", data->train_examples(), " training examples, ", data->val_examples(), " validation");
-  complete_run_length(config, data->train_examples());
+  complete_run_length(config, data->train_rows());
   if (!config.has("eval.batches") && data->val_examples() > 0) {
     const int64_t B = config.get_int("data.micro_batch");
-    config.set("eval.batches", std::to_string((int64_t(data->val_examples()) + B - 1) / B), "data.val (all of it)");
+    config.set("eval.batches", std::to_string((int64_t(data->val_rows()) + B - 1) / B), "data.val (all of it)");
   }
 
   train::TrainingHooks hooks;

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "finetune/data/examples.hpp"
 #include "finetune/data/jsonl_lines.hpp"
+#include "finetune/packing.hpp"
 
 namespace dsk::finetune {
 
@@ -73,10 +74,27 @@ void fill_row(const TokenizedExample& example, int32_t pad_id, int T, int32_t* t
 }
 
 InstructionBatches::InstructionBatches(TokenizedSet train, TokenizedSet val, int32_t pad_id, uint64_t vocab_size,
-                                       uint64_t seed)
-    : train_(std::move(train)), val_(std::move(val)), pad_id_(pad_id), vocab_size_(vocab_size), seed_(seed) {
+                                       uint64_t seed, int packed_row_length)
+    : train_(std::move(train)),
+      val_(std::move(val)),
+      pad_id_(pad_id),
+      vocab_size_(vocab_size),
+      seed_(seed),
+      packed_row_length_(packed_row_length) {
   if (train_.examples.empty())
     throw DataError("no training example fits: every prompt fills data.seq_len tokens (raise data.seq_len)");
+  if (packed_row_length_ > 0) val_packed_ = pack_in_order(val_.examples, packed_row_length_);
+}
+
+size_t InstructionBatches::train_rows() const {
+  return packed_row_length_ > 0 ? pack_in_order(train_.examples, packed_row_length_).size() : train_.examples.size();
+}
+
+size_t InstructionBatches::val_rows() const { return packed_row_length_ > 0 ? val_packed_.size() : val_.examples.size(); }
+
+void InstructionBatches::check_row_length(int T) const {
+  if (T != packed_row_length_)
+    throw InternalError(str("packed instruction rows of ", packed_row_length_, " positions asked for as ", T));
 }
 
 const TokenizedExample& InstructionBatches::drawn(uint64_t k) {
@@ -93,15 +111,57 @@ const TokenizedExample& InstructionBatches::drawn(uint64_t k) {
 }
 
 void InstructionBatches::next(train::Batch& batch, int B, int T) {
+  if (packed_row_length_ > 0) return next_packed(batch, B, T);
   batch.tokens.resize(size_t(B) * T);
   batch.targets.resize(size_t(B) * T);
+  batch.segment_start.clear();
   for (int b = 0; b < B; ++b)
     fill_row(drawn(cursor_++), pad_id_, T, batch.tokens.data() + size_t(b) * T, batch.targets.data() + size_t(b) * T);
+}
+
+// Rows filled in order from the cursor; the example that does not fit stays for the next row
+// (drawn() is a pure function of the cursor, so looking at it draws nothing).
+void InstructionBatches::next_packed(train::Batch& batch, int B, int T) {
+  check_row_length(T);
+  batch.tokens.resize(size_t(B) * T);
+  batch.targets.resize(size_t(B) * T);
+  batch.segment_start.resize(size_t(B) * T);
+  for (int b = 0; b < B; ++b) {
+    int32_t* tokens = batch.tokens.data() + size_t(b) * T;
+    int32_t* targets = batch.targets.data() + size_t(b) * T;
+    int32_t* segment_start = batch.segment_start.data() + size_t(b) * T;
+    int used = 0;
+    while (used < T) {
+      const TokenizedExample& example = drawn(cursor_);
+      if (used + packed_length(example) > T) break;  // never in an empty row: fit_rows cut it to T + 1 ids
+      place_example(example, used, tokens, targets, segment_start);
+      used += packed_length(example);
+      cursor_++;
+    }
+    pad_row(used, T, pad_id_, tokens, targets, segment_start);
+  }
 }
 
 void InstructionBatches::validation_batch(int64_t i, train::Batch& batch, int B, int T) const {
   batch.tokens.assign(size_t(B) * T, pad_id_);
   batch.targets.assign(size_t(B) * T, -100);
+  batch.segment_start.clear();
+  if (packed_row_length_ > 0) {
+    check_row_length(T);
+    batch.segment_start.assign(size_t(B) * T, 0);  // rows past the last: one segment of padding
+    for (int b = 0; b < B && uint64_t(i) * B + b < val_packed_.size(); ++b) {
+      int32_t* tokens = batch.tokens.data() + size_t(b) * T;
+      int32_t* targets = batch.targets.data() + size_t(b) * T;
+      int32_t* segment_start = batch.segment_start.data() + size_t(b) * T;
+      int used = 0;
+      for (uint32_t k : val_packed_[size_t(i) * B + b]) {
+        place_example(val_.examples[k], used, tokens, targets, segment_start);
+        used += packed_length(val_.examples[k]);
+      }
+      pad_row(used, T, pad_id_, tokens, targets, segment_start);
+    }
+    return;
+  }
   for (int b = 0; b < B; ++b) {
     const uint64_t k = uint64_t(i) * B + b;
     if (k >= val_.examples.size()) break;

@@ -63,9 +63,14 @@ void fill_row(const TokenizedExample& example, int32_t pad_id, int T, int32_t* t
 // The training stream: examples in a new random order every epoch (a pure function of the seed
 // and the epoch), B per micro-batch; the cursor counts examples drawn. Validation: the val
 // examples in file order, the last batch filled with empty rows.
+// packed_row_length 0: one example a row (padding). Otherwise (data.packing) rows of that many
+// positions, the drawn examples packed into them in order (packing.hpp): a micro-batch takes as
+// many examples as its B rows hold, and an example that does not fit in the last row begins the
+// next micro-batch. Validation rows are packed once, in file order.
 class InstructionBatches final : public train::BatchSource {
  public:
-  InstructionBatches(TokenizedSet train, TokenizedSet val, int32_t pad_id, uint64_t vocab_size, uint64_t seed);
+  InstructionBatches(TokenizedSet train, TokenizedSet val, int32_t pad_id, uint64_t vocab_size, uint64_t seed,
+                     int packed_row_length = 0);
 
   void next(train::Batch& batch, int B, int T) override;
   uint64_t cursor() const override { return cursor_; }
@@ -76,9 +81,15 @@ class InstructionBatches final : public train::BatchSource {
 
   size_t train_examples() const { return train_.examples.size(); }
   size_t val_examples() const { return val_.examples.size(); }
+  // Rows an epoch of the training examples takes (packed in file order: an estimate for a
+  // shuffled epoch), and the validation rows.
+  size_t train_rows() const;
+  size_t val_rows() const;
 
  private:
   const TokenizedExample& drawn(uint64_t k);
+  void next_packed(train::Batch& batch, int B, int T);
+  void check_row_length(int T) const;
 
   TokenizedSet train_, val_;
   int32_t pad_id_;
@@ -86,6 +97,8 @@ class InstructionBatches final : public train::BatchSource {
   uint64_t cursor_ = 0;
   uint64_t order_epoch_ = ~uint64_t(0);
   std::vector<uint32_t> order_;
+  int packed_row_length_ = 0;
+  std::vector<std::vector<uint32_t>> val_packed_;  // the validation examples of each packed row
 };
 
 }  // namespace dsk::finetune

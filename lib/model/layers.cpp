@@ -31,7 +31,9 @@ tensor::AttentionShape attention_shape(const Architecture& a, const Dims& d, int
   int KH = a.mla() ? a.heads : a.kv_heads;
   int Dk = a.qk_head_dim();
   int Dv = a.mla() ? a.v_head_dim : a.head_dim;
-  return tensor::AttentionShape{d.B, d.T, Tk, H, KH, Dk, Dv, H * Dk, KH * Dk, KH * Dv, a.softmax_scale()};
+  tensor::AttentionShape s{d.B, d.T, Tk, H, KH, Dk, Dv, H * Dk, KH * Dk, KH * Dv, a.softmax_scale()};
+  if (!d.segment_start.empty()) s.segment_start = static_cast<const int32_t*>(d.segment_start.data);
+  return s;
 }
 
 void gqa_project(Ops& ops, AttentionActs& acts, Buf x, const Weights& w, const LayerParams& p, const Architecture& a,

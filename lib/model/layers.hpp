@@ -85,6 +85,7 @@ struct LayerCache {
 struct Dims {
   int B, T;       // the new positions: N = B*T
   Buf positions;  // i32 [N]
+  Buf segment_start = {};  // i32 [N]: packed rows (AttentionShape::segment_start); empty: one sequence a row
   int N() const { return B * T; }
 };
 

@@ -40,6 +40,8 @@ struct Activations {
   Recompute recompute = Recompute::none;
   std::unique_ptr<tensor::Arena> arena;
   Buf tokens, targets, positions, losses, aux_loss;
+  Buf segment_start;     // i32 [N]: Model::set_segment_starts' rows, uploaded with the batch
+  bool packed = false;   // the batch in the buffers is packed rows
   std::vector<Buf> x;
   std::vector<LayerActs> layers;
   Buf norm_final, rstd_final, branch_out;
@@ -70,6 +72,7 @@ struct Model::Impl {
 
   int ignore_index = -100;
   bool backward_ready = false;
+  std::vector<int32_t> segment_starts;  // set_segment_starts: empty, or [B*T] of the batches to come
   ExpertLoad load;
   float aux_alpha = 0;
   float loss_scale = 1.0f;  // of the backward under way (gradient accumulation folds 1/k in here)
@@ -157,6 +160,7 @@ struct Model::Impl {
     a.tokens = arena.take(DType::i32, N);
     a.targets = arena.take(DType::i32, N);
     a.positions = arena.take(DType::i32, N);
+    a.segment_start = arena.take(DType::i32, N);
     a.losses = arena.take(DType::f32, N);
     a.aux_loss = arena.take(DType::f32, 1);
     a.x.resize(training ? L + 1 : 2);
@@ -239,8 +243,34 @@ struct Model::Impl {
   void upload_batch(const int32_t* tokens, int N, int first_position, int T) {
     std::vector<int32_t> positions(N);
     for (int n = 0; n < N; n++) positions[n] = first_position + n % T;
-    ops->copy_from_host(acts_ref().tokens.slice(0, N), tokens);
-    ops->copy_from_host(acts_ref().positions.slice(0, N), positions.data());
+    Activations& a = acts_ref();
+    a.packed = !segment_starts.empty();
+    if (a.packed) {
+      check_segment_starts(N, T);
+      for (int n = 0; n < N; n++) positions[n] -= segment_starts[size_t(n)];  // each example from 0
+      ops->copy_from_host(a.segment_start.slice(0, N), segment_starts.data());
+    }
+    ops->copy_from_host(a.tokens.slice(0, N), tokens);
+    ops->copy_from_host(a.positions.slice(0, N), positions.data());
+  }
+
+  // Packed rows as set_segment_starts documents them: each example on consecutive positions.
+  void check_segment_starts(int N, int T) const {
+    if (segment_starts.size() != size_t(N))
+      throw UsageError(str("model: ", segment_starts.size(), " segment starts set for a batch of ", N, " positions"));
+    for (int n = 0; n < N; n++) {
+      const int t = n % T, start = segment_starts[size_t(n)];
+      const bool same_example = t > 0 && start == segment_starts[size_t(n) - 1];
+      if (start < 0 || start > t || !(same_example || start == t))
+        throw UsageError(str("model: segment start ", start, " at position ", t, " of row ", n / T,
+                             " (want the position where the example began: its own, or its predecessor's start)"));
+    }
+  }
+
+  Dims dims(int B, int T) {
+    Activations& s = acts_ref();
+    const int N = B * T;
+    return Dims{B, T, s.positions.slice(0, N), s.packed ? s.segment_start.slice(0, N) : Buf{}};
   }
 
   // ---- forward: the network on B x T tokens to the final normed hidden state. With caches (one
@@ -249,7 +279,7 @@ struct Model::Impl {
     const Architecture& a = arch;
     Activations& s = acts_ref();
     const int N = B * T, C = a.hidden;
-    Dims d{B, T, s.positions.slice(0, N)};
+    const Dims d = dims(B, T);
     ops->embedding_forward(s.layer_input(0), s.tokens.slice(0, N), weights.w(layout.embed, int64_t(a.vocab) * C), N, C);
     for (int l = 0; l < a.layers; l++) layer_forward(l, d, caches ? &(*caches)[l] : nullptr, false);
     ops->rmsnorm_forward(s.norm_final, s.rstd_final, s.layer_input(a.layers), weights.w(layout.final_norm, C), N, C,
@@ -297,7 +327,7 @@ struct Model::Impl {
     const Architecture& a = arch;
     Activations& s = acts_ref();
     const int N = s.B * s.T, C = a.hidden;
-    Dims d{s.B, s.T, s.positions.slice(0, N)};
+    const Dims d = dims(s.B, s.T);
     ops->zero(s.dx);
     ops->rmsnorm_backward(s.dx, weights.g(layout.final_norm, C), s.dhidden, s.layer_input(a.layers),
                           weights.w(layout.final_norm, C), s.rstd_final, N, C);
@@ -483,6 +513,10 @@ std::vector<float> Model::logits(const int32_t* tokens, int B, int T) {
   return host;
 }
 
+void Model::set_segment_starts(std::span<const int32_t> segment_start) {
+  impl_->segment_starts.assign(segment_start.begin(), segment_start.end());
+}
+
 void Model::forward_hidden(const int32_t* tokens, int B, int T, bool training) {
   Impl& m = *impl_;
   m.start(tokens, B, T, training);
@@ -569,6 +603,7 @@ std::vector<float> Model::forward_cached(KvCache& cache, const int32_t* tokens, 
     throw UsageError(str("model: KV cache holds ", cache.batch, " x ", cache.max_length, " positions with ",
                          cache.length, " used; cannot add ", B, " x ", T));
   m.check_tokens(tokens, B * T);
+  if (!m.segment_starts.empty()) throw UsageError("model: KV-cached generation of packed rows (set_segment_starts)");
   const int C = m.arch.hidden, V = m.arch.vocab, rows = all_positions ? B * T : B;
   m.plan(B, T, cache.max_length, false, rows);
   m.upload_batch(tokens, B * T, cache.length, T);

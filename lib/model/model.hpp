@@ -150,6 +150,12 @@ class Model {
   float forward(const int32_t* tokens, const int32_t* targets, int B, int T, int ignore_index = -100);
   float forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int ignore_index = -100,
                          float loss_scale = 1.0f);
+  // Packed rows for the passes that follow (forward, forward_backward, logits, forward_hidden):
+  // segment_start [B*T] gives, for each position, the position in its row where its example
+  // begins (AttentionShape::segment_start); attention stays within each example and RoPE positions
+  // restart at 0 with each. Examples occupy consecutive positions (UsageError at the next pass
+  // otherwise, or when its size is not B*T). An empty span: one sequence per row again.
+  void set_segment_starts(std::span<const int32_t> segment_start);
   // All logits [B,T,V] on the host (tests and small batches: they do exist at once here).
   std::vector<float> logits(const int32_t* tokens, int B, int T);
   void zero_grad();

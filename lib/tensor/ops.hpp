@@ -113,7 +113,8 @@ class Ops {
 
   // ---- causal attention (kernels/cpu/kernels.hpp's AttentionShape). `saved` is what backward
   // needs besides q, k, v and out: attention_saved_floats(s) f32 (the CPU keeps probabilities
-  // [B,H,Tq,Tk], CUDA the log-sum-exps [B,H,Tq]).
+  // [B,H,Tq,Tk], CUDA the log-sum-exps [B,H,Tq]). Packed rows: s.segment_start points at an i32
+  // [B,Tq] Buf of this backend (attention within each example).
   virtual int64_t attention_saved_floats(const AttentionShape& s) const = 0;
   virtual void attention_forward(Buf out, Buf saved, Buf q, Buf k, Buf v, const AttentionShape& s) = 0;
   virtual void attention_backward(Buf dq, Buf dk, Buf dv, Buf dout, Buf out, Buf saved, Buf q, Buf k, Buf v,

@@ -33,6 +33,9 @@ EvalResult evaluate_windows(const TokenWindows& windows, int B, int T, int64_t b
 // inputs and next-token targets of B windows of T + 1 tokens, as the model takes them ([B,T]).
 struct Batch {
   std::vector<int32_t> tokens, targets;
+  // Packed rows (dsk-finetune's data.packing): per position, where its example begins in its row
+  // (model.hpp set_segment_starts). Empty: one sequence a row.
+  std::vector<int32_t> segment_start;
   std::vector<uint32_t> window;
 
   template <typename NextWindow>

@@ -21,10 +21,13 @@
 #include <vector>
 
 #include "cuda/attention.cuh"
+#include "cuda_timing.cuh"
 
 namespace {
 
 namespace cuda = dsk::kernels::cuda;
+using dsk::bench::device_random;
+using dsk::bench::median_ms;
 
 struct BenchShape {
   const char* name;
@@ -40,42 +43,7 @@ constexpr BenchShape kShapes[] = {
     {"llama-1b", 4, 2048, 16, 128, 128},
 };
 
-constexpr int kWarmup = 3, kRuns = 20;
-
-template <typename T>
-T* device_random(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<T> host(n);
-  for (T& x : host) x = cuda::from_float<T>(normal(rng));
-  T* device = nullptr;
-  DSK_CUDA_CHECK(cudaMalloc(&device, n * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMemcpy(device, host.data(), n * sizeof(T), cudaMemcpyHostToDevice));
-  return device;
-}
-
-// Median milliseconds of `work` over kRuns timed runs.
-template <typename Work>
-double median_ms(Work&& work) {
-  cudaEvent_t start, stop;
-  DSK_CUDA_CHECK(cudaEventCreate(&start));
-  DSK_CUDA_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < kWarmup; i++) work();
-  std::vector<double> times;
-  for (int i = 0; i < kRuns; i++) {
-    DSK_CUDA_CHECK(cudaEventRecord(start));
-    work();
-    DSK_CUDA_CHECK(cudaEventRecord(stop));
-    DSK_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    DSK_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  DSK_CUDA_CHECK(cudaEventDestroy(start));
-  DSK_CUDA_CHECK(cudaEventDestroy(stop));
-  std::sort(times.begin(), times.end());
-  return (times[kRuns / 2 - 1] + times[kRuns / 2]) / 2;
-}
+constexpr int kRuns = 20;  // cuda_timing.cuh's median_ms
 
 template <typename T>
 void bench(const BenchShape& shape) {

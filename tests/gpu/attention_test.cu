@@ -10,8 +10,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "cuda/attention.cuh"
-#include "parity.cuh"
+#include "attention_parity.cuh"
 
 namespace dsk::gpu_test {
 namespace {
@@ -41,78 +40,6 @@ AttentionShape shape_of(const Case& c) {
                         c.scale_factor / std::sqrt(float(c.Dk))};
 }
 
-struct Tensors {  // host copies, as floats (already rounded to T where they are inputs)
-  std::vector<float> q, k, v, dout, out, lse, dq, dk, dv;
-};
-
-// The log-sum-exp of each query's scaled, causally visible scores, in double: lse [B, H, Tq].
-std::vector<float> reference_lse(const Tensors& in, const AttentionShape& s) {
-  std::vector<float> lse(size_t(s.B) * s.H * s.Tq);
-  for (int b = 0; b < s.B; b++)
-    for (int h = 0; h < s.H; h++)
-      for (int t = 0; t < s.Tq; t++) {
-        const int kvh = h / (s.H / s.KVH), last = s.Tk - s.Tq + t;
-        std::vector<double> scores(last + 1);
-        double max_score = -INFINITY;
-        for (int j = 0; j <= last; j++) {
-          double dot = 0;
-          for (int d = 0; d < s.Dk; d++)
-            dot += double(in.q[(size_t(b) * s.Tq + t) * s.q_stride + h * s.Dk + d]) *
-                   in.k[(size_t(b) * s.Tk + j) * s.k_stride + kvh * s.Dk + d];
-          scores[j] = dot * s.scale;
-          max_score = std::max(max_score, scores[j]);
-        }
-        double sum = 0;
-        for (double score : scores) sum += std::exp(score - max_score);
-        lse[(size_t(b) * s.H + h) * s.Tq + t] = float(max_score + std::log(sum));
-      }
-  return lse;
-}
-
-double rms(const std::vector<float>& v) {
-  double sum = 0;
-  for (float x : v) sum += double(x) * x;
-  return std::sqrt(sum / double(std::max<size_t>(v.size(), 1)));
-}
-
-std::vector<float> plus(const std::vector<float>& a, const std::vector<float>& b) {
-  std::vector<float> sum(a.size());
-  for (size_t i = 0; i < a.size(); i++) sum[i] = a[i] + b[i];
-  return sum;
-}
-
-// Forward then backward on the GPU from the inputs and starting gradients in `in`.
-template <typename T>
-Tensors run_gpu(const Tensors& in, const AttentionShape& s) {
-  DeviceBuffer<T> q(in.q.size()), k(in.k.size()), v(in.v.size()), dout(in.dout.size()), out(in.dout.size());
-  DeviceBuffer<T> dq(in.dq.size()), dk(in.dk.size()), dv(in.dv.size());
-  DeviceBuffer<float> lse(size_t(s.B) * s.H * s.Tq), scratch(cuda::attention_backward_scratch_floats(s));
-  upload(q, in.q);
-  upload(k, in.k);
-  upload(v, in.v);
-  upload(dout, in.dout);
-  upload(dq, in.dq);
-  upload(dk, in.dk);
-  upload(dv, in.dv);
-  out.poison();
-  lse.poison();
-  scratch.poison();
-  cuda::attention_forward<T>(out.get(), lse.get(), q.get(), k.get(), v.get(), s, nullptr);
-  cuda::attention_backward<T>(dq.get(), dk.get(), dv.get(), dout.get(), out.get(), lse.get(), q.get(), k.get(),
-                              v.get(), s, scratch.get(), nullptr);
-  Tensors result;
-  result.out = download(out);
-  result.lse = download(lse);
-  result.dq = download(dq);
-  result.dk = download(dk);
-  result.dv = download(dv);
-  return result;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 // Elements of `got` in the columns [width, stride) of each row must equal `start` exactly.
 void check_padding_untouched(const char* what, const std::vector<float>& got, const std::vector<float>& start,
                              int width, int stride) {
@@ -132,7 +59,7 @@ void check_case(const Case& c, uint64_t seed) {
   const size_t q_size = size_t(s.B) * s.Tq * s.q_stride, k_size = size_t(s.B) * s.Tk * s.k_stride,
                v_size = size_t(s.B) * s.Tk * s.v_stride, out_size = size_t(s.B) * s.Tq * s.H * s.Dv;
 
-  Tensors in;
+  AttentionTensors in;
   in.q = rounded<T>(random_floats(q_size, seed));
   in.k = rounded<T>(random_floats(k_size, seed + 1));
   in.v = rounded<T>(random_floats(v_size, seed + 2));
@@ -152,7 +79,7 @@ void check_case(const Case& c, uint64_t seed) {
 
   const double tolerance = sizeof(T) == 4 ? 1e-5 : 2e-2;
   const double lse_tolerance = sizeof(T) == 4 ? 1e-5 : 1e-4;
-  const Tensors first = run_gpu<T>(in, s);
+  const AttentionTensors first = run_attention_gpu<T>(in, s);
   check_close("out", first.out, out, tolerance);
   check_close("lse", first.lse, reference_lse(in, s), lse_tolerance);
   check_close("dq", first.dq, plus(in.dq, dq), tolerance);
@@ -162,7 +89,7 @@ void check_case(const Case& c, uint64_t seed) {
   check_padding_untouched("dk", first.dk, in.dk, s.KVH * s.Dk, s.k_stride);
   check_padding_untouched("dv", first.dv, in.dv, s.KVH * s.Dv, s.v_stride);
 
-  const Tensors second = run_gpu<T>(in, s);
+  const AttentionTensors second = run_attention_gpu<T>(in, s);
   CHECK_MESSAGE(same_bits(first.out, second.out), "out differs between two runs");
   CHECK_MESSAGE(same_bits(first.lse, second.lse), "lse differs between two runs");
   CHECK_MESSAGE(same_bits(first.dq, second.dq), "dq differs between two runs");
