@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "train/optimizer_shards.hpp"
 #include "train/optimizer_state.hpp"
 
 namespace dsk::train {
@@ -103,7 +104,7 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& run_d
   return found;
 }
 
-void remove_leftovers(const fs::path& run_dir) {
+void remove_crash_leftovers(const fs::path& run_dir) {
   const fs::path directory = run_dir / "checkpoints";
   if (!fs::is_directory(directory)) return;
   for (const auto& entry : fs::directory_iterator(directory)) {
@@ -148,19 +149,25 @@ CheckpointSnapshot take_checkpoint_snapshot(const model::Model& model, const Ada
   return snapshot;
 }
 
+void write_checkpoint_contents(const fs::path& directory, const model::Model& model, const CheckpointSnapshot& snapshot,
+                               const CheckpointExtras& extras) {
+  model.save_hf_checkpoint(directory, snapshot.master, extras.dtype);
+  write_generation_config(extras, directory);
+  copy_tokenizer(extras.tokenizer, directory);
+  const fs::path dsk_dir = directory / "dsk";
+  fs::create_directories(dsk_dir);
+  write_file_atomic(dsk_dir / "config.yaml", extras.config_yaml);
+  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(snapshot.state));
+  if (!snapshot.m.empty())
+    save_optimizer_state(dsk_dir / "optimizer.bin.zst", snapshot.adam_steps, snapshot.master, snapshot.m, snapshot.v);
+}
+
 fs::path write_checkpoint(const fs::path& run_dir, const model::Model& model, const CheckpointSnapshot& snapshot,
                           const CheckpointExtras& extras) {
   const fs::path target = checkpoint_path(run_dir, snapshot.state.step);
   fs::create_directories(target.parent_path());
   AtomicDirectory directory(target);
-  model.save_hf_checkpoint(directory.path(), snapshot.master, extras.dtype);
-  write_generation_config(extras, directory.path());
-  copy_tokenizer(extras.tokenizer, directory.path());
-  const fs::path dsk_dir = directory.path() / "dsk";
-  fs::create_directories(dsk_dir);
-  write_file_atomic(dsk_dir / "config.yaml", extras.config_yaml);
-  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(snapshot.state));
-  save_optimizer_state(dsk_dir / "optimizer.bin.zst", snapshot.adam_steps, snapshot.master, snapshot.m, snapshot.v);
+  write_checkpoint_contents(directory.path(), model, snapshot, extras);
   directory.commit(/*replace_existing=*/true);
   return target;
 }
@@ -170,8 +177,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const model::Model& model, Ada
   return write_checkpoint(run_dir, model, take_checkpoint_snapshot(model, optimizer, state), extras);
 }
 
-std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
-  remove_leftovers(run_dir);
+std::optional<fs::path> latest_checkpoint(const fs::path& run_dir, bool remove_leftovers) {
+  if (remove_leftovers) remove_crash_leftovers(run_dir);
   auto found = list_checkpoints(run_dir);
   if (found.empty()) return std::nullopt;
   return found.back().second;
@@ -180,7 +187,10 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
 TrainingState load_checkpoint_state(const fs::path& checkpoint, const CheckpointContent& content, AdamW& optimizer) {
   const fs::path dsk_dir = checkpoint / "dsk";
   TrainingState state = state_from_yaml(dsk_dir / "state.yaml");
-  OptimizerState saved = load_optimizer_state(dsk_dir / "optimizer.bin.zst", content.parameter_count);
+  // A ZeRO-1 run's ranks each wrote a part (optimizer_shards.hpp); any other run one file.
+  OptimizerState saved = has_optimizer_parts(dsk_dir)
+                             ? load_optimizer_parts(dsk_dir, content.parameter_count)
+                             : load_optimizer_state(dsk_dir / "optimizer.bin.zst", content.parameter_count);
   content.restore(saved.master);
   optimizer.restore(saved.m, saved.v, saved.adam_steps);
   return state;

@@ -147,7 +147,7 @@ class TrainingRun {
   // have been found good, so that a run that cannot start leaves nothing behind.
   std::optional<RunDirectoryLock> lock_;
   std::optional<MetricsLog> metrics_;
-  std::optional<CheckpointWriter> writer_;  // rank 0's
+  std::optional<CheckpointWriter> writer_;  // every rank's: each writes its part
   ExpertLoadTally expert_tally_;
   Batch batch_;
   fs::path last_checkpoint_;
@@ -224,14 +224,14 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
     metrics_.emplace(run_dir_ / "metrics.jsonl");
   }
   resume_or_start();
-  if (leader()) {
-    write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
-    writer_.emplace(run_dir_, model_, extras_, config.get_int("checkpoint.keep"), config.get_bool("checkpoint.async"));
-  }
+  if (leader()) write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
+  writer_.emplace(run_dir_, model_, extras_, config.get_int("checkpoint.keep"), config.get_bool("checkpoint.async"),
+                  *comm_);
 }
 
 void TrainingRun::resume_or_start() {
-  std::optional<fs::path> latest = latest_checkpoint(run_dir_);
+  // Rank 0 alone removes crash leftovers (the others would race it on a shared filesystem).
+  std::optional<fs::path> latest = latest_checkpoint(run_dir_, /*remove_leftovers=*/leader());
   if (!latest) {
     log_info("model: ", family_name(model_.architecture().family), ", ", model_.parameter_count(),
              " parameters on ", ops_->describe(), comm_->size() > 1 ? str(" x ", comm_->describe()) : std::string(),
@@ -343,20 +343,20 @@ double TrainingRun::evaluate() {
 void TrainingRun::save() {
   TrainingState saved = state_;
   saved.elapsed_s += std::chrono::duration<double>(Clock::now() - started_).count();
-  optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
   last_checkpoint_ = checkpoint_path(run_dir_, state_.step);
   checkpointed_step_ = state_.step;
-  if (!leader()) return;
   if (checkpoint_content_) {
-    // Another content than the whole model (an adapter: small) is written in the step loop.
+    // Another content than the whole model (an adapter: small) is written in the step loop, by rank 0.
     writer_->wait();
+    optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
+    if (!leader()) return;
     save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml);
     prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
     log_info("checkpoint ", last_checkpoint_.string());
     return;
   }
-  // Rank 0 writes it (in the background with checkpoint.async) while the ranks train on.
-  writer_->submit(take_checkpoint_snapshot(model_, optimizer_, saved));
+  // Every rank writes its part (in the background with checkpoint.async) while the ranks train on.
+  writer_->submit(optimizer_, saved);
 }
 
 TrainOutcome TrainingRun::run() {
@@ -375,10 +375,11 @@ TrainOutcome TrainingRun::run() {
     progress.set_note(str("loss ", state_.train_loss));
     progress.set(uint64_t(state_.step));
     if (last || (checkpoint_every > 0 && state_.step % checkpoint_every == 0)) save();
+    writer_->poll();  // a checkpoint in flight goes into place once every rank's part is whole
     // A signal may reach one rank only, or the ranks at different steps: they stop together.
     if (comm_->all_reduce_sum(stop_requested() ? 1.0 : 0.0) > 0) {
       if (checkpointed_step_ != state_.step) save();
-      if (writer_) writer_->wait();
+      writer_->wait();
       progress.finish();
       throw TrainingInterrupted(stop_exit_code(),
                                 str("stopped by a signal at step ", state_.step, "; checkpoint ",
@@ -388,7 +389,7 @@ TrainOutcome TrainingRun::run() {
   }
   progress.finish();
   if (checkpointed_step_ != state_.step) save();  // a resumed run that had nothing left to do
-  if (writer_) writer_->wait();  // the record names a checkpoint that is whole
+  writer_->wait();  // the record names a checkpoint that is whole
   // Arenas are only ever added to, so what is taken now is the run's peak.
   log_info("peak device memory ", double(ops_->memory_in_use()) / double(1ull << 30), " GiB on ", ops_->describe());
   return outcome();
