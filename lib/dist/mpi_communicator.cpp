@@ -6,9 +6,12 @@
 #include <mpi.h>
 
 #include <cstring>
+#include <exception>
+#include <optional>
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
+#include "dist/watchdog.hpp"
 
 namespace dsk::dist {
 namespace {
@@ -35,7 +38,7 @@ void check(int code, const char* what) {
 
 class MpiCommunicator : public Communicator {
  public:
-  explicit MpiCommunicator(int expected_ranks) {
+  MpiCommunicator(int expected_ranks, double timeout_seconds) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
@@ -48,18 +51,25 @@ class MpiCommunicator : public Communicator {
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     if (size_ != expected_ranks)
       throw InternalError(str("MPI reports ", size_, " ranks, the launcher ", expected_ranks));
+    if (size_ > 1) watchdog_.emplace(timeout_seconds, rank_, size_);
   }
   ~MpiCommunicator() override {
+    watchdog_.reset();
+    // An error of this rank alone: MPI_Finalize would wait for the others, which wait for this
+    // rank in their next collective. Leaving without it makes mpirun stop the whole job.
+    if (std::uncaught_exceptions() > 0 && !together_ && size_ > 1) return;
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (initialized_here_ && !finalized) MPI_Finalize();
   }
+  void leaving_together() override { together_ = true; }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string describe() const override { return str("mpi, ", size_, " ranks"); }
 
   void all_reduce_sum(Buf values) override {
+    auto waiting = watch("MPI_Allreduce");
     check(MPI_Allreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
                         MPI_COMM_WORLD),
           "MPI_Allreduce");
@@ -67,6 +77,7 @@ class MpiCommunicator : public Communicator {
 
   void reduce_scatter_sum(Buf whole, int64_t shard) override {
     // MPI's in-place form leaves the result at the start of the buffer: move it to this rank's shard.
+    auto waiting = watch("MPI_Reduce_scatter_block");
     check(MPI_Reduce_scatter_block(MPI_IN_PLACE, whole.data, int_count(shard), mpi_type(whole.dtype), MPI_SUM,
                                    MPI_COMM_WORLD),
           "MPI_Reduce_scatter_block");
@@ -78,6 +89,7 @@ class MpiCommunicator : public Communicator {
   }
 
   void all_gather(Buf whole, int64_t shard) override {
+    auto waiting = watch("MPI_Allgather");
     check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
                         MPI_COMM_WORLD),
           "MPI_Allgather");
@@ -85,11 +97,15 @@ class MpiCommunicator : public Communicator {
 
   double all_reduce_sum(double value) override {
     double sum = 0;
+    auto waiting = watch("MPI_Allreduce");
     check(MPI_Allreduce(&value, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
     return sum;
   }
 
-  void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void barrier() override {
+    auto waiting = watch("MPI_Barrier");
+    check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  }
 
  private:
   static int int_count(int64_t count) {
@@ -97,14 +113,19 @@ class MpiCommunicator : public Communicator {
     return int(count);
   }
 
+  // Every collective is watched (dist.timeout): a rank that never comes stops the job, not hangs it.
+  Watchdog::Wait watch(const char* what) { return watchdog_ ? watchdog_->watch(what) : Watchdog::Wait(); }
+
   int rank_ = 0, size_ = 1;
   bool initialized_here_ = false;
+  bool together_ = false;
+  std::optional<Watchdog> watchdog_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator(int expected_ranks) {
-  return std::make_unique<MpiCommunicator>(expected_ranks);
+std::unique_ptr<Communicator> make_mpi_communicator(int expected_ranks, double timeout_seconds) {
+  return std::make_unique<MpiCommunicator>(expected_ranks, timeout_seconds);
 }
 
 }  // namespace dsk::dist

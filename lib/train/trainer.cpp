@@ -107,6 +107,8 @@ std::shared_ptr<tensor::Ops> make_rank_ops(const Config& config, const dist::Lau
   const std::string device = config.get_string("device");
   if (launch.world_size > 1 && device != "cpu" && tensor::cuda_available())
     tensor::select_cuda_device(launch.local_rank);
+  // Every rank's messages say which rank speaks ("dsk-train rank 1: error: ...").
+  if (launch.world_size > 1) set_tool_name(str(tool_name(), " rank ", launch.rank));
   return tensor::make_ops(device, config.get_string("precision"));
 }
 
@@ -381,6 +383,10 @@ TrainOutcome TrainingRun::run() {
       if (checkpointed_step_ != state_.step) save();
       writer_->wait();
       progress.finish();
+      comm_->leaving_together();
+      // The other ranks leave first, quietly and with 0: mpirun stops the whole job at the first
+      // rank that exits non-zero, which must be rank 0, once its record and message are out.
+      if (!leader()) return outcome();
       throw TrainingInterrupted(stop_exit_code(),
                                 str("stopped by a signal at step ", state_.step, "; checkpoint ",
                                     last_checkpoint_.string(), "; rerun the same command to resume"),
