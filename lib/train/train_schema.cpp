@@ -60,7 +60,7 @@ Schema build_schema() {
   zero.maximum = 1;
   s.choice("dist.grad_dtype", "auto", {"auto", "fp32", "bf16"},
            "gradients on the wire between ranks (auto: bf16 on CUDA in bf16, else fp32)");
-  s.number("dist.timeout", 300, "seconds to wait for every rank at the start").minimum = 1;
+  s.number("dist.timeout", 300, "seconds to wait for the other ranks, at the start and in any collective").minimum = 1;
   return s;
 }
 

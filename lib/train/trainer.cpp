@@ -235,6 +235,8 @@ void TrainingRun::resume_or_start() {
   // Rank 0 alone removes crash leftovers (the others would race it on a shared filesystem).
   std::optional<fs::path> latest = latest_checkpoint(run_dir_, /*remove_leftovers=*/leader());
   if (!latest) {
+    // A run killed before its first checkpoint starts over: the steps it logged go too.
+    if (metrics_) metrics_->truncate_after(0);
     log_info("model: ", family_name(model_.architecture().family), ", ", model_.parameter_count(),
              " parameters on ", ops_->describe(), comm_->size() > 1 ? str(" x ", comm_->describe()) : std::string(),
              "; ", total_steps_, " steps of ", int64_t(B_) * T_ * grad_accum_, " tokens");

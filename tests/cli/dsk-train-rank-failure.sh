@@ -12,11 +12,12 @@
 #     never stopped (same world size, ZeRO-1 parts).
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
+source "$(dirname "$0")/lib/mpi-ranks.sh"
 command -v mpirun >/dev/null || { echo "SKIP: no mpirun (OpenMPI)"; exit 77; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMP_NUM_THREADS=1
 make_shards
 write_config base.yaml llama
 # Slow enough steps that a signal lands in the middle of the run.
@@ -25,14 +26,6 @@ grep -q "grad_accum: 8" base.yaml && grep -q "^steps: 60" base.yaml || fail "con
 
 train2() { timeout 120 mpirun --oversubscribe -np 2 --mca btl self,vader dsk-train -c base.yaml --device cpu "$@"; }
 logged() { [ -f "$1/metrics.jsonl" ] && wc -l <"$1/metrics.jsonl" || echo 0; }
-# The pid of rank $2 among the descendants of process $1 (timeout -> mpirun -> ranks).
-rank_pid() {
-  local child
-  for child in $(pgrep -P "$1"); do
-    if grep -qz "^OMPI_COMM_WORLD_RANK=$2\$" "/proc/$child/environ" 2>/dev/null; then echo "$child"; return; fi
-    rank_pid "$child" "$2"
-  done
-}
 # Starts a 2-rank run in the background (stdout $1.out, stderr $1.err, run directory $1); returns
 # once it has logged $2 steps, with the job's pid in $job and rank 1's in $rank1.
 start_run() {
