@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -13,6 +15,7 @@
 #include "core/log.hpp"
 #include "train/optimizer_shards.hpp"
 #include "train/optimizer_state.hpp"
+#include "train/yaml_field.hpp"
 
 namespace dsk::train {
 namespace fs = std::filesystem;
@@ -38,17 +41,6 @@ std::string state_to_yaml(const TrainingState& state) {
   return std::string(out.c_str()) + "\n";
 }
 
-template <typename T>
-T required(const YAML::Node& root, const char* key, const fs::path& file) {
-  const YAML::Node node = root[key];
-  if (!node) throw DataError(str(file.string(), ": missing key ", key));
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    throw DataError(str(file.string(), ":", node.Mark().line + 1, ": ", key, " is not a valid value"));
-  }
-}
-
 TrainingState state_from_yaml(const fs::path& file) {
   YAML::Node root;
   try {
@@ -58,15 +50,15 @@ TrainingState state_from_yaml(const fs::path& file) {
   }
   if (!root.IsMap()) throw DataError(str(file.string(), ": expected a mapping"));
   TrainingState state;
-  state.step = required<int64_t>(root, "step", file);
-  state.tokens = required<int64_t>(root, "tokens", file);
-  state.data_cursor = required<uint64_t>(root, "data_cursor", file);
-  state.seed = required<uint64_t>(root, "seed", file);
-  state.skipped_steps = required<int64_t>(root, "skipped_steps", file);
-  state.bad_steps_in_row = required<int64_t>(root, "bad_steps_in_row", file);
-  state.elapsed_s = required<double>(root, "elapsed_s", file);
-  state.train_loss = required<double>(root, "train_loss", file);
-  if (root["val_loss"]) state.val_loss = required<double>(root, "val_loss", file);
+  state.step = required_yaml_field<int64_t>(root, "step", file);
+  state.tokens = required_yaml_field<int64_t>(root, "tokens", file);
+  state.data_cursor = required_yaml_field<uint64_t>(root, "data_cursor", file);
+  state.seed = required_yaml_field<uint64_t>(root, "seed", file);
+  state.skipped_steps = required_yaml_field<int64_t>(root, "skipped_steps", file);
+  state.bad_steps_in_row = required_yaml_field<int64_t>(root, "bad_steps_in_row", file);
+  state.elapsed_s = required_yaml_field<double>(root, "elapsed_s", file);
+  state.train_loss = required_yaml_field<double>(root, "train_loss", file);
+  if (root["val_loss"]) state.val_loss = required_yaml_field<double>(root, "val_loss", file);
   return state;
 }
 
@@ -206,7 +198,14 @@ TrainingState load_checkpoint_state(const fs::path& checkpoint, model::Model& mo
 void prune_checkpoints(const fs::path& run_dir, int64_t keep) {
   auto found = list_checkpoints(run_dir);
   if (static_cast<int64_t>(found.size()) <= keep) return;
-  for (size_t i = 0; i + keep < found.size(); ++i) fs::remove_all(found[i].second);
+  for (size_t i = 0; i + keep < found.size(); ++i) {
+    // Renamed first: a kill in the middle of remove_all would leave a checkpoint that looks whole
+    // but lacks files; a leftover name is removed at the next start instead.
+    fs::path doomed = found[i].second;
+    doomed += str(".old-", getpid());
+    fs::rename(found[i].second, doomed);
+    fs::remove_all(doomed);
+  }
 }
 
 }  // namespace dsk::train

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "io/zstd_stream.hpp"
+#include "train/yaml_field.hpp"
 
 namespace dsk::train {
 namespace fs = std::filesystem;
@@ -16,17 +17,6 @@ namespace {
 constexpr char kPartMagic[8] = {'D', 'S', 'K', 'A', 'D', 'A', 'M', 'S'};
 constexpr const char* kManifestName = "optimizer.yaml";
 constexpr const char* kManifestFormat = "dsk-adamw-parts-1";
-
-template <typename T>
-T manifest_value(const YAML::Node& node, const char* key, const fs::path& file) {
-  const YAML::Node value = node[key];
-  if (!value) throw DataError(str(file.string(), ": missing key ", key));
-  try {
-    return value.as<T>();
-  } catch (const YAML::Exception&) {
-    throw DataError(str(file.string(), ":", value.Mark().line + 1, ": ", key, " is not a valid value"));
-  }
-}
 
 // Reads one part into its range of state (whose vectors hold the whole count).
 void read_part(const fs::path& path, std::uint64_t count, OptimizerPart expected, std::int64_t adam_steps,
@@ -111,14 +101,14 @@ OptimizerState load_optimizer_parts(const fs::path& dsk_dir, std::uint64_t expec
   } catch (const YAML::Exception& e) {
     throw DataError(str(manifest_path.string(), ": not valid YAML: ", e.what()));
   }
-  if (!manifest.IsMap() || manifest_value<std::string>(manifest, "format", manifest_path) != kManifestFormat)
+  if (!manifest.IsMap() || required_yaml_field<std::string>(manifest, "format", manifest_path) != kManifestFormat)
     throw DataError(str(manifest_path.string(), ": not a dsk optimizer manifest (format ", kManifestFormat, ")"));
-  const auto count = manifest_value<std::uint64_t>(manifest, "parameters", manifest_path);
+  const auto count = required_yaml_field<std::uint64_t>(manifest, "parameters", manifest_path);
   if (count != expected_count)
     throw DataError(str(manifest_path.string(), ": optimizer state holds ", count, " parameters, the model has ",
                         expected_count));
   OptimizerState state;
-  state.adam_steps = manifest_value<std::int64_t>(manifest, "adam_steps", manifest_path);
+  state.adam_steps = required_yaml_field<std::int64_t>(manifest, "adam_steps", manifest_path);
   for (auto* values : {&state.master, &state.m, &state.v}) values->resize(count);
   const YAML::Node parts = manifest["parts"];
   if (!parts || !parts.IsSequence() || parts.size() == 0)
@@ -126,9 +116,9 @@ OptimizerState load_optimizer_parts(const fs::path& dsk_dir, std::uint64_t expec
   // The parts, in order, must tile [0, count) exactly.
   std::uint64_t covered = 0;
   for (const YAML::Node& entry : parts) {
-    const auto file = manifest_value<std::string>(entry, "file", manifest_path);
-    const OptimizerPart part{manifest_value<std::int64_t>(entry, "begin", manifest_path),
-                             manifest_value<std::int64_t>(entry, "length", manifest_path)};
+    const auto file = required_yaml_field<std::string>(entry, "file", manifest_path);
+    const OptimizerPart part{required_yaml_field<std::int64_t>(entry, "begin", manifest_path),
+                             required_yaml_field<std::int64_t>(entry, "length", manifest_path)};
     if (file.find('/') != std::string::npos || part.begin < 0 || part.length < 0 ||
         std::uint64_t(part.begin) != covered || covered + std::uint64_t(part.length) > count)
       throw DataError(str(manifest_path.string(), ": part ", file, " [", part.begin, ", ", part.begin + part.length,

@@ -47,6 +47,11 @@ finish_run() {
   seconds=$(($(date +%s) - $1))
   [ "$code" != 124 ] || fail "the job hung (stopped by the test's timeout)"
 }
+# Resumes run $1 (2 ZeRO-1 ranks) to its last step.
+resume_to_end() {
+  train2 --run-dir "$1" --set dist.zero=1 >"$1.yaml" 2>"$1.err" || fail "resuming $1: $(cat "$1.err")"
+  [ "$(field step "$1.yaml")" = 60 ] || fail "resumed $1: $(cat "$1.yaml")"
+}
 losses() { python3 -c '
 import json, sys
 for line in open(sys.argv[1]):
@@ -65,8 +70,7 @@ finish_run "$t0"
 [ "$code" != 0 ] || fail "kill -9 of rank 1: the job exited 0"
 [ "$seconds" -le 30 ] || fail "kill -9 of rank 1: the job took $seconds s to stop"
 grep -q "rank 1" killed.err || fail "kill -9 of rank 1: no message names rank 1: $(cat killed.err)"
-train2 --run-dir killed --set dist.zero=1 >killed.yaml 2>killed.err || fail "resuming after kill -9: $(cat killed.err)"
-[ "$(field step killed.yaml)" = 60 ] || fail "resumed run: $(cat killed.yaml)"
+resume_to_end killed
 
 # A frozen rank: the other one's watchdog.
 start_run frozen 3 --set dist.timeout=3
@@ -109,8 +113,7 @@ grep -q "step-000010 dropped: rank 1 could not write its part" partial.err ||
 grep -q "File too large" partial.err || fail "failed part: rank 1's reason is missing: $(cat partial.err)"
 [ "$(cd partial/checkpoints && echo step-*)" = step-000005 ] ||
   fail "failed part: the checkpoints are $(ls partial/checkpoints), not step-000005 alone"
-train2 --run-dir partial --set dist.zero=1 >partial.yaml 2>partial.err || fail "resuming after a failed part: $(cat partial.err)"
-[ "$(field step partial.yaml)" = 60 ] || fail "resumed after a failed part: $(cat partial.yaml)"
+resume_to_end partial
 
 # SIGTERM to one rank only: both checkpoint the same step and stop; the rerun is bit-identical.
 start_run term 12 --set dist.zero=1
@@ -125,8 +128,7 @@ stopped=$(field step term.out)
 for file in optimizer.yaml optimizer.rank-00000-of-00002.bin.zst optimizer.rank-00001-of-00002.bin.zst; do
   [ -s "$(field path term.out)/dsk/$file" ] || fail "SIGTERM to rank 1: the checkpoint has no dsk/$file"
 done
-train2 --run-dir term --set dist.zero=1 >term.yaml 2>term.err || fail "resuming after SIGTERM: $(cat term.err)"
-[ "$(field step term.yaml)" = 60 ] || fail "resumed after SIGTERM: $(cat term.yaml)"
+resume_to_end term
 cmp <(losses straight/metrics.jsonl) <(losses term/metrics.jsonl) ||
   fail "stopped at step $stopped and resumed, the run differs from one never stopped"
 cmp straight/checkpoints/step-000060/model.safetensors term/checkpoints/step-000060/model.safetensors ||

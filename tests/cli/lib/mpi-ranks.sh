@@ -1,5 +1,6 @@
 # Sourced by tests/cli/dsk-train-*.sh that start ranks with mpirun and signal one of them.
-#   rank_pid PID RANK      the pid of rank RANK among the descendants of PID (timeout -> mpirun -> ranks)
+#   rank_pid PID RANK      the pid of rank RANK among the descendants of PID (timeout -> mpirun ->
+#                          ranks, or the ranks of --nproc-per-node)
 #   checkpoint_is_whole D  fails unless checkpoint directory D has every file, the optimizer state
 #                          whole: dsk/optimizer.bin.zst or the manifest and every rank's part
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -7,7 +8,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 rank_pid() {
   local child
   for child in $(pgrep -P "$1"); do
-    if grep -qz "^OMPI_COMM_WORLD_RANK=$2\$" "/proc/$child/environ" 2>/dev/null; then echo "$child"; return; fi
+    if grep -qzE "^(OMPI_COMM_WORLD_RANK|RANK)=$2\$" "/proc/$child/environ" 2>/dev/null; then echo "$child"; return; fi
     rank_pid "$child" "$2"
   done
 }
