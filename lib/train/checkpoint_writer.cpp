@@ -72,7 +72,9 @@ fs::path CheckpointWriter::submit(const AdamW& optimizer, const TrainingState& s
   part.sharded = optimizer.sharded();
   part.layout = optimizer.layout();
   part.adam_steps = optimizer.steps_taken();
-  std::vector<float> master = model_.copy_parameters();
+  // The weights: rank 0's whole, for model.safetensors; with ZeRO-1 every rank's part of them.
+  std::vector<float> master;
+  if (comm_.rank() == 0 || part.sharded) master = model_.copy_parameters();
   if (part.sharded) {
     part.range = optimizer_part(part.layout);
     part.master.assign(master.begin() + part.range.begin, master.begin() + part.range.begin + part.range.length);
