@@ -30,9 +30,15 @@ CheckpointWriter::CheckpointWriter(fs::path run_dir, const model::Model& model, 
       extras_(std::move(extras)),
       keep_(keep),
       background_(background),
-      comm_(comm) {}
+      comm_(comm) {
+  // Kept for the run: allocating (cudaMalloc, cudaFree) at every step would stall the device.
+  states_.data = model_.ops().allocate(size_t(comm_.size()) * sizeof(float), "checkpoint parts' states");
+  states_.numel = comm_.size();
+  states_.dtype = tensor::DType::f32;
+}
 
 CheckpointWriter::~CheckpointWriter() {
+  model_.ops().release(states_.data);
   if (!in_flight_.valid()) return;
   try {
     in_flight_.get();
@@ -132,13 +138,9 @@ void CheckpointWriter::agree(bool block) {
   const int ranks = comm_.size();
   std::vector<float> states(size_t(ranks), 0.0f);
   states[size_t(comm_.rank())] = local_done_ ? (local_error_ ? 2.0f : 1.0f) : 0.0f;
-  tensor::Ops& ops = model_.ops();
-  void* memory = ops.allocate(states.size() * sizeof(float), "checkpoint parts' states");
-  const tensor::Buf exchanged{memory, int64_t(ranks), tensor::DType::f32};
-  ops.copy_from_host(exchanged, states.data());
-  comm_.all_reduce_sum(exchanged);
-  ops.copy_to_host(states.data(), exchanged);
-  ops.release(memory);
+  model_.ops().copy_from_host(states_, states.data());
+  comm_.all_reduce_sum(states_);
+  model_.ops().copy_to_host(states.data(), states_);
   std::vector<int> failed;
   for (int rank = 0; rank < ranks; ++rank) {
     if (states[size_t(rank)] == 0.0f) return;  // some rank still writes (only when not blocking)

@@ -65,6 +65,7 @@ class CheckpointWriter {
   bool local_done_ = false;                   // this rank's part of it is written, or failed
   std::exception_ptr local_error_;
   std::future<void> in_flight_;
+  tensor::Buf states_;  // the ranks' states of their parts, exchanged in the backend's memory
 };
 
 }  // namespace dsk::train
