@@ -81,6 +81,8 @@ fs::path CheckpointWriter::submit(const AdamW& optimizer, const TrainingState& s
   // The weights: rank 0's whole, for model.safetensors; with ZeRO-1 every rank's part of them.
   std::vector<float> master;
   if (comm_.rank() == 0 || part.sharded) master = model_.copy_parameters();
+  if (!master.empty() && int64_t(master.size()) != part.layout.count)
+    throw InternalError("CheckpointWriter: the optimizer's parameters are not the model's");
   if (part.sharded) {
     part.range = optimizer_part(part.layout);
     part.master.assign(master.begin() + part.range.begin, master.begin() + part.range.begin + part.range.length);
