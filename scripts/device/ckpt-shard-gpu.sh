@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sharded checkpoints and failing ranks of data-parallel dsk-train on 2 GPUs (NCCL): the GPU side
 # of tests/cli/dsk-train-rank-failure.sh and dsk-train-kill9.sh, which CI runs on the CPU (MPI).
-# On nvidia-h200-x2, after scripts/device/build-on-device.sh dsk-train dsk-tokenize:
+# On nvidia-h200-x2, after scripts/device/build-on-device.sh dsk-train dsk-tokenize, with
+# .carry/devlibs and .carry/gpu-data carried (its bin/ brings zstd):
 #   scripts/device/ckpt-shard-gpu.sh
 #  1. ZeRO-1 on 2 GPUs (--nproc-per-node 2): each rank writes its optimizer part; SIGTERM to rank 1
 #     alone checkpoints both ranks at one step, exit 143; the resumed run's losses are bit-identical
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/out-ckpt-shard-gpu}"
 mkdir -p "$OUT"
 build="${DSK_BUILD:-$PWD/build-gpu}"
-export PATH="$build/tools:$PATH" DSK_SOURCE_DIR="$PWD"
+export PATH="$build/tools:$PWD/.carry/gpu-data/bin:$PATH" DSK_SOURCE_DIR="$PWD"
 source tests/cli/lib/train-fixture.sh
 source tests/cli/lib/mpi-ranks.sh
 fail() { echo "FAIL: $*" | tee -a "$OUT/ckpt-shard-gpu.txt"; return 1; }
