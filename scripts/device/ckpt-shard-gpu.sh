@@ -126,7 +126,8 @@ ls straight/checkpoints/step-000200/dsk/ >"$OUT/straight-dsk-files.txt" 2>&1
     for checkpoint in random/checkpoints/step-*; do
       case $checkpoint in *.tmp-*|*.old-*) continue ;; esac
       [ -d "$checkpoint" ] || continue
-      (checkpoint_is_whole "$checkpoint") || { fail "5: round $round: $checkpoint is not whole"; exit; }
+      why=$(fail() { echo "$*"; exit 1; }; checkpoint_is_whole "$checkpoint") ||
+        { fail "5: round $round: $why"; exit; }
     done
   done
   train2 --run-dir random --set dist.zero=1 >random.yaml 2>random.err || { fail "5: final rerun: $(tail -5 random.err)"; exit; }
