@@ -6,7 +6,7 @@
 namespace dsk::dist {
 
 #ifdef DSK_DIST_MPI
-std::unique_ptr<Communicator> make_mpi_communicator(int expected_ranks);  // mpi_communicator.cpp
+std::unique_ptr<Communicator> make_mpi_communicator(int expected_ranks, double timeout_seconds);  // mpi_communicator.cpp
 #endif
 #ifdef DSK_DIST_NCCL
 std::unique_ptr<Communicator> make_nccl_communicator(const LaunchInfo& launch, tensor::Ops& ops,  // cuda/
@@ -74,14 +74,13 @@ std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, tensor
     throw UsageError("several CUDA ranks need NCCL, and this dsk was built without it");
 #endif
   }
-  (void)timeout_seconds;
   // The CPU backend's ranks exchange gradients through MPI's collectives: they must be MPI's.
   if (launch.launcher != "mpi")
     throw UsageError(str(launch.world_size, " ranks (from the ", launch.launcher,
                          " launcher) on the CPU backend: CPU ranks communicate through MPI, start them with "
                          "mpirun -np N (or train on GPUs)"));
 #ifdef DSK_DIST_MPI
-  return make_mpi_communicator(launch.world_size);
+  return make_mpi_communicator(launch.world_size, timeout_seconds);
 #else
   throw UsageError("several CPU ranks need MPI, and this dsk was built without it (install OpenMPI, rebuild)");
 #endif

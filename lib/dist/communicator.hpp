@@ -67,6 +67,12 @@ class Communicator {
   // MPI: host time inside MPI's calls; NCCL: the time the backend's stream stalled on the
   // communication stream (CUDA events, read once the backend's stream has passed them).
   virtual double take_wait_seconds() { return 0; }
+
+  // Every rank leaves at this point (a stop they agreed on). An exception that unwinds past a
+  // communicator without this is taken for this rank's alone: the communicator then leaves
+  // without waiting for the others (MPI_Finalize would wait for ranks that wait for this one), so
+  // that the launcher sees a rank exit and stops them all instead of hanging.
+  virtual void leaving_together() {}
 };
 
 // One rank: every collective is the identity (all_to_all copies send to recv through `ops`, the
@@ -74,7 +80,9 @@ class Communicator {
 std::unique_ptr<Communicator> make_single_communicator(tensor::Ops* ops = nullptr);
 
 // The communicator of this process for the backend `ops`: single for a world of one; MPI for the
-// CPU backend under mpirun; NCCL for CUDA (rank 0's unique id through the rendezvous). UsageError
+// CPU backend under mpirun; NCCL for CUDA (rank 0's unique id through the rendezvous). With
+// several ranks, timeout_seconds (dist.timeout) bounds the start and every collective: a rank that
+// does not come by then stops the job (dist/watchdog.hpp). UsageError
 // when the combination cannot work (CPU ranks not started by mpirun, a build without MPI or NCCL).
 // Call before anything else uses MPI; with CUDA, after select_cuda_device(launch.local_rank).
 std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, tensor::Ops& ops, double timeout_seconds);

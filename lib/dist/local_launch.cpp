@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace dsk::dist {
 
@@ -36,6 +37,15 @@ int exit_code_of(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 1;
+}
+
+// The first rank to fail is named (its own message, if any, says why); a stop after a signal,
+// 130 or 143 with a checkpoint written, is no failure to report.
+void report_failed_rank(int rank, int status) {
+  if (WIFSIGNALED(status))
+    log_warn(str("rank ", rank, " was killed by signal ", WTERMSIG(status), ": stopping the other ranks"));
+  else if (int code = exit_code_of(status); code != 130 && code != 143)
+    log_warn(str("rank ", rank, " exited with status ", code, ": stopping the other ranks"));
 }
 
 [[noreturn]] void exec_child(int rank, int process_count, int port, const std::vector<std::string>& arguments) {
@@ -68,7 +78,8 @@ int run_local_processes(int process_count, const std::vector<std::string>& argum
     children.push_back(pid);
   }
   // After a failure the others usually stop on their own within moments (their rendezvous peer
-  // is gone) and say why; the ones still running after the grace period are stopped.
+  // is gone) and say why; the ones still running after the grace period are sent SIGTERM, and
+  // SIGKILL one more grace period later (a rank blocked in a collective never acts on SIGTERM).
   constexpr auto grace = std::chrono::seconds(10);
   int first_failure = 0;
   auto failed_at = std::chrono::steady_clock::time_point::max();
@@ -78,17 +89,22 @@ int run_local_processes(int process_count, const std::vector<std::string>& argum
     if (pid < 0 && errno == EINTR) continue;
     if (pid < 0) break;
     if (pid == 0) {  // still running after a failure
-      if (std::chrono::steady_clock::now() - failed_at > grace)
+      const auto waited = std::chrono::steady_clock::now() - failed_at;
+      if (waited > grace)
         for (pid_t child : children)
-          if (child > 0) kill(child, SIGTERM);
+          if (child > 0) kill(child, waited > 2 * grace ? SIGKILL : SIGTERM);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
     --running;
-    for (pid_t& child : children)
-      if (child == pid) child = 0;
+    int rank = 0;
+    for (size_t i = 0; i < children.size(); ++i)
+      if (children[i] == pid) children[i] = 0, rank = int(i);
     int code = exit_code_of(status);
-    if (code != 0 && first_failure == 0) first_failure = code, failed_at = std::chrono::steady_clock::now();
+    if (code != 0 && first_failure == 0) {
+      first_failure = code, failed_at = std::chrono::steady_clock::now();
+      report_failed_rank(rank, status);
+    }
   }
   return first_failure;
 }

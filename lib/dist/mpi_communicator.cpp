@@ -10,9 +10,12 @@
 #include <cstring>
 #include <utility>
 #include <vector>
+#include <exception>
+#include <optional>
 
 #include "core/error.hpp"
 #include "dist/communicator.hpp"
+#include "dist/watchdog.hpp"
 
 namespace dsk::dist {
 namespace {
@@ -53,12 +56,14 @@ class WaitTimer {
 
 class MpiPending : public PendingCollective {
  public:
-  MpiPending(MPI_Request request, double& wait_seconds) : request_(request), wait_seconds_(wait_seconds) {}
+  MpiPending(MPI_Request request, double& wait_seconds, Watchdog* watchdog)
+      : request_(request), wait_seconds_(wait_seconds), watchdog_(watchdog) {}
   ~MpiPending() override {
     if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
   void wait() override {
     WaitTimer timer(wait_seconds_);
+    auto waiting = watchdog_ ? watchdog_->watch("MPI_Wait") : Watchdog::Wait();
     check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
   }
   void progress() override {
@@ -69,11 +74,12 @@ class MpiPending : public PendingCollective {
  private:
   MPI_Request request_;
   double& wait_seconds_;
+  Watchdog* watchdog_;  // null with one rank
 };
 
 class MpiCommunicator : public Communicator {
  public:
-  explicit MpiCommunicator(int expected_ranks) {
+  MpiCommunicator(int expected_ranks, double timeout_seconds) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
@@ -86,12 +92,18 @@ class MpiCommunicator : public Communicator {
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     if (size_ != expected_ranks)
       throw InternalError(str("MPI reports ", size_, " ranks, the launcher ", expected_ranks));
+    if (size_ > 1) watchdog_.emplace(timeout_seconds, rank_, size_);
   }
   ~MpiCommunicator() override {
+    watchdog_.reset();
+    // An error of this rank alone: MPI_Finalize would wait for the others, which wait for this
+    // rank in their next collective. Leaving without it makes mpirun stop the whole job.
+    if (std::uncaught_exceptions() > 0 && !together_ && size_ > 1) return;
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (initialized_here_ && !finalized) MPI_Finalize();
   }
+  void leaving_together() override { together_ = true; }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -99,6 +111,7 @@ class MpiCommunicator : public Communicator {
 
   void all_reduce_sum(Buf values) override {
     WaitTimer timer(wait_seconds_);
+    auto waiting = watch("MPI_Allreduce");
     check(MPI_Allreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
                         MPI_COMM_WORLD),
           "MPI_Allreduce");
@@ -107,6 +120,7 @@ class MpiCommunicator : public Communicator {
   void reduce_scatter_sum(Buf whole, int64_t shard) override {
     WaitTimer timer(wait_seconds_);
     // MPI's in-place form leaves the result at the start of the buffer: move it to this rank's shard.
+    auto waiting = watch("MPI_Reduce_scatter_block");
     check(MPI_Reduce_scatter_block(MPI_IN_PLACE, whole.data, int_count(shard), mpi_type(whole.dtype), MPI_SUM,
                                    MPI_COMM_WORLD),
           "MPI_Reduce_scatter_block");
@@ -119,6 +133,7 @@ class MpiCommunicator : public Communicator {
 
   void all_gather(Buf whole, int64_t shard) override {
     WaitTimer timer(wait_seconds_);
+    auto waiting = watch("MPI_Allgather");
     check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
                         MPI_COMM_WORLD),
           "MPI_Allgather");
@@ -139,6 +154,7 @@ class MpiCommunicator : public Communicator {
     if (send_offset > send.numel || receive_offset > recv.numel)
       throw InternalError("all_to_all: the counts exceed the buffers");
     WaitTimer timer(wait_seconds_);
+    auto waiting = watch("MPI_Alltoallv");
     check(MPI_Alltoallv(send.data, sent.data(), send_at.data(), mpi_type(send.dtype), recv.data, received.data(),
                         receive_at.data(), mpi_type(recv.dtype), MPI_COMM_WORLD),
           "MPI_Alltoallv");
@@ -147,18 +163,22 @@ class MpiCommunicator : public Communicator {
   double all_reduce_sum(double value) override {
     WaitTimer timer(wait_seconds_);
     double sum = 0;
+    auto waiting = watch("MPI_Allreduce");
     check(MPI_Allreduce(&value, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
     return sum;
   }
 
-  void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void barrier() override {
+    auto waiting = watch("MPI_Barrier");
+    check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  }
 
   std::unique_ptr<PendingCollective> start_all_reduce_sum(Buf values) override {
     MPI_Request request = MPI_REQUEST_NULL;
     check(MPI_Iallreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
                          MPI_COMM_WORLD, &request),
           "MPI_Iallreduce");
-    return std::make_unique<MpiPending>(request, wait_seconds_);
+    return std::make_unique<MpiPending>(request, wait_seconds_, watchdog_ ? &*watchdog_ : nullptr);
   }
 
   std::unique_ptr<PendingCollective> start_all_gather(Buf whole, int64_t shard) override {
@@ -166,7 +186,7 @@ class MpiCommunicator : public Communicator {
     check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
                          MPI_COMM_WORLD, &request),
           "MPI_Iallgather");
-    return std::make_unique<MpiPending>(request, wait_seconds_);
+    return std::make_unique<MpiPending>(request, wait_seconds_, watchdog_ ? &*watchdog_ : nullptr);
   }
 
   double take_wait_seconds() override { return std::exchange(wait_seconds_, 0.0); }
@@ -177,15 +197,20 @@ class MpiCommunicator : public Communicator {
     return int(count);
   }
 
+  // Every collective is watched (dist.timeout): a rank that never comes stops the job, not hangs it.
+  Watchdog::Wait watch(const char* what) { return watchdog_ ? watchdog_->watch(what) : Watchdog::Wait(); }
+
   int rank_ = 0, size_ = 1;
   bool initialized_here_ = false;
   double wait_seconds_ = 0;
+  bool together_ = false;
+  std::optional<Watchdog> watchdog_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator(int expected_ranks) {
-  return std::make_unique<MpiCommunicator>(expected_ranks);
+std::unique_ptr<Communicator> make_mpi_communicator(int expected_ranks, double timeout_seconds) {
+  return std::make_unique<MpiCommunicator>(expected_ranks, timeout_seconds);
 }
 
 }  // namespace dsk::dist

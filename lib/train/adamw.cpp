@@ -116,6 +116,15 @@ std::vector<float> AdamW::copy_second_moment() const {
   return out;
 }
 
+void AdamW::copy_own_moments(std::int64_t length, std::vector<float>& m, std::vector<float>& v) const {
+  if (length > m_.numel) throw InternalError("AdamW::copy_own_moments: more than this rank keeps");
+  m.resize(size_t(length));
+  v.resize(size_t(length));
+  if (length == 0) return;
+  ops_.copy_to_host(m.data(), m_.slice(0, length));
+  ops_.copy_to_host(v.data(), v_.slice(0, length));
+}
+
 void AdamW::put_local(Buf moment, std::span<const float> whole_moment) {
   if (!zero_) {
     ops_.copy_from_host(moment, whole_moment.data());

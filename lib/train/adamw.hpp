@@ -48,6 +48,10 @@ class AdamW {
   // may have written them: each rank takes its shard).
   void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps);
   bool sharded() const { return zero_ != nullptr; }
+  // How the state is shared out (one shard of everything without ZeRO-1), and this rank's first
+  // `length` elements of m and v (its shard, then the tail: what its part of a checkpoint holds).
+  const dist::ShardLayout& layout() const { return layout_; }
+  void copy_own_moments(std::int64_t length, std::vector<float>& m, std::vector<float>& v) const;
 
  private:
   void update(tensor::Buf params, tensor::Buf working, tensor::Buf grads, tensor::Buf m, tensor::Buf v,

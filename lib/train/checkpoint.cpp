@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -11,7 +13,9 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "train/optimizer_shards.hpp"
 #include "train/optimizer_state.hpp"
+#include "train/yaml_field.hpp"
 
 namespace dsk::train {
 namespace fs = std::filesystem;
@@ -37,17 +41,6 @@ std::string state_to_yaml(const TrainingState& state) {
   return std::string(out.c_str()) + "\n";
 }
 
-template <typename T>
-T required(const YAML::Node& root, const char* key, const fs::path& file) {
-  const YAML::Node node = root[key];
-  if (!node) throw DataError(str(file.string(), ": missing key ", key));
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    throw DataError(str(file.string(), ":", node.Mark().line + 1, ": ", key, " is not a valid value"));
-  }
-}
-
 TrainingState state_from_yaml(const fs::path& file) {
   YAML::Node root;
   try {
@@ -57,15 +50,15 @@ TrainingState state_from_yaml(const fs::path& file) {
   }
   if (!root.IsMap()) throw DataError(str(file.string(), ": expected a mapping"));
   TrainingState state;
-  state.step = required<int64_t>(root, "step", file);
-  state.tokens = required<int64_t>(root, "tokens", file);
-  state.data_cursor = required<uint64_t>(root, "data_cursor", file);
-  state.seed = required<uint64_t>(root, "seed", file);
-  state.skipped_steps = required<int64_t>(root, "skipped_steps", file);
-  state.bad_steps_in_row = required<int64_t>(root, "bad_steps_in_row", file);
-  state.elapsed_s = required<double>(root, "elapsed_s", file);
-  state.train_loss = required<double>(root, "train_loss", file);
-  if (root["val_loss"]) state.val_loss = required<double>(root, "val_loss", file);
+  state.step = required_yaml_field<int64_t>(root, "step", file);
+  state.tokens = required_yaml_field<int64_t>(root, "tokens", file);
+  state.data_cursor = required_yaml_field<uint64_t>(root, "data_cursor", file);
+  state.seed = required_yaml_field<uint64_t>(root, "seed", file);
+  state.skipped_steps = required_yaml_field<int64_t>(root, "skipped_steps", file);
+  state.bad_steps_in_row = required_yaml_field<int64_t>(root, "bad_steps_in_row", file);
+  state.elapsed_s = required_yaml_field<double>(root, "elapsed_s", file);
+  state.train_loss = required_yaml_field<double>(root, "train_loss", file);
+  if (root["val_loss"]) state.val_loss = required_yaml_field<double>(root, "val_loss", file);
   return state;
 }
 
@@ -103,7 +96,7 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& run_d
   return found;
 }
 
-void remove_leftovers(const fs::path& run_dir) {
+void remove_crash_leftovers(const fs::path& run_dir) {
   const fs::path directory = run_dir / "checkpoints";
   if (!fs::is_directory(directory)) return;
   for (const auto& entry : fs::directory_iterator(directory)) {
@@ -148,19 +141,25 @@ CheckpointSnapshot take_checkpoint_snapshot(const model::Model& model, const Ada
   return snapshot;
 }
 
+void write_checkpoint_contents(const fs::path& directory, const model::Model& model, const CheckpointSnapshot& snapshot,
+                               const CheckpointExtras& extras) {
+  model.save_hf_checkpoint(directory, snapshot.master, extras.dtype);
+  write_generation_config(extras, directory);
+  copy_tokenizer(extras.tokenizer, directory);
+  const fs::path dsk_dir = directory / "dsk";
+  fs::create_directories(dsk_dir);
+  write_file_atomic(dsk_dir / "config.yaml", extras.config_yaml);
+  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(snapshot.state));
+  if (!snapshot.m.empty())
+    save_optimizer_state(dsk_dir / "optimizer.bin.zst", snapshot.adam_steps, snapshot.master, snapshot.m, snapshot.v);
+}
+
 fs::path write_checkpoint(const fs::path& run_dir, const model::Model& model, const CheckpointSnapshot& snapshot,
                           const CheckpointExtras& extras) {
   const fs::path target = checkpoint_path(run_dir, snapshot.state.step);
   fs::create_directories(target.parent_path());
   AtomicDirectory directory(target);
-  model.save_hf_checkpoint(directory.path(), snapshot.master, extras.dtype);
-  write_generation_config(extras, directory.path());
-  copy_tokenizer(extras.tokenizer, directory.path());
-  const fs::path dsk_dir = directory.path() / "dsk";
-  fs::create_directories(dsk_dir);
-  write_file_atomic(dsk_dir / "config.yaml", extras.config_yaml);
-  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(snapshot.state));
-  save_optimizer_state(dsk_dir / "optimizer.bin.zst", snapshot.adam_steps, snapshot.master, snapshot.m, snapshot.v);
+  write_checkpoint_contents(directory.path(), model, snapshot, extras);
   directory.commit(/*replace_existing=*/true);
   return target;
 }
@@ -170,8 +169,8 @@ fs::path save_checkpoint(const fs::path& run_dir, const model::Model& model, Ada
   return write_checkpoint(run_dir, model, take_checkpoint_snapshot(model, optimizer, state), extras);
 }
 
-std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
-  remove_leftovers(run_dir);
+std::optional<fs::path> latest_checkpoint(const fs::path& run_dir, bool remove_leftovers) {
+  if (remove_leftovers) remove_crash_leftovers(run_dir);
   auto found = list_checkpoints(run_dir);
   if (found.empty()) return std::nullopt;
   return found.back().second;
@@ -180,7 +179,10 @@ std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
 TrainingState load_checkpoint_state(const fs::path& checkpoint, const CheckpointContent& content, AdamW& optimizer) {
   const fs::path dsk_dir = checkpoint / "dsk";
   TrainingState state = state_from_yaml(dsk_dir / "state.yaml");
-  OptimizerState saved = load_optimizer_state(dsk_dir / "optimizer.bin.zst", content.parameter_count);
+  // A ZeRO-1 run's ranks each wrote a part (optimizer_shards.hpp); any other run one file.
+  OptimizerState saved = has_optimizer_parts(dsk_dir)
+                             ? load_optimizer_parts(dsk_dir, content.parameter_count)
+                             : load_optimizer_state(dsk_dir / "optimizer.bin.zst", content.parameter_count);
   content.restore(saved.master);
   optimizer.restore(saved.m, saved.v, saved.adam_steps);
   return state;
@@ -196,7 +198,14 @@ TrainingState load_checkpoint_state(const fs::path& checkpoint, model::Model& mo
 void prune_checkpoints(const fs::path& run_dir, int64_t keep) {
   auto found = list_checkpoints(run_dir);
   if (static_cast<int64_t>(found.size()) <= keep) return;
-  for (size_t i = 0; i + keep < found.size(); ++i) fs::remove_all(found[i].second);
+  for (size_t i = 0; i + keep < found.size(); ++i) {
+    // Renamed first: a kill in the middle of remove_all would leave a checkpoint that looks whole
+    // but lacks files; a leftover name is removed at the next start instead.
+    fs::path doomed = found[i].second;
+    doomed += str(".old-", getpid());
+    fs::rename(found[i].second, doomed);
+    fs::remove_all(doomed);
+  }
 }
 
 }  // namespace dsk::train

@@ -5,6 +5,7 @@
 //     dsk/config.yaml                   the effective dsk-train config
 //     dsk/state.yaml                    step, tokens, data cursor, seed, counters (TrainingState)
 //     dsk/optimizer.bin.zst             fp32 master weights and AdamW moments
+//     (ZeRO-1 on N ranks: dsk/optimizer.yaml and one part per rank instead, optimizer_shards.hpp)
 //
 // A checkpoint is built under a temporary name and renamed into place when whole, so a directory
 // named step-NNNNNN is always complete; leftovers of a crash (step-*.tmp-*) are removed.
@@ -74,13 +75,21 @@ struct CheckpointSnapshot {
 };
 CheckpointSnapshot take_checkpoint_snapshot(const model::Model& model, const AdamW& optimizer,
                                             const TrainingState& state);
+// Writes what a snapshot holds into `directory` (a checkpoint under its temporary name): the
+// weights, generation_config.json, the tokenizer, dsk/config.yaml, dsk/state.yaml, and
+// dsk/optimizer.bin.zst when the snapshot has the moments (not with ZeRO-1: the ranks write their
+// parts, optimizer_shards.hpp).
+void write_checkpoint_contents(const std::filesystem::path& directory, const model::Model& model,
+                               const CheckpointSnapshot& snapshot, const CheckpointExtras& extras);
 // Writes a snapshot as save_checkpoint does. Reads only the model's immutable description
 // (architecture, tensor names and shapes), so it may run on another thread while training goes on.
 std::filesystem::path write_checkpoint(const std::filesystem::path& run_dir, const model::Model& model,
                                        const CheckpointSnapshot& snapshot, const CheckpointExtras& extras);
 
-// The whole checkpoint with the highest step, if any; removes crash leftovers first.
-std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+// The whole checkpoint with the highest step, if any; removes crash leftovers first (with several
+// ranks, rank 0 alone does).
+std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir,
+                                                       bool remove_leftovers = true);
 
 // Restores the fp32 master weights into model, the moments into optimizer, and returns the state.
 // DataError naming the file when something is missing, truncated or of another model.

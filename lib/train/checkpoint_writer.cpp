@@ -1,43 +1,173 @@
 #include "train/checkpoint_writer.hpp"
 
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include "core/error.hpp"
 #include "core/log.hpp"
+#include "train/optimizer_shards.hpp"
 
 namespace dsk::train {
+namespace fs = std::filesystem;
 
-CheckpointWriter::CheckpointWriter(std::filesystem::path run_dir, const model::Model& model, CheckpointExtras extras,
-                                   int64_t keep, bool background)
-    : run_dir_(std::move(run_dir)), model_(model), extras_(std::move(extras)), keep_(keep), background_(background) {}
+struct CheckpointWriter::Part {
+  fs::path directory;                       // the checkpoint's temporary directory
+  std::optional<CheckpointSnapshot> whole;  // rank 0: the weights and the state (and m, v when not sharded)
+  // With ZeRO-1: this rank's range of the flat layout and its master weights and moments there.
+  bool sharded = false;
+  dist::ShardLayout layout;
+  OptimizerPart range;
+  int64_t adam_steps = 0;
+  std::vector<float> master, m, v;
+};
+
+CheckpointWriter::CheckpointWriter(fs::path run_dir, const model::Model& model, CheckpointExtras extras, int64_t keep,
+                                   bool background, dist::Communicator& comm)
+    : run_dir_(std::move(run_dir)),
+      model_(model),
+      extras_(std::move(extras)),
+      keep_(keep),
+      background_(background),
+      comm_(comm) {
+  // Kept for the run: allocating (cudaMalloc, cudaFree) at every step would stall the device.
+  states_.data = model_.ops().allocate(size_t(comm_.size()) * sizeof(float), "checkpoint parts' states");
+  states_.numel = comm_.size();
+  states_.dtype = tensor::DType::f32;
+}
 
 CheckpointWriter::~CheckpointWriter() {
+  model_.ops().release(states_.data);
+  if (!in_flight_.valid()) return;
   try {
-    wait();
+    in_flight_.get();
   } catch (const std::exception& e) {
     log_error("writing a checkpoint: ", e.what());
   }
 }
 
-std::filesystem::path CheckpointWriter::write(const CheckpointSnapshot& snapshot) {
-  const std::filesystem::path written = write_checkpoint(run_dir_, model_, snapshot, extras_);
-  prune_checkpoints(run_dir_, keep_);
-  log_info("checkpoint ", written.string());
-  return written;
+void CheckpointWriter::write(const Part& part) const {
+  const fs::path dsk_dir = part.directory / "dsk";
+  fs::create_directories(dsk_dir);
+  if (part.whole) {
+    write_checkpoint_contents(part.directory, model_, *part.whole, extras_);
+    if (part.sharded)
+      write_optimizer_manifest(dsk_dir, uint64_t(part.layout.count), part.layout.ranks, part.adam_steps);
+  }
+  if (part.sharded)
+    save_optimizer_part(dsk_dir / optimizer_part_name(part.layout.rank, part.layout.ranks),
+                        uint64_t(part.layout.count), part.range, part.adam_steps, part.master, part.m, part.v);
 }
 
-std::filesystem::path CheckpointWriter::submit(CheckpointSnapshot snapshot) {
+fs::path CheckpointWriter::submit(const AdamW& optimizer, const TrainingState& state) {
   wait();
-  const std::filesystem::path target = checkpoint_path(run_dir_, snapshot.state.step);
-  if (!background_) {
-    write(snapshot);
-    return target;
+  target_ = checkpoint_path(run_dir_, state.step);
+  // Rank 0 makes the temporary directory; its name (rank 0's pid) reaches the others through a
+  // collective, which also orders the making before anything they write into it.
+  double owner = 0;
+  if (comm_.rank() == 0) {
+    fs::create_directories(target_.parent_path());
+    directory_.emplace(target_);
+    owner = double(getpid());
   }
-  in_flight_ = std::async(std::launch::async, [this, owned = std::move(snapshot)] { write(owned); });
-  return target;
+  owner = comm_.all_reduce_sum(owner);
+  Part part;
+  part.directory = target_;
+  part.directory += str(".tmp-", int64_t(owner));
+  part.sharded = optimizer.sharded();
+  part.layout = optimizer.layout();
+  part.adam_steps = optimizer.steps_taken();
+  // The weights: rank 0's whole, for model.safetensors; with ZeRO-1 every rank's part of them.
+  std::vector<float> master;
+  if (comm_.rank() == 0 || part.sharded) master = model_.copy_parameters();
+  if (!master.empty() && int64_t(master.size()) != part.layout.count)
+    throw InternalError("CheckpointWriter: the optimizer's parameters are not the model's");
+  if (part.sharded) {
+    part.range = optimizer_part(part.layout);
+    part.master.assign(master.begin() + part.range.begin, master.begin() + part.range.begin + part.range.length);
+    optimizer.copy_own_moments(part.range.length, part.m, part.v);
+  }
+  if (comm_.rank() == 0) {
+    CheckpointSnapshot& whole = part.whole.emplace();
+    whole.state = state;
+    whole.adam_steps = part.adam_steps;
+    whole.master = std::move(master);
+    if (!part.sharded) {
+      whole.m = optimizer.copy_first_moment();
+      whole.v = optimizer.copy_second_moment();
+    }
+  }
+  pending_ = true;
+  local_done_ = false;
+  local_error_ = nullptr;
+  if (background_) {
+    in_flight_ = std::async(std::launch::async, [this, owned = std::move(part)] { write(owned); });
+    return target_;
+  }
+  try {
+    write(part);
+  } catch (...) {
+    local_error_ = std::current_exception();
+  }
+  local_done_ = true;
+  wait();
+  return target_;
+}
+
+void CheckpointWriter::finish_local() {
+  try {
+    in_flight_.get();
+  } catch (...) {
+    local_error_ = std::current_exception();
+  }
+  local_done_ = true;
+}
+
+void CheckpointWriter::poll() {
+  if (pending_) agree(/*block=*/false);
 }
 
 void CheckpointWriter::wait() {
-  if (!in_flight_.valid()) return;
-  std::future<void> finished = std::move(in_flight_);
-  finished.get();
+  if (pending_) agree(/*block=*/true);
+}
+
+void CheckpointWriter::agree(bool block) {
+  if (!local_done_ && in_flight_.valid() &&
+      (block || in_flight_.wait_for(std::chrono::seconds(0)) == std::future_status::ready))
+    finish_local();
+  // Each rank's state of its part: 0 still writing, 1 whole, 2 failed.
+  const int ranks = comm_.size();
+  std::vector<float> states(size_t(ranks), 0.0f);
+  states[size_t(comm_.rank())] = local_done_ ? (local_error_ ? 2.0f : 1.0f) : 0.0f;
+  model_.ops().copy_from_host(states_, states.data());
+  comm_.all_reduce_sum(states_);
+  model_.ops().copy_to_host(states.data(), states_);
+  std::vector<int> failed;
+  for (int rank = 0; rank < ranks; ++rank) {
+    if (states[size_t(rank)] == 0.0f) return;  // some rank still writes (only when not blocking)
+    if (states[size_t(rank)] == 2.0f) failed.push_back(rank);
+  }
+  pending_ = false;
+  if (failed.empty()) {
+    if (directory_) {
+      directory_->commit(/*replace_existing=*/true);
+      directory_.reset();
+      prune_checkpoints(run_dir_, keep_);
+      log_info("checkpoint ", target_.string());
+    }
+    return;
+  }
+  directory_.reset();  // rank 0: removes the temporary directory, now that every rank is done with it
+  if (local_error_) {
+    log_error("checkpoint ", target_.string(), " dropped: rank ", comm_.rank(), " could not write its part:");
+    std::rethrow_exception(local_error_);
+  }
+  std::string names;
+  for (int rank : failed) names += str(names.empty() ? "" : ", ", rank);
+  throw RemoteError(str("checkpoint ", target_.string(), " dropped: rank", failed.size() > 1 ? "s " : " ", names,
+                        " could not write ", failed.size() > 1 ? "their parts" : "its part",
+                        " (its message says why); the checkpoints before it stay"));
 }
 
 }  // namespace dsk::train

@@ -1,44 +1,71 @@
-// Checkpoints written in the background: the step loop hands over a host snapshot of the state
-// (checkpoint.hpp: the copy from the device is the only pause) and goes on training while one
-// thread converts, compresses and writes it, then prunes old checkpoints. At most one snapshot is
-// in flight: a second save waits for the first, so host memory stays bounded by one copy of the
-// weights and moments. A checkpoint directory still appears only when whole (written under a
-// temporary name and renamed), so a kill -9 at any moment leaves the previous one to resume from.
+// Checkpoints written by every rank, in the background: the step loop hands over a host copy of
+// this rank's part of the state (the copy from the device is the only pause) and goes on training
+// while one thread per rank writes it into the checkpoint's temporary directory:
+//   rank 0     the weights, the tokenizer, dsk/config.yaml, dsk/state.yaml, and the optimizer
+//              state: dsk/optimizer.bin.zst whole, or with ZeRO-1 the manifest and its own part;
+//   rank r > 0 with ZeRO-1, its part of the optimizer state (optimizer_shards.hpp); else nothing.
+// The ranks must share the run directory's filesystem (as for any multi-node checkpoint).
+//
+// The checkpoint appears only when every rank's part is whole: after each step the ranks tell each
+// other (a small all-reduce, only while a checkpoint is in flight) whether their write is done
+// and went well; once all are, rank 0 renames the directory into place and prunes old ones. A rank
+// that could not write its part makes the save fail on every rank, and the checkpoint before stays
+// the last whole one. At most one checkpoint is in flight: a second save waits for the first, so
+// host memory stays bounded by one copy of the weights and this rank's part of the moments. A
+// kill -9 at any moment leaves only a temporary directory (removed at the next start).
 #pragma once
 
 #include <exception>
 #include <filesystem>
 #include <future>
+#include <optional>
 
+#include "core/fs.hpp"
+#include "dist/communicator.hpp"
 #include "model/model.hpp"
+#include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 
 namespace dsk::train {
 
 class CheckpointWriter {
  public:
-  // background = false writes in submit() itself (checkpoint.async: false).
+  // background = false writes in submit() itself (checkpoint.async: false). comm: the run's ranks.
   CheckpointWriter(std::filesystem::path run_dir, const model::Model& model, CheckpointExtras extras, int64_t keep,
-                   bool background);
-  ~CheckpointWriter();  // waits for a write in flight (its error is logged, not thrown)
+                   bool background, dist::Communicator& comm);
+  ~CheckpointWriter();  // waits for this rank's write (its error is logged); an unfinished checkpoint is dropped
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
-  // Waits for the previous write (rethrowing its error), then writes `snapshot`. Returns the path
-  // the checkpoint will have.
-  std::filesystem::path submit(CheckpointSnapshot snapshot);
-  // Returns once nothing is being written; rethrows the error of the last write, if any.
+  // Every rank at the same step (collectives): finishes the checkpoint in flight (wait()), copies
+  // this rank's part of the state to host memory and writes it. Returns the checkpoint's path.
+  std::filesystem::path submit(const AdamW& optimizer, const TrainingState& state);
+  // Every rank after every step: puts the checkpoint in flight into place once every rank's part
+  // is whole (a collective while one is in flight, nothing otherwise).
+  void poll();
+  // Every rank: returns once the checkpoint in flight is in place. When a rank could not write its
+  // part, the checkpoint is dropped and every rank throws (that rank its own error).
   void wait();
 
  private:
-  std::filesystem::path write(const CheckpointSnapshot& snapshot);
+  struct Part;  // what this rank writes
+  void write(const Part& part) const;
+  void agree(bool block);
+  void finish_local();
 
   const std::filesystem::path run_dir_;
   const model::Model& model_;
   const CheckpointExtras extras_;
   const int64_t keep_;
   const bool background_;
+  dist::Communicator& comm_;
+  std::optional<AtomicDirectory> directory_;  // rank 0: the checkpoint in flight, under its temporary name
+  std::filesystem::path target_;              // the checkpoint in flight
+  bool pending_ = false;                      // a checkpoint is in flight (the same on every rank)
+  bool local_done_ = false;                   // this rank's part of it is written, or failed
+  std::exception_ptr local_error_;
   std::future<void> in_flight_;
+  tensor::Buf states_;  // the ranks' states of their parts, exchanged in the backend's memory
 };
 
 }  // namespace dsk::train

@@ -11,6 +11,8 @@ namespace {
 
 constexpr char kMagic[8] = {'D', 'S', 'K', 'A', 'D', 'A', 'M', '1'};
 
+}  // namespace
+
 void read_exactly(io::ZstdReader& in, void* out, std::size_t size) {
   char* bytes = static_cast<char*>(out);
   std::size_t done = 0;
@@ -20,8 +22,6 @@ void read_exactly(io::ZstdReader& in, void* out, std::size_t size) {
     done += n;
   }
 }
-
-}  // namespace
 
 void save_optimizer_state(const std::filesystem::path& path, std::int64_t adam_steps, std::span<const float> master,
                           std::span<const float> m, std::span<const float> v) {

@@ -8,6 +8,10 @@
 #include <span>
 #include <vector>
 
+namespace dsk::io {
+class ZstdReader;
+}
+
 namespace dsk::train {
 
 struct OptimizerState {
@@ -20,5 +24,8 @@ void save_optimizer_state(const std::filesystem::path& path, std::int64_t adam_s
                           std::span<const float> m, std::span<const float> v);
 // DataError naming the file on a bad magic, a parameter count other than expected_count, or truncation.
 OptimizerState load_optimizer_state(const std::filesystem::path& path, std::uint64_t expected_count);
+
+// Reads exactly size bytes of an optimizer state; DataError "ends early (truncated)" otherwise.
+void read_exactly(io::ZstdReader& in, void* out, std::size_t size);
 
 }  // namespace dsk::train

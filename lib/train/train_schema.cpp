@@ -64,7 +64,7 @@ Schema build_schema() {
            "MiB of fp32 gradients per all-reduce bucket, started as the backward finishes it (0: one bucket)")
       .minimum = 0;
   s.boolean("dist.error_feedback", true, "int8 gradients: carry each step's quantization error into the next");
-  s.number("dist.timeout", 300, "seconds to wait for every rank at the start").minimum = 1;
+  s.number("dist.timeout", 300, "seconds to wait for the other ranks, at the start and in any collective").minimum = 1;
   s.integer("dist.expert_parallel", 1,
             "deepseek_v3: split the routed experts over groups of this many ranks (1: off; divides the ranks)")
       .minimum = 1;

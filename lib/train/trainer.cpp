@@ -123,6 +123,8 @@ std::shared_ptr<tensor::Ops> make_rank_ops(const Config& config, const dist::Lau
   const std::string device = config.get_string("device");
   if (launch.world_size > 1 && device != "cpu" && tensor::cuda_available())
     tensor::select_cuda_device(launch.local_rank);
+  // Every rank's messages say which rank speaks ("dsk-train rank 1: error: ...").
+  if (launch.world_size > 1) set_tool_name(str(tool_name(), " rank ", launch.rank));
   return tensor::make_ops(device, config.get_string("precision"));
 }
 
@@ -165,7 +167,7 @@ class TrainingRun {
   // have been found good, so that a run that cannot start leaves nothing behind.
   std::optional<RunDirectoryLock> lock_;
   std::optional<MetricsLog> metrics_;
-  std::optional<CheckpointWriter> writer_;  // rank 0's
+  std::optional<CheckpointWriter> writer_;  // every rank's: each writes its part
   ExpertLoadTally expert_tally_;
   Batch batch_;
   fs::path last_checkpoint_;
@@ -247,16 +249,16 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
     metrics_.emplace(run_dir_ / "metrics.jsonl");
   }
   resume_or_start();
-  if (leader()) {
-    write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
-    writer_.emplace(run_dir_, model_, extras_, config.get_int("checkpoint.keep"), config.get_bool("checkpoint.async"));
-  }
+  if (leader()) write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
+  writer_.emplace(run_dir_, model_, extras_, config.get_int("checkpoint.keep"), config.get_bool("checkpoint.async"),
+                  *comm_);
 }
 
 void TrainingRun::resume_or_start() {
-  std::optional<fs::path> latest = latest_checkpoint(run_dir_);
+  // Rank 0 alone removes crash leftovers (the others would race it on a shared filesystem).
+  std::optional<fs::path> latest = latest_checkpoint(run_dir_, /*remove_leftovers=*/leader());
   if (!latest) {
-    // A run killed before its first checkpoint was whole logged steps that this start redoes.
+    // A run killed before its first checkpoint starts over: the steps it logged go too.
     if (metrics_) metrics_->truncate_after(0);
     log_info("model: ", family_name(model_.architecture().family), ", ", model_.parameter_count(),
              " parameters on ", ops_->describe(), comm_->size() > 1 ? str(" x ", comm_->describe()) : std::string(),
@@ -375,20 +377,20 @@ double TrainingRun::evaluate() {
 void TrainingRun::save() {
   TrainingState saved = state_;
   saved.elapsed_s += std::chrono::duration<double>(Clock::now() - started_).count();
-  optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
   last_checkpoint_ = checkpoint_path(run_dir_, state_.step);
   checkpointed_step_ = state_.step;
-  if (!leader()) return;
   if (checkpoint_content_) {
-    // Another content than the whole model (an adapter: small) is written in the step loop.
+    // Another content than the whole model (an adapter: small) is written in the step loop, by rank 0.
     writer_->wait();
+    optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
+    if (!leader()) return;
     save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml);
     prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
     log_info("checkpoint ", last_checkpoint_.string());
     return;
   }
-  // Rank 0 writes it (in the background with checkpoint.async) while the ranks train on.
-  writer_->submit(take_checkpoint_snapshot(model_, optimizer_, saved));
+  // Every rank writes its part (in the background with checkpoint.async) while the ranks train on.
+  writer_->submit(optimizer_, saved);
 }
 
 TrainOutcome TrainingRun::run() {
@@ -407,11 +409,16 @@ TrainOutcome TrainingRun::run() {
     progress.set_note(str("loss ", state_.train_loss));
     progress.set(uint64_t(state_.step));
     if (last || (checkpoint_every > 0 && state_.step % checkpoint_every == 0)) save();
+    writer_->poll();  // a checkpoint in flight goes into place once every rank's part is whole
     // A signal may reach one rank only, or the ranks at different steps: they stop together.
     if (comm_->all_reduce_sum(stop_requested() ? 1.0 : 0.0) > 0) {
       if (checkpointed_step_ != state_.step) save();
-      if (writer_) writer_->wait();
+      writer_->wait();
       progress.finish();
+      comm_->leaving_together();
+      // The other ranks leave first, quietly and with 0: mpirun stops the whole job at the first
+      // rank that exits non-zero, which must be rank 0, once its record and message are out.
+      if (!leader()) return outcome();
       throw TrainingInterrupted(stop_exit_code(),
                                 str("stopped by a signal at step ", state_.step, "; checkpoint ",
                                     last_checkpoint_.string(), "; rerun the same command to resume"),
@@ -420,7 +427,7 @@ TrainOutcome TrainingRun::run() {
   }
   progress.finish();
   if (checkpointed_step_ != state_.step) save();  // a resumed run that had nothing left to do
-  if (writer_) writer_->wait();  // the record names a checkpoint that is whole
+  writer_->wait();  // the record names a checkpoint that is whole
   // Arenas are only ever added to, so what is taken now is the run's peak.
   log_info("peak device memory ", double(ops_->memory_in_use()) / double(1ull << 30), " GiB on ", ops_->describe());
   return outcome();

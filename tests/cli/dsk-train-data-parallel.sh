@@ -4,8 +4,11 @@
 # deepseek_v3 (MoE: expert loads summed over ranks before the bias update):
 #   - 2 ranks follow the 1-rank run at the same global batch (losses within 1e-6 relative; measured 7e-8 over 40 steps: the
 #     gradient sums are ordered differently) and write one record, one metrics.jsonl, one checkpoint;
-#   - ZeRO-1 (sharded AdamW state) gives bit-identical losses and weights to replicated state;
-#   - a ZeRO-1 run of 2 ranks resumes on 1 rank (the optimizer state is re-sharded) to the end;
+#   - ZeRO-1 (sharded AdamW state) gives bit-identical losses and weights to replicated state; each
+#     rank writes its part of the optimizer state (dsk/optimizer.yaml and one file per rank), and
+#     the parts joined are the replicated run's dsk/optimizer.bin.zst;
+#   - a ZeRO-1 run of 2 ranks resumes on 1 rank, and a 1-rank checkpoint (one optimizer file) on 2
+#     ZeRO-1 ranks (the optimizer state is re-sharded) to the end;
 #   - gradients all-reduced in buckets started during the backward (dist.bucket_mb small: one
 #     bucket per layer) give bit-identical losses, norms and weights to one bucket after it, and
 #     metrics.jsonl carries comm_wait_s with several ranks (not with one);
@@ -27,6 +30,28 @@ import json, sys
 for line in open(sys.argv[1]):
     m = json.loads(line)
     print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), m.get("expert_load") is not None)' "$1"; }
+
+# The whole optimizer state of a checkpoint (adam steps, then master, m, v): its
+# dsk/optimizer.bin.zst, or the ranks' parts of a ZeRO-1 run joined (man/dsk-formats.5).
+optimizer_state() { python3 -c '
+import glob, os, struct, subprocess, sys
+dsk = sys.argv[1] + "/dsk"
+def raw(path): return subprocess.run(["zstd", "-dcq", path], check=True, capture_output=True).stdout
+if os.path.exists(dsk + "/optimizer.bin.zst"):
+    data = raw(dsk + "/optimizer.bin.zst")
+    assert data[:8] == b"DSKADAM1"
+    count, steps = struct.unpack("<Qq", data[8:24])
+    arrays = [data[24 + i * 4 * count:24 + (i + 1) * 4 * count] for i in range(3)]
+else:
+    arrays, count = [b"", b"", b""], 0
+    for path in sorted(glob.glob(dsk + "/optimizer.rank-*.bin.zst")):
+        data = raw(path)
+        assert data[:8] == b"DSKADAMS", path
+        count, begin, length, steps = struct.unpack("<QQQq", data[8:40])
+        assert begin * 4 == len(arrays[0]), (path, begin)
+        for i in range(3): arrays[i] += data[40 + i * 4 * length:40 + (i + 1) * 4 * length]
+assert len(arrays[0]) == 4 * count and count > 0
+sys.stdout.buffer.write(struct.pack("<q", steps) + b"".join(arrays))' "$1"; }
 
 for model_type in llama deepseek_v3; do
   write_config base.yaml "$model_type"
@@ -77,8 +102,12 @@ for model_type in llama deepseek_v3; do
   mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir zero --set dist.zero=1 >zero.yaml 2>zero.err ||
     fail "$model_type: ZeRO-1: $(cat zero.err)"
   cmp <(losses two/metrics.jsonl) <(losses zero/metrics.jsonl) || fail "$model_type: ZeRO-1 changed the losses"
-  cmp two/checkpoints/step-000020/dsk/optimizer.bin.zst zero/checkpoints/step-000020/dsk/optimizer.bin.zst ||
-    fail "$model_type: ZeRO-1's gathered optimizer state differs from replicated state's"
+  for file in optimizer.yaml optimizer.rank-00000-of-00002.bin.zst optimizer.rank-00001-of-00002.bin.zst; do
+    [ -s "zero/checkpoints/step-000020/dsk/$file" ] || fail "$model_type: ZeRO-1 checkpoint has no dsk/$file"
+  done
+  [ ! -e zero/checkpoints/step-000020/dsk/optimizer.bin.zst ] || fail "$model_type: ZeRO-1 rank 0 wrote the whole state"
+  cmp <(optimizer_state two/checkpoints/step-000020) <(optimizer_state zero/checkpoints/step-000020) ||
+    fail "$model_type: ZeRO-1's optimizer parts differ from replicated state's"
 
   # 2 ranks with sharded state for 10 steps, then 1 rank takes the checkpoint on to step 20, as
   # the same two commands do on 1 rank (--steps 10 also shortens the first half's schedule).
@@ -92,7 +121,15 @@ for model_type in llama deepseek_v3; do
   diff=$(max_relative_difference halves/metrics.jsonl switch/metrics.jsonl)
   python3 -c "import sys; sys.exit(0 if $diff < 1e-6 else 1)" ||
     fail "$model_type: 2 ranks then 1 differ from 1 rank by $diff (relative)"
-  rm -rf one two zero switch halves buckets fp32 int8 int8-zero
+  # And the other way: 1 rank's checkpoint (one optimizer file) taken on by 2 ZeRO-1 ranks.
+  dsk-train -q -c base.yaml --device cpu --run-dir grow --steps 10 >/dev/null
+  mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow --set dist.zero=1 >grow.yaml 2>grow.err ||
+    fail "$model_type: 1 rank's checkpoint resumed on 2 ZeRO-1 ranks: $(cat grow.err)"
+  [ "$(field step grow.yaml)" = 20 ] || fail "$model_type: grown run: $(cat grow.yaml)"
+  diff=$(max_relative_difference halves/metrics.jsonl grow/metrics.jsonl)
+  python3 -c "import sys; sys.exit(0 if $diff < 1e-6 else 1)" ||
+    fail "$model_type: 1 rank then 2 differ from 1 rank by $diff (relative)"
+  rm -rf one two zero switch halves grow buckets fp32 int8 int8-zero
 done
 
 # Usage errors: exit 2 and a message that says what to do.

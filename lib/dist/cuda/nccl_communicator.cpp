@@ -5,18 +5,33 @@
 // synchronisation is needed. Every collective of the communicator goes through that one stream,
 // so they run in the order they were started, the same on every rank. One rank per GPU; rank 0
 // makes the NCCL unique id and the rendezvous (TCP, or MPI under mpirun) hands it to the others.
+//
+// A failing rank must not hang the others (NCCL kernels wait for peers forever): with several
+// ranks a watchdog thread polls ncclCommGetAsyncError and, behind an event recorded after each
+// collective, whether it finished; on an error, or a collective unfinished after dist.timeout, it
+// says which rank and why, aborts the communicator (ncclCommAbort) and ends the process (exit 5),
+// so that the launcher stops the job.
 #ifdef DSK_DIST_NCCL
 
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <vector>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "dist/communicator.hpp"
 #include "dist/rendezvous.hpp"
+#include "dist/watchdog.hpp"
 
 namespace dsk::dist {
 namespace {
@@ -58,6 +73,86 @@ class NcclPending : public PendingCollective {
   bool waited_ = false;
 };
 
+// Watches the collectives of one communicator from its own thread (see the top of the file).
+class NcclWatchdog {
+ public:
+  NcclWatchdog(ncclComm_t comm, cudaStream_t stream, double timeout_seconds, int rank, int ranks)
+      : comm_(comm), stream_(stream), timeout_(timeout_seconds), rank_(rank), ranks_(ranks) {
+    if (cudaGetDevice(&device_) != cudaSuccess) throw InternalError("cudaGetDevice failed");
+    thread_ = std::thread([this] { run(); });
+  }
+  ~NcclWatchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    stopped_.notify_all();
+    thread_.join();
+    for (const Pending& pending : pending_) cudaEventDestroy(pending.done);
+  }
+  NcclWatchdog(const NcclWatchdog&) = delete;
+  NcclWatchdog& operator=(const NcclWatchdog&) = delete;
+
+  // After a collective is enqueued on the stream: watch it until the GPU has done it.
+  void enqueued(const char* what) {
+    cudaEvent_t done = nullptr;
+    if (cudaEventCreateWithFlags(&done, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventRecord(done, stream_) != cudaSuccess)
+      throw InternalError(str("recording a CUDA event after ", what, " failed"));
+    std::lock_guard lock(mutex_);
+    pending_.push_back({done, Clock::now(), what});
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Pending {
+    cudaEvent_t done;
+    Clock::time_point since;
+    const char* what;
+  };
+
+  [[noreturn]] void stop_job(const std::string& message) {
+    log_error(message);
+    ncclCommAbort(comm_);
+    std::_Exit(int(ExitCode::remote));  // the main thread may be blocked on the aborted work
+  }
+
+  void run() {
+    cudaSetDevice(device_);
+    const auto tick = std::chrono::milliseconds(100);
+    std::unique_lock lock(mutex_);
+    auto last_wake = Clock::now();
+    while (!stopped_.wait_for(lock, tick, [this] { return stopping_; })) {
+      const auto now = Clock::now();
+      // A much longer gap than the tick: this process itself was frozen, not the others' fault.
+      if (now - last_wake > 30 * tick)
+        for (Pending& pending : pending_) pending.since += now - last_wake - tick;
+      last_wake = now;
+      ncclResult_t state = ncclSuccess;
+      if (ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state != ncclSuccess && state != ncclInProgress)
+        stop_job(str("rank ", rank_, ": NCCL reports ", ncclGetErrorString(state), " (", ncclGetLastError(comm_),
+                     "): another rank failed or the link to it broke; stopping all ranks"));
+      while (!pending_.empty() && cudaEventQuery(pending_.front().done) == cudaSuccess) {
+        cudaEventDestroy(pending_.front().done);
+        pending_.pop_front();
+      }
+      if (!pending_.empty() && now - pending_.front().since > timeout_)
+        stop_job(Watchdog::timeout_message(rank_, ranks_, pending_.front().what, timeout_.count()));
+    }
+  }
+
+  ncclComm_t comm_;
+  cudaStream_t stream_;
+  const std::chrono::duration<double> timeout_;
+  const int rank_, ranks_;
+  int device_ = 0;
+  std::mutex mutex_;
+  std::condition_variable stopped_;
+  bool stopping_ = false;
+  std::deque<Pending> pending_;
+  std::thread thread_;
+};
+
 class NcclCommunicator : public Communicator {
  public:
   NcclCommunicator(const LaunchInfo& launch, tensor::Ops& ops, double timeout_seconds)
@@ -73,8 +168,16 @@ class NcclCommunicator : public Communicator {
     check(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
     check(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     scalar_ = static_cast<double*>(ops_.allocate(sizeof(double), "NCCL scalar"));
+    if (size_ > 1) watchdog_ = std::make_unique<NcclWatchdog>(comm_, comm_stream_, timeout_seconds, rank_, size_);
   }
   ~NcclCommunicator() override {
+    watchdog_.reset();
+    // An error of this rank alone: the others may never finish the collectives in flight, so
+    // waiting for them (or ncclCommDestroy) could hang; abort them instead.
+    if (comm_ && std::uncaught_exceptions() > 0 && !together_) {
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
+    }
     cudaStreamSynchronize(comm_stream_);
     for (auto& [before, after] : stalls_) {
       cudaEventDestroy(before);
@@ -85,13 +188,14 @@ class NcclCommunicator : public Communicator {
     if (comm_) ncclCommDestroy(comm_);
     cudaStreamDestroy(comm_stream_);
   }
+  void leaving_together() override { together_ = true; }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string describe() const override { return str("nccl, ", size_, " ranks"); }
 
   std::unique_ptr<PendingCollective> start_all_reduce_sum(Buf values) override {
-    return enqueue([&](cudaStream_t stream) {
+    return enqueue("ncclAllReduce", [&](cudaStream_t stream) {
       check(ncclAllReduce(values.data, values.data, size_t(values.numel), nccl_type(values.dtype), ncclSum, comm_,
                           stream),
             "ncclAllReduce");
@@ -101,7 +205,7 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<PendingCollective> start_all_gather(Buf whole, int64_t shard) override {
     char* base = static_cast<char*>(whole.data);
     const void* in = base + size_t(rank_) * size_t(shard) * tensor::dtype_size(whole.dtype);
-    return enqueue([&](cudaStream_t stream) {
+    return enqueue("ncclAllGather", [&](cudaStream_t stream) {
       check(ncclAllGather(in, whole.data, size_t(shard), nccl_type(whole.dtype), comm_, stream), "ncclAllGather");
     });
   }
@@ -112,7 +216,7 @@ class NcclCommunicator : public Communicator {
     // NCCL's in-place reduce-scatter writes rank r's result at whole + r * shard.
     char* base = static_cast<char*>(whole.data);
     void* out = base + size_t(rank_) * size_t(shard) * tensor::dtype_size(whole.dtype);
-    enqueue([&](cudaStream_t stream) {
+    enqueue("ncclReduceScatter", [&](cudaStream_t stream) {
       check(ncclReduceScatter(whole.data, out, size_t(shard), nccl_type(whole.dtype), ncclSum, comm_, stream),
             "ncclReduceScatter");
     })->wait();
@@ -137,7 +241,7 @@ class NcclCommunicator : public Communicator {
       throw InternalError("all_to_all: the counts exceed the buffers");
     // On the communication stream like every collective: one communicator used from two streams
     // could misorder NCCL's operations.
-    enqueue([&](cudaStream_t stream) {
+    enqueue("ncclSend/ncclRecv (all-to-all)", [&](cudaStream_t stream) {
       int64_t send_offset = 0, receive_offset = 0;
       check(ncclGroupStart(), "ncclGroupStart");
       for (int q = 0; q < size_; ++q) {
@@ -157,7 +261,7 @@ class NcclCommunicator : public Communicator {
   double all_reduce_sum(double value) override {
     if (cudaMemcpyAsync(scalar_, &value, sizeof value, cudaMemcpyHostToDevice, stream_) != cudaSuccess)
       throw InternalError("cudaMemcpyAsync of a scalar failed");
-    enqueue([&](cudaStream_t stream) {
+    enqueue("ncclAllReduce", [&](cudaStream_t stream) {
       check(ncclAllReduce(scalar_, scalar_, 1, ncclFloat64, ncclSum, comm_, stream), "ncclAllReduce");
     })->wait();
     double sum = 0;
@@ -200,13 +304,14 @@ class NcclCommunicator : public Communicator {
 
  private:
   // Queues `issue` on the communication stream after what the backend's stream has queued so far.
-  std::unique_ptr<PendingCollective> enqueue(const std::function<void(cudaStream_t)>& issue) {
+  std::unique_ptr<PendingCollective> enqueue(const char* what, const std::function<void(cudaStream_t)>& issue) {
     cudaEvent_t ready = nullptr, done = nullptr;
     check(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreate");
     check(cudaEventRecord(ready, stream_), "cudaEventRecord");
     check(cudaStreamWaitEvent(comm_stream_, ready, 0), "cudaStreamWaitEvent");
     cudaEventDestroy(ready);  // released once it has happened
     issue(comm_stream_);
+    watch(what);
     check(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreate");
     check(cudaEventRecord(done, comm_stream_), "cudaEventRecord");
     return std::make_unique<NcclPending>(*this, done);
@@ -231,6 +336,12 @@ class NcclCommunicator : public Communicator {
   std::vector<cudaEvent_t> spare_timers_;
   ncclComm_t comm_ = nullptr;
   double* scalar_ = nullptr;
+  bool together_ = false;
+  std::unique_ptr<NcclWatchdog> watchdog_;
+
+  void watch(const char* what) {
+    if (watchdog_) watchdog_->enqueued(what);
+  }
 };
 
 NcclPending::~NcclPending() {
