@@ -35,7 +35,7 @@ model.save_pretrained(out)
 tokenizer = Tokenizer(models.BPE())
 tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
 tokenizer.decoder = decoders.ByteLevel()
-sources = sorted(glob.glob(os.path.join(os.path.dirname(transformers.__file__), "**", "*.py"), recursive=True))
+sources = sorted(glob.glob(os.path.join(os.path.dirname(transformers.__file__), "**", "*.py"), recursive=True))[:400]
 tokenizer.train(sources, trainers.BpeTrainer(vocab_size=config.vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
                                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
 tokenizer.save(os.path.join(out, "tokenizer.json"))

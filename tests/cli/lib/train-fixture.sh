@@ -7,6 +7,7 @@
 #   in_scratch_dir                   cd to a temporary directory removed at exit
 #   use_mpi; mpi N command...        ranks under OpenMPI (the test is skipped without mpirun)
 #   max_relative_difference A B      of the losses of two metrics.jsonl files
+#   optimizer_state CHECKPOINT       its whole optimizer state as bytes (ZeRO-1's parts joined)
 #   stop_after_lines N METRICS cmd...  runs cmd in the background (stdout interrupted.yaml, stderr
 #                                    interrupted.err), SIGTERM once METRICS has N lines; expects 143
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -129,3 +130,25 @@ stop_after_lines() {
   wait "$pid" || code=$?
   [ "$code" = 143 ] || fail "SIGTERM: exit $code: $(cat interrupted.err)"
 }
+
+# The whole optimizer state of a checkpoint (adam steps, then master, m, v): its
+# dsk/optimizer.bin.zst, or the ranks' parts of a ZeRO-1 run joined (man/dsk-formats.5).
+optimizer_state() { python3 -c '
+import glob, os, struct, subprocess, sys
+dsk = sys.argv[1] + "/dsk"
+def raw(path): return subprocess.run(["zstd", "-dcq", path], check=True, capture_output=True).stdout
+if os.path.exists(dsk + "/optimizer.bin.zst"):
+    data = raw(dsk + "/optimizer.bin.zst")
+    assert data[:8] == b"DSKADAM1"
+    count, steps = struct.unpack("<Qq", data[8:24])
+    arrays = [data[24 + i * 4 * count:24 + (i + 1) * 4 * count] for i in range(3)]
+else:
+    arrays, count = [b"", b"", b""], 0
+    for path in sorted(glob.glob(dsk + "/optimizer.rank-*.bin.zst")):
+        data = raw(path)
+        assert data[:8] == b"DSKADAMS", path
+        count, begin, length, steps = struct.unpack("<QQQq", data[8:40])
+        assert begin * 4 == len(arrays[0]), (path, begin)
+        for i in range(3): arrays[i] += data[40 + i * 4 * length:40 + (i + 1) * 4 * length]
+assert len(arrays[0]) == 4 * count and count > 0
+sys.stdout.buffer.write(struct.pack("<q", steps) + b"".join(arrays))' "$1"; }
