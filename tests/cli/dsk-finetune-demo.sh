@@ -32,6 +32,12 @@ grep -qx "  r: 4" printed.yaml && grep -qx "  micro_batch: 4" printed.yaml && gr
 dsk-finetune train -c printed.yaml --print-config | grep -v '^#' >reprinted.yaml
 grep -v '^#' printed.yaml | diff - reprinted.yaml || fail "--print-config does not read back"
 
+# The bundled example (configs/finetune-lora.yaml: flat keys, packing) trains as written, on this base.
+dsk-finetune train -q -c "$DSK_SOURCE_DIR/configs/finetune-lora.yaml" --base "$base" --steps 2 -o example \
+  --set eval.every=0 --set data.seq_len=128 --device cpu >example.yaml || fail "configs/finetune-lora.yaml does not train"
+[ "$(field kind example.yaml)" = adapter ] && [ -f example/adapter/adapter_config.json ] ||
+  fail "configs/finetune-lora.yaml: $(cat example.yaml)"
+
 # The straight run.
 losses() { python3 -c '
 import json, sys
