@@ -82,8 +82,7 @@ EvalReport evaluate_examples(model::Model& model, const tokenizer::Tokenizer& to
     auto start = Clock::now();
     std::vector<float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
     for (int i = 0; i < settings.max_new_tokens; ++i) {
-      // Only the tokenizer's ids (sample_token leaves vocab_limit to its caller, as generate does).
-      const uint32_t next = model::sample_token(std::span<const float>(logits.data(), size_t(greedy.vocab_limit)), greedy, unused_rng);
+      const uint32_t next = model::sample_token(logits, greedy, unused_rng);  // only the tokenizer's ids
       (i == 0 ? first_token_ms : per_token_ms).push_back(elapsed_ms(start));
       if (tokenizer.eos_id() && next == *tokenizer.eos_id()) break;
       generated.push_back(next);

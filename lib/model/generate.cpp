@@ -11,6 +11,8 @@
 namespace dsk::model {
 
 std::uint32_t sample_token(std::span<const float> logits, const SamplingSettings& settings, std::mt19937_64& rng) {
+  if (settings.vocab_limit > 0 && size_t(settings.vocab_limit) < logits.size())
+    logits = logits.first(size_t(settings.vocab_limit));
   auto best = std::max_element(logits.begin(), logits.end());
   if (settings.temperature <= 0.0f) return std::uint32_t(best - logits.begin());
 
@@ -49,9 +51,7 @@ std::vector<std::uint32_t> generate_tokens(Model& model, std::span<const std::in
   std::vector<float> logits = model.forward_cached(cache, prompt.data(), 1, int(prompt.size()));
   std::vector<std::uint32_t> generated;
   for (int i = 0; i < max_new_tokens; ++i) {
-    std::span<const float> last(logits.data(), size_t(vocab));
-    if (settings.vocab_limit > 0 && settings.vocab_limit < vocab) last = last.first(size_t(settings.vocab_limit));
-    const std::uint32_t next = sample_token(last, settings, rng);
+    const std::uint32_t next = sample_token(std::span<const float>(logits.data(), size_t(vocab)), settings, rng);
     generated.push_back(next);
     if (stop_token && next == *stop_token) break;
     if (i + 1 == max_new_tokens) break;

@@ -18,7 +18,8 @@ struct SamplingSettings {
   int vocab_limit = 0;       // > 0: only ids below it (a model vocabulary padded past its tokenizer's)
 };
 
-// logits: (vocab,). Returns the chosen token id.
+// logits: (vocab,); only the first settings.vocab_limit of them compete when it is set. Returns the
+// chosen token id.
 std::uint32_t sample_token(std::span<const float> logits, const SamplingSettings& settings, std::mt19937_64& rng);
 
 class Model;

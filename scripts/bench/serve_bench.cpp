@@ -176,6 +176,9 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     return 0;
+  } catch (const dsk::Error& e) {  // the project's exit codes: 2 for a usage error, ...
+    std::fprintf(stderr, "dsk_serve_bench: error: %s\n", e.what());
+    return int(e.code());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dsk_serve_bench: error: %s\n", e.what());
     return 1;

@@ -25,3 +25,13 @@ TEST_CASE("sampling: greedy, top-k, top-p and seeds") {
   std::mt19937_64 a(7), b(7);
   for (int i = 0; i < 20; ++i) CHECK(sample_token(logits, {2.0f, 0, 1.0f}, a) == sample_token(logits, {2.0f, 0, 1.0f}, b));
 }
+
+TEST_CASE("sampling: vocab_limit keeps the ids past it out, greedy and sampled") {
+  // A model vocabulary padded past its tokenizer's: the padding ids must never be chosen.
+  std::vector<float> logits{0.0f, 1.0f, 0.5f, 9.0f, 8.0f};
+  std::mt19937_64 rng(3);
+  CHECK(sample_token(logits, {0.0f, 0, 1.0f, 3}, rng) == 1);
+  for (int i = 0; i < 100; ++i) CHECK(sample_token(logits, {1.0f, 0, 1.0f, 3}, rng) < 3);
+  CHECK(sample_token(logits, {0.0f, 0, 1.0f, 0}, rng) == 3);   // 0: no limit
+  CHECK(sample_token(logits, {0.0f, 0, 1.0f, 99}, rng) == 3);  // past the end: no limit
+}
