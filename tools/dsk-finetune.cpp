@@ -46,6 +46,7 @@ struct EvalFlags {
 
 void print_adapter_record(const finetune::FinetuneOutcome& outcome, bool interrupted) {
   const train::TrainOutcome& t = outcome.training;
+  if (t.rank != 0) return;  // one record per run, from rank 0 (as dsk-train and dsk-distill)
   Record record("adapter");
   record.set("path", outcome.adapter.string())
       .set("checkpoint", t.checkpoint.string())

@@ -62,7 +62,6 @@ train::TrainableSet AdapterObjective::trainable() {
 void AdapterObjective::start_step() {
   adapter_->parameters().zero_grad();
   model_.reset_expert_load();  // the step's routing statistics (metrics.jsonl), as dsk-train's
-  micro_batch_ = 0;
 }
 
 namespace {
@@ -85,11 +84,12 @@ class SegmentScope {
 }  // namespace
 
 // The dropout masks of a micro-batch come from its tokens and its place in the step, so a
-// resumed run (the same batches again) draws the same masks.
+// resumed run (the same batches again) draws the same masks, and so does a data-parallel run (the
+// place is the step's, not this rank's).
 double AdapterObjective::forward_backward(const train::Batch& batch, int B, int T, float loss_scale) {
   uint64_t hash = 0xcbf29ce484222325ull ^ seed_;
   for (int32_t token : batch.tokens) hash = (hash ^ uint32_t(token)) * 0x100000001b3ull;
-  adapter_->set_dropout_seed(hash + uint64_t(micro_batch_++));
+  adapter_->set_dropout_seed(hash + uint64_t(batch.micro_in_step));
   adapter_->prepare();
   const SegmentScope packed(model_, batch);
   const double loss = model_.forward_backward(batch.tokens.data(), batch.targets.data(), B, T, -100, loss_scale);

@@ -39,7 +39,6 @@ class AdapterObjective final : public train::Objective {
   std::unique_ptr<Adapter> adapter_;
   std::string base_model_;
   uint64_t seed_;
-  int micro_batch_ = 0;
 };
 
 // "N trainable parameters (P% of M)", PEFT's convention: M counts the base and the adapter.

@@ -83,7 +83,8 @@ FinetuneOutcome outcome_of(const Config& config, const train::TrainOutcome& trai
   out.alpha = config.get_double("lora.alpha");
   out.virtual_tokens = int(config.get_int("prefix.num_virtual_tokens"));
   out.base_parameters = training.parameters;
-  if (!training.checkpoint.empty()) out.adapter = publish_adapter(training);
+  // Rank 0 speaks for a data-parallel run: it alone publishes the adapter (the others would race it).
+  if (training.rank == 0 && !training.checkpoint.empty()) out.adapter = publish_adapter(training);
   return out;
 }
 

@@ -37,6 +37,7 @@ struct Batch {
   // (model.hpp set_segment_starts). Empty: one sequence a row.
   std::vector<int32_t> segment_start;
   std::vector<uint32_t> window;
+  int micro_in_step = 0;  // training: which of the step's grad_accum micro-batches (of all ranks') this is
 
   template <typename NextWindow>
   void fill(int B, int T, NextWindow next_window) {

@@ -298,6 +298,7 @@ void TrainingRun::take_step() {
   for (int micro = 0; micro < grad_accum_; ++micro) {
     data_->next(batch_, B_, T_);
     if (micro < first || micro >= first + per_rank) continue;
+    batch_.micro_in_step = micro;
     // The last micro-batch's backward starts the gradient all-reduce bucket by bucket.
     const bool last = micro == first + per_rank - 1 && gradient_sync_.overlaps();
     std::optional<BackwardHookScope> hook;
