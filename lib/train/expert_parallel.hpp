@@ -17,8 +17,12 @@
 // parallelism. The expert loads each rank counts for its own tokens are summed over the ranks
 // before the bias update (as with data parallelism alone), so every rank balances alike.
 //
-// What is split is the expert compute and the routed activations; the expert weights, their
-// gradients and moments are still held in full by every rank.
+// What is split is the expert compute, the routed activations and, without ZeRO-1, the experts'
+// AdamW state: each rank keeps m and v of its own experts only and updates only their weights
+// (expert_ownership.hpp; a checkpoint gathers the others' from their owners, so it is the same
+// whole checkpoint as today's). With ZeRO-1 the whole AdamW state is sharded over all ranks
+// instead. The expert weights and gradients are still held in full by every rank, and the
+// gradient all-reduce still carries every expert.
 #pragma once
 
 #include <memory>
@@ -27,6 +31,7 @@
 #include "dist/communicator.hpp"
 #include "model/expert_dispatch.hpp"
 #include "model/model.hpp"
+#include "train/expert_ownership.hpp"
 
 namespace dsk::train {
 
@@ -39,5 +44,10 @@ std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, 
 // does not divide the number of ranks, or the model has no routed experts to split evenly.
 std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config, dist::Communicator& comm,
                                                            model::Model& model);
+
+// Who updates which routed expert, when expert parallelism is on without ZeRO-1 and `trainable`
+// (the optimizer's flat parameters) is the model's own master buffer; null otherwise.
+std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
+                                                       model::Model& model, tensor::Buf trainable);
 
 }  // namespace dsk::train
