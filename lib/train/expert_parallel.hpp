@@ -11,10 +11,9 @@
 // by its micro-batch's 1/grad_accum; the other ranks of the group hold 0 for that expert. The
 // all-reduce of the whole gradient buffer over all ranks therefore sums each expert over the
 // groups (with one group: leaves its exact gradient, x + 0 = x), the global grad norm is the
-// one-rank norm, and AdamW (replicated or ZeRO-1) updates every copy alike: the weights and
-// moments of all experts stay the same on every rank, so rank 0 writes the same checkpoint as a
-// one-rank run and a checkpoint resumes on any number of ranks, with or without expert
-// parallelism. The expert loads each rank counts for its own tokens are summed over the ranks
+// one-rank norm, and AdamW updates every copy alike (ZeRO-1), or only the owners' copies of an
+// expert (without ZeRO-1; below): rank 0 writes the same checkpoint as a one-rank run, and a
+// checkpoint resumes on any number of ranks, with or without expert parallelism. The expert loads each rank counts for its own tokens are summed over the ranks
 // before the bias update (as with data parallelism alone), so every rank balances alike.
 //
 // What is split is the expert compute, the routed activations and, without ZeRO-1, the experts'

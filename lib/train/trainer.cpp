@@ -223,7 +223,10 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
       expert_exchange_(enable_expert_parallel(config, *comm_, model_)),
       objective_(hooks.make_objective ? hooks.make_objective(model_, config)
                                       : std::make_unique<NextTokenObjective>(model_, config)),
-      expert_ownership_(make_expert_ownership(config, *comm_, model_, objective_->trainable().master)),
+      // An objective with its own checkpoint content writes from rank 0's copy alone: every expert there.
+      expert_ownership_(objective_->checkpoint_content()
+                            ? nullptr
+                            : make_expert_ownership(config, *comm_, model_, objective_->trainable().master)),
       optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
                  objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr,
                  expert_ownership_.get()),
