@@ -122,6 +122,11 @@ void AdamW::gather_moments() {
   gathered_v_ = whole(v_);
 }
 
+void AdamW::release_gathered_moments() {
+  std::vector<float>().swap(gathered_m_);
+  std::vector<float>().swap(gathered_v_);
+}
+
 void AdamW::complete_parameters(std::span<float> master) const {
   if (!experts_) return;
   if (master.size() != count_) throw InternalError("AdamW::complete_parameters: not the optimizer's parameters");

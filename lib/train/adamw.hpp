@@ -52,6 +52,8 @@ class AdamW {
   std::vector<float> copy_first_moment() const;
   std::vector<float> copy_second_moment() const;
   void gather_moments();
+  // Frees what gather_moments() gathered (host memory the size of the model, twice).
+  void release_gathered_moments();
   // For resuming from saved state: the whole moments and the step count (any number of ranks
   // may have written them: each rank takes its shard).
   void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps);

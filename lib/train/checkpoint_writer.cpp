@@ -102,6 +102,7 @@ fs::path CheckpointWriter::submit(AdamW& optimizer, const TrainingState& state) 
       whole.v = optimizer.copy_second_moment();
     }
   }
+  if (optimizer.has_foreign()) optimizer.release_gathered_moments();
   pending_ = true;
   local_done_ = false;
   local_error_ = nullptr;
