@@ -1,5 +1,6 @@
 #include "train/adamw.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -10,7 +11,7 @@ using tensor::Buf;
 using tensor::DType;
 
 AdamW::AdamW(tensor::Ops& ops, std::size_t parameter_count, AdamWSettings settings,
-             std::span<const std::uint8_t> decay_mask, dist::Communicator* zero)
+             std::span<const std::uint8_t> decay_mask, dist::Communicator* zero, const ExpertOwnership* experts)
     : ops_(ops),
       settings_(settings),
       count_(parameter_count),
@@ -19,8 +20,20 @@ AdamW::AdamW(tensor::Ops& ops, std::size_t parameter_count, AdamWSettings settin
   if (!decay_mask.empty() && decay_mask.size() != parameter_count)
     throw InternalError("AdamW: the decay mask's length differs from the parameter count");
   layout_ = dist::ShardLayout{int64_t(count_), zero_ ? zero_->size() : 1, zero_ ? zero_->rank() : 0};
-  // This rank's elements of a flat buffer: all of it, or its shard followed by the tail.
-  const int64_t local = zero_ ? layout_.shard() + layout_.tail() : int64_t(count_);
+  // This rank's elements of a flat buffer: all of it, its shard followed by the tail, or all but
+  // the other ranks' experts.
+  if (zero_) {
+    if (experts) throw InternalError("AdamW: ZeRO-1 shards every parameter's state already (no expert ownership)");
+    if (layout_.shard() > 0) local_.push_back({layout_.begin(), layout_.shard()});
+    if (layout_.tail() > 0) local_.push_back({layout_.sharded(), layout_.tail()});
+  } else if (experts) {
+    experts_ = experts;
+    local_ = experts->local(int64_t(count_));
+  } else {
+    local_.push_back({0, int64_t(count_)});
+  }
+  int64_t local = 0;
+  for (const FlatRange& range : local_) local += range.length;
   auto carve = [&](tensor::Arena& arena) {
     m_ = arena.take(DType::f32, local);
     v_ = arena.take(DType::f32, local);
@@ -32,13 +45,10 @@ AdamW::AdamW(tensor::Ops& ops, std::size_t parameter_count, AdamWSettings settin
   ops_.zero(m_);
   ops_.zero(v_);
   if (mask_.empty()) return;
-  if (!zero_) {
-    ops_.copy_from_host(mask_, decay_mask.data());
-    return;
-  }
-  std::vector<std::uint8_t> local_mask(decay_mask.begin() + layout_.begin(),
-                                       decay_mask.begin() + layout_.begin() + layout_.shard());
-  local_mask.insert(local_mask.end(), decay_mask.begin() + layout_.sharded(), decay_mask.end());
+  std::vector<std::uint8_t> local_mask;
+  local_mask.reserve(size_t(local));
+  for (const FlatRange& range : local_)
+    local_mask.insert(local_mask.end(), decay_mask.begin() + range.begin, decay_mask.begin() + range.begin + range.length);
   ops_.copy_from_host(mask_, local_mask.data());
 }
 
@@ -58,18 +68,16 @@ void AdamW::step(Buf params, Buf working, Buf grads, float lr) {
   if (size_t(params.numel) != count_ || size_t(grads.numel) != count_)
     throw InternalError("AdamW::step: buffer sizes differ from the optimizer's parameter count");
   ++step_;
-  if (!zero_) {
-    update(params, working, grads, m_, v_, mask_, lr);
-    return;
-  }
-  const int64_t shard = layout_.shard(), begin = layout_.begin(), tail = layout_.tail(), sharded = layout_.sharded();
   auto part = [](Buf b, int64_t offset, int64_t n) { return b.empty() ? Buf{} : b.slice(offset, n); };
-  if (shard > 0)
-    update(params.slice(begin, shard), part(working, begin, shard), grads.slice(begin, shard), m_.slice(0, shard),
-           v_.slice(0, shard), part(mask_, 0, shard), lr);
-  if (tail > 0)
-    update(params.slice(sharded, tail), part(working, sharded, tail), grads.slice(sharded, tail),
-           m_.slice(shard, tail), v_.slice(shard, tail), part(mask_, shard, tail), lr);
+  int64_t at = 0;  // in m_, v_ and mask_
+  for (const FlatRange& range : local_) {
+    update(params.slice(range.begin, range.length), part(working, range.begin, range.length),
+           grads.slice(range.begin, range.length), m_.slice(at, range.length), v_.slice(at, range.length),
+           part(mask_, at, range.length), lr);
+    at += range.length;
+  }
+  if (!zero_) return;
+  const int64_t shard = layout_.shard(), sharded = layout_.sharded();
   if (shard > 0) zero_->all_gather(params.slice(0, sharded), shard);
   // The other ranks' shards of the working copy follow their freshly gathered master weights.
   if (!working.empty() && working.data != params.data) ops_.cast(working, params);
@@ -90,15 +98,49 @@ std::vector<float> AdamW::whole(Buf moment) {
   return out;
 }
 
+// Expert parallelism: this rank's ranges from m_ or v_, the other ranks' experts from them.
+std::vector<float> AdamW::whole_with_foreign(Buf moment) {
+  std::vector<float> local(size_t(moment.numel)), out(count_, 0.0f);
+  if (!local.empty()) ops_.copy_to_host(local.data(), moment);
+  int64_t at = 0;
+  for (const FlatRange& range : local_) {
+    std::copy_n(local.data() + at, range.length, out.data() + range.begin);
+    at += range.length;
+  }
+  experts_->fill_foreign(out);
+  return out;
+}
+
 void AdamW::gather_moments() {
+  if (experts_) {
+    gathered_m_ = whole_with_foreign(m_);
+    gathered_v_ = whole_with_foreign(v_);
+    return;
+  }
   if (!zero_) return;
   gathered_m_ = whole(m_);
   gathered_v_ = whole(v_);
 }
 
+void AdamW::release_gathered_moments() {
+  std::vector<float>().swap(gathered_m_);
+  std::vector<float>().swap(gathered_v_);
+}
+
+void AdamW::complete_parameters(std::span<float> master) const {
+  if (!experts_) return;
+  if (master.size() != count_) throw InternalError("AdamW::complete_parameters: not the optimizer's parameters");
+  experts_->fill_foreign(master);
+}
+
+std::int64_t AdamW::state_bytes() const {
+  return (m_.numel + v_.numel) * int64_t(sizeof(float)) + mask_.numel;
+}
+
 std::vector<float> AdamW::copy_first_moment() const {
-  if (zero_) {
-    if (gathered_m_.size() != count_) throw InternalError("AdamW: gather_moments() before copying sharded moments");
+  if (zero_ || experts_) {
+    if (gathered_m_.size() != count_)
+      throw InternalError("AdamW: gather_moments() before copying sharded or expert-parallel moments");
     return gathered_m_;
   }
   std::vector<float> out(count_);
@@ -107,8 +149,9 @@ std::vector<float> AdamW::copy_first_moment() const {
 }
 
 std::vector<float> AdamW::copy_second_moment() const {
-  if (zero_) {
-    if (gathered_v_.size() != count_) throw InternalError("AdamW: gather_moments() before copying sharded moments");
+  if (zero_ || experts_) {
+    if (gathered_v_.size() != count_)
+      throw InternalError("AdamW: gather_moments() before copying sharded or expert-parallel moments");
     return gathered_v_;
   }
   std::vector<float> out(count_);
@@ -126,13 +169,11 @@ void AdamW::copy_own_moments(std::int64_t length, std::vector<float>& m, std::ve
 }
 
 void AdamW::put_local(Buf moment, std::span<const float> whole_moment) {
-  if (!zero_) {
-    ops_.copy_from_host(moment, whole_moment.data());
-    return;
+  int64_t at = 0;
+  for (const FlatRange& range : local_) {
+    ops_.copy_from_host(moment.slice(at, range.length), whole_moment.data() + range.begin);
+    at += range.length;
   }
-  const int64_t shard = layout_.shard(), tail = layout_.tail();
-  if (shard > 0) ops_.copy_from_host(moment.slice(0, shard), whole_moment.data() + layout_.begin());
-  if (tail > 0) ops_.copy_from_host(moment.slice(shard, tail), whole_moment.data() + layout_.sharded());
 }
 
 void AdamW::restore(std::span<const float> m, std::span<const float> v, std::int64_t steps) {

@@ -13,6 +13,7 @@
 #include "dist/communicator.hpp"
 #include "tensor/arena.hpp"
 #include "tensor/ops.hpp"
+#include "train/expert_ownership.hpp"
 
 namespace dsk::train {
 
@@ -29,21 +30,30 @@ struct AdamWSettings {
 // only, so optimizer memory falls as 1/ranks; after the update the ranks' shards of the master
 // weights are all-gathered, so every rank holds all the weights again. The gradients handed to
 // step() must then be reduced for this rank's shard and the tail (GradientSync does that).
+//
+// Expert parallelism without ZeRO-1 (experts != null): this rank keeps m and v of, and updates,
+// only what is not another rank's routed expert (expert_ownership.hpp), so the routed experts'
+// optimizer memory falls as 1/dist.expert_parallel; the other experts' weights here go stale
+// until complete_parameters() takes them from their owners.
 class AdamW {
  public:
   // decay_mask: empty (decay everything) or one flag per parameter. ops: the model's backend.
   AdamW(tensor::Ops& ops, std::size_t parameter_count, AdamWSettings settings,
-        std::span<const std::uint8_t> decay_mask = {}, dist::Communicator* zero = nullptr);
+        std::span<const std::uint8_t> decay_mask = {}, dist::Communicator* zero = nullptr,
+        const ExpertOwnership* experts = nullptr);
 
   // One update at learning rate lr: params -= lr * (m_hat / (sqrt(v_hat) + eps) + wd * params);
   // working (may be empty or alias params) receives the updated weights in its dtype.
   void step(tensor::Buf params, tensor::Buf working, tensor::Buf grads, float lr);
 
   std::int64_t steps_taken() const { return step_; }
-  // The whole moments. Sharded: every rank calls gather_moments() (a collective) first.
+  // The whole moments. Sharded or with foreign experts: every rank calls gather_moments() (a
+  // collective) first.
   std::vector<float> copy_first_moment() const;
   std::vector<float> copy_second_moment() const;
   void gather_moments();
+  // Frees what gather_moments() gathered (host memory the size of the model, twice).
+  void release_gathered_moments();
   // For resuming from saved state: the whole moments and the step count (any number of ranks
   // may have written them: each rank takes its shard).
   void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps);
@@ -52,11 +62,19 @@ class AdamW {
   // `length` elements of m and v (its shard, then the tail: what its part of a checkpoint holds).
   const dist::ShardLayout& layout() const { return layout_; }
   void copy_own_moments(std::int64_t length, std::vector<float>& m, std::vector<float>& v) const;
+  // Whether other ranks update some of the parameters (expert parallelism without ZeRO-1).
+  bool has_foreign() const { return experts_ != nullptr; }
+  // Every rank at once when has_foreign(): the parameters others update, in `master` (a host
+  // copy of the flat parameters), take their owners' values. Nothing otherwise.
+  void complete_parameters(std::span<float> master) const;
+  // Bytes of optimizer state this rank keeps (m, v and the decay mask).
+  std::int64_t state_bytes() const;
 
  private:
   void update(tensor::Buf params, tensor::Buf working, tensor::Buf grads, tensor::Buf m, tensor::Buf v,
               tensor::Buf mask, float lr);
   std::vector<float> whole(tensor::Buf moment);
+  std::vector<float> whole_with_foreign(tensor::Buf moment);
   void put_local(tensor::Buf moment, std::span<const float> whole_moment);
 
   tensor::Ops& ops_;
@@ -64,6 +82,8 @@ class AdamW {
   std::size_t count_;
   dist::Communicator* zero_ = nullptr;
   dist::ShardLayout layout_;
+  const ExpertOwnership* experts_ = nullptr;
+  std::vector<FlatRange> local_;  // what this rank updates, in order: m_, v_ and mask_ hold these
   tensor::Arena arena_;
   tensor::Buf m_, v_, mask_;  // sharded: [shard, then tail]
   std::vector<float> gathered_m_, gathered_v_;

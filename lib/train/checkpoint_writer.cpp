@@ -60,7 +60,7 @@ void CheckpointWriter::write(const Part& part) const {
                         uint64_t(part.layout.count), part.range, part.adam_steps, part.master, part.m, part.v);
 }
 
-fs::path CheckpointWriter::submit(const AdamW& optimizer, const TrainingState& state) {
+fs::path CheckpointWriter::submit(AdamW& optimizer, const TrainingState& state) {
   wait();
   target_ = checkpoint_path(run_dir_, state.step);
   // Rank 0 makes the temporary directory; its name (rank 0's pid) reaches the others through a
@@ -80,7 +80,11 @@ fs::path CheckpointWriter::submit(const AdamW& optimizer, const TrainingState& s
   part.adam_steps = optimizer.steps_taken();
   // The weights: rank 0's whole, for model.safetensors; with ZeRO-1 every rank's part of them.
   std::vector<float> master;
-  if (comm_.rank() == 0 || part.sharded) master = model_.copy_parameters();
+  if (comm_.rank() == 0 || part.sharded || optimizer.has_foreign()) master = model_.copy_parameters();
+  if (optimizer.has_foreign()) {  // every rank: the experts that others update, from them
+    optimizer.complete_parameters(master);
+    optimizer.gather_moments();
+  }
   if (!master.empty() && int64_t(master.size()) != part.layout.count)
     throw InternalError("CheckpointWriter: the optimizer's parameters are not the model's");
   if (part.sharded) {
@@ -98,6 +102,7 @@ fs::path CheckpointWriter::submit(const AdamW& optimizer, const TrainingState& s
       whole.v = optimizer.copy_second_moment();
     }
   }
+  if (optimizer.has_foreign()) optimizer.release_gathered_moments();
   pending_ = true;
   local_done_ = false;
   local_error_ = nullptr;

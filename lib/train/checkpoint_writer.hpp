@@ -39,7 +39,9 @@ class CheckpointWriter {
 
   // Every rank at the same step (collectives): finishes the checkpoint in flight (wait()), copies
   // this rank's part of the state to host memory and writes it. Returns the checkpoint's path.
-  std::filesystem::path submit(const AdamW& optimizer, const TrainingState& state);
+  // With expert parallelism's foreign experts (AdamW::has_foreign), rank 0 first gathers their
+  // weights and moments from their owners (collectives).
+  std::filesystem::path submit(AdamW& optimizer, const TrainingState& state);
   // Every rank after every step: puts the checkpoint in flight into place once every rank's part
   // is whole (a collective while one is in flight, nothing otherwise).
   void poll();

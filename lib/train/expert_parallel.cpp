@@ -62,4 +62,13 @@ std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config,
   return exchange;
 }
 
+std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
+                                                       model::Model& model, tensor::Buf trainable) {
+  const int64_t ranks = config.get_int("dist.expert_parallel");
+  // Adapters (dsk-finetune) train other parameters than the experts: nothing to split there.
+  const bool whole_model = trainable.data == model.master().data && trainable.numel == model.master().numel;
+  if (ranks == 1 || config.get_int("dist.zero") == 1 || !whole_model) return nullptr;
+  return std::make_unique<ExpertOwnership>(model, comm, int(ranks));
+}
+
 }  // namespace dsk::train

@@ -11,14 +11,17 @@
 // by its micro-batch's 1/grad_accum; the other ranks of the group hold 0 for that expert. The
 // all-reduce of the whole gradient buffer over all ranks therefore sums each expert over the
 // groups (with one group: leaves its exact gradient, x + 0 = x), the global grad norm is the
-// one-rank norm, and AdamW (replicated or ZeRO-1) updates every copy alike: the weights and
-// moments of all experts stay the same on every rank, so rank 0 writes the same checkpoint as a
-// one-rank run and a checkpoint resumes on any number of ranks, with or without expert
-// parallelism. The expert loads each rank counts for its own tokens are summed over the ranks
+// one-rank norm, and AdamW updates every copy alike (ZeRO-1), or only the owners' copies of an
+// expert (without ZeRO-1; below): rank 0 writes the same checkpoint as a one-rank run, and a
+// checkpoint resumes on any number of ranks, with or without expert parallelism. The expert loads each rank counts for its own tokens are summed over the ranks
 // before the bias update (as with data parallelism alone), so every rank balances alike.
 //
-// What is split is the expert compute and the routed activations; the expert weights, their
-// gradients and moments are still held in full by every rank.
+// What is split is the expert compute, the routed activations and, without ZeRO-1, the experts'
+// AdamW state: each rank keeps m and v of its own experts only and updates only their weights
+// (expert_ownership.hpp; a checkpoint gathers the others' from their owners, so it is the same
+// whole checkpoint as today's). With ZeRO-1 the whole AdamW state is sharded over all ranks
+// instead. The expert weights and gradients are still held in full by every rank, and the
+// gradient all-reduce still carries every expert.
 #pragma once
 
 #include <memory>
@@ -27,6 +30,7 @@
 #include "dist/communicator.hpp"
 #include "model/expert_dispatch.hpp"
 #include "model/model.hpp"
+#include "train/expert_ownership.hpp"
 
 namespace dsk::train {
 
@@ -39,5 +43,10 @@ std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, 
 // does not divide the number of ranks, or the model has no routed experts to split evenly.
 std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config, dist::Communicator& comm,
                                                            model::Model& model);
+
+// Who updates which routed expert, when expert parallelism is on without ZeRO-1 and `trainable`
+// (the optimizer's flat parameters) is the model's own master buffer; null otherwise.
+std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
+                                                       model::Model& model, tensor::Buf trainable);
 
 }  // namespace dsk::train

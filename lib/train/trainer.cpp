@@ -156,6 +156,8 @@ class TrainingRun {
   // Expert parallelism (expert_parallel.hpp): null unless dist.expert_parallel > 1.
   std::unique_ptr<model::RowExchange> expert_exchange_;
   std::unique_ptr<Objective> objective_;
+  // Expert parallelism without ZeRO-1: which experts' AdamW state this rank keeps (null: all).
+  std::unique_ptr<ExpertOwnership> expert_ownership_;
   AdamW optimizer_;
   GradientSync gradient_sync_;
   std::optional<CheckpointContent> checkpoint_content_;
@@ -221,8 +223,13 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
       expert_exchange_(enable_expert_parallel(config, *comm_, model_)),
       objective_(hooks.make_objective ? hooks.make_objective(model_, config)
                                       : std::make_unique<NextTokenObjective>(model_, config)),
+      // An objective with its own checkpoint content writes from rank 0's copy alone: every expert there.
+      expert_ownership_(objective_->checkpoint_content()
+                            ? nullptr
+                            : make_expert_ownership(config, *comm_, model_, objective_->trainable().master)),
       optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
-                 objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr),
+                 objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr,
+                 expert_ownership_.get()),
       gradient_sync_(*comm_, *ops_, objective_->trainable().grads.numel,
                      gradient_stages_of(model_, model_.gradient_buffer(), objective_->trainable().grads),
                      int64_t(config.get_double("dist.bucket_mb") * double(1 << 20)), config.get_int("dist.zero") == 1,
@@ -233,6 +240,8 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
     throw UsageError(str("data.grad_accum ", grad_accum_, " must be a multiple of the number of ranks (",
                          comm_->size(), "): each rank runs grad_accum / ranks micro-batches of every step"));
   if (!leader()) set_log_level(LogLevel::warn);  // rank 0 speaks for the run
+  log_info("optimizer state: ", double(optimizer_.state_bytes()) / double(1 << 20), " MiB on rank 0 (",
+           optimizer_.state_bytes(), " bytes of AdamW m, v and decay mask)");
   const int64_t vocab = model_.architecture().vocab;
   if (data_->vocab_size() > uint64_t(vocab))
     throw UsageError(str("the data uses a vocabulary of ", data_->vocab_size(), " tokens but the model has ", vocab,

@@ -9,7 +9,8 @@
 #     checkpoint resumed on 1 GPU to step 30 (resume across expert-parallel sizes);
 #  2. speed, moe-16e of ../shared/bench-shapes (carry .carry/gpu-data; skipped without it) in bf16
 #     on 2 GPUs, one micro-batch per rank: tokens/s and peak memory of data parallel vs expert
-#     parallel (dist.expert_parallel=2), 20 steps.
+#     parallel (dist.expert_parallel=2), 20 steps, and rank 0's AdamW state (expert parallel keeps
+#     the moments of its own experts only).
 # Writes $OUT/ep-gpu.txt (and each run's log); exit 1 when a check of part 1 fails.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -90,7 +91,8 @@ if [ -f "$config" ]; then
       -o "speed-$mode" >/dev/null 2>"$OUT/speed-$mode.log" || { say "FAIL speed $mode: $(tail -3 "$OUT/speed-$mode.log")"; failed=1; continue; }
     tps=$(median_tokens_per_s "speed-$mode/metrics.jsonl")
     peak=$(sed -n 's/.*peak device memory \([0-9.]*\) GiB.*/\1/p' "$OUT/speed-$mode.log" | tail -1)
-    say "moe-16e 8x1024 on 2 GPUs, $mode: $tps tokens/s, peak memory ${peak:-?} GiB (rank 0)"
+    state=$(sed -n 's/.*optimizer state: \([0-9.]*\) MiB.*/\1/p' "$OUT/speed-$mode.log" | tail -1)
+    say "moe-16e 8x1024 on 2 GPUs, $mode: $tps tokens/s, peak memory ${peak:-?} GiB, optimizer state ${state:-?} MiB (rank 0)"
   done
 else
   say "speed: skipped (no $config; carry .carry/gpu-data)"

@@ -5,11 +5,16 @@
 #   - the losses follow the 1-rank run at the same global batch (within 1e-6 relative: the expert
 #     gradients are summed in another order), the expert-load shares are the same, and the final
 #     checkpoint (an HF model.safetensors, F32 here) holds the same tensors within 1e-5;
+#   - each rank keeps the AdamW state of its own routed experts only: rank 0's optimizer state (the
+#     log's "optimizer state" line) is the 1-rank run's less m, v and decay mask (9 bytes an
+#     element) of the 3 experts rank 1 owns, and the checkpoint, which gathers the experts' weights
+#     and moments from their owners, is bit-identical to ZeRO-1's (which updates every expert);
 #   - with train.recompute full (the exchange redone in backward) and with ZeRO-1 the losses and
 #     the gathered optimizer state are bit-identical to the plain expert-parallel run;
 #   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts) the
 #     losses follow 1 rank's at the same global batch too;
-#   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would;
+#   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would, and a
+#     1-rank run resumes on 2 expert-parallel ranks;
 #   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
 #     a usage error.
 set -euo pipefail
@@ -57,9 +62,29 @@ write_config base.yaml deepseek_v3
 sed -i 's/^steps: 40$/steps: 20/' base.yaml
 sed -i 's/^checkpoint:$/checkpoint:\n  dtype: F32/' base.yaml  # weights compared to 1e-5
 
-dsk-train -q -c base.yaml --device cpu --run-dir one >one.yaml
-mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir ep --set dist.expert_parallel=2 >ep.yaml 2>ep.err ||
+# "optimizer state: X MiB on rank 0 (N bytes of AdamW m, v and decay mask)" -> N
+state_bytes() { sed -n 's/.*optimizer state: .* MiB on rank 0 (\([0-9]*\) bytes.*/\1/p' "$1"; }
+
+# Elements of the routed experts of the model in a model.safetensors.
+expert_elements() { python3 -c '
+import json, struct, sys
+data = open(sys.argv[1], "rb").read(1 << 20)
+size, = struct.unpack_from("<Q", data, 0)
+header = json.loads(data[8:8 + size])
+header.pop("__metadata__", None)
+print(sum((t["data_offsets"][1] - t["data_offsets"][0]) // 4 for name, t in header.items() if ".mlp.experts." in name))' "$1"; }
+
+dsk-train -c base.yaml --device cpu --run-dir one >one.yaml 2>one.err
+mpi 2 dsk-train -c base.yaml --device cpu --run-dir ep --set dist.expert_parallel=2 >ep.yaml 2>ep.err ||
   fail "2 ranks, expert parallel: $(cat ep.err)"
+one_bytes=$(state_bytes one.err)
+ep_bytes=$(state_bytes ep.err)
+[ -n "$one_bytes" ] && [ -n "$ep_bytes" ] || fail "no optimizer state line: $(cat one.err ep.err)"
+experts=$(expert_elements one/checkpoints/step-000020/model.safetensors)
+[ "$experts" -gt 0 ] || fail "no routed experts in the fixture's checkpoint"
+[ "$ep_bytes" = $((one_bytes - 9 * experts / 2)) ] ||
+  fail "rank 0 keeps $ep_bytes bytes of optimizer state on 2 expert-parallel ranks, 1 rank $one_bytes: expected \
+the state of half the $experts routed-expert elements less"
 [ "$(grep -c '^kind: checkpoint' ep.yaml)" = 1 ] || fail "one record expected: $(cat ep.yaml)"
 [ "$(field step ep.yaml)" = 20 ] || fail "expert parallel: $(cat ep.yaml)"
 [ "$(wc -l <ep/metrics.jsonl)" = 20 ] || fail "metrics.jsonl written by one rank only"
@@ -78,6 +103,8 @@ mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir zero --set dist.expert_pa
 cmp <(losses ep/metrics.jsonl) <(losses zero/metrics.jsonl) || fail "ZeRO-1 changed the expert-parallel losses"
 cmp <(optimizer_state ep/checkpoints/step-000020) <(optimizer_state zero/checkpoints/step-000020) ||
   fail "ZeRO-1's gathered optimizer state differs"
+cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/model.safetensors ||
+  fail "the experts gathered from their owners differ from ZeRO-1's weights"
 
 # Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
 dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
@@ -87,6 +114,8 @@ diff=$(max_relative_difference one4/metrics.jsonl groups/metrics.jsonl)
 below "$diff" 1e-6 || fail "4 ranks in 2 expert-parallel groups differ from 1 rank by $diff (relative)"
 cmp <(expert_loads one4/metrics.jsonl) <(expert_loads groups/metrics.jsonl) ||
   fail "4 ranks in 2 groups: expert-load shares differ from 1 rank's"
+diff=$(max_weight_difference one4/checkpoints/step-000020/model.safetensors groups/checkpoints/step-000020/model.safetensors)
+below "$diff" 1e-5 || fail "4 ranks in 2 expert-parallel groups: final weights differ from 1 rank's by $diff"
 
 # 10 steps on 2 ranks with expert parallelism, then 1 rank takes the checkpoint on to step 20, as
 # the same two commands do on 1 rank alone (--steps 10 also shortens the first half's schedule).
@@ -99,6 +128,11 @@ dsk-train -q -c base.yaml --device cpu --run-dir switch >switch.yaml 2>switch.er
 [ "$(field step switch.yaml)" = 20 ] || fail "resumed run: $(cat switch.yaml)"
 diff=$(max_relative_difference halves/metrics.jsonl switch/metrics.jsonl)
 below "$diff" 1e-6 || fail "expert parallel on 2 ranks then 1 rank differ from 1 rank by $diff (relative)"
+dsk-train -q -c base.yaml --device cpu --run-dir grow --steps 10 >/dev/null
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow --set dist.expert_parallel=2 >/dev/null 2>grow.err ||
+  fail "resumed on 2 expert-parallel ranks: $(cat grow.err)"
+diff=$(max_relative_difference halves/metrics.jsonl grow/metrics.jsonl)
+below "$diff" 1e-6 || fail "1 rank then 2 expert-parallel ranks differ from 1 rank by $diff (relative)"
 
 # Usage errors: exit 2 and a message that says what is wrong.
 expect_error 2 "must divide the number of ranks (1)" \

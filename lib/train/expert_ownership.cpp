@@ -1,0 +1,110 @@
+#include "train/expert_ownership.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "core/error.hpp"
+
+namespace dsk::train {
+namespace {
+
+// Appends [begin, begin + length) to ranges, merged with the last one when they touch.
+void append(std::vector<FlatRange>& ranges, std::int64_t begin, std::int64_t length) {
+  if (!ranges.empty() && ranges.back().begin + ranges.back().length == begin)
+    ranges.back().length += length;
+  else
+    ranges.push_back({begin, length});
+}
+
+std::int64_t total_length(const std::vector<FlatRange>& ranges) {
+  std::int64_t total = 0;
+  for (const FlatRange& range : ranges) total += range.length;
+  return total;
+}
+
+}  // namespace
+
+ExpertOwnership::ExpertOwnership(const model::Model& model, dist::Communicator& comm, int group)
+    : comm_(comm), ops_(model.ops()), group_(group), first_(comm.rank() / group * group) {
+  const int experts = model.architecture().n_routed;
+  if (group < 2 || experts % group != 0 || comm.size() % group != 0)
+    throw InternalError("ExpertOwnership: the experts or the ranks do not split into groups of " + std::to_string(group));
+  // The views of "model.layers.L.mlp.experts.E.<tensor>", by layer, in the layout's order.
+  std::map<int, std::vector<std::pair<int, const model::ParamView*>>> by_layer;
+  for (const model::ParamView& view : model.parameter_views()) {
+    int layer = 0, expert = 0, consumed = 0;
+    if (std::sscanf(view.name.c_str(), "model.layers.%d.mlp.experts.%d.%n", &layer, &expert, &consumed) == 2 &&
+        consumed > 0)
+      by_layer[layer].emplace_back(expert, &view);
+  }
+  if (by_layer.empty()) throw InternalError("ExpertOwnership: the model has no routed-expert tensors");
+  const int per_rank = experts / group;
+  for (auto& [layer, views] : by_layer) {
+    std::sort(views.begin(), views.end(),
+              [](const auto& a, const auto& b) { return a.second->offset < b.second->offset; });
+    std::vector<std::vector<FlatRange>> ranks(static_cast<size_t>(group_));
+    for (const auto& [expert, view] : views)
+      append(ranks[size_t(expert / per_rank)], std::int64_t(view->offset), std::int64_t(view->numel));
+    for (const auto& ranges : ranks)
+      if (total_length(ranges) != total_length(ranks[0]))
+        throw InternalError("ExpertOwnership: the ranks' experts differ in size in layer " + std::to_string(layer));
+    owned_.push_back(std::move(ranks));
+  }
+  const int member = comm.rank() - first_;
+  for (const auto& ranks : owned_)
+    for (int r = 0; r < group_; ++r)
+      if (r != member)
+        for (const FlatRange& range : ranks[size_t(r)]) foreign_.push_back(range);
+  std::sort(foreign_.begin(), foreign_.end(), [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
+}
+
+std::vector<FlatRange> ExpertOwnership::local(std::int64_t count) const {
+  std::vector<FlatRange> out;
+  std::int64_t at = 0;
+  for (const FlatRange& range : foreign_) {
+    if (range.begin > at) out.push_back({at, range.begin - at});
+    at = range.begin + range.length;
+  }
+  if (count > at) out.push_back({at, count - at});
+  return out;
+}
+
+void ExpertOwnership::fill_foreign(std::span<float> whole) const {
+  // Per layer, every rank's experts packed into its slot of one buffer, all-gathered over all the
+  // ranks (those of the other groups send the same values for their own group), then each rank
+  // unpacks the slots of its group's other ranks. One layer at a time bounds the extra memory.
+  std::int64_t widest = 0;
+  for (const auto& ranks : owned_) widest = std::max(widest, total_length(ranks[0]));
+  const std::int64_t slots = comm_.size();
+  void* memory = ops_.allocate(size_t(slots * widest) * sizeof(float), "routed experts gathered for a checkpoint");
+  std::vector<float> packed(size_t(slots * widest));
+  try {
+    for (const auto& ranks : owned_) {
+      const std::int64_t slot = total_length(ranks[0]);
+      tensor::Buf stage{memory, slots * slot, tensor::DType::f32};
+      float* mine = packed.data() + comm_.rank() * slot;
+      for (const FlatRange& range : ranks[size_t(comm_.rank() - first_)]) {
+        std::copy_n(whole.data() + range.begin, range.length, mine);
+        mine += range.length;
+      }
+      ops_.copy_from_host(stage.slice(comm_.rank() * slot, slot), packed.data() + comm_.rank() * slot);
+      comm_.all_gather(stage, slot);
+      ops_.copy_to_host(packed.data(), stage);
+      for (int r = 0; r < group_; ++r) {
+        if (first_ + r == comm_.rank()) continue;
+        const float* theirs = packed.data() + (first_ + r) * slot;
+        for (const FlatRange& range : ranks[size_t(r)]) {
+          std::copy_n(theirs, range.length, whole.data() + range.begin);
+          theirs += range.length;
+        }
+      }
+    }
+  } catch (...) {
+    ops_.release(memory);
+    throw;
+  }
+  ops_.release(memory);
+}
+
+}  // namespace dsk::train

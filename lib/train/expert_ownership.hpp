@@ -1,0 +1,52 @@
+// Which rank updates which routed expert under expert parallelism without ZeRO-1
+// (dist.expert_parallel: N, dist.zero: 0), so that the AdamW state of an expert is held only by the
+// ranks that run it: in each group of N consecutive ranks, the group's rank r owns the experts
+// [r*E/N, (r+1)*E/N) of every MoE layer (as model/expert_dispatch.hpp splits the compute), and the
+// same-index ranks of the other groups own them too (their copies stay equal: the gradient
+// all-reduce sums each expert over the groups).
+//
+// AdamW (adamw.hpp) keeps m and v only outside foreign() and leaves the weights there alone, so
+// this rank's copies of the other ranks' experts go stale: the forward never reads them (it runs
+// only the local experts), and a checkpoint takes them from their owners first (fill_foreign).
+// With ZeRO-1 this is not used: ZeRO-1 already shards the whole AdamW state over all ranks.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "dist/communicator.hpp"
+#include "model/model.hpp"
+
+namespace dsk::train {
+
+// A range of the flat parameter layout.
+struct FlatRange {
+  std::int64_t begin = 0, length = 0;
+};
+
+class ExpertOwnership {
+ public:
+  // model: the model whose flat parameters AdamW updates; group: dist.expert_parallel (> 1,
+  // dividing comm.size(); the model has routed experts).
+  ExpertOwnership(const model::Model& model, dist::Communicator& comm, int group);
+
+  // The ranges, in order, of the experts the other ranks of this rank's group own.
+  const std::vector<FlatRange>& foreign() const { return foreign_; }
+  // [0, count) without foreign(): what this rank updates, in order.
+  std::vector<FlatRange> local(std::int64_t count) const;
+
+  // Every rank at once (a collective per MoE layer): the foreign ranges of `whole` (a host copy
+  // of a flat buffer, this rank's own ranges current) receive their owners' values.
+  void fill_foreign(std::span<float> whole) const;
+
+ private:
+  dist::Communicator& comm_;
+  tensor::Ops& ops_;
+  int group_, first_;
+  // Per MoE layer, per rank of the group: the ranges of its experts there, merged and in order.
+  std::vector<std::vector<std::vector<FlatRange>>> owned_;
+  std::vector<FlatRange> foreign_;
+};
+
+}  // namespace dsk::train
