@@ -64,17 +64,8 @@ diff from-cache.losses online.losses || fail "the online teacher and its F32 cac
 # teacher, longer steps so that the signal lands with steps to go).
 slow=(--set distill.cache=null --set data.grad_accum=16 --steps 60)
 dsk-distill -q -c distill.yaml "${slow[@]}" -o straight >straight.rec
-dsk-distill -q -c distill.yaml "${slow[@]}" -o resumed >interrupted.rec 2>interrupted.err &
-pid=$!
-for _ in $(seq 1000); do
-  [ -f resumed/metrics.jsonl ] && [ "$(wc -l <resumed/metrics.jsonl)" -ge 12 ] && break
-  sleep 0.01
-done
-kill -TERM "$pid"
-code=0
-wait "$pid" || code=$?
-[ "$code" = 143 ] || fail "SIGTERM: exit $code: $(cat interrupted.err)"
-[ "$(field interrupted interrupted.rec)" = true ] || fail "no interrupted record: $(cat interrupted.rec)"
+stop_after_lines 12 resumed/metrics.jsonl dsk-distill -q -c distill.yaml "${slow[@]}" -o resumed
+[ "$(field interrupted interrupted.yaml)" = true ] || fail "no interrupted record: $(cat interrupted.yaml)"
 dsk-distill -q -c distill.yaml "${slow[@]}" -o resumed >resumed.rec
 losses straight/metrics.jsonl >straight.losses
 losses resumed/metrics.jsonl >resumed.losses

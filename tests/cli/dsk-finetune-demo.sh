@@ -71,16 +71,7 @@ mv run straight
 
 # Interrupted by SIGTERM after a few steps, then resumed by the same command: the same losses and
 # the same adapter bytes.
-dsk-finetune train -q -c lora.yaml >interrupted.yaml 2>interrupted.err &
-pid=$!
-for _ in $(seq 3000); do
-  [ -f run/metrics.jsonl ] && [ "$(wc -l <run/metrics.jsonl)" -ge 3 ] && break
-  sleep 0.01
-done
-kill -TERM "$pid"
-code=0
-wait "$pid" || code=$?
-[ "$code" = 143 ] || fail "SIGTERM: exit $code: $(cat interrupted.err)"
+stop_after_lines 3 run/metrics.jsonl dsk-finetune train -q -c lora.yaml
 [ "$(field interrupted interrupted.yaml)" = true ] && [ -f "$(field path interrupted.yaml)/adapter_config.json" ] ||
   fail "interrupted record: $(cat interrupted.yaml)"
 dsk-finetune train -q -c lora.yaml >resumed.yaml
