@@ -24,6 +24,11 @@ void linear(Ops& ops, Buf out, Buf x, int n, const Weights& w, const Linear& l) 
   ops.matmul_forward(out, x, weight_of(w, l), w.w(l.bias, l.out), n, l.in, l.out, false);
 }
 
+// residual [n, out] += x @ weight^T (+ bias): a branch's last projection onto the residual stream.
+void add_linear(Ops& ops, Buf residual, Buf x, int n, const Weights& w, const Linear& l) {
+  ops.matmul_forward(residual, x, weight_of(w, l), w.w(l.bias, l.out), n, l.in, l.out, true);
+}
+
 Buf rows(Buf b, int64_t n, int64_t row) { return b.slice(0, n * row); }
 
 // Values per slot of the key and the value pool (MLA: one pool of [latent | rope key], no values).
@@ -58,10 +63,9 @@ void carve_step(tensor::Arena& arena, PagedWorkspace& ws, const Architecture& a,
   const int64_t N = p.max_tokens, C = a.hidden, S = p.max_sequences, H = a.heads, L = logit_rows(p);
   const int64_t mla_orders = a.mla() ? 2 * N * H + H + 1 : 0;  // to_heads, to_tokens, head offsets
   ws.meta = arena.take(DType::i32, 4 * N + L + S * p.max_blocks + mla_orders);
-  for (Buf& x : ws.x) x = arena.take(t, N * C);
+  ws.x = arena.take(t, N * C);
   ws.norm1 = arena.take(t, N * C);
   ws.rstd1 = arena.take(DType::f32, N);
-  ws.x_mid = arena.take(t, N * C);
   ws.norm2 = arena.take(t, N * C);
   ws.rstd2 = arena.take(DType::f32, N);
   ws.branch_out = arena.take(t, N * C);
@@ -249,15 +253,18 @@ tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, const Step
   return s;
 }
 
-// GQA: project, rotate, write the new keys/values, attend over the pool; out = o_proj.
-void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, int l, Buf x, Buf out) {
+// GQA: project (q, k and v in one pass over their weights), rotate, write the new keys/values,
+// attend over the pool; residual += o_proj.
+void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, int l, Buf x, Buf residual) {
   Ops& ops = m.ops;
   const Architecture& a = m.arch;
   const LayerParams& p = m.layout.layers[l];
   const int N = v.N, D = a.head_dim;
-  linear(ops, ws.q, x, N, m.weights, p.q);
-  linear(ops, ws.k_new, x, N, m.weights, p.k);
-  linear(ops, ws.v_new, x, N, m.weights, p.v);
+  const Weights& w = m.weights;
+  ops.matmul_parts_forward({{ws.q, weight_of(w, p.q), w.w(p.q.bias, p.q.out), p.q.out},
+                            {ws.k_new, weight_of(w, p.k), w.w(p.k.bias, p.k.out), p.k.out},
+                            {ws.v_new, weight_of(w, p.v), w.w(p.v.bias, p.v.out), p.v.out}},
+                           x, N, a.hidden);
   ops.rope_forward(ws.q, v.positions, m.rope, N, a.heads, D, 0, D);
   ops.rope_forward(ws.k_new, v.positions, m.rope, N, a.kv_heads, D, 0, D);
   ops.paged_kv_write(ws.k_pool[l], ws.k_new, v.slots, N, ws.k_row, ws.k_row);
@@ -278,11 +285,11 @@ void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
     ops.paged_attention_forward(run_out, run_q, ws.k_pool[l], ws.v_pool[l], v.block_tables,
                                 v.sequence.slice(run.first, run.count), v.positions.slice(run.first, run.count), s);
   }
-  linear(ops, out, ws.attention_out, N, m.weights, p.o);
+  add_linear(ops, residual, ws.attention_out, N, m.weights, p.o);
 }
 
 // MLA in the absorbed form (paged_forward.hpp): the cached row is [norm(latent) | rope(k_rope)].
-void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, int l, Buf x, Buf out) {
+void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, int l, Buf x, Buf residual) {
   Ops& ops = m.ops;
   const Architecture& a = m.arch;
   const Weights& w = m.weights;
@@ -327,28 +334,45 @@ void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   ops.grouped_matmul_forward(ws.value_by_head, ws.latent_by_head, values, head_stride, v.head_offsets, H, rows_nh, kvr,
                              Dv);
   ops.moe_gather(ws.attention_out, ws.value_by_head, v.to_tokens, rows_nh, 1, Dv);
-  linear(ops, out, ws.attention_out, N, w, p.o);
+  add_linear(ops, residual, ws.attention_out, N, w, p.o);
 }
 
-void layer_forward(const ModelParts& m, PagedWorkspace& ws, const StepView& v, int l, Buf x, Buf out) {
+// The dense SwiGLU MLP onto the residual stream: gate, up and SwiGLU in one pass over their
+// weights, then residual += down.
+void dense_mlp(const ModelParts& m, PagedWorkspace& ws, int N, const MlpParams& p, Buf x, Buf residual) {
+  Ops& ops = m.ops;
+  const Weights& w = m.weights;
+  Buf act = rows(ws.mlp.act, N, p.gate.out);
+  if (p.gate.bias == kNone && p.up.bias == kNone) {
+    ops.swiglu_matmul_forward(act, x, weight_of(w, p.gate), weight_of(w, p.up), N, p.gate.in, p.gate.out);
+  } else {
+    linear(ops, rows(ws.mlp.gate, N, p.gate.out), x, N, w, p.gate);
+    linear(ops, rows(ws.mlp.up, N, p.up.out), x, N, w, p.up);
+    ops.swiglu_forward(act, rows(ws.mlp.gate, N, p.gate.out), rows(ws.mlp.up, N, p.up.out));
+  }
+  add_linear(ops, residual, act, N, w, p.down);
+}
+
+// One layer on the residual stream x [N, C], in place: x += attention(norm(x)); x += mlp(norm(x)).
+void layer_forward(const ModelParts& m, PagedWorkspace& ws, const StepView& v, int l, Buf x) {
   Ops& ops = m.ops;
   const Architecture& a = m.arch;
   const LayerParams& p = m.layout.layers[l];
   const int N = v.N, C = a.hidden;
-  Buf norm1 = rows(ws.norm1, N, C), x_mid = rows(ws.x_mid, N, C), norm2 = rows(ws.norm2, N, C);
-  Buf branch = rows(ws.branch_out, N, C);
+  Buf norm1 = rows(ws.norm1, N, C), norm2 = rows(ws.norm2, N, C);
   ops.rmsnorm_forward(norm1, ws.rstd1, x, m.weights.w(p.input_norm, C), N, C, a.rms_eps);
   if (a.mla())
-    mla_attention(m, ws, v, l, norm1, branch);
+    mla_attention(m, ws, v, l, norm1, x);
   else
-    gqa_attention(m, ws, v, l, norm1, branch);
-  ops.add(x_mid, x, branch);
-  ops.rmsnorm_forward(norm2, ws.rstd2, x_mid, m.weights.w(p.post_norm, C), N, C, a.rms_eps);
-  if (p.moe)
+    gqa_attention(m, ws, v, l, norm1, x);
+  ops.rmsnorm_forward(norm2, ws.rstd2, x, m.weights.w(p.post_norm, C), N, C, a.rms_eps);
+  if (p.moe) {
+    Buf branch = rows(ws.branch_out, N, C);
     moe_forward(ops, branch, ws.moe, norm2, m.weights, p, a, ws.expert_load);
-  else
-    mlp_forward(ops, branch, ws.mlp, norm2, N, m.weights, p.mlp);
-  ops.add(out, x_mid, branch);
+    ops.accumulate(x, branch);
+  } else {
+    dense_mlp(m, ws, N, p.mlp, norm2, x);
+  }
 }
 
 }  // namespace
@@ -408,13 +432,14 @@ Buf compute_step(const ModelParts& m, PagedWorkspace& ws, const StepView& v) {
   Ops& ops = m.ops;
   const Architecture& a = m.arch;
   const int N = v.N, C = a.hidden, V = a.vocab, R = v.R;
-  ops.embedding_forward(rows(ws.x[0], N, C), v.tokens, m.weights.w(m.layout.embed, int64_t(V) * C), N, C);
-  for (int l = 0; l < a.layers; l++) layer_forward(m, ws, v, l, rows(ws.x[l % 2], N, C), rows(ws.x[(l + 1) % 2], N, C));
+  const Buf x = rows(ws.x, N, C);
+  ops.embedding_forward(x, v.tokens, m.weights.w(m.layout.embed, int64_t(V) * C), N, C);
+  for (int l = 0; l < a.layers; l++) layer_forward(m, ws, v, l, x);
   Buf logits = ws.logits.slice(0, int64_t(R) * V);
   if (R == 0) return logits;
   // Only the wanted rows go through the final norm and the LM head (the embedding op gathers rows).
   Buf last = rows(ws.last_hidden, R, C), last_norm = rows(ws.last_norm, R, C);
-  ops.embedding_forward(last, v.logit_rows, rows(ws.x[a.layers % 2], N, C), R, C);
+  ops.embedding_forward(last, v.logit_rows, x, R, C);
   ops.rmsnorm_forward(last_norm, ws.last_rstd, last, m.weights.w(m.layout.final_norm, C), R, C, a.rms_eps);
   ops.lm_head_logits(logits, last_norm, m.weights.w(m.layout.lm_head.weight, int64_t(V) * C), R, C, V);
   return logits;

@@ -85,7 +85,7 @@ struct PagedWorkspace {
                                    // transposed, zero in the rope columns
 
   Buf meta;  // i32: tokens, positions, sequence, slots [max_tokens each], logit rows, block tables
-  Buf x[2], norm1, rstd1, x_mid, norm2, rstd2, branch_out, attention_out;
+  Buf x, norm1, rstd1, norm2, rstd2, branch_out, attention_out;  // x: the residual stream, updated in place
   Buf q, k_new, v_new;                                   // GQA
   Buf q_a, q_a_norm, q_a_rstd, kv_a, kv_latent, kv_norm, kv_rstd, kv_row;  // MLA projections
   Buf q_absorbed, latent_out;                                  // MLA absorbed attention [N*H, ..]

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cpu/distill.hpp"
 #include "cpu/kernels.hpp"
@@ -83,6 +84,17 @@ class Ops {
   virtual void matmul_forward(Buf out, Buf inp, Buf weight, Buf bias, int N, int C, int OC, bool accumulate) = 0;
   virtual void matmul_backward(Buf dinp, Buf dweight, Buf dbias, Buf dout, Buf inp, Buf weight, int N, int C,
                                int OC) = 0;
+  // Decode-step fusions, one pass over the weights where the CUDA backend has few rows (the CPU,
+  // and CUDA with many rows, run the ops they fuse: the results are those ops'):
+  // several products of one input, parts[i].out [N, OC_i] = inp [N, C] @ parts[i].weight^T
+  // (+ bias, may be empty), at most 3 parts (q, k and v);
+  struct LinearPart {
+    Buf out, weight, bias;
+    int OC;
+  };
+  virtual void matmul_parts_forward(const std::vector<LinearPart>& parts, Buf inp, int N, int C);
+  // and SwiGLU's first half: out [N, I] = silu(inp @ gate^T) * (inp @ up^T), gate and up [I, C].
+  virtual void swiglu_matmul_forward(Buf out, Buf inp, Buf gate, Buf up, int N, int C, int I);
 
   // ---- RMSNorm over rows of C: out = weight * inp * rstd, rstd [N] f32 kept for backward.
   virtual void rmsnorm_forward(Buf out, Buf rstd, Buf inp, Buf weight, int N, int C, float eps) = 0;

@@ -1,7 +1,11 @@
 // cuBLASLt Linear layers against cpu::matmul_forward/backward on the same (rounded) inputs.
 // Tolerances (relative L2): fp32 1e-5 (strict fp32, no TF32); bf16 1e-2 for outputs stored in
-// bf16, 5e-3 for the fp32 weight and bias gradients of bf16 inputs.
+// bf16, 5e-3 for the fp32 weight and bias gradients of bf16 inputs. The decode step's fused
+// few-row kernels (q/k/v parts, gate/up with SwiGLU) must equal the unfused kernels bit for bit.
+#include <deque>
+
 #include "cpu/kernels.hpp"
+#include "cuda/elementwise.cuh"
 #include "cuda/gemv.cuh"
 #include "cuda/matmul.cuh"
 #include "parity.cuh"
@@ -61,7 +65,69 @@ void check_linear(int N, int C, int OC, bool with_bias, uint64_t seed) {
   check_close("out accumulated", download(d_out), twice, tol);
 }
 
+// gemv_parts_forward and gemv_swiglu_forward against the unfused kernels (bit for bit) and the CPU.
+template <typename T>
+void check_fused_gemv(int N, int C, int I, bool with_bias, uint64_t seed) {
+  INFO("N=" << N << " C=" << C << " I=" << I << " bias=" << with_bias << " fp32=" << (sizeof(T) == 4));
+  const int widths[3] = {I, I / 4 + 8, I / 4 + 8};  // q, k and v of grouped-query attention
+  std::vector<float> inp = rounded<T>(random_floats(size_t(N) * C, seed));
+  DeviceBuffer<T> d_inp(inp.size());
+  upload(d_inp, inp);
+  std::deque<DeviceBuffer<T>> weights, biases, fused, separate;  // not movable: a deque never moves them
+  std::vector<std::vector<float>> host_weights, host_biases;
+  std::vector<cuda::GemvPart<T>> parts;
+  for (int p = 0; p < 3; p++) {
+    host_weights.push_back(rounded<T>(random_floats(size_t(widths[p]) * C, seed + 1 + p, 0.1f)));
+    host_biases.push_back(rounded<T>(random_floats(widths[p], seed + 4 + p)));
+    weights.emplace_back(host_weights[p].size());
+    biases.emplace_back(host_biases[p].size());
+    fused.emplace_back(size_t(N) * widths[p]);
+    separate.emplace_back(size_t(N) * widths[p]);
+    upload(weights[p], host_weights[p]);
+    upload(biases[p], host_biases[p]);
+    fused[p].poison();
+  }
+  for (int p = 0; p < 3; p++) parts.push_back({fused[p].get(), weights[p].get(), with_bias ? biases[p].get() : nullptr, widths[p]});
+  cuda::gemv_parts_forward<T>(parts.data(), 3, d_inp.get(), N, C, nullptr);
+  for (int p = 0; p < 3; p++) {
+    cuda::gemv_forward<T>(separate[p].get(), d_inp.get(), weights[p].get(), with_bias ? biases[p].get() : nullptr, N, C,
+                          widths[p], false, nullptr);
+    const std::vector<float> got = download(fused[p]);
+    CHECK(got == download(separate[p]));
+    std::vector<float> want(size_t(N) * widths[p]);
+    cpu::matmul_forward(want.data(), inp.data(), host_weights[p].data(), with_bias ? host_biases[p].data() : nullptr, N,
+                        C, widths[p]);
+    check_close("part", got, want, default_tolerance<T>());
+  }
+
+  // SwiGLU: weights[0] as the gate, another [I, C] matrix as up.
+  const std::vector<float> up = rounded<T>(random_floats(size_t(I) * C, seed + 7, 0.1f));
+  DeviceBuffer<T> d_up(up.size()), d_gate_out(size_t(N) * I), d_up_out(size_t(N) * I), d_act(size_t(N) * I),
+      d_fused(size_t(N) * I);
+  upload(d_up, up);
+  d_fused.poison();
+  cuda::gemv_swiglu_forward<T>(d_fused.get(), d_inp.get(), weights[0].get(), d_up.get(), N, C, I, nullptr);
+  cuda::gemv_forward<T>(d_gate_out.get(), d_inp.get(), weights[0].get(), nullptr, N, C, I, false, nullptr);
+  cuda::gemv_forward<T>(d_up_out.get(), d_inp.get(), d_up.get(), nullptr, N, C, I, false, nullptr);
+  cuda::swiglu_forward<T>(d_act.get(), d_gate_out.get(), d_up_out.get(), int64_t(N) * I, nullptr);
+  const std::vector<float> got = download(d_fused);
+  CHECK(got == download(d_act));
+  std::vector<float> gate_ref(size_t(N) * I), up_ref(size_t(N) * I), act_ref(size_t(N) * I);
+  cpu::matmul_forward(gate_ref.data(), inp.data(), host_weights[0].data(), nullptr, N, C, I);
+  cpu::matmul_forward(up_ref.data(), inp.data(), up.data(), nullptr, N, C, I);
+  cpu::swiglu_forward(act_ref.data(), gate_ref.data(), up_ref.data(), int64_t(N) * I);
+  check_close("swiglu", got, act_ref, default_tolerance<T>());
+}
+
 }  // namespace
+
+TEST_CASE("matmul: the decode step's fused few-row kernels equal the unfused ones") {
+  for (int N = 1; N <= cuda::kGemvMaxRows; N++) {
+    check_fused_gemv<cuda::bf16>(N, 2048, 256, N % 2 == 0, 50 + N);
+    check_fused_gemv<float>(N, 1000, 72, N % 2 == 1, 60 + N);   // a tail shorter than the unrolled loop
+    check_fused_gemv<cuda::bf16>(N, 36, 24, true, 70 + N);      // rows not in whole 16-byte chunks
+  }
+}
 
 TEST_CASE("matmul: fp32 against the CPU reference") {
   check_linear<float>(16, 32, 48, false, 1);

@@ -15,6 +15,7 @@
 #include "cuda/cross_entropy.cuh"
 #include "cuda/distill.cuh"
 #include "cuda/elementwise.cuh"
+#include "cuda/gemv.cuh"
 #include "cuda/grad_quantize.cuh"
 #include "cuda/matmul.cuh"
 #include "cuda/moe.cuh"
@@ -179,6 +180,18 @@ class CudaOps final : public Ops {
   void matmul_forward(Buf out, Buf inp, Buf weight, Buf bias, int N, int C, int OC, bool accumulate) override {
     cuda::matmul_forward<T>(blas_, a(out), a(inp), a(weight), bias.empty() ? nullptr : a(bias), N, C, OC, accumulate,
                             stream_);
+  }
+  void matmul_parts_forward(const std::vector<LinearPart>& parts, Buf inp, int N, int C) override {
+    if (N > cuda::kGemvMaxRows || parts.size() > size_t(cuda::kGemvMaxParts))
+      return Ops::matmul_parts_forward(parts, inp, N, C);
+    std::vector<cuda::GemvPart<T>> gemv_parts;
+    for (const LinearPart& p : parts)
+      gemv_parts.push_back({a(p.out), a(p.weight), p.bias.empty() ? nullptr : a(p.bias), p.OC});
+    cuda::gemv_parts_forward<T>(gemv_parts.data(), int(gemv_parts.size()), a(inp), N, C, stream_);
+  }
+  void swiglu_matmul_forward(Buf out, Buf inp, Buf gate, Buf up, int N, int C, int I) override {
+    if (N > cuda::kGemvMaxRows) return Ops::swiglu_matmul_forward(out, inp, gate, up, N, C, I);
+    cuda::gemv_swiglu_forward<T>(a(out), a(inp), a(gate), a(up), N, C, I, stream_);
   }
   void matmul_backward(Buf dinp, Buf dweight, Buf dbias, Buf dout, Buf inp, Buf weight, int N, int C,
                        int OC) override {

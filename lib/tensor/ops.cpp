@@ -1,0 +1,22 @@
+// The fused ops' definitions as the ops they fuse: the CPU's reference, and what a backend runs
+// where it has no fused kernel for a shape (CUDA past a few rows).
+#include "tensor/ops.hpp"
+
+namespace dsk::tensor {
+
+void Ops::matmul_parts_forward(const std::vector<LinearPart>& parts, Buf inp, int N, int C) {
+  for (const LinearPart& part : parts) matmul_forward(part.out, inp, part.weight, part.bias, N, C, part.OC, false);
+}
+
+void Ops::swiglu_matmul_forward(Buf out, Buf inp, Buf gate, Buf up, int N, int C, int I) {
+  // The gate's product goes to out itself (SwiGLU reads each element before writing it), the up
+  // projection's to scratch, which no op below takes.
+  const int64_t count = int64_t(N) * I;
+  const DType t = activation_dtype();
+  Buf up_product{scratch(size_t(count) * dtype_size(t)).data, count, t};
+  matmul_forward(out, inp, gate, Buf{}, N, C, I, false);
+  matmul_forward(up_product, inp, up, Buf{}, N, C, I, false);
+  swiglu_forward(out, out, up_product);
+}
+
+}  // namespace dsk::tensor
