@@ -31,6 +31,7 @@
 #include "model/expert_dispatch.hpp"
 #include "model/model.hpp"
 #include "train/expert_ownership.hpp"
+#include "train/gradient_sync.hpp"
 
 namespace dsk::train {
 
@@ -48,5 +49,9 @@ std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config,
 // (the optimizer's flat parameters) is the model's own master buffer; null otherwise.
 std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
                                                        model::Model& model, tensor::Buf trainable);
+
+// The routed experts' gradients apart from the all-ranks buckets (gradient_sync.hpp) as
+// `ownership` splits them; empty (nothing apart) when null.
+ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership);
 
 }  // namespace dsk::train
