@@ -2,8 +2,8 @@
 // (dist.expert_parallel: N, dist.zero: 0), so that the AdamW state of an expert is held only by the
 // ranks that run it: in each group of N consecutive ranks, the group's rank r owns the experts
 // [r*E/N, (r+1)*E/N) of every MoE layer (as model/expert_dispatch.hpp splits the compute), and the
-// same-index ranks of the other groups own them too (their copies stay equal: the gradient
-// all-reduce sums each expert over the groups).
+// same-index ranks of the other groups own them too (their copies stay equal: their gradients are
+// summed over those ranks, replicas()).
 //
 // AdamW (adamw.hpp) keeps m and v only outside foreign() and leaves the weights there alone, so
 // this rank's copies of the other ranks' experts go stale: the forward never reads them (it runs
