@@ -17,7 +17,7 @@
 #   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts; the
 #     experts' gradients summed over the two groups' same-place ranks) the losses and the final
 #     weights follow 1 rank's at the same global batch too, with small buckets (several all-reduces
-#     started during the backward) as with one;
+#     started during the backward) as with one, and with ZeRO-1 (experts in its reduce-scatter);
 #   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would, and a
 #     1-rank run resumes on 2 expert-parallel ranks;
 #   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
@@ -128,14 +128,21 @@ cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/mo
 
 # Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
 dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
-for buckets in one small; do
-  bucket_mb=25
-  [ $buckets = one ] || bucket_mb=0.01  # 10 KiB: a bucket every few layers
+# ZeRO-1 (zero): its reduce-scatter carries the whole model, experts too, and updates every shard.
+for buckets in one small zero; do
+  bucket_mb=25 zero=0
+  [ $buckets = small ] && bucket_mb=0.01  # 10 KiB: a bucket every few layers
+  [ $buckets = zero ] && zero=1
   mpi 4 dsk-train -c base.yaml --device cpu --run-dir groups-$buckets --set data.grad_accum=4 \
-    --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb >/dev/null 2>groups.err ||
-    fail "4 ranks, groups of 2, $buckets bucket(s): $(cat groups.err)"
-  [ "$(gradient_sync groups.err)" = "$((4 * (params - experts))) 4 $((4 * experts / 2)) 2" ] ||
-    fail "4 ranks in 2 groups: the routed experts should be summed over 2 ranks only: $(grep 'gradient sync' groups.err)"
+    --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb --set dist.zero=$zero >/dev/null 2>groups.err ||
+    fail "4 ranks, groups of 2, $buckets: $(cat groups.err)"
+  if [ $buckets = zero ]; then
+    grep -q "gradient sync: $((4 * params)) bytes a step reduce-scattered over 4 ranks (ZeRO-1)" groups.err ||
+      fail "4 ranks in 2 groups, ZeRO-1: $(grep 'gradient sync' groups.err)"
+  else
+    [ "$(gradient_sync groups.err)" = "$((4 * (params - experts))) 4 $((4 * experts / 2)) 2" ] ||
+      fail "4 ranks in 2 groups: the routed experts should be summed over 2 ranks only: $(grep 'gradient sync' groups.err)"
+  fi
   if [ $buckets = small ]; then
     grep -q "gradient sync: .* in [2-9][0-9]* buckets" groups.err || fail "one bucket only: $(grep 'gradient sync' groups.err)"
   fi
