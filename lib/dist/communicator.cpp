@@ -37,6 +37,7 @@ class SingleCommunicator : public Communicator {
   }
   double all_reduce_sum(double value) override { return value; }
   void barrier() override {}
+  std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SingleCommunicator>(ops_); }
 
  private:
   tensor::Ops* ops_;

@@ -73,6 +73,13 @@ class Communicator {
   // without waiting for the others (MPI_Finalize would wait for ranks that wait for this one), so
   // that the launcher sees a rank exit and stops them all instead of hanging.
   virtual void leaving_together() {}
+
+  // The ranks that pass the same color form a communicator of their own, ranked by key (ties by
+  // this communicator's rank): MPI_Comm_split, ncclCommSplit. Every rank calls it at once. The
+  // new one's collectives are ordered with this one's (NCCL: on the same communication stream),
+  // its waits count in this one's take_wait_seconds(), and it must go before this one does.
+  // Expert parallelism sums each routed expert's gradient over the ranks that hold it this way.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 };
 
 // One rank: every collective is the identity (all_to_all copies send to recv through `ops`, the

@@ -79,7 +79,7 @@ class MpiPending : public PendingCollective {
 
 class MpiCommunicator : public Communicator {
  public:
-  MpiCommunicator(int expected_ranks, double timeout_seconds) {
+  MpiCommunicator(int expected_ranks, double timeout_seconds) : timeout_seconds_(timeout_seconds) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
@@ -94,8 +94,21 @@ class MpiCommunicator : public Communicator {
       throw InternalError(str("MPI reports ", size_, " ranks, the launcher ", expected_ranks));
     if (size_ > 1) watchdog_.emplace(timeout_seconds, rank_, size_);
   }
+  // A split of `parent` (split()): owns `comm`, counts its waits in the parent's.
+  MpiCommunicator(MPI_Comm comm, double timeout_seconds, MpiCommunicator& parent)
+      : comm_(comm), timeout_seconds_(timeout_seconds), parent_(&parent) {
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    if (size_ > 1) watchdog_.emplace(timeout_seconds, rank_, size_);
+  }
   ~MpiCommunicator() override {
     watchdog_.reset();
+    if (parent_) {
+      // Freeing is collective: not on the way out of an error of this rank alone (see below).
+      if (std::uncaught_exceptions() == 0) MPI_Comm_free(&comm_);
+      return;
+    }
     // An error of this rank alone: MPI_Finalize would wait for the others, which wait for this
     // rank in their next collective. Leaving without it makes mpirun stop the whole job.
     if (std::uncaught_exceptions() > 0 && !together_ && size_ > 1) return;
@@ -110,19 +123,19 @@ class MpiCommunicator : public Communicator {
   std::string describe() const override { return str("mpi, ", size_, " ranks"); }
 
   void all_reduce_sum(Buf values) override {
-    WaitTimer timer(wait_seconds_);
+    WaitTimer timer(wait_seconds());
     auto waiting = watch("MPI_Allreduce");
     check(MPI_Allreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
-                        MPI_COMM_WORLD),
+                        comm_),
           "MPI_Allreduce");
   }
 
   void reduce_scatter_sum(Buf whole, int64_t shard) override {
-    WaitTimer timer(wait_seconds_);
+    WaitTimer timer(wait_seconds());
     // MPI's in-place form leaves the result at the start of the buffer: move it to this rank's shard.
     auto waiting = watch("MPI_Reduce_scatter_block");
     check(MPI_Reduce_scatter_block(MPI_IN_PLACE, whole.data, int_count(shard), mpi_type(whole.dtype), MPI_SUM,
-                                   MPI_COMM_WORLD),
+                                   comm_),
           "MPI_Reduce_scatter_block");
     if (rank_ != 0) {
       const size_t bytes = size_t(shard) * tensor::dtype_size(whole.dtype);
@@ -132,10 +145,10 @@ class MpiCommunicator : public Communicator {
   }
 
   void all_gather(Buf whole, int64_t shard) override {
-    WaitTimer timer(wait_seconds_);
+    WaitTimer timer(wait_seconds());
     auto waiting = watch("MPI_Allgather");
     check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
-                        MPI_COMM_WORLD),
+                        comm_),
           "MPI_Allgather");
   }
 
@@ -153,43 +166,52 @@ class MpiCommunicator : public Communicator {
     }
     if (send_offset > send.numel || receive_offset > recv.numel)
       throw InternalError("all_to_all: the counts exceed the buffers");
-    WaitTimer timer(wait_seconds_);
+    WaitTimer timer(wait_seconds());
     auto waiting = watch("MPI_Alltoallv");
     check(MPI_Alltoallv(send.data, sent.data(), send_at.data(), mpi_type(send.dtype), recv.data, received.data(),
-                        receive_at.data(), mpi_type(recv.dtype), MPI_COMM_WORLD),
+                        receive_at.data(), mpi_type(recv.dtype), comm_),
           "MPI_Alltoallv");
   }
 
   double all_reduce_sum(double value) override {
-    WaitTimer timer(wait_seconds_);
+    WaitTimer timer(wait_seconds());
     double sum = 0;
     auto waiting = watch("MPI_Allreduce");
-    check(MPI_Allreduce(&value, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    check(MPI_Allreduce(&value, &sum, 1, MPI_DOUBLE, MPI_SUM, comm_), "MPI_Allreduce");
     return sum;
   }
 
   void barrier() override {
     auto waiting = watch("MPI_Barrier");
-    check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+    check(MPI_Barrier(comm_), "MPI_Barrier");
   }
 
   std::unique_ptr<PendingCollective> start_all_reduce_sum(Buf values) override {
     MPI_Request request = MPI_REQUEST_NULL;
     check(MPI_Iallreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
-                         MPI_COMM_WORLD, &request),
+                         comm_, &request),
           "MPI_Iallreduce");
-    return std::make_unique<MpiPending>(request, wait_seconds_, watchdog_ ? &*watchdog_ : nullptr);
+    return std::make_unique<MpiPending>(request, wait_seconds(), watchdog_ ? &*watchdog_ : nullptr);
   }
 
   std::unique_ptr<PendingCollective> start_all_gather(Buf whole, int64_t shard) override {
     MPI_Request request = MPI_REQUEST_NULL;
     check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data, int_count(shard), mpi_type(whole.dtype),
-                         MPI_COMM_WORLD, &request),
+                         comm_, &request),
           "MPI_Iallgather");
-    return std::make_unique<MpiPending>(request, wait_seconds_, watchdog_ ? &*watchdog_ : nullptr);
+    return std::make_unique<MpiPending>(request, wait_seconds(), watchdog_ ? &*watchdog_ : nullptr);
   }
 
-  double take_wait_seconds() override { return std::exchange(wait_seconds_, 0.0); }
+  double take_wait_seconds() override { return std::exchange(wait_seconds(), 0.0); }
+
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    MPI_Comm part = MPI_COMM_NULL;
+    {
+      auto waiting = watch("MPI_Comm_split");
+      check(MPI_Comm_split(comm_, color, key, &part), "MPI_Comm_split");
+    }
+    return std::make_unique<MpiCommunicator>(part, timeout_seconds_, *this);
+  }
 
  private:
   static int int_count(int64_t count) {
@@ -200,6 +222,11 @@ class MpiCommunicator : public Communicator {
   // Every collective is watched (dist.timeout): a rank that never comes stops the job, not hangs it.
   Watchdog::Wait watch(const char* what) { return watchdog_ ? watchdog_->watch(what) : Watchdog::Wait(); }
 
+  double& wait_seconds() { return parent_ ? parent_->wait_seconds() : wait_seconds_; }
+
+  MPI_Comm comm_ = MPI_COMM_WORLD;
+  double timeout_seconds_ = 0;
+  MpiCommunicator* parent_ = nullptr;  // a split's; null for the world
   int rank_ = 0, size_ = 1;
   bool initialized_here_ = false;
   double wait_seconds_ = 0;

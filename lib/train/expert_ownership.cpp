@@ -54,9 +54,13 @@ ExpertOwnership::ExpertOwnership(const model::Model& model, dist::Communicator& 
   const int member = comm.rank() - first_;
   for (const auto& ranks : owned_)
     for (int r = 0; r < group_; ++r)
-      if (r != member)
-        for (const FlatRange& range : ranks[size_t(r)]) foreign_.push_back(range);
-  std::sort(foreign_.begin(), foreign_.end(), [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
+      for (const FlatRange& range : ranks[size_t(r)]) {
+        (r == member ? owned_here_ : foreign_).push_back(range);
+        routed_.push_back(range);
+      }
+  for (auto* ranges : {&foreign_, &owned_here_, &routed_})
+    std::sort(ranges->begin(), ranges->end(), [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
+  replicas_ = comm.split(member, comm.rank());
 }
 
 std::vector<FlatRange> ExpertOwnership::local(std::int64_t count) const {

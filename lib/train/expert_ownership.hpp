@@ -2,16 +2,21 @@
 // (dist.expert_parallel: N, dist.zero: 0), so that the AdamW state of an expert is held only by the
 // ranks that run it: in each group of N consecutive ranks, the group's rank r owns the experts
 // [r*E/N, (r+1)*E/N) of every MoE layer (as model/expert_dispatch.hpp splits the compute), and the
-// same-index ranks of the other groups own them too (their copies stay equal: the gradient
-// all-reduce sums each expert over the groups).
+// same-index ranks of the other groups own them too (their copies stay equal: their gradients are
+// summed over those ranks, replicas()).
 //
 // AdamW (adamw.hpp) keeps m and v only outside foreign() and leaves the weights there alone, so
 // this rank's copies of the other ranks' experts go stale: the forward never reads them (it runs
 // only the local experts), and a checkpoint takes them from their owners first (fill_foreign).
 // With ZeRO-1 this is not used: ZeRO-1 already shards the whole AdamW state over all ranks.
+//
+// The gradients follow (gradient_sync.hpp): an expert's gradient is summed only over the ranks
+// that own it, through replicas(), and the foreign ones are never sent: the all-reduce of the
+// data-parallel part leaves the routed experts out.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -33,6 +38,11 @@ class ExpertOwnership {
 
   // The ranges, in order, of the experts the other ranks of this rank's group own.
   const std::vector<FlatRange>& foreign() const { return foreign_; }
+  // Those of the experts this rank owns, and of all the routed experts, in order.
+  const std::vector<FlatRange>& owned() const { return owned_here_; }
+  const std::vector<FlatRange>& routed() const { return routed_; }
+  // The ranks that own the same experts as this one (the same place in every group), by rank.
+  dist::Communicator& replicas() const { return *replicas_; }
   // [0, count) without foreign(): what this rank updates, in order.
   std::vector<FlatRange> local(std::int64_t count) const;
 
@@ -46,7 +56,8 @@ class ExpertOwnership {
   int group_, first_;
   // Per MoE layer, per rank of the group: the ranges of its experts there, merged and in order.
   std::vector<std::vector<std::vector<FlatRange>>> owned_;
-  std::vector<FlatRange> foreign_;
+  std::vector<FlatRange> foreign_, owned_here_, routed_;
+  std::unique_ptr<dist::Communicator> replicas_;
 };
 
 }  // namespace dsk::train

@@ -71,4 +71,13 @@ std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dis
   return std::make_unique<ExpertOwnership>(model, comm, int(ranks));
 }
 
+ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership) {
+  ExpertGradientSplit split;
+  if (!ownership) return split;
+  for (const FlatRange& range : ownership->routed()) split.routed.push_back({range.begin, range.length});
+  for (const FlatRange& range : ownership->owned()) split.owned.push_back({range.begin, range.length});
+  split.replicas = &ownership->replicas();
+  return split;
+}
+
 }  // namespace dsk::train

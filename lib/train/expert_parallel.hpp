@@ -8,20 +8,20 @@
 //
 // How it fits the data-parallel step (trainer.cpp, gradient_sync.hpp): a local expert's gradient
 // is summed over the tokens of every rank of its group that were routed to it, each already scaled
-// by its micro-batch's 1/grad_accum; the other ranks of the group hold 0 for that expert. The
-// all-reduce of the whole gradient buffer over all ranks therefore sums each expert over the
-// groups (with one group: leaves its exact gradient, x + 0 = x), the global grad norm is the
-// one-rank norm, and AdamW updates every copy alike (ZeRO-1), or only the owners' copies of an
-// expert (without ZeRO-1; below): rank 0 writes the same checkpoint as a one-rank run, and a
-// checkpoint resumes on any number of ranks, with or without expert parallelism. The expert loads each rank counts for its own tokens are summed over the ranks
-// before the bias update (as with data parallelism alone), so every rank balances alike.
+// by its micro-batch's 1/grad_accum; the other ranks of the group hold 0 for that expert. Without
+// ZeRO-1 (expert_ownership.hpp) the all-reduce over all ranks leaves the routed experts out, and
+// each rank sums its own experts' gradients over the ranks that own them too (one per group: with
+// one group nothing is sent), so every owner holds the global mean; the grad norm counts every
+// expert once (the one-rank norm), and AdamW updates only the owners' copies of an expert: rank 0
+// writes the same checkpoint as a one-rank run (gathering the experts from their owners), and a
+// checkpoint resumes on any number of ranks, with or without expert parallelism. With ZeRO-1 the
+// reduce-scatter of the whole buffer carries the experts as well (x + 0 = x within a group) and
+// every shard is updated. The expert loads each rank counts for its own tokens are summed over the
+// ranks before the bias update (as with data parallelism alone), so every rank balances alike.
 //
 // What is split is the expert compute, the routed activations and, without ZeRO-1, the experts'
-// AdamW state: each rank keeps m and v of its own experts only and updates only their weights
-// (expert_ownership.hpp; a checkpoint gathers the others' from their owners, so it is the same
-// whole checkpoint as today's). With ZeRO-1 the whole AdamW state is sharded over all ranks
-// instead. The expert weights and gradients are still held in full by every rank, and the
-// gradient all-reduce still carries every expert.
+// AdamW state and gradient traffic. With ZeRO-1 the whole AdamW state is sharded over all ranks
+// instead. The expert weights and gradients are still allocated in full by every rank.
 #pragma once
 
 #include <memory>
@@ -31,6 +31,7 @@
 #include "model/expert_dispatch.hpp"
 #include "model/model.hpp"
 #include "train/expert_ownership.hpp"
+#include "train/gradient_sync.hpp"
 
 namespace dsk::train {
 
@@ -48,5 +49,9 @@ std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config,
 // (the optimizer's flat parameters) is the model's own master buffer; null otherwise.
 std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
                                                        model::Model& model, tensor::Buf trainable);
+
+// The routed experts' gradients apart from the all-ranks buckets (gradient_sync.hpp) as
+// `ownership` splits them; empty (nothing apart) when null.
+ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership);
 
 }  // namespace dsk::train

@@ -9,13 +9,36 @@ namespace dsk::train {
 using tensor::Buf;
 using tensor::DType;
 
+namespace {
+
+// Whether the experts go apart from the all-ranks buckets (see gradient_sync.hpp).
+bool splits_experts(const ExpertGradientSplit& experts, int ranks, bool zero1, const GradientWire& wire) {
+  return !experts.routed.empty() && experts.replicas && ranks > 1 && !zero1 && !wire.int8;
+}
+
+std::vector<GradientBucket> plan(std::span<const GradientRange> stages, int64_t bucket_bytes,
+                                 const ExpertGradientSplit& experts, bool split) {
+  return split ? plan_buckets(stages, bucket_bytes, experts.routed, experts.owned) : plan_buckets(stages, bucket_bytes);
+}
+
+int64_t total_numel(const std::vector<GradientRange>& ranges) {
+  int64_t total = 0;
+  for (const GradientRange& range : ranges) total += range.numel;
+  return total;
+}
+
+}  // namespace
+
 GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t count, std::vector<GradientRange> stages,
-                           int64_t bucket_bytes, bool zero1, GradientWire wire)
+                           int64_t bucket_bytes, bool zero1, GradientWire wire, const ExpertGradientSplit& experts)
     : comm_(comm),
       ops_(ops),
       layout_{count, comm.size(), comm.rank()},
       zero1_(zero1 && comm.size() > 1 && !wire.int8),
-      buckets_(plan_buckets(stages, bucket_bytes)),
+      wire_dtype_(wire.dtype),
+      int8_wire_(wire.int8),
+      replicas_(splits_experts(experts, comm.size(), zero1, wire) ? experts.replicas : nullptr),
+      buckets_(plan(stages, bucket_bytes, experts, replicas_ != nullptr)),
       pending_(buckets_.size()),
       started_(buckets_.size(), false),
       arena_(ops, "bf16 gradients for the all-reduce") {
@@ -33,8 +56,8 @@ GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t c
 
 GradientSync::~GradientSync() {
   // A step abandoned by an exception: its collectives still have to finish before the buffers go.
-  for (auto& pending : pending_)
-    if (pending) pending->wait();
+  for (auto& bucket : pending_)
+    for (auto& pending : bucket) pending->wait();
 }
 
 bool GradientSync::overlaps() const { return comm_.size() > 1 && !zero1_ && buckets_.size() > 1; }
@@ -43,7 +66,7 @@ void GradientSync::stage_done(int stage, Buf grads) {
   for (size_t b = 0; b < buckets_.size(); b++) {
     if (buckets_[b].last_stage == stage && !started_[b]) start_bucket(int(b), grads);
     // MPI moves non-blocking collectives on only inside its calls: give the started ones a turn.
-    if (pending_[b]) pending_[b]->progress();
+    for (auto& pending : pending_[b]) pending->progress();
   }
   if (int8_) int8_->progress();
 }
@@ -55,13 +78,18 @@ void GradientSync::start_bucket(int b, Buf grads) {
     int8_->start(b, grads);
     return;
   }
-  Buf sent = grads.slice(bucket.offset, bucket.numel);
-  if (!wire_.empty()) {
-    Buf wire = wire_.slice(bucket.offset, bucket.numel);
-    ops_.cast(wire, sent);
-    sent = wire;
-  }
-  pending_[size_t(b)] = comm_.start_all_reduce_sum(sent);
+  auto start = [&](const GradientRange& piece, dist::Communicator& comm) {
+    Buf sent = grads.slice(piece.offset, piece.numel);
+    if (!wire_.empty()) {
+      Buf wire = wire_.slice(piece.offset, piece.numel);
+      ops_.cast(wire, sent);
+      sent = wire;
+    }
+    pending_[size_t(b)].push_back(comm.start_all_reduce_sum(sent));
+  };
+  for (const GradientRange& piece : bucket.shared) start(piece, comm_);
+  if (replicas_ && replicas_->size() > 1)
+    for (const GradientRange& piece : bucket.experts) start(piece, *replicas_);
 }
 
 void GradientSync::finish_bucket(int b, Buf grads) {
@@ -71,9 +99,15 @@ void GradientSync::finish_bucket(int b, Buf grads) {
     int8_->finish(b, grads);
     return;
   }
-  pending_[size_t(b)]->wait();
-  pending_[size_t(b)].reset();
-  if (!wire_.empty()) ops_.cast(grads.slice(bucket.offset, bucket.numel), wire_.slice(bucket.offset, bucket.numel));
+  for (auto& pending : pending_[size_t(b)]) pending->wait();
+  pending_[size_t(b)].clear();
+  if (wire_.empty()) return;
+  auto unwire = [&](const GradientRange& piece) {
+    ops_.cast(grads.slice(piece.offset, piece.numel), wire_.slice(piece.offset, piece.numel));
+  };
+  for (const GradientRange& piece : bucket.shared) unwire(piece);
+  if (replicas_ && replicas_->size() > 1)
+    for (const GradientRange& piece : bucket.experts) unwire(piece);
 }
 
 // ZeRO-1: this rank's shard and the tail, summed over the ranks.
@@ -95,6 +129,17 @@ void GradientSync::reduce_sharded(Buf grads) {
 // same whole sum), or with ZeRO-1 its shard plus the tail (the tail is the same on every rank, so
 // only rank 0 counts it).
 double GradientSync::squared_norm(Buf grads) {
+  if (replicas_) {
+    // The shared pieces are the same on every rank; each expert is held, with the same summed
+    // gradient, by one rank of every group: the world's sum of the experts' squares counts it once
+    // per replica.
+    double shared = 0, experts = 0;
+    for (const GradientBucket& bucket : buckets_) {
+      for (const GradientRange& piece : bucket.shared) shared += ops_.sum_of_squares(grads.slice(piece.offset, piece.numel));
+      for (const GradientRange& piece : bucket.experts) experts += ops_.sum_of_squares(grads.slice(piece.offset, piece.numel));
+    }
+    return shared + comm_.all_reduce_sum(experts) / double(replicas_->size());
+  }
   if (!zero1_) return ops_.sum_of_squares(grads);
   const int64_t shard = layout_.shard(), tail = layout_.tail();
   double local = shard > 0 ? ops_.sum_of_squares(grads.slice(layout_.begin(), shard)) : 0.0;
@@ -124,6 +169,25 @@ double GradientSync::reduce_and_clip(Buf grads, float max_norm) {
   const float norm = float(std::sqrt(squared_norm(grads)));
   if (max_norm > 0.0f && std::isfinite(norm) && norm > max_norm) scale(grads, max_norm / norm);
   return norm;
+}
+
+std::string GradientSync::describe() const {
+  if (comm_.size() == 1) return {};
+  int64_t shared = 0, experts = 0;
+  for (const GradientBucket& bucket : buckets_) {
+    shared += total_numel(bucket.shared);
+    experts += total_numel(bucket.experts);
+  }
+  const int64_t element = int8_wire_ ? 1 : int64_t(tensor::dtype_size(wire_dtype_));
+  std::string line = zero1_ ? str("gradient sync: ", layout_.count * element, " bytes a step reduce-scattered over ",
+                                  comm_.size(), " ranks (ZeRO-1)")
+                            : str("gradient sync: ", shared * element, " bytes a step ",
+                                  int8_wire_ ? "all-gathered as int8 levels" : "all-reduced", " over ", comm_.size(),
+                                  " ranks in ", buckets_.size(), buckets_.size() == 1 ? " bucket" : " buckets");
+  if (replicas_)
+    line += str("; routed experts: this rank's ", experts * element, " bytes summed over ", replicas_->size(),
+                replicas_->size() == 1 ? " rank (nothing sent)" : " ranks", ", the others' left out");
+  return line;
 }
 
 GradientWire parse_gradient_wire(const std::string& name, bool error_feedback, const tensor::Ops& ops) {

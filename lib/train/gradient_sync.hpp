@@ -15,6 +15,13 @@
 // small tail), which is all its optimizer updates (adamw.hpp); the norm is then summed from the
 // shards.
 //
+// Under expert parallelism without ZeRO-1 (ExpertGradientSplit), the routed experts stay out of
+// the all-ranks buckets: each rank sums the gradients of the experts it holds only over the ranks
+// that hold the same experts (a sub-communicator: one rank per expert-parallel group; none when
+// there is one group), and leaves the other experts' gradients alone (its AdamW does not update
+// them: expert_ownership.hpp). The norm adds the experts' squares once per group. ZeRO-1 and int8
+// still carry every expert over all ranks (ZeRO-1's shards and int8's buckets cut across them).
+//
 // On the wire (dist.grad_dtype): f32; bf16 (halves the bytes; the CUDA backend's activation
 // dtype): rounded once before the sum and summed in bf16 by NCCL; int8 (a quarter; any backend):
 // per-chunk quantization with error feedback, all-gathered and summed locally
@@ -42,12 +49,20 @@ struct GradientWire {
   bool error_feedback = true;  // int8 only
 };
 
+// The routed experts' ranges of the gradient buffer (ascending) and which of them this rank
+// holds, with the communicator of the ranks that hold the same ones; empty: no expert parallelism.
+struct ExpertGradientSplit {
+  std::vector<GradientRange> routed, owned;
+  dist::Communicator* replicas = nullptr;
+};
+
 class GradientSync {
  public:
   // count: gradient elements; stages: the backward's (gradient_stages_of); bucket_bytes: 0 for
-  // one bucket; zero1: reduce-scatter instead of all-reduce.
+  // one bucket; zero1: reduce-scatter instead of all-reduce; experts: see above (not used with
+  // zero1 or int8).
   GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t count, std::vector<GradientRange> stages,
-               int64_t bucket_bytes, bool zero1, GradientWire wire);
+               int64_t bucket_bytes, bool zero1, GradientWire wire, const ExpertGradientSplit& experts = {});
   ~GradientSync();
 
   // Whether stage_done() starts reductions during the backward (several ranks, several stages,
@@ -61,6 +76,10 @@ class GradientSync {
   double reduce_and_clip(tensor::Buf grads, float max_norm);
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
+  // What a step sends, for the log: "gradient sync: N bytes a step all-reduced over R ranks in B
+  // buckets", under expert parallelism then "; routed experts: this rank's M bytes summed over K
+  // ranks, the others' left out"; empty with one rank.
+  std::string describe() const;
 
  private:
   void start_bucket(int b, tensor::Buf grads);
@@ -73,8 +92,11 @@ class GradientSync {
   tensor::Ops& ops_;
   dist::ShardLayout layout_;
   bool zero1_;  // the one-shot reduce-scatter (not with int8)
+  tensor::DType wire_dtype_;
+  bool int8_wire_;
+  dist::Communicator* replicas_ = nullptr;  // expert parallelism: the experts' ranks; else null
   std::vector<GradientBucket> buckets_;
-  std::vector<std::unique_ptr<dist::PendingCollective>> pending_;  // per bucket, while under way
+  std::vector<std::vector<std::unique_ptr<dist::PendingCollective>>> pending_;  // per bucket, while under way
   std::vector<bool> started_;
   tensor::Arena arena_;
   tensor::Buf wire_;  // bf16 copy of the gradients (empty when the wire is f32 or int8)

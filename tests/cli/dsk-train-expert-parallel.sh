@@ -9,10 +9,15 @@
 #     log's "optimizer state" line) is the 1-rank run's less m, v and decay mask (9 bytes an
 #     element) of the 3 experts rank 1 owns, and the checkpoint, which gathers the experts' weights
 #     and moments from their owners, is bit-identical to ZeRO-1's (which updates every expert);
+#   - the gradient all-reduce leaves the routed experts out (the log's "gradient sync" line: the
+#     model's bytes less the experts'), each rank keeps its own experts' gradients apart, summed
+#     over nothing with one group and over the 2 ranks that hold the same experts with two;
 #   - with train.recompute full (the exchange redone in backward) and with ZeRO-1 the losses and
 #     the gathered optimizer state are bit-identical to the plain expert-parallel run;
-#   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts) the
-#     losses follow 1 rank's at the same global batch too;
+#   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts; the
+#     experts' gradients summed over the two groups' same-place ranks) the losses and the final
+#     weights follow 1 rank's at the same global batch too, with small buckets (several all-reduces
+#     started during the backward) as with one, and with ZeRO-1 (experts in its reduce-scatter);
 #   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would, and a
 #     1-rank run resumes on 2 expert-parallel ranks;
 #   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
@@ -65,6 +70,16 @@ sed -i 's/^checkpoint:$/checkpoint:\n  dtype: F32/' base.yaml  # weights compare
 # "optimizer state: X MiB on rank 0 (N bytes of AdamW m, v and decay mask)" -> N
 state_bytes() { sed -n 's/.*optimizer state: .* MiB on rank 0 (\([0-9]*\) bytes.*/\1/p' "$1"; }
 
+# "gradient sync: N bytes a step all-reduced over R ranks in B buckets; routed experts: this
+# rank's M bytes summed over K ranks ..." -> "N R M K"
+gradient_sync() {
+  local pattern='.*gradient sync: \([0-9]*\) bytes a step all-reduced over \([0-9]*\) ranks in [0-9]* buckets*; '
+  pattern+='routed experts: this rank.s \([0-9]*\) bytes summed over \([0-9]*\) ranks*.*'
+  sed -n "s/$pattern/\1 \2 \3 \4/p" "$1"
+}
+# "model: deepseek_v3, P parameters on ..." -> P
+parameters() { sed -n 's/.*model: [a-z_0-9]*, \([0-9]*\) parameters on.*/\1/p' "$1"; }
+
 # Elements of the routed experts of the model in a model.safetensors.
 expert_elements() { python3 -c '
 import json, struct, sys
@@ -85,6 +100,11 @@ experts=$(expert_elements one/checkpoints/step-000020/model.safetensors)
 [ "$ep_bytes" = $((one_bytes - 9 * experts / 2)) ] ||
   fail "rank 0 keeps $ep_bytes bytes of optimizer state on 2 expert-parallel ranks, 1 rank $one_bytes: expected \
 the state of half the $experts routed-expert elements less"
+params=$(parameters ep.err)
+[ -n "$params" ] || fail "no model line: $(cat ep.err)"
+[ "$(gradient_sync ep.err)" = "$((4 * (params - experts))) 2 $((4 * experts / 2)) 1" ] ||
+  fail "2 expert-parallel ranks: the all-reduce should carry the $params parameters less the $experts routed-expert \
+elements (4 bytes each), rank 0 keep half the experts' to itself: $(grep 'gradient sync' ep.err)"
 [ "$(grep -c '^kind: checkpoint' ep.yaml)" = 1 ] || fail "one record expected: $(cat ep.yaml)"
 [ "$(field step ep.yaml)" = 20 ] || fail "expert parallel: $(cat ep.yaml)"
 [ "$(wc -l <ep/metrics.jsonl)" = 20 ] || fail "metrics.jsonl written by one rank only"
@@ -108,14 +128,32 @@ cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/mo
 
 # Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
 dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
-mpi 4 dsk-train -q -c base.yaml --device cpu --run-dir groups --set data.grad_accum=4 --set dist.expert_parallel=2 \
-  >/dev/null 2>groups.err || fail "4 ranks, groups of 2: $(cat groups.err)"
-diff=$(max_relative_difference one4/metrics.jsonl groups/metrics.jsonl)
-below "$diff" 1e-6 || fail "4 ranks in 2 expert-parallel groups differ from 1 rank by $diff (relative)"
-cmp <(expert_loads one4/metrics.jsonl) <(expert_loads groups/metrics.jsonl) ||
-  fail "4 ranks in 2 groups: expert-load shares differ from 1 rank's"
-diff=$(max_weight_difference one4/checkpoints/step-000020/model.safetensors groups/checkpoints/step-000020/model.safetensors)
-below "$diff" 1e-5 || fail "4 ranks in 2 expert-parallel groups: final weights differ from 1 rank's by $diff"
+# ZeRO-1 (zero): its reduce-scatter carries the whole model, experts too, and updates every shard.
+for buckets in one small zero; do
+  bucket_mb=25 zero=0
+  [ $buckets = small ] && bucket_mb=0.01  # 10 KiB: a bucket every few layers
+  [ $buckets = zero ] && zero=1
+  mpi 4 dsk-train -c base.yaml --device cpu --run-dir groups-$buckets --set data.grad_accum=4 \
+    --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb --set dist.zero=$zero >/dev/null 2>groups.err ||
+    fail "4 ranks, groups of 2, $buckets: $(cat groups.err)"
+  if [ $buckets = zero ]; then
+    grep -q "gradient sync: $((4 * params)) bytes a step reduce-scattered over 4 ranks (ZeRO-1)" groups.err ||
+      fail "4 ranks in 2 groups, ZeRO-1: $(grep 'gradient sync' groups.err)"
+  else
+    [ "$(gradient_sync groups.err)" = "$((4 * (params - experts))) 4 $((4 * experts / 2)) 2" ] ||
+      fail "4 ranks in 2 groups: the routed experts should be summed over 2 ranks only: $(grep 'gradient sync' groups.err)"
+  fi
+  if [ $buckets = small ]; then
+    grep -q "gradient sync: .* in [2-9][0-9]* buckets" groups.err || fail "one bucket only: $(grep 'gradient sync' groups.err)"
+  fi
+  diff=$(max_relative_difference one4/metrics.jsonl groups-$buckets/metrics.jsonl)
+  below "$diff" 1e-6 || fail "4 ranks in 2 expert-parallel groups ($buckets bucket(s)) differ from 1 rank by $diff (relative)"
+  cmp <(expert_loads one4/metrics.jsonl) <(expert_loads groups-$buckets/metrics.jsonl) ||
+    fail "4 ranks in 2 groups: expert-load shares differ from 1 rank's"
+  diff=$(max_weight_difference one4/checkpoints/step-000020/model.safetensors \
+    groups-$buckets/checkpoints/step-000020/model.safetensors)
+  below "$diff" 1e-5 || fail "4 ranks in 2 expert-parallel groups: final weights differ from 1 rank's by $diff"
+done
 
 # 10 steps on 2 ranks with expert parallelism, then 1 rank takes the checkpoint on to step 20, as
 # the same two commands do on 1 rank alone (--steps 10 also shortens the first half's schedule).

@@ -156,7 +156,7 @@ class NcclWatchdog {
 class NcclCommunicator : public Communicator {
  public:
   NcclCommunicator(const LaunchInfo& launch, tensor::Ops& ops, double timeout_seconds)
-      : ops_(ops), rank_(launch.rank), size_(launch.world_size) {
+      : ops_(ops), rank_(launch.rank), size_(launch.world_size), timeout_seconds_(timeout_seconds) {
     stream_ = static_cast<cudaStream_t>(ops.native_stream());
     std::unique_ptr<Rendezvous> rendezvous = connect_rendezvous(launch, timeout_seconds);
     ncclUniqueId id{};
@@ -167,6 +167,19 @@ class NcclCommunicator : public Communicator {
     std::memcpy(id.internal, blobs[0].data(), sizeof id.internal);
     check(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
     check(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    scalar_ = static_cast<double*>(ops_.allocate(sizeof(double), "NCCL scalar"));
+    if (size_ > 1) watchdog_ = std::make_unique<NcclWatchdog>(comm_, comm_stream_, timeout_seconds, rank_, size_);
+  }
+  // A split of `parent` (split()): its collectives go on the parent's communication stream, so
+  // that the two communicators' operations run in the order they were started, the same on every
+  // rank (NCCL kernels of two communicators on two streams could wait on each other), and its
+  // stalls are timed into the parent's.
+  NcclCommunicator(NcclCommunicator& parent, ncclComm_t comm, double timeout_seconds)
+      : ops_(parent.ops_),
+        timeout_seconds_(timeout_seconds),
+        stream_(parent.stream_), comm_stream_(parent.comm_stream_), comm_(comm), parent_(&parent) {
+    check(ncclCommCount(comm_, &size_), "ncclCommCount");
+    check(ncclCommUserRank(comm_, &rank_), "ncclCommUserRank");
     scalar_ = static_cast<double*>(ops_.allocate(sizeof(double), "NCCL scalar"));
     if (size_ > 1) watchdog_ = std::make_unique<NcclWatchdog>(comm_, comm_stream_, timeout_seconds, rank_, size_);
   }
@@ -186,7 +199,7 @@ class NcclCommunicator : public Communicator {
     for (cudaEvent_t event : spare_timers_) cudaEventDestroy(event);
     ops_.release(scalar_);
     if (comm_) ncclCommDestroy(comm_);
-    cudaStreamDestroy(comm_stream_);
+    if (!parent_) cudaStreamDestroy(comm_stream_);
   }
   void leaving_together() override { together_ = true; }
 
@@ -273,6 +286,13 @@ class NcclCommunicator : public Communicator {
 
   void barrier() override { all_reduce_sum(0.0); }
 
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    ncclComm_t part = nullptr;
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    check(ncclCommSplit(comm_, color, key, &part, &config), "ncclCommSplit");
+    return std::unique_ptr<Communicator>(new NcclCommunicator(*this, part, timeout_seconds_));
+  }
+
   // Reads the stalls the backend's stream has passed and leaves the rest for the next call, so
   // that measuring never makes the host wait for the GPU.
   double take_wait_seconds() override {
@@ -295,6 +315,10 @@ class NcclCommunicator : public Communicator {
 
   // The backend's stream waits for `done`; the stall is timed between two events around it.
   void wait_on_stream(cudaEvent_t done) {
+    if (parent_) {
+      parent_->wait_on_stream(done);
+      return;
+    }
     cudaEvent_t before = timer(), after = timer();
     check(cudaEventRecord(before, stream_), "cudaEventRecord");
     check(cudaStreamWaitEvent(stream_, done, 0), "cudaStreamWaitEvent");
@@ -329,7 +353,8 @@ class NcclCommunicator : public Communicator {
   }
 
   tensor::Ops& ops_;
-  int rank_, size_;
+  int rank_ = 0, size_ = 1;
+  double timeout_seconds_ = 0;
   cudaStream_t stream_ = nullptr;       // the backend's
   cudaStream_t comm_stream_ = nullptr;  // every collective's
   std::vector<std::pair<cudaEvent_t, cudaEvent_t>> stalls_;  // waits not yet read
@@ -337,6 +362,7 @@ class NcclCommunicator : public Communicator {
   ncclComm_t comm_ = nullptr;
   double* scalar_ = nullptr;
   bool together_ = false;
+  NcclCommunicator* parent_ = nullptr;  // a split's; null for the world
   std::unique_ptr<NcclWatchdog> watchdog_;
 
   void watch(const char* what) {

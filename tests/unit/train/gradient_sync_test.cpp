@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/error.hpp"
@@ -45,6 +46,52 @@ TEST_CASE("buckets group consecutive backward stages up to the bucket size") {
 
   const std::vector<GradientRange> gap = {{90, 10}, {50, 30}};
   CHECK_THROWS_AS(plan_buckets(gap, 0), dsk::InternalError);
+}
+
+namespace {
+// "[offset,+numel) ..." of ranges, to compare them in one CHECK.
+std::string text(const std::vector<GradientRange>& ranges) {
+  std::string out;
+  for (const GradientRange& r : ranges) out += "[" + std::to_string(r.offset) + ",+" + std::to_string(r.numel) + ") ";
+  return out;
+}
+}  // namespace
+
+TEST_CASE("expert parallelism: the routed experts stay out of the shared pieces, this rank's own go apart") {
+  // 100 floats: stages as above; routed experts at [20, 30) [30, 40) (this rank's) and [65, 85).
+  const std::vector<GradientRange> stages = {{90, 10}, {60, 30}, {50, 10}, {10, 40}, {0, 10}};
+  const std::vector<GradientRange> routed = {{20, 10}, {30, 10}, {65, 20}}, owned = {{30, 10}};
+  auto buckets = plan_buckets(stages, 0, routed, owned);
+  REQUIRE(buckets.size() == 1);
+  CHECK(text(buckets[0].shared) == "[0,+20) [40,+25) [85,+15) ");
+  CHECK(text(buckets[0].experts) == "[30,+10) ");
+
+  // 30 floats of shared gradients a bucket: the stage [60, 90) carries only 10 of them, so the
+  // first bucket takes [50, 60) too; [10, 50) has 20 and closes the bucket with [0, 10).
+  buckets = plan_buckets(stages, 30 * 4, routed, owned);
+  REQUIRE(buckets.size() == 2);
+  CHECK((buckets[0].offset == 50 && buckets[0].numel == 50 && buckets[0].last_stage == 2));
+  CHECK(text(buckets[0].shared) == "[50,+15) [85,+15) ");
+  CHECK(buckets[0].experts.empty());
+  CHECK((buckets[1].offset == 0 && buckets[1].numel == 50 && buckets[1].last_stage == 4));
+  CHECK(text(buckets[1].shared) == "[0,+20) [40,+10) ");
+  CHECK(text(buckets[1].experts) == "[30,+10) ");
+
+  // Without experts a bucket is one shared piece, its whole range.
+  buckets = plan_buckets(stages, 40 * 4);
+  for (const GradientBucket& bucket : buckets)
+    CHECK(text(bucket.shared) == text({GradientRange{bucket.offset, bucket.numel}}));
+
+  const std::vector<GradientRange> unordered = {{65, 20}, {20, 10}};
+  CHECK_THROWS_AS(plan_buckets(stages, 0, unordered), dsk::InternalError);
+}
+
+TEST_CASE("ranges inside and outside a range") {
+  const std::vector<GradientRange> holes = {{0, 5}, {12, 3}, {18, 10}};
+  CHECK(text(ranges_outside({10, 10}, holes)) == "[10,+2) [15,+3) ");
+  CHECK(text(ranges_inside({10, 10}, holes)) == "[12,+3) [18,+2) ");
+  CHECK(text(ranges_outside({5, 7}, holes)) == "[5,+7) ");
+  CHECK(ranges_outside({20, 5}, holes).empty());
 }
 
 TEST_CASE("int8 quantization: per-chunk scale, ties to even, the residual is what the levels missed") {
@@ -96,7 +143,7 @@ TEST_CASE("error feedback carries the quantization error; without it the residua
   auto ops = dsk::tensor::make_cpu_ops();
   auto comm = dsk::dist::make_single_communicator();
   const std::vector<float> gradient = {1.0f, 0.3f, -0.7f, 0.001f};
-  const std::vector<GradientBucket> buckets = {{0, 4, 0}};
+  const std::vector<GradientBucket> buckets = {{0, 4, 0, {{0, 4}}, {}}};
   for (const bool feedback : {true, false}) {
     CAPTURE(feedback);
     Int8GradientCompression compression(*comm, *ops, buckets, 4, feedback);
