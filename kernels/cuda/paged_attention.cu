@@ -38,24 +38,6 @@ __global__ void paged_kv_write_kernel(T* pool, const T* rows, const int32_t* slo
   store_vec(pool + (int64_t)slots[n] * stride + column, load_vec<W>(rows + n * row + column));
 }
 
-// The W elements of v as floats; bf16 pairs are widened from their 32-bit words, so a vector in
-// flight stays W / 2 registers instead of W.
-template <typename T, int W>
-__device__ __forceinline__ void unpack(const Vec<T, W>& v, float (&out)[W]) {
-  if constexpr (std::is_same_v<T, bf16> && W % 2 == 0) {
-    const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-    for (int i = 0; i < W / 2; i++) {
-      const float2 f = __bfloat1622float2(pairs[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < W; i++) out[i] = to_float(v[i]);
-  }
-}
-
 __device__ __forceinline__ int next_power_of_two(int x) { return x <= 1 ? 1 : 1 << (32 - __clz(x - 1)); }
 
 // How a warp's lanes cover rows of `vecs` W-wide vectors: lanes_per_row lanes (a power of two, at
@@ -121,10 +103,10 @@ __global__ void __launch_bounds__(kThreads)
   float q_r[PL][W];  // this lane's columns of q, pre-scaled
 #pragma unroll
   for (int v = 0; v < PL; v++) {
-    float x[W] = {};
-    if (ks.vec(v) < ks.vecs) unpack(load_vec<W>(qv + ks.vec(v) * W), x);
+    Packed<T, W> x;
+    if (ks.vec(v) < ks.vecs) x.load(qv + ks.vec(v) * W);
 #pragma unroll
-    for (int i = 0; i < W; i++) q_r[v][i] = x[i] * s.scale;
+    for (int i = 0; i < W; i++) q_r[v][i] = ks.vec(v) < ks.vecs ? x[i] * s.scale : 0.0f;
   }
   const T* k_head = k_pool + (int64_t)kvh * Dk;
   const T* v_head = v_pool + (int64_t)kvh * Dv;
@@ -143,14 +125,14 @@ __global__ void __launch_bounds__(kThreads)
 
 #pragma unroll 1
     for (int t0 = 0; t0 < count; t0 += ks.groups * kBatch) {
-      Vec<T, W> rows[kBatch][PL] = {};
+      Packed<T, W> rows[kBatch][PL] = {};
 #pragma unroll
       for (int b = 0; b < kBatch; b++) {
         const int t = t0 + b * ks.groups + ks.group;
         const T* row = k_head + __shfl_sync(0xffffffffu, slot, t % 32) * s.k_stride;
 #pragma unroll
         for (int v = 0; v < PL; v++)
-          if (t < count && ks.vec(v) < ks.vecs) rows[b][v] = load_vec<W>(row + ks.vec(v) * W);
+          if (t < count && ks.vec(v) < ks.vecs) rows[b][v].load(row + ks.vec(v) * W);
       }
 #pragma unroll
       for (int b = 0; b < kBatch; b++) {
@@ -159,10 +141,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int v = 0; v < PL; v++)
           if (t < count && ks.vec(v) < ks.vecs) {
-            float x[W];
-            unpack(rows[b][v], x);
 #pragma unroll
-            for (int i = 0; i < W; i++) dot += q_r[v][i] * x[i];
+            for (int i = 0; i < W; i++) dot += q_r[v][i] * rows[b][v][i];
           }
         for (int offset = ks.lanes_per_row / 2; offset > 0; offset /= 2)
           dot += __shfl_xor_sync(0xffffffffu, dot, offset);
@@ -187,7 +167,7 @@ __global__ void __launch_bounds__(kThreads)
 
 #pragma unroll 1
     for (int t0 = 0; t0 < count; t0 += vs.groups * kBatch) {
-      Vec<T, W> rows[kBatch][PL] = {};
+      Packed<T, W> rows[kBatch][PL] = {};
       float weights[kBatch];
 #pragma unroll
       for (int b = 0; b < kBatch; b++) {
@@ -196,7 +176,7 @@ __global__ void __launch_bounds__(kThreads)
         const T* row = v_head + __shfl_sync(0xffffffffu, slot, t % 32) * s.v_stride;
 #pragma unroll
         for (int v = 0; v < PL; v++)
-          if (t < count && vs.vec(v) < vs.vecs) rows[b][v] = load_vec<W>(row + vs.vec(v) * W);
+          if (t < count && vs.vec(v) < vs.vecs) rows[b][v].load(row + vs.vec(v) * W);
       }
 #pragma unroll
       for (int b = 0; b < kBatch; b++) {
@@ -204,10 +184,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int v = 0; v < PL; v++)
           if (vs.vec(v) < vs.vecs) {
-            float x[W];
-            unpack(rows[b][v], x);
 #pragma unroll
-            for (int i = 0; i < W; i++) acc[v][i] += weights[b] * x[i];
+            for (int i = 0; i < W; i++) acc[v][i] += weights[b] * rows[b][v][i];
           }
       }
     }
