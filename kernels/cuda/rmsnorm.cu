@@ -4,9 +4,10 @@
 // row of 2048 bf16 is 8 vectors a lane: one memory round trip, not 8 dependent ones, which is
 // what a decode step's single row waits on); a row that fits in one batch keeps x and weight in
 // registers for the second pass. The lane's sum runs over its vectors in column order either way,
-// then the warp's butterfly: the same bits for any N. The backward's dweight is summed without atomics: each block handles a fixed
-// run of rows and writes its partial dweight [C] to scratch, then one small kernel adds the
-// partials in block order. The grid depends on N and C only, so the bits do not depend on the GPU.
+// then the warp's butterfly: the same bits for any N. The backward's dweight is summed without
+// atomics: each block handles a fixed run of rows and writes its partial dweight [C] to scratch,
+// then one small kernel adds the partials in block order. The grid depends on N and C only, so
+// the bits do not depend on the GPU.
 #include <algorithm>
 
 #include "core/error.hpp"

@@ -123,8 +123,8 @@ int main() {
   try {
     cudaDeviceProp properties{};
     DSK_CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
-    std::fprintf(stderr, "decode_kernels_bench: %s, bf16, llama-1b shape, us per launch (%d back to back), median of %d\n",
-                 properties.name, kLaunches, kRuns);
+    std::fprintf(stderr, "decode_kernels_bench: %s, bf16, llama-1b shape, us per launch (%d back to back), "
+                 "median of %d\n", properties.name, kLaunches, kRuns);
     std::printf("%-16s %5s %5s %9s %9s\n", "kernel", "N", "keys", "grid_keys", "us");
     for (int N : {1, 32, 4096}) bench_rmsnorm(N);
     for (int N : {1, 32, 4096}) bench_rope(N);

@@ -125,7 +125,8 @@ TEST_CASE_TEMPLATE("rmsnorm forward gives a row the same bits alone as inside a 
     const std::vector<float> one_row(x.begin() + (int64_t)row * C, x.begin() + (int64_t)(row + 1) * C);
     const std::vector<float> one_zero(C, 0.0f);
     const Run alone = run_gpu<T>(one_row, w, one_zero, one_zero, no_dweight, Shape{1, C});
-    CHECK(alone.out == std::vector<float>(all.out.begin() + (int64_t)row * C, all.out.begin() + (int64_t)(row + 1) * C));
+    const auto first = all.out.begin() + (int64_t)row * C;
+    CHECK(alone.out == std::vector<float>(first, first + C));
     CHECK(alone.rstd[0] == all.rstd[row]);
   }
 }
