@@ -239,7 +239,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Merges the partitions of one (query, head): warp 0 finds the largest max and each partition's
-// weight exp(max_p - max) (0 for an empty one, whose sums were never written), then every thread
+// weight exp(max_p - max) (0 for an empty one, whose columns were never written), then every thread
 // adds its columns over the partitions in partition order, 8 records' loads in flight at a time.
 template <typename T>
 __global__ void paged_attention_merge_kernel(T* out, const float* partial, int Dv, int partitions) {
