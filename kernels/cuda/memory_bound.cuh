@@ -37,6 +37,28 @@ __device__ __forceinline__ Vec<T, W> add_vec(const Vec<T, W>& a, const Vec<T, W>
   return sum;
 }
 
+// W elements of E held as the 32-bit words they load as (when W * sizeof(E) is a multiple of 4),
+// for vectors that wait in registers (loads batched ahead of their use): a Vec of bf16 tends to be
+// split into one register per element, the words stay packed (a 16-byte vector: 4 registers).
+template <typename E, int W>
+struct Packed {
+  static constexpr bool kWords = W * sizeof(E) % 4 == 0;
+  using Storage = std::conditional_t<kWords, Vec<uint32_t, kWords ? W * sizeof(E) / 4 : 1>, Vec<E, W>>;
+  Storage data;
+  __device__ __forceinline__ void load(const E* p) { data = *reinterpret_cast<const Storage*>(p); }
+  // Element i as a float (i a compile-time index after unrolling).
+  __device__ __forceinline__ float operator[](int i) const {
+    if constexpr (!kWords) {
+      return to_float(data[i]);
+    } else if constexpr (std::is_same_v<E, float>) {
+      return __uint_as_float(data[i]);
+    } else {  // bf16: the low half of a word is the even element
+      const uint32_t word = data[i / 2];
+      return __uint_as_float(i % 2 == 0 ? word << 16 : word & 0xffff0000u);
+    }
+  }
+};
+
 // Elements of E in one 16-byte access.
 template <typename E>
 constexpr int vec_width = int(16 / sizeof(E));

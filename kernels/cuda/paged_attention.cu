@@ -12,9 +12,21 @@ namespace dsk::kernels::cuda {
 namespace {
 
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
-constexpr int kMaxDk = 1024, kMaxDv = 512, kColumnsPerLane = kMaxDv / 32;
-constexpr int kPartitionKeys = 256;  // keys per partition when a query's keys are split (at least)
+constexpr int kMaxDk = 1024, kMaxDv = 512;
+constexpr int kChunk = 32;                       // keys a warp scores at once: one per lane
+constexpr int kPartitionKeys = kWarps * kChunk;  // keys a partition takes per round: a chunk per warp
 constexpr int kMaxPartitions = 64;
+constexpr int kBlocksPerSm = 4;  // the grid a split aims at: enough blocks to keep every SM busy
+// 32-bit registers a lane spends on the loads of one batch: all of a batch's key (or value) rows
+// are requested before the first is used, so a batch costs one memory round trip, not one per key.
+constexpr int kLoadRegisters = 64;
+constexpr int kMaxBatch = 16;
+
+template <typename T, int W>
+constexpr int registers_per_vec = int((W * sizeof(T) + 3) / 4);
+// Keys per batch when a lane holds up to PL vectors of each key's row.
+template <typename T, int W, int PL>
+constexpr int key_batch = std::max(1, std::min(kMaxBatch, kLoadRegisters / (PL * registers_per_vec<T, W>)));
 
 template <typename T, int W>
 __global__ void paged_kv_write_kernel(T* pool, const T* rows, const int32_t* slots, int N, int row, int stride) {
@@ -26,76 +38,173 @@ __global__ void paged_kv_write_kernel(T* pool, const T* rows, const int32_t* slo
   store_vec(pool + (int64_t)slots[n] * stride + column, load_vec<W>(rows + n * row + column));
 }
 
-// One (query, head, partition): the partition's keys [begin, end) of the query's visible ones.
+__device__ __forceinline__ int next_power_of_two(int x) { return x <= 1 ? 1 : 1 << (32 - __clz(x - 1)); }
+
+// How a warp's lanes cover rows of `vecs` W-wide vectors: lanes_per_row lanes (a power of two, at
+// most 32) per row, lane `column` of them owning the row's vectors column + lanes_per_row * v
+// (v < PL); the warp's 32 / lanes_per_row groups of lanes take different rows (keys).
+struct RowSplit {
+  int vecs, lanes_per_row, groups, group, column;
+  __device__ RowSplit(int vecs_, int lane) : vecs(vecs_) {
+    lanes_per_row = min(32, next_power_of_two(vecs));
+    groups = 32 / lanes_per_row;
+    group = lane / lanes_per_row;
+    column = lane % lanes_per_row;
+  }
+  __device__ __forceinline__ int vec(int v) const { return column + lanes_per_row * v; }
+};
+
+// One (query, head, partition). The query's visible keys are cut into chunks of 32; partition
+// `part` takes rounds of kWarps consecutive chunks, round r being chunks (r * partitions + part)
+// * kWarps + [0, kWarps), one per warp. Round-robin rather than one contiguous range, so that a
+// short context spreads over the partitions even when max_keys (what the host sized the grid by:
+// a CUDA graph's replays use the plan's longest) is far longer than the keys the query sees.
 // With one partition the normalised output goes to out; otherwise the unnormalised sum, the max
 // and the softmax denominator go to partial [N, H, partitions, Dv + 2] for the merge kernel.
-template <typename T, int W>
+//
+// Per chunk: Q.K with the key rows split over lanes (RowSplit of Dk: each lane keeps its columns
+// of q in registers, groups of lanes take the chunk's keys in turn, key_batch keys' rows loaded
+// before the first multiply, each dot summed over its group by a butterfly), the scores through
+// shared memory to lane j = key j, the warp's online softmax, then P.V with the value rows split
+// the same way (RowSplit of Dv, acc in registers). The groups' P.V sums are added by a butterfly
+// at the end, the 4 warps' in shared memory: fixed orders, so the same inputs give the same bits.
+template <typename T, int W, int PL>
 __global__ void __launch_bounds__(kThreads)
     paged_attention_kernel(T* out, float* partial, const T* q, const T* k_pool, const T* v_pool,
                            const int32_t* block_tables, const int32_t* sequence, const int32_t* positions,
-                           PagedAttentionShape s, int partitions, int partition_keys) {
+                           PagedAttentionShape s, int partitions) {
   extern __shared__ float shared[];
   const int Dk = s.Dk, Dv = s.Dv;
-  float* q_s = shared;              // [Dk], pre-scaled
-  float* acc_s = q_s + Dk;          // [kWarps, Dv]
-  float* max_s = acc_s + kWarps * Dv;  // [kWarps]
-  float* sum_s = max_s + kWarps;       // [kWarps]
+  float* acc_s = shared;                   // [kWarps, Dv]
+  float* max_s = acc_s + kWarps * Dv;      // [kWarps]
+  float* sum_s = max_s + kWarps;           // [kWarps]
+  float* score_s = sum_s + kWarps;         // [kWarps, kChunk]
   const int n = blockIdx.x, h = blockIdx.y, part = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int keys = positions[n] + 1;
-  const int begin = part * partition_keys, end = partitions == 1 ? keys : min(keys, begin + partition_keys);
-  const T* qv = q + (int64_t)n * s.q_stride + (int64_t)h * Dk;
-  for (int d = threadIdx.x; d < Dk; d += kThreads) q_s[d] = to_float(qv[d]) * s.scale;
-  __syncthreads();
+  float* record = partitions == 1 ? nullptr : partial + (((int64_t)n * s.H + h) * partitions + part) * (Dv + 2);
+  if (part * kPartitionKeys >= keys) {  // no visible key (never partition 0: key 0 is always visible)
+    if (threadIdx.x == 0) {
+      record[Dv] = -INFINITY;
+      record[Dv + 1] = 0.0f;
+    }
+    return;
+  }
 
   const int kvh = h / (s.H / s.KVH);
   const int32_t* table = block_tables + (int64_t)sequence[n] * s.max_blocks;
-  const int columns = (Dv + 31) / 32;
-  float running_max = -INFINITY, running_sum = 0.0f;
-  float acc[kColumnsPerLane];
-#pragma unroll
-  for (int c = 0; c < kColumnsPerLane; c++) acc[c] = 0.0f;
+  auto slot_of = [&](int j) { return (int64_t)table[j / s.block_size] * s.block_size + j % s.block_size; };
+  const int round_keys = partitions * kPartitionKeys;
+  int j0 = (part * kWarps + warp) * kChunk;
+  int64_t slot = j0 + lane < keys ? slot_of(j0 + lane) : 0;  // the first chunk's, while q arrives
 
-  for (int j0 = begin + warp * 32; j0 < end; j0 += kWarps * 32) {
-    const int j = j0 + lane;
-    float score = -INFINITY;
-    int64_t slot = 0;
-    if (j < end) {
-      slot = (int64_t)table[j / s.block_size] * s.block_size + j % s.block_size;
-      const T* key = k_pool + slot * s.k_stride + (int64_t)kvh * Dk;
-      float dot = 0.0f;
-      for (int d = 0; d < Dk; d += W) {
-        const Vec<T, W> kv = load_vec<W>(key + d);
+  const RowSplit ks(Dk / W, lane), vs(Dv / W, lane);  // W divides Dk and Dv on the vector path
+  const T* qv = q + (int64_t)n * s.q_stride + (int64_t)h * Dk;
+  float q_r[PL][W];  // this lane's columns of q, pre-scaled
 #pragma unroll
-        for (int i = 0; i < W; i++) dot += q_s[d + i] * to_float(kv[i]);
+  for (int v = 0; v < PL; v++) {
+    Packed<T, W> x;
+    if (ks.vec(v) < ks.vecs) x.load(qv + ks.vec(v) * W);
+#pragma unroll
+    for (int i = 0; i < W; i++) q_r[v][i] = ks.vec(v) < ks.vecs ? x[i] * s.scale : 0.0f;
+  }
+  const T* k_head = k_pool + (int64_t)kvh * Dk;
+  const T* v_head = v_pool + (int64_t)kvh * Dv;
+  constexpr int kBatch = key_batch<T, W, PL>;
+  float running_max = -INFINITY, running_sum = 0.0f;
+  float acc[PL][W];
+#pragma unroll
+  for (int v = 0; v < PL; v++)
+#pragma unroll
+    for (int i = 0; i < W; i++) acc[v][i] = 0.0f;
+
+  for (; j0 < keys; j0 += round_keys) {
+    const int count = min(kChunk, keys - j0);
+    const int next = j0 + round_keys + lane;
+    const int64_t next_slot = next < keys ? slot_of(next) : 0;  // the next round's table entry, early
+
+#pragma unroll 1
+    for (int t0 = 0; t0 < count; t0 += ks.groups * kBatch) {
+      Packed<T, W> rows[kBatch][PL] = {};
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        const int t = t0 + b * ks.groups + ks.group;
+        const T* row = k_head + __shfl_sync(0xffffffffu, slot, t % 32) * s.k_stride;
+#pragma unroll
+        for (int v = 0; v < PL; v++)
+          if (t < count && ks.vec(v) < ks.vecs) rows[b][v].load(row + ks.vec(v) * W);
       }
-      score = dot;
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        const int t = t0 + b * ks.groups + ks.group;
+        float dot = 0.0f;
+#pragma unroll
+        for (int v = 0; v < PL; v++)
+          if (t < count && ks.vec(v) < ks.vecs) {
+#pragma unroll
+            for (int i = 0; i < W; i++) dot += q_r[v][i] * rows[b][v][i];
+          }
+        for (int offset = ks.lanes_per_row / 2; offset > 0; offset /= 2)
+          dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        if (ks.column == 0 && t < count) score_s[warp * kChunk + t] = dot;
+      }
     }
-    // Lane 0's key is always visible, so the chunk's max is finite.
+    __syncwarp();
+    const bool visible = lane < count;
+    const float score = visible ? score_s[warp * kChunk + lane] : -INFINITY;
+    __syncwarp();  // every lane has its score before the next chunk's are written
+
+    // Lane 0's key is visible (j0 < keys), so the chunk's max is finite.
     const float new_max = fmaxf(running_max, warp_reduce(score, Max{}));
-    const float p = j < end ? expf(score - new_max) : 0.0f;
+    const float p = visible ? expf(score - new_max) : 0.0f;
     const float correction = expf(running_max - new_max);
     running_sum = running_sum * correction + warp_reduce(p, Sum{});
+    running_max = new_max;
 #pragma unroll
-    for (int c = 0; c < kColumnsPerLane; c++) acc[c] *= correction;
-    const int count = min(32, end - j0);
-    for (int t = 0; t < count; t++) {
-      const float weight = __shfl_sync(0xffffffffu, p, t);
-      const int64_t key_slot = __shfl_sync(0xffffffffu, slot, t);
-      const T* value = v_pool + key_slot * s.v_stride + (int64_t)kvh * Dv;
+    for (int v = 0; v < PL; v++)
 #pragma unroll
-      for (int c = 0; c < kColumnsPerLane; c++) {
-        const int d = lane + 32 * c;
-        if (c < columns && d < Dv) acc[c] += weight * to_float(value[d]);
+      for (int i = 0; i < W; i++) acc[v][i] *= correction;
+
+#pragma unroll 1
+    for (int t0 = 0; t0 < count; t0 += vs.groups * kBatch) {
+      Packed<T, W> rows[kBatch][PL] = {};
+      float weights[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        const int t = t0 + b * vs.groups + vs.group;
+        weights[b] = __shfl_sync(0xffffffffu, p, t % 32);
+        const T* row = v_head + __shfl_sync(0xffffffffu, slot, t % 32) * s.v_stride;
+#pragma unroll
+        for (int v = 0; v < PL; v++)
+          if (t < count && vs.vec(v) < vs.vecs) rows[b][v].load(row + vs.vec(v) * W);
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        if (t0 + b * vs.groups + vs.group >= count) continue;
+#pragma unroll
+        for (int v = 0; v < PL; v++)
+          if (vs.vec(v) < vs.vecs) {
+#pragma unroll
+            for (int i = 0; i < W; i++) acc[v][i] += weights[b] * rows[b][v][i];
+          }
       }
     }
-    running_max = new_max;
+    slot = next_slot;
   }
 
+  // The groups' sums into group 0 (lanes [0, lanes_per_row)), then to shared memory.
+  for (int offset = vs.lanes_per_row; offset < 32; offset *= 2)
 #pragma unroll
-  for (int c = 0; c < kColumnsPerLane; c++) {
-    const int d = lane + 32 * c;
-    if (c < columns && d < Dv) acc_s[warp * Dv + d] = acc[c];
+    for (int v = 0; v < PL; v++)
+#pragma unroll
+      for (int i = 0; i < W; i++) acc[v][i] += __shfl_xor_sync(0xffffffffu, acc[v][i], offset);
+  if (vs.group == 0) {
+#pragma unroll
+    for (int v = 0; v < PL; v++)
+      if (vs.vec(v) < vs.vecs) {
+#pragma unroll
+        for (int i = 0; i < W; i++) acc_s[warp * Dv + vs.vec(v) * W + i] = acc[v][i];
+      }
   }
   if (lane == 0) {
     max_s[warp] = running_max;
@@ -118,7 +227,6 @@ __global__ void __launch_bounds__(kThreads)
     }
     return;
   }
-  float* record = partial + (((int64_t)n * s.H + h) * partitions + part) * (Dv + 2);
   for (int d = threadIdx.x; d < Dv; d += kThreads) {
     float value = 0.0f;
     for (int w = 0; w < kWarps; w++) value += weights[w] * acc_s[w * Dv + d];
@@ -130,25 +238,40 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Merges the partitions of one (query, head) in partition order.
+// Merges the partitions of one (query, head): warp 0 finds the largest max and each partition's
+// weight exp(max_p - max) (0 for an empty one, whose columns were never written), then every thread
+// adds its columns over the partitions in partition order, 8 records' loads in flight at a time.
 template <typename T>
-__global__ void paged_attention_merge_kernel(T* out, const float* partial, int H, int Dv, int partitions) {
+__global__ void paged_attention_merge_kernel(T* out, const float* partial, int Dv, int partitions) {
+  __shared__ float weight_s[kMaxPartitions];
+  __shared__ float total_s;
   const int64_t row = blockIdx.x;  // n * H + h
   const float* records = partial + row * partitions * (Dv + 2);
-  float total_max = -INFINITY;
-  for (int p = 0; p < partitions; p++) total_max = fmaxf(total_max, records[p * (Dv + 2) + Dv]);
-  float total_sum = 0.0f;
-  for (int p = 0; p < partitions; p++) {
-    const float m = records[p * (Dv + 2) + Dv];
-    if (m != -INFINITY) total_sum += expf(m - total_max) * records[p * (Dv + 2) + Dv + 1];
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    float most = -INFINITY;
+    for (int p = lane; p < partitions; p += 32) most = fmaxf(most, records[p * (Dv + 2) + Dv]);
+    most = warp_reduce(most, Max{});
+    float total = 0.0f;
+    for (int p = lane; p < partitions; p += 32) {
+      const float m = records[p * (Dv + 2) + Dv];
+      const float weight = m == -INFINITY ? 0.0f : expf(m - most);
+      weight_s[p] = weight;
+      if (weight > 0.0f) total += weight * records[p * (Dv + 2) + Dv + 1];
+    }
+    total = warp_reduce(total, Sum{});
+    if (lane == 0) total_s = total;
   }
+  __syncthreads();
+  const float total = total_s;
   for (int d = threadIdx.x; d < Dv; d += blockDim.x) {
     float value = 0.0f;
+#pragma unroll 8
     for (int p = 0; p < partitions; p++) {
-      const float m = records[p * (Dv + 2) + Dv];
-      if (m != -INFINITY) value += expf(m - total_max) * records[p * (Dv + 2) + d];
+      const float weight = weight_s[p];
+      if (weight > 0.0f) value += weight * records[p * (Dv + 2) + d];
     }
-    out[row * Dv + d] = from_float<T>(total_sum > 0.0f ? value / total_sum : 0.0f);
+    out[row * Dv + d] = from_float<T>(total > 0.0f ? value / total : 0.0f);
   }
 }
 
@@ -162,16 +285,15 @@ int multiprocessors() {
   return count;
 }
 
-// Split the keys only when the (query, head) blocks alone would leave most SMs idle.
+// Split the keys only when the (query, head) blocks alone would leave SMs idle (fewer than 2 per
+// SM: decode of a small batch), into as many partitions as bring the grid to kBlocksPerSm blocks
+// per SM, as the longest context can use (a partition's round is kPartitionKeys keys) and as the
+// merge takes.
 int partitions_for(const PagedAttentionShape& s) {
-  if (s.max_keys <= kPartitionKeys || (int64_t)s.N * s.H >= 2 * multiprocessors()) return 1;
-  return std::min(kMaxPartitions, (s.max_keys + kPartitionKeys - 1) / kPartitionKeys);
-}
-
-// Keys per partition: the partitions cover max_keys, in whole warps' chunks.
-int partition_keys_for(const PagedAttentionShape& s, int partitions) {
-  const int keys = (s.max_keys + partitions - 1) / partitions;
-  return (keys + 31) / 32 * 32;
+  const int64_t queries = (int64_t)s.N * s.H, target = (int64_t)kBlocksPerSm * multiprocessors();
+  if (queries == 0 || queries >= 2 * multiprocessors()) return 1;
+  const int64_t rounds = (s.max_keys + kPartitionKeys - 1) / kPartitionKeys;
+  return (int)std::max<int64_t>(1, std::min<int64_t>({kMaxPartitions, rounds, (target + queries - 1) / queries}));
 }
 
 }  // namespace
@@ -201,19 +323,36 @@ void paged_attention_forward(T* out, const T* q, const T* k_pool, const T* v_poo
                             s.Dv, " (Dk <= ", kMaxDk, ", Dv <= ", kMaxDv, ", H a multiple of KVH)"));
   if (s.N == 0) return;
   const int partitions = partitions_for(s);
-  const size_t shared_bytes = sizeof(float) * (s.Dk + kWarps * s.Dv + 2 * kWarps);
-  const int partition_keys = partition_keys_for(s, partitions);
+  const size_t shared_bytes = sizeof(float) * (kWarps * s.Dv + 2 * kWarps + kWarps * kChunk);
   const dim3 grid(s.N, s.H, partitions);
   constexpr int V = vec_width<T>;
-  const bool vectorized = s.Dk % V == 0 && s.k_stride % V == 0 && aligned_to(k_pool, 16);
+  const bool vectorized = s.Dk % V == 0 && s.Dv % V == 0 && s.q_stride % V == 0 && s.k_stride % V == 0 &&
+                          s.v_stride % V == 0 && aligned_to(q, 16) && aligned_to(k_pool, 16) && aligned_to(v_pool, 16);
   dispatch_width<T>(vectorized, [&](auto width) {
     constexpr int W = decltype(width)::value;
-    paged_attention_kernel<T, W><<<grid, kThreads, shared_bytes, stream>>>(
-        out, scratch, q, k_pool, v_pool, block_tables, sequence, positions, s, partitions, partition_keys);
+    auto launch = [&](auto per_lane) {
+      constexpr int PL = decltype(per_lane)::value;
+      paged_attention_kernel<T, W, PL><<<grid, kThreads, shared_bytes, stream>>>(
+          out, scratch, q, k_pool, v_pool, block_tables, sequence, positions, s, partitions);
+    };
+    // Vectors a lane holds of a key or value row: the scalar path (odd head sizes) up to
+    // kMaxDk / 32 columns; the vector path 1, 2, 4 (bf16: up to Dk 1024) or 8 (fp32).
+    constexpr int kMost = kMaxDk / W / 32;
+    const int needed = (std::max(s.Dk, s.Dv) / W + 31) / 32;
+    if constexpr (W == 1)
+      launch(std::integral_constant<int, kMost>{});
+    else if (needed <= 1)
+      launch(std::integral_constant<int, 1>{});
+    else if (needed <= 2)
+      launch(std::integral_constant<int, 2>{});
+    else if (needed <= 4 || kMost == 4)
+      launch(std::integral_constant<int, 4>{});
+    else
+      launch(std::integral_constant<int, kMost>{});
   });
   DSK_CUDA_CHECK_LAUNCH();
   if (partitions == 1) return;
-  paged_attention_merge_kernel<T><<<unsigned(s.N * s.H), 128, 0, stream>>>(out, scratch, s.H, s.Dv, partitions);
+  paged_attention_merge_kernel<T><<<unsigned(s.N * s.H), 128, 0, stream>>>(out, scratch, s.Dv, partitions);
   DSK_CUDA_CHECK_LAUNCH();
 }
 

@@ -3,13 +3,18 @@
 // paged_attention_forward is causal attention of a ragged batch (decode tokens and prefill chunks
 // mixed) that reads each sequence's keys and values through its block table.
 //
-// One block of 4 warps per (query head, query token, key partition). A lane scores one key at a
-// time (its whole dot product against the query, kept in shared memory as fp32), the warp keeps
-// an online softmax over chunks of 32 keys, and lanes own output columns for the P.V part; the
-// 4 warps' partial results merge in shared memory. When the grid would leave SMs idle (few
-// queries: batch-1 decode) and contexts are long, the keys are also split into partitions whose
-// partial results a second kernel merges (flash-decoding). fp32 statistics and accumulation;
-// deterministic (no atomics). Dk <= 1024, Dv <= 512 (MLA's absorbed form: 576 and 512).
+// One block of 4 warps per (query token, query head, key partition); each warp takes chunks of 32
+// keys. Per chunk the key rows are split over lanes (a lane keeps its columns of q in registers;
+// groups of lanes take different keys) and a batch of keys' rows is requested before the first is
+// used, so a chunk costs a couple of memory round trips instead of one per key; the warp keeps an
+// online softmax, then P.V splits the value rows over lanes the same way, batched alike; the 4
+// warps' partial results merge in shared memory. Decode of a small batch has too few (query, head)
+// blocks to fill the GPU (batch 1 of llama-1b: 16 blocks on 132 SMs), so when there are fewer
+// than 2 per SM the keys are also split over partitions that take rounds of 128 keys round-robin
+// (so a short context still spreads when max_keys, as in a CUDA graph's replays, is the longest
+// possible), and a second kernel merges their partial results (flash-decoding). fp32 statistics
+// and accumulation; deterministic (fixed reduction orders, no atomics). Dk <= 1024, Dv <= 512
+// (MLA's absorbed form: 576 and 512).
 #pragma once
 
 #include "cpu/kernels.hpp"

@@ -1,8 +1,13 @@
 // RMSNorm on the GPU; kernels/cpu/rmsnorm.cpp is the spec (same formulas, same operation order).
-// One warp per row [C], fp32 math, the row read W elements at a time (16 bytes when C and the
-// pointers allow). The backward's dweight is summed without atomics: each block handles a fixed
-// run of rows and writes its partial dweight [C] to scratch, then one small kernel adds the
-// partials in block order. The grid depends on N and C only, so the bits do not depend on the GPU.
+// Forward: one warp per row [C], fp32 math, the row read W elements at a time (16 bytes when C and
+// the pointers allow), kForwardBatch of a lane's vectors requested before the first is summed (a
+// row of 2048 bf16 is 8 vectors a lane: one memory round trip, not 8 dependent ones, which is
+// what a decode step's single row waits on); a row that fits in one batch keeps x and weight in
+// registers for the second pass. The lane's sum runs over its vectors in column order either way,
+// then the warp's butterfly: the same bits for any N. The backward's dweight is summed without
+// atomics: each block handles a fixed run of rows and writes its partial dweight [C] to scratch,
+// then one small kernel adds the partials in block order. The grid depends on N and C only, so
+// the bits do not depend on the GPU.
 #include <algorithm>
 
 #include "core/error.hpp"
@@ -18,27 +23,55 @@ constexpr int kBackwardRowsPerBlock = 32;    // rows whose dweight one partial [
 constexpr int kBackwardMaxWarps = 8;
 constexpr size_t kSharedBudget = 48 * 1024;  // per-warp dweight partials [warps, C] fit in this
 
+constexpr int kForwardBatch = 8;  // vectors a lane has in flight
+
 template <typename T, int W>
 __global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int N, int C, float eps) {
   const int row = blockIdx.x * kForwardWarps + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= N) return;  // the whole warp leaves together
+  constexpr int kStep = 32 * W;  // columns a warp covers with one vector a lane
+  const bool one_batch = C <= kStep * kForwardBatch;
   const T* x = inp + (int64_t)row * C;
+  Packed<T, W> xv[kForwardBatch], wv[kForwardBatch];
   float sum = 0;
-  for (int c = lane * W; c < C; c += 32 * W) {
-    const Vec<T, W> xv = load_vec<W>(x + c);
+  for (int c0 = lane * W; c0 < C; c0 += kStep * kForwardBatch) {
 #pragma unroll
-    for (int i = 0; i < W; i++) sum += to_float(xv[i]) * to_float(xv[i]);
+    for (int b = 0; b < kForwardBatch; b++) {
+      const int c = c0 + b * kStep < C ? c0 + b * kStep : c0;  // past the row: a harmless repeat
+      xv[b].load(x + c);
+      if (one_batch) wv[b].load(weight + c);  // needed after the reduction: ask now
+    }
+#pragma unroll
+    for (int b = 0; b < kForwardBatch; b++)
+      if (c0 + b * kStep < C) {
+#pragma unroll
+        for (int i = 0; i < W; i++) sum += xv[b][i] * xv[b][i];
+      }
   }
   sum = warp_reduce(sum, Sum{});
   const float r = 1.0f / sqrtf(sum / C + eps);
   T* y = out + (int64_t)row * C;
-  for (int c = lane * W; c < C; c += 32 * W) {
-    const Vec<T, W> xv = load_vec<W>(x + c), wv = load_vec<W>(weight + c);
-    Vec<T, W> yv;
+  for (int c0 = lane * W; c0 < C; c0 += kStep * kForwardBatch) {
+    if (!one_batch) {
 #pragma unroll
-    for (int i = 0; i < W; i++) yv[i] = from_float<T>(to_float(wv[i]) * (to_float(xv[i]) * r));
-    store_vec(y + c, yv);
+      for (int b = 0; b < kForwardBatch; b++) {
+        const int c = c0 + b * kStep;
+        if (c < C) {
+          xv[b].load(x + c);
+          wv[b].load(weight + c);
+        }
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < kForwardBatch; b++) {
+      const int c = c0 + b * kStep;
+      if (c >= C) continue;
+      Vec<T, W> yv;
+#pragma unroll
+      for (int i = 0; i < W; i++) yv[i] = from_float<T>(wv[b][i] * (xv[b][i] * r));
+      store_vec(y + c, yv);
+    }
   }
   if (lane == 0) rstd[row] = r;
 }

@@ -1,6 +1,11 @@
 // Rotary position embedding in place on the GPU; kernels/cpu/rope.cpp is the spec. One thread per
-// (position n, pair i): it computes the angle's cos and sin once and rotates pair i of every head,
-// so the sincos is paid once per H pairs. Backward is the same rotation by the negative angle.
+// (position n, group of G heads, pair i): it computes the angle's cos and sin, loads pair i of
+// its G heads, then rotates and stores them (the loads all issued before the first store, which
+// could alias them). Few rows (decode: N = 1, 16 heads of 64 pairs) take G = 1, so every pair of
+// every head has its own thread and the kernel is one memory round trip rather than H dependent
+// ones; many rows (prefill, training) take G = 4 heads a thread, paying the sincos once per 4
+// pairs. Every element gets the same formula either way. Backward is the same rotation by the
+// negative angle.
 #include "cuda/elementwise.cuh"
 
 namespace dsk::kernels::cuda {
@@ -8,15 +13,22 @@ namespace dsk::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+// Below this many (position, head, pair) rotations one thread takes one head (G = 1).
+constexpr int64_t kOneHeadPerThreadBelow = int64_t(1) << 18;
+constexpr int kHeadsPerThread = 4;  // G above it
 
 // x [N, H, head_stride]; pair i of a head is columns (offset + ia, offset + ib): (i, i + half)
 // for rotate_half, (2i, 2i + 1) interleaved. sign = -1 applies the transpose (backward).
-template <typename T>
+// Thread index = (n * head_groups + g) * half + i; group g is heads [g G, min(H, g G + G)).
+template <typename T, int G>
 __global__ void rope_kernel(T* x, const int32_t* positions, RopeDevice rope, int N, int H, int head_stride,
                             int offset, int half, float sign) {
+  const int head_groups = (H + G - 1) / G;
   const int64_t index = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (index >= (int64_t)N * half) return;
-  const int n = (int)(index / half), i = (int)(index % half);
+  if (index >= (int64_t)N * head_groups * half) return;
+  const int i = (int)(index % half);
+  const int64_t row_group = index / half;
+  const int n = (int)(row_group / head_groups), first_head = (int)(row_group % head_groups) * G;
   const float angle = (float)positions[n] * rope.inv_freq[i];
   float sin_a, cos_a;
   sincosf(angle, &sin_a, &cos_a);
@@ -24,23 +36,41 @@ __global__ void rope_kernel(T* x, const int32_t* positions, RopeDevice rope, int
   sin_a = sign * sin_a * rope.attention_factor;
   const int ia = rope.interleaved ? 2 * i : i;
   const int ib = rope.interleaved ? 2 * i + 1 : i + half;
-  T* row = x + (int64_t)n * H * head_stride + offset;
-  for (int h = 0; h < H; h++) {
-    T* head = row + (int64_t)h * head_stride;
-    const float a = to_float(head[ia]), b = to_float(head[ib]);
-    head[ia] = from_float<T>(a * cos_a - b * sin_a);
-    head[ib] = from_float<T>(a * sin_a + b * cos_a);
-  }
+  T* row = x + ((int64_t)n * H + first_head) * head_stride + offset;
+  float a[G], b[G];
+#pragma unroll
+  for (int g = 0; g < G; g++)
+    if (first_head + g < H) {
+      a[g] = to_float(row[(int64_t)g * head_stride + ia]);
+      b[g] = to_float(row[(int64_t)g * head_stride + ib]);
+    }
+#pragma unroll
+  for (int g = 0; g < G; g++)
+    if (first_head + g < H) {
+      T* head = row + (int64_t)g * head_stride;
+      head[ia] = from_float<T>(a[g] * cos_a - b[g] * sin_a);
+      head[ib] = from_float<T>(a[g] * sin_a + b[g] * cos_a);
+    }
+}
+
+template <typename T, int G>
+void launch_rope(T* x, const int32_t* positions, const RopeDevice& rope, int N, int H, int head_stride, int offset,
+                 int half, float sign, cudaStream_t stream) {
+  const int64_t threads = (int64_t)N * ((H + G - 1) / G) * half;
+  rope_kernel<T, G><<<blocks_for(threads, kThreads), kThreads, 0, stream>>>(x, positions, rope, N, H, head_stride,
+                                                                            offset, half, sign);
 }
 
 template <typename T>
 void rotate(T* x, const int32_t* positions, const RopeDevice& rope, int N, int H, int head_stride, int offset,
             int rot_dim, float sign, cudaStream_t stream) {
   const int half = rot_dim / 2;
-  const int64_t pairs = (int64_t)N * half;
-  if (pairs == 0 || H == 0) return;
-  rope_kernel<T><<<blocks_for(pairs, kThreads), kThreads, 0, stream>>>(x, positions, rope, N, H, head_stride, offset,
-                                                                       half, sign);
+  const int64_t rotations = (int64_t)N * H * half;
+  if (rotations == 0) return;
+  if (rotations < kOneHeadPerThreadBelow)
+    launch_rope<T, 1>(x, positions, rope, N, H, head_stride, offset, half, sign, stream);
+  else
+    launch_rope<T, kHeadsPerThread>(x, positions, rope, N, H, head_stride, offset, half, sign, stream);
   DSK_CUDA_CHECK_LAUNCH();
 }
 

@@ -2,7 +2,10 @@
 // kernels/cpu/paged_attention.cpp on ragged batches: decodes and prefill chunks mixed, block
 // tables scattered over the pool, GQA / MHA / MLA's absorbed shape (one K/V head, values = the
 // first Dv columns of the key rows), odd head sizes (the scalar path), and long contexts with few
-// queries (the key partitions and their merge).
+// queries (the key partitions and their merge); batch-1 and small-batch decodes over short and long
+// contexts (1, 31, 130, 1000 keys), whose keys are split over partitions of 128, and decodes whose
+// grid is sized for a far longer context than they see (a CUDA graph's replays: most partitions
+// empty).
 // Tolerances: the write is exact (a copy); attention ||gpu - cpu|| / ||cpu|| <= 1e-5 in fp32 and
 // 1e-2 in bf16 (inputs rounded to bf16 on both sides; the GPU rounds its output to bf16).
 #include <algorithm>
@@ -25,6 +28,7 @@ struct Case {
   std::vector<int> lengths;  // each sequence's total length after the step
   std::vector<int> news;     // its new tokens in the step (1: decode)
   bool mla = false;          // v is the k pool, v_stride = k_stride
+  int grid_keys = 0;         // > 0: max_keys as a graph replay passes it (the plan's longest)
 };
 
 // The step's per-token arrays and the block tables, over a shuffled pool.
@@ -35,6 +39,7 @@ struct Ragged {
 
 Ragged make_ragged(const Case& c, uint64_t seed) {
   Ragged r;
+  r.max_blocks = (c.grid_keys + c.block_size - 1) / c.block_size;
   for (int length : c.lengths) r.max_blocks = std::max(r.max_blocks, (length + c.block_size - 1) / c.block_size);
   r.blocks = r.max_blocks * int(c.lengths.size()) + 3;
   std::vector<int32_t> pool(size_t(r.blocks));
@@ -49,6 +54,7 @@ Ragged make_ragged(const Case& c, uint64_t seed) {
       r.max_keys = std::max(r.max_keys, t + 1);
     }
   r.N = int(r.sequence.size());
+  r.max_keys = std::max(r.max_keys, c.grid_keys);
   return r;
 }
 
@@ -93,7 +99,18 @@ const std::vector<Case>& cases() {
       {"MLA absorbed, moe-16e (256 + 32)", 16, 1, 288, 256, 16, {64, 64}, {1, 64}, true},
       {"batch-1 decode, 3000 keys (key partitions)", 16, 16, 128, 128, 16, {3000}, {1}},
       {"MLA batch-1 decode, 1500 keys (key partitions)", 16, 1, 576, 512, 64, {1500}, {1}, true},
-      {"batch-1 decode, 20000 keys (64 partitions of 320)", 2, 2, 128, 128, 16, {20000}, {1}},
+      {"batch-1 decode, 20000 keys (64 partitions, 3 rounds each)", 2, 2, 128, 128, 16, {20000}, {1}},
+      {"llama-1b batch-1 decode, 1 key", 16, 16, 128, 128, 16, {1}, {1}},
+      {"llama-1b batch-1 decode, 31 keys", 16, 16, 128, 128, 16, {31}, {1}},
+      {"llama-1b batch-1 decode, 130 keys", 16, 16, 128, 128, 16, {130}, {1}},
+      {"llama-1b batch-1 decode, 1000 keys", 16, 16, 128, 128, 16, {1000}, {1}},
+      {"llama-1b ragged decodes (5 sequences)", 16, 16, 128, 128, 16, {1, 31, 130, 1000, 257}, {1, 1, 1, 1, 1}},
+      {"llama-1b decodes + a prefill chunk, few queries", 16, 16, 128, 128, 16, {700, 45, 129}, {1, 6, 1}},
+      {"batch-1 decode, 130 keys, grid for 4096 (graph replay)", 16, 16, 128, 128, 16, {130}, {1}, false, 4096},
+      {"3 decodes, grid for 8192 (graph replay)", 16, 16, 64, 64, 16, {1, 300, 2000}, {1, 1, 1}, false, 8192},
+      {"GQA 4:1 batch-1 decode, 1000 keys", 32, 8, 64, 64, 16, {1000}, {1}},
+      {"MLA batch-1 decode, 130 keys", 16, 1, 576, 512, 64, {130}, {1}, true},
+      {"odd head size batch-1 decode, 300 keys (scalar path)", 3, 3, 13, 11, 4, {300}, {1}},
   };
   return all;
 }
@@ -112,7 +129,9 @@ TEST_CASE("the key partitions are used where they should be") {
   batch.N = 64;
   CHECK(cuda::paged_attention_scratch_floats(batch) == 0);  // enough blocks without splitting
   cpu::PagedAttentionShape short_context = decode;
-  short_context.max_keys = 200;
+  short_context.max_keys = 200;  // two partitions of 128 keys already help a batch-1 decode
+  CHECK(cuda::paged_attention_scratch_floats(short_context) > 0);
+  short_context.max_keys = 128;  // one partition's round: nothing to split
   CHECK(cuda::paged_attention_scratch_floats(short_context) == 0);
 }
 

@@ -1,7 +1,8 @@
 // RMSNorm on the GPU (kernels/cuda/rmsnorm.cu) against kernels/cpu/rmsnorm.cpp: the forward's out
 // and rstd, the backward's dinp and dweight accumulated onto random non-zero starts, over tiny
 // fixture widths, odd sizes (the scalar path), the bench shapes and a width whose per-warp dweight
-// row is over 48 KB of shared memory; and bit-identical reruns.
+// row is over 48 KB of shared memory, decode shapes (N = 1, 32); bit-identical reruns, and a row's
+// forward bits do not depend on the rows beside it (a decode row = the same row in a large batch).
 // Tolerances (relative L2, parity.cuh): out and dinp 1e-5 for fp32, 1e-2 for bf16 storage; rstd
 // and dweight are fp32 for both element types: 1e-5.
 #include "cpu/kernels.hpp"
@@ -25,6 +26,7 @@ const Shape kShapes[] = {
     {100, 200}, {65, 13},    {9, 1},                  // C an odd multiple of 8; C odd: the scalar path
     {16384, 768}, {8192, 1024}, {8192, 512}, {8192, 256}, {2048, 2048},  // bench: dense-124m, moe-16e, llama-1b
     {33, 20000},  // per-warp dweight row of 80 KB: the opt-in shared-memory path
+    {1, 2048}, {32, 2048}, {1, 5000},  // decode rows: llama-1b, batch 32, a row of several load batches
 };
 
 std::vector<float> weights(int C, uint64_t seed) {
@@ -109,4 +111,22 @@ TEST_CASE_TEMPLATE("rmsnorm backward without a weight gradient leaves dinp as wi
   cuda::rmsnorm_backward(dx.get(), (float*)nullptr, dy.get(), inp.get(), weight.get(), r.get(), s.N, s.C, nullptr,
                          nullptr);
   check_close("dinp", download(dx), dinp, default_tolerance<T>());
+}
+
+TEST_CASE_TEMPLATE("rmsnorm forward gives a row the same bits alone as inside a large batch", T, float, bf16) {
+  for (const int C : {2048, 5000, 13}) {
+    CAPTURE(C);
+    const Shape batch{4096, C};
+    const std::vector<float> x = rounded<T>(random_floats((size_t)batch.N * C, 7));
+    const std::vector<float> w = rounded<T>(weights(C, 8));
+    const std::vector<float> zeros((size_t)batch.N * C, 0.0f), no_dweight(C, 0.0f);
+    const Run all = run_gpu<T>(x, w, zeros, zeros, no_dweight, batch);
+    const int row = 1234;
+    const std::vector<float> one_row(x.begin() + (int64_t)row * C, x.begin() + (int64_t)(row + 1) * C);
+    const std::vector<float> one_zero(C, 0.0f);
+    const Run alone = run_gpu<T>(one_row, w, one_zero, one_zero, no_dweight, Shape{1, C});
+    const auto first = all.out.begin() + (int64_t)row * C;
+    CHECK(alone.out == std::vector<float>(first, first + C));
+    CHECK(alone.rstd[0] == all.rstd[row]);
+  }
 }

@@ -1,7 +1,9 @@
 // RoPE on the GPU (kernels/cuda/rope.cu) against kernels/cpu/rope.cpp, forward and backward in
 // place: both pairings (rotate_half and interleaved), attention_factor != 1, the rotated part at
 // an offset inside a head of head_stride (MLA: nope 64 + rope 32), partial rotary, positions
-// past the prompt (a KV cache), tiny fixture heads and the bench shapes; and bit-identical reruns.
+// past the prompt (a KV cache), tiny fixture heads, the bench shapes and decode shapes (N = 1, 32:
+// one head a thread; many rows: 4 heads a thread, also with H not a multiple of 4); and
+// bit-identical reruns.
 // Tolerance (relative L2, parity.cuh): 1e-5 for fp32, 1e-2 for bf16 storage.
 #include <cmath>
 
@@ -29,6 +31,10 @@ const Shape kShapes[] = {
     {16384, 12, 64, 0, 64, false, 1.0f, 1024},  // bench dense-124m q
     {8192, 16, 96, 64, 32, true, 1.2f, 1024},   // bench moe-16e: MLA q and k
     {2048, 16, 128, 0, 128, false, 1.0f, 8192}, // bench llama-1b q (fewer positions)
+    {1, 16, 128, 0, 128, false, 1.0f, 4000},    // llama-1b batch-1 decode: a thread per (head, pair)
+    {32, 16, 128, 0, 128, false, 1.0f, 4000},   // llama-1b decode of 32 sequences
+    {1, 16, 96, 64, 32, true, 1.2f, 4000},      // MLA decode: q's rope part at an offset
+    {30000, 3, 12, 4, 6, true, 1.0f, 4000},     // 4 heads a thread, H = 3: a partial head group
 };
 
 cpu::Rope make_rope(const Shape& s) {
@@ -91,4 +97,20 @@ TEST_CASE_TEMPLATE("rope forward and backward match the CPU and repeat bit for b
       CHECK(rotate_on_gpu<T>(x, positions, rope, s, backward) == got);
     }
   }
+}
+
+TEST_CASE_TEMPLATE("rope gives a row the same bits alone as inside a large batch", T, float, bf16) {
+  // 20000 x 16 x 64 rotations take 4 heads a thread; the single row one head a thread.
+  const Shape batch{20000, 16, 128, 0, 128, false, 1.0f, 4000};
+  const cpu::Rope rope = make_rope(batch);
+  const std::vector<int32_t> positions = random_positions(batch.N, batch.max_position, 77);
+  const size_t row_size = (size_t)batch.H * batch.head_stride;
+  const std::vector<float> x = rounded<T>(random_floats(batch.N * row_size, 78));
+  const std::vector<float> all = rotate_on_gpu<T>(x, positions, rope, batch, false);
+  const int row = 4321;
+  Shape single = batch;
+  single.N = 1;
+  const std::vector<float> one_row(x.begin() + row * row_size, x.begin() + (row + 1) * row_size);
+  const std::vector<float> alone = rotate_on_gpu<T>(one_row, {positions[row]}, rope, single, false);
+  CHECK(alone == std::vector<float>(all.begin() + row * row_size, all.begin() + (row + 1) * row_size));
 }
