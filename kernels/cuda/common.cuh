@@ -39,4 +39,9 @@ __host__ __device__ __forceinline__ bf16 from_float<bf16>(float x) { return __fl
 
 inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
 
+// Programmatic dependent launch (sm_90): lets the stream's next kernel, when it was launched as a
+// dependent (gemv_kernels.cuh), start its blocks now; they wait for this grid's end themselves
+// before reading what it writes. The kernels that feed a few-row product call it first thing.
+__device__ __forceinline__ void let_dependents_start() { asm volatile("griddepcontrol.launch_dependents;"); }
+
 }  // namespace dsk::kernels::cuda

@@ -64,10 +64,6 @@ __device__ __forceinline__ void prefetch_row(const void* row, int64_t bytes, int
     asm volatile("prefetch.global.L2 [%0];" ::"l"(first + offset));
 }
 
-// Lets the stream's next kernel, when launched as a dependent, start its blocks now (they wait
-// for this grid's end themselves before reading what it writes).
-__device__ __forceinline__ void allow_dependents() { asm volatile("griddepcontrol.launch_dependents;"); }
-
 // Waits until the grid this one depends on (launched with programmatic stream serialization) has
 // finished and its writes are visible; returns at once when launched without the dependency.
 __device__ __forceinline__ void wait_for_previous_grid() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
@@ -143,7 +139,7 @@ __device__ __forceinline__ int warp_first_column(int block, const T* weight, int
 template <typename T, int Vector, typename Split>
 __global__ void __launch_bounds__(Split::kWarps * 32)
     gemv_kernel(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC, bool accumulate) {
-  allow_dependents();
+  let_dependents_start();
   const int col0 = warp_first_column<T, Split>(int(blockIdx.x), weight, C, OC);
   wait_for_previous_grid();  // every thread, so that no block can finish before the previous grid
   if (col0 < OC) dot_columns<T, Vector, Split>(out, inp, weight, bias, N, C, OC, col0, accumulate);
@@ -160,7 +156,7 @@ struct Parts {
 
 template <typename T, int Vector, typename Split>
 __global__ void __launch_bounds__(Split::kWarps * 32) gemv_parts_kernel(Parts<T> parts, const T* inp, int N, int C) {
-  allow_dependents();
+  let_dependents_start();
   // Selected with constant indices: a dynamic index into kernel parameters copies them to local memory.
   GemvPart<T> part = parts.part[0];
   int first_block = 0;
@@ -183,7 +179,7 @@ template <typename T, int Vector, typename Split>
 __global__ void __launch_bounds__(Split::kWarps * 32)
     gemv_swiglu_kernel(T* out, const T* inp, const T* gate, const T* up, int N, int C, int I) {
   constexpr int K = Split::kColumns;
-  allow_dependents();
+  let_dependents_start();
   const int lane = threadIdx.x % 32;
   const int col0 = warp_first_column<T, Split>(int(blockIdx.x), gate, C, I);
   for (int k = 0; k < K && col0 + k < I; k++) prefetch_row(up + (int64_t)(col0 + k) * C, int64_t(C) * sizeof(T), lane);

@@ -73,6 +73,7 @@ __global__ void __launch_bounds__(kThreads)
     paged_attention_kernel(T* out, float* partial, const T* q, const T* k_pool, const T* v_pool,
                            const int32_t* block_tables, const int32_t* sequence, const int32_t* positions,
                            PagedAttentionShape s, int partitions) {
+  let_dependents_start();  // the product that follows fetches its weights meanwhile
   extern __shared__ float shared[];
   const int Dk = s.Dk, Dv = s.Dv;
   float* acc_s = shared;                   // [kWarps, Dv]
@@ -243,6 +244,7 @@ __global__ void __launch_bounds__(kThreads)
 // adds its columns over the partitions in partition order, 8 records' loads in flight at a time.
 template <typename T>
 __global__ void paged_attention_merge_kernel(T* out, const float* partial, int Dv, int partitions) {
+  let_dependents_start();  // the product that follows fetches its weights meanwhile
   __shared__ float weight_s[kMaxPartitions];
   __shared__ float total_s;
   const int64_t row = blockIdx.x;  // n * H + h

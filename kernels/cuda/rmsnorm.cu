@@ -27,6 +27,7 @@ constexpr int kForwardBatch = 8;  // vectors a lane has in flight
 
 template <typename T, int W>
 __global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int N, int C, float eps) {
+  let_dependents_start();  // the product that follows fetches its weights meanwhile
   const int row = blockIdx.x * kForwardWarps + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= N) return;  // the whole warp leaves together
