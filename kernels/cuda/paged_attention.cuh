@@ -19,6 +19,7 @@
 
 #include "cpu/kernels.hpp"
 #include "cuda/common.cuh"
+#include "cuda/elementwise.cuh"
 
 namespace dsk::kernels::cuda {
 
@@ -27,6 +28,13 @@ using PagedAttentionShape = cpu::PagedAttentionShape;
 // pool [slots, stride] <- rows [N, row] at slots [N].
 template <typename T>
 void paged_kv_write(T* pool, const T* rows, const int32_t* slots, int N, int row, int stride, cudaStream_t stream);
+
+// A decode step's RoPE and KV write in one launch (rope_kv_write.cu): q [N, H, D] and k [N, KVH,
+// D] rotated in place over the whole head (rope_forward, rot_dim D), then k and v [N, KVH, D]
+// stored at their slots of k_pool and v_pool (rows of KVH * D).
+template <typename T>
+void rope_paged_kv_write(T* q, T* k, const T* v, T* k_pool, T* v_pool, const int32_t* positions, const int32_t* slots,
+                         const RopeDevice& rope, int N, int H, int KVH, int D, cudaStream_t stream);
 
 // Floats of scratch paged_attention_forward needs for shape s (0 when it does not split).
 size_t paged_attention_scratch_floats(const PagedAttentionShape& s);

@@ -265,10 +265,8 @@ void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
                             {ws.k_new, weight_of(w, p.k), w.w(p.k.bias, p.k.out), p.k.out},
                             {ws.v_new, weight_of(w, p.v), w.w(p.v.bias, p.v.out), p.v.out}},
                            x, N, a.hidden);
-  ops.rope_forward(ws.q, v.positions, m.rope, N, a.heads, D, 0, D);
-  ops.rope_forward(ws.k_new, v.positions, m.rope, N, a.kv_heads, D, 0, D);
-  ops.paged_kv_write(ws.k_pool[l], ws.k_new, v.slots, N, ws.k_row, ws.k_row);
-  ops.paged_kv_write(ws.v_pool[l], ws.v_new, v.slots, N, ws.v_row, ws.v_row);
+  ops.rope_paged_kv_write(ws.q, ws.k_new, ws.v_new, ws.k_pool[l], ws.v_pool[l], v.positions, v.slots, m.rope, N,
+                          a.heads, a.kv_heads, D);
   const int H = a.heads, KVH = a.kv_heads;
   for (const AttentionRun& run : v.runs) {
     const int64_t q0 = int64_t(run.first) * H * D, q_count = int64_t(run.count) * H * D;

@@ -19,4 +19,12 @@ void Ops::swiglu_matmul_forward(Buf out, Buf inp, Buf gate, Buf up, int N, int C
   swiglu_forward(out, out, up_product);
 }
 
+void Ops::rope_paged_kv_write(Buf q, Buf k, Buf v, Buf k_pool, Buf v_pool, Buf positions, Buf slots,
+                              const RopeTables& rope, int N, int H, int KVH, int D) {
+  rope_forward(q, positions, rope, N, H, D, 0, D);
+  rope_forward(k, positions, rope, N, KVH, D, 0, D);
+  paged_kv_write(k_pool, k, slots, N, KVH * D, KVH * D);
+  paged_kv_write(v_pool, v, slots, N, KVH * D, KVH * D);
+}
+
 }  // namespace dsk::tensor

@@ -213,6 +213,10 @@ class Ops {
   virtual void paged_kv_write(Buf pool, Buf rows, Buf slots, int N, int row, int stride) = 0;
   virtual void paged_attention_forward(Buf out, Buf q, Buf k_pool, Buf v_pool, Buf block_tables, Buf sequence,
                                        Buf positions, const PagedAttentionShape& s) = 0;
+  // A step's RoPE and KV write at once: rope_forward of q [N, H, D] and k [N, KVH, D] over the
+  // whole head (in place), then paged_kv_write of k and v [N, KVH, D] into rows of KVH * D.
+  virtual void rope_paged_kv_write(Buf q, Buf k, Buf v, Buf k_pool, Buf v_pool, Buf positions, Buf slots,
+                                   const RopeTables& rope, int N, int H, int KVH, int D);
   // The next token of each row of logits f32 [rows, V] on the device (kernels.hpp: sample_rows):
   // ids i32 [rows]; temperatures f32 [rows] (empty: all greedy), seeds i64 [rows] (their bits).
   virtual void sample_rows(Buf ids, Buf logits, Buf temperatures, Buf seeds, int rows, int V) = 0;

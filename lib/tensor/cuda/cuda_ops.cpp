@@ -410,6 +410,11 @@ class CudaOps final : public Ops {
                                             ignore_index, loss, backward ? dscale : 0.0f, stream_);
                    });
   }
+  void rope_paged_kv_write(Buf q, Buf k, Buf v, Buf k_pool, Buf v_pool, Buf positions, Buf slots,
+                           const RopeTables& rope, int N, int H, int KVH, int D) override {
+    cuda::rope_paged_kv_write<T>(a(q), a(k), a(v), a(k_pool), a(v_pool), i32(positions), i32(slots), device_rope(rope),
+                                 N, H, KVH, D, stream_);
+  }
   void paged_kv_write(Buf pool, Buf rows, Buf slots, int N, int row, int stride) override {
     cuda::paged_kv_write<T>(a(pool), a(rows), i32(slots), N, row, stride, stream_);
   }
