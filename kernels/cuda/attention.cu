@@ -12,7 +12,7 @@
 
 #include "core/error.hpp"
 #include "cuda/attention.cuh"
-#include "cuda/attention_flash.cuh"
+#include "cuda/attention_flash_launch.cuh"
 #include "cuda/attention_simt.cuh"
 
 namespace dsk::kernels::cuda {
@@ -75,79 +75,56 @@ void with_padded_head_dims(int Dk, int Dv, Launch&& launch) {
       launch_if_fits<256, 256>(Dk, Dv, launch);
 }
 
-// Kernels using more than 48 KB of dynamic shared memory must say so (per device, so every launch).
-template <typename Kernel>
-void allow_shared_memory(Kernel kernel, int bytes) {
-  DSK_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-}
+using flash::allow_shared_memory;
+using flash::launch_output_dot;
+using flash::grid;
+using flash::tiles;
 
-dim3 grid(int rows, int tiles) { return dim3(unsigned(rows), unsigned(tiles)); }
-int tiles(int length, int tile) { return (length + tile - 1) / tile; }
-
-// D [B, H, Tq] = rowsum(dout * out) over Dv: one warp per (b, t, h) row of out.
-template <typename T>
-__global__ void output_dot_kernel(float* dsum, const T* dout, const T* out, AttentionShape s) {
-  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;  // (b * Tq + t) * H + h
-  const int lane = int(threadIdx.x) % 32;
-  if (row >= int64_t(s.B) * s.Tq * s.H) return;
-  float sum = 0.0f;
-  for (int d = lane; d < s.Dv; d += 32) sum += to_float(dout[row * s.Dv + d]) * to_float(out[row * s.Dv + d]);
-  for (int width = 16; width > 0; width /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, width);
-  const int64_t h = row % s.H, bt = row / s.H, t = bt % s.Tq, b = bt / s.Tq;
-  if (lane == 0) dsum[(b * s.H + h) * s.Tq + t] = sum;
-}
-
-template <typename T>
-void launch_output_dot(float* dsum, const T* dout, const T* out, const AttentionShape& s, cudaStream_t stream) {
-  constexpr int kThreads = 256;
-  const int64_t rows = int64_t(s.B) * s.Tq * s.H;
-  output_dot_kernel<T><<<blocks_for(rows * 32, kThreads), kThreads, 0, stream>>>(dsum, dout, out, s);
-  DSK_CUDA_CHECK_LAUNCH();
-}
+// The tile configuration of the tensor-core kernels per padded head-dim pair (attention_flash.cuh
+// says what each parameter means). Pairs without a specialization use the heuristics (all 0).
+// scripts/device/attention-sweep-gpu.sh times the candidates against these and prints each as
+// the alias to write here; the parity tests (tests/gpu/attention_test.cu, segment_attention_test.cu)
+// run whatever is chosen.
+template <int DKP, int DVP>
+struct TileChoice {
+  using Forward = flash::ForwardConfig<4>;
+  using Key = flash::KeyConfig<4>;
+  using Query = flash::QueryConfig<4>;
+};
+template <>
+struct TileChoice<64, 64> {  // dense-124m, long-4k
+  using Forward = flash::ForwardConfig<4>;
+  using Key = flash::KeyConfig<4>;
+  using Query = flash::QueryConfig<4>;
+};
+template <>
+struct TileChoice<96, 64> {  // MLA (moe-16e)
+  using Forward = flash::ForwardConfig<4>;
+  using Key = flash::KeyConfig<4>;
+  using Query = flash::QueryConfig<4>;
+};
+template <>
+struct TileChoice<128, 128> {  // llama-1b
+  using Forward = flash::ForwardConfig<4>;
+  using Key = flash::KeyConfig<4>;
+  using Query = flash::QueryConfig<4>;
+};
 
 void flash_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s,
                    cudaStream_t stream) {
   with_padded_head_dims(s.Dk, s.Dv, [&](auto dk, auto dv) {
     constexpr int DKP = decltype(dk)::value, DVP = decltype(dv)::value;
-    using Tiles = flash::ForwardTiles<DKP, DVP>;
-    auto kernel = s.segment_start ? flash::forward_kernel<DKP, DVP, true> : flash::forward_kernel<DKP, DVP, false>;
-    allow_shared_memory(kernel, Tiles::kSmemBytes);
-    kernel<<<grid(s.B * s.H, tiles(s.Tq, Tiles::kBlockM)), flash::kThreads, Tiles::kSmemBytes, stream>>>(out, lse, q,
-                                                                                                          k, v, s);
-    DSK_CUDA_CHECK_LAUNCH();
+    flash::launch_forward<DKP, DVP, typename TileChoice<DKP, DVP>::Forward>(out, lse, q, k, v, s, stream);
   });
-}
-
-template <int DKP, int DVP, bool kDV, bool kDK>
-void launch_flash_backward_kv(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
-                              const bf16* k, const bf16* v, const AttentionShape& s, cudaStream_t stream) {
-  using Tiles = flash::KeyTiles<DKP, DVP, kDV, kDK>;
-  auto kernel = s.segment_start ? flash::backward_kv_kernel<DKP, DVP, kDV, kDK, true>
-                                : flash::backward_kv_kernel<DKP, DVP, kDV, kDK, false>;
-  const int bytes = Tiles::kSmemBytes + (s.segment_start ? Tiles::kSegmentBytes : 0);
-  allow_shared_memory(kernel, bytes);
-  kernel<<<grid(s.B * s.KVH, tiles(s.Tk, Tiles::kBlockN)), flash::kThreads, bytes, stream>>>(dk, dv, dout, lse, dsum, q,
-                                                                                             k, v, s);
-  DSK_CUDA_CHECK_LAUNCH();
 }
 
 void flash_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
                     const bf16* k, const bf16* v, const AttentionShape& s, cudaStream_t stream) {
   with_padded_head_dims(s.Dk, s.Dv, [&](auto dk_dim, auto dv_dim) {
     constexpr int DKP = decltype(dk_dim)::value, DVP = decltype(dv_dim)::value;
-    if constexpr (DKP + DVP <= 256) {
-      launch_flash_backward_kv<DKP, DVP, true, true>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-    } else {  // dK and dV accumulators would not both fit in registers: one pass each
-      launch_flash_backward_kv<DKP, DVP, true, false>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-      launch_flash_backward_kv<DKP, DVP, false, true>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-    }
-    using Tiles = flash::QueryTiles<DKP, DVP>;
-    auto kernel =
-        s.segment_start ? flash::backward_q_kernel<DKP, DVP, true> : flash::backward_q_kernel<DKP, DVP, false>;
-    allow_shared_memory(kernel, Tiles::kSmemBytes);
-    kernel<<<grid(s.B * s.H, tiles(s.Tq, Tiles::kBlockM)), flash::kThreads, Tiles::kSmemBytes, stream>>>(
-        dq, dout, lse, dsum, q, k, v, s);
-    DSK_CUDA_CHECK_LAUNCH();
+    using Choice = TileChoice<DKP, DVP>;
+    flash::launch_backward_key_blocks<DKP, DVP, typename Choice::Key>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
+    flash::launch_backward_q<DKP, DVP, typename Choice::Query>(dq, dout, lse, dsum, q, k, v, s, stream);
   });
 }
 

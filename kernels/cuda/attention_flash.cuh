@@ -3,8 +3,9 @@
 // dQ per query tile, both recomputing the probabilities from the forward's log-sum-exps. Included
 // only by attention.cu, which checks shapes and alignment and picks the padded head dims.
 //
-// Every block has 4 warps; each warp owns MT m16 tiles, 16 * MT rows (queries in forward and dQ,
-// keys in dK/dV), in registers. DKP and DVP are the head dims padded to a multiple of 16; the
+// Each warp owns MT m16 tiles, 16 * MT rows (queries in forward and dQ, keys in dK/dV), in
+// registers; warps per block, MT and the other tile sizes are the kernels' tile configuration
+// (ForwardConfig, KeyConfig, QueryConfig below), chosen per head-dim pair in attention.cu. DKP and DVP are the head dims padded to a multiple of 16; the
 // padding is zero in shared memory and never stored. Scores are kept in base 2 (scaled by
 // scale * log2 e) so exp2 does the softmax; lse is written in natural-log units, as the CPU
 // reference would compute it. The tile sizes below keep each kernel's accumulators within the
@@ -20,8 +21,24 @@ namespace dsk::kernels::cuda::flash {
 
 using AttentionShape = cpu::AttentionShape;
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
+// Tile configurations, the kernels' template arguments. A 0 asks for what the head dims give by
+// the heuristics in ForwardTiles, KeyTiles and QueryTiles (the only choice before these were
+// parameters, e.g. ForwardConfig<4>); MIN_BLOCKS is __launch_bounds__'s minimum blocks per SM (it
+// caps the registers per thread). Forward and dQ: WARPS warps of 16 * WARP_TILES queries each,
+// BLOCK_N keys per step. dK/dV: WARPS warps of 16 * WARP_TILES keys each, BLOCK_M queries per step.
+template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 1>
+struct ForwardConfig {
+  static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockN = BLOCK_N, kMinBlocks = MIN_BLOCKS;
+};
+template <int WARPS, int WARP_TILES = 0, int BLOCK_M = 0, int MIN_BLOCKS = 1>
+struct KeyConfig {
+  static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockM = BLOCK_M, kMinBlocks = MIN_BLOCKS;
+};
+template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 1>
+struct QueryConfig {
+  static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockN = BLOCK_N, kMinBlocks = MIN_BLOCKS;
+};
+
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -74,25 +91,27 @@ struct QueryBlock {
 // Starts the cp.async of key tile `tile` of K and V (rows of the block's b and kvh) into stage
 // tile % 2 of the double-buffered k_tiles [2][BN][DKP + pad] and v_tiles [2][BN][DVP + pad]
 // (consecutive visits alternate stages: segments::KeyTileSkip skips an even number of tiles).
-template <int BN, int DKP, int DVP>
+template <int BN, int DKP, int DVP, int THREADS>
 __device__ __forceinline__ void load_key_tile(bf16* k_tiles, bf16* v_tiles, const bf16* k, const bf16* v,
                                               const AttentionShape& s, int b, int kvh, int tile) {
   constexpr int KP = DKP + kRowPadding, VP = DVP + kRowPadding;
   const int n0 = tile * BN, stage = tile % 2;
   const int64_t row = int64_t(b) * s.Tk + n0;
-  load_tile_async<BN, DKP, kThreads>(k_tiles + stage * BN * KP, k + row * s.k_stride + int64_t(kvh) * s.Dk,
-                                     s.k_stride, s.Tk - n0, s.Dk);
-  load_tile_async<BN, DVP, kThreads>(v_tiles + stage * BN * VP, v + row * s.v_stride + int64_t(kvh) * s.Dv,
-                                     s.v_stride, s.Tk - n0, s.Dv);
+  load_tile_async<BN, DKP, THREADS>(k_tiles + stage * BN * KP, k + row * s.k_stride + int64_t(kvh) * s.Dk,
+                                    s.k_stride, s.Tk - n0, s.Dk);
+  load_tile_async<BN, DVP, THREADS>(v_tiles + stage * BN * VP, v + row * s.v_stride + int64_t(kvh) * s.Dv,
+                                    s.v_stride, s.Tk - n0, s.Dv);
 }
 
-// ---- forward: one block per (b, h, 4 * 16 * MT queries); K/V tiles double-buffered via cp.async.
-template <int DKP, int DVP>
+// ---- forward: one block per (b, h, WARPS * 16 * MT queries); K/V tiles double-buffered via cp.async.
+template <int DKP, int DVP, class Config>
 struct ForwardTiles {
-  static constexpr int kWarpTiles = DKP <= 128 && DVP <= 128 ? 2 : 1;  // o is 16 x DVP floats per tile
+  static constexpr int kWarps = Config::kWarps, kThreads = 32 * kWarps;
+  // o is 16 x DVP floats per tile
+  static constexpr int kWarpTiles = Config::kWarpTiles ? Config::kWarpTiles : DKP <= 128 && DVP <= 128 ? 2 : 1;
   static constexpr int kWarpRows = 16 * kWarpTiles;
   static constexpr int kBlockM = kWarps * kWarpRows;
-  static constexpr int kBlockN = DVP > 64 ? 32 : 64;
+  static constexpr int kBlockN = Config::kBlockN ? Config::kBlockN : DVP > 64 ? 32 : 64;
   static constexpr int kKPitch = DKP + kRowPadding, kVPitch = DVP + kRowPadding;
   static constexpr int kSmemBytes = (kBlockM * kKPitch + 2 * kBlockN * (kKPitch + kVPitch)) * int(sizeof(bf16));
 };
@@ -133,10 +152,11 @@ __device__ __forceinline__ void online_softmax_update(float (&scores)[BN / 8][4]
 }
 
 // out [B, Tq, H, Dv] (=), lse [B, H, Tq].
-template <int DKP, int DVP, bool kSegments>
-__global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
-                                                           const bf16* v, AttentionShape s) {
-  using Tiles = ForwardTiles<DKP, DVP>;
+template <int DKP, int DVP, class Config, bool kSegments>
+__global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
+    forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, AttentionShape s) {
+  using Tiles = ForwardTiles<DKP, DVP, Config>;
+  constexpr int kThreads = Tiles::kThreads;
   constexpr int MT = Tiles::kWarpTiles, BM = Tiles::kBlockM, BN = Tiles::kBlockN;
   constexpr int KP = Tiles::kKPitch, VP = Tiles::kVPitch;
   extern __shared__ __align__(16) unsigned char shared[];
@@ -149,7 +169,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
   load_tile_async<BM, DKP, kThreads>(q_tile, q + (int64_t(block.b) * s.Tq + block.m0) * s.q_stride +
                                                  int64_t(block.h) * s.Dk,
                                      s.q_stride, s.Tq - block.m0, s.Dk);
-  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.first_tile());
+  load_key_tile<BN, DKP, DVP, kThreads>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.first_tile());
   cp_async_commit();
 
   const uint32_t q_warp = shared_address(q_tile + warp * Tiles::kWarpRows * KP);
@@ -162,7 +182,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
     cp_async_wait_all();
     __syncthreads();  // tile is in; every warp is done with the previous one, whose buffer the prefetch reuses
     if (block.next_tile(tile) < block.n_tiles) {
-      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.next_tile(tile));
+      load_key_tile<BN, DKP, DVP, kThreads>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.next_tile(tile));
       cp_async_commit();
     }
     const int n0 = tile * BN;
@@ -206,18 +226,22 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(bf16* out, float* lse
   }
 }
 
-// ---- backward, dK and dV: one block per (b, kv head, 4 * 16 * MT keys), looping over the query
+// ---- backward, dK and dV: one block per (b, kv head, WARPS * 16 * MT keys), looping over the query
 // heads of the group in order and over the query tiles that see its keys; each warp owns its
 // keys' dK and dV rows, so nothing is shared and no atomics are needed. When dK and dV together
 // would not fit in registers (DKP + DVP > 256), the launcher runs the kernel twice, once per
 // gradient (kDV, kDK).
-template <int DKP, int DVP, bool kDV, bool kDK>
+template <int DKP, int DVP, bool kDV, bool kDK, class Config>
 struct KeyTiles {
+  static constexpr int kWarps = Config::kWarps, kThreads = 32 * kWarps;
   static constexpr int kAccumulated = (kDV ? DVP : 0) + (kDK ? DKP : 0);  // floats per key row
-  static constexpr int kWarpTiles = kAccumulated <= 32 ? 2 : 1;  // two only for the tiny fixture dims
+  // by default two only for the tiny fixture dims
+  static constexpr int kWarpTiles = Config::kWarpTiles ? Config::kWarpTiles : kAccumulated <= 32 ? 2 : 1;
   static constexpr int kWarpRows = 16 * kWarpTiles;
   static constexpr int kBlockN = kWarps * kWarpRows;
-  static constexpr int kBlockM = kWarpTiles * kAccumulated > 128 ? 32 : 64;  // bounds the score registers
+  static constexpr int kBlockM = Config::kBlockM ? Config::kBlockM
+                                 : kWarpTiles * kAccumulated > 128 ? 32
+                                                                   : 64;  // bounds the score registers
   static constexpr int kKPitch = DKP + kRowPadding, kVPitch = DVP + kRowPadding;
   // Shared memory, in bf16 elements then floats: K [BN][KP], V [BN][VP] (for dP, kDK only),
   // Q [2][BM][KP], dO [2][BM][VP], then lse [2][BM], D [2][BM] (floats), and with segments the
@@ -231,11 +255,12 @@ struct KeyTiles {
 };
 
 // dk, dv (layouts of k, v) +=. dsum [B, H, Tq] = rowsum(dout * out). Grid: (B * KVH, key tiles).
-template <int DKP, int DVP, bool kDV, bool kDK, bool kSegments>
-__global__ void __launch_bounds__(kThreads)
+template <int DKP, int DVP, class Config, bool kDV, bool kDK, bool kSegments>
+__global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
     backward_kv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
                        const bf16* k, const bf16* v, AttentionShape s) {
-  using Tiles = KeyTiles<DKP, DVP, kDV, kDK>;
+  using Tiles = KeyTiles<DKP, DVP, kDV, kDK, Config>;
+  constexpr int kThreads = Tiles::kThreads;
   constexpr int MT = Tiles::kWarpTiles, BM = Tiles::kBlockM, BN = Tiles::kBlockN;
   constexpr int KP = Tiles::kKPitch, VP = Tiles::kVPitch;
   extern __shared__ __align__(16) unsigned char shared[];
@@ -334,13 +359,15 @@ __global__ void __launch_bounds__(kThreads)
                                   valid_keys, s.Dv, dv_acc, 1.0f);
 }
 
-// ---- backward, dQ: one block per (b, h, 4 * 16 * MT queries), looping over key tiles like the forward.
-template <int DKP, int DVP>
+// ---- backward, dQ: one block per (b, h, WARPS * 16 * MT queries), looping over key tiles like the forward.
+template <int DKP, int DVP, class Config>
 struct QueryTiles {
-  static constexpr int kWarpTiles = DKP <= 96 && DVP <= 96 ? 2 : 1;  // dq is 16 x DKP floats per tile
+  static constexpr int kWarps = Config::kWarps, kThreads = 32 * kWarps;
+  // dq is 16 x DKP floats per tile
+  static constexpr int kWarpTiles = Config::kWarpTiles ? Config::kWarpTiles : DKP <= 96 && DVP <= 96 ? 2 : 1;
   static constexpr int kWarpRows = 16 * kWarpTiles;
   static constexpr int kBlockM = kWarps * kWarpRows;
-  static constexpr int kBlockN = kWarpTiles == 2 || DKP > 128 ? 32 : 64;
+  static constexpr int kBlockN = Config::kBlockN ? Config::kBlockN : kWarpTiles == 2 || DKP > 128 ? 32 : 64;
   static constexpr int kKPitch = DKP + kRowPadding, kVPitch = DVP + kRowPadding;
   // Q [BM][KP], dO [BM][VP], K [2][BN][KP], V [2][BN][VP]
   static constexpr int kSmemBytes =
@@ -348,11 +375,12 @@ struct QueryTiles {
 };
 
 // dq (layout of q) +=.
-template <int DKP, int DVP, bool kSegments>
-__global__ void __launch_bounds__(kThreads)
+template <int DKP, int DVP, class Config, bool kSegments>
+__global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
     backward_q_kernel(bf16* dq, const bf16* dout, const float* lse, const float* dsum, const bf16* q, const bf16* k,
                       const bf16* v, AttentionShape s) {
-  using Tiles = QueryTiles<DKP, DVP>;
+  using Tiles = QueryTiles<DKP, DVP, Config>;
+  constexpr int kThreads = Tiles::kThreads;
   constexpr int MT = Tiles::kWarpTiles, BM = Tiles::kBlockM, BN = Tiles::kBlockN;
   constexpr int KP = Tiles::kKPitch, VP = Tiles::kVPitch;
   extern __shared__ __align__(16) unsigned char shared[];
@@ -368,7 +396,7 @@ __global__ void __launch_bounds__(kThreads)
                                      s.Tq - block.m0, s.Dk);
   load_tile_async<BM, DVP, kThreads>(dout_tile, dout + row * dout_stride + int64_t(block.h) * s.Dv, dout_stride,
                                      s.Tq - block.m0, s.Dv);
-  load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.first_tile());
+  load_key_tile<BN, DKP, DVP, kThreads>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.first_tile());
   cp_async_commit();
 
   // The thread's query rows: their lse (base 2) and D = rowsum(dout * out).
@@ -392,7 +420,7 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait_all();
     __syncthreads();
     if (block.next_tile(tile) < block.n_tiles) {
-      load_key_tile<BN, DKP, DVP>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.next_tile(tile));
+      load_key_tile<BN, DKP, DVP, kThreads>(k_tiles, v_tiles, k, v, s, block.b, block.kvh, block.next_tile(tile));
       cp_async_commit();
     }
     const int n0 = tile * BN;
