@@ -118,13 +118,16 @@ void flash_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf
   });
 }
 
+// scratch holds D [B, H, Tq], then (from a 16-byte boundary) the tile choice's workspace.
+size_t dsum_floats(const AttentionShape& s) { return (size_t(s.B) * s.H * s.Tq + 3) / 4 * 4; }
+
 void flash_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
-                    const bf16* k, const bf16* v, const AttentionShape& s, cudaStream_t stream) {
+                    const bf16* k, const bf16* v, const AttentionShape& s, float* workspace, cudaStream_t stream) {
   with_padded_head_dims(s.Dk, s.Dv, [&](auto dk_dim, auto dv_dim) {
     constexpr int DKP = decltype(dk_dim)::value, DVP = decltype(dv_dim)::value;
     using Choice = TileChoice<DKP, DVP>;
-    flash::launch_backward_key_blocks<DKP, DVP, typename Choice::Key>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-    flash::launch_backward_q<DKP, DVP, typename Choice::Query>(dq, dout, lse, dsum, q, k, v, s, stream);
+    flash::launch_backward<DKP, DVP, typename Choice::Key, typename Choice::Query>(dq, dk, dv, dout, lse, dsum, q, k,
+                                                                                  v, s, workspace, stream);
   });
 }
 
@@ -166,7 +169,15 @@ void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, c
   simt_forward(out, lse, q, k, v, s, stream);
 }
 
-size_t attention_backward_scratch_floats(const AttentionShape& s) { return size_t(s.B) * s.H * s.Tq; }
+size_t attention_backward_scratch_floats(const AttentionShape& s) {
+  size_t workspace = 0;
+  if (s.Dk > 0 && s.Dv > 0)
+    with_padded_head_dims(s.Dk, s.Dv, [&](auto dk, auto dv) {
+      constexpr int DKP = decltype(dk)::value, DVP = decltype(dv)::value;
+      workspace = flash::backward_workspace_floats<DKP, DVP, typename TileChoice<DKP, DVP>::Key>(s);
+    });
+  return dsum_floats(s) + workspace;
+}
 
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const float* lse, const T* q, const T* k,
@@ -177,7 +188,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const 
   launch_output_dot(dsum, dout, out, s, stream);
   if constexpr (std::is_same_v<T, bf16>) {
     if (tensor_core_path<T>(s, {dq, dk, dv, dout, q, k, v}))
-      return flash_backward(dq, dk, dv, dout, lse, dsum, q, k, v, s, stream);
+      return flash_backward(dq, dk, dv, dout, lse, dsum, q, k, v, s, scratch + dsum_floats(s), stream);
   }
   simt_backward(dq, dk, dv, dout, lse, dsum, q, k, v, s, stream);
 }

@@ -30,9 +30,13 @@ template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 1>
 struct ForwardConfig {
   static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockN = BLOCK_N, kMinBlocks = MIN_BLOCKS;
 };
-template <int WARPS, int WARP_TILES = 0, int BLOCK_M = 0, int MIN_BLOCKS = 1>
+// ORDERED_DQ: the dK/dV kernel computes dQ too (one pass: S, P and dS once instead of twice) and
+// adds each step's dQ part into an fp32 accumulator in key-tile order (DqTurns below), so the sum
+// is the same in every run; then no dQ kernel runs.
+template <int WARPS, int WARP_TILES = 0, int BLOCK_M = 0, int MIN_BLOCKS = 1, bool ORDERED_DQ = false>
 struct KeyConfig {
   static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockM = BLOCK_M, kMinBlocks = MIN_BLOCKS;
+  static constexpr bool kOrderedDq = ORDERED_DQ;
 };
 template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 1>
 struct QueryConfig {
@@ -231,6 +235,34 @@ __global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
 // keys' dK and dV rows, so nothing is shared and no atomics are needed. When dK and dV together
 // would not fit in registers (DKP + DVP > 256), the launcher runs the kernel twice, once per
 // gradient (kDV, kDK).
+//
+// With KeyConfig's ORDERED_DQ, each step also writes dS (bf16, [BM queries][BN keys]) to shared
+// memory, the warps split dQ part = dS K (BM x DKP) between them, and the block adds it into the
+// fp32 accumulator dq_accum [B, H, Tq, DKP] when its turn comes: the blocks of key tiles 0, 1, ..
+// of a (b, kv head) add to each query tile in that order, every block of key tile j after exactly
+// j others (a tile's keys are seen by all query tiles its predecessors' keys are, and with
+// ORDERED_DQ a block visits every query tile from its first, packed rows or not). A block only
+// ever waits for blocks of lower index, which the GPU starts first, so the turns cannot deadlock.
+// The launcher zeroes dq_accum and the turns first and adds dq_accum * scale to dq after.
+struct DqTurns {
+  // Spins (thread 0 of the block) until `turn` reaches `mine`; the acquire makes the previous
+  // adder's writes visible. A wait of about 10 s means a broken schedule: trap, not hang.
+  __device__ static void wait(const int* turn, int mine) {
+    for (long spins = 0;; spins++) {
+      int seen;
+      asm volatile("ld.acquire.gpu.s32 %0, [%1];" : "=r"(seen) : "l"(turn) : "memory");
+      if (seen >= mine) return;
+      if (spins > (1l << 28)) __trap();
+      __nanosleep(32);
+    }
+  }
+  // After the block's writes (and a __syncthreads), thread 0 hands the query tile on.
+  __device__ static void pass(int* turn, int next) {
+    __threadfence();
+    asm volatile("st.release.gpu.s32 [%0], %1;" : : "l"(turn), "r"(next) : "memory");
+  }
+};
+
 template <int DKP, int DVP, bool kDV, bool kDK, class Config>
 struct KeyTiles {
   static constexpr int kWarps = Config::kWarps, kThreads = 32 * kWarps;
@@ -243,22 +275,35 @@ struct KeyTiles {
                                  : kWarpTiles * kAccumulated > 128 ? 32
                                                                    : 64;  // bounds the score registers
   static constexpr int kKPitch = DKP + kRowPadding, kVPitch = DVP + kRowPadding;
+  static constexpr bool kOrderedDq = Config::kOrderedDq;
+  static_assert(!kOrderedDq || (kDV && kDK), "dQ in the key blocks needs dK and dV in one pass");
+  // ORDERED_DQ: the warps split the BM x DKP dQ part into m16 tiles of rows, then into columns.
+  static constexpr int kDqRowTiles = kBlockM / 16;
+  static constexpr int kDqWarpTiles = kDqRowTiles >= kWarps ? kDqRowTiles / kWarps : 1;
+  static constexpr int kDqColumnSplits = kDqRowTiles >= kWarps ? 1 : kWarps / kDqRowTiles;
+  static constexpr int kDqColumns = DKP / kDqColumnSplits;
+  static_assert(!kOrderedDq || (kDqWarpTiles * kWarps == kDqRowTiles || kDqColumnSplits * kDqRowTiles == kWarps) &&
+                                   kDqColumns % 16 == 0 && kDqColumns * kDqColumnSplits == DKP,
+                "the dQ part does not split evenly between the warps");
+  static constexpr int kDsPitch = kBlockN + kRowPadding;
   // Shared memory, in bf16 elements then floats: K [BN][KP], V [BN][VP] (for dP, kDK only),
-  // Q [2][BM][KP], dO [2][BM][VP], then lse [2][BM], D [2][BM] (floats), and with segments the
-  // example starts [2][BM] (i32, kSegmentBytes more).
+  // Q [2][BM][KP], dO [2][BM][VP], dS [BM][kDsPitch] (ORDERED_DQ only), then lse [2][BM], D [2][BM]
+  // (floats), and with segments the example starts [2][BM] (i32, kSegmentBytes more).
   static constexpr int kVOffset = kBlockN * kKPitch;
   static constexpr int kQOffset = kVOffset + (kDK ? kBlockN * kVPitch : 0);
   static constexpr int kDOOffset = kQOffset + 2 * kBlockM * kKPitch;
-  static constexpr int kBf16Elements = kDOOffset + 2 * kBlockM * kVPitch;
+  static constexpr int kDsOffset = kDOOffset + 2 * kBlockM * kVPitch;
+  static constexpr int kBf16Elements = kDsOffset + (kOrderedDq ? kBlockM * kDsPitch : 0);
   static constexpr int kSmemBytes = kBf16Elements * int(sizeof(bf16)) + 4 * kBlockM * int(sizeof(float));
   static constexpr int kSegmentBytes = 2 * kBlockM * int(sizeof(int32_t));
 };
 
 // dk, dv (layouts of k, v) +=. dsum [B, H, Tq] = rowsum(dout * out). Grid: (B * KVH, key tiles).
+// ORDERED_DQ only: dq_accum [B, H, Tq, DKP] +=, dq_turns [B, H, query tiles] (zeroed before).
 template <int DKP, int DVP, class Config, bool kDV, bool kDK, bool kSegments>
 __global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
     backward_kv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
-                       const bf16* k, const bf16* v, AttentionShape s) {
+                       const bf16* k, const bf16* v, AttentionShape s, float* dq_accum, int* dq_turns) {
   using Tiles = KeyTiles<DKP, DVP, kDV, kDK, Config>;
   constexpr int kThreads = Tiles::kThreads;
   constexpr int MT = Tiles::kWarpTiles, BM = Tiles::kBlockM, BN = Tiles::kBlockN;
@@ -272,6 +317,7 @@ __global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
   float* lse_tiles = reinterpret_cast<float*>(shared_bf16 + Tiles::kBf16Elements);  // [2][BM]
   float* dsum_tiles = lse_tiles + 2 * BM;                                            // [2][BM]
   int32_t* start_tiles = reinterpret_cast<int32_t*>(dsum_tiles + 2 * BM);            // [2][BM]
+  bf16* ds_tile = shared_bf16 + Tiles::kDsOffset;                                    // [BM][kDsPitch]
 
   const int warp = int(threadIdx.x) / 32;
   const int b = int(blockIdx.x) / s.KVH, kvh = int(blockIdx.x) % s.KVH, group = s.H / s.KVH;
@@ -279,7 +325,8 @@ __global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
   const int warp_n0 = n0 + warp * Tiles::kWarpRows;
   const int offset = s.Tk - s.Tq;
   const int first_tile = max(0, n0 - offset) / BM;  // query m sees key n when m >= n - offset
-  const int query_end = kSegments ? segments::query_end(s, b, n0, min(n0 + BN, s.Tk) - 1) : s.Tq;
+  const int query_end =
+      kSegments && !Tiles::kOrderedDq ? segments::query_end(s, b, n0, min(n0 + BN, s.Tk) - 1) : s.Tq;
   const int tiles_per_head = (query_end + BM - 1) / BM - first_tile;
   const int steps = group * tiles_per_head;
   const int64_t dout_stride = int64_t(s.H) * s.Dv;
@@ -314,19 +361,14 @@ __global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
   float dk_acc[MT][kDK ? DKP / 8 : 1][4] = {};
   float dv_acc[MT][kDV ? DVP / 8 : 1][4] = {};
   const float scale_log2 = s.scale * kLog2e;
-  for (int step = 0; step < steps; step++) {
-    cp_async_wait_all();
-    __syncthreads();  // step's queries are in; every warp is done with step - 1's buffers
-    if (step + 1 < steps) {
-      load_queries(step + 1);
-      cp_async_commit();
-    }
-    const int m0 = step_m0(step), stage = step % 2;
-    if (warp_n0 >= s.Tk || offset + m0 + BM - 1 < warp_n0) continue;  // no query of the tile sees these keys
+  // One step's dV and dK for the warp's keys (and dS in shared memory for ORDERED_DQ); false when
+  // no query of the step sees them.
+  auto accumulate_step = [&](int m0, int stage) {
+    if (warp_n0 >= s.Tk || offset + m0 + BM - 1 < warp_n0) return false;  // no query of the tile sees these keys
     const int32_t* start_stage = start_tiles + stage * BM;
     // With segments: the warp's keys all precede the tile's first example, or some may precede one.
     const bool segmented = kSegments && warp_n0 + Tiles::kWarpRows > offset;
-    if (segmented && warp_n0 >= offset && warp_n0 + Tiles::kWarpRows <= offset + start_stage[0]) continue;
+    if (segmented && warp_n0 >= offset && warp_n0 + Tiles::kWarpRows <= offset + start_stage[0]) return false;
     const bool segment_edge = segmented && warp_n0 < offset + start_stage[min(BM, s.Tq - m0) - 1];
     const uint32_t q_stage = shared_address(q_tiles + stage * BM * KP);
     const uint32_t dout_stage = shared_address(dout_tiles + stage * BM * VP);
@@ -348,6 +390,44 @@ __global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
     });
     if constexpr (kDV) warp_product_pb<MT, BM, DVP, VP>(dv_acc, p, dout_stage);  // dV += P^T dO
     if constexpr (kDK) warp_product_pb<MT, BM, DKP, KP>(dk_acc, ds, q_stage);    // dK += dS^T Q (x scale below)
+    if constexpr (Tiles::kOrderedDq)  // dS [queries][keys], this warp's keys
+      for_each_accumulator<MT, BM>([&](int mt, int i, int e, int row, int column) {
+        ds_tile[column * Tiles::kDsPitch + warp * Tiles::kWarpRows + row] = __float2bfloat16_rn(ds[mt][i][e]);
+      });
+    return true;
+  };
+  // ORDERED_DQ: dQ part = dS K of the step, added into dq_accum in key-tile order. (Generic, so
+  // that only ORDERED_DQ kernels compile it.)
+  auto add_dq_part = [&](auto step, int m0, bool worked) {
+    if (!worked)  // the warp's columns of dS are zero
+      for (int i = int(threadIdx.x) % 32; i < BM * Tiles::kWarpRows; i += 32)
+        ds_tile[i / Tiles::kWarpRows * Tiles::kDsPitch + warp * Tiles::kWarpRows + i % Tiles::kWarpRows] = bf16(0.0f);
+    __syncthreads();  // dS is whole
+    constexpr int DMT = Tiles::kDqWarpTiles, DN = Tiles::kDqColumns;
+    const int row0 = 16 * (Tiles::kDqColumnSplits == 1 ? warp * DMT : warp % Tiles::kDqRowTiles);
+    const int column0 = Tiles::kDqColumnSplits == 1 ? 0 : warp / Tiles::kDqRowTiles * DN;
+    float dq_part[DMT][DN / 8][4] = {};
+    warp_product_ab<DMT, BN, DN, Tiles::kDsPitch, KP>(dq_part, shared_address(ds_tile + row0 * Tiles::kDsPitch),
+                                                      shared_address(k_tile + column0));
+    const int64_t head_row = int64_t(b) * s.H + step_head(step);
+    int* turn = dq_turns + head_row * ((s.Tq + BM - 1) / BM) + m0 / BM;
+    if (threadIdx.x == 0) DqTurns::wait(turn, int(blockIdx.y));
+    __syncthreads();
+    add_accumulator_rows_f32<DMT, DN>(dq_accum + (head_row * s.Tq + m0 + row0) * DKP + column0, DKP,
+                                      s.Tq - m0 - row0, dq_part);
+    __syncthreads();  // every thread's adds are issued
+    if (threadIdx.x == 0) DqTurns::pass(turn, int(blockIdx.y) + 1);
+  };
+  for (int step = 0; step < steps; step++) {
+    cp_async_wait_all();
+    __syncthreads();  // step's queries are in; every warp is done with step - 1's buffers
+    if (step + 1 < steps) {
+      load_queries(step + 1);
+      cp_async_commit();
+    }
+    const int m0 = step_m0(step), stage = step % 2;
+    [[maybe_unused]] const bool worked = accumulate_step(m0, stage);
+    if constexpr (Tiles::kOrderedDq) add_dq_part(step, m0, worked);
   }
 
   const int valid_keys = s.Tk - warp_n0;

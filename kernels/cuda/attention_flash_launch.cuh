@@ -62,32 +62,19 @@ void launch_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const b
   DSK_CUDA_CHECK_LAUNCH();
 }
 
-// dk, dv += (one of them, or both: kDV, kDK).
+// dk, dv += (one of them, or both: kDV, kDK); ORDERED_DQ: dq_accum +=, dq_turns (zeroed) used.
 template <int DKP, int DVP, class Config, bool kDV, bool kDK, bool kWithSegments>
 void launch_backward_kv(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
-                        const bf16* k, const bf16* v, const AttentionShape& s, cudaStream_t stream) {
+                        const bf16* k, const bf16* v, const AttentionShape& s, float* dq_accum, int* dq_turns,
+                        cudaStream_t stream) {
   using Tiles = KeyTiles<DKP, DVP, kDV, kDK, Config>;
   auto kernel = pick_kernel<kWithSegments>(s, backward_kv_kernel<DKP, DVP, Config, kDV, kDK, kWithSegments>,
                                            backward_kv_kernel<DKP, DVP, Config, kDV, kDK, false>);
   const int bytes = Tiles::kSmemBytes + (s.segment_start ? Tiles::kSegmentBytes : 0);
   allow_shared_memory(kernel, bytes);
-  kernel<<<grid(s.B * s.KVH, tiles(s.Tk, Tiles::kBlockN)), Tiles::kThreads, bytes, stream>>>(dk, dv, dout, lse, dsum,
-                                                                                             q, k, v, s);
+  kernel<<<grid(s.B * s.KVH, tiles(s.Tk, Tiles::kBlockN)), Tiles::kThreads, bytes, stream>>>(
+      dk, dv, dout, lse, dsum, q, k, v, s, dq_accum, dq_turns);
   DSK_CUDA_CHECK_LAUNCH();
-}
-
-// dk, dv += in one pass, or in two when their accumulators would not both fit in registers
-// (DKP + DVP > 256).
-template <int DKP, int DVP, class Config, bool kWithSegments = true>
-void launch_backward_key_blocks(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum,
-                                const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s,
-                                cudaStream_t stream) {
-  if constexpr (DKP + DVP <= 256) {
-    launch_backward_kv<DKP, DVP, Config, true, true, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-  } else {
-    launch_backward_kv<DKP, DVP, Config, true, false, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-    launch_backward_kv<DKP, DVP, Config, false, true, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-  }
 }
 
 // dq +=.
@@ -101,6 +88,73 @@ void launch_backward_q(bf16* dq, const bf16* dout, const float* lse, const float
   kernel<<<grid(s.B * s.H, tiles(s.Tq, Tiles::kBlockM)), Tiles::kThreads, Tiles::kSmemBytes, stream>>>(
       dq, dout, lse, dsum, q, k, v, s);
   DSK_CUDA_CHECK_LAUNCH();
+}
+
+// dk, dv += without ORDERED_DQ: in one pass, or in two when their accumulators would not both fit
+// in registers (DKP + DVP > 256).
+template <int DKP, int DVP, class KeyConfig, bool kWithSegments = true>
+void launch_backward_key_blocks(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum,
+                                const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s,
+                                cudaStream_t stream) {
+  static_assert(!KeyConfig::kOrderedDq, "launch_backward runs ORDERED_DQ configurations");
+  if constexpr (DKP + DVP <= 256) {
+    launch_backward_kv<DKP, DVP, KeyConfig, true, true, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, nullptr,
+                                                                      nullptr, stream);
+  } else {
+    launch_backward_kv<DKP, DVP, KeyConfig, true, false, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, nullptr,
+                                                                       nullptr, stream);
+    launch_backward_kv<DKP, DVP, KeyConfig, false, true, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, nullptr,
+                                                                       nullptr, stream);
+  }
+}
+
+// dq (layout of q) += dq_accum [B, H, Tq, DKP] * scale: ORDERED_DQ's last step.
+template <int DKP>
+__global__ void add_dq_accumulator_kernel(bf16* dq, const float* dq_accum, AttentionShape s) {
+  const int64_t pair = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // ((b * Tq + m) * H + h) * Dk / 2 + d / 2
+  if (pair >= int64_t(s.B) * s.Tq * s.H * (s.Dk / 2)) return;
+  const int d = int(pair % (s.Dk / 2)) * 2;
+  const int64_t row = pair / (s.Dk / 2), h = row % s.H, bm = row / s.H, b = bm / s.Tq, m = bm % s.Tq;
+  const float2 sum = *reinterpret_cast<const float2*>(dq_accum + ((b * s.H + h) * s.Tq + m) * DKP + d);
+  auto* out = reinterpret_cast<__nv_bfloat162*>(dq + bm * s.q_stride + h * s.Dk + d);
+  const float2 old = __bfloat1622float2(*out);
+  *out = __floats2bfloat162_rn(old.x + sum.x * s.scale, old.y + sum.y * s.scale);
+}
+
+// The floats of workspace backward() needs beyond D: ORDERED_DQ's dq_accum and turns.
+template <int DKP, int DVP, class KeyConfig>
+size_t backward_workspace_floats(const AttentionShape& s) {
+  if constexpr (!KeyConfig::kOrderedDq) {
+    return 0;
+  } else {
+    using Tiles = KeyTiles<DKP, DVP, true, true, KeyConfig>;
+    return size_t(s.B) * s.H * (size_t(s.Tq) * DKP + tiles(s.Tq, Tiles::kBlockM));
+  }
+}
+
+// dq, dk, dv +=: the dK/dV kernel(s), then the dQ kernel, or with KeyConfig's ORDERED_DQ the one
+// kernel for all three and dQ's conversion. workspace: backward_workspace_floats() floats.
+template <int DKP, int DVP, class KeyConfig, class QueryConfig, bool kWithSegments = true>
+void launch_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum,
+                     const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s, float* workspace,
+                     cudaStream_t stream) {
+  if constexpr (KeyConfig::kOrderedDq) {
+    static_assert(DKP + DVP <= 256, "ORDERED_DQ needs dK and dV in one pass");
+    using Tiles = KeyTiles<DKP, DVP, true, true, KeyConfig>;
+    float* dq_accum = workspace;
+    int* dq_turns = reinterpret_cast<int*>(workspace + size_t(s.B) * s.H * s.Tq * DKP);
+    DSK_CUDA_CHECK(cudaMemsetAsync(workspace, 0, backward_workspace_floats<DKP, DVP, KeyConfig>(s) * sizeof(float), stream));
+    launch_backward_kv<DKP, DVP, KeyConfig, true, true, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, dq_accum,
+                                                                      dq_turns, stream);
+    static_assert(Tiles::kOrderedDq);
+    constexpr int kThreads = 256;
+    add_dq_accumulator_kernel<DKP><<<blocks_for(int64_t(s.B) * s.Tq * s.H * (s.Dk / 2), kThreads), kThreads, 0,
+                                     stream>>>(dq, dq_accum, s);
+    DSK_CUDA_CHECK_LAUNCH();
+  } else {
+    launch_backward_key_blocks<DKP, DVP, KeyConfig, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
+    launch_backward_q<DKP, DVP, QueryConfig, kWithSegments>(dq, dout, lse, dsum, q, k, v, s, stream);
+  }
 }
 
 }  // namespace dsk::kernels::cuda::flash

@@ -7,7 +7,8 @@
 // Build (no CMake target; from the repository root, on a machine with nvcc), one line:
 //   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels -Ilib
 //        scripts/bench/attention_sweep.cu kernels/cuda/attention.cu kernels/cuda/common.cu -o attention_sweep
-// Run: ./attention_sweep (scripts/device/attention-sweep-gpu.sh runs it with the GPU tests).
+// Run: ./attention_sweep [--no-ordered-dq] (scripts/device/attention-sweep-gpu.sh runs it with the
+// GPU tests; --no-ordered-dq leaves out the one-pass candidates, KeyConfig's ORDERED_DQ).
 //
 // For every shape and candidate, one row: the candidate's kernel alone (median of 20 runs after 3
 // warm-ups, each between two CUDA events), forward+backward with that candidate in place of the
@@ -53,6 +54,7 @@ constexpr BenchShape kShapes[] = {  // attention_bench.cu's
     {"llama-1b", 4, 2048, 16, 128, 128},
 };
 constexpr double kMaxError = 1e-2;
+bool g_skip_ordered_dq = false;  // --no-ordered-dq
 
 template <class... Configs>
 struct List {};
@@ -67,7 +69,8 @@ struct Candidates<64, 64> {
   using Forward = List<ForwardConfig<4>, ForwardConfig<4, 2, 32>, ForwardConfig<4, 1, 64>, ForwardConfig<4, 1, 128>,
                        ForwardConfig<8, 1, 64>, ForwardConfig<8, 2, 64>, ForwardConfig<8, 1, 128>>;
   using Key = List<KeyConfig<4>, KeyConfig<4, 1, 32>, KeyConfig<8, 1, 64>, KeyConfig<8, 1, 32>, KeyConfig<4, 2, 16>,
-                   KeyConfig<8, 2, 16>>;
+                   KeyConfig<8, 2, 16>, KeyConfig<4, 1, 64, 1, true>, KeyConfig<8, 1, 64, 1, true>,
+                   KeyConfig<4, 1, 32, 1, true>, KeyConfig<8, 1, 32, 1, true>>;
   using Query = List<QueryConfig<4>, QueryConfig<4, 1, 64>, QueryConfig<4, 1, 32>, QueryConfig<8, 2, 32>,
                      QueryConfig<8, 1, 64>, QueryConfig<8, 1, 32>, QueryConfig<4, 2, 16>, QueryConfig<8, 2, 16>>;
 };
@@ -75,22 +78,25 @@ template <>
 struct Candidates<96, 64> {
   using Forward = List<ForwardConfig<4>, ForwardConfig<4, 2, 32>, ForwardConfig<4, 1, 64>, ForwardConfig<8, 1, 64>,
                        ForwardConfig<8, 2, 64>>;
-  using Key = List<KeyConfig<4>, KeyConfig<4, 1, 64>, KeyConfig<8, 1, 32>, KeyConfig<8, 1, 64>>;
+  using Key = List<KeyConfig<4>, KeyConfig<4, 1, 64>, KeyConfig<8, 1, 32>, KeyConfig<8, 1, 64>,
+                   KeyConfig<4, 1, 32, 1, true>>;
   using Query = List<QueryConfig<4>, QueryConfig<4, 1, 64>, QueryConfig<4, 1, 32>, QueryConfig<8, 1, 64>,
                      QueryConfig<8, 1, 32>, QueryConfig<8, 2, 16>>;
 };
 template <>
 struct Candidates<128, 128> {
   using Forward = List<ForwardConfig<4>, ForwardConfig<4, 1, 64>, ForwardConfig<8, 1, 64>, ForwardConfig<8, 1, 32>>;
-  using Key = List<KeyConfig<4>, KeyConfig<4, 1, 16>, KeyConfig<8, 1, 32>, KeyConfig<8, 1, 16>>;
+  using Key = List<KeyConfig<4>, KeyConfig<4, 1, 16>, KeyConfig<8, 1, 32>, KeyConfig<8, 1, 16>,
+                   KeyConfig<4, 1, 16, 1, true>, KeyConfig<8, 1, 16, 1, true>>;
   using Query = List<QueryConfig<4>, QueryConfig<4, 1, 32>, QueryConfig<8, 1, 64>, QueryConfig<8, 1, 32>>;
 };
 
 // Written as the type to paste into attention.cu.
 template <class C>
-std::string config_name(const char* kind, int third) {
+std::string config_name(const char* kind, int third, bool ordered_dq = false) {
   char text[96];
-  std::snprintf(text, sizeof text, "flash::%s<%d, %d, %d, %d>", kind, C::kWarps, C::kWarpTiles, third, C::kMinBlocks);
+  std::snprintf(text, sizeof text, "flash::%s<%d, %d, %d, %d%s>", kind, C::kWarps, C::kWarpTiles, third,
+                C::kMinBlocks, ordered_dq ? ", true" : "");
   return text;
 }
 template <class C>
@@ -98,8 +104,8 @@ std::string name_of(ForwardConfig<C::kWarps, C::kWarpTiles, C::kBlockN, C::kMinB
   return config_name<C>("ForwardConfig", C::kBlockN);
 }
 template <class C>
-std::string name_of(KeyConfig<C::kWarps, C::kWarpTiles, C::kBlockM, C::kMinBlocks>*) {
-  return config_name<C>("KeyConfig", C::kBlockM);
+std::string name_of(KeyConfig<C::kWarps, C::kWarpTiles, C::kBlockM, C::kMinBlocks, C::kOrderedDq>*) {
+  return config_name<C>("KeyConfig", C::kBlockM, C::kOrderedDq);
 }
 template <class C>
 std::string name_of(QueryConfig<C::kWarps, C::kWarpTiles, C::kBlockN, C::kMinBlocks>*) {
@@ -112,7 +118,7 @@ struct Tensors {
   cuda::AttentionShape s;
   size_t qk_size, v_size;
   bf16 *q, *k, *v, *dout, *out, *dq, *dk, *dv;
-  float *lse, *dsum, *scratch;
+  float *lse, *dsum, *scratch, *workspace;  // workspace: ORDERED_DQ's, for head dims up to 128
 
   explicit Tensors(const BenchShape& shape) {
     const int B = shape.B, T = shape.T, H = shape.H;
@@ -129,10 +135,11 @@ struct Tensors {
     DSK_CUDA_CHECK(cudaMalloc(&lse, size_t(B) * H * T * sizeof(float)));
     DSK_CUDA_CHECK(cudaMalloc(&dsum, size_t(B) * H * T * sizeof(float)));
     DSK_CUDA_CHECK(cudaMalloc(&scratch, cuda::attention_backward_scratch_floats(s) * sizeof(float)));
+    DSK_CUDA_CHECK(cudaMalloc(&workspace, size_t(B) * H * T * (128 + 1) * sizeof(float)));
   }
   ~Tensors() {
     for (void* p : {(void*)q, (void*)k, (void*)v, (void*)dout, (void*)out, (void*)dq, (void*)dk, (void*)dv,
-                    (void*)lse, (void*)dsum, (void*)scratch})
+                    (void*)lse, (void*)dsum, (void*)scratch, (void*)workspace})
       cudaFree(p);
   }
   void zero_gradients() const {
@@ -169,6 +176,7 @@ struct Candidate {
   std::string kind, name;
   std::function<void()> launch;  // the kernel alone
   int part;                      // which of Pipeline's launches it replaces: 0 forward, 1 key, 2 query
+  bool with_dq = false;          // a key candidate with ORDERED_DQ: computes dQ too (no query launch)
 };
 
 template <int DKP, int DVP, class C>
@@ -178,12 +186,21 @@ Candidate forward_candidate(const Tensors& t) {
 }
 template <int DKP, int DVP, class C>
 Candidate key_candidate(const Tensors& t) {
-  return {"dK,dV", name_of<C>((C*)nullptr),
-          [&t] {
-            flash::launch_backward_key_blocks<DKP, DVP, C, false>(t.dk, t.dv, t.dout, t.lse, t.dsum, t.q, t.k, t.v,
-                                                                  t.s, nullptr);
-          },
-          1};
+  if constexpr (C::kOrderedDq) {
+    return {"dK,dV,dQ", name_of<C>((C*)nullptr),
+            [&t] {
+              flash::launch_backward<DKP, DVP, C, QueryConfig<4>, false>(t.dq, t.dk, t.dv, t.dout, t.lse, t.dsum, t.q,
+                                                                         t.k, t.v, t.s, t.workspace, nullptr);
+            },
+            1, true};
+  } else {
+    return {"dK,dV", name_of<C>((C*)nullptr),
+            [&t] {
+              flash::launch_backward_key_blocks<DKP, DVP, C, false>(t.dk, t.dv, t.dout, t.lse, t.dsum, t.q, t.k, t.v,
+                                                                    t.s, nullptr);
+            },
+            1};
+  }
 }
 template <int DKP, int DVP, class C>
 Candidate query_candidate(const Tensors& t) {
@@ -222,7 +239,6 @@ void sweep_shape(const BenchShape& shape, std::vector<Row>& rows) {
                                                           typename Lists::Query{});
   // The baseline (first of each list): its results are the reference, its launches the pipeline.
   Pipeline baseline;
-  std::vector<float> reference[3][2];  // per part: (out), (dk, dv), (dq)
   for (const Candidate& c : all) {
     if (c.part == 0 && !baseline.forward) baseline.forward = c.launch;
     if (c.part == 1 && !baseline.key) baseline.key = c.launch;
@@ -239,42 +255,49 @@ void sweep_shape(const BenchShape& shape, std::vector<Row>& rows) {
   baseline.key();
   baseline.query();
   DSK_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<std::vector<float>> expected[3] = {results(0), results(1), results(2)};
+  std::vector<std::vector<float>> expected[4] = {results(0), results(1), results(2), {}};
+  expected[3] = {expected[1][0], expected[1][1], expected[2][0]};  // ORDERED_DQ: dk, dv, dq
   const double baseline_ms = time_pipeline(t, baseline);
 
   const std::string pair = std::to_string(DKP) + "/" + std::to_string(DVP);
-  Pipeline best = baseline;
-  double best_ms[3] = {1e30, 1e30, 1e30};
+  Pipeline best[4] = {baseline, baseline, baseline, baseline};  // per part (3: ORDERED_DQ), its fastest
+  double best_ms[4] = {1e30, 1e30, 1e30, 1e30};
   for (const Candidate& c : all) {
+    if (c.with_dq && g_skip_ordered_dq) continue;
+    const int part = c.with_dq ? 3 : c.part;
     t.zero_gradients();
     c.launch();
     DSK_CUDA_CHECK(cudaDeviceSynchronize());
-    const auto got = results(c.part);
+    auto got = results(c.part);
+    if (c.with_dq) got.push_back(results(2)[0]);
     double error = 0;
-    for (size_t i = 0; i < got.size(); i++) error = std::max(error, relative_error(got[i], expected[c.part][i]));
+    for (size_t i = 0; i < got.size(); i++) error = std::max(error, relative_error(got[i], expected[part][i]));
     const bool pass = error <= kMaxError;  // false for NaN too
     const double kernel_ms = median_ms(c.launch);
     Pipeline with = baseline;
     (c.part == 0 ? with.forward : c.part == 1 ? with.key : with.query) = c.launch;
+    if (c.with_dq) with.query = [] {};
     const double total_ms = time_pipeline(t, with);
-    std::printf("%-12s %-6s %-6s %-34s %9.3f %11.3f %7.2fx %9.2e %s\n", shape.name, pair.c_str(), c.kind.c_str(),
+    std::printf("%-12s %-6s %-8s %-34s %9.3f %11.3f %7.2fx %9.2e %s\n", shape.name, pair.c_str(), c.kind.c_str(),
                 c.name.c_str(), kernel_ms, total_ms, baseline_ms / total_ms, error, pass ? "ok" : "FAIL");
     std::fflush(stdout);
     rows.push_back({pair, c.kind, c.name, kernel_ms, pass});
     baseline.forward();  // the next candidates read the baseline's out, lse and D
     flash::launch_output_dot(t.dsum, t.dout, t.out, t.s, nullptr);
-    if (pass && kernel_ms < best_ms[c.part]) {
-      best_ms[c.part] = kernel_ms;
-      (c.part == 0 ? best.forward : c.part == 1 ? best.key : best.query) = c.launch;
+    if (pass && kernel_ms < best_ms[part]) {
+      best_ms[part] = kernel_ms;
+      best[part] = with;
     }
   }
+  Pipeline together = {best[0].forward, best[1].key, best[2].query};
+  if (best_ms[3] < best_ms[1] + best_ms[2]) together.key = best[3].key, together.query = best[3].query;
 
   // Production (attention.cu's TileChoice through the public API) and the best of each kernel.
   const double production_ms = median_ms([&] {
     cuda::attention_forward<bf16>(t.out, t.lse, t.q, t.k, t.v, t.s, nullptr);
     cuda::attention_backward<bf16>(t.dq, t.dk, t.dv, t.dout, t.out, t.lse, t.q, t.k, t.v, t.s, t.scratch, nullptr);
   });
-  const double best_total_ms = time_pipeline(t, best);
+  const double best_total_ms = time_pipeline(t, together);
   std::printf("%-12s %-6s fwd+bwd: baseline %.3f ms, production (TileChoice) %.3f ms, best candidates together %.3f ms "
               "(%.2fx the baseline)\n\n",
               shape.name, pair.c_str(), baseline_ms, production_ms, best_total_ms, baseline_ms / best_total_ms);
@@ -294,24 +317,30 @@ void print_choices(const std::vector<Row>& rows) {
               "TileChoice:\n");
   for (const auto& [pair, kinds] : sums) {
     const std::string dkp = pair.substr(0, pair.find('/')), dvp = pair.substr(pair.find('/') + 1);
-    std::printf("template <>\nstruct TileChoice<%s, %s> {\n", dkp.c_str(), dvp.c_str());
-    for (const char* kind : {"forward", "dK,dV", "dQ"}) {
-      std::string best;
-      double best_ms = 1e30;
-      for (const auto& [name, ms] : kinds.at(kind))
-        if (!failed.count(pair + kind + name) && ms < best_ms) best = name, best_ms = ms;
-      const char* alias = kind[0] == 'f' ? "Forward" : kind[1] == 'K' ? "Key" : "Query";
-      std::printf("  using %s = %s;  // %.3f ms\n", alias, best.empty() ? "(none passed)" : best.c_str(), best_ms);
+    std::map<std::string, std::pair<std::string, double>> best;  // kind: name, ms
+    for (const auto& [kind, names] : kinds) {
+      best[kind] = {"(none passed)", 1e30};
+      for (const auto& [name, ms] : names)
+        if (!failed.count(pair + kind + name) && ms < best[kind].second) best[kind] = {name, ms};
     }
+    // One kernel for dK, dV and dQ (ORDERED_DQ) against the two kernels' best.
+    const bool one_pass = best.count("dK,dV,dQ") &&
+                          best["dK,dV,dQ"].second < best["dK,dV"].second + best["dQ"].second;
+    if (one_pass) best["dK,dV"] = best["dK,dV,dQ"], best["dQ"] = {"flash::QueryConfig<4>", 0.0};
+    std::printf("template <>\nstruct TileChoice<%s, %s> {\n", dkp.c_str(), dvp.c_str());
+    for (const auto& [alias, kind] : {std::pair{"Forward", "forward"}, {"Key", "dK,dV"}, {"Query", "dQ"}})
+      std::printf("  using %s = %s;  // %.3f ms%s\n", alias, best[kind].first.c_str(), best[kind].second,
+                  one_pass && alias[0] != 'F' ? (alias[0] == 'K' ? " (dK, dV and dQ)" : " (not run)") : "");
     std::printf("};\n");
   }
 }
 
 }  // namespace
 
-int main(int argc, char**) {
-  if (argc != 1) {
-    std::fprintf(stderr, "usage: attention_sweep\n");
+int main(int argc, char** argv) {
+  g_skip_ordered_dq = argc == 2 && std::string(argv[1]) == "--no-ordered-dq";
+  if (argc != 1 && !g_skip_ordered_dq) {
+    std::fprintf(stderr, "usage: attention_sweep [--no-ordered-dq]\n");
     return 2;
   }
   try {
@@ -319,7 +348,7 @@ int main(int argc, char**) {
     DSK_CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
     std::fprintf(stderr, "attention_sweep: %s, bf16 causal, median of 20; error: relative L2 against the baseline\n",
                  properties.name);
-    std::printf("%-12s %-6s %-6s %-34s %9s %11s %8s %9s %s\n", "shape", "dims", "kernel", "config", "kernel_ms",
+    std::printf("%-12s %-6s %-8s %-34s %9s %11s %8s %9s %s\n", "shape", "dims", "kernel", "config", "kernel_ms",
                 "fwd+bwd_ms", "speedup", "rel_err", "check");
     std::vector<Row> rows;
     for (const BenchShape& shape : kShapes) {

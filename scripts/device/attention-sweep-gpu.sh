@@ -5,7 +5,8 @@
 # 1. .carry/bin/attention_sweep (scripts/bench/attention_sweep.cu): every candidate ForwardConfig,
 #    KeyConfig and QueryConfig on the four attention_bench shapes: kernel ms, fwd+bwd ms, relative
 #    L2 error against the baseline (FAIL above 1e-2); last, the TileChoice to paste into
-#    kernels/cuda/attention.cu per head-dim pair.
+#    kernels/cuda/attention.cu per head-dim pair. If it stops on an error (a one-pass ORDERED_DQ
+#    kernel whose turn never came traps after ~10 s), it runs again without those candidates.
 # 2. .carry/bin/attention_bench (production choice) and, when torch is importable,
 #    scripts/bench/attention_torch.py --dsk with its ratio torch_ms / dsk_ms.
 # 3. the parity tests .carry/bin/dsk_gpu_attention and dsk_gpu_segment_attention (tests/gpu).
@@ -48,6 +49,9 @@ run() {  # name, then the command; stdout to $OUT/name.txt
   [ $code = 0 ] || tail -20 "$OUT/$name.err"
 }
 run sweep "$bin/attention_sweep"
+if grep -q "error" "$OUT/sweep.err"; then  # a one-pass (ORDERED_DQ) kernel that trapped ends the process
+  run sweep-no-ordered-dq "$bin/attention_sweep" --no-ordered-dq
+fi
 run bench "$bin/attention_bench"
 if python3 -c "import torch" 2>/dev/null; then
   run torch python3 scripts/bench/attention_torch.py --dsk "$OUT/bench.txt"
