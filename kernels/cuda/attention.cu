@@ -81,16 +81,21 @@ using flash::grid;
 using flash::tiles;
 
 // The tile configuration of the tensor-core kernels per padded head-dim pair (attention_flash.cuh
-// says what each parameter means). Pairs without a specialization use the heuristics (all 0).
-// scripts/device/attention-sweep-gpu.sh times the candidates against these and prints each as
-// the alias to write here; the parity tests (tests/gpu/attention_test.cu, segment_attention_test.cu)
-// run whatever is chosen.
+// says what each parameter means): to change one, change its three aliases below. Pairs without a
+// specialization use the heuristics (all 0, which is also what the specializations hold until a
+// sweep picks better). scripts/device/attention-sweep-gpu.sh times the candidates
+// (scripts/bench/attention_sweep.cu), prints the fastest correct ones as these specializations,
+// and builds and runs the parity tests (tests/gpu/attention_test.cu, segment_attention_test.cu)
+// with them in place of these: DSK_ATTENTION_TILE_CHOICE names a header holding them instead.
 template <int DKP, int DVP>
 struct TileChoice {
   using Forward = flash::ForwardConfig<4>;
   using Key = flash::KeyConfig<4>;
   using Query = flash::QueryConfig<4>;
 };
+#ifdef DSK_ATTENTION_TILE_CHOICE
+#include DSK_ATTENTION_TILE_CHOICE
+#else
 template <>
 struct TileChoice<64, 64> {  // dense-124m, long-4k
   using Forward = flash::ForwardConfig<4>;
@@ -109,6 +114,7 @@ struct TileChoice<128, 128> {  // llama-1b
   using Key = flash::KeyConfig<4>;
   using Query = flash::QueryConfig<4>;
 };
+#endif
 
 void flash_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s,
                    cudaStream_t stream) {
