@@ -24,21 +24,22 @@ using AttentionShape = cpu::AttentionShape;
 // Tile configurations, the kernels' template arguments. A 0 asks for what the head dims give by
 // the heuristics in ForwardTiles, KeyTiles and QueryTiles (the only choice before these were
 // parameters, e.g. ForwardConfig<4>); MIN_BLOCKS is __launch_bounds__'s minimum blocks per SM (it
-// caps the registers per thread). Forward and dQ: WARPS warps of 16 * WARP_TILES queries each,
+// caps the registers per thread; 0 leaves it out, which is not the same as 1: with 1, ptxas takes
+// up to 255 registers where without it may take fewer, e.g. 184 instead of 241 for dK/dV at 64/64). Forward and dQ: WARPS warps of 16 * WARP_TILES queries each,
 // BLOCK_N keys per step. dK/dV: WARPS warps of 16 * WARP_TILES keys each, BLOCK_M queries per step.
-template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 1>
+template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 0>
 struct ForwardConfig {
   static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockN = BLOCK_N, kMinBlocks = MIN_BLOCKS;
 };
 // ORDERED_DQ: the dK/dV kernel computes dQ too (one pass: S, P and dS once instead of twice) and
 // adds each step's dQ part into an fp32 accumulator in key-tile order (DqTurns below), so the sum
 // is the same in every run; then no dQ kernel runs.
-template <int WARPS, int WARP_TILES = 0, int BLOCK_M = 0, int MIN_BLOCKS = 1, bool ORDERED_DQ = false>
+template <int WARPS, int WARP_TILES = 0, int BLOCK_M = 0, int MIN_BLOCKS = 0, bool ORDERED_DQ = false>
 struct KeyConfig {
   static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockM = BLOCK_M, kMinBlocks = MIN_BLOCKS;
   static constexpr bool kOrderedDq = ORDERED_DQ;
 };
-template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 1>
+template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 0>
 struct QueryConfig {
   static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockN = BLOCK_N, kMinBlocks = MIN_BLOCKS;
 };
@@ -246,13 +247,20 @@ __global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
 // The launcher zeroes dq_accum and the turns first and adds dq_accum * scale to dq after.
 struct DqTurns {
   // Spins (thread 0 of the block) until `turn` reaches `mine`; the acquire makes the previous
-  // adder's writes visible. A wait of about 10 s means a broken schedule: trap, not hang.
+  // adder's writes visible. A wait of 10 s (the whole backward takes milliseconds) means a broken
+  // schedule: trap (a launch error) rather than hang.
   __device__ static void wait(const int* turn, int mine) {
-    for (long spins = 0;; spins++) {
+    uint64_t start = 0;
+    for (unsigned spins = 0;; spins++) {
       int seen;
       asm volatile("ld.acquire.gpu.s32 %0, [%1];" : "=r"(seen) : "l"(turn) : "memory");
       if (seen >= mine) return;
-      if (spins > (1l << 28)) __trap();
+      if (spins % 1024 == 0) {
+        uint64_t now;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+        if (spins == 0) start = now;
+        if (now - start > 10'000'000'000ull) __trap();
+      }
       __nanosleep(32);
     }
   }

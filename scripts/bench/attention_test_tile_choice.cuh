@@ -6,18 +6,18 @@
 template <>
 struct TileChoice<64, 64> {
   using Forward = flash::ForwardConfig<8, 1, 64>;
-  using Key = flash::KeyConfig<4, 1, 64, 1, true>;
+  using Key = flash::KeyConfig<4, 1, 64, 0, true>;
   using Query = flash::QueryConfig<8, 1, 32>;
 };
 template <>
 struct TileChoice<96, 64> {
   using Forward = flash::ForwardConfig<8, 1, 64>;
-  using Key = flash::KeyConfig<4, 1, 32, 1, true>;
+  using Key = flash::KeyConfig<4, 1, 32, 0, true>;
   using Query = flash::QueryConfig<8, 1, 32>;
 };
 template <>
 struct TileChoice<128, 128> {
   using Forward = flash::ForwardConfig<8, 1, 64>;
-  using Key = flash::KeyConfig<8, 1, 16, 1, true>;
+  using Key = flash::KeyConfig<8, 1, 16, 0, true>;
   using Query = flash::QueryConfig<8, 1, 32>;
 };
