@@ -5,8 +5,10 @@
 //         plain fp32 SIMT kernels (attention_simt.cuh).
 // Backward first computes D = rowsum(dout * out) [B, H, Tq] into scratch, then dK/dV (one block
 // per key tile) and dQ (one block per query tile): every gradient element has one owner, so the
-// result is deterministic without atomics. Packed rows (s.segment_start): the tensor-core kernels
-// are compiled with and without segments (kSegments), the SIMT ones test the pointer.
+// result is deterministic without atomics; or, with a one-pass TileChoice (KeyConfig's
+// ORDERED_DQ), the key-tile blocks add dQ parts into an fp32 accumulator in a fixed order.
+// Packed rows (s.segment_start): the tensor-core kernels are compiled with and without segments
+// (kSegments), the SIMT ones test the pointer.
 #include <cstdint>
 #include <type_traits>
 

@@ -5,11 +5,11 @@
 //
 // Each warp owns MT m16 tiles, 16 * MT rows (queries in forward and dQ, keys in dK/dV), in
 // registers; warps per block, MT and the other tile sizes are the kernels' tile configuration
-// (ForwardConfig, KeyConfig, QueryConfig below), chosen per head-dim pair in attention.cu. DKP and DVP are the head dims padded to a multiple of 16; the
-// padding is zero in shared memory and never stored. Scores are kept in base 2 (scaled by
-// scale * log2 e) so exp2 does the softmax; lse is written in natural-log units, as the CPU
-// reference would compute it. The tile sizes below keep each kernel's accumulators within the
-// 255 registers a thread has. Packed rows (s.segment_start) add a mask bound per query and skip
+// (ForwardConfig, KeyConfig, QueryConfig below), chosen per head-dim pair in attention.cu. DKP
+// and DVP are the head dims padded to a multiple of 16; the padding is zero in shared memory and
+// never stored. Scores are kept in base 2 (scaled by scale * log2 e) so exp2 does the softmax; lse
+// is written in natural-log units, as the CPU reference would compute it. The default tile sizes
+// below keep each kernel's accumulators within the 255 registers a thread has. Packed rows (s.segment_start) add a mask bound per query and skip
 // the key tiles no query of a block sees (attention_segments.cuh).
 #pragma once
 
@@ -25,8 +25,9 @@ using AttentionShape = cpu::AttentionShape;
 // the heuristics in ForwardTiles, KeyTiles and QueryTiles (the only choice before these were
 // parameters, e.g. ForwardConfig<4>); MIN_BLOCKS is __launch_bounds__'s minimum blocks per SM (it
 // caps the registers per thread; 0 leaves it out, which is not the same as 1: with 1, ptxas takes
-// up to 255 registers where without it may take fewer, e.g. 184 instead of 241 for dK/dV at 64/64). Forward and dQ: WARPS warps of 16 * WARP_TILES queries each,
-// BLOCK_N keys per step. dK/dV: WARPS warps of 16 * WARP_TILES keys each, BLOCK_M queries per step.
+// up to 255 registers where without it may take fewer, e.g. 184 instead of 241 for dK/dV at
+// 64/64). Forward and dQ: WARPS warps of 16 * WARP_TILES queries each, BLOCK_N keys per step.
+// dK/dV: WARPS warps of 16 * WARP_TILES keys each, BLOCK_M queries per step.
 template <int WARPS, int WARP_TILES = 0, int BLOCK_N = 0, int MIN_BLOCKS = 0>
 struct ForwardConfig {
   static constexpr int kWarps = WARPS, kWarpTiles = WARP_TILES, kBlockN = BLOCK_N, kMinBlocks = MIN_BLOCKS;

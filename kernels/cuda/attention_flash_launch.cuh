@@ -143,7 +143,8 @@ void launch_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float
     using Tiles = KeyTiles<DKP, DVP, true, true, KeyConfig>;
     float* dq_accum = workspace;
     int* dq_turns = reinterpret_cast<int*>(workspace + size_t(s.B) * s.H * s.Tq * DKP);
-    DSK_CUDA_CHECK(cudaMemsetAsync(workspace, 0, backward_workspace_floats<DKP, DVP, KeyConfig>(s) * sizeof(float), stream));
+    const size_t bytes = backward_workspace_floats<DKP, DVP, KeyConfig>(s) * sizeof(float);
+    DSK_CUDA_CHECK(cudaMemsetAsync(workspace, 0, bytes, stream));
     launch_backward_kv<DKP, DVP, KeyConfig, true, true, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, dq_accum,
                                                                       dq_turns, stream);
     static_assert(Tiles::kOrderedDq);

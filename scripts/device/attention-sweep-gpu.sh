@@ -11,9 +11,9 @@
 #    scripts/bench/attention_torch.py --dsk with the ratio torch_ms / dsk_ms.
 # 3. the parity tests tests/gpu/attention_test.cu and segment_attention_test.cu (against the CPU
 #    reference, packed rows included) three times: built with the production TileChoice
-#    (.carry/bin/dsk_gpu_attention, dsk_gpu_segment_attention), with
-#    scripts/bench/attention_test_tile_choice.cuh (..._alt: 8-warp and one-pass kernels), and,
-#    when nvcc is here, built here with the TileChoice the sweep printed ($OUT/tile_choice.cuh).
+#    (.carry/bin/dsk_gpu_attention, dsk_gpu_segment_attention); when nvcc is here, built here
+#    with the TileChoice the sweep printed ($OUT/tile_choice.cuh; ..._choice); and built with
+#    scripts/bench/attention_test_tile_choice.cuh (..._alt: 8-warp and one-pass kernels).
 # The carried binaries are built on the 2-core machine (BUILD=1 builds them here), from the root:
 #   F="-O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels -Ilib"
 #   nvcc $F scripts/bench/attention_sweep.cu kernels/cuda/attention.cu kernels/cuda/common.cu -o .carry/bin/attention_sweep
@@ -24,7 +24,9 @@ cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/out-attention-sweep}"
 mkdir -p "$OUT"
 bin="$PWD/.carry/bin"
-flags=(-O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels -Ilib)
+export PATH="$PATH:/usr/local/cuda/bin"
+# .carry/include: doctest's header (copied from /usr/include/doctest) in case the GPU machine lacks it
+flags=(-O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels -Ilib -I.carry/include)
 # build_tests DIR SUFFIX [nvcc flags choosing the TileChoice]: DIR/dsk_gpu_attention$SUFFIX and
 # DIR/dsk_gpu_segment_attention$SUFFIX, each object compiled in parallel.
 build_tests() {
@@ -70,30 +72,32 @@ run() {  # name, then the command: stdout to $OUT/name.txt, stderr to $OUT/name.
   [ $code = 0 ] || tail -20 "$OUT/$name.err"
 }
 run sweep "$bin/attention_sweep"
-if grep -q "error" "$OUT/sweep.err"; then
+if grep -q "attention_sweep: error" "$OUT/sweep.err"; then
   run sweep-no-ordered-dq "$bin/attention_sweep" --no-ordered-dq
+fi
+# The sweep's choice: built here (in the background, while the rest runs) and tested last.
+choice="$OUT/tile_choice.cuh"
+sweep_out="$OUT/sweep.txt"
+[ -s "$OUT/sweep-no-ordered-dq.txt" ] && sweep_out="$OUT/sweep-no-ordered-dq.txt"
+sed -n '/^template <>$/,$p' "$sweep_out" >"$choice"
+work=$(mktemp -d)
+choice_build=
+if [ -s "$choice" ] && ! grep -q "none passed" "$choice" && command -v nvcc >/dev/null; then
+  build_tests "$work" _choice -DDSK_ATTENTION_TILE_CHOICE="\"$choice\"" >"$OUT/build-choice.log" 2>&1 &
+  choice_build=$!
 fi
 run bench "$bin/attention_bench"
 if python3 -c "import torch" 2>/dev/null; then
   run torch python3 scripts/bench/attention_torch.py --dsk "$OUT/bench.txt"
 fi
-for suffix in "" _alt; do
-  for test in attention segment_attention; do run "dsk_gpu_$test$suffix" "$bin/dsk_gpu_$test$suffix"; done
-done
-# The sweep's choice, built here and tested.
-choice="$OUT/tile_choice.cuh"
-sweep_out="$OUT/sweep.txt"
-[ -s "$OUT/sweep-no-ordered-dq.txt" ] && sweep_out="$OUT/sweep-no-ordered-dq.txt"
-sed -n '/^template <>$/,$p' "$sweep_out" >"$choice"
-if [ -s "$choice" ] && ! grep -q "none passed" "$choice" && command -v nvcc >/dev/null; then
-  work=$(mktemp -d)
-  start=$(date +%s)
-  if build_tests "$work" _choice -DDSK_ATTENTION_TILE_CHOICE="\"$choice\"" >"$OUT/build-choice.log" 2>&1; then
-    echo "attention-sweep-gpu: the sweep's choice built in $(( $(date +%s) - start ))s"
+for test in attention segment_attention; do run "dsk_gpu_$test" "$bin/dsk_gpu_$test"; done
+if [ -n "$choice_build" ]; then
+  if wait "$choice_build"; then
     for test in attention segment_attention; do run "dsk_gpu_${test}_choice" "$work/dsk_gpu_${test}_choice"; done
   else
     summary+=("build with the sweep's choice: FAIL (build-choice.log)")
     tail -20 "$OUT/build-choice.log"
   fi
 fi
+for test in attention segment_attention; do run "dsk_gpu_${test}_alt" "$bin/dsk_gpu_${test}_alt"; done
 printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"
