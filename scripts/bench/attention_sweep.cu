@@ -12,14 +12,15 @@
 //
 // For every shape and candidate, one row: the candidate's kernel alone (median of 20 runs after 3
 // warm-ups, each between two CUDA events), forward+backward with that candidate in place of the
-// baseline's (same timing), and the relative L2 error of what it computes (out; dK and dV; dQ)
-// against the baseline's; above 1e-2 the row says FAIL (the baseline's own bf16 error against
-// the fp64 reference is about 4e-3). Then, per shape, forward+backward of the production choice
-// (cuda::attention_forward/backward, i.e. TileChoice) and of the fastest passing candidate of each
-// kernel together; last, per head-dim pair, the TileChoice specialization to paste into
-// attention.cu (the candidates with the least summed kernel time over the pair's shapes).
-// Only plain causal launches are compiled here (no packed rows): the segment parity test
-// (tests/gpu/segment_attention_test.cu) covers those for the production choice.
+// baseline's (same timing), and the relative L2 error of what it computes (out and lse; dK and
+// dV; dQ) against the baseline's; above 1e-2 the row says FAIL (the configurations differ only in
+// the order of fp32 sums and, one-pass, in dQ's bf16 rounding of dS, so correct ones agree far
+// closer). Then, per shape, forward+backward of the production choice (cuda::attention_forward /
+// backward, i.e. TileChoice) and of the fastest passing candidate of each kernel together; last,
+// per head-dim pair, the TileChoice specializations to paste into attention.cu (the candidates
+// with the least kernel time summed over the pair's shapes). Only plain causal launches are
+// compiled here (no packed rows): the device script runs the parity tests, packed rows included,
+// built with the printed choice.
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -158,6 +159,12 @@ std::vector<float> host_floats(const bf16* device, size_t n) {
   return values;
 }
 
+std::vector<float> host_floats(const float* device, size_t n) {
+  std::vector<float> values(n);
+  DSK_CUDA_CHECK(cudaMemcpy(values.data(), device, n * sizeof(float), cudaMemcpyDeviceToHost));
+  return values;
+}
+
 // ||x - reference|| / ||reference||; NaN anywhere gives NaN (a FAIL).
 double relative_error(const std::vector<float>& x, const std::vector<float>& reference) {
   double difference = 0, norm = 0;
@@ -246,7 +253,7 @@ void sweep_shape(const BenchShape& shape, std::vector<Row>& rows) {
     if (c.part == 2 && !baseline.query) baseline.query = c.launch;
   }
   auto results = [&t](int part) -> std::vector<std::vector<float>> {
-    if (part == 0) return {host_floats(t.out, t.v_size)};
+    if (part == 0) return {host_floats(t.out, t.v_size), host_floats(t.lse, size_t(t.s.B) * t.s.H * t.s.Tq)};
     if (part == 1) return {host_floats(t.dk, t.qk_size), host_floats(t.dv, t.v_size)};
     return {host_floats(t.dq, t.qk_size)};
   };
