@@ -140,14 +140,12 @@ void launch_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float
                      cudaStream_t stream) {
   if constexpr (KeyConfig::kOrderedDq) {
     static_assert(DKP + DVP <= 256, "ORDERED_DQ needs dK and dV in one pass");
-    using Tiles = KeyTiles<DKP, DVP, true, true, KeyConfig>;
     float* dq_accum = workspace;
     int* dq_turns = reinterpret_cast<int*>(workspace + size_t(s.B) * s.H * s.Tq * DKP);
     const size_t bytes = backward_workspace_floats<DKP, DVP, KeyConfig>(s) * sizeof(float);
     DSK_CUDA_CHECK(cudaMemsetAsync(workspace, 0, bytes, stream));
     launch_backward_kv<DKP, DVP, KeyConfig, true, true, kWithSegments>(dk, dv, dout, lse, dsum, q, k, v, s, dq_accum,
                                                                       dq_turns, stream);
-    static_assert(Tiles::kOrderedDq);
     constexpr int kThreads = 256;
     add_dq_accumulator_kernel<DKP><<<blocks_for(int64_t(s.B) * s.Tq * s.H * (s.Dk / 2), kThreads), kThreads, 0,
                                      stream>>>(dq, dq_accum, s);
