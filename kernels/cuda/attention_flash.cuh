@@ -341,7 +341,12 @@ __global__ void __launch_bounds__(Config::kWarps * 32, Config::kMinBlocks)
   const int64_t dout_stride = int64_t(s.H) * s.Dv;
 
   auto step_head = [&](int step) { return kvh * group + step / tiles_per_head; };
-  auto step_m0 = [&](int step) { return (first_tile + step % tiles_per_head) * BM; };
+  // ORDERED_DQ visits a head's query tiles last first: key tile j then waits for key tile j - 1 at
+  // the same step, not one step further (which would add a step of lag per key tile).
+  auto step_m0 = [&](int step) {
+    const int tile = step % tiles_per_head;
+    return (first_tile + (Tiles::kOrderedDq ? tiles_per_head - 1 - tile : tile)) * BM;
+  };
   auto load_queries = [&](int step) {
     const int h = step_head(step), m0 = step_m0(step), stage = step % 2;
     const int64_t row = int64_t(b) * s.Tq + m0;
