@@ -73,8 +73,7 @@ struct Candidates<64, 64> {
                        ForwardConfig<4, 1, 64, 1>, ForwardConfig<8, 1, 64, 1>>;
   using Key = List<KeyConfig<4>, KeyConfig<4, 0, 0, 1>, KeyConfig<4, 1, 32>, KeyConfig<8, 1, 64>, KeyConfig<8, 1, 32>,
                    KeyConfig<4, 2, 16>, KeyConfig<8, 2, 16>, KeyConfig<4, 1, 32, 1>, KeyConfig<8, 1, 32, 1>,
-                   KeyConfig<4, 1, 64, 0, true>, KeyConfig<8, 1, 64, 0, true>, KeyConfig<4, 1, 32, 1, true>,
-                   KeyConfig<8, 1, 32, 0, true>>;
+                   KeyConfig<4, 1, 64, 0, true>, KeyConfig<4, 1, 32, 1, true>, KeyConfig<8, 1, 32, 0, true>>;
   using Query = List<QueryConfig<4>, QueryConfig<4, 1, 64>, QueryConfig<4, 1, 32>, QueryConfig<8, 2, 32>,
                      QueryConfig<8, 1, 64>, QueryConfig<8, 1, 32>, QueryConfig<4, 2, 16>, QueryConfig<8, 2, 16>,
                      QueryConfig<4, 0, 0, 1>, QueryConfig<4, 1, 32, 1>>;
