@@ -38,11 +38,11 @@ build_tests() {
   nvcc "${flags[@]}" -c kernels/cpu/attention.cpp -o "$objects/cpu_attention.o" &
   nvcc "${flags[@]}" -c tests/gpu/gpu_main.cu -o "$objects/gpu_main.o" &
   for test in attention segment_attention; do
-    nvcc "${flags[@]}" -Itests/gpu -c "tests/gpu/${test}_test.cu" -o "$objects/$test.o" &
+    nvcc "${flags[@]}" -Itests/gpu -c "tests/gpu/${test}_test.cu" -o "$objects/${test}_test.o" &
   done
   wait
   for test in attention segment_attention; do
-    nvcc "${flags[@]}" "$objects/$test.o" "$objects"/{gpu_main,attention,common,cpu_attention}.o \
+    nvcc "${flags[@]}" "$objects/${test}_test.o" "$objects"/{gpu_main,attention,common,cpu_attention}.o \
       -o "$dir/dsk_gpu_$test$suffix" || return 1
   done
 }
