@@ -5,14 +5,16 @@
 //         plain fp32 SIMT kernels (attention_simt.cuh).
 // Backward first computes D = rowsum(dout * out) [B, H, Tq] into scratch, then dK/dV (one block
 // per key tile) and dQ (one block per query tile): every gradient element has one owner, so the
-// result is deterministic without atomics. Packed rows (s.segment_start): the tensor-core kernels
-// are compiled with and without segments (kSegments), the SIMT ones test the pointer.
+// result is deterministic without atomics; or, with a one-pass TileChoice (KeyConfig's
+// ORDERED_DQ), the key-tile blocks add dQ parts into an fp32 accumulator in a fixed order.
+// Packed rows (s.segment_start): the tensor-core kernels are compiled with and without segments
+// (kSegments), the SIMT ones test the pointer.
 #include <cstdint>
 #include <type_traits>
 
 #include "core/error.hpp"
 #include "cuda/attention.cuh"
-#include "cuda/attention_flash.cuh"
+#include "cuda/attention_flash_launch.cuh"
 #include "cuda/attention_simt.cuh"
 
 namespace dsk::kernels::cuda {
@@ -75,79 +77,65 @@ void with_padded_head_dims(int Dk, int Dv, Launch&& launch) {
       launch_if_fits<256, 256>(Dk, Dv, launch);
 }
 
-// Kernels using more than 48 KB of dynamic shared memory must say so (per device, so every launch).
-template <typename Kernel>
-void allow_shared_memory(Kernel kernel, int bytes) {
-  DSK_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-}
+using flash::allow_shared_memory;
+using flash::launch_output_dot;
+using flash::grid;
+using flash::tiles;
 
-dim3 grid(int rows, int tiles) { return dim3(unsigned(rows), unsigned(tiles)); }
-int tiles(int length, int tile) { return (length + tile - 1) / tile; }
-
-// D [B, H, Tq] = rowsum(dout * out) over Dv: one warp per (b, t, h) row of out.
-template <typename T>
-__global__ void output_dot_kernel(float* dsum, const T* dout, const T* out, AttentionShape s) {
-  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;  // (b * Tq + t) * H + h
-  const int lane = int(threadIdx.x) % 32;
-  if (row >= int64_t(s.B) * s.Tq * s.H) return;
-  float sum = 0.0f;
-  for (int d = lane; d < s.Dv; d += 32) sum += to_float(dout[row * s.Dv + d]) * to_float(out[row * s.Dv + d]);
-  for (int width = 16; width > 0; width /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, width);
-  const int64_t h = row % s.H, bt = row / s.H, t = bt % s.Tq, b = bt / s.Tq;
-  if (lane == 0) dsum[(b * s.H + h) * s.Tq + t] = sum;
-}
-
-template <typename T>
-void launch_output_dot(float* dsum, const T* dout, const T* out, const AttentionShape& s, cudaStream_t stream) {
-  constexpr int kThreads = 256;
-  const int64_t rows = int64_t(s.B) * s.Tq * s.H;
-  output_dot_kernel<T><<<blocks_for(rows * 32, kThreads), kThreads, 0, stream>>>(dsum, dout, out, s);
-  DSK_CUDA_CHECK_LAUNCH();
-}
+// The tile configuration of the tensor-core kernels per padded head-dim pair (attention_flash.cuh
+// says what each parameter means): to change one, change its three aliases below. Pairs without a
+// specialization use the heuristics (all 0, which is also what the specializations hold until a
+// sweep picks better). scripts/device/attention-sweep-gpu.sh times the candidates
+// (scripts/bench/attention_sweep.cu), prints the fastest correct ones as these specializations,
+// and builds and runs the parity tests (tests/gpu/attention_test.cu, segment_attention_test.cu)
+// with them in place of these: DSK_ATTENTION_TILE_CHOICE names a header holding them instead.
+template <int DKP, int DVP>
+struct TileChoice {
+  using Forward = flash::ForwardConfig<4>;
+  using Key = flash::KeyConfig<4>;
+  using Query = flash::QueryConfig<4>;
+};
+#ifdef DSK_ATTENTION_TILE_CHOICE
+#include DSK_ATTENTION_TILE_CHOICE
+#else
+template <>
+struct TileChoice<64, 64> {  // dense-124m, long-4k
+  using Forward = flash::ForwardConfig<4>;
+  using Key = flash::KeyConfig<4>;
+  using Query = flash::QueryConfig<4>;
+};
+template <>
+struct TileChoice<96, 64> {  // MLA (moe-16e)
+  using Forward = flash::ForwardConfig<4>;
+  using Key = flash::KeyConfig<4>;
+  using Query = flash::QueryConfig<4>;
+};
+template <>
+struct TileChoice<128, 128> {  // llama-1b
+  using Forward = flash::ForwardConfig<4>;
+  using Key = flash::KeyConfig<4>;
+  using Query = flash::QueryConfig<4>;
+};
+#endif
 
 void flash_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s,
                    cudaStream_t stream) {
   with_padded_head_dims(s.Dk, s.Dv, [&](auto dk, auto dv) {
     constexpr int DKP = decltype(dk)::value, DVP = decltype(dv)::value;
-    using Tiles = flash::ForwardTiles<DKP, DVP>;
-    auto kernel = s.segment_start ? flash::forward_kernel<DKP, DVP, true> : flash::forward_kernel<DKP, DVP, false>;
-    allow_shared_memory(kernel, Tiles::kSmemBytes);
-    kernel<<<grid(s.B * s.H, tiles(s.Tq, Tiles::kBlockM)), flash::kThreads, Tiles::kSmemBytes, stream>>>(out, lse, q,
-                                                                                                          k, v, s);
-    DSK_CUDA_CHECK_LAUNCH();
+    flash::launch_forward<DKP, DVP, typename TileChoice<DKP, DVP>::Forward>(out, lse, q, k, v, s, stream);
   });
 }
 
-template <int DKP, int DVP, bool kDV, bool kDK>
-void launch_flash_backward_kv(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
-                              const bf16* k, const bf16* v, const AttentionShape& s, cudaStream_t stream) {
-  using Tiles = flash::KeyTiles<DKP, DVP, kDV, kDK>;
-  auto kernel = s.segment_start ? flash::backward_kv_kernel<DKP, DVP, kDV, kDK, true>
-                                : flash::backward_kv_kernel<DKP, DVP, kDV, kDK, false>;
-  const int bytes = Tiles::kSmemBytes + (s.segment_start ? Tiles::kSegmentBytes : 0);
-  allow_shared_memory(kernel, bytes);
-  kernel<<<grid(s.B * s.KVH, tiles(s.Tk, Tiles::kBlockN)), flash::kThreads, bytes, stream>>>(dk, dv, dout, lse, dsum, q,
-                                                                                             k, v, s);
-  DSK_CUDA_CHECK_LAUNCH();
-}
+// scratch holds D [B, H, Tq], then (from a 16-byte boundary) the tile choice's workspace.
+size_t dsum_floats(const AttentionShape& s) { return (size_t(s.B) * s.H * s.Tq + 3) / 4 * 4; }
 
 void flash_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
-                    const bf16* k, const bf16* v, const AttentionShape& s, cudaStream_t stream) {
+                    const bf16* k, const bf16* v, const AttentionShape& s, float* workspace, cudaStream_t stream) {
   with_padded_head_dims(s.Dk, s.Dv, [&](auto dk_dim, auto dv_dim) {
     constexpr int DKP = decltype(dk_dim)::value, DVP = decltype(dv_dim)::value;
-    if constexpr (DKP + DVP <= 256) {
-      launch_flash_backward_kv<DKP, DVP, true, true>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-    } else {  // dK and dV accumulators would not both fit in registers: one pass each
-      launch_flash_backward_kv<DKP, DVP, true, false>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-      launch_flash_backward_kv<DKP, DVP, false, true>(dk, dv, dout, lse, dsum, q, k, v, s, stream);
-    }
-    using Tiles = flash::QueryTiles<DKP, DVP>;
-    auto kernel =
-        s.segment_start ? flash::backward_q_kernel<DKP, DVP, true> : flash::backward_q_kernel<DKP, DVP, false>;
-    allow_shared_memory(kernel, Tiles::kSmemBytes);
-    kernel<<<grid(s.B * s.H, tiles(s.Tq, Tiles::kBlockM)), flash::kThreads, Tiles::kSmemBytes, stream>>>(
-        dq, dout, lse, dsum, q, k, v, s);
-    DSK_CUDA_CHECK_LAUNCH();
+    using Choice = TileChoice<DKP, DVP>;
+    flash::launch_backward<DKP, DVP, typename Choice::Key, typename Choice::Query>(dq, dk, dv, dout, lse, dsum, q, k,
+                                                                                  v, s, workspace, stream);
   });
 }
 
@@ -189,7 +177,15 @@ void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, c
   simt_forward(out, lse, q, k, v, s, stream);
 }
 
-size_t attention_backward_scratch_floats(const AttentionShape& s) { return size_t(s.B) * s.H * s.Tq; }
+size_t attention_backward_scratch_floats(const AttentionShape& s) {
+  size_t workspace = 0;
+  if (s.Dk > 0 && s.Dv > 0)
+    with_padded_head_dims(s.Dk, s.Dv, [&](auto dk, auto dv) {
+      constexpr int DKP = decltype(dk)::value, DVP = decltype(dv)::value;
+      workspace = flash::backward_workspace_floats<DKP, DVP, typename TileChoice<DKP, DVP>::Key>(s);
+    });
+  return dsum_floats(s) + workspace;
+}
 
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const float* lse, const T* q, const T* k,
@@ -200,7 +196,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const 
   launch_output_dot(dsum, dout, out, s, stream);
   if constexpr (std::is_same_v<T, bf16>) {
     if (tensor_core_path<T>(s, {dq, dk, dv, dout, q, k, v}))
-      return flash_backward(dq, dk, dv, dout, lse, dsum, q, k, v, s, stream);
+      return flash_backward(dq, dk, dv, dout, lse, dsum, q, k, v, s, scratch + dsum_floats(s), stream);
   }
   simt_backward(dq, dk, dv, dout, lse, dsum, q, k, v, s, stream);
 }

@@ -24,8 +24,10 @@ void attention_forward(T* out, float* lse, const T* q, const T* k, const T* v, c
                        cudaStream_t stream);
 
 // dq, dk, dv (same layouts and strides as q, k, v) +=. Deterministic: dk/dv are owned by one block
-// per key tile (query heads of a group in order), dq by one block per query tile; no atomics.
-// scratch holds attention_backward_scratch_floats(s) floats (e.g. rowsum(dout * out) [B,H,Tq]).
+// per key tile (query heads of a group in order), dq by one block per query tile, or summed by the
+// key-tile blocks in key-tile order (attention.cu's TileChoice); no float atomics.
+// scratch holds attention_backward_scratch_floats(s) floats (rowsum(dout * out) [B,H,Tq], and for
+// a one-pass choice an fp32 dQ accumulator [B,H,Tq,Dk padded]).
 size_t attention_backward_scratch_floats(const AttentionShape& s);
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const float* lse, const T* q, const T* k,

@@ -115,12 +115,13 @@ __device__ __forceinline__ void mma_b_pair(float (&acc)[MT][N / 8][4], const uin
   }
 }
 
-// acc[mt] (16 x N) += A B^T, A being rows 16 mt.. of a [rows][K] tile (pitch A_PITCH, shared
-// address of the warp's first row in a_tile) and B an [N][K] tile: the "Q K^T" shape (scores of
-// the warp's queries against N keys).
-template <int MT, int K, int N, int A_PITCH, int B_PITCH>
-__device__ __forceinline__ void warp_product_abt(float (&acc)[MT][N / 8][4], uint32_t a_tile, uint32_t b_tile) {
-  const uint32_t a_lane = a_lane_address<A_PITCH>(a_tile), b_lane = b_lane_address<B_PITCH>(b_tile);
+// acc[mt] (16 x N) += A B or A B^T, A being rows 16 mt.. of a [rows][K] tile (pitch A_PITCH, shared
+// address of the warp's first row in a_tile) and B a [K][N] tile (kTransposedB false) or an [N][K]
+// tile (true), both in shared memory.
+template <int MT, int K, int N, int A_PITCH, int B_PITCH, bool kTransposedB>
+__device__ __forceinline__ void warp_product_shared(float (&acc)[MT][N / 8][4], uint32_t a_tile, uint32_t b_tile) {
+  const uint32_t a_lane = a_lane_address<A_PITCH>(a_tile);
+  const uint32_t b_lane = kTransposedB ? b_lane_address<B_PITCH>(b_tile) : b_transposed_lane_address<B_PITCH>(b_tile);
 #pragma unroll
   for (int k0 = 0; k0 < K; k0 += 16) {
     uint32_t a[MT][4];
@@ -129,10 +130,25 @@ __device__ __forceinline__ void warp_product_abt(float (&acc)[MT][N / 8][4], uin
 #pragma unroll
     for (int n0 = 0; n0 < N; n0 += 16) {
       uint32_t b[4];
-      ldmatrix_x4(b, b_lane + element_offset<B_PITCH>(n0, k0));
+      if constexpr (kTransposedB)
+        ldmatrix_x4(b, b_lane + element_offset<B_PITCH>(n0, k0));
+      else
+        ldmatrix_x4_transposed(b, b_lane + element_offset<B_PITCH>(k0, n0));
       mma_b_pair<MT, N>(acc, a, b, n0);
     }
   }
+}
+
+// The "Q K^T" shape: B is [N][K] (scores of the warp's queries against N keys).
+template <int MT, int K, int N, int A_PITCH, int B_PITCH>
+__device__ __forceinline__ void warp_product_abt(float (&acc)[MT][N / 8][4], uint32_t a_tile, uint32_t b_tile) {
+  warp_product_shared<MT, K, N, A_PITCH, B_PITCH, true>(acc, a_tile, b_tile);
+}
+
+// The "dS K" shape with dS in shared memory: B is [K][N].
+template <int MT, int K, int N, int A_PITCH, int B_PITCH>
+__device__ __forceinline__ void warp_product_ab(float (&acc)[MT][N / 8][4], uint32_t a_tile, uint32_t b_tile) {
+  warp_product_shared<MT, K, N, A_PITCH, B_PITCH, false>(acc, a_tile, b_tile);
 }
 
 // acc[mt] (16 x N) += P[mt] B: P (16 x K per m16 tile) is held in registers as accumulator tiles
@@ -201,6 +217,30 @@ __device__ __forceinline__ void add_accumulator_rows(bf16* rows, int64_t stride,
         const float2 old = __bfloat1622float2(*pair);
         *pair = __floats2bfloat162_rn(old.x + acc[mt][i][2 * half] * factor,
                                       old.y + acc[mt][i][2 * half + 1] * factor);
+      }
+    }
+  }
+}
+
+// The same into fp32 rows (rows + r * stride, all columns of D), without factor, read and written
+// past L1 (other blocks add to these rows between this block's visits). rows 8-byte aligned,
+// stride even.
+template <int MT, int D>
+__device__ __forceinline__ void add_accumulator_rows_f32(float* rows, int64_t stride, int valid_rows,
+                                                         const float (&acc)[MT][D / 8][4]) {
+  const int lane = int(threadIdx.x) % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+      const int row = 16 * mt + g + half * 8;
+      if (row >= valid_rows) continue;
+      float* destination = rows + row * stride;
+#pragma unroll
+      for (int i = 0; i < D / 8; i++) {
+        auto* pair = reinterpret_cast<float2*>(destination + i * 8 + 2 * t);
+        const float2 old = __ldcg(pair);
+        __stcg(pair, make_float2(old.x + acc[mt][i][2 * half], old.y + acc[mt][i][2 * half + 1]));
       }
     }
   }
