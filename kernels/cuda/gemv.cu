@@ -9,7 +9,11 @@ namespace dsk::kernels::cuda {
 
 namespace {
 
-using Split = gemv::GemvSplit<1, 8, 8>;
+// A column per warp, 4 loads in flight per lane, 8 warps a block: the fastest of gemv_bench's splits
+// on the H200 (2026-12-01: llama-1b's 16-layer chain of products in 1.02 ms, against 1.10 ms with 8
+// loads in flight and 1.34-3.17 ms with 2 or 4 columns a warp). Fewer registers a thread keep
+// more warps resident, which matters more here than loads in flight per warp.
+using Split = gemv::GemvSplit<1, 4, 8>;
 
 void check_rows(int N, const char* op) {
   if (N > kGemvMaxRows) throw InternalError(str(op, ": ", N, " rows, more than kGemvMaxRows"));

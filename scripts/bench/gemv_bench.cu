@@ -182,11 +182,11 @@ int main(int argc, char** argv) {
                 N, kLayers, bytes / 1e9, bandwidth / 1e12, bytes / bandwidth * 1e3);
     std::vector<uint16_t> reference;
     const std::vector<Result> results = {
-        run_split<1, 8, 8>(m, a, N, x0, stream, reference),  run_split<1, 8, 4>(m, a, N, x0, stream, reference),
-        run_split<2, 8, 4>(m, a, N, x0, stream, reference),  run_split<2, 4, 8>(m, a, N, x0, stream, reference),
-        run_split<1, 16, 4>(m, a, N, x0, stream, reference), run_split<4, 4, 4>(m, a, N, x0, stream, reference),
-        run_split<2, 8, 8>(m, a, N, x0, stream, reference),  run_split<1, 4, 8>(m, a, N, x0, stream, reference),
-        run_split<4, 8, 2>(m, a, N, x0, stream, reference),  run_split<1, 8, 2>(m, a, N, x0, stream, reference),
+        run_split<1, 4, 8>(m, a, N, x0, stream, reference),  run_split<1, 8, 8>(m, a, N, x0, stream, reference),
+        run_split<2, 4, 8>(m, a, N, x0, stream, reference),  run_split<1, 16, 4>(m, a, N, x0, stream, reference),
+        run_split<4, 4, 4>(m, a, N, x0, stream, reference),
+        run_split<1, 4, 4>(m, a, N, x0, stream, reference),  run_split<1, 2, 8>(m, a, N, x0, stream, reference),
+        run_split<1, 4, 16>(m, a, N, x0, stream, reference), run_split<1, 2, 16>(m, a, N, x0, stream, reference),
     };
     std::printf("%-34s %9s %9s %8s %s\n", "split", "chain_ms", "TB/s", "of_bound", "bits");
     for (const Result& r : results)
