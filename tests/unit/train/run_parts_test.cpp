@@ -188,12 +188,12 @@ TEST_CASE("metrics: lines past the resumed step, and a torn last line, are dropp
   const fs::path file = temp.path / "metrics.jsonl";
   {
     MetricsLog log(file);
-    for (int step = 1; step <= 5; ++step) log.append({step, 1.0, 1e-3, 1.0, 1.0, 1.0, 0, {}});
+    for (int step = 1; step <= 5; ++step) log.append({step, 1.0, 1e-3, 1.0, 1.0, 1.0, 0, {}, std::nullopt});
   }
   std::ofstream(file, std::ios::app) << "{\"step\": 6, \"lo";  // killed mid-line
   MetricsLog log(file);
   log.truncate_after(3);
-  log.append({4, 2.0, 1e-3, 1.0, 1.0, 1.0, 0, {}});
+  log.append({4, 2.0, 1e-3, 1.0, 1.0, 1.0, 0, {}, std::nullopt});
   std::ifstream in(file);
   std::vector<int> steps;
   for (std::string line; std::getline(in, line);) steps.push_back(nlohmann::json::parse(line)["step"]);
