@@ -78,6 +78,7 @@ struct Model::Impl {
   float loss_scale = 1.0f;  // of the backward under way (gradient accumulation folds 1/k in here)
   Recompute recompute_mode = Recompute::none;
   RowExchange* expert_exchange = nullptr;  // expert parallelism (expert_dispatch.hpp), or none
+  std::vector<Model::FlatSpan> unused_gradients;  // zero_grad() skips these
   ModelOptions options;
   Model::BackwardHook backward_hook;
 
@@ -564,7 +565,24 @@ std::vector<Model::GradientStage> Model::gradient_stages() const {
 void Model::set_backward_hook(BackwardHook hook) { impl_->backward_hook = std::move(hook); }
 
 void Model::zero_grad() {
-  if (!impl_->weights.grads.empty()) impl_->ops->zero(impl_->weights.grads);
+  Buf grads = impl_->weights.grads;
+  if (grads.empty()) return;
+  size_t from = 0;  // what lies between the unused ranges
+  for (const FlatSpan& unused : impl_->unused_gradients) {
+    if (unused.offset > from) impl_->ops->zero(grads.slice(int64_t(from), int64_t(unused.offset - from)));
+    from = unused.offset + unused.numel;
+  }
+  if (size_t(grads.numel) > from) impl_->ops->zero(grads.slice(int64_t(from), grads.numel - int64_t(from)));
+}
+
+void Model::set_unused_gradients(std::vector<FlatSpan> unused) {
+  size_t end = 0;
+  for (const FlatSpan& span : unused) {
+    if (span.offset < end || span.offset + span.numel > size_t(impl_->weights.grads.numel))
+      throw InternalError("Model::set_unused_gradients: ranges out of order or past the gradient buffer");
+    end = span.offset + span.numel;
+  }
+  impl_->unused_gradients = std::move(unused);
 }
 
 KvCache Model::new_kv_cache(int B, int max_length) const {

@@ -159,6 +159,15 @@ class Model {
   // All logits [B,T,V] on the host (tests and small batches: they do exist at once here).
   std::vector<float> logits(const int32_t* tokens, int B, int T);
   void zero_grad();
+  // A range of the flat buffers, in floats.
+  struct FlatSpan {
+    size_t offset = 0, numel = 0;
+  };
+  // Gradients that no backward writes and no caller reads from now on (expert parallelism: the
+  // other ranks' routed experts, which their exchange keeps from running here): zero_grad()
+  // leaves them alone, so they hold whatever the memory held (on the CPU backend, pages never
+  // touched stay unmapped). Ascending and disjoint; empty: zero_grad() clears everything again.
+  void set_unused_gradients(std::vector<FlatSpan> unused);
 
   // For losses other than next-token cross-entropy: run to the final normed hidden state
   // (hidden() [B*T, C], act), put d(loss)/d(hidden) into hidden_gradient() (zeroed by

@@ -80,4 +80,27 @@ ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership) {
   return split;
 }
 
+std::string leave_foreign_experts_alone(model::Model& model, const ExpertOwnership* ownership,
+                                        const GradientSync& sync) {
+  std::vector<model::Model::FlatSpan> unused;
+  int64_t unused_bytes = 0, stale_bytes = 0;
+  for (const GradientRange& range : sync.left_alone()) {
+    unused.push_back({size_t(range.offset), size_t(range.numel)});
+    unused_bytes += range.numel * int64_t(sizeof(float));
+  }
+  model.set_unused_gradients(std::move(unused));
+  if (ownership)
+    for (const FlatRange& range : ownership->foreign()) stale_bytes += range.length * int64_t(sizeof(float));
+  const tensor::Buf master = model.master(), working = model.working(), grads = model.gradient_buffer();
+  const size_t working_bytes = working.data == master.data ? 0 : working.bytes();
+  const size_t total = master.bytes() + grads.bytes() + working_bytes;
+  std::string line = str("parameter memory: ", double(total) / double(1 << 20), " MiB on rank 0 (", master.bytes(),
+                         " bytes of fp32 master weights, ", grads.bytes(), " of fp32 gradients, ", working_bytes,
+                         " of working copy)");
+  if (ownership)
+    line += str("; the other ranks' routed experts in them: ", stale_bytes, " bytes of master weights not updated here, ",
+                unused_bytes, " bytes of gradients never touched");
+  return line;
+}
+
 }  // namespace dsk::train

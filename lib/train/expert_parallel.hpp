@@ -21,10 +21,15 @@
 //
 // What is split is the expert compute, the routed activations and, without ZeRO-1, the experts'
 // AdamW state and gradient traffic. With ZeRO-1 the whole AdamW state is sharded over all ranks
-// instead. The expert weights and gradients are still allocated in full by every rank.
+// instead. The expert weights and gradients are still allocated in full by every rank (one flat
+// buffer each, indexed by the same offsets everywhere); without ZeRO-1 the other ranks' experts
+// there are dead weight: their gradients are never written, zeroed, read or scaled here, their
+// master weights and working copy never updated or read by a training pass (a checkpoint takes
+// them from their owners). parameter_memory() says how many bytes that is.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "core/config.hpp"
 #include "dist/communicator.hpp"
@@ -53,5 +58,13 @@ std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dis
 // The routed experts' gradients apart from the all-ranks buckets (gradient_sync.hpp) as
 // `ownership` splits them; empty (nothing apart) when null.
 ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership);
+
+// Tells the model that the gradients `sync` leaves alone (the other ranks' experts) need no
+// zeroing, and returns the log line of the parameter memory a rank holds: "parameter memory:
+// X MiB on rank 0 (M bytes of fp32 master weights, G of fp32 gradients, W of working copy)", and
+// under expert parallelism without ZeRO-1 "; the other ranks' routed experts in them: F bytes of
+// master weights not updated here, U bytes of gradients never touched".
+std::string leave_foreign_experts_alone(model::Model& model, const ExpertOwnership* ownership,
+                                        const GradientSync& sync);
 
 }  // namespace dsk::train

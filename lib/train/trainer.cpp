@@ -244,6 +244,7 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
   log_info("optimizer state: ", double(optimizer_.state_bytes()) / double(1 << 20), " MiB on rank 0 (",
            optimizer_.state_bytes(), " bytes of AdamW m, v and decay mask)");
   if (const std::string sync = gradient_sync_.describe(); !sync.empty()) log_info(sync);
+  log_info(leave_foreign_experts_alone(model_, expert_ownership_.get(), gradient_sync_));
   const int64_t vocab = model_.architecture().vocab;
   if (data_->vocab_size() > uint64_t(vocab))
     throw UsageError(str("the data uses a vocabulary of ", data_->vocab_size(), " tokens but the model has ", vocab,

@@ -9,6 +9,9 @@
 #     log's "optimizer state" line) is the 1-rank run's less m, v and decay mask (9 bytes an
 #     element) of the 3 experts rank 1 owns, and the checkpoint, which gathers the experts' weights
 #     and moments from their owners, is bit-identical to ZeRO-1's (which updates every expert);
+#   - the other rank's experts' gradients are left alone (never zeroed, summed, read or scaled)
+#     and their master weights not updated: the log's "parameter memory" line counts half the
+#     experts' fp32 elements of each on rank 0 (both buffers are still allocated in full);
 #   - the gradient all-reduce leaves the routed experts out (the log's "gradient sync" line: the
 #     model's bytes less the experts'), each rank keeps its own experts' gradients apart, summed
 #     over nothing with one group and over the 2 ranks that hold the same experts with two;
@@ -77,6 +80,14 @@ gradient_sync() {
   pattern+='routed experts: this rank.s \([0-9]*\) bytes summed over \([0-9]*\) ranks*.*'
   sed -n "s/$pattern/\1 \2 \3 \4/p" "$1"
 }
+# "parameter memory: X MiB on rank 0 (M bytes of fp32 master weights, G of fp32 gradients, W of
+# working copy); the other ranks' routed experts in them: F bytes of master weights not updated
+# here, U bytes of gradients never touched" -> "M G F U" ("M G" without expert parallelism)
+parameter_memory() {
+  local pattern='.*parameter memory: .* MiB on rank 0 (\([0-9]*\) bytes of fp32 master weights, \([0-9]*\) of fp32 '
+  sed -n -e "s/${pattern}gradients, .*other ranks. routed experts in them: \([0-9]*\) bytes of master weights .*, \([0-9]*\) bytes of gradients never touched.*/\1 \2 \3 \4/p;t" \
+    -e "s/${pattern}gradients, [0-9]* of working copy)$/\1 \2/p" "$1"
+}
 # "model: deepseek_v3, P parameters on ..." -> P
 parameters() { sed -n 's/.*model: [a-z_0-9]*, \([0-9]*\) parameters on.*/\1/p' "$1"; }
 
@@ -105,6 +116,13 @@ params=$(parameters ep.err)
 [ "$(gradient_sync ep.err)" = "$((4 * (params - experts))) 2 $((4 * experts / 2)) 1" ] ||
   fail "2 expert-parallel ranks: the all-reduce should carry the $params parameters less the $experts routed-expert \
 elements (4 bytes each), rank 0 keep half the experts' to itself: $(grep 'gradient sync' ep.err)"
+# Every rank still allocates the whole model (one flat buffer of weights and one of gradients);
+# the other rank's experts there are never updated, and their gradients never touched.
+[ "$(parameter_memory one.err)" = "$((4 * params)) $((4 * params))" ] ||
+  fail "1 rank: $(grep 'parameter memory' one.err)"
+[ "$(parameter_memory ep.err)" = "$((4 * params)) $((4 * params)) $((4 * experts / 2)) $((4 * experts / 2))" ] ||
+  fail "2 expert-parallel ranks: half the $experts routed-expert elements should be left alone on rank 0: \
+$(grep 'parameter memory' ep.err)"
 [ "$(grep -c '^kind: checkpoint' ep.yaml)" = 1 ] || fail "one record expected: $(cat ep.yaml)"
 [ "$(field step ep.yaml)" = 20 ] || fail "expert parallel: $(cat ep.yaml)"
 [ "$(wc -l <ep/metrics.jsonl)" = 20 ] || fail "metrics.jsonl written by one rank only"
@@ -136,6 +154,10 @@ for buckets in one small zero; do
   mpi 4 dsk-train -c base.yaml --device cpu --run-dir groups-$buckets --set data.grad_accum=4 \
     --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb --set dist.zero=$zero >/dev/null 2>groups.err ||
     fail "4 ranks, groups of 2, $buckets: $(cat groups.err)"
+  expected_memory="$((4 * params)) $((4 * params)) $((4 * experts / 2)) $((4 * experts / 2))"
+  [ $buckets = zero ] && expected_memory="$((4 * params)) $((4 * params))"  # ZeRO-1 updates every expert
+  [ "$(parameter_memory groups.err)" = "$expected_memory" ] ||
+    fail "4 ranks in 2 groups, $buckets: $(grep 'parameter memory' groups.err)"
   if [ $buckets = zero ]; then
     grep -q "gradient sync: $((4 * params)) bytes a step reduce-scattered over 4 ranks (ZeRO-1)" groups.err ||
       fail "4 ranks in 2 groups, ZeRO-1: $(grep 'gradient sync' groups.err)"
