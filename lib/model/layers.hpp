@@ -66,11 +66,13 @@ class AttentionPrefix {
 // frozen base). extension: null, or what is added beside the Linears (above).
 struct Weights {
   Buf working, master, grads;
+  std::span<const FlatSpan> dropped;  // gradients not held (Model::drop_gradients): grads skips them
   LinearExtension* extension = nullptr;
   AttentionPrefix* prefix = nullptr;  // null, or prefix tuning's keys and values (above)
   Buf w(size_t offset, int64_t n) const { return offset == kNone ? Buf{} : working.slice(int64_t(offset), n); }
   Buf g(size_t offset, int64_t n) const {
-    return offset == kNone || grads.empty() ? Buf{} : grads.slice(int64_t(offset), n);
+    if (offset == kNone || grads.empty()) return Buf{};
+    return grads.slice(int64_t(dropped.empty() ? offset : offset_without(dropped, offset, size_t(n))), n);
   }
 };
 

@@ -62,7 +62,8 @@ struct Model::Impl {
   ParameterLayout layout;
   std::unordered_map<std::string, size_t> view_index;
   tensor::RopeTables rope;
-  tensor::Arena param_arena;
+  tensor::Arena param_arena, grad_arena;
+  std::vector<FlatSpan> dropped_gradients;  // drop_gradients: not in weights.grads
   Weights weights;
   Buf expert_load;  // i64 [moe layers, E]
   // Training and inference plans are kept apart, so evaluating between steps reallocates nothing.
@@ -78,7 +79,6 @@ struct Model::Impl {
   float loss_scale = 1.0f;  // of the backward under way (gradient accumulation folds 1/k in here)
   Recompute recompute_mode = Recompute::none;
   RowExchange* expert_exchange = nullptr;  // expert parallelism (expert_dispatch.hpp), or none
-  std::vector<Model::FlatSpan> unused_gradients;  // zero_grad() skips these
   ModelOptions options;
   Model::BackwardHook backward_hook;
 
@@ -90,6 +90,7 @@ struct Model::Impl {
         arch(a),
         layout(layout_parameters(a)),
         param_arena(*ops, "parameters"),
+        grad_arena(*ops, "gradients"),
         options(model_options) {
     for (size_t i = 0; i < layout.views.size(); i++) view_index[layout.views[i].name] = i;
     kernels::cpu::Rope host_rope = compute_rope(arch.rope_scaling, arch.rope_dim(), arch.max_position_embeddings);
@@ -103,18 +104,33 @@ struct Model::Impl {
     carve_parameters(param_arena);
     param_arena.commit();
     carve_parameters(param_arena);
-    if (!weights.grads.empty()) ops->zero(weights.grads);
     if (expert_load.numel > 0) ops->zero(expert_load);
+    allocate_gradients();
   }
 
-  // Master and gradients f32; the working copy is the master itself when activations are f32.
-  // A frozen base has no gradients, and no master where the working copy alone will do.
+  // The gradients (f32, none for a frozen base) less the dropped ones, zeroed, in an arena of
+  // their own, so that dropping some reallocates nothing else.
+  void allocate_gradients() {
+    weights.grads = Buf{};
+    grad_arena = tensor::Arena(*ops, "gradients");
+    if (options.frozen_base) return;
+    size_t dropped = 0;
+    for (const FlatSpan& span : dropped_gradients) dropped += span.numel;
+    auto carve = [&](tensor::Arena& arena) { weights.grads = arena.take(DType::f32, int64_t(layout.total - dropped)); };
+    carve(grad_arena);
+    grad_arena.commit();
+    carve(grad_arena);
+    weights.dropped = dropped_gradients;
+    ops->zero(weights.grads);
+  }
+
+  // Master f32; the working copy is the master itself when activations are f32. A frozen base has
+  // no master where the working copy alone will do.
   void carve_parameters(tensor::Arena& arena) {
     const int64_t total = int64_t(layout.total);
     const DType working = ops->activation_dtype();
     const bool master_needed = !options.frozen_base || working == DType::f32 || !load.layers.empty();
     weights.master = master_needed ? arena.take(DType::f32, total) : Buf{};
-    weights.grads = options.frozen_base ? Buf{} : arena.take(DType::f32, total);
     weights.working = working == DType::f32 ? weights.master : arena.take(working, total);
     expert_load = arena.take(DType::i64, int64_t(load.layers.size()) * arch.n_routed);
   }
@@ -447,8 +463,20 @@ void Model::set_parameters(std::span<const float> values) {
 }
 
 std::vector<float> Model::copy_gradients() const {
-  std::vector<float> out(impl_->layout.total);
-  impl_->ops->copy_to_host(out.data(), impl_->weights.grads);
+  std::vector<float> held(size_t(impl_->weights.grads.numel));
+  if (!held.empty()) impl_->ops->copy_to_host(held.data(), impl_->weights.grads);
+  if (held.size() == impl_->layout.total) return held;
+  std::vector<float> out(impl_->layout.total, 0.0f);  // the dropped gradients stay 0
+  size_t from = 0, at = 0;  // in out, in held
+  auto take_until = [&](size_t end) {
+    std::copy_n(held.begin() + int64_t(at), end - from, out.begin() + int64_t(from));
+    at += end - from;
+  };
+  for (const FlatSpan& span : impl_->dropped_gradients) {
+    take_until(span.offset);
+    from = span.offset + span.numel;
+  }
+  take_until(impl_->layout.total);
   return out;
 }
 
@@ -477,7 +505,7 @@ std::span<float> Model::parameter(const std::string& name) {
 }
 std::span<float> Model::gradient(const std::string& name) {
   const ParamView& v = view(name);
-  return gradients().subspan(v.offset, v.numel);
+  return gradients().subspan(offset_without(impl_->dropped_gradients, v.offset, v.numel), v.numel);
 }
 
 float Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T, int ignore_index) {
@@ -559,31 +587,32 @@ std::vector<Model::GradientStage> Model::gradient_stages() const {
     stages.push_back({str("model.layers.", l), begin, end - begin});
   }
   stages.push_back({"embedding", 0, L > 0 ? layer_begin[0] : layout.final_norm});
+  for (GradientStage& stage : stages) {  // into the gradient buffer, less what drop_gradients took out
+    const size_t begin = gradient_offset(stage.offset), end = gradient_offset(stage.offset + stage.numel);
+    stage.offset = begin;
+    stage.numel = end - begin;
+  }
   return stages;
 }
 
 void Model::set_backward_hook(BackwardHook hook) { impl_->backward_hook = std::move(hook); }
 
 void Model::zero_grad() {
-  Buf grads = impl_->weights.grads;
-  if (grads.empty()) return;
-  size_t from = 0;  // what lies between the unused ranges
-  for (const FlatSpan& unused : impl_->unused_gradients) {
-    if (unused.offset > from) impl_->ops->zero(grads.slice(int64_t(from), int64_t(unused.offset - from)));
-    from = unused.offset + unused.numel;
-  }
-  if (size_t(grads.numel) > from) impl_->ops->zero(grads.slice(int64_t(from), grads.numel - int64_t(from)));
+  if (!impl_->weights.grads.empty()) impl_->ops->zero(impl_->weights.grads);
 }
 
-void Model::set_unused_gradients(std::vector<FlatSpan> unused) {
+void Model::drop_gradients(std::vector<FlatSpan> dropped) {
   size_t end = 0;
-  for (const FlatSpan& span : unused) {
-    if (span.offset < end || span.offset + span.numel > size_t(impl_->weights.grads.numel))
-      throw InternalError("Model::set_unused_gradients: ranges out of order or past the gradient buffer");
+  for (const FlatSpan& span : dropped) {
+    if (span.offset < end || span.offset + span.numel > impl_->layout.total)
+      throw InternalError("Model::drop_gradients: ranges out of order or past the parameters");
     end = span.offset + span.numel;
   }
-  impl_->unused_gradients = std::move(unused);
+  impl_->dropped_gradients = std::move(dropped);
+  impl_->allocate_gradients();
 }
+
+size_t Model::gradient_offset(size_t offset) const { return offset_without(impl_->dropped_gradients, offset); }
 
 KvCache Model::new_kv_cache(int B, int max_length) const {
   const Architecture& a = impl_->arch;

@@ -45,6 +45,11 @@ struct PagedPlan;  // model/paged_forward.hpp
 struct PagedStep;
 struct PagedWorkspace;
 
+// A range of the flat buffers, in floats.
+struct FlatSpan {
+  size_t offset = 0, numel = 0;
+};
+
 // One named tensor in the flat parameter (or gradient) buffer.
 struct ParamView {
   std::string name;            // HF name
@@ -159,15 +164,16 @@ class Model {
   // All logits [B,T,V] on the host (tests and small batches: they do exist at once here).
   std::vector<float> logits(const int32_t* tokens, int B, int T);
   void zero_grad();
-  // A range of the flat buffers, in floats.
-  struct FlatSpan {
-    size_t offset = 0, numel = 0;
-  };
-  // Gradients that no backward writes and no caller reads from now on (expert parallelism: the
-  // other ranks' routed experts, which their exchange keeps from running here): zero_grad()
-  // leaves them alone, so they hold whatever the memory held (on the CPU backend, pages never
-  // touched stay unmapped). Ascending and disjoint; empty: zero_grad() clears everything again.
-  void set_unused_gradients(std::vector<FlatSpan> unused);
+  // Expert parallelism: the gradients no backward here writes (the other ranks' routed experts,
+  // which the exchange keeps from running here) are not held at all. The gradient buffer then
+  // holds the others' in order: gradient_buffer().numel is parameter_count() less them, and
+  // gradient_offset(), gradient_stages() and lm_head_gradient() index it so; copy_gradients()
+  // gives 0 there and gradient(name) refuses them. Ascending and disjoint (InternalError
+  // otherwise); reallocates the gradients, zeroed.
+  void drop_gradients(std::vector<FlatSpan> dropped);
+  // Where the gradient of parameter element `offset` is in gradient_buffer() (offset itself
+  // unless drop_gradients); InternalError for a dropped one.
+  size_t gradient_offset(size_t offset) const;
 
   // For losses other than next-token cross-entropy: run to the final normed hidden state
   // (hidden() [B*T, C], act), put d(loss)/d(hidden) into hidden_gradient() (zeroed by

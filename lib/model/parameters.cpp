@@ -1,5 +1,7 @@
 #include "model/parameters.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 
 namespace dsk::model {
@@ -97,6 +99,21 @@ ParameterLayout layout_parameters(const Architecture& a) {
   layout.lm_head.out = a.vocab;
   layout.lm_head.weight = a.tied_embeddings ? layout.embed : b.tensor("lm_head.weight", {a.vocab, a.hidden});
   return layout;
+}
+
+size_t offset_without(std::span<const FlatSpan> dropped, size_t offset, size_t numel) {
+  size_t before = 0;
+  for (const FlatSpan& span : dropped) {
+    if (span.offset + span.numel <= offset) {
+      before += span.numel;
+    } else if (span.offset < offset + std::max<size_t>(numel, 1) && (numel > 0 || span.offset < offset)) {
+      throw InternalError(str("flat elements [", offset, ", ", offset + numel, ") reach into the dropped [",
+                              span.offset, ", ", span.offset + span.numel, ")"));
+    } else {
+      break;
+    }
+  }
+  return offset - before;
 }
 
 }  // namespace dsk::model

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -46,5 +47,10 @@ struct ParameterLayout {
 };
 
 ParameterLayout layout_parameters(const Architecture& arch);
+
+// Where flat element `offset` (and the `numel` after it) lands once the `dropped` ranges
+// (ascending, disjoint) are cut out of the buffer and the rest closed up; InternalError when
+// [offset, offset + numel) reaches into one (numel 0: when offset lies inside one).
+size_t offset_without(std::span<const FlatSpan> dropped, size_t offset, size_t numel = 0);
 
 }  // namespace dsk::model

@@ -65,14 +65,17 @@ void AdamW::update(Buf params, Buf working, Buf grads, Buf m, Buf v, Buf mask, f
 }
 
 void AdamW::step(Buf params, Buf working, Buf grads, float lr) {
-  if (size_t(params.numel) != count_ || size_t(grads.numel) != count_)
+  // Under expert parallelism the gradients may hold only what this rank updates, in order.
+  const bool held_only = experts_ && grads.numel == m_.numel;
+  if (size_t(params.numel) != count_ || (size_t(grads.numel) != count_ && !held_only))
     throw InternalError("AdamW::step: buffer sizes differ from the optimizer's parameter count");
   ++step_;
   auto part = [](Buf b, int64_t offset, int64_t n) { return b.empty() ? Buf{} : b.slice(offset, n); };
-  int64_t at = 0;  // in m_, v_ and mask_
+  int64_t at = 0;  // in m_, v_ and mask_ (and grads when held_only)
   for (const FlatRange& range : local_) {
     update(params.slice(range.begin, range.length), part(working, range.begin, range.length),
-           grads.slice(range.begin, range.length), m_.slice(at, range.length), v_.slice(at, range.length),
+           grads.slice(held_only ? at : range.begin, range.length), m_.slice(at, range.length),
+           v_.slice(at, range.length),
            part(mask_, at, range.length), lr);
     at += range.length;
   }

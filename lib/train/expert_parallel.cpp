@@ -68,39 +68,43 @@ std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dis
   // Adapters (dsk-finetune) train other parameters than the experts: nothing to split there.
   const bool whole_model = trainable.data == model.master().data && trainable.numel == model.master().numel;
   if (ranks == 1 || config.get_int("dist.zero") == 1 || !whole_model) return nullptr;
-  return std::make_unique<ExpertOwnership>(model, comm, int(ranks));
+  auto ownership = std::make_unique<ExpertOwnership>(model, comm, int(ranks));
+  // int8 gradients are all-gathered whole (gradient_compression.hpp): every expert's travels.
+  if (config.get_string("dist.grad_dtype") != "int8") {
+    std::vector<model::FlatSpan> others;
+    for (const FlatRange& range : ownership->foreign()) others.push_back({size_t(range.begin), size_t(range.length)});
+    model.drop_gradients(std::move(others));
+  }
+  return ownership;
 }
 
-ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership) {
+ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership, const model::Model& model) {
   ExpertGradientSplit split;
   if (!ownership) return split;
-  for (const FlatRange& range : ownership->routed()) split.routed.push_back({range.begin, range.length});
-  for (const FlatRange& range : ownership->owned()) split.owned.push_back({range.begin, range.length});
+  const bool dropped = model.gradient_offset(model.parameter_count()) < model.parameter_count();
+  // Without the others' gradients, the routed experts in the gradient buffer are this rank's.
+  for (const FlatRange& range : dropped ? ownership->owned() : ownership->routed())
+    split.routed.push_back({int64_t(model.gradient_offset(size_t(range.begin))), range.length});
+  for (const FlatRange& range : ownership->owned())
+    split.owned.push_back({int64_t(model.gradient_offset(size_t(range.begin))), range.length});
   split.replicas = &ownership->replicas();
   return split;
 }
 
-std::string leave_foreign_experts_alone(model::Model& model, const ExpertOwnership* ownership,
-                                        const GradientSync& sync) {
-  std::vector<model::Model::FlatSpan> unused;
-  int64_t unused_bytes = 0, stale_bytes = 0;
-  for (const GradientRange& range : sync.left_alone()) {
-    unused.push_back({size_t(range.offset), size_t(range.numel)});
-    unused_bytes += range.numel * int64_t(sizeof(float));
-  }
-  model.set_unused_gradients(std::move(unused));
-  if (ownership)
-    for (const FlatRange& range : ownership->foreign()) stale_bytes += range.length * int64_t(sizeof(float));
+std::string parameter_memory(model::Model& model, const ExpertOwnership* ownership) {
   const tensor::Buf master = model.master(), working = model.working(), grads = model.gradient_buffer();
   const size_t working_bytes = working.data == master.data ? 0 : working.bytes();
   const size_t total = master.bytes() + grads.bytes() + working_bytes;
   std::string line = str("parameter memory: ", double(total) / double(1 << 20), " MiB on rank 0 (", master.bytes(),
                          " bytes of fp32 master weights, ", grads.bytes(), " of fp32 gradients, ", working_bytes,
                          " of working copy)");
-  if (ownership)
-    line += str("; the other ranks' routed experts in them: ", stale_bytes, " bytes of master weights not updated here, ",
-                unused_bytes, " bytes of gradients never touched");
-  return line;
+  if (!ownership) return line;
+  int64_t others = 0;
+  for (const FlatRange& range : ownership->foreign()) others += range.length;
+  const int64_t dropped = int64_t(model.parameter_count()) - grads.numel;
+  return line + str("; the other ranks' routed experts: ", others * int64_t(sizeof(float)),
+                    " bytes of master weights not updated here, ", dropped * int64_t(sizeof(float)),
+                    " bytes of gradients not held");
 }
 
 }  // namespace dsk::train

@@ -21,11 +21,12 @@
 //
 // What is split is the expert compute, the routed activations and, without ZeRO-1, the experts'
 // AdamW state and gradient traffic. With ZeRO-1 the whole AdamW state is sharded over all ranks
-// instead. The expert weights and gradients are still allocated in full by every rank (one flat
-// buffer each, indexed by the same offsets everywhere); without ZeRO-1 the other ranks' experts
-// there are dead weight: their gradients are never written, zeroed, read or scaled here, their
-// master weights and working copy never updated or read by a training pass (a checkpoint takes
-// them from their owners). parameter_memory() says how many bytes that is.
+// instead. Without ZeRO-1 (and int8 gradients, which carry every expert) a rank does not hold the
+// other ranks' experts' gradients at all (Model::drop_gradients: its gradient buffer is the model
+// less them). The master weights and working copy of every expert are still allocated by every
+// rank (one flat buffer each, indexed alike on all ranks): the other ranks' experts there are
+// never updated nor read by a training pass (a checkpoint takes them from their owners).
+// parameter_memory() gives the bytes of each.
 #pragma once
 
 #include <memory>
@@ -51,20 +52,20 @@ std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config,
                                                            model::Model& model);
 
 // Who updates which routed expert, when expert parallelism is on without ZeRO-1 and `trainable`
-// (the optimizer's flat parameters) is the model's own master buffer; null otherwise.
+// (the optimizer's flat parameters) is the model's own master buffer; null otherwise. Unless the
+// gradients travel as int8, the model then drops the other ranks' experts' gradients.
 std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
                                                        model::Model& model, tensor::Buf trainable);
 
 // The routed experts' gradients apart from the all-ranks buckets (gradient_sync.hpp) as
-// `ownership` splits them; empty (nothing apart) when null.
-ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership);
+// `ownership` splits them, at their places in the model's gradient buffer; empty (nothing apart)
+// when null.
+ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership, const model::Model& model);
 
-// Tells the model that the gradients `sync` leaves alone (the other ranks' experts) need no
-// zeroing, and returns the log line of the parameter memory a rank holds: "parameter memory:
-// X MiB on rank 0 (M bytes of fp32 master weights, G of fp32 gradients, W of working copy)", and
-// under expert parallelism without ZeRO-1 "; the other ranks' routed experts in them: F bytes of
-// master weights not updated here, U bytes of gradients never touched".
-std::string leave_foreign_experts_alone(model::Model& model, const ExpertOwnership* ownership,
-                                        const GradientSync& sync);
+// The log line of the parameter memory a rank holds: "parameter memory: X MiB on rank 0 (M bytes
+// of fp32 master weights, G of fp32 gradients, W of working copy)", and with `ownership` then
+// "; the other ranks' routed experts: F bytes of master weights not updated here, D bytes of
+// gradients not held".
+std::string parameter_memory(model::Model& model, const ExpertOwnership* ownership);
 
 }  // namespace dsk::train

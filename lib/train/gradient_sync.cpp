@@ -27,14 +27,6 @@ int64_t total_numel(const std::vector<GradientRange>& ranges) {
   return total;
 }
 
-// The routed experts' ranges less this rank's.
-std::vector<GradientRange> others_experts(const ExpertGradientSplit& experts) {
-  std::vector<GradientRange> out;
-  for (const GradientRange& range : experts.routed)
-    for (const GradientRange& piece : ranges_outside(range, experts.owned)) out.push_back(piece);
-  return out;
-}
-
 }  // namespace
 
 GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t count, std::vector<GradientRange> stages,
@@ -47,7 +39,6 @@ GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t c
       int8_wire_(wire.int8),
       replicas_(splits_experts(experts, comm.size(), zero1, wire) ? experts.replicas : nullptr),
       buckets_(plan(stages, bucket_bytes, experts, replicas_ != nullptr)),
-      left_alone_(replicas_ ? others_experts(experts) : std::vector<GradientRange>{}),
       pending_(buckets_.size()),
       started_(buckets_.size(), false),
       arena_(ops, "bf16 gradients for the all-reduce") {
@@ -157,14 +148,6 @@ double GradientSync::squared_norm(Buf grads) {
 }
 
 void GradientSync::scale(Buf grads, float factor) {
-  if (replicas_) {
-    // What this rank holds, as the norm: the other ranks' experts are left alone.
-    for (const GradientBucket& bucket : buckets_) {
-      for (const GradientRange& piece : bucket.shared) ops_.scale(grads.slice(piece.offset, piece.numel), factor);
-      for (const GradientRange& piece : bucket.experts) ops_.scale(grads.slice(piece.offset, piece.numel), factor);
-    }
-    return;
-  }
   if (!zero1_) {
     ops_.scale(grads, factor);
     return;

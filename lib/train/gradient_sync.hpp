@@ -19,7 +19,7 @@
 // the all-ranks buckets: each rank sums the gradients of the experts it holds only over the ranks
 // that hold the same experts (a sub-communicator: one rank per expert-parallel group; none when
 // there is one group), and leaves the other experts' gradients alone (its AdamW does not update
-// them: expert_ownership.hpp), not even to clip them. The norm adds the experts' squares once per group. ZeRO-1 and int8
+// them: expert_ownership.hpp). The norm adds the experts' squares once per group. ZeRO-1 and int8
 // still carry every expert over all ranks (ZeRO-1's shards and int8's buckets cut across them).
 //
 // On the wire (dist.grad_dtype): f32; bf16 (halves the bytes; the CUDA backend's activation
@@ -76,10 +76,6 @@ class GradientSync {
   double reduce_and_clip(tensor::Buf grads, float max_norm);
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
-  // The gradients of the routed experts other ranks hold, which this sync neither sends, reads
-  // nor scales (ascending; empty unless the experts are split as above): nothing needs them, so
-  // the caller need not zero them either (Model::set_unused_gradients).
-  const std::vector<GradientRange>& left_alone() const { return left_alone_; }
   // What a step sends, for the log: "gradient sync: N bytes a step all-reduced over R ranks in B
   // buckets", under expert parallelism then "; routed experts: this rank's M bytes summed over K
   // ranks, the others' left out"; empty with one rank.
@@ -100,7 +96,6 @@ class GradientSync {
   bool int8_wire_;
   dist::Communicator* replicas_ = nullptr;  // expert parallelism: the experts' ranks; else null
   std::vector<GradientBucket> buckets_;
-  std::vector<GradientRange> left_alone_;
   std::vector<std::vector<std::unique_ptr<dist::PendingCollective>>> pending_;  // per bucket, while under way
   std::vector<bool> started_;
   tensor::Arena arena_;

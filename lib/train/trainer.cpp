@@ -235,7 +235,7 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
                      int64_t(config.get_double("dist.bucket_mb") * double(1 << 20)), config.get_int("dist.zero") == 1,
                      parse_gradient_wire(config.get_string("dist.grad_dtype"), config.get_bool("dist.error_feedback"),
                                          *ops_),
-                     expert_gradient_split(expert_ownership_.get())),
+                     expert_gradient_split(expert_ownership_.get(), model_)),
       checkpoint_content_(objective_->checkpoint_content()) {
   if (grad_accum_ % comm_->size() != 0)
     throw UsageError(str("data.grad_accum ", grad_accum_, " must be a multiple of the number of ranks (",
@@ -244,7 +244,7 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
   log_info("optimizer state: ", double(optimizer_.state_bytes()) / double(1 << 20), " MiB on rank 0 (",
            optimizer_.state_bytes(), " bytes of AdamW m, v and decay mask)");
   if (const std::string sync = gradient_sync_.describe(); !sync.empty()) log_info(sync);
-  log_info(leave_foreign_experts_alone(model_, expert_ownership_.get(), gradient_sync_));
+  log_info(parameter_memory(model_, expert_ownership_.get()));
   const int64_t vocab = model_.architecture().vocab;
   if (data_->vocab_size() > uint64_t(vocab))
     throw UsageError(str("the data uses a vocabulary of ", data_->vocab_size(), " tokens but the model has ", vocab,
