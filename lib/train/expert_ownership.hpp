@@ -11,9 +11,9 @@
 // With ZeRO-1 this is not used: ZeRO-1 already shards the whole AdamW state over all ranks.
 //
 // The gradients follow (gradient_sync.hpp): an expert's gradient is summed only over the ranks
-// that own it, through replicas(), and the foreign ones are never sent, zeroed or scaled (the
-// backward never writes them: Model::set_unused_gradients): the all-reduce of the
-// data-parallel part leaves the routed experts out.
+// that own it, through replicas(), and the foreign ones are not even held (Model::drop_gradients,
+// expert_parallel.hpp; but for int8 gradients): the all-reduce of the data-parallel part leaves
+// the routed experts out.
 #pragma once
 
 #include <cstdint>

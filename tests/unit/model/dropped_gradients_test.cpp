@@ -1,0 +1,64 @@
+// Model::drop_gradients (expert parallelism: a rank holds no gradients for the other ranks'
+// experts): the flat offsets close up over the dropped ranges, the backward stages tile the
+// smaller buffer, copy_gradients() gives 0 there, and a backward that would write a dropped
+// gradient (an expert run here after all) is an InternalError, not a write past its place.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "model/model.hpp"
+#include "model/parameters.hpp"
+#include "tiny_models.hpp"
+
+using namespace dsk::model;
+using namespace dsk::model::testing;
+
+TEST_CASE("offset_without: offsets close up over the dropped ranges; reaching into one is an error") {
+  const std::vector<FlatSpan> dropped = {{10, 5}, {30, 10}};
+  CHECK(offset_without(dropped, 0) == 0);
+  CHECK(offset_without(dropped, 9, 1) == 9);
+  CHECK(offset_without(dropped, 10) == 10);  // where a dropped range starts: a boundary
+  CHECK(offset_without(dropped, 15, 15) == 10);
+  CHECK(offset_without(dropped, 40) == 25);
+  CHECK(offset_without(dropped, 50, 2) == 35);
+  CHECK_THROWS_AS(offset_without(dropped, 12), dsk::InternalError);
+  CHECK_THROWS_AS(offset_without(dropped, 8, 3), dsk::InternalError);
+  CHECK_THROWS_AS(offset_without(dropped, 20, 11), dsk::InternalError);
+}
+
+TEST_CASE("drop_gradients: a smaller gradient buffer, the stages tile it, the dropped read as 0") {
+  Model model(tiny_deepseek(8), 3);
+  std::vector<FlatSpan> dropped;
+  size_t dropped_numel = 0;
+  for (const ParamView& v : model.parameter_views())
+    if (v.name.find(".mlp.experts.0.") != std::string::npos) {
+      dropped.push_back({v.offset, v.numel});
+      dropped_numel += v.numel;
+    }
+  REQUIRE(!dropped.empty());
+  model.drop_gradients(dropped);
+  CHECK(size_t(model.gradient_buffer().numel) == model.parameter_count() - dropped_numel);
+  // Backward order (head, layers from the last, embedding): each stage ends where the last began.
+  size_t end = size_t(model.gradient_buffer().numel);
+  for (const Model::GradientStage& stage : model.gradient_stages()) {
+    CHECK(stage.offset + stage.numel == end);
+    end = stage.offset;
+  }
+  CHECK(end == 0);
+  const ParamView& norm = model.view("model.norm.weight");
+  CHECK(model.gradient_offset(norm.offset) == norm.offset - dropped_numel);
+  CHECK_THROWS_AS(model.gradient_offset(dropped.front().offset + 1), dsk::InternalError);
+  CHECK_THROWS_AS(model.gradient("model.layers.1.mlp.experts.0.up_proj.weight"), dsk::InternalError);
+
+  // Every expert runs on one rank: the backward reaches expert 0's gradient, which is not there.
+  TinyBatch batch;
+  model.zero_grad();
+  CHECK_THROWS_AS(model.forward_backward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T),
+                  dsk::InternalError);
+  const std::vector<float> grads = model.copy_gradients();
+  REQUIRE(grads.size() == model.parameter_count());
+  for (const FlatSpan& span : dropped)
+    for (size_t i = 0; i < span.numel; ++i) REQUIRE(grads[span.offset + i] == 0.0f);
+}
