@@ -383,7 +383,7 @@ void moe_forward(Ops& ops, Buf out, MoeActs& acts, Buf x, const Weights& w, cons
   if (route) {
     linear_forward(ops, acts.logits, x, N, w, p.router);
     ops.moe_route_forward(acts.scores, acts.experts, acts.weights, acts.logits,
-                          w.master.slice(int64_t(p.router_bias), E), router_config(a), N);
+                          w.m(p.router_bias, E), router_config(a), N);
     ops.moe_permute(acts.offsets, acts.order, acts.row_of, load, acts.experts, N, K, E);
     if (exchange) plan_dispatch(ops, *exchange, acts.dispatch, acts.offsets, a);
   }

@@ -66,13 +66,17 @@ class AttentionPrefix {
 // frozen base). extension: null, or what is added beside the Linears (above).
 struct Weights {
   Buf working, master, grads;
-  std::span<const FlatSpan> dropped;  // gradients not held (Model::drop_gradients): grads skips them
+  // Not held (Model::drop_weights, drop_gradients): working and master, or grads, skip them.
+  std::span<const FlatSpan> dropped_weights, dropped_grads;
   LinearExtension* extension = nullptr;
   AttentionPrefix* prefix = nullptr;  // null, or prefix tuning's keys and values (above)
-  Buf w(size_t offset, int64_t n) const { return offset == kNone ? Buf{} : working.slice(int64_t(offset), n); }
+  Buf w(size_t offset, int64_t n) const { return offset == kNone ? Buf{} : working.slice(held(dropped_weights, offset, n), n); }
+  Buf m(size_t offset, int64_t n) const { return master.slice(held(dropped_weights, offset, n), n); }
   Buf g(size_t offset, int64_t n) const {
-    if (offset == kNone || grads.empty()) return Buf{};
-    return grads.slice(int64_t(dropped.empty() ? offset : offset_without(dropped, offset, size_t(n))), n);
+    return offset == kNone || grads.empty() ? Buf{} : grads.slice(held(dropped_grads, offset, n), n);
+  }
+  static int64_t held(std::span<const FlatSpan> dropped, size_t offset, int64_t n) {
+    return int64_t(dropped.empty() ? offset : offset_without(dropped, offset, size_t(n)));
   }
 };
 

@@ -64,6 +64,7 @@ struct Model::Impl {
   tensor::RopeTables rope;
   tensor::Arena param_arena, grad_arena;
   std::vector<FlatSpan> dropped_gradients;  // drop_gradients: not in weights.grads
+  std::vector<FlatSpan> dropped_weights;    // drop_weights: not in weights.master, weights.working
   Weights weights;
   Buf expert_load;  // i64 [moe layers, E]
   // Training and inference plans are kept apart, so evaluating between steps reallocates nothing.
@@ -114,20 +115,21 @@ struct Model::Impl {
     weights.grads = Buf{};
     grad_arena = tensor::Arena(*ops, "gradients");
     if (options.frozen_base) return;
-    size_t dropped = 0;
-    for (const FlatSpan& span : dropped_gradients) dropped += span.numel;
-    auto carve = [&](tensor::Arena& arena) { weights.grads = arena.take(DType::f32, int64_t(layout.total - dropped)); };
+    auto carve = [&](tensor::Arena& arena) {
+      weights.grads = arena.take(DType::f32, int64_t(layout.total - total_numel(dropped_gradients)));
+    };
     carve(grad_arena);
     grad_arena.commit();
     carve(grad_arena);
-    weights.dropped = dropped_gradients;
+    weights.dropped_grads = dropped_gradients;
     ops->zero(weights.grads);
   }
 
   // Master f32; the working copy is the master itself when activations are f32. A frozen base has
   // no master where the working copy alone will do.
   void carve_parameters(tensor::Arena& arena) {
-    const int64_t total = int64_t(layout.total);
+    const int64_t total = int64_t(layout.total - total_numel(dropped_weights));
+    weights.dropped_weights = dropped_weights;
     const DType working = ops->activation_dtype();
     const bool master_needed = !options.frozen_base || working == DType::f32 || !load.layers.empty();
     weights.master = master_needed ? arena.take(DType::f32, total) : Buf{};
@@ -159,13 +161,41 @@ struct Model::Impl {
     store(params);
   }
 
-  void store(std::span<const float> values) {
+  void store(std::span<const float> all_values) {
+    const std::vector<float> held = dropped_weights.empty() ? std::vector<float>{} : without(all_values, dropped_weights);
+    const std::span<const float> values = dropped_weights.empty() ? all_values : std::span<const float>(held);
     if (weights.master.empty()) {
       upload_working(values);
       return;
     }
     ops->copy_from_host(weights.master, values.data());
     refresh_working();
+  }
+
+  // The weights without `dropped` from now on (their values kept), and the expert loads reset.
+  void drop_weights(std::vector<FlatSpan> dropped) {
+    const std::vector<float> values = copy_all_parameters();
+    dropped_weights = std::move(dropped);
+    weights.master = weights.working = Buf{};
+    param_arena = tensor::Arena(*ops, "parameters");
+    carve_parameters(param_arena);
+    param_arena.commit();
+    carve_parameters(param_arena);
+    if (expert_load.numel > 0) ops->zero(expert_load);
+    store(values);
+  }
+
+  std::vector<float> copy_all_parameters() const {
+    const Buf held = weights.master.empty() ? weights.working : weights.master;
+    std::vector<float> out(size_t(held.numel));
+    if (weights.master.empty()) {  // a frozen base kept in bf16 only
+      std::vector<char> bytes(held.bytes());
+      ops->copy_to_host(bytes.data(), held);
+      io::to_float(bytes.data(), io::DType::BF16, out.size(), out.data());
+    } else if (!out.empty()) {
+      ops->copy_to_host(out.data(), held);
+    }
+    return with_zeros(out, dropped_weights, layout.total);
   }
 
   // ---- planning: the arena of one batch shape
@@ -444,17 +474,7 @@ tensor::Buf Model::master() { return impl_->weights.master; }
 tensor::Buf Model::working() { return impl_->weights.working; }
 tensor::Buf Model::gradient_buffer() { return impl_->weights.grads; }
 
-std::vector<float> Model::copy_parameters() const {
-  std::vector<float> out(impl_->layout.total);
-  if (impl_->weights.master.empty()) {  // a frozen base kept in bf16 only
-    std::vector<char> bytes(impl_->weights.working.bytes());
-    impl_->ops->copy_to_host(bytes.data(), impl_->weights.working);
-    io::to_float(bytes.data(), io::DType::BF16, out.size(), out.data());
-    return out;
-  }
-  impl_->ops->copy_to_host(out.data(), impl_->weights.master);
-  return out;
-}
+std::vector<float> Model::copy_parameters() const { return impl_->copy_all_parameters(); }
 
 void Model::set_parameters(std::span<const float> values) {
   if (values.size() != impl_->layout.total)
@@ -465,19 +485,7 @@ void Model::set_parameters(std::span<const float> values) {
 std::vector<float> Model::copy_gradients() const {
   std::vector<float> held(size_t(impl_->weights.grads.numel));
   if (!held.empty()) impl_->ops->copy_to_host(held.data(), impl_->weights.grads);
-  if (held.size() == impl_->layout.total) return held;
-  std::vector<float> out(impl_->layout.total, 0.0f);  // the dropped gradients stay 0
-  size_t from = 0, at = 0;  // in out, in held
-  auto take_until = [&](size_t end) {
-    std::copy_n(held.begin() + int64_t(at), end - from, out.begin() + int64_t(from));
-    at += end - from;
-  };
-  for (const FlatSpan& span : impl_->dropped_gradients) {
-    take_until(span.offset);
-    from = span.offset + span.numel;
-  }
-  take_until(impl_->layout.total);
-  return out;
+  return with_zeros(held, impl_->dropped_gradients, impl_->layout.total);
 }
 
 namespace {
@@ -501,7 +509,7 @@ const ParamView& Model::view(const std::string& name) const {
 }
 std::span<float> Model::parameter(const std::string& name) {
   const ParamView& v = view(name);
-  return parameters().subspan(v.offset, v.numel);
+  return parameters().subspan(offset_without(impl_->dropped_weights, v.offset, v.numel), v.numel);
 }
 std::span<float> Model::gradient(const std::string& name) {
   const ParamView& v = view(name);
@@ -602,17 +610,19 @@ void Model::zero_grad() {
 }
 
 void Model::drop_gradients(std::vector<FlatSpan> dropped) {
-  size_t end = 0;
-  for (const FlatSpan& span : dropped) {
-    if (span.offset < end || span.offset + span.numel > impl_->layout.total)
-      throw InternalError("Model::drop_gradients: ranges out of order or past the parameters");
-    end = span.offset + span.numel;
-  }
+  check_spans(dropped, impl_->layout.total);
   impl_->dropped_gradients = std::move(dropped);
   impl_->allocate_gradients();
 }
 
 size_t Model::gradient_offset(size_t offset) const { return offset_without(impl_->dropped_gradients, offset); }
+
+void Model::drop_weights(std::vector<FlatSpan> dropped) {
+  check_spans(dropped, impl_->layout.total);
+  impl_->drop_weights(std::move(dropped));
+}
+
+size_t Model::weight_offset(size_t offset) const { return offset_without(impl_->dropped_weights, offset); }
 
 KvCache Model::new_kv_cache(int B, int max_length) const {
   const Architecture& a = impl_->arch;
@@ -694,7 +704,7 @@ void Model::reset_expert_load() {
 void Model::update_expert_bias(float speed) {
   Impl& m = *impl_;
   for (size_t i = 0; i < m.load.layers.size(); i++) {
-    Buf bias = m.weights.master.slice(int64_t(m.layout.layers[m.load.layers[i]].router_bias), m.arch.n_routed);
+    Buf bias = m.weights.m(m.layout.layers[m.load.layers[i]].router_bias, m.arch.n_routed);
     m.ops->moe_update_bias(bias, m.expert_load.slice(int64_t(i) * m.arch.n_routed, m.arch.n_routed), m.arch.n_routed,
                            speed);
   }

@@ -174,6 +174,13 @@ class Model {
   // Where the gradient of parameter element `offset` is in gradient_buffer() (offset itself
   // unless drop_gradients); InternalError for a dropped one.
   size_t gradient_offset(size_t offset) const;
+  // The same for weights no pass here reads (expert parallelism: the other ranks' experts; not
+  // generation, which runs every expert): master() and working() hold the rest in order,
+  // weight_offset() and parameters() index them so, copy_parameters() gives 0 there and
+  // set_parameters() skips them. Reallocates the weights, keeping their values, and resets the
+  // expert-load counts.
+  void drop_weights(std::vector<FlatSpan> dropped);
+  size_t weight_offset(size_t offset) const;
 
   // For losses other than next-token cross-entropy: run to the final normed hidden state
   // (hidden() [B*T, C], act), put d(loss)/d(hidden) into hidden_gradient() (zeroed by
@@ -228,7 +235,8 @@ class Model {
   // Expert parallelism (expert_dispatch.hpp): from the next pass on, this rank runs only its share
   // of every MoE layer's routed experts, over the tokens of all ranks, exchanging rows through
   // `exchange` (not owned; null: every expert here). Generation with a KV cache keeps to the local
-  // copy of every expert. UsageError when n_routed_experts is not a multiple of the ranks.
+  // copy of every expert (none after drop_weights). UsageError when n_routed_experts is not a
+  // multiple of the ranks.
   void set_expert_exchange(RowExchange* exchange);
 
   // Adds `extension` (layers.hpp; LoRA) beside the dense Linears from the next pass on; null

@@ -118,7 +118,7 @@ void absorb_key_weights(const ModelParts& m, PagedWorkspace& ws) {
   std::vector<float> kv_b(size_t(H) * (nope + Dv) * kvr), transposed(size_t(H) * kvr * Dqk, 0.0f);
   for (int l = 0; l < a.layers; l++) {
     const int64_t offset = int64_t(m.layout.layers[l].kv_b.weight);
-    m.ops.copy_to_host(kv_b.data(), m.weights.master.slice(offset, int64_t(kv_b.size())));
+    m.ops.copy_to_host(kv_b.data(), m.weights.m(size_t(offset), int64_t(kv_b.size())));
     for (int h = 0; h < H; h++)
       for (int d = 0; d < nope; d++)
         for (int j = 0; j < kvr; j++)

@@ -101,6 +101,49 @@ ParameterLayout layout_parameters(const Architecture& a) {
   return layout;
 }
 
+void check_spans(std::span<const FlatSpan> dropped, size_t total) {
+  size_t end = 0;
+  for (const FlatSpan& span : dropped) {
+    if (span.offset < end || span.offset + span.numel > total)
+      throw InternalError("dropped flat ranges out of order or past the buffer");
+    end = span.offset + span.numel;
+  }
+}
+
+size_t total_numel(std::span<const FlatSpan> spans) {
+  size_t total = 0;
+  for (const FlatSpan& span : spans) total += span.numel;
+  return total;
+}
+
+std::vector<float> without(std::span<const float> values, std::span<const FlatSpan> dropped) {
+  std::vector<float> out;
+  out.reserve(values.size() - total_numel(dropped));
+  size_t from = 0;
+  for (const FlatSpan& span : dropped) {
+    out.insert(out.end(), values.begin() + int64_t(from), values.begin() + int64_t(span.offset));
+    from = span.offset + span.numel;
+  }
+  out.insert(out.end(), values.begin() + int64_t(from), values.end());
+  return out;
+}
+
+std::vector<float> with_zeros(const std::vector<float>& held, std::span<const FlatSpan> dropped, size_t total) {
+  if (dropped.empty()) return held;
+  std::vector<float> out(total, 0.0f);
+  size_t from = 0, at = 0;  // in out, in held
+  auto take_until = [&](size_t end) {
+    std::copy_n(held.begin() + int64_t(at), end - from, out.begin() + int64_t(from));
+    at += end - from;
+  };
+  for (const FlatSpan& span : dropped) {
+    take_until(span.offset);
+    from = span.offset + span.numel;
+  }
+  take_until(total);
+  return out;
+}
+
 size_t offset_without(std::span<const FlatSpan> dropped, size_t offset, size_t numel) {
   size_t before = 0;
   for (const FlatSpan& span : dropped) {

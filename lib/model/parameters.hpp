@@ -52,5 +52,11 @@ ParameterLayout layout_parameters(const Architecture& arch);
 // (ascending, disjoint) are cut out of the buffer and the rest closed up; InternalError when
 // [offset, offset + numel) reaches into one (numel 0: when offset lies inside one).
 size_t offset_without(std::span<const FlatSpan> dropped, size_t offset, size_t numel = 0);
+// InternalError unless `dropped` is ascending, disjoint and within [0, total).
+void check_spans(std::span<const FlatSpan> dropped, size_t total);
+size_t total_numel(std::span<const FlatSpan> spans);
+// `values` (all `total` elements) less the dropped ranges, and back with 0 in them.
+std::vector<float> without(std::span<const float> values, std::span<const FlatSpan> dropped);
+std::vector<float> with_zeros(const std::vector<float>& held, std::span<const FlatSpan> dropped, size_t total);
 
 }  // namespace dsk::model

@@ -65,16 +65,18 @@ void AdamW::update(Buf params, Buf working, Buf grads, Buf m, Buf v, Buf mask, f
 }
 
 void AdamW::step(Buf params, Buf working, Buf grads, float lr) {
-  // Under expert parallelism the gradients may hold only what this rank updates, in order.
-  const bool held_only = experts_ && grads.numel == m_.numel;
-  if (size_t(params.numel) != count_ || (size_t(grads.numel) != count_ && !held_only))
+  // Under expert parallelism the weights and the gradients may each hold only what this rank
+  // updates, in order (Model::drop_weights, drop_gradients).
+  const bool weights_held_only = experts_ && params.numel == m_.numel, grads_held_only = experts_ && grads.numel == m_.numel;
+  if ((size_t(params.numel) != count_ && !weights_held_only) || (size_t(grads.numel) != count_ && !grads_held_only))
     throw InternalError("AdamW::step: buffer sizes differ from the optimizer's parameter count");
   ++step_;
   auto part = [](Buf b, int64_t offset, int64_t n) { return b.empty() ? Buf{} : b.slice(offset, n); };
-  int64_t at = 0;  // in m_, v_ and mask_ (and grads when held_only)
+  int64_t at = 0;  // in m_, v_ and mask_ (and the weights or gradients held only here)
   for (const FlatRange& range : local_) {
-    update(params.slice(range.begin, range.length), part(working, range.begin, range.length),
-           grads.slice(held_only ? at : range.begin, range.length), m_.slice(at, range.length),
+    const int64_t weight_at = weights_held_only ? at : range.begin;
+    update(params.slice(weight_at, range.length), part(working, weight_at, range.length),
+           grads.slice(grads_held_only ? at : range.begin, range.length), m_.slice(at, range.length),
            v_.slice(at, range.length),
            part(mask_, at, range.length), lr);
     at += range.length;

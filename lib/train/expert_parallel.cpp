@@ -69,12 +69,11 @@ std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dis
   const bool whole_model = trainable.data == model.master().data && trainable.numel == model.master().numel;
   if (ranks == 1 || config.get_int("dist.zero") == 1 || !whole_model) return nullptr;
   auto ownership = std::make_unique<ExpertOwnership>(model, comm, int(ranks));
+  std::vector<model::FlatSpan> others;
+  for (const FlatRange& range : ownership->foreign()) others.push_back({size_t(range.begin), size_t(range.length)});
   // int8 gradients are all-gathered whole (gradient_compression.hpp): every expert's travels.
-  if (config.get_string("dist.grad_dtype") != "int8") {
-    std::vector<model::FlatSpan> others;
-    for (const FlatRange& range : ownership->foreign()) others.push_back({size_t(range.begin), size_t(range.length)});
-    model.drop_gradients(std::move(others));
-  }
+  if (config.get_string("dist.grad_dtype") != "int8") model.drop_gradients(others);
+  model.drop_weights(std::move(others));
   return ownership;
 }
 
@@ -99,12 +98,9 @@ std::string parameter_memory(model::Model& model, const ExpertOwnership* ownersh
                          " bytes of fp32 master weights, ", grads.bytes(), " of fp32 gradients, ", working_bytes,
                          " of working copy)");
   if (!ownership) return line;
-  int64_t others = 0;
-  for (const FlatRange& range : ownership->foreign()) others += range.length;
-  const int64_t dropped = int64_t(model.parameter_count()) - grads.numel;
-  return line + str("; the other ranks' routed experts: ", others * int64_t(sizeof(float)),
-                    " bytes of master weights not updated here, ", dropped * int64_t(sizeof(float)),
-                    " bytes of gradients not held");
+  const int64_t count = int64_t(model.parameter_count()), bytes = int64_t(sizeof(float));
+  return line + str("; the other ranks' routed experts: ", (count - master.numel) * bytes, " bytes of master weights and ",
+                    (count - grads.numel) * bytes, " bytes of gradients not held");
 }
 
 }  // namespace dsk::train

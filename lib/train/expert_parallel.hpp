@@ -21,12 +21,10 @@
 //
 // What is split is the expert compute, the routed activations and, without ZeRO-1, the experts'
 // AdamW state and gradient traffic. With ZeRO-1 the whole AdamW state is sharded over all ranks
-// instead. Without ZeRO-1 (and int8 gradients, which carry every expert) a rank does not hold the
-// other ranks' experts' gradients at all (Model::drop_gradients: its gradient buffer is the model
-// less them). The master weights and working copy of every expert are still allocated by every
-// rank (one flat buffer each, indexed alike on all ranks): the other ranks' experts there are
-// never updated nor read by a training pass (a checkpoint takes them from their owners).
-// parameter_memory() gives the bytes of each.
+// instead. Without ZeRO-1 a rank does not hold the other ranks' experts at all: neither their
+// weights (master and working copy: Model::drop_weights; no training pass reads them, and a
+// checkpoint takes them from their owners) nor their gradients (Model::drop_gradients; but with
+// int8 gradients, which carry every expert). parameter_memory() gives the bytes held.
 #pragma once
 
 #include <memory>
@@ -52,8 +50,9 @@ std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config,
                                                            model::Model& model);
 
 // Who updates which routed expert, when expert parallelism is on without ZeRO-1 and `trainable`
-// (the optimizer's flat parameters) is the model's own master buffer; null otherwise. Unless the
-// gradients travel as int8, the model then drops the other ranks' experts' gradients.
+// (the optimizer's flat parameters) is the model's own master buffer; null otherwise. The model
+// then drops the other ranks' experts' weights, and their gradients unless those travel as int8.
+// Generation on the model then refuses the routed experts (it would run them all).
 std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
                                                        model::Model& model, tensor::Buf trainable);
 
@@ -64,8 +63,7 @@ ExpertGradientSplit expert_gradient_split(const ExpertOwnership* ownership, cons
 
 // The log line of the parameter memory a rank holds: "parameter memory: X MiB on rank 0 (M bytes
 // of fp32 master weights, G of fp32 gradients, W of working copy)", and with `ownership` then
-// "; the other ranks' routed experts: F bytes of master weights not updated here, D bytes of
-// gradients not held".
+// "; the other ranks' routed experts: F bytes of master weights and D bytes of gradients not held".
 std::string parameter_memory(model::Model& model, const ExpertOwnership* ownership);
 
 }  // namespace dsk::train

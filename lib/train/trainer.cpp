@@ -142,6 +142,11 @@ class TrainingRun {
   void save();
 
   bool leader() const { return comm_->rank() == 0; }
+  // What the run trains, whether this rank holds it or not (expert parallelism: the model's
+  // buffers lack the other ranks' experts; the optimizer state and checkpoints have them).
+  int64_t trainable_count() const {
+    return expert_ownership_ ? int64_t(model_.parameter_count()) : objective_->trainable().master.numel;
+  }
 
   const Config& config_;
   const fs::path run_dir_;
@@ -227,7 +232,7 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
       expert_ownership_(objective_->checkpoint_content()
                             ? nullptr
                             : make_expert_ownership(config, *comm_, model_, objective_->trainable().master)),
-      optimizer_(*ops_, size_t(objective_->trainable().master.numel), adamw_settings(config),
+      optimizer_(*ops_, size_t(trainable_count()), adamw_settings(config),
                  objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr,
                  expert_ownership_.get()),
       gradient_sync_(*comm_, *ops_, objective_->trainable().grads.numel,
@@ -454,7 +459,7 @@ TrainOutcome TrainingRun::outcome() const {
   outcome.step = state_.step;
   outcome.tokens = state_.tokens;
   outcome.parameters = int64_t(model_.parameter_count());
-  outcome.trainable = objective_->trainable().master.numel;
+  outcome.trainable = trainable_count();
   outcome.train_loss = state_.train_loss;
   outcome.val_loss = state_.val_loss;
   outcome.skipped_steps = state_.skipped_steps;

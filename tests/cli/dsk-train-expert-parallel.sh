@@ -9,9 +9,9 @@
 #     log's "optimizer state" line) is the 1-rank run's less m, v and decay mask (9 bytes an
 #     element) of the 3 experts rank 1 owns, and the checkpoint, which gathers the experts' weights
 #     and moments from their owners, is bit-identical to ZeRO-1's (which updates every expert);
-#   - a rank holds the gradients of its own experts only, and does not update the others' weights
-#     (still allocated): the log's "parameter memory" line gives rank 0's gradient bytes as the
-#     1-rank run's less half the experts' (4 bytes an element), and half the experts' weights;
+#   - a rank holds the weights and gradients of its own experts only: the log's "parameter memory"
+#     line gives rank 0's master-weight and gradient bytes as the 1-rank run's less half the
+#     experts' (4 bytes an element);
 #   - the gradient all-reduce leaves the routed experts out (the log's "gradient sync" line: the
 #     model's bytes less the experts'), each rank keeps its own experts' gradients apart, summed
 #     over nothing with one group and over the 2 ranks that hold the same experts with two;
@@ -81,11 +81,11 @@ gradient_sync() {
   sed -n "s/$pattern/\1 \2 \3 \4/p" "$1"
 }
 # "parameter memory: X MiB on rank 0 (M bytes of fp32 master weights, G of fp32 gradients, W of
-# working copy); the other ranks' routed experts: F bytes of master weights not updated here, D
-# bytes of gradients not held" -> "M G F D" ("M G" without expert parallelism)
+# working copy); the other ranks' routed experts: F bytes of master weights and D bytes of
+# gradients not held" -> "M G F D" ("M G" without expert parallelism)
 parameter_memory() {
   local pattern='.*parameter memory: .* MiB on rank 0 (\([0-9]*\) bytes of fp32 master weights, \([0-9]*\) of fp32 '
-  sed -n -e "s/${pattern}gradients, .*other ranks. routed experts: \([0-9]*\) bytes of master weights .*, \([0-9]*\) bytes of gradients not held.*/\1 \2 \3 \4/p;t" \
+  sed -n -e "s/${pattern}gradients, .*other ranks. routed experts: \([0-9]*\) bytes of master weights and \([0-9]*\) bytes of gradients not held.*/\1 \2 \3 \4/p;t" \
     -e "s/${pattern}gradients, [0-9]* of working copy)$/\1 \2/p" "$1"
 }
 # "model: deepseek_v3, P parameters on ..." -> P
@@ -116,12 +116,13 @@ params=$(parameters ep.err)
 [ "$(gradient_sync ep.err)" = "$((4 * (params - experts))) 2 $((4 * experts / 2)) 1" ] ||
   fail "2 expert-parallel ranks: the all-reduce should carry the $params parameters less the $experts routed-expert \
 elements (4 bytes each), rank 0 keep half the experts' to itself: $(grep 'gradient sync' ep.err)"
-# Rank 0 holds the gradients of its own experts only (the 1-rank gradients less half the experts'),
-# and still all the weights, the other rank's experts' not updated.
+# Rank 0 holds the weights and gradients of its own experts only: the 1-rank bytes less half the
+# experts' of each.
 [ "$(parameter_memory one.err)" = "$((4 * params)) $((4 * params))" ] ||
   fail "1 rank: $(grep 'parameter memory' one.err)"
-[ "$(parameter_memory ep.err)" = "$((4 * params)) $((4 * (params - experts / 2))) $((4 * experts / 2)) $((4 * experts / 2))" ] ||
-  fail "2 expert-parallel ranks: rank 0 should hold the gradients of half the $experts routed-expert elements: \
+held="$((4 * (params - experts / 2))) $((4 * (params - experts / 2))) $((4 * experts / 2)) $((4 * experts / 2))"
+[ "$(parameter_memory ep.err)" = "$held" ] ||
+  fail "2 expert-parallel ranks: rank 0 should hold the weights and gradients of half the $experts routed-expert elements: \
 $(grep 'parameter memory' ep.err)"
 [ "$(grep -c '^kind: checkpoint' ep.yaml)" = 1 ] || fail "one record expected: $(cat ep.yaml)"
 [ "$(field step ep.yaml)" = 20 ] || fail "expert parallel: $(cat ep.yaml)"
@@ -154,7 +155,7 @@ for buckets in one small zero; do
   mpi 4 dsk-train -c base.yaml --device cpu --run-dir groups-$buckets --set data.grad_accum=4 \
     --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb --set dist.zero=$zero >/dev/null 2>groups.err ||
     fail "4 ranks, groups of 2, $buckets: $(cat groups.err)"
-  expected_memory="$((4 * params)) $((4 * (params - experts / 2))) $((4 * experts / 2)) $((4 * experts / 2))"
+  expected_memory=$held
   [ $buckets = zero ] && expected_memory="$((4 * params)) $((4 * params))"  # ZeRO-1 updates every expert
   [ "$(parameter_memory groups.err)" = "$expected_memory" ] ||
     fail "4 ranks in 2 groups, $buckets: $(grep 'parameter memory' groups.err)"

@@ -1,9 +1,11 @@
-// Model::drop_gradients (expert parallelism: a rank holds no gradients for the other ranks'
-// experts): the flat offsets close up over the dropped ranges, the backward stages tile the
-// smaller buffer, copy_gradients() gives 0 there, and a backward that would write a dropped
-// gradient (an expert run here after all) is an InternalError, not a write past its place.
+// Model::drop_gradients and drop_weights (expert parallelism: a rank holds no gradients or
+// weights of the other ranks' experts): the flat offsets close up over the dropped ranges, the
+// backward stages tile the smaller buffer, copy_gradients() and copy_parameters() give 0 there,
+// and a pass that would reach a dropped one (an expert run here after all) is an InternalError,
+// not an access past its place.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -28,15 +30,44 @@ TEST_CASE("offset_without: offsets close up over the dropped ranges; reaching in
   CHECK_THROWS_AS(offset_without(dropped, 20, 11), dsk::InternalError);
 }
 
+namespace {
+
+// The ranges of routed expert 0 of every MoE layer.
+std::vector<FlatSpan> first_experts(const Model& model) {
+  std::vector<FlatSpan> out;
+  for (const ParamView& v : model.parameter_views())
+    if (v.name.find(".mlp.experts.0.") != std::string::npos) out.push_back({v.offset, v.numel});
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("drop_weights: smaller weights, the others' values kept, the dropped read as 0 and skipped when set") {
+  Model model(tiny_deepseek(8), 3);
+  const std::vector<float> before = model.copy_parameters();
+  const std::vector<FlatSpan> dropped = first_experts(model);
+  model.drop_weights(dropped);
+  CHECK(size_t(model.master().numel) == model.parameter_count() - total_numel(dropped));
+  std::vector<float> expected = before;
+  for (const FlatSpan& span : dropped) std::fill_n(expected.begin() + int64_t(span.offset), span.numel, 0.0f);
+  CHECK(model.copy_parameters() == expected);
+  std::vector<float> doubled = before;
+  for (float& x : doubled) x *= 2;
+  model.set_parameters(doubled);
+  for (float& x : expected) x *= 2;
+  CHECK(model.copy_parameters() == expected);
+  const ParamView& norm = model.view("model.norm.weight");
+  CHECK(model.weight_offset(norm.offset) == norm.offset - total_numel(dropped));
+  CHECK(model.parameter("model.norm.weight")[0] == doubled[norm.offset]);
+  // Every expert runs on one rank: the forward reaches expert 0's weights, which are not there.
+  TinyBatch batch;
+  CHECK_THROWS_AS(model.forward(batch.tokens.data(), batch.targets.data(), batch.B, batch.T), dsk::InternalError);
+}
+
 TEST_CASE("drop_gradients: a smaller gradient buffer, the stages tile it, the dropped read as 0") {
   Model model(tiny_deepseek(8), 3);
-  std::vector<FlatSpan> dropped;
-  size_t dropped_numel = 0;
-  for (const ParamView& v : model.parameter_views())
-    if (v.name.find(".mlp.experts.0.") != std::string::npos) {
-      dropped.push_back({v.offset, v.numel});
-      dropped_numel += v.numel;
-    }
+  const std::vector<FlatSpan> dropped = first_experts(model);
+  const size_t dropped_numel = total_numel(dropped);
   REQUIRE(!dropped.empty());
   model.drop_gradients(dropped);
   CHECK(size_t(model.gradient_buffer().numel) == model.parameter_count() - dropped_numel);

@@ -3,7 +3,7 @@
 // loopback RowExchange in shared memory. Each rank's loss must be the one-rank model's on its own
 // batch, and the gradients must add up to the one-rank gradient of both batches: the dense ones
 // as the sum of both ranks', each routed expert's wholly on the rank that runs it; the other ranks
-// do not even hold it (Model::drop_gradients).
+// do not even hold it, nor its weights (Model::drop_gradients, drop_weights).
 #include <doctest/doctest.h>
 
 #include <barrier>
@@ -122,8 +122,9 @@ void check_expert_parallel(int P, Recompute recompute) {
           Model& model = ranks[r];
           model.set_expert_exchange(&exchanges[r]);
           model.set_recompute(recompute);
-          // Without the other ranks' experts' gradients: the backward must not reach for them
-          // (InternalError), and copy_gradients() gives 0 there.
+          // Without the other ranks' experts' weights and gradients: the passes must not reach
+          // for them (InternalError), and copy_gradients() gives 0 there.
+          model.drop_weights(others_experts(model, r, P));
           model.drop_gradients(others_experts(model, r, P));
           model.zero_grad();
           const TinyBatch& b = batches[r];
