@@ -33,10 +33,10 @@ struct AdamWSettings {
 //
 // Expert parallelism without ZeRO-1 (experts != null): this rank keeps m and v of, and updates,
 // only what is not another rank's routed expert (expert_ownership.hpp), so the routed experts'
-// optimizer memory falls as 1/dist.expert_parallel; the other experts' weights here go stale
-// until complete_parameters() takes them from their owners. The weights and gradients step() gets
-// may then each hold only what this rank updates, in order (Model::drop_weights, drop_gradients),
-// or everything.
+// optimizer memory falls as 1/dist.expert_parallel. The weights and gradients step() gets may
+// each hold only what this rank updates, in order (Model::drop_weights, drop_gradients), or
+// everything (the other experts' weights there then go stale); either way a checkpoint's host
+// copy takes the other experts from their owners through complete_parameters().
 class AdamW {
  public:
   // decay_mask: empty (decay everything) or one flag per parameter. ops: the model's backend.

@@ -5,9 +5,9 @@
 // same-index ranks of the other groups own them too (their copies stay equal: their gradients are
 // summed over those ranks, replicas()).
 //
-// AdamW (adamw.hpp) keeps m and v only outside foreign() and leaves the weights there alone, so
-// this rank's copies of the other ranks' experts go stale: the forward never reads them (it runs
-// only the local experts), and a checkpoint takes them from their owners first (fill_foreign).
+// AdamW (adamw.hpp) keeps m and v only outside foreign() and leaves the weights there alone; the
+// trainer does not even hold them (Model::drop_weights: the forward runs only the local experts),
+// and a checkpoint takes them from their owners (fill_foreign).
 // With ZeRO-1 this is not used: ZeRO-1 already shards the whole AdamW state over all ranks.
 //
 // The gradients follow (gradient_sync.hpp): an expert's gradient is summed only over the ranks
