@@ -24,7 +24,9 @@
 // instead. Without ZeRO-1 a rank does not hold the other ranks' experts at all: neither their
 // weights (master and working copy: Model::drop_weights; no training pass reads them, and a
 // checkpoint takes them from their owners) nor their gradients (Model::drop_gradients; but with
-// int8 gradients, which carry every expert). parameter_memory() gives the bytes held.
+// int8 gradients, which carry every expert). parameter_memory() gives the bytes held. The model
+// is still built (or loaded) whole first and gives the others' experts back after: start-up needs
+// the whole model's memory once.
 #pragma once
 
 #include <memory>

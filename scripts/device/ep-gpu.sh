@@ -14,8 +14,8 @@
 #     against 1 GPU at grad_accum 4, fp32 (losses within 1e-4 relative, several buckets);
 #  2. speed, moe-16e of ../shared/bench-shapes (carry .carry/gpu-data; skipped without it) in bf16
 #     on 2 GPUs, one micro-batch per rank: tokens/s and peak memory of data parallel vs expert
-#     parallel (dist.expert_parallel=2), 20 steps, and rank 0's AdamW state (expert parallel keeps
-#     the moments of its own experts only).
+#     parallel (dist.expert_parallel=2), 20 steps, rank 0's AdamW state and its parameter memory
+#     (expert parallel keeps the moments, weights and gradients of its own experts only).
 # Writes $OUT/ep-gpu.txt (and each run's log); exit 1 when a check of part 1 fails.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -76,6 +76,7 @@ for precision in fp32 bf16; do
   say "$verdict $precision: 2 GPUs expert parallel vs 1 GPU, losses within $ep relative (limit $limit); data parallel $dp"
   say "$precision gradients: data parallel $(sed -n 's/.*gradient sync: //p' "$OUT/dp-$precision.log" | head -1)"
   say "$precision gradients: expert parallel $(sed -n 's/.*gradient sync: //p' "$OUT/ep-$precision.log" | head -1)"
+  say "$precision memory: expert parallel $(sed -n 's/.*parameter memory: //p' "$OUT/ep-$precision.log" | head -1)"
   dp_bytes=$(sync_bytes "$OUT/dp-$precision.log") ep_bytes=$(sync_bytes "$OUT/ep-$precision.log")
   if [ -n "$dp_bytes" ] && [ -n "$ep_bytes" ] && [ "$ep_bytes" -lt "$dp_bytes" ] &&
     grep -q "gradient sync: .*routed experts: .* summed over 1 rank" "$OUT/ep-$precision.log"; then
@@ -125,8 +126,9 @@ if [ -f "$config" ]; then
     tps=$(median_tokens_per_s "speed-$mode/metrics.jsonl")
     peak=$(sed -n 's/.*peak device memory \([0-9.]*\) GiB.*/\1/p' "$OUT/speed-$mode.log" | tail -1)
     state=$(sed -n 's/.*optimizer state: \([0-9.]*\) MiB.*/\1/p' "$OUT/speed-$mode.log" | tail -1)
-    say "moe-16e 8x1024 on 2 GPUs, $mode: $tps tokens/s, peak memory ${peak:-?} GiB, optimizer state ${state:-?} MiB (rank 0), \
-gradients $(sync_bytes "$OUT/speed-$mode.log") bytes all-reduced a step"
+    params=$(sed -n 's/.*parameter memory: \([0-9.]*\) MiB.*/\1/p' "$OUT/speed-$mode.log" | tail -1)
+    say "moe-16e 8x1024 on 2 GPUs, $mode: $tps tokens/s, peak memory ${peak:-?} GiB, optimizer state ${state:-?} MiB, \
+parameters ${params:-?} MiB (rank 0), gradients $(sync_bytes "$OUT/speed-$mode.log") bytes all-reduced a step"
   done
 else
   say "speed: skipped (no $config; carry .carry/gpu-data)"
