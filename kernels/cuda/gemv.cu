@@ -9,10 +9,12 @@ namespace dsk::kernels::cuda {
 
 namespace {
 
-// A column per warp, 4 loads in flight per lane, 8 warps a block: the fastest of gemv_bench's splits
-// on the H200 (2026-12-01: llama-1b's 16-layer chain of products in 1.02 ms, against 1.10 ms with 8
-// loads in flight and 1.34-3.17 ms with 2 or 4 columns a warp). Fewer registers a thread keep
-// more warps resident, which matters more here than loads in flight per warp.
+// A column per warp, 4 loads in flight per lane, 8 warps a block. On the H200 (2026-12-01,
+// llama-1b's 16-layer chain of products) it was the fastest split of a first run (1.02 ms, against
+// 1.10 ms with 8 loads in flight and 1.3-3.2 ms with 2 or 4 columns a warp); in a second run 1,4,4
+// and 1,2,8 came within 4% ahead (0.999 and 1.009 against 1.038 ms), which is about the spread
+// between runs. Fewer registers a thread keep more warps resident, which matters more here than
+// loads in flight per warp.
 using Split = gemv::GemvSplit<1, 4, 8>;
 
 void check_rows(int N, const char* op) {
