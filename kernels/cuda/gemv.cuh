@@ -40,4 +40,14 @@ void gemv_parts_forward(const GemvPart<T>* parts, int count, const T* inp, int N
 template <typename T>
 void gemv_swiglu_forward(T* out, const T* inp, const T* gate, const T* up, int N, int C, int I, cudaStream_t stream);
 
+// gemv_parts_forward and gemv_swiglu_forward of RMSNorm(inp) * norm_weight (rmsnorm_forward's
+// bits), the norm computed inside the product: false, with nothing launched, where this device or
+// the alignment does not allow it (the caller then runs rmsnorm_forward and the product).
+template <typename T>
+bool rmsnorm_gemv_parts_forward(const GemvPart<T>* parts, int count, const T* inp, const T* norm_weight, float eps,
+                                int N, int C, cudaStream_t stream);
+template <typename T>
+bool rmsnorm_gemv_swiglu_forward(T* out, const T* inp, const T* norm_weight, float eps, const T* gate, const T* up,
+                                 int N, int C, int I, cudaStream_t stream);
+
 }  // namespace dsk::kernels::cuda

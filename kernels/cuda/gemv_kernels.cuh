@@ -74,7 +74,7 @@ __device__ __forceinline__ void dot_rows(float (&sums)[ROWS][kGemvMaxRows], cons
                                          const T* inp, int N, int C, int lane) {
   constexpr int step = 32 * Vector;
   for (int c0 = lane * Vector; c0 < C; c0 += UNROLL * step) {
-    Chunk<T, Vector> w_chunks[ROWS][UNROLL];
+    Chunk<T, Vector> w_chunks[ROWS][UNROLL] = {};  // zeros past the end and for missing rows, never read garbage
 #pragma unroll
     for (int r = 0; r < ROWS; r++)
 #pragma unroll
@@ -207,13 +207,15 @@ __global__ void __launch_bounds__(Split::kWarps * 32)
   }
 }
 
-// Launches kernel<<<blocks, threads, 0, stream>>>(args...) as a programmatic dependent of the
-// stream's previous kernel (the kernel calls wait_for_previous_grid before reading its input).
+// Launches kernel<<<blocks, threads, shared_bytes, stream>>>(args...) as a programmatic dependent
+// of the stream's previous kernel (the kernel calls wait_for_previous_grid before reading its input).
 template <typename... Params, typename... Args>
-void launch_dependent(void (*kernel)(Params...), unsigned blocks, int threads, cudaStream_t stream, Args... args) {
+void launch_dependent(void (*kernel)(Params...), unsigned blocks, int threads, size_t shared_bytes, cudaStream_t stream,
+                      Args... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(blocks);
   config.blockDim = dim3(unsigned(threads));
+  config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
   cudaLaunchAttribute attribute = {};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -239,7 +241,8 @@ void launch_gemv(T* out, const T* inp, const T* weight, const T* bias, int N, in
                  cudaStream_t stream) {
   constexpr int kVector = 16 / sizeof(T);
   const auto kernel = whole_chunks<T>(C, inp, {weight}) ? gemv_kernel<T, kVector, Split> : gemv_kernel<T, 1, Split>;
-  launch_dependent(kernel, blocks_for(OC, Split::kBlockColumns), Split::kWarps * 32, stream, out, inp, weight, bias, N,
+  launch_dependent(kernel, blocks_for(OC, Split::kBlockColumns), Split::kWarps * 32, 0, stream, out, inp, weight, bias,
+                   N,
                    C, OC, accumulate);
 }
 
@@ -256,7 +259,7 @@ void launch_gemv_parts(const GemvPart<T>* parts, int count, const T* inp, int N,
   if (p.first_block[count] == 0) return;
   constexpr int kVector = 16 / sizeof(T);
   launch_dependent(chunks ? gemv_parts_kernel<T, kVector, Split> : gemv_parts_kernel<T, 1, Split>,
-                   unsigned(p.first_block[count]), Split::kWarps * 32, stream, p, inp, N, C);
+                   unsigned(p.first_block[count]), Split::kWarps * 32, 0, stream, p, inp, N, C);
 }
 
 template <typename T, typename Split>
@@ -264,7 +267,8 @@ void launch_gemv_swiglu(T* out, const T* inp, const T* gate, const T* up, int N,
   constexpr int kVector = 16 / sizeof(T);
   const auto kernel = whole_chunks<T>(C, inp, {gate, up}) ? gemv_swiglu_kernel<T, kVector, Split>
                                                           : gemv_swiglu_kernel<T, 1, Split>;
-  launch_dependent(kernel, blocks_for(I, Split::kBlockColumns), Split::kWarps * 32, stream, out, inp, gate, up, N, C, I);
+  launch_dependent(kernel, blocks_for(I, Split::kBlockColumns), Split::kWarps * 32, 0, stream, out, inp, gate, up, N, C,
+                   I);
 }
 
 }  // namespace dsk::kernels::cuda::gemv

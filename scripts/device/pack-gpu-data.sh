@@ -26,6 +26,7 @@ pc libxml-2.0 "$(pkg-config --modversion libxml-2.0)" " -I\${includedir}/libxml2
 # dsk-serve's HTTP server: cpp-httplib is a compiled library in Debian, so its .so comes too (it
 # needs libssl, zlib and brotli at run time), with the feature macros it was built with.
 cp /usr/include/httplib.h .carry/devlibs/include/
+cp -r /usr/include/brotli .carry/devlibs/include/  # httplib.h includes brotli's headers; the GPU machine lacks them
 # Copies, not links: the name the linker looks for and the soname the binaries then need.
 cp /usr/lib/x86_64-linux-gnu/libcpp-httplib.so.0.11.4 .carry/devlibs/lib/libcpp-httplib.so
 cp /usr/lib/x86_64-linux-gnu/libcpp-httplib.so.0.11.4 .carry/devlibs/lib/libcpp-httplib.so.0.11
