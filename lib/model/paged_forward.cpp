@@ -253,18 +253,19 @@ tensor::PagedAttentionShape attention_shape(const PagedWorkspace& ws, const Step
   return s;
 }
 
-// GQA: project (q, k and v in one pass over their weights), rotate, write the new keys/values,
-// attend over the pool; residual += o_proj.
-void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, int l, Buf x, Buf residual) {
+// GQA: project (the input norm, then q, k and v in one pass over their weights), rotate, write
+// the new keys/values, attend over the pool; residual += o_proj.
+void gqa_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, int l, const Ops::NormedInput& x,
+                   Buf residual) {
   Ops& ops = m.ops;
   const Architecture& a = m.arch;
   const LayerParams& p = m.layout.layers[l];
   const int N = v.N, D = a.head_dim;
   const Weights& w = m.weights;
-  ops.matmul_parts_forward({{ws.q, weight_of(w, p.q), w.w(p.q.bias, p.q.out), p.q.out},
-                            {ws.k_new, weight_of(w, p.k), w.w(p.k.bias, p.k.out), p.k.out},
-                            {ws.v_new, weight_of(w, p.v), w.w(p.v.bias, p.v.out), p.v.out}},
-                           x, N, a.hidden);
+  ops.rmsnorm_matmul_parts_forward({{ws.q, weight_of(w, p.q), w.w(p.q.bias, p.q.out), p.q.out},
+                                    {ws.k_new, weight_of(w, p.k), w.w(p.k.bias, p.k.out), p.k.out},
+                                    {ws.v_new, weight_of(w, p.v), w.w(p.v.bias, p.v.out), p.v.out}},
+                                   x, N, a.hidden);
   ops.rope_paged_kv_write(ws.q, ws.k_new, ws.v_new, ws.k_pool[l], ws.v_pool[l], v.positions, v.slots, m.rope, N,
                           a.heads, a.kv_heads, D);
   const int H = a.heads, KVH = a.kv_heads;
@@ -335,17 +336,19 @@ void mla_attention(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   add_linear(ops, residual, ws.attention_out, N, w, p.o);
 }
 
-// The dense SwiGLU MLP onto the residual stream: gate, up and SwiGLU in one pass over their
-// weights, then residual += down.
-void dense_mlp(const ModelParts& m, PagedWorkspace& ws, int N, const MlpParams& p, Buf x, Buf residual) {
+// The dense SwiGLU MLP onto the residual stream: the norm, gate, up and SwiGLU in one pass over
+// their weights, then residual += down.
+void dense_mlp(const ModelParts& m, PagedWorkspace& ws, int N, const MlpParams& p, const Ops::NormedInput& x,
+               Buf residual) {
   Ops& ops = m.ops;
   const Weights& w = m.weights;
   Buf act = rows(ws.mlp.act, N, p.gate.out);
   if (p.gate.bias == kNone && p.up.bias == kNone) {
-    ops.swiglu_matmul_forward(act, x, weight_of(w, p.gate), weight_of(w, p.up), N, p.gate.in, p.gate.out);
+    ops.rmsnorm_swiglu_matmul_forward(act, x, weight_of(w, p.gate), weight_of(w, p.up), N, p.gate.in, p.gate.out);
   } else {
-    linear(ops, rows(ws.mlp.gate, N, p.gate.out), x, N, w, p.gate);
-    linear(ops, rows(ws.mlp.up, N, p.up.out), x, N, w, p.up);
+    ops.rmsnorm_forward(x.out, x.rstd, x.x, x.weight, N, p.gate.in, x.eps);
+    linear(ops, rows(ws.mlp.gate, N, p.gate.out), x.out, N, w, p.gate);
+    linear(ops, rows(ws.mlp.up, N, p.up.out), x.out, N, w, p.up);
     ops.swiglu_forward(act, rows(ws.mlp.gate, N, p.gate.out), rows(ws.mlp.up, N, p.up.out));
   }
   add_linear(ops, residual, act, N, w, p.down);
@@ -358,18 +361,22 @@ void layer_forward(const ModelParts& m, PagedWorkspace& ws, const StepView& v, i
   const LayerParams& p = m.layout.layers[l];
   const int N = v.N, C = a.hidden;
   Buf norm1 = rows(ws.norm1, N, C), norm2 = rows(ws.norm2, N, C);
-  ops.rmsnorm_forward(norm1, ws.rstd1, x, m.weights.w(p.input_norm, C), N, C, a.rms_eps);
-  if (a.mla())
+  // GQA and the dense MLP read their norm in one product, which may compute it itself (NormedInput).
+  const Ops::NormedInput in1{x, norm1, ws.rstd1, m.weights.w(p.input_norm, C), a.rms_eps};
+  const Ops::NormedInput in2{x, norm2, ws.rstd2, m.weights.w(p.post_norm, C), a.rms_eps};
+  if (a.mla()) {
+    ops.rmsnorm_forward(norm1, ws.rstd1, x, in1.weight, N, C, a.rms_eps);
     mla_attention(m, ws, v, l, norm1, x);
-  else
-    gqa_attention(m, ws, v, l, norm1, x);
-  ops.rmsnorm_forward(norm2, ws.rstd2, x, m.weights.w(p.post_norm, C), N, C, a.rms_eps);
+  } else {
+    gqa_attention(m, ws, v, l, in1, x);
+  }
   if (p.moe) {
+    ops.rmsnorm_forward(norm2, ws.rstd2, x, in2.weight, N, C, a.rms_eps);
     Buf branch = rows(ws.branch_out, N, C);
     moe_forward(ops, branch, ws.moe, norm2, m.weights, p, a, ws.expert_load);
     ops.accumulate(x, branch);
   } else {
-    dense_mlp(m, ws, N, p.mlp, norm2, x);
+    dense_mlp(m, ws, N, p.mlp, in2, x);
   }
 }
 

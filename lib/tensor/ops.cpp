@@ -8,6 +8,16 @@ void Ops::matmul_parts_forward(const std::vector<LinearPart>& parts, Buf inp, in
   for (const LinearPart& part : parts) matmul_forward(part.out, inp, part.weight, part.bias, N, C, part.OC, false);
 }
 
+void Ops::rmsnorm_matmul_parts_forward(const std::vector<LinearPart>& parts, const NormedInput& in, int N, int C) {
+  rmsnorm_forward(in.out, in.rstd, in.x, in.weight, N, C, in.eps);
+  matmul_parts_forward(parts, in.out, N, C);
+}
+
+void Ops::rmsnorm_swiglu_matmul_forward(Buf out, const NormedInput& in, Buf gate, Buf up, int N, int C, int I) {
+  rmsnorm_forward(in.out, in.rstd, in.x, in.weight, N, C, in.eps);
+  swiglu_matmul_forward(out, in.out, gate, up, N, C, I);
+}
+
 void Ops::swiglu_matmul_forward(Buf out, Buf inp, Buf gate, Buf up, int N, int C, int I) {
   // The gate's product goes to out itself (SwiGLU reads each element before writing it), the up
   // projection's to scratch, which no op below takes.

@@ -95,6 +95,15 @@ class Ops {
   virtual void matmul_parts_forward(const std::vector<LinearPart>& parts, Buf inp, int N, int C);
   // and SwiGLU's first half: out [N, I] = silu(inp @ gate^T) * (inp @ up^T), gate and up [I, C].
   virtual void swiglu_matmul_forward(Buf out, Buf inp, Buf gate, Buf up, int N, int C, int I);
+  // Both with their input RMSNorm'd first (rmsnorm_forward's arguments): a decode step's norm
+  // runs inside the product that reads it. `out` and `rstd` receive the norm where it runs as its
+  // own op; a fused kernel may leave them unwritten, so nothing else may read them.
+  struct NormedInput {
+    Buf x, out, rstd, weight;
+    float eps;
+  };
+  virtual void rmsnorm_matmul_parts_forward(const std::vector<LinearPart>& parts, const NormedInput& in, int N, int C);
+  virtual void rmsnorm_swiglu_matmul_forward(Buf out, const NormedInput& in, Buf gate, Buf up, int N, int C, int I);
 
   // ---- RMSNorm over rows of C: out = weight * inp * rstd, rstd [N] f32 kept for backward.
   virtual void rmsnorm_forward(Buf out, Buf rstd, Buf inp, Buf weight, int N, int C, float eps) = 0;

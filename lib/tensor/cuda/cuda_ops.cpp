@@ -184,14 +184,28 @@ class CudaOps final : public Ops {
   void matmul_parts_forward(const std::vector<LinearPart>& parts, Buf inp, int N, int C) override {
     if (N > cuda::kGemvMaxRows || parts.size() > size_t(cuda::kGemvMaxParts))
       return Ops::matmul_parts_forward(parts, inp, N, C);
-    std::vector<cuda::GemvPart<T>> gemv_parts;
-    for (const LinearPart& p : parts)
-      gemv_parts.push_back({a(p.out), a(p.weight), p.bias.empty() ? nullptr : a(p.bias), p.OC});
-    cuda::gemv_parts_forward<T>(gemv_parts.data(), int(gemv_parts.size()), a(inp), N, C, stream_);
+    const std::vector<cuda::GemvPart<T>> gemv = gemv_parts(parts);
+    cuda::gemv_parts_forward<T>(gemv.data(), int(gemv.size()), a(inp), N, C, stream_);
   }
   void swiglu_matmul_forward(Buf out, Buf inp, Buf gate, Buf up, int N, int C, int I) override {
     if (N > cuda::kGemvMaxRows) return Ops::swiglu_matmul_forward(out, inp, gate, up, N, C, I);
     cuda::gemv_swiglu_forward<T>(a(out), a(inp), a(gate), a(up), N, C, I, stream_);
+  }
+  void rmsnorm_matmul_parts_forward(const std::vector<LinearPart>& parts, const NormedInput& in, int N,
+                                    int C) override {
+    if (N <= cuda::kGemvMaxRows && parts.size() <= size_t(cuda::kGemvMaxParts)) {
+      const std::vector<cuda::GemvPart<T>> gemv = gemv_parts(parts);
+      if (cuda::rmsnorm_gemv_parts_forward<T>(gemv.data(), int(gemv.size()), a(in.x), a(in.weight), in.eps, N, C,
+                                              stream_))
+        return;
+    }
+    Ops::rmsnorm_matmul_parts_forward(parts, in, N, C);
+  }
+  void rmsnorm_swiglu_matmul_forward(Buf out, const NormedInput& in, Buf gate, Buf up, int N, int C, int I) override {
+    if (N <= cuda::kGemvMaxRows &&
+        cuda::rmsnorm_gemv_swiglu_forward<T>(a(out), a(in.x), a(in.weight), in.eps, a(gate), a(up), N, C, I, stream_))
+      return;
+    Ops::rmsnorm_swiglu_matmul_forward(out, in, gate, up, N, C, I);
   }
   void matmul_backward(Buf dinp, Buf dweight, Buf dbias, Buf dout, Buf inp, Buf weight, int N, int C,
                        int OC) override {
@@ -460,6 +474,12 @@ class CudaOps final : public Ops {
   }
 
  private:
+  std::vector<cuda::GemvPart<T>> gemv_parts(const std::vector<LinearPart>& parts) {
+    std::vector<cuda::GemvPart<T>> gemv;
+    for (const LinearPart& p : parts) gemv.push_back({a(p.out), a(p.weight), p.bias.empty() ? nullptr : a(p.bias), p.OC});
+    return gemv;
+  }
+
   // The LM head a chunk of rows at a time, so the logits of the whole batch never exist at once:
   // logits = hidden @ weight^T for the chunk, then row_kernel(logits, first_row, rows) (a loss may
   // turn the logits into their gradient in place), then dhidden += and dweight += from that
