@@ -42,6 +42,7 @@ class CpuOps final : public Ops {
     std::free(data);
   }
   size_t memory_in_use() const override { return tally_.total(); }
+  size_t peak_memory_in_use() const override { return tally_.peak(); }
   void copy_from_host(Buf dst, const void* host) override { std::memcpy(dst.data, host, dst.bytes()); }
   void copy_to_host(void* host, Buf src) override { std::memcpy(host, src.data, src.bytes()); }
   void copy(Buf dst, Buf src) override {

@@ -66,6 +66,7 @@ class Ops {
   virtual void* allocate(size_t bytes, const std::string& what) = 0;
   virtual void release(void* data) = 0;
   virtual size_t memory_in_use() const = 0;  // bytes allocated through this backend
+  virtual size_t peak_memory_in_use() const = 0;  // the most memory_in_use() has been
   virtual void copy_from_host(Buf dst, const void* host) = 0;  // dst.bytes() bytes
   virtual void copy_to_host(void* host, Buf src) = 0;          // src.bytes() bytes; waits for the device
   virtual void copy(Buf dst, Buf src) = 0;                     // same dtype and size

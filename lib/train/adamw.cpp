@@ -173,19 +173,22 @@ void AdamW::copy_own_moments(std::int64_t length, std::vector<float>& m, std::ve
   ops_.copy_to_host(v.data(), v_.slice(0, length));
 }
 
-void AdamW::put_local(Buf moment, std::span<const float> whole_moment) {
+void AdamW::put_local(Buf moment, std::span<const float> packed, std::span<const FlatRange> given) {
   int64_t at = 0;
   for (const FlatRange& range : local_) {
-    ops_.copy_from_host(moment.slice(at, range.length), whole_moment.data() + range.begin);
+    ops_.copy_from_host(moment.slice(at, range.length), packed.data() + packed_offset(given, range.begin, range.length));
     at += range.length;
   }
 }
 
-void AdamW::restore(std::span<const float> m, std::span<const float> v, std::int64_t steps) {
-  if (m.size() != count_ || v.size() != count_)
-    throw InternalError("AdamW::restore: moments of another length than the parameters");
-  put_local(m_, m);
-  put_local(v_, v);
+void AdamW::restore(std::span<const float> m, std::span<const float> v, std::int64_t steps,
+                    std::span<const FlatRange> given) {
+  const std::vector<FlatRange> all{FlatRange{0, int64_t(count_)}};
+  if (given.empty()) given = all;
+  if (m.size() != size_t(total_length(given)) || v.size() != m.size())
+    throw InternalError("AdamW::restore: moments of another length than the ranges they hold");
+  put_local(m_, m, given);
+  put_local(v_, v, given);
   step_ = steps;
 }
 

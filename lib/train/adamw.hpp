@@ -56,9 +56,13 @@ class AdamW {
   void gather_moments();
   // Frees what gather_moments() gathered (host memory the size of the model, twice).
   void release_gathered_moments();
-  // For resuming from saved state: the whole moments and the step count (any number of ranks
-  // may have written them: each rank takes its shard).
-  void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps);
+  // For resuming from saved state: the moments and the step count (any number of ranks may have
+  // written them: each rank takes its shard). given: the flat ranges m and v hold, packed in
+  // order (empty: all of them); they must hold what this rank keeps (local_ranges()).
+  void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps,
+               std::span<const FlatRange> given = {});
+  // What this rank keeps m and v of and updates, in order.
+  const std::vector<FlatRange>& local_ranges() const { return local_; }
   bool sharded() const { return zero_ != nullptr; }
   // How the state is shared out (one shard of everything without ZeRO-1), and this rank's first
   // `length` elements of m and v (its shard, then the tail: what its part of a checkpoint holds).
@@ -77,7 +81,7 @@ class AdamW {
               tensor::Buf mask, float lr);
   std::vector<float> whole(tensor::Buf moment);
   std::vector<float> whole_with_foreign(tensor::Buf moment);
-  void put_local(tensor::Buf moment, std::span<const float> whole_moment);
+  void put_local(tensor::Buf moment, std::span<const float> packed, std::span<const FlatRange> given);
 
   tensor::Ops& ops_;
   AdamWSettings settings_;

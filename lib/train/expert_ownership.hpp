@@ -23,13 +23,9 @@
 
 #include "dist/communicator.hpp"
 #include "model/model.hpp"
+#include "train/flat_range.hpp"
 
 namespace dsk::train {
-
-// A range of the flat parameter layout.
-struct FlatRange {
-  std::int64_t begin = 0, length = 0;
-};
 
 class ExpertOwnership {
  public:

@@ -24,9 +24,11 @@
 // instead. Without ZeRO-1 a rank does not hold the other ranks' experts at all: neither their
 // weights (master and working copy: Model::drop_weights; no training pass reads them, and a
 // checkpoint takes them from their owners) nor their gradients (Model::drop_gradients; but with
-// int8 gradients, which carry every expert). parameter_memory() gives the bytes held. The model
-// is still built (or loaded) whole first and gives the others' experts back after: start-up needs
-// the whole model's memory once.
+// int8 gradients, which carry every expert). parameter_memory() gives the bytes held. dsk-train
+// builds the model that way from the start (expert_share()): random init fills only this rank's
+// experts (with the values one rank gives them), an HF checkpoint is read only for their
+// tensors, and a resumed run reads only their part of the optimizer state, so start-up never
+// holds the other ranks' experts either.
 #pragma once
 
 #include <memory>
@@ -41,6 +43,12 @@
 
 namespace dsk::train {
 
+// How a model that this rank trains whole holds its weights: with expert parallelism without
+// ZeRO-1, only this rank's experts (model.hpp, ModelOptions), so that start-up never builds the
+// others'; default options otherwise. UsageError when dist.expert_parallel does not divide the
+// number of ranks.
+model::ModelOptions expert_share(const Config& config, const dist::Communicator& comm);
+
 // The row exchange of a model's expert parallelism over `comm`, within this rank's group of
 // `group` consecutive ranks (group divides comm.size()).
 std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, int group);
@@ -52,9 +60,10 @@ std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config,
                                                            model::Model& model);
 
 // Who updates which routed expert, when expert parallelism is on without ZeRO-1 and `trainable`
-// (the optimizer's flat parameters) is the model's own master buffer; null otherwise. The model
-// then drops the other ranks' experts' weights, and their gradients unless those travel as int8.
-// Generation on the model then refuses the routed experts (it would run them all).
+// (the optimizer's flat parameters) is the model's own master buffer; null otherwise. A model
+// built whole (not with expert_share()'s options) then drops the other ranks' experts' weights,
+// and their gradients unless those travel as int8. Generation on the model then refuses the
+// routed experts (it would run them all).
 std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
                                                        model::Model& model, tensor::Buf trainable);
 

@@ -12,6 +12,10 @@
 #   - a rank holds the weights and gradients of its own experts only: the log's "parameter memory"
 #     line gives rank 0's master-weight and gradient bytes as the 1-rank run's less half the
 #     experts' (4 bytes an element);
+#   - a rank never held the others' experts, not even at start-up: the log's "start-up memory"
+#     peak (the backend's, before the optimizer state) is the 1-rank peak less half the experts'
+#     weights and gradients (8 bytes an element), from random init (whose experts get the 1-rank
+#     values: the losses follow), from an HF model (model.init_from) and when a run resumes;
 #   - the gradient all-reduce leaves the routed experts out (the log's "gradient sync" line: the
 #     model's bytes less the experts'), each rank keeps its own experts' gradients apart, summed
 #     over nothing with one group and over the 2 ranks that hold the same experts with two;
@@ -88,6 +92,8 @@ parameter_memory() {
   sed -n -e "s/${pattern}gradients, .*other ranks. routed experts: \([0-9]*\) bytes of master weights and \([0-9]*\) bytes of gradients not held.*/\1 \2 \3 \4/p;t" \
     -e "s/${pattern}gradients, [0-9]* of working copy)$/\1 \2/p" "$1"
 }
+# "start-up memory: a peak of S bytes on rank 0 while the model was built" -> S
+startup_peak() { sed -n 's/.*start-up memory: a peak of \([0-9]*\) bytes on rank 0.*/\1/p' "$1"; }
 # "model: deepseek_v3, P parameters on ..." -> P
 parameters() { sed -n 's/.*model: [a-z_0-9]*, \([0-9]*\) parameters on.*/\1/p' "$1"; }
 
@@ -124,6 +130,13 @@ held="$((4 * (params - experts / 2))) $((4 * (params - experts / 2))) $((4 * exp
 [ "$(parameter_memory ep.err)" = "$held" ] ||
   fail "2 expert-parallel ranks: rank 0 should hold the weights and gradients of half the $experts routed-expert elements: \
 $(grep 'parameter memory' ep.err)"
+# Nor at start-up: the model was built with rank 0's experts only.
+one_peak=$(startup_peak one.err)
+ep_peak=$(startup_peak ep.err)
+[ -n "$one_peak" ] && [ -n "$ep_peak" ] || fail "no start-up memory line: $(cat one.err ep.err)"
+[ "$ep_peak" = $((one_peak - 8 * experts / 2)) ] ||
+  fail "2 expert-parallel ranks: rank 0's start-up peak is $ep_peak bytes, 1 rank's $one_peak: expected the weights and \
+gradients of half the $experts routed-expert elements less"
 [ "$(grep -c '^kind: checkpoint' ep.yaml)" = 1 ] || fail "one record expected: $(cat ep.yaml)"
 [ "$(field step ep.yaml)" = 20 ] || fail "expert parallel: $(cat ep.yaml)"
 [ "$(wc -l <ep/metrics.jsonl)" = 20 ] || fail "metrics.jsonl written by one rank only"
@@ -155,10 +168,13 @@ for buckets in one small zero; do
   mpi 4 dsk-train -c base.yaml --device cpu --run-dir groups-$buckets --set data.grad_accum=4 \
     --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb --set dist.zero=$zero >/dev/null 2>groups.err ||
     fail "4 ranks, groups of 2, $buckets: $(cat groups.err)"
-  expected_memory=$held
+  expected_memory=$held expected_peak=$ep_peak
   [ $buckets = zero ] && expected_memory="$((4 * params)) $((4 * params))"  # ZeRO-1 updates every expert
+  [ $buckets = zero ] && expected_peak=$one_peak
   [ "$(parameter_memory groups.err)" = "$expected_memory" ] ||
     fail "4 ranks in 2 groups, $buckets: $(grep 'parameter memory' groups.err)"
+  [ "$(startup_peak groups.err)" = "$expected_peak" ] ||
+    fail "4 ranks in 2 groups, $buckets: $(grep 'start-up memory' groups.err), expected $expected_peak bytes"
   if [ $buckets = zero ]; then
     grep -q "gradient sync: $((4 * params)) bytes a step reduce-scattered over 4 ranks (ZeRO-1)" groups.err ||
       fail "4 ranks in 2 groups, ZeRO-1: $(grep 'gradient sync' groups.err)"
@@ -190,10 +206,33 @@ dsk-train -q -c base.yaml --device cpu --run-dir switch >switch.yaml 2>switch.er
 diff=$(max_relative_difference halves/metrics.jsonl switch/metrics.jsonl)
 below "$diff" 1e-6 || fail "expert parallel on 2 ranks then 1 rank differ from 1 rank by $diff (relative)"
 dsk-train -q -c base.yaml --device cpu --run-dir grow --steps 10 >/dev/null
-mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow --set dist.expert_parallel=2 >/dev/null 2>grow.err ||
+mpi 2 dsk-train -c base.yaml --device cpu --run-dir grow --set dist.expert_parallel=2 >/dev/null 2>grow.err ||
   fail "resumed on 2 expert-parallel ranks: $(cat grow.err)"
+grep -q "resuming from" grow.err || fail "2 expert-parallel ranks did not resume: $(cat grow.err)"
+[ "$(startup_peak grow.err)" = "$ep_peak" ] || fail "resumed on 2 ranks: $(grep 'start-up memory' grow.err)"
 diff=$(max_relative_difference halves/metrics.jsonl grow/metrics.jsonl)
 below "$diff" 1e-6 || fail "1 rank then 2 expert-parallel ranks differ from 1 rank by $diff (relative)"
+# A ZeRO-1 checkpoint (the optimizer state in the ranks' parts) resumed on 2 expert-parallel ranks.
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow-zero --set dist.zero=1 --steps 10 >/dev/null ||
+  fail "ZeRO-1 first half"
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow-zero --set dist.expert_parallel=2 >/dev/null \
+  2>grow-zero.err || fail "ZeRO-1 parts resumed on 2 expert-parallel ranks: $(cat grow-zero.err)"
+diff=$(max_relative_difference halves/metrics.jsonl grow-zero/metrics.jsonl)
+below "$diff" 1e-6 || fail "ZeRO-1 then 2 expert-parallel ranks differ from 1 rank by $diff (relative)"
+
+# From an HF model (model.init_from, here the 1-rank run's final checkpoint): each rank reads its
+# own experts' tensors only, and the run follows 1 rank's from the same model.
+awk -v from="$PWD/one/checkpoints/step-000020" 'BEGIN { print "model:"; print "  init_from: " from }
+  /^data:/ { keep = 1 } keep' base.yaml >init.yaml
+dsk-train -c init.yaml --device cpu --run-dir init-one --steps 5 >/dev/null 2>init-one.err ||
+  fail "1 rank from an HF model: $(cat init-one.err)"
+mpi 2 dsk-train -c init.yaml --device cpu --run-dir init-ep --steps 5 --set dist.expert_parallel=2 >/dev/null \
+  2>init-ep.err || fail "2 expert-parallel ranks from an HF model: $(cat init-ep.err)"
+[ "$(startup_peak init-one.err)" = "$one_peak" ] || fail "1 rank from an HF model: $(grep 'start-up memory' init-one.err)"
+[ "$(startup_peak init-ep.err)" = "$ep_peak" ] ||
+  fail "2 expert-parallel ranks from an HF model: $(grep 'start-up memory' init-ep.err), expected $ep_peak bytes"
+diff=$(max_relative_difference init-one/metrics.jsonl init-ep/metrics.jsonl)
+below "$diff" 1e-6 || fail "2 expert-parallel ranks from an HF model differ from 1 rank by $diff (relative)"
 
 # Usage errors: exit 2 and a message that says what is wrong.
 expect_error 2 "must divide the number of ranks (1)" \

@@ -148,6 +148,7 @@ class CudaOps final : public Ops {
     cudaFree(data);
   }
   size_t memory_in_use() const override { return tally_.total(); }
+  size_t peak_memory_in_use() const override { return tally_.peak(); }
   void copy_from_host(Buf dst, const void* host) override {
     DSK_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, dst.bytes(), cudaMemcpyHostToDevice, stream_));
     DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer may change right after
