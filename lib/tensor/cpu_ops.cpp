@@ -221,6 +221,11 @@ class CpuOps final : public Ops {
     if (!working.empty() && working.data != params.data) copy(working, params);
   }
   double sum_of_squares(Buf values) override { return cpu::sum_of_squares(f(values), values.numel); }
+  std::vector<double> sums_of_squares(const std::vector<Buf>& pieces) override {
+    std::vector<double> sums;
+    for (const Buf& piece : pieces) sums.push_back(sum_of_squares(piece));
+    return sums;
+  }
   void scale(Buf values, float factor) override { cpu::scale(f(values), factor, values.numel); }
   void dropout_forward(Buf out, Buf in, float scale, float p, uint64_t seed) override {
     cpu::dropout_forward(f(out), f(in), in.numel, scale / (1.0f - p), cpu::dropout_threshold(p), seed);

@@ -180,6 +180,8 @@ class Ops {
   // u8 (may be empty: decay all); working (act, may be empty) receives the updated weights.
   virtual void adamw_step(Buf params, Buf working, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) = 0;
   virtual double sum_of_squares(Buf values) = 0;  // waits for the device
+  // The same of each piece (bit for bit), waiting for the device once for them all.
+  virtual std::vector<double> sums_of_squares(const std::vector<Buf>& pieces) = 0;
   virtual void scale(Buf values, float factor) = 0;
   // act <-> f32 conversions (the working copy of the weights, reading activations back).
   virtual void cast(Buf out, Buf in) = 0;

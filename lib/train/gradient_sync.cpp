@@ -133,10 +133,17 @@ double GradientSync::squared_norm(Buf grads) {
     // The shared pieces are the same on every rank; each expert is held, with the same summed
     // gradient, by one rank of every group: the world's sum of the experts' squares counts it once
     // per replica.
+    // The pieces' sums come back from the device at once, then add up in the order of the buckets.
+    std::vector<Buf> pieces;
+    for (const GradientBucket& bucket : buckets_)
+      for (const auto* ranges : {&bucket.shared, &bucket.experts})
+        for (const GradientRange& piece : *ranges) pieces.push_back(grads.slice(piece.offset, piece.numel));
+    const std::vector<double> sums = ops_.sums_of_squares(pieces);
     double shared = 0, experts = 0;
+    size_t at = 0;
     for (const GradientBucket& bucket : buckets_) {
-      for (const GradientRange& piece : bucket.shared) shared += ops_.sum_of_squares(grads.slice(piece.offset, piece.numel));
-      for (const GradientRange& piece : bucket.experts) experts += ops_.sum_of_squares(grads.slice(piece.offset, piece.numel));
+      for (size_t i = 0; i < bucket.shared.size(); i++) shared += sums[at++];
+      for (size_t i = 0; i < bucket.experts.size(); i++) experts += sums[at++];
     }
     return shared + comm_.all_reduce_sum(experts) / double(replicas_->size());
   }

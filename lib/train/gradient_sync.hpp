@@ -19,7 +19,8 @@
 // the all-ranks buckets: each rank sums the gradients of the experts it holds only over the ranks
 // that hold the same experts (a sub-communicator: one rank per expert-parallel group; none when
 // there is one group), and leaves the other experts' gradients alone (its AdamW does not update
-// them: expert_ownership.hpp). The norm adds the experts' squares once per group. ZeRO-1 and int8
+// them: expert_ownership.hpp). The norm adds the experts' squares once per group (the pieces'
+// sums of squares come back from the device at once: Ops::sums_of_squares). ZeRO-1 and int8
 // still carry every expert over all ranks (ZeRO-1's shards and int8's buckets cut across them).
 //
 // On the wire (dist.grad_dtype): f32; bf16 (halves the bytes; the CUDA backend's activation
