@@ -54,9 +54,11 @@ int64_t expert_parallel_ranks(const Config& config, const dist::Communicator& co
   return ranks;
 }
 
-// Whether the ranks update only their own experts (ExpertOwnership): expert parallelism without
-// ZeRO-1, of a model the optimizer trains whole.
-bool owns_experts(const Config& config, int64_t ranks) { return ranks > 1 && config.get_int("dist.zero") == 0; }
+// Whether the ranks update only their own experts (ExpertOwnership): expert parallelism, but for
+// ZeRO-1 with int8 gradients (whose all-gather carries every expert to every rank's shards).
+bool owns_experts(const Config& config, int64_t ranks) {
+  return ranks > 1 && (config.get_int("dist.zero") == 0 || config.get_string("dist.grad_dtype") != "int8");
+}
 
 }  // namespace
 

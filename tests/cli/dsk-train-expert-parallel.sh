@@ -20,11 +20,14 @@
 #     model's bytes less the experts'), each rank keeps its own experts' gradients apart, summed
 #     over nothing with one group and over the 2 ranks that hold the same experts with two;
 #   - with train.recompute full (the exchange redone in backward) and with ZeRO-1 the losses and
-#     the gathered optimizer state are bit-identical to the plain expert-parallel run;
+#     the gathered optimizer state are bit-identical to the plain expert-parallel run; ZeRO-1
+#     shards only the state of what is not a routed expert (rank 0 keeps less than without it),
+#     reduce-scatters the model less the experts, and a rank holds its own experts only;
 #   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts; the
 #     experts' gradients summed over the two groups' same-place ranks) the losses and the final
 #     weights follow 1 rank's at the same global batch too, with small buckets (several all-reduces
-#     started during the backward) as with one, and with ZeRO-1 (experts in its reduce-scatter);
+#     started during the backward) as with one, and with ZeRO-1 (the experts summed over 2 ranks
+#     apart from its reduce-scatter);
 #   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would, and a
 #     1-rank run resumes on 2 expert-parallel ranks;
 #   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
@@ -150,9 +153,19 @@ below "$diff" 1e-5 || fail "expert-parallel final weights differ from 1 rank's b
 mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir recompute --set dist.expert_parallel=2 \
   --set train.recompute=full >/dev/null 2>recompute.err || fail "recompute full: $(cat recompute.err)"
 cmp <(losses ep/metrics.jsonl) <(losses recompute/metrics.jsonl) || fail "recompute full changed the losses"
-mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir zero --set dist.expert_parallel=2 --set dist.zero=1 \
+mpi 2 dsk-train -c base.yaml --device cpu --run-dir zero --set dist.expert_parallel=2 --set dist.zero=1 \
   >/dev/null 2>zero.err || fail "ZeRO-1: $(cat zero.err)"
 cmp <(losses ep/metrics.jsonl) <(losses zero/metrics.jsonl) || fail "ZeRO-1 changed the expert-parallel losses"
+# ZeRO-1 shards the rest's AdamW state over the ranks, keeps the experts' with their owners, and
+# reduce-scatters the model less the routed experts.
+zero_bytes=$(state_bytes zero.err)
+[ -n "$zero_bytes" ] && [ "$zero_bytes" -lt "$ep_bytes" ] && [ "$zero_bytes" -gt $((9 * experts / 2)) ] ||
+  fail "ZeRO-1 with expert parallelism: rank 0 keeps $zero_bytes bytes of optimizer state, without ZeRO-1 $ep_bytes"
+[ "$(parameter_memory zero.err)" = "$held" ] || fail "ZeRO-1 with expert parallelism: $(grep 'parameter memory' zero.err)"
+[ "$(startup_peak zero.err)" = "$ep_peak" ] || fail "ZeRO-1 with expert parallelism: $(grep 'start-up memory' zero.err)"
+grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 2 ranks (ZeRO-1) in [0-9]* \
+pieces; routed experts: this rank's $((4 * experts / 2)) bytes summed over 1 rank" zero.err ||
+  fail "ZeRO-1 with expert parallelism: $(grep 'gradient sync' zero.err)"
 cmp <(optimizer_state ep/checkpoints/step-000020) <(optimizer_state zero/checkpoints/step-000020) ||
   fail "ZeRO-1's gathered optimizer state differs"
 cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/model.safetensors ||
@@ -160,7 +173,7 @@ cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/mo
 
 # Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
 dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
-# ZeRO-1 (zero): its reduce-scatter carries the whole model, experts too, and updates every shard.
+# ZeRO-1 (zero): its reduce-scatter carries the model less the experts, summed over 2 ranks apart.
 for buckets in one small zero; do
   bucket_mb=25 zero=0
   [ $buckets = small ] && bucket_mb=0.01  # 10 KiB: a bucket every few layers
@@ -169,14 +182,13 @@ for buckets in one small zero; do
     --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb --set dist.zero=$zero >/dev/null 2>groups.err ||
     fail "4 ranks, groups of 2, $buckets: $(cat groups.err)"
   expected_memory=$held expected_peak=$ep_peak
-  [ $buckets = zero ] && expected_memory="$((4 * params)) $((4 * params))"  # ZeRO-1 updates every expert
-  [ $buckets = zero ] && expected_peak=$one_peak
   [ "$(parameter_memory groups.err)" = "$expected_memory" ] ||
     fail "4 ranks in 2 groups, $buckets: $(grep 'parameter memory' groups.err)"
   [ "$(startup_peak groups.err)" = "$expected_peak" ] ||
     fail "4 ranks in 2 groups, $buckets: $(grep 'start-up memory' groups.err), expected $expected_peak bytes"
   if [ $buckets = zero ]; then
-    grep -q "gradient sync: $((4 * params)) bytes a step reduce-scattered over 4 ranks (ZeRO-1)" groups.err ||
+    grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 4 ranks (ZeRO-1) in \
+[0-9]* pieces; routed experts: this rank's $((4 * experts / 2)) bytes summed over 2 ranks" groups.err ||
       fail "4 ranks in 2 groups, ZeRO-1: $(grep 'gradient sync' groups.err)"
   else
     [ "$(gradient_sync groups.err)" = "$((4 * (params - experts))) 4 $((4 * experts / 2)) 2" ] ||
@@ -219,6 +231,15 @@ mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow-zero --set dist.expe
   2>grow-zero.err || fail "ZeRO-1 parts resumed on 2 expert-parallel ranks: $(cat grow-zero.err)"
 diff=$(max_relative_difference halves/metrics.jsonl grow-zero/metrics.jsonl)
 below "$diff" 1e-6 || fail "ZeRO-1 then 2 expert-parallel ranks differ from 1 rank by $diff (relative)"
+# ZeRO-1 with expert parallelism stopped and resumed on the same 2 ranks.
+for half in 1 2; do
+  steps=()
+  [ $half = 1 ] && steps=(--steps 10)
+  mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir zero-halves --set dist.expert_parallel=2 --set dist.zero=1 \
+    "${steps[@]}" >/dev/null 2>zero-halves.err || fail "ZeRO-1 with expert parallelism, half $half: $(cat zero-halves.err)"
+done
+diff=$(max_relative_difference halves/metrics.jsonl zero-halves/metrics.jsonl)
+below "$diff" 1e-6 || fail "ZeRO-1 with expert parallelism resumed differs from 1 rank by $diff (relative)"
 
 # From an HF model (model.init_from, here the 1-rank run's final checkpoint): each rank reads its
 # own experts' tensors only, and the run follows 1 rank's from the same model.
