@@ -1,8 +1,9 @@
 // HF checkpoint directories: config.json plus model.safetensors, or shards listed by
 // model.safetensors.index.json. The files are read through lib/io (mmap'd, every header checked)
 // and every tensor's name, shape and dtype is matched against the architecture's layout before
-// any weights are allocated; tensors are then converted to the flat fp32 parameter buffer (F32,
-// BF16 and F16 accepted). Saving writes the requested dtype, one tensor after another, with a
+// any weights are allocated; the tensors the model holds (ModelOptions' expert share leaves the
+// other ranks' experts out) are then converted to the flat fp32 parameter buffer (F32, BF16 and
+// F16 accepted). Saving writes the requested dtype, one tensor after another, with a
 // shard boundary before a tensor that would overflow max_shard_bytes.
 #include <map>
 #include <optional>
@@ -106,10 +107,16 @@ Model Model::load_hf_checkpoint(const fs::path& dir, std::shared_ptr<tensor::Ops
     for (auto& [name, v] : wanted) missing.push_back(name);
     throw DataError(str(dir.string(), ": missing tensors: ", list_names(missing)));
   }
-  Model model(arch, 0, 0.0f, std::move(ops), options);
-  std::vector<float> values(layout.total, 0.0f);
-  for (const auto& [view, tensor] : found) io::to_float(tensor.data, tensor.dtype(), view->numel, values.data() + view->offset);
-  model.set_parameters(values);
+  // Only the tensors the model holds are converted (expert parallelism: this rank's experts); the
+  // others' bytes are never read from the mapped files.
+  Model model = unfilled(arch, std::move(ops), options);
+  const std::vector<FlatSpan>& dropped = model.dropped_weights();
+  std::vector<float> held(layout.total - total_numel(dropped), 0.0f);
+  for (const auto& [view, tensor] : found) {
+    if (is_dropped(dropped, view->offset, view->numel)) continue;
+    io::to_float(tensor.data, tensor.dtype(), view->numel, held.data() + offset_without(dropped, view->offset, view->numel));
+  }
+  model.set_held_parameters(held);
   return model;
 }
 

@@ -102,11 +102,23 @@ struct Model::Impl {
       load.layers.push_back(l);
       load.counts.emplace_back(arch.n_routed, 0);
     }
+    hold_expert_share();
     carve_parameters(param_arena);
     param_arena.commit();
     carve_parameters(param_arena);
     if (expert_load.numel > 0) ops->zero(expert_load);
     allocate_gradients();
+  }
+
+  // ModelOptions' expert share: the other ranks' experts are never allocated.
+  void hold_expert_share() {
+    const int ranks = options.expert_ranks;
+    if (ranks <= 1 || arch.n_routed == 0) return;
+    if (arch.n_routed % ranks != 0 || options.expert_rank < 0 || options.expert_rank >= ranks)
+      throw UsageError(str("expert parallelism over ", ranks, " ranks needs a MoE model whose n_routed_experts (",
+                           arch.n_routed, ") is a multiple of it"));
+    dropped_weights = other_ranks_experts(layout, options.expert_rank, ranks);
+    if (!options.all_expert_gradients) dropped_gradients = dropped_weights;
   }
 
   // The gradients (f32, none for a frozen base) less the dropped ones, zeroed, in an arena of
@@ -148,22 +160,40 @@ struct Model::Impl {
     ops->copy_from_host(weights.working, bytes.data());
   }
 
+  // One stream of draws over the whole layout, the dropped tensors' drawn and thrown away, so that
+  // a held tensor gets the values it has in a whole model of the same seed.
   void initialize(uint64_t seed, float std) {
-    std::vector<float> params(layout.total, 0.0f);
+    std::vector<float> held(layout.total - total_numel(dropped_weights), 0.0f);
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, std);
+    size_t at = 0;  // in held
     for (const ParamView& v : layout.views) {
-      float* p = params.data() + v.offset;
-      bool is_norm = v.name.ends_with("norm.weight");
-      bool is_zero = v.name.ends_with(".bias") || !v.trainable;
+      const bool is_norm = v.name.ends_with("norm.weight");
+      const bool is_zero = v.name.ends_with(".bias") || !v.trainable;
+      if (is_dropped(dropped_weights, v.offset, v.numel)) {
+        for (size_t i = 0; !is_norm && !is_zero && i < v.numel; i++) normal(rng);
+        continue;
+      }
+      float* p = held.data() + at;
       for (size_t i = 0; i < v.numel; i++) p[i] = is_norm ? 1.0f : is_zero ? 0.0f : normal(rng);
+      at += v.numel;
     }
-    store(params);
+    store_held(held);
   }
 
   void store(std::span<const float> all_values) {
-    const std::vector<float> held = dropped_weights.empty() ? std::vector<float>{} : without(all_values, dropped_weights);
-    const std::span<const float> values = dropped_weights.empty() ? all_values : std::span<const float>(held);
+    if (dropped_weights.empty()) {
+      store_held(all_values);
+      return;
+    }
+    store_held(without(all_values, dropped_weights));
+  }
+
+  // The values of the held weights only, in order.
+  void store_held(std::span<const float> values) {
+    if (values.size() != layout.total - total_numel(dropped_weights))
+      throw InternalError(str("model: ", values.size(), " values for ", layout.total - total_numel(dropped_weights),
+                              " held weights"));
     if (weights.master.empty()) {
       upload_working(values);
       return;
@@ -463,6 +493,9 @@ Model::Model(const Architecture& arch, uint64_t seed, float init_std, std::share
   impl_->initialize(seed, init_std);
 }
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model Model::unfilled(const Architecture& arch, std::shared_ptr<tensor::Ops> ops, ModelOptions options) {
+  return Model(std::make_unique<Impl>(arch, std::move(ops), options));
+}
 Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
@@ -623,6 +656,8 @@ void Model::drop_weights(std::vector<FlatSpan> dropped) {
 }
 
 size_t Model::weight_offset(size_t offset) const { return offset_without(impl_->dropped_weights, offset); }
+const std::vector<FlatSpan>& Model::dropped_weights() const { return impl_->dropped_weights; }
+void Model::set_held_parameters(std::span<const float> held) { impl_->store_held(held); }
 
 KvCache Model::new_kv_cache(int B, int max_length) const {
   const Architecture& a = impl_->arch;

@@ -94,8 +94,18 @@ class AttentionPrefix;  // layers.hpp
 // d(loss)/d(activations) down to the adapters), and on a backend whose working dtype is not f32
 // no fp32 master copy either unless the routing biases need it (deepseek_v3), so the weights cost
 // their working dtype alone (bf16 on CUDA). copy_parameters() then reads the working copy back.
+//
+// Expert parallelism (expert_ranks > 1): the model holds the weights of only its share of every
+// MoE layer's routed experts, [expert_rank * E / expert_ranks, (expert_rank + 1) * E / expert_ranks),
+// from the start, as drop_weights() would leave a whole model (and their gradients too unless
+// all_expert_gradients): start-up never holds the others' experts. Random init gives the held
+// experts the values a whole model of the same seed gives them; load_hf_checkpoint reads only
+// their tensors. n_routed_experts must be a multiple of expert_ranks (UsageError); a model without
+// routed experts ignores it.
 struct ModelOptions {
   bool frozen_base = false;
+  int expert_rank = 0, expert_ranks = 1;
+  bool all_expert_gradients = false;
 };
 
 class Model {
@@ -181,6 +191,11 @@ class Model {
   // expert-load counts.
   void drop_weights(std::vector<FlatSpan> dropped);
   size_t weight_offset(size_t offset) const;
+  // What drop_weights (or ModelOptions' expert share) took out, ascending; empty: every weight held.
+  const std::vector<FlatSpan>& dropped_weights() const;
+  // The values of the held weights only (parameter_count() less dropped_weights()), in order;
+  // refreshes the working copy.
+  void set_held_parameters(std::span<const float> held);
 
   // For losses other than next-token cross-entropy: run to the final normed hidden state
   // (hidden() [B*T, C], act), put d(loss)/d(hidden) into hidden_gradient() (zeroed by
@@ -261,6 +276,8 @@ class Model {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   explicit Model(std::unique_ptr<Impl> impl);
+  // Allocated but not filled: the caller sets every held weight (load_hf_checkpoint).
+  static Model unfilled(const Architecture& arch, std::shared_ptr<tensor::Ops> ops, ModelOptions options);
 };
 
 }  // namespace dsk::model

@@ -116,6 +116,35 @@ size_t total_numel(std::span<const FlatSpan> spans) {
   return total;
 }
 
+bool is_dropped(std::span<const FlatSpan> dropped, size_t offset, size_t numel) {
+  for (const FlatSpan& span : dropped) {
+    if (span.offset + span.numel <= offset) continue;
+    if (span.offset >= offset + numel) return false;
+    if (span.offset <= offset && offset + numel <= span.offset + span.numel) return true;
+    throw InternalError(str("flat elements [", offset, ", ", offset + numel, ") straddle the dropped [", span.offset,
+                            ", ", span.offset + span.numel, ")"));
+  }
+  return false;
+}
+
+std::vector<FlatSpan> other_ranks_experts(const ParameterLayout& layout, int rank, int ranks) {
+  std::vector<FlatSpan> spans;
+  for (const LayerParams& layer : layout.layers) {
+    const size_t per_rank = layer.experts.size() / size_t(ranks);
+    for (size_t e = 0; e < layer.experts.size(); e++) {
+      if (e / per_rank == size_t(rank)) continue;
+      // An expert's gate, up and down weights follow each other in the layout.
+      const Linear& down = layer.experts[e].down;
+      const size_t begin = layer.experts[e].gate.weight, end = down.weight + size_t(down.in) * size_t(down.out);
+      if (!spans.empty() && spans.back().offset + spans.back().numel == begin)
+        spans.back().numel += end - begin;
+      else
+        spans.push_back({begin, end - begin});
+    }
+  }
+  return spans;
+}
+
 std::vector<float> without(std::span<const float> values, std::span<const FlatSpan> dropped) {
   std::vector<float> out;
   out.reserve(values.size() - total_numel(dropped));

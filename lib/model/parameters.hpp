@@ -55,6 +55,12 @@ size_t offset_without(std::span<const FlatSpan> dropped, size_t offset, size_t n
 // InternalError unless `dropped` is ascending, disjoint and within [0, total).
 void check_spans(std::span<const FlatSpan> dropped, size_t total);
 size_t total_numel(std::span<const FlatSpan> spans);
+// Whether the tensor [offset, offset + numel) lies inside a dropped range (false when outside
+// all); InternalError when it straddles one's edge.
+bool is_dropped(std::span<const FlatSpan> dropped, size_t offset, size_t numel);
+// The routed experts of every MoE layer outside [rank * E / ranks, (rank + 1) * E / ranks), as
+// ascending, merged ranges of the flat layout (expert parallelism: another rank's share).
+std::vector<FlatSpan> other_ranks_experts(const ParameterLayout& layout, int rank, int ranks);
 // `values` (all `total` elements) less the dropped ranges, and back with 0 in them.
 std::vector<float> without(std::span<const float> values, std::span<const FlatSpan> dropped);
 std::vector<float> with_zeros(const std::vector<float>& held, std::span<const FlatSpan> dropped, size_t total);

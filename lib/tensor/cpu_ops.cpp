@@ -42,6 +42,7 @@ class CpuOps final : public Ops {
     std::free(data);
   }
   size_t memory_in_use() const override { return tally_.total(); }
+  size_t peak_memory_in_use() const override { return tally_.peak(); }
   void copy_from_host(Buf dst, const void* host) override { std::memcpy(dst.data, host, dst.bytes()); }
   void copy_to_host(void* host, Buf src) override { std::memcpy(host, src.data, src.bytes()); }
   void copy(Buf dst, Buf src) override {
@@ -220,6 +221,11 @@ class CpuOps final : public Ops {
     if (!working.empty() && working.data != params.data) copy(working, params);
   }
   double sum_of_squares(Buf values) override { return cpu::sum_of_squares(f(values), values.numel); }
+  std::vector<double> sums_of_squares(const std::vector<Buf>& pieces) override {
+    std::vector<double> sums;
+    for (const Buf& piece : pieces) sums.push_back(sum_of_squares(piece));
+    return sums;
+  }
   void scale(Buf values, float factor) override { cpu::scale(f(values), factor, values.numel); }
   void dropout_forward(Buf out, Buf in, float scale, float p, uint64_t seed) override {
     cpu::dropout_forward(f(out), f(in), in.numel, scale / (1.0f - p), cpu::dropout_threshold(p), seed);

@@ -66,6 +66,7 @@ class Ops {
   virtual void* allocate(size_t bytes, const std::string& what) = 0;
   virtual void release(void* data) = 0;
   virtual size_t memory_in_use() const = 0;  // bytes allocated through this backend
+  virtual size_t peak_memory_in_use() const = 0;  // the most memory_in_use() has been
   virtual void copy_from_host(Buf dst, const void* host) = 0;  // dst.bytes() bytes
   virtual void copy_to_host(void* host, Buf src) = 0;          // src.bytes() bytes; waits for the device
   virtual void copy(Buf dst, Buf src) = 0;                     // same dtype and size
@@ -188,6 +189,8 @@ class Ops {
   // u8 (may be empty: decay all); working (act, may be empty) receives the updated weights.
   virtual void adamw_step(Buf params, Buf working, Buf grads, Buf m, Buf v, Buf decay_mask, const AdamWStep& s) = 0;
   virtual double sum_of_squares(Buf values) = 0;  // waits for the device
+  // The same of each piece (bit for bit), waiting for the device once for them all.
+  virtual std::vector<double> sums_of_squares(const std::vector<Buf>& pieces) = 0;
   virtual void scale(Buf values, float factor) = 0;
   // act <-> f32 conversions (the working copy of the weights, reading activations back).
   virtual void cast(Buf out, Buf in) = 0;

@@ -22,13 +22,25 @@ AdamW::AdamW(tensor::Ops& ops, std::size_t parameter_count, AdamWSettings settin
   layout_ = dist::ShardLayout{int64_t(count_), zero_ ? zero_->size() : 1, zero_ ? zero_->rank() : 0};
   // This rank's elements of a flat buffer: all of it, its shard followed by the tail, or all but
   // the other ranks' experts.
-  if (zero_) {
-    if (experts) throw InternalError("AdamW: ZeRO-1 shards every parameter's state already (no expert ownership)");
+  if (zero_ && experts) {
+    experts_ = experts;
+    held_ = experts->local(int64_t(count_));
+    // Each data-parallel piece (between two MoE layers' routed experts) sharded on its own, and
+    // this rank's own experts whole.
+    data_parallel_ = complement(experts->routed(), int64_t(count_));
+    for (const FlatRange& piece : data_parallel_) {
+      const dist::ShardLayout shards{piece.length, zero_->size(), zero_->rank()};
+      if (shards.shard() > 0) local_.push_back({piece.begin + shards.begin(), shards.shard()});
+      if (shards.tail() > 0) local_.push_back({piece.begin + shards.sharded(), shards.tail()});
+    }
+    local_.insert(local_.end(), experts->owned().begin(), experts->owned().end());
+    std::sort(local_.begin(), local_.end(), [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
+  } else if (zero_) {
     if (layout_.shard() > 0) local_.push_back({layout_.begin(), layout_.shard()});
     if (layout_.tail() > 0) local_.push_back({layout_.sharded(), layout_.tail()});
   } else if (experts) {
     experts_ = experts;
-    local_ = experts->local(int64_t(count_));
+    held_ = local_ = experts->local(int64_t(count_));
   } else {
     local_.push_back({0, int64_t(count_)});
   }
@@ -64,26 +76,36 @@ void AdamW::update(Buf params, Buf working, Buf grads, Buf m, Buf v, Buf mask, f
   ops_.adamw_step(params, working, grads, m, v, mask, s);
 }
 
-void AdamW::step(Buf params, Buf working, Buf grads, float lr) {
-  // Under expert parallelism the weights and the gradients may each hold only what this rank
-  // updates, in order (Model::drop_weights, drop_gradients).
-  const bool weights_held_only = experts_ && params.numel == m_.numel, grads_held_only = experts_ && grads.numel == m_.numel;
-  if ((size_t(params.numel) != count_ && !weights_held_only) || (size_t(grads.numel) != count_ && !grads_held_only))
+int64_t AdamW::held_offset(Buf b, const FlatRange& range) const {
+  if (size_t(b.numel) == count_) return range.begin;
+  if (!experts_ || b.numel != total_length(held_))
     throw InternalError("AdamW::step: buffer sizes differ from the optimizer's parameter count");
+  return packed_offset(held_, range.begin, range.length);
+}
+
+void AdamW::step(Buf params, Buf working, Buf grads, float lr) {
+  // Under expert parallelism the weights and the gradients may each hold only what is not another
+  // rank's expert, in order (Model::drop_weights, drop_gradients).
   ++step_;
   auto part = [](Buf b, int64_t offset, int64_t n) { return b.empty() ? Buf{} : b.slice(offset, n); };
-  int64_t at = 0;  // in m_, v_ and mask_ (and the weights or gradients held only here)
+  int64_t at = 0;  // in m_, v_ and mask_
   for (const FlatRange& range : local_) {
-    const int64_t weight_at = weights_held_only ? at : range.begin;
+    const int64_t weight_at = held_offset(params, range);
     update(params.slice(weight_at, range.length), part(working, weight_at, range.length),
-           grads.slice(grads_held_only ? at : range.begin, range.length), m_.slice(at, range.length),
-           v_.slice(at, range.length),
-           part(mask_, at, range.length), lr);
+           grads.slice(held_offset(grads, range), range.length), m_.slice(at, range.length),
+           v_.slice(at, range.length), part(mask_, at, range.length), lr);
     at += range.length;
   }
   if (!zero_) return;
-  const int64_t shard = layout_.shard(), sharded = layout_.sharded();
-  if (shard > 0) zero_->all_gather(params.slice(0, sharded), shard);
+  if (experts_) {
+    for (const FlatRange& piece : data_parallel_) {
+      const dist::ShardLayout shards{piece.length, zero_->size(), zero_->rank()};
+      if (shards.shard() > 0)
+        zero_->all_gather(params.slice(held_offset(params, piece), shards.sharded()), shards.shard());
+    }
+  } else if (layout_.shard() > 0) {
+    zero_->all_gather(params.slice(0, layout_.sharded()), layout_.shard());
+  }
   // The other ranks' shards of the working copy follow their freshly gathered master weights.
   if (!working.empty() && working.data != params.data) ops_.cast(working, params);
 }
@@ -112,8 +134,31 @@ std::vector<float> AdamW::whole_with_foreign(Buf moment) {
     std::copy_n(local.data() + at, range.length, out.data() + range.begin);
     at += range.length;
   }
+  if (zero_) gather_data_parallel(out);
   experts_->fill_foreign(out);
   return out;
+}
+
+// ZeRO-1 with expert parallelism: the other ranks' shards of each data-parallel piece of `whole`
+// (a host copy, this rank's shards current), one piece at a time through the backend.
+void AdamW::gather_data_parallel(std::span<float> whole) {
+  int64_t widest = 0;
+  for (const FlatRange& piece : data_parallel_) widest = std::max(widest, piece.length);
+  void* memory = ops_.allocate(size_t(widest) * sizeof(float), "AdamW moments gathered for a checkpoint");
+  try {
+    for (const FlatRange& piece : data_parallel_) {
+      const dist::ShardLayout shards{piece.length, zero_->size(), zero_->rank()};
+      if (shards.shard() == 0) continue;
+      Buf stage{memory, shards.sharded(), DType::f32};
+      ops_.copy_from_host(stage, whole.data() + piece.begin);
+      zero_->all_gather(stage, shards.shard());
+      ops_.copy_to_host(whole.data() + piece.begin, stage);
+    }
+  } catch (...) {
+    ops_.release(memory);
+    throw;
+  }
+  ops_.release(memory);
 }
 
 void AdamW::gather_moments() {
@@ -173,19 +218,22 @@ void AdamW::copy_own_moments(std::int64_t length, std::vector<float>& m, std::ve
   ops_.copy_to_host(v.data(), v_.slice(0, length));
 }
 
-void AdamW::put_local(Buf moment, std::span<const float> whole_moment) {
+void AdamW::put_local(Buf moment, std::span<const float> packed, std::span<const FlatRange> given) {
   int64_t at = 0;
   for (const FlatRange& range : local_) {
-    ops_.copy_from_host(moment.slice(at, range.length), whole_moment.data() + range.begin);
+    ops_.copy_from_host(moment.slice(at, range.length), packed.data() + packed_offset(given, range.begin, range.length));
     at += range.length;
   }
 }
 
-void AdamW::restore(std::span<const float> m, std::span<const float> v, std::int64_t steps) {
-  if (m.size() != count_ || v.size() != count_)
-    throw InternalError("AdamW::restore: moments of another length than the parameters");
-  put_local(m_, m);
-  put_local(v_, v);
+void AdamW::restore(std::span<const float> m, std::span<const float> v, std::int64_t steps,
+                    std::span<const FlatRange> given) {
+  const std::vector<FlatRange> all{FlatRange{0, int64_t(count_)}};
+  if (given.empty()) given = all;
+  if (m.size() != size_t(total_length(given)) || v.size() != m.size())
+    throw InternalError("AdamW::restore: moments of another length than the ranges they hold");
+  put_local(m_, m, given);
+  put_local(v_, v, given);
   step_ = steps;
 }
 

@@ -31,12 +31,17 @@ struct AdamWSettings {
 // weights are all-gathered, so every rank holds all the weights again. The gradients handed to
 // step() must then be reduced for this rank's shard and the tail (GradientSync does that).
 //
-// Expert parallelism without ZeRO-1 (experts != null): this rank keeps m and v of, and updates,
-// only what is not another rank's routed expert (expert_ownership.hpp), so the routed experts'
-// optimizer memory falls as 1/dist.expert_parallel. The weights and gradients step() gets may
-// each hold only what this rank updates, in order (Model::drop_weights, drop_gradients), or
-// everything (the other experts' weights there then go stale); either way a checkpoint's host
-// copy takes the other experts from their owners through complete_parameters().
+// Expert parallelism (experts != null): this rank keeps m and v of, and updates, only what is
+// not another rank's routed expert (expert_ownership.hpp), so the routed experts' optimizer memory
+// falls as 1/dist.expert_parallel. The weights and gradients step() gets may each hold only what
+// is not another rank's expert, in order (Model::drop_weights, drop_gradients), or everything
+// (the other experts' weights there then go stale); either way a checkpoint's host copy takes the
+// other experts from their owners through complete_parameters(). With ZeRO-1 too, the state of
+// everything but the routed experts is sharded over all ranks, each data-parallel piece (the
+// ranges between two MoE layers' routed experts, at the same place of every rank's held buffers)
+// on its own, while this rank's own experts' state stays whole with it; after the update each
+// piece's shards are all-gathered, and the checkpoint's moments are gathered for rank 0 alone to
+// write (sharded() is false).
 class AdamW {
  public:
   // decay_mask: empty (decay everything) or one flag per parameter. ops: the model's backend.
@@ -56,15 +61,21 @@ class AdamW {
   void gather_moments();
   // Frees what gather_moments() gathered (host memory the size of the model, twice).
   void release_gathered_moments();
-  // For resuming from saved state: the whole moments and the step count (any number of ranks
-  // may have written them: each rank takes its shard).
-  void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps);
-  bool sharded() const { return zero_ != nullptr; }
+  // For resuming from saved state: the moments and the step count (any number of ranks may have
+  // written them: each rank takes its shard). given: the flat ranges m and v hold, packed in
+  // order (empty: all of them); they must hold what this rank keeps (local_ranges()).
+  void restore(std::span<const float> m, std::span<const float> v, std::int64_t steps,
+               std::span<const FlatRange> given = {});
+  // What this rank keeps m and v of and updates, in order.
+  const std::vector<FlatRange>& local_ranges() const { return local_; }
+  // Whether the ranks write their own parts of a checkpoint's optimizer state (ZeRO-1 without
+  // expert parallelism; with it rank 0 writes the whole state, gathered).
+  bool sharded() const { return zero_ != nullptr && experts_ == nullptr; }
   // How the state is shared out (one shard of everything without ZeRO-1), and this rank's first
   // `length` elements of m and v (its shard, then the tail: what its part of a checkpoint holds).
   const dist::ShardLayout& layout() const { return layout_; }
   void copy_own_moments(std::int64_t length, std::vector<float>& m, std::vector<float>& v) const;
-  // Whether other ranks update some of the parameters (expert parallelism without ZeRO-1).
+  // Whether other ranks update some of the parameters (expert parallelism).
   bool has_foreign() const { return experts_ != nullptr; }
   // Every rank at once when has_foreign(): the parameters others update, in `master` (a host
   // copy of the flat parameters), take their owners' values. Nothing otherwise.
@@ -77,7 +88,10 @@ class AdamW {
               tensor::Buf mask, float lr);
   std::vector<float> whole(tensor::Buf moment);
   std::vector<float> whole_with_foreign(tensor::Buf moment);
-  void put_local(tensor::Buf moment, std::span<const float> whole_moment);
+  void gather_data_parallel(std::span<float> whole);
+  // Where `range` (of the flat layout) is in b: all of it, or what this rank holds (held_).
+  std::int64_t held_offset(tensor::Buf b, const FlatRange& range) const;
+  void put_local(tensor::Buf moment, std::span<const float> packed, std::span<const FlatRange> given);
 
   tensor::Ops& ops_;
   AdamWSettings settings_;
@@ -86,6 +100,8 @@ class AdamW {
   dist::ShardLayout layout_;
   const ExpertOwnership* experts_ = nullptr;
   std::vector<FlatRange> local_;  // what this rank updates, in order: m_, v_ and mask_ hold these
+  std::vector<FlatRange> held_;   // expert parallelism: all but the other ranks' experts
+  std::vector<FlatRange> data_parallel_;  // ZeRO-1 with expert parallelism: all but the routed experts
   tensor::Arena arena_;
   tensor::Buf m_, v_, mask_;  // sharded: [shard, then tail]
   std::vector<float> gathered_m_, gathered_v_;

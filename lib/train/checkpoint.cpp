@@ -181,17 +181,20 @@ TrainingState load_checkpoint_state(const fs::path& checkpoint, const Checkpoint
   TrainingState state = state_from_yaml(dsk_dir / "state.yaml");
   // A ZeRO-1 run's ranks each wrote a part (optimizer_shards.hpp); any other run one file.
   OptimizerState saved = has_optimizer_parts(dsk_dir)
-                             ? load_optimizer_parts(dsk_dir, content.parameter_count)
-                             : load_optimizer_state(dsk_dir / "optimizer.bin.zst", content.parameter_count);
+                             ? load_optimizer_parts(dsk_dir, content.parameter_count, content.held)
+                             : load_optimizer_state(dsk_dir / "optimizer.bin.zst", content.parameter_count, content.held);
   content.restore(saved.master);
-  optimizer.restore(saved.m, saved.v, saved.adam_steps);
+  optimizer.restore(saved.m, saved.v, saved.adam_steps, content.held);
   return state;
 }
 
 TrainingState load_checkpoint_state(const fs::path& checkpoint, model::Model& model, AdamW& optimizer) {
   CheckpointContent content;
-  content.restore = [&](std::span<const float> master) { model.set_parameters(master); };
+  content.restore = [&](std::span<const float> held) { model.set_held_parameters(held); };
   content.parameter_count = model.parameter_count();
+  std::vector<FlatRange> dropped;
+  for (const model::FlatSpan& span : model.dropped_weights()) dropped.push_back({int64_t(span.offset), int64_t(span.numel)});
+  if (!dropped.empty()) content.held = complement(dropped, int64_t(content.parameter_count));
   return load_checkpoint_state(checkpoint, content, optimizer);
 }
 

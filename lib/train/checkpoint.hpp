@@ -51,11 +51,13 @@ std::filesystem::path checkpoint_path(const std::filesystem::path& run_dir, int6
 // (dsk-finetune: an adapter beside a frozen base). write_weights fills the checkpoint directory
 // (under its temporary name) with the weights in their published format; master and restore
 // are the fp32 weights that dsk/optimizer.bin.zst keeps beside the moments.
+// held: the flat ranges restore() takes (and the optimizer keeps), packed in order; empty: all.
 struct CheckpointContent {
   std::function<void(const std::filesystem::path& dir)> write_weights;
   std::function<std::vector<float>()> master;
   std::function<void(std::span<const float>)> restore;
   size_t parameter_count = 0;
+  std::vector<FlatRange> held;
 };
 
 // Writes RUN/checkpoints/step-NNNNNN atomically (replacing one of the same step) and returns its path.
@@ -92,7 +94,9 @@ std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::pa
                                                        bool remove_leftovers = true);
 
 // Restores the fp32 master weights into model, the moments into optimizer, and returns the state.
-// DataError naming the file when something is missing, truncated or of another model.
+// DataError naming the file when something is missing, truncated or of another model. A model
+// that holds part of the weights (expert parallelism: Model::dropped_weights) reads only those,
+// of the weights and the moments alike.
 TrainingState load_checkpoint_state(const std::filesystem::path& checkpoint, model::Model& model, AdamW& optimizer);
 TrainingState load_checkpoint_state(const std::filesystem::path& checkpoint, const CheckpointContent& content,
                                     AdamW& optimizer);

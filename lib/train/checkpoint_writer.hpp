@@ -4,6 +4,8 @@
 //   rank 0     the weights, the tokenizer, dsk/config.yaml, dsk/state.yaml, and the optimizer
 //              state: dsk/optimizer.bin.zst whole, or with ZeRO-1 the manifest and its own part;
 //   rank r > 0 with ZeRO-1, its part of the optimizer state (optimizer_shards.hpp); else nothing.
+// (ZeRO-1 with expert parallelism gathers the moments and writes them whole, from rank 0:
+// AdamW::sharded() is false, a rank's state not being one range of the flat layout.)
 // The ranks must share the run directory's filesystem (as for any multi-node checkpoint).
 //
 // The checkpoint appears only when every rank's part is whole: after each step the ranks tell each

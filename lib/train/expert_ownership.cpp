@@ -17,12 +17,6 @@ void append(std::vector<FlatRange>& ranges, std::int64_t begin, std::int64_t len
     ranges.push_back({begin, length});
 }
 
-std::int64_t total_length(const std::vector<FlatRange>& ranges) {
-  std::int64_t total = 0;
-  for (const FlatRange& range : ranges) total += range.length;
-  return total;
-}
-
 }  // namespace
 
 ExpertOwnership::ExpertOwnership(const model::Model& model, dist::Communicator& comm, int group)
@@ -63,16 +57,7 @@ ExpertOwnership::ExpertOwnership(const model::Model& model, dist::Communicator& 
   replicas_ = comm.split(member, comm.rank());
 }
 
-std::vector<FlatRange> ExpertOwnership::local(std::int64_t count) const {
-  std::vector<FlatRange> out;
-  std::int64_t at = 0;
-  for (const FlatRange& range : foreign_) {
-    if (range.begin > at) out.push_back({at, range.begin - at});
-    at = range.begin + range.length;
-  }
-  if (count > at) out.push_back({at, count - at});
-  return out;
-}
+std::vector<FlatRange> ExpertOwnership::local(std::int64_t count) const { return complement(foreign_, count); }
 
 void ExpertOwnership::fill_foreign(std::span<float> whole) const {
   // Per layer, every rank's experts packed into its slot of one buffer, all-gathered over all the

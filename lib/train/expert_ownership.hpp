@@ -1,5 +1,5 @@
-// Which rank updates which routed expert under expert parallelism without ZeRO-1
-// (dist.expert_parallel: N, dist.zero: 0), so that the AdamW state of an expert is held only by the
+// Which rank updates which routed expert under expert parallelism (dist.expert_parallel: N; with
+// ZeRO-1 too, but for int8 gradients), so that the AdamW state of an expert is held only by the
 // ranks that run it: in each group of N consecutive ranks, the group's rank r owns the experts
 // [r*E/N, (r+1)*E/N) of every MoE layer (as model/expert_dispatch.hpp splits the compute), and the
 // same-index ranks of the other groups own them too (their copies stay equal: their gradients are
@@ -8,7 +8,8 @@
 // AdamW (adamw.hpp) keeps m and v only outside foreign() and leaves the weights there alone; the
 // trainer does not even hold them (Model::drop_weights: the forward runs only the local experts),
 // and a checkpoint takes them from their owners (fill_foreign).
-// With ZeRO-1 this is not used: ZeRO-1 already shards the whole AdamW state over all ranks.
+// With ZeRO-1, AdamW shards the state of everything but routed() over all ranks and keeps the
+// owned() experts' whole.
 //
 // The gradients follow (gradient_sync.hpp): an expert's gradient is summed only over the ranks
 // that own it, through replicas(), and the foreign ones are not even held (Model::drop_gradients,
@@ -23,13 +24,9 @@
 
 #include "dist/communicator.hpp"
 #include "model/model.hpp"
+#include "train/flat_range.hpp"
 
 namespace dsk::train {
-
-// A range of the flat parameter layout.
-struct FlatRange {
-  std::int64_t begin = 0, length = 0;
-};
 
 class ExpertOwnership {
  public:

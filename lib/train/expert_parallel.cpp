@@ -43,13 +43,40 @@ std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, 
   return std::make_unique<CommunicatorRowExchange>(comm, group);
 }
 
-std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config, dist::Communicator& comm,
-                                                           model::Model& model) {
+namespace {
+
+// dist.expert_parallel, checked against the number of ranks.
+int64_t expert_parallel_ranks(const Config& config, const dist::Communicator& comm) {
   const int64_t ranks = config.get_int("dist.expert_parallel");
-  if (ranks == 1) return nullptr;
-  if (comm.size() % ranks != 0)
+  if (ranks != 1 && comm.size() % ranks != 0)
     throw UsageError(str("dist.expert_parallel ", ranks, " must divide the number of ranks (", comm.size(),
                          "): the routed experts are split over groups of that many consecutive ranks"));
+  return ranks;
+}
+
+// Whether the ranks update only their own experts (ExpertOwnership): expert parallelism, but for
+// ZeRO-1 with int8 gradients (whose all-gather carries every expert to every rank's shards).
+bool owns_experts(const Config& config, int64_t ranks) {
+  return ranks > 1 && (config.get_int("dist.zero") == 0 || config.get_string("dist.grad_dtype") != "int8");
+}
+
+}  // namespace
+
+model::ModelOptions expert_share(const Config& config, const dist::Communicator& comm) {
+  model::ModelOptions options;
+  const int64_t ranks = expert_parallel_ranks(config, comm);
+  if (!owns_experts(config, ranks)) return options;
+  options.expert_rank = int(comm.rank() % ranks);
+  options.expert_ranks = int(ranks);
+  // int8 gradients are all-gathered whole (gradient_compression.hpp): every expert's travels.
+  options.all_expert_gradients = config.get_string("dist.grad_dtype") == "int8";
+  return options;
+}
+
+std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config, dist::Communicator& comm,
+                                                           model::Model& model) {
+  const int64_t ranks = expert_parallel_ranks(config, comm);
+  if (ranks == 1) return nullptr;
   const model::Architecture& arch = model.architecture();
   if (arch.n_routed == 0)
     throw UsageError(str("dist.expert_parallel ", ranks, ": the model has no routed experts (a deepseek_v3 MoE "
@@ -67,12 +94,30 @@ std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dis
   const int64_t ranks = config.get_int("dist.expert_parallel");
   // Adapters (dsk-finetune) train other parameters than the experts: nothing to split there.
   const bool whole_model = trainable.data == model.master().data && trainable.numel == model.master().numel;
-  if (ranks == 1 || config.get_int("dist.zero") == 1 || !whole_model) return nullptr;
+  if (!owns_experts(config, ranks) || !whole_model) {
+    if (!model.dropped_weights().empty())
+      throw InternalError("the model lacks the other ranks' experts, but this rank does not own its experts alone");
+    return nullptr;
+  }
   auto ownership = std::make_unique<ExpertOwnership>(model, comm, int(ranks));
   std::vector<model::FlatSpan> others;
   for (const FlatRange& range : ownership->foreign()) others.push_back({size_t(range.begin), size_t(range.length)});
-  // int8 gradients are all-gathered whole (gradient_compression.hpp): every expert's travels.
-  if (config.get_string("dist.grad_dtype") != "int8") model.drop_gradients(others);
+  // The model of expert_share() never held them (its ranges merged where they touch); another
+  // one (a tool's own) is built whole first.
+  std::vector<model::FlatSpan> merged;
+  for (const model::FlatSpan& span : others) {
+    if (!merged.empty() && merged.back().offset + merged.back().numel == span.offset)
+      merged.back().numel += span.numel;
+    else
+      merged.push_back(span);
+  }
+  const std::vector<model::FlatSpan>& held_out = model.dropped_weights();
+  if (std::equal(held_out.begin(), held_out.end(), merged.begin(), merged.end(),
+                 [](const model::FlatSpan& a, const model::FlatSpan& b) { return a.offset == b.offset && a.numel == b.numel; }))
+    return ownership;
+  if (!model.dropped_weights().empty())
+    throw InternalError("the model holds another share of the routed experts than this rank owns");
+  if (!expert_share(config, comm).all_expert_gradients) model.drop_gradients(others);
   model.drop_weights(std::move(others));
   return ownership;
 }

@@ -8,25 +8,30 @@
 //
 // How it fits the data-parallel step (trainer.cpp, gradient_sync.hpp): a local expert's gradient
 // is summed over the tokens of every rank of its group that were routed to it, each already scaled
-// by its micro-batch's 1/grad_accum; the other ranks of the group hold 0 for that expert. Without
-// ZeRO-1 (expert_ownership.hpp) the all-reduce over all ranks leaves the routed experts out, and
+// by its micro-batch's 1/grad_accum; the other ranks of the group hold 0 for that expert. The
+// all-reduce over all ranks (expert_ownership.hpp; with ZeRO-1 its reduce-scatter) leaves the
+// routed experts out, and
 // each rank sums its own experts' gradients over the ranks that own them too (one per group: with
 // one group nothing is sent), so every owner holds the global mean; the grad norm counts every
 // expert once (the one-rank norm), and AdamW updates only the owners' copies of an expert: rank 0
 // writes the same checkpoint as a one-rank run (gathering the experts from their owners), and a
 // checkpoint resumes on any number of ranks, with or without expert parallelism. With ZeRO-1 the
-// reduce-scatter of the whole buffer carries the experts as well (x + 0 = x within a group) and
-// every shard is updated. The expert loads each rank counts for its own tokens are summed over the
-// ranks before the bias update (as with data parallelism alone), so every rank balances alike.
+// AdamW state of the rest (attention, shared experts, router, embeddings) is sharded over all
+// ranks, each piece between two MoE layers' experts reduce-scattered and all-gathered on its own,
+// while the experts' state stays with their owners (adamw.hpp); but ZeRO-1 with int8 gradients
+// shards the whole model's state and every rank holds every expert. The expert loads each rank
+// counts for its own tokens are summed over the ranks before the bias update (as with data
+// parallelism alone), so every rank balances alike.
 //
-// What is split is the expert compute, the routed activations and, without ZeRO-1, the experts'
-// AdamW state and gradient traffic. With ZeRO-1 the whole AdamW state is sharded over all ranks
-// instead. Without ZeRO-1 a rank does not hold the other ranks' experts at all: neither their
+// What is split is the expert compute, the routed activations, the experts' AdamW state and
+// gradient traffic. A rank does not hold the other ranks' experts at all: neither their
 // weights (master and working copy: Model::drop_weights; no training pass reads them, and a
 // checkpoint takes them from their owners) nor their gradients (Model::drop_gradients; but with
-// int8 gradients, which carry every expert). parameter_memory() gives the bytes held. The model
-// is still built (or loaded) whole first and gives the others' experts back after: start-up needs
-// the whole model's memory once.
+// int8 gradients, which carry every expert). parameter_memory() gives the bytes held. dsk-train
+// builds the model that way from the start (expert_share()): random init fills only this rank's
+// experts (with the values one rank gives them), an HF checkpoint is read only for their
+// tensors, and a resumed run reads only their part of the optimizer state, so start-up never
+// holds the other ranks' experts either.
 #pragma once
 
 #include <memory>
@@ -41,6 +46,12 @@
 
 namespace dsk::train {
 
+// How a model that this rank trains whole holds its weights: with expert parallelism (but for
+// ZeRO-1 with int8 gradients), only this rank's experts (model.hpp, ModelOptions), so that start-up never builds the
+// others'; default options otherwise. UsageError when dist.expert_parallel does not divide the
+// number of ranks.
+model::ModelOptions expert_share(const Config& config, const dist::Communicator& comm);
+
 // The row exchange of a model's expert parallelism over `comm`, within this rank's group of
 // `group` consecutive ranks (group divides comm.size()).
 std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, int group);
@@ -51,10 +62,11 @@ std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, 
 std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config, dist::Communicator& comm,
                                                            model::Model& model);
 
-// Who updates which routed expert, when expert parallelism is on without ZeRO-1 and `trainable`
-// (the optimizer's flat parameters) is the model's own master buffer; null otherwise. The model
-// then drops the other ranks' experts' weights, and their gradients unless those travel as int8.
-// Generation on the model then refuses the routed experts (it would run them all).
+// Who updates which routed expert, when expert parallelism is on (not ZeRO-1 with int8) and `trainable`
+// (the optimizer's flat parameters) is the model's own master buffer; null otherwise. A model
+// built whole (not with expert_share()'s options) then drops the other ranks' experts' weights,
+// and their gradients unless those travel as int8. Generation on the model then refuses the
+// routed experts (it would run them all).
 std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
                                                        model::Model& model, tensor::Buf trainable);
 

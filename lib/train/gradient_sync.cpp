@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "train/flat_range.hpp"
 
 namespace dsk::train {
 
@@ -12,8 +13,17 @@ using tensor::DType;
 namespace {
 
 // Whether the experts go apart from the all-ranks buckets (see gradient_sync.hpp).
-bool splits_experts(const ExpertGradientSplit& experts, int ranks, bool zero1, const GradientWire& wire) {
-  return !experts.routed.empty() && experts.replicas && ranks > 1 && !zero1 && !wire.int8;
+bool splits_experts(const ExpertGradientSplit& experts, int ranks, const GradientWire& wire) {
+  return !experts.routed.empty() && experts.replicas && ranks > 1 && !wire.int8;
+}
+
+// [0, count) less the routed experts' ranges (ascending): ZeRO-1's data-parallel pieces.
+std::vector<GradientRange> between(const std::vector<GradientRange>& routed, int64_t count) {
+  std::vector<FlatRange> experts;
+  for (const GradientRange& range : routed) experts.push_back({range.offset, range.numel});
+  std::vector<GradientRange> pieces;
+  for (const FlatRange& piece : complement(experts, count)) pieces.push_back({piece.begin, piece.length});
+  return pieces;
 }
 
 std::vector<GradientBucket> plan(std::span<const GradientRange> stages, int64_t bucket_bytes,
@@ -37,8 +47,10 @@ GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t c
       zero1_(zero1 && comm.size() > 1 && !wire.int8),
       wire_dtype_(wire.dtype),
       int8_wire_(wire.int8),
-      replicas_(splits_experts(experts, comm.size(), zero1, wire) ? experts.replicas : nullptr),
+      replicas_(splits_experts(experts, comm.size(), wire) ? experts.replicas : nullptr),
       buckets_(plan(stages, bucket_bytes, experts, replicas_ != nullptr)),
+      data_parallel_(zero1_ && replicas_ ? between(experts.routed, count) : std::vector<GradientRange>{}),
+      owned_(replicas_ ? experts.owned : std::vector<GradientRange>{}),
       pending_(buckets_.size()),
       started_(buckets_.size(), false),
       arena_(ops, "bf16 gradients for the all-reduce") {
@@ -110,6 +122,43 @@ void GradientSync::finish_bucket(int b, Buf grads) {
     for (const GradientRange& piece : bucket.experts) unwire(piece);
 }
 
+// ZeRO-1 with expert parallelism: each data-parallel piece reduce-scattered (this rank's shard and
+// the piece's tail summed over all ranks), this rank's experts summed over their replicas.
+void GradientSync::reduce_pieces(Buf grads) {
+  for (const GradientRange& piece : data_parallel_) {
+    const dist::ShardLayout shards{piece.numel, comm_.size(), comm_.rank()};
+    Buf sent = grads.slice(piece.offset, piece.numel);
+    if (!wire_.empty()) {
+      ops_.cast(wire_.slice(piece.offset, piece.numel), sent);
+      sent = wire_.slice(piece.offset, piece.numel);
+    }
+    if (shards.shard() > 0) comm_.reduce_scatter_sum(sent.slice(0, shards.sharded()), shards.shard());
+    if (shards.tail() > 0) comm_.all_reduce_sum(sent.slice(shards.sharded(), shards.tail()));
+    if (wire_.empty()) continue;
+    for (const GradientRange& mine : shard_of(piece))
+      ops_.cast(grads.slice(mine.offset, mine.numel), wire_.slice(mine.offset, mine.numel));
+  }
+  for (const GradientRange& piece : owned_) {
+    if (replicas_->size() == 1) break;
+    Buf sent = grads.slice(piece.offset, piece.numel);
+    if (!wire_.empty()) {
+      ops_.cast(wire_.slice(piece.offset, piece.numel), sent);
+      sent = wire_.slice(piece.offset, piece.numel);
+    }
+    replicas_->all_reduce_sum(sent);
+    if (!wire_.empty()) ops_.cast(grads.slice(piece.offset, piece.numel), sent);
+  }
+}
+
+// This rank's shard of a data-parallel piece and the piece's tail (what it updates of it).
+std::vector<GradientRange> GradientSync::shard_of(const GradientRange& piece) const {
+  const dist::ShardLayout shards{piece.numel, comm_.size(), comm_.rank()};
+  std::vector<GradientRange> out;
+  if (shards.shard() > 0) out.push_back({piece.offset + shards.begin(), shards.shard()});
+  if (shards.tail() > 0) out.push_back({piece.offset + shards.sharded(), shards.tail()});
+  return out;
+}
+
 // ZeRO-1: this rank's shard and the tail, summed over the ranks.
 void GradientSync::reduce_sharded(Buf grads) {
   Buf sent = grads;
@@ -129,14 +178,43 @@ void GradientSync::reduce_sharded(Buf grads) {
 // same whole sum), or with ZeRO-1 its shard plus the tail (the tail is the same on every rank, so
 // only rank 0 counts it).
 double GradientSync::squared_norm(Buf grads) {
+  if (zero1_ && replicas_) {
+    // Each rank's shards, the tails (the same on every rank: rank 0 counts them) and the experts
+    // (held by one rank of every group: counted once per replica), in one sum over the ranks.
+    std::vector<Buf> pieces;
+    std::vector<int> kinds;  // 0 shard, 1 tail, 2 expert
+    for (const GradientRange& piece : data_parallel_) {
+      const dist::ShardLayout shards{piece.numel, comm_.size(), comm_.rank()};
+      pieces.push_back(grads.slice(piece.offset + shards.begin(), shards.shard()));
+      kinds.push_back(0);
+      pieces.push_back(grads.slice(piece.offset + shards.sharded(), shards.tail()));
+      kinds.push_back(1);
+    }
+    for (const GradientRange& piece : owned_) {
+      pieces.push_back(grads.slice(piece.offset, piece.numel));
+      kinds.push_back(2);
+    }
+    const std::vector<double> sums = ops_.sums_of_squares(pieces);
+    double squares[3] = {0, 0, 0};
+    for (size_t i = 0; i < sums.size(); i++) squares[kinds[i]] += sums[i];
+    const double tails = comm_.rank() == 0 ? squares[1] : 0.0;
+    return comm_.all_reduce_sum(squares[0] + tails + squares[2] / double(replicas_->size()));
+  }
   if (replicas_) {
     // The shared pieces are the same on every rank; each expert is held, with the same summed
     // gradient, by one rank of every group: the world's sum of the experts' squares counts it once
     // per replica.
+    // The pieces' sums come back from the device at once, then add up in the order of the buckets.
+    std::vector<Buf> pieces;
+    for (const GradientBucket& bucket : buckets_)
+      for (const auto* ranges : {&bucket.shared, &bucket.experts})
+        for (const GradientRange& piece : *ranges) pieces.push_back(grads.slice(piece.offset, piece.numel));
+    const std::vector<double> sums = ops_.sums_of_squares(pieces);
     double shared = 0, experts = 0;
+    size_t at = 0;
     for (const GradientBucket& bucket : buckets_) {
-      for (const GradientRange& piece : bucket.shared) shared += ops_.sum_of_squares(grads.slice(piece.offset, piece.numel));
-      for (const GradientRange& piece : bucket.experts) experts += ops_.sum_of_squares(grads.slice(piece.offset, piece.numel));
+      for (size_t i = 0; i < bucket.shared.size(); i++) shared += sums[at++];
+      for (size_t i = 0; i < bucket.experts.size(); i++) experts += sums[at++];
     }
     return shared + comm_.all_reduce_sum(experts) / double(replicas_->size());
   }
@@ -148,6 +226,12 @@ double GradientSync::squared_norm(Buf grads) {
 }
 
 void GradientSync::scale(Buf grads, float factor) {
+  if (zero1_ && replicas_) {
+    for (const GradientRange& piece : data_parallel_)
+      for (const GradientRange& mine : shard_of(piece)) ops_.scale(grads.slice(mine.offset, mine.numel), factor);
+    for (const GradientRange& piece : owned_) ops_.scale(grads.slice(piece.offset, piece.numel), factor);
+    return;
+  }
   if (!zero1_) {
     ops_.scale(grads, factor);
     return;
@@ -157,7 +241,9 @@ void GradientSync::scale(Buf grads, float factor) {
 }
 
 double GradientSync::reduce_and_clip(Buf grads, float max_norm) {
-  if (comm_.size() > 1 && zero1_) {
+  if (comm_.size() > 1 && zero1_ && replicas_) {
+    reduce_pieces(grads);
+  } else if (comm_.size() > 1 && zero1_) {
     reduce_sharded(grads);
   } else if (comm_.size() > 1) {
     // In bucket order, as every rank starts them; what no stage_done() started starts now.
@@ -179,8 +265,9 @@ std::string GradientSync::describe() const {
     experts += total_numel(bucket.experts);
   }
   const int64_t element = int8_wire_ ? 1 : int64_t(tensor::dtype_size(wire_dtype_));
-  std::string line = zero1_ ? str("gradient sync: ", layout_.count * element, " bytes a step reduce-scattered over ",
-                                  comm_.size(), " ranks (ZeRO-1)")
+  std::string line = zero1_ ? str("gradient sync: ", shared * element, " bytes a step reduce-scattered over ",
+                                  comm_.size(), " ranks (ZeRO-1)",
+                                  replicas_ ? str(" in ", data_parallel_.size(), " pieces") : std::string())
                             : str("gradient sync: ", shared * element, " bytes a step ",
                                   int8_wire_ ? "all-gathered as int8 levels" : "all-reduced", " over ", comm_.size(),
                                   " ranks in ", buckets_.size(), buckets_.size() == 1 ? " bucket" : " buckets");

@@ -15,12 +15,14 @@
 // small tail), which is all its optimizer updates (adamw.hpp); the norm is then summed from the
 // shards.
 //
-// Under expert parallelism without ZeRO-1 (ExpertGradientSplit), the routed experts stay out of
-// the all-ranks buckets: each rank sums the gradients of the experts it holds only over the ranks
+// Under expert parallelism (ExpertGradientSplit), the routed experts stay out of the all-ranks
+// buckets, or with ZeRO-1 out of its reduce-scatter (then one per piece of the buffer between two
+// MoE layers' experts, each sharded over all ranks on its own, as AdamW shards their state): each rank sums the gradients of the experts it holds only over the ranks
 // that hold the same experts (a sub-communicator: one rank per expert-parallel group; none when
 // there is one group), and leaves the other experts' gradients alone (its AdamW does not update
-// them: expert_ownership.hpp). The norm adds the experts' squares once per group. ZeRO-1 and int8
-// still carry every expert over all ranks (ZeRO-1's shards and int8's buckets cut across them).
+// them: expert_ownership.hpp). The norm adds the experts' squares once per group (the pieces'
+// sums of squares come back from the device at once: Ops::sums_of_squares). int8 still carries
+// every expert over all ranks (its buckets cut across them).
 //
 // On the wire (dist.grad_dtype): f32; bf16 (halves the bytes; the CUDA backend's activation
 // dtype): rounded once before the sum and summed in bf16 by NCCL; int8 (a quarter; any backend):
@@ -60,7 +62,7 @@ class GradientSync {
  public:
   // count: gradient elements; stages: the backward's (gradient_stages_of); bucket_bytes: 0 for
   // one bucket; zero1: reduce-scatter instead of all-reduce; experts: see above (not used with
-  // zero1 or int8).
+  // int8).
   GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t count, std::vector<GradientRange> stages,
                int64_t bucket_bytes, bool zero1, GradientWire wire, const ExpertGradientSplit& experts = {});
   ~GradientSync();
@@ -85,6 +87,8 @@ class GradientSync {
   void start_bucket(int b, tensor::Buf grads);
   void finish_bucket(int b, tensor::Buf grads);
   void reduce_sharded(tensor::Buf grads);
+  void reduce_pieces(tensor::Buf grads);
+  std::vector<GradientRange> shard_of(const GradientRange& piece) const;
   double squared_norm(tensor::Buf grads);
   void scale(tensor::Buf grads, float factor);
 
@@ -96,6 +100,9 @@ class GradientSync {
   bool int8_wire_;
   dist::Communicator* replicas_ = nullptr;  // expert parallelism: the experts' ranks; else null
   std::vector<GradientBucket> buckets_;
+  // ZeRO-1 with expert parallelism: the gradient buffer less the routed experts (each piece
+  // reduce-scattered on its own), and this rank's experts (summed over replicas_).
+  std::vector<GradientRange> data_parallel_, owned_;
   std::vector<std::vector<std::unique_ptr<dist::PendingCollective>>> pending_;  // per bucket, while under way
   std::vector<bool> started_;
   tensor::Arena arena_;

@@ -90,7 +90,8 @@ nlohmann::json yaml_to_json(const YAML::Node& node, const std::string& source) {
   }
 }
 
-model::Model model_from_config(const Config& config, uint64_t seed, std::shared_ptr<tensor::Ops> ops) {
+model::Model model_from_config(const Config& config, uint64_t seed, std::shared_ptr<tensor::Ops> ops,
+                               model::ModelOptions options) {
   const int sources = int(config.has("model.config_json")) + int(config.has("model.config")) +
                       int(config.has("model.init_from"));
   if (sources != 1)
@@ -99,7 +100,7 @@ model::Model model_from_config(const Config& config, uint64_t seed, std::shared_
   if (config.has("model.init_from")) {
     const std::filesystem::path directory = local_checkpoint(config.get_string("model.init_from"));
     log_info("model: weights of ", directory.string());
-    return model::Model::load_hf_checkpoint(directory, ops);
+    return model::Model::load_hf_checkpoint(directory, ops, options);
   }
   model::Architecture arch;
   if (config.has("model.config_json")) {
@@ -108,7 +109,7 @@ model::Model model_from_config(const Config& config, uint64_t seed, std::shared_
     arch = model::architecture_from_hf_config(yaml_to_json(config.get_tree("model.config"), config.source()),
                                               str(config.source(), ": model.config"));
   }
-  return model::Model(arch, seed, 0.02f, ops);
+  return model::Model(arch, seed, 0.02f, ops, options);
 }
 
 }  // namespace dsk::train

@@ -17,8 +17,10 @@
 
 namespace dsk::train {
 
-// ops: the backend the model lives on (tensor/device.hpp).
-model::Model model_from_config(const Config& config, uint64_t seed, std::shared_ptr<tensor::Ops> ops);
+// ops: the backend the model lives on (tensor/device.hpp); options: how it holds its weights
+// (expert parallelism: only this rank's experts, read or initialized alone).
+model::Model model_from_config(const Config& config, uint64_t seed, std::shared_ptr<tensor::Ops> ops,
+                               model::ModelOptions options = {});
 
 // A checkpoint directory as it is, or a registry://name@ref or s3:// URL fetched (verified) into
 // lib/registry's cache: the local directory either way.

@@ -18,9 +18,9 @@ constexpr char kPartMagic[8] = {'D', 'S', 'K', 'A', 'D', 'A', 'M', 'S'};
 constexpr const char* kManifestName = "optimizer.yaml";
 constexpr const char* kManifestFormat = "dsk-adamw-parts-1";
 
-// Reads one part into its range of state (whose vectors hold the whole count).
+// Reads one part into its range of state (whose vectors hold the kept elements).
 void read_part(const fs::path& path, std::uint64_t count, OptimizerPart expected, std::int64_t adam_steps,
-               OptimizerState& state) {
+               std::span<const FlatRange> kept, OptimizerState& state) {
   if (!fs::exists(path))
     throw DataError(str(path.string(), ": missing (the checkpoint's optimizer.yaml names it): the checkpoint is not whole"));
   io::ZstdReader in(path);
@@ -40,7 +40,7 @@ void read_part(const fs::path& path, std::uint64_t count, OptimizerPart expected
     throw DataError(str(path.string(), ": written at AdamW step ", steps, ", the manifest says ", adam_steps,
                         " (parts of different checkpoints)"));
   for (auto* values : {&state.master, &state.m, &state.v})
-    read_exactly(in, values->data() + expected.begin, std::size_t(expected.length) * sizeof(float));
+    read_kept(in, expected.begin, expected.length, kept, values->data());
 }
 
 }  // namespace
@@ -93,7 +93,8 @@ void write_optimizer_manifest(const fs::path& dsk_dir, std::uint64_t parameter_c
 
 bool has_optimizer_parts(const fs::path& dsk_dir) { return fs::exists(dsk_dir / kManifestName); }
 
-OptimizerState load_optimizer_parts(const fs::path& dsk_dir, std::uint64_t expected_count) {
+OptimizerState load_optimizer_parts(const fs::path& dsk_dir, std::uint64_t expected_count,
+                                    std::span<const FlatRange> kept_ranges) {
   const fs::path manifest_path = dsk_dir / kManifestName;
   YAML::Node manifest;
   try {
@@ -107,9 +108,11 @@ OptimizerState load_optimizer_parts(const fs::path& dsk_dir, std::uint64_t expec
   if (count != expected_count)
     throw DataError(str(manifest_path.string(), ": optimizer state holds ", count, " parameters, the model has ",
                         expected_count));
+  const std::vector<FlatRange> kept = kept_or_all(kept_ranges, count);
+  const std::int64_t held = total_length(kept);
   OptimizerState state;
   state.adam_steps = required_yaml_field<std::int64_t>(manifest, "adam_steps", manifest_path);
-  for (auto* values : {&state.master, &state.m, &state.v}) values->resize(count);
+  for (auto* values : {&state.master, &state.m, &state.v}) values->resize(std::size_t(held));
   const YAML::Node parts = manifest["parts"];
   if (!parts || !parts.IsSequence() || parts.size() == 0)
     throw DataError(str(manifest_path.string(), ": parts must be a list of the ranks' files"));
@@ -123,7 +126,7 @@ OptimizerState load_optimizer_parts(const fs::path& dsk_dir, std::uint64_t expec
         std::uint64_t(part.begin) != covered || covered + std::uint64_t(part.length) > count)
       throw DataError(str(manifest_path.string(), ": part ", file, " [", part.begin, ", ", part.begin + part.length,
                           ") does not continue the parts before it within ", count, " parameters"));
-    read_part(dsk_dir / file, count, part, state.adam_steps, state);
+    read_part(dsk_dir / file, count, part, state.adam_steps, kept, state);
     covered += std::uint64_t(part.length);
   }
   if (covered != count)

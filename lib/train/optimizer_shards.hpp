@@ -43,8 +43,10 @@ void write_optimizer_manifest(const std::filesystem::path& dsk_dir, std::uint64_
 
 // Whether dsk_dir holds a sharded optimizer state (a manifest) rather than dsk/optimizer.bin.zst.
 bool has_optimizer_parts(const std::filesystem::path& dsk_dir);
-// Reads every part the manifest names and joins them into the whole state. DataError naming the
-// file when a part is missing, truncated, of another range or model, or of another step.
-OptimizerState load_optimizer_parts(const std::filesystem::path& dsk_dir, std::uint64_t expected_count);
+// Reads every part the manifest names and joins them into the whole state, or the `kept` ranges
+// of it (load_optimizer_state). DataError naming the file when a part is missing, truncated, of
+// another range or model, or of another step.
+OptimizerState load_optimizer_parts(const std::filesystem::path& dsk_dir, std::uint64_t expected_count,
+                                    std::span<const FlatRange> kept = {});
 
 }  // namespace dsk::train

@@ -161,8 +161,10 @@ class TrainingRun {
   // Expert parallelism (expert_parallel.hpp): null unless dist.expert_parallel > 1.
   std::unique_ptr<model::RowExchange> expert_exchange_;
   std::unique_ptr<Objective> objective_;
-  // Expert parallelism without ZeRO-1: which experts' AdamW state this rank keeps (null: all).
+  // Expert parallelism (not ZeRO-1 with int8): which experts' AdamW state this rank keeps (null: all).
   std::unique_ptr<ExpertOwnership> expert_ownership_;
+  // The backend's peak once the model (weights and gradients) is built, before the optimizer state.
+  const size_t startup_peak_bytes_;
   AdamW optimizer_;
   GradientSync gradient_sync_;
   std::optional<CheckpointContent> checkpoint_content_;
@@ -224,7 +226,8 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
       ops_(make_rank_ops(config, launch_)),
       comm_(dist::make_communicator(launch_, *ops_, config.get_double("dist.timeout"))),
       model_(hooks.make_model ? hooks.make_model(config, ops_)
-                              : model_from_config(config, uint64_t(config.get_int("seed")), ops_)),
+                              : model_from_config(config, uint64_t(config.get_int("seed")), ops_,
+                                                  expert_share(config, *comm_))),
       expert_exchange_(enable_expert_parallel(config, *comm_, model_)),
       objective_(hooks.make_objective ? hooks.make_objective(model_, config)
                                       : std::make_unique<NextTokenObjective>(model_, config)),
@@ -232,6 +235,7 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
       expert_ownership_(objective_->checkpoint_content()
                             ? nullptr
                             : make_expert_ownership(config, *comm_, model_, objective_->trainable().master)),
+      startup_peak_bytes_(ops_->peak_memory_in_use()),
       optimizer_(*ops_, size_t(trainable_count()), adamw_settings(config),
                  objective_->trainable().decay_mask, config.get_int("dist.zero") == 1 ? comm_.get() : nullptr,
                  expert_ownership_.get()),
@@ -249,7 +253,10 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
   log_info("optimizer state: ", double(optimizer_.state_bytes()) / double(1 << 20), " MiB on rank 0 (",
            optimizer_.state_bytes(), " bytes of AdamW m, v and decay mask)");
   if (const std::string sync = gradient_sync_.describe(); !sync.empty()) log_info(sync);
+  if (!expert_ownership_ && !model_.dropped_weights().empty())
+    throw InternalError("the model lacks the other ranks' experts, but the optimizer trains every weight here");
   log_info(parameter_memory(model_, expert_ownership_.get()));
+  log_info("start-up memory: a peak of ", startup_peak_bytes_, " bytes on rank 0 while the model was built");
   const int64_t vocab = model_.architecture().vocab;
   if (data_->vocab_size() > uint64_t(vocab))
     throw UsageError(str("the data uses a vocabulary of ", data_->vocab_size(), " tokens but the model has ", vocab,
@@ -446,8 +453,8 @@ TrainOutcome TrainingRun::run() {
   progress.finish();
   if (checkpointed_step_ != state_.step) save();  // a resumed run that had nothing left to do
   writer_->wait();  // the record names a checkpoint that is whole
-  // Arenas are only ever added to, so what is taken now is the run's peak.
-  log_info("peak device memory ", double(ops_->memory_in_use()) / double(1ull << 30), " GiB on ", ops_->describe());
+  log_info("peak device memory ", double(ops_->peak_memory_in_use()) / double(1ull << 30), " GiB on ",
+           ops_->describe());
   return outcome();
 }
 

@@ -8,7 +8,9 @@
 #     reduction-order noise; the same in bf16 (printed, 2% relative); the expert-parallel
 #     checkpoint resumed on 1 GPU to step 30 (resume across expert-parallel sizes); the "gradient
 #     sync" line of the 2-GPU runs (expert parallel: the all-reduce less the routed experts, which
-#     are summed over 1 rank, i.e. not sent; checked against data parallel's bytes);
+#     are summed over 1 rank, i.e. not sent; checked against data parallel's bytes); the
+#     "start-up memory" peak of rank 0 (expert parallel: below 1 GPU's, the other rank's experts
+#     never allocated);
 #  1b. with 4 GPUs or more (nvidia-h200-x4): --nproc-per-node 4 with dist.expert_parallel=2 (two
 #     groups; each expert's gradient summed over 2 GPUs through an ncclCommSplit communicator)
 #     against 1 GPU at grad_accum 4, fp32 (losses within 1e-4 relative, several buckets);
@@ -30,6 +32,7 @@ trap 'rm -rf "$work"' EXIT
 report=()
 failed=0
 say() { report+=("$1"); echo "$1"; }
+startup_peak() { sed -n 's/.*start-up memory: a peak of \([0-9]*\) bytes.*/\1/p' "$1" | head -1; }
 
 cp tests/fixtures/tokenizer/tiny-gpt2/tokenizer.json "$work/"
 echo '{"eos_token": "<|endoftext|>", "add_bos_token": false}' >"$work/tokenizer_config.json"
@@ -77,6 +80,13 @@ for precision in fp32 bf16; do
   say "$precision gradients: data parallel $(sed -n 's/.*gradient sync: //p' "$OUT/dp-$precision.log" | head -1)"
   say "$precision gradients: expert parallel $(sed -n 's/.*gradient sync: //p' "$OUT/ep-$precision.log" | head -1)"
   say "$precision memory: expert parallel $(sed -n 's/.*parameter memory: //p' "$OUT/ep-$precision.log" | head -1)"
+  one_peak=$(startup_peak "$OUT/one-$precision.log") ep_peak=$(startup_peak "$OUT/ep-$precision.log")
+  if [ -n "$one_peak" ] && [ -n "$ep_peak" ] && [ "$ep_peak" -lt "$one_peak" ]; then
+    say "ok $precision: rank 0's start-up peak $ep_peak bytes with expert parallelism, $one_peak on 1 GPU"
+  else
+    say "FAIL $precision: rank 0's start-up peak ${ep_peak:-?} bytes with expert parallelism, ${one_peak:-?} on 1 GPU"
+    failed=1
+  fi
   dp_bytes=$(sync_bytes "$OUT/dp-$precision.log") ep_bytes=$(sync_bytes "$OUT/ep-$precision.log")
   if [ -n "$dp_bytes" ] && [ -n "$ep_bytes" ] && [ "$ep_bytes" -lt "$dp_bytes" ] &&
     grep -q "gradient sync: .*routed experts: .* summed over 1 rank" "$OUT/ep-$precision.log"; then

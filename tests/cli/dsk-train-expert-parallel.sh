@@ -12,15 +12,22 @@
 #   - a rank holds the weights and gradients of its own experts only: the log's "parameter memory"
 #     line gives rank 0's master-weight and gradient bytes as the 1-rank run's less half the
 #     experts' (4 bytes an element);
+#   - a rank never held the others' experts, not even at start-up: the log's "start-up memory"
+#     peak (the backend's, before the optimizer state) is the 1-rank peak less half the experts'
+#     weights and gradients (8 bytes an element), from random init (whose experts get the 1-rank
+#     values: the losses follow), from an HF model (model.init_from) and when a run resumes;
 #   - the gradient all-reduce leaves the routed experts out (the log's "gradient sync" line: the
 #     model's bytes less the experts'), each rank keeps its own experts' gradients apart, summed
 #     over nothing with one group and over the 2 ranks that hold the same experts with two;
 #   - with train.recompute full (the exchange redone in backward) and with ZeRO-1 the losses and
-#     the gathered optimizer state are bit-identical to the plain expert-parallel run;
+#     the gathered optimizer state are bit-identical to the plain expert-parallel run; ZeRO-1
+#     shards only the state of what is not a routed expert (rank 0 keeps less than without it),
+#     reduce-scatters the model less the experts, and a rank holds its own experts only;
 #   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts; the
 #     experts' gradients summed over the two groups' same-place ranks) the losses and the final
 #     weights follow 1 rank's at the same global batch too, with small buckets (several all-reduces
-#     started during the backward) as with one, and with ZeRO-1 (experts in its reduce-scatter);
+#     started during the backward) as with one, and with ZeRO-1 (the experts summed over 2 ranks
+#     apart from its reduce-scatter);
 #   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would, and a
 #     1-rank run resumes on 2 expert-parallel ranks;
 #   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
@@ -88,6 +95,8 @@ parameter_memory() {
   sed -n -e "s/${pattern}gradients, .*other ranks. routed experts: \([0-9]*\) bytes of master weights and \([0-9]*\) bytes of gradients not held.*/\1 \2 \3 \4/p;t" \
     -e "s/${pattern}gradients, [0-9]* of working copy)$/\1 \2/p" "$1"
 }
+# "start-up memory: a peak of S bytes on rank 0 while the model was built" -> S
+startup_peak() { sed -n 's/.*start-up memory: a peak of \([0-9]*\) bytes on rank 0.*/\1/p' "$1"; }
 # "model: deepseek_v3, P parameters on ..." -> P
 parameters() { sed -n 's/.*model: [a-z_0-9]*, \([0-9]*\) parameters on.*/\1/p' "$1"; }
 
@@ -124,6 +133,13 @@ held="$((4 * (params - experts / 2))) $((4 * (params - experts / 2))) $((4 * exp
 [ "$(parameter_memory ep.err)" = "$held" ] ||
   fail "2 expert-parallel ranks: rank 0 should hold the weights and gradients of half the $experts routed-expert elements: \
 $(grep 'parameter memory' ep.err)"
+# Nor at start-up: the model was built with rank 0's experts only.
+one_peak=$(startup_peak one.err)
+ep_peak=$(startup_peak ep.err)
+[ -n "$one_peak" ] && [ -n "$ep_peak" ] || fail "no start-up memory line: $(cat one.err ep.err)"
+[ "$ep_peak" = $((one_peak - 8 * experts / 2)) ] ||
+  fail "2 expert-parallel ranks: rank 0's start-up peak is $ep_peak bytes, 1 rank's $one_peak: expected the weights and \
+gradients of half the $experts routed-expert elements less"
 [ "$(grep -c '^kind: checkpoint' ep.yaml)" = 1 ] || fail "one record expected: $(cat ep.yaml)"
 [ "$(field step ep.yaml)" = 20 ] || fail "expert parallel: $(cat ep.yaml)"
 [ "$(wc -l <ep/metrics.jsonl)" = 20 ] || fail "metrics.jsonl written by one rank only"
@@ -137,9 +153,19 @@ below "$diff" 1e-5 || fail "expert-parallel final weights differ from 1 rank's b
 mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir recompute --set dist.expert_parallel=2 \
   --set train.recompute=full >/dev/null 2>recompute.err || fail "recompute full: $(cat recompute.err)"
 cmp <(losses ep/metrics.jsonl) <(losses recompute/metrics.jsonl) || fail "recompute full changed the losses"
-mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir zero --set dist.expert_parallel=2 --set dist.zero=1 \
+mpi 2 dsk-train -c base.yaml --device cpu --run-dir zero --set dist.expert_parallel=2 --set dist.zero=1 \
   >/dev/null 2>zero.err || fail "ZeRO-1: $(cat zero.err)"
 cmp <(losses ep/metrics.jsonl) <(losses zero/metrics.jsonl) || fail "ZeRO-1 changed the expert-parallel losses"
+# ZeRO-1 shards the rest's AdamW state over the ranks, keeps the experts' with their owners, and
+# reduce-scatters the model less the routed experts.
+zero_bytes=$(state_bytes zero.err)
+[ -n "$zero_bytes" ] && [ "$zero_bytes" -lt "$ep_bytes" ] && [ "$zero_bytes" -gt $((9 * experts / 2)) ] ||
+  fail "ZeRO-1 with expert parallelism: rank 0 keeps $zero_bytes bytes of optimizer state, without ZeRO-1 $ep_bytes"
+[ "$(parameter_memory zero.err)" = "$held" ] || fail "ZeRO-1 with expert parallelism: $(grep 'parameter memory' zero.err)"
+[ "$(startup_peak zero.err)" = "$ep_peak" ] || fail "ZeRO-1 with expert parallelism: $(grep 'start-up memory' zero.err)"
+grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 2 ranks (ZeRO-1) in [0-9]* \
+pieces; routed experts: this rank's $((4 * experts / 2)) bytes summed over 1 rank" zero.err ||
+  fail "ZeRO-1 with expert parallelism: $(grep 'gradient sync' zero.err)"
 cmp <(optimizer_state ep/checkpoints/step-000020) <(optimizer_state zero/checkpoints/step-000020) ||
   fail "ZeRO-1's gathered optimizer state differs"
 cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/model.safetensors ||
@@ -147,7 +173,7 @@ cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/mo
 
 # Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
 dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
-# ZeRO-1 (zero): its reduce-scatter carries the whole model, experts too, and updates every shard.
+# ZeRO-1 (zero): its reduce-scatter carries the model less the experts, summed over 2 ranks apart.
 for buckets in one small zero; do
   bucket_mb=25 zero=0
   [ $buckets = small ] && bucket_mb=0.01  # 10 KiB: a bucket every few layers
@@ -155,12 +181,14 @@ for buckets in one small zero; do
   mpi 4 dsk-train -c base.yaml --device cpu --run-dir groups-$buckets --set data.grad_accum=4 \
     --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb --set dist.zero=$zero >/dev/null 2>groups.err ||
     fail "4 ranks, groups of 2, $buckets: $(cat groups.err)"
-  expected_memory=$held
-  [ $buckets = zero ] && expected_memory="$((4 * params)) $((4 * params))"  # ZeRO-1 updates every expert
+  expected_memory=$held expected_peak=$ep_peak
   [ "$(parameter_memory groups.err)" = "$expected_memory" ] ||
     fail "4 ranks in 2 groups, $buckets: $(grep 'parameter memory' groups.err)"
+  [ "$(startup_peak groups.err)" = "$expected_peak" ] ||
+    fail "4 ranks in 2 groups, $buckets: $(grep 'start-up memory' groups.err), expected $expected_peak bytes"
   if [ $buckets = zero ]; then
-    grep -q "gradient sync: $((4 * params)) bytes a step reduce-scattered over 4 ranks (ZeRO-1)" groups.err ||
+    grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 4 ranks (ZeRO-1) in \
+[0-9]* pieces; routed experts: this rank's $((4 * experts / 2)) bytes summed over 2 ranks" groups.err ||
       fail "4 ranks in 2 groups, ZeRO-1: $(grep 'gradient sync' groups.err)"
   else
     [ "$(gradient_sync groups.err)" = "$((4 * (params - experts))) 4 $((4 * experts / 2)) 2" ] ||
@@ -190,10 +218,42 @@ dsk-train -q -c base.yaml --device cpu --run-dir switch >switch.yaml 2>switch.er
 diff=$(max_relative_difference halves/metrics.jsonl switch/metrics.jsonl)
 below "$diff" 1e-6 || fail "expert parallel on 2 ranks then 1 rank differ from 1 rank by $diff (relative)"
 dsk-train -q -c base.yaml --device cpu --run-dir grow --steps 10 >/dev/null
-mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow --set dist.expert_parallel=2 >/dev/null 2>grow.err ||
+mpi 2 dsk-train -c base.yaml --device cpu --run-dir grow --set dist.expert_parallel=2 >/dev/null 2>grow.err ||
   fail "resumed on 2 expert-parallel ranks: $(cat grow.err)"
+grep -q "resuming from" grow.err || fail "2 expert-parallel ranks did not resume: $(cat grow.err)"
+[ "$(startup_peak grow.err)" = "$ep_peak" ] || fail "resumed on 2 ranks: $(grep 'start-up memory' grow.err)"
 diff=$(max_relative_difference halves/metrics.jsonl grow/metrics.jsonl)
 below "$diff" 1e-6 || fail "1 rank then 2 expert-parallel ranks differ from 1 rank by $diff (relative)"
+# A ZeRO-1 checkpoint (the optimizer state in the ranks' parts) resumed on 2 expert-parallel ranks.
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow-zero --set dist.zero=1 --steps 10 >/dev/null ||
+  fail "ZeRO-1 first half"
+mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir grow-zero --set dist.expert_parallel=2 >/dev/null \
+  2>grow-zero.err || fail "ZeRO-1 parts resumed on 2 expert-parallel ranks: $(cat grow-zero.err)"
+diff=$(max_relative_difference halves/metrics.jsonl grow-zero/metrics.jsonl)
+below "$diff" 1e-6 || fail "ZeRO-1 then 2 expert-parallel ranks differ from 1 rank by $diff (relative)"
+# ZeRO-1 with expert parallelism stopped and resumed on the same 2 ranks.
+for half in 1 2; do
+  steps=()
+  [ $half = 1 ] && steps=(--steps 10)
+  mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir zero-halves --set dist.expert_parallel=2 --set dist.zero=1 \
+    "${steps[@]}" >/dev/null 2>zero-halves.err || fail "ZeRO-1 with expert parallelism, half $half: $(cat zero-halves.err)"
+done
+diff=$(max_relative_difference halves/metrics.jsonl zero-halves/metrics.jsonl)
+below "$diff" 1e-6 || fail "ZeRO-1 with expert parallelism resumed differs from 1 rank by $diff (relative)"
+
+# From an HF model (model.init_from, here the 1-rank run's final checkpoint): each rank reads its
+# own experts' tensors only, and the run follows 1 rank's from the same model.
+awk -v from="$PWD/one/checkpoints/step-000020" 'BEGIN { print "model:"; print "  init_from: " from }
+  /^data:/ { keep = 1 } keep' base.yaml >init.yaml
+dsk-train -c init.yaml --device cpu --run-dir init-one --steps 5 >/dev/null 2>init-one.err ||
+  fail "1 rank from an HF model: $(cat init-one.err)"
+mpi 2 dsk-train -c init.yaml --device cpu --run-dir init-ep --steps 5 --set dist.expert_parallel=2 >/dev/null \
+  2>init-ep.err || fail "2 expert-parallel ranks from an HF model: $(cat init-ep.err)"
+[ "$(startup_peak init-one.err)" = "$one_peak" ] || fail "1 rank from an HF model: $(grep 'start-up memory' init-one.err)"
+[ "$(startup_peak init-ep.err)" = "$ep_peak" ] ||
+  fail "2 expert-parallel ranks from an HF model: $(grep 'start-up memory' init-ep.err), expected $ep_peak bytes"
+diff=$(max_relative_difference init-one/metrics.jsonl init-ep/metrics.jsonl)
+below "$diff" 1e-6 || fail "2 expert-parallel ranks from an HF model differ from 1 rank by $diff (relative)"
 
 # Usage errors: exit 2 and a message that says what is wrong.
 expect_error 2 "must divide the number of ranks (1)" \

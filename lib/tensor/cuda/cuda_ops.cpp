@@ -148,6 +148,7 @@ class CudaOps final : public Ops {
     cudaFree(data);
   }
   size_t memory_in_use() const override { return tally_.total(); }
+  size_t peak_memory_in_use() const override { return tally_.peak(); }
   void copy_from_host(Buf dst, const void* host) override {
     DSK_CUDA_CHECK(cudaMemcpyAsync(dst.data, host, dst.bytes(), cudaMemcpyHostToDevice, stream_));
     DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer may change right after
@@ -377,6 +378,22 @@ class CudaOps final : public Ops {
     DSK_CUDA_CHECK(cudaMemcpyAsync(&total, scalar_, sizeof(float), cudaMemcpyDeviceToHost, stream_));
     DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return total;
+  }
+  std::vector<double> sums_of_squares(const std::vector<Buf>& pieces) override {
+    // The pieces one after another on the stream share the partials' scratch; each sum lands in
+    // its own float after them, and all come back in one copy.
+    size_t partials = 0;
+    for (const Buf& piece : pieces) partials = std::max(partials, cuda::grad_norm_scratch_floats(piece.numel));
+    float* space = f(scratch((partials + pieces.size()) * 4));
+    for (size_t i = 0; i < pieces.size(); i++)
+      cuda::grad_sum_of_squares(space + partials + i, f(pieces[i]), pieces[i].numel, space, stream_);
+    std::vector<float> sums(pieces.size());
+    if (!sums.empty()) {
+      DSK_CUDA_CHECK(cudaMemcpyAsync(sums.data(), space + partials, sums.size() * sizeof(float),
+                                     cudaMemcpyDeviceToHost, stream_));
+      DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    return {sums.begin(), sums.end()};
   }
   void scale(Buf values, float factor) override { cuda::scale_floats(f(values), factor, values.numel, stream_); }
   void dropout_forward(Buf out, Buf in, float scale, float p, uint64_t seed) override {

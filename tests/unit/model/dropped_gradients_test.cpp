@@ -2,10 +2,15 @@
 // weights of the other ranks' experts): the flat offsets close up over the dropped ranges, the
 // backward stages tile the smaller buffer, copy_gradients() and copy_parameters() give 0 there,
 // and a pass that would reach a dropped one (an expert run here after all) is an InternalError,
-// not an access past its place.
+// not an access past its place. A model built with an expert share (ModelOptions) never holds
+// the others' experts: random init and an HF load give its own the whole model's values.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -92,4 +97,64 @@ TEST_CASE("drop_gradients: a smaller gradient buffer, the stages tile it, the dr
   REQUIRE(grads.size() == model.parameter_count());
   for (const FlatSpan& span : dropped)
     for (size_t i = 0; i < span.numel; ++i) REQUIRE(grads[span.offset + i] == 0.0f);
+}
+
+namespace {
+
+// The values of a whole model with the other ranks' experts set to 0, as a share model reads back.
+std::vector<float> without_others(std::vector<float> whole, const std::vector<FlatSpan>& others) {
+  for (const FlatSpan& span : others) std::fill_n(whole.begin() + int64_t(span.offset), span.numel, 0.0f);
+  return whole;
+}
+
+}  // namespace
+
+TEST_CASE("an expert share from the start: only this rank's experts allocated, with the whole model's values") {
+  const Architecture arch = tiny_deepseek(8);
+  Model whole(arch, 7);
+  const std::vector<float> values = whole.copy_parameters();
+  for (int rank = 0; rank < 2; ++rank) {
+    ModelOptions options;
+    options.expert_rank = rank;
+    options.expert_ranks = 2;
+    Model share(arch, 7, 0.02f, nullptr, options);
+    // Rank 0 of 2 owns experts 0 and 1 of the 4 of every MoE layer.
+    const std::vector<FlatSpan> others = other_ranks_experts(layout_parameters(arch), rank, 2);
+    REQUIRE(!others.empty());
+    CHECK(share.dropped_weights().size() == others.size());
+    for (const ParamView& v : share.parameter_views()) {
+      int layer = 0, expert = 0;
+      const bool routed = std::sscanf(v.name.c_str(), "model.layers.%d.mlp.experts.%d.", &layer, &expert) == 2;
+      CHECK_MESSAGE(is_dropped(share.dropped_weights(), v.offset, v.numel) == (routed && expert / 2 != rank), v.name);
+    }
+    CHECK(size_t(share.master().numel) == share.parameter_count() - total_numel(others));
+    CHECK(size_t(share.gradient_buffer().numel) == share.parameter_count() - total_numel(others));
+    CHECK(share.copy_parameters() == without_others(values, others));
+    // Peak memory: the backend never held the others' experts (weights or gradients).
+    CHECK(share.ops().peak_memory_in_use() <= whole.ops().peak_memory_in_use() - 2 * sizeof(float) * total_numel(others));
+
+    options.all_expert_gradients = true;  // int8 gradients carry every expert
+    Model all_gradients(arch, 7, 0.02f, nullptr, options);
+    CHECK(size_t(all_gradients.gradient_buffer().numel) == all_gradients.parameter_count());
+    CHECK(all_gradients.copy_parameters() == share.copy_parameters());
+  }
+  ModelOptions uneven;
+  uneven.expert_ranks = 3;
+  CHECK_THROWS_AS(Model(arch, 7, 0.02f, nullptr, uneven), dsk::UsageError);
+}
+
+TEST_CASE("an expert share loaded from an HF checkpoint: only this rank's experts' tensors, the same values") {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("dsk-expert-share-" + std::to_string(::getpid()));
+  const Architecture arch = tiny_deepseek(8);
+  Model whole(arch, 11);
+  whole.save_hf_checkpoint(dir, "F32");
+  ModelOptions options;
+  options.expert_rank = 1;
+  options.expert_ranks = 2;
+  Model share = Model::load_hf_checkpoint(dir, nullptr, options);
+  const std::vector<FlatSpan> others = other_ranks_experts(layout_parameters(arch), 1, 2);
+  CHECK(size_t(share.master().numel) == share.parameter_count() - total_numel(others));
+  CHECK(share.copy_parameters() == without_others(whole.copy_parameters(), others));
+  std::filesystem::remove_all(dir);
 }

@@ -1,6 +1,7 @@
 // The ranks' parts of a ZeRO-1 optimizer state: the ranges tile the flat layout for any number of
 // ranks, parts written by 3 ranks join bit for bit into the whole state, and a missing, truncated,
-// foreign or stale part is a DataError naming the file.
+// foreign or stale part is a DataError naming the file. A reader keeping some ranges (expert
+// parallelism) gets those alone, from parts or one file.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -92,5 +93,29 @@ TEST_CASE("parts written by 3 ranks join into the whole state; bad parts are ref
                         slice(v, wrong));
     CHECK_THROWS_WITH_AS(load_optimizer_parts(dsk_dir, 11), doctest::Contains("the manifest says"), dsk::DataError);
   }
+  fs::remove_all(dsk_dir.parent_path());
+}
+
+TEST_CASE("a reader keeping some ranges gets their elements only, packed in order, from parts or one file") {
+  const fs::path dsk_dir = fs::temp_directory_path() / ("dsk-optimizer-kept-" + std::to_string(::getpid())) / "dsk";
+  std::vector<float> master, m, v;
+  write_parts(dsk_dir, 3, 11, 7, master, m, v);  // parts [0, 3), [3, 6), [6, 11)
+  save_optimizer_state(dsk_dir / "optimizer.bin.zst", 7, master, m, v);
+  // Ranges across part boundaries, one within a part, one at the end.
+  const std::vector<FlatRange> kept = {{1, 4}, {7, 1}, {9, 2}};
+  auto packed = [&](const std::vector<float>& whole) {
+    std::vector<float> out;
+    for (const FlatRange& range : kept) out.insert(out.end(), whole.begin() + range.begin, whole.begin() + range.begin + range.length);
+    return out;
+  };
+  for (const OptimizerState& state : {load_optimizer_parts(dsk_dir, 11, kept),
+                                      load_optimizer_state(dsk_dir / "optimizer.bin.zst", 11, kept)}) {
+    CHECK(state.adam_steps == 7);
+    CHECK(state.master == packed(master));
+    CHECK(state.m == packed(m));
+    CHECK(state.v == packed(v));
+  }
+  CHECK(packed_offset(kept, 9, 2) == 5);
+  CHECK_THROWS_AS(packed_offset(kept, 4, 2), dsk::InternalError);  // runs out of its range
   fs::remove_all(dsk_dir.parent_path());
 }
