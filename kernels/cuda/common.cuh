@@ -42,6 +42,11 @@ inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + thread
 // Programmatic dependent launch (sm_90): lets the stream's next kernel, when it was launched as a
 // dependent (gemv_kernels.cuh), start its blocks now; they wait for this grid's end themselves
 // before reading what it writes. The kernels that feed a few-row product call it first thing.
-__device__ __forceinline__ void let_dependents_start() { asm volatile("griddepcontrol.launch_dependents;"); }
+// Before sm_90 there is no PDL, and launch_dependent (gemv_kernels.cuh) launches plainly.
+__device__ __forceinline__ void let_dependents_start() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
 
 }  // namespace dsk::kernels::cuda

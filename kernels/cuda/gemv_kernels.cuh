@@ -14,6 +14,7 @@
 // this overlaps each one's weight fetch with the tail of the one before.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -66,7 +67,11 @@ __device__ __forceinline__ void prefetch_row(const void* row, int64_t bytes, int
 
 // Waits until the grid this one depends on (launched with programmatic stream serialization) has
 // finished and its writes are visible; returns at once when launched without the dependency.
-__device__ __forceinline__ void wait_for_previous_grid() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
 
 // sums[r][n] += this lane's share of weight row r (null: no such row) dotted with input row n.
 template <typename T, int Vector, int ROWS, int UNROLL>
@@ -207,8 +212,24 @@ __global__ void __launch_bounds__(Split::kWarps * 32)
   }
 }
 
+// Whether the current device has programmatic dependent launch (sm_90 on), asked once per device.
+inline bool programmatic_launch() {
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[kDevices] = {};  // 0 not asked yet, 1 no, 2 yes
+  int device = 0;
+  DSK_CUDA_CHECK(cudaGetDevice(&device));
+  if (device >= kDevices) return false;
+  if (known[device] == 0) {
+    int major = 0;
+    DSK_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    known[device] = major >= 9 ? 2 : 1;
+  }
+  return known[device] == 2;
+}
+
 // Launches kernel<<<blocks, threads, shared_bytes, stream>>>(args...) as a programmatic dependent
-// of the stream's previous kernel (the kernel calls wait_for_previous_grid before reading its input).
+// of the stream's previous kernel (the kernel calls wait_for_previous_grid before reading its
+// input); before sm_90, as an ordinary launch.
 template <typename... Params, typename... Args>
 void launch_dependent(void (*kernel)(Params...), unsigned blocks, int threads, size_t shared_bytes, cudaStream_t stream,
                       Args... args) {
@@ -221,7 +242,7 @@ void launch_dependent(void (*kernel)(Params...), unsigned blocks, int threads, s
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
-  config.numAttrs = 1;
+  config.numAttrs = programmatic_launch() ? 1 : 0;
   DSK_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, Params(args)...));
 }
 
