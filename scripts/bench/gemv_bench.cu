@@ -249,15 +249,14 @@ int main(int argc, char** argv) {
         run_split<Registers<1, 2, 8>>(m, a, N, x0, stream, reference),
         run_split<Stream<8, 2, 48, 2>>(m, a, N, x0, stream, reference),
         run_split<Stream<8, 2, 48, 1>>(m, a, N, x0, stream, reference),
-        run_split<Stream<8, 3, 32, 1>>(m, a, N, x0, stream, reference),
-        run_split<Stream<8, 2, 32, 1>>(m, a, N, x0, stream, reference),
-        run_split<Stream<8, 3, 24, 1>>(m, a, N, x0, stream, reference),
+        run_split<Stream<8, 3, 32, 2>>(m, a, N, x0, stream, reference),
+        run_split<Stream<8, 2, 32, 3>>(m, a, N, x0, stream, reference),
+        run_split<Stream<8, 2, 40, 2>>(m, a, N, x0, stream, reference),
+        run_split<Stream<16, 2, 48, 2>>(m, a, N, x0, stream, reference),
         run_split<Stream<8, 2, 24, 2>>(m, a, N, x0, stream, reference),
-        run_split<Stream<8, 4, 16, 1>>(m, a, N, x0, stream, reference),
-        run_split<Stream<8, 2, 48, 1, true>>(m, a, N, x0, stream, reference),
-        run_split<Stream<8, 3, 32, 1, true>>(m, a, N, x0, stream, reference),
-        run_split<Stream<8, 2, 24, 2, true>>(m, a, N, x0, stream, reference),
-        run_split<Stream<16, 2, 48, 1, true>>(m, a, N, x0, stream, reference),
+        run_split<Stream<8, 2, 48, 2, true>>(m, a, N, x0, stream, reference),
+        run_split<Stream<8, 3, 32, 2, true>>(m, a, N, x0, stream, reference),
+        run_split<Stream<8, 2, 32, 3, true>>(m, a, N, x0, stream, reference),
     };
     std::printf("%-52s %9s %9s %8s %s\n", "split", "chain_ms", "TB/s", "of_bound", "bits");
     for (const Result& r : results)
