@@ -118,7 +118,7 @@ struct Model::Impl {
       throw UsageError(str("expert parallelism over ", ranks, " ranks needs a MoE model whose n_routed_experts (",
                            arch.n_routed, ") is a multiple of it"));
     dropped_weights = other_ranks_experts(layout, options.expert_rank, ranks);
-    if (!options.all_expert_gradients) dropped_gradients = dropped_weights;
+    dropped_gradients = dropped_weights;
   }
 
   // The gradients (f32, none for a frozen base) less the dropped ones, zeroed, in an arena of

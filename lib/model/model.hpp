@@ -97,15 +97,13 @@ class AttentionPrefix;  // layers.hpp
 //
 // Expert parallelism (expert_ranks > 1): the model holds the weights of only its share of every
 // MoE layer's routed experts, [expert_rank * E / expert_ranks, (expert_rank + 1) * E / expert_ranks),
-// from the start, as drop_weights() would leave a whole model (and their gradients too unless
-// all_expert_gradients): start-up never holds the others' experts. Random init gives the held
-// experts the values a whole model of the same seed gives them; load_hf_checkpoint reads only
-// their tensors. n_routed_experts must be a multiple of expert_ranks (UsageError); a model without
-// routed experts ignores it.
+// from the start, as drop_weights() and drop_gradients() would leave a whole model: start-up never
+// holds the others' experts. Random init gives the held experts the values a whole model of the
+// same seed gives them; load_hf_checkpoint reads only their tensors. n_routed_experts must be a
+// multiple of expert_ranks (UsageError); a model without routed experts ignores it.
 struct ModelOptions {
   bool frozen_base = false;
   int expert_rank = 0, expert_ranks = 1;
-  bool all_expert_gradients = false;
 };
 
 class Model {

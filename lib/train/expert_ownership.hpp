@@ -13,8 +13,8 @@
 //
 // The gradients follow (gradient_sync.hpp): an expert's gradient is summed only over the ranks
 // that own it, through replicas(), and the foreign ones are not even held (Model::drop_gradients,
-// expert_parallel.hpp; but for int8 gradients): the all-reduce of the data-parallel part leaves
-// the routed experts out.
+// expert_parallel.hpp): the all-reduce (or int8 all-gather) of the data-parallel part leaves the
+// routed experts out.
 #pragma once
 
 #include <cstdint>

@@ -68,8 +68,6 @@ model::ModelOptions expert_share(const Config& config, const dist::Communicator&
   if (!owns_experts(config, ranks)) return options;
   options.expert_rank = int(comm.rank() % ranks);
   options.expert_ranks = int(ranks);
-  // int8 gradients are all-gathered whole (gradient_compression.hpp): every expert's travels.
-  options.all_expert_gradients = config.get_string("dist.grad_dtype") == "int8";
   return options;
 }
 
@@ -117,7 +115,7 @@ std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dis
     return ownership;
   if (!model.dropped_weights().empty())
     throw InternalError("the model holds another share of the routed experts than this rank owns");
-  if (!expert_share(config, comm).all_expert_gradients) model.drop_gradients(others);
+  model.drop_gradients(others);
   model.drop_weights(std::move(others));
   return ownership;
 }

@@ -24,14 +24,14 @@
 // parallelism alone), so every rank balances alike.
 //
 // What is split is the expert compute, the routed activations, the experts' AdamW state and
-// gradient traffic. A rank does not hold the other ranks' experts at all: neither their
-// weights (master and working copy: Model::drop_weights; no training pass reads them, and a
-// checkpoint takes them from their owners) nor their gradients (Model::drop_gradients; but with
-// int8 gradients, which carry every expert). parameter_memory() gives the bytes held. dsk-train
-// builds the model that way from the start (expert_share()): random init fills only this rank's
-// experts (with the values one rank gives them), an HF checkpoint is read only for their
-// tensors, and a resumed run reads only their part of the optimizer state, so start-up never
-// holds the other ranks' experts either.
+// gradient traffic. A rank does not hold the other ranks' experts at all: neither their weights
+// (master and working copy: Model::drop_weights; no training pass reads them, and a checkpoint
+// takes them from their owners) nor their gradients (Model::drop_gradients; int8 gradients too:
+// their experts' pieces are gathered over the replicas alone). parameter_memory() gives the bytes
+// held. dsk-train builds the model that way from the start (expert_share()): random init fills
+// only this rank's experts (with the values one rank gives them), an HF checkpoint is read only
+// for their tensors, and a resumed run reads only their part of the optimizer state, so start-up
+// never holds the other ranks' experts either.
 #pragma once
 
 #include <memory>
@@ -64,9 +64,8 @@ std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config,
 
 // Who updates which routed expert, when expert parallelism is on (not ZeRO-1 with int8) and `trainable`
 // (the optimizer's flat parameters) is the model's own master buffer; null otherwise. A model
-// built whole (not with expert_share()'s options) then drops the other ranks' experts' weights,
-// and their gradients unless those travel as int8. Generation on the model then refuses the
-// routed experts (it would run them all).
+// built whole (not with expert_share()'s options) then drops the other ranks' experts' weights
+// and gradients. Generation on the model then refuses the routed experts (it would run them all).
 std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dist::Communicator& comm,
                                                        model::Model& model, tensor::Buf trainable);
 

@@ -8,6 +8,11 @@
 // order, so all ranks hold the same bits. With error feedback, what the levels missed (g -
 // q * scale) is kept per parameter in fp32 and added to the next step's gradient before it is
 // quantized, so no part of a gradient is lost, only delayed; without it the error is dropped.
+//
+// Under expert parallelism a bucket is its pieces (gradient_buckets.hpp), each quantized and
+// gathered on its own: the shared ones over all ranks, this rank's experts over the ranks that
+// hold them too (none with one group: the owner's gradient is whole already, and exact). The
+// residual then covers what this rank holds, experts included, at their places in its buffer.
 #pragma once
 
 #include <cstdint>
@@ -26,15 +31,17 @@ inline constexpr int kInt8Chunk = 1024;  // values per scale: 0.4% more bytes, o
 
 class Int8GradientCompression {
  public:
-  // count: gradient elements; buckets as plan_buckets gives them.
+  // count: gradient elements; buckets as plan_buckets gives them (their shared pieces go over
+  // comm); replicas: expert parallelism's communicator of this rank's experts (null: none), over
+  // which the buckets' expert pieces go.
   Int8GradientCompression(dist::Communicator& comm, tensor::Ops& ops, std::span<const GradientBucket> buckets,
-                          int64_t count, bool error_feedback);
+                          int64_t count, bool error_feedback, dist::Communicator* replicas = nullptr);
 
-  // Quantizes bucket b of grads (plus the residual) and starts the all-gathers of its levels and
-  // scales.
+  // Quantizes bucket b's pieces of grads (plus the residual) and starts the all-gathers of their
+  // levels and scales.
   void start(int b, tensor::Buf grads);
-  // Waits for bucket b's all-gathers and writes the sum over ranks of the dequantized values into
-  // its range of grads.
+  // Waits for bucket b's all-gathers and writes the sum over each piece's ranks of the
+  // dequantized values into its range of grads.
   void finish(int b, tensor::Buf grads);
   // Lets the all-gathers under way advance (dist::PendingCollective::progress).
   void progress();
@@ -43,17 +50,17 @@ class Int8GradientCompression {
   tensor::Buf residual() const { return residual_; }
 
  private:
-  struct BucketBuffers {
+  struct Piece {
+    GradientRange range;
+    dist::Communicator* comm;    // the ranks that sum it
     tensor::Buf levels, scales;  // [ranks, numel] u8 and [ranks, chunks] f32: rank r's at row r
     std::unique_ptr<dist::PendingCollective> levels_gather, scales_gather;
   };
 
-  dist::Communicator& comm_;
   tensor::Ops& ops_;
-  std::vector<GradientBucket> buckets_;
   tensor::Arena arena_;
   tensor::Buf residual_;
-  std::vector<BucketBuffers> buffers_;
+  std::vector<std::vector<Piece>> pieces_;  // per bucket, in the order every rank starts them
 };
 
 }  // namespace dsk::train

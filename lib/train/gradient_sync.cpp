@@ -13,8 +13,8 @@ using tensor::DType;
 namespace {
 
 // Whether the experts go apart from the all-ranks buckets (see gradient_sync.hpp).
-bool splits_experts(const ExpertGradientSplit& experts, int ranks, const GradientWire& wire) {
-  return !experts.routed.empty() && experts.replicas && ranks > 1 && !wire.int8;
+bool splits_experts(const ExpertGradientSplit& experts, int ranks) {
+  return !experts.routed.empty() && experts.replicas && ranks > 1;
 }
 
 // [0, count) less the routed experts' ranges (ascending): ZeRO-1's data-parallel pieces.
@@ -47,7 +47,7 @@ GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t c
       zero1_(zero1 && comm.size() > 1 && !wire.int8),
       wire_dtype_(wire.dtype),
       int8_wire_(wire.int8),
-      replicas_(splits_experts(experts, comm.size(), wire) ? experts.replicas : nullptr),
+      replicas_(splits_experts(experts, comm.size()) ? experts.replicas : nullptr),
       buckets_(plan(stages, bucket_bytes, experts, replicas_ != nullptr)),
       data_parallel_(zero1_ && replicas_ ? between(experts.routed, count) : std::vector<GradientRange>{}),
       owned_(replicas_ ? experts.owned : std::vector<GradientRange>{}),
@@ -56,7 +56,7 @@ GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t c
       arena_(ops, "bf16 gradients for the all-reduce") {
   if (comm.size() == 1) return;
   if (wire.int8) {
-    int8_.emplace(comm, ops, buckets_, count, wire.error_feedback);
+    int8_.emplace(comm, ops, buckets_, count, wire.error_feedback, replicas_);
     return;
   }
   if (wire.dtype == DType::f32) return;
@@ -175,8 +175,9 @@ void GradientSync::reduce_sharded(Buf grads) {
 }
 
 // Of what this rank holds after the reduction: everything (int8 too: every rank then holds the
-// same whole sum), or with ZeRO-1 its shard plus the tail (the tail is the same on every rank, so
-// only rank 0 counts it).
+// same whole sum, and under expert parallelism every replica of an expert the same sum of it), or
+// with ZeRO-1 its shard plus the tail (the tail is the same on every rank, so only rank 0 counts
+// it).
 double GradientSync::squared_norm(Buf grads) {
   if (zero1_ && replicas_) {
     // Each rank's shards, the tails (the same on every rank: rank 0 counts them) and the experts

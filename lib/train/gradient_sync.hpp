@@ -21,8 +21,9 @@
 // that hold the same experts (a sub-communicator: one rank per expert-parallel group; none when
 // there is one group), and leaves the other experts' gradients alone (its AdamW does not update
 // them: expert_ownership.hpp). The norm adds the experts' squares once per group (the pieces'
-// sums of squares come back from the device at once: Ops::sums_of_squares). int8 still carries
-// every expert over all ranks (its buckets cut across them).
+// sums of squares come back from the device at once: Ops::sums_of_squares). int8 splits a bucket
+// the same way: its shared pieces compressed and all-gathered over all ranks, this rank's experts
+// over their replicas (gradient_compression.hpp).
 //
 // On the wire (dist.grad_dtype): f32; bf16 (halves the bytes; the CUDA backend's activation
 // dtype): rounded once before the sum and summed in bf16 by NCCL; int8 (a quarter; any backend):
@@ -61,8 +62,7 @@ struct ExpertGradientSplit {
 class GradientSync {
  public:
   // count: gradient elements; stages: the backward's (gradient_stages_of); bucket_bytes: 0 for
-  // one bucket; zero1: reduce-scatter instead of all-reduce; experts: see above (not used with
-  // int8).
+  // one bucket; zero1: reduce-scatter instead of all-reduce; experts: see above.
   GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t count, std::vector<GradientRange> stages,
                int64_t bucket_bytes, bool zero1, GradientWire wire, const ExpertGradientSplit& experts = {});
   ~GradientSync();

@@ -28,6 +28,11 @@
 #     weights follow 1 rank's at the same global batch too, with small buckets (several all-reduces
 #     started during the backward) as with one, and with ZeRO-1 (the experts summed over 2 ranks
 #     apart from its reduce-scatter);
+#   - int8 gradients (dist.grad_dtype int8) on 2 ranks and on 4 ranks in 2 groups: the all-ranks
+#     all-gather carries the model less the experts (a byte a level), each rank's experts go over
+#     their replicas alone (nothing with one group), a rank holds its own experts' gradients only
+#     (at start-up too), and the losses follow the uncompressed expert-parallel run's within the
+#     int8 tolerance of dsk-train-data-parallel.sh for deepseek_v3 (2% relative), and differ;
 #   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would, and a
 #     1-rank run resumes on 2 expert-parallel ranks;
 #   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
@@ -81,9 +86,12 @@ sed -i 's/^checkpoint:$/checkpoint:\n  dtype: F32/' base.yaml  # weights compare
 state_bytes() { sed -n 's/.*optimizer state: .* MiB on rank 0 (\([0-9]*\) bytes.*/\1/p' "$1"; }
 
 # "gradient sync: N bytes a step all-reduced over R ranks in B buckets; routed experts: this
-# rank's M bytes summed over K ranks ..." -> "N R M K"
+# rank's M bytes summed over K ranks ..." -> "N R M K"; with int8 gradients (a second argument)
+# "all-gathered as int8 levels" in place of "all-reduced".
 gradient_sync() {
-  local pattern='.*gradient sync: \([0-9]*\) bytes a step all-reduced over \([0-9]*\) ranks in [0-9]* buckets*; '
+  local sent='all-reduced'
+  [ $# = 2 ] && sent='all-gathered as int8 levels'
+  local pattern=".*gradient sync: \([0-9]*\) bytes a step $sent over \([0-9]*\) ranks in [0-9]* buckets*; "
   pattern+='routed experts: this rank.s \([0-9]*\) bytes summed over \([0-9]*\) ranks*.*'
   sed -n "s/$pattern/\1 \2 \3 \4/p" "$1"
 }
@@ -204,6 +212,27 @@ for buckets in one small zero; do
   diff=$(max_weight_difference one4/checkpoints/step-000020/model.safetensors \
     groups-$buckets/checkpoints/step-000020/model.safetensors)
   below "$diff" 1e-5 || fail "4 ranks in 2 expert-parallel groups: final weights differ from 1 rank's by $diff"
+done
+
+# int8 gradients, several buckets: against the uncompressed run of the same ranks (ep: 2 ranks,
+# groups-one: 4 ranks in 2 groups).
+for ranks in 2 4; do
+  reference=ep replicas=1 accum=2
+  [ $ranks = 4 ] && reference=groups-one replicas=2 accum=4
+  mpi $ranks dsk-train -c base.yaml --device cpu --run-dir int8-$ranks --set data.grad_accum=$accum \
+    --set dist.expert_parallel=2 --set dist.grad_dtype=int8 --set dist.bucket_mb=0.001 >/dev/null 2>int8.err ||
+    fail "int8 on $ranks expert-parallel ranks: $(cat int8.err)"
+  [ "$(gradient_sync int8.err int8)" = "$((params - experts)) $ranks $((experts / 2)) $replicas" ] ||
+    fail "int8 on $ranks expert-parallel ranks: the all-gather should carry the $params parameters less the $experts \
+routed-expert elements (a byte each), rank 0's half of the experts go over $replicas rank(s): $(grep 'gradient sync' int8.err)"
+  [ "$(parameter_memory int8.err)" = "$held" ] ||
+    fail "int8 on $ranks expert-parallel ranks: rank 0 should hold the gradients of its own experts only: \
+$(grep 'parameter memory' int8.err)"
+  [ "$(startup_peak int8.err)" = "$ep_peak" ] ||
+    fail "int8 on $ranks expert-parallel ranks: $(grep 'start-up memory' int8.err), expected $ep_peak bytes"
+  diff=$(max_relative_difference $reference/metrics.jsonl int8-$ranks/metrics.jsonl)
+  below 0 "$diff" && below "$diff" 2e-2 ||
+    fail "int8 on $ranks expert-parallel ranks: losses differ from fp32's by $diff (relative; expected in (0, 2e-2))"
 done
 
 # 10 steps on 2 ranks with expert parallelism, then 1 rank takes the checkpoint on to step 20, as

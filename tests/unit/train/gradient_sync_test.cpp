@@ -166,6 +166,35 @@ TEST_CASE("error feedback carries the quantization error; without it the residua
   }
 }
 
+// Expert parallelism on one rank: a bucket's shared pieces are quantized each on its own (a
+// chunk's scale never spans two pieces), and this rank's experts, with no other replica, are left
+// exact, their residual untouched.
+TEST_CASE("int8 quantizes a bucket's shared pieces apart and leaves experts without replicas exact") {
+  auto ops = dsk::tensor::make_cpu_ops();
+  auto comm = dsk::dist::make_single_communicator();
+  auto replicas = dsk::dist::make_single_communicator();
+  // [0, 2) and [4, 6) shared, [2, 4) this rank's experts.
+  const std::vector<GradientBucket> buckets = {{0, 6, 0, {{0, 2}, {4, 2}}, {{2, 2}}}};
+  Int8GradientCompression compression(*comm, *ops, buckets, 6, true, replicas.get());
+  std::vector<float> grads = {1.0f, 0.3f, 0.3f, -0.25f, -0.7f, 0.001f};
+  compression.start(0, view(grads));
+  compression.finish(0, view(grads));
+  // Piece [0, 2): scale 1/127, 0.3 -> 38 levels; piece [4, 6): scale 0.7/127, so -0.7 is whole
+  // levels (one chunk of the whole bucket, scale 1/127, would make it -89/127) and 0.001 (0.18
+  // of a level) rounds to 0, kept in the residual.
+  CHECK(grads[0] == 1.0f);
+  CHECK(grads[1] == doctest::Approx(38.0 / 127.0));
+  CHECK(grads[2] == 0.3f);
+  CHECK(grads[3] == -0.25f);
+  CHECK(grads[4] == doctest::Approx(-0.7));
+  CHECK(grads[5] == 0.0f);
+  std::vector<float> residual(6);
+  ops->copy_to_host(residual.data(), compression.residual());
+  CHECK(residual[2] == 0.0f);
+  CHECK(residual[3] == 0.0f);
+  CHECK(residual[5] == 0.001f);
+}
+
 TEST_CASE("dist.grad_dtype: int8 on any backend, bf16 only where it is the activation dtype") {
   auto ops = dsk::tensor::make_cpu_ops();
   CHECK(parse_gradient_wire("auto", true, *ops).dtype == DType::f32);
