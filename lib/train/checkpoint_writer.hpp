@@ -15,9 +15,9 @@
 // and went well; once all are, rank 0 renames the directory into place and prunes old ones. A rank
 // that could not write its part makes the save fail on every rank, and the checkpoint before stays
 // the last whole one. At most one checkpoint is in flight: a second save waits for the first, so
-// host memory stays bounded by one copy of the weights and of the moments on rank 0 (less the
-// moments with ZeRO-1 without expert parallelism), this rank's part of a ZeRO-1 run's state on
-// another. The first save logs the host memory the copy took on rank 0 and the most on another
+// host memory stays bounded by one copy of the weights and of the moments on rank 0 (only its
+// part of the moments with ZeRO-1 without expert parallelism), and by its part of a ZeRO-1 run's
+// state on another rank. The first save logs the host memory the copy took on rank 0 and the most on another
 // rank (core/host_memory.hpp). A kill -9 at any moment leaves only a temporary directory
 // (removed at the next start).
 #pragma once
