@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "train/first_rank_gather.hpp"
 
 namespace dsk::train {
 
@@ -125,49 +126,8 @@ std::vector<float> AdamW::whole(Buf moment) {
   return out;
 }
 
-// Expert parallelism: this rank's ranges from m_ or v_, the other ranks' experts from them.
-std::vector<float> AdamW::whole_with_foreign(Buf moment) {
-  std::vector<float> local(size_t(moment.numel)), out(count_, 0.0f);
-  if (!local.empty()) ops_.copy_to_host(local.data(), moment);
-  int64_t at = 0;
-  for (const FlatRange& range : local_) {
-    std::copy_n(local.data() + at, range.length, out.data() + range.begin);
-    at += range.length;
-  }
-  if (zero_) gather_data_parallel(out);
-  experts_->fill_foreign(out);
-  return out;
-}
-
-// ZeRO-1 with expert parallelism: the other ranks' shards of each data-parallel piece of `whole`
-// (a host copy, this rank's shards current), one piece at a time through the backend.
-void AdamW::gather_data_parallel(std::span<float> whole) {
-  int64_t widest = 0;
-  for (const FlatRange& piece : data_parallel_) widest = std::max(widest, piece.length);
-  void* memory = ops_.allocate(size_t(widest) * sizeof(float), "AdamW moments gathered for a checkpoint");
-  try {
-    for (const FlatRange& piece : data_parallel_) {
-      const dist::ShardLayout shards{piece.length, zero_->size(), zero_->rank()};
-      if (shards.shard() == 0) continue;
-      Buf stage{memory, shards.sharded(), DType::f32};
-      ops_.copy_from_host(stage, whole.data() + piece.begin);
-      zero_->all_gather(stage, shards.shard());
-      ops_.copy_to_host(whole.data() + piece.begin, stage);
-    }
-  } catch (...) {
-    ops_.release(memory);
-    throw;
-  }
-  ops_.release(memory);
-}
-
 void AdamW::gather_moments() {
-  if (experts_) {
-    gathered_m_ = whole_with_foreign(m_);
-    gathered_v_ = whole_with_foreign(v_);
-    return;
-  }
-  if (!zero_) return;
+  if (!sharded()) return;
   gathered_m_ = whole(m_);
   gathered_v_ = whole(v_);
 }
@@ -177,10 +137,43 @@ void AdamW::release_gathered_moments() {
   std::vector<float>().swap(gathered_v_);
 }
 
-void AdamW::complete_parameters(std::span<float> master) const {
-  if (!experts_) return;
-  if (master.size() != count_) throw InternalError("AdamW::complete_parameters: not the optimizer's parameters");
-  experts_->fill_foreign(master);
+// Rank 0's host copy of a moment, its own ranges filled (zeros elsewhere).
+std::vector<float> AdamW::own_ranges_on_host(Buf moment) const {
+  std::vector<float> out(count_, 0.0f);
+  int64_t at = 0;
+  for (const FlatRange& range : local_) {
+    ops_.copy_to_host(out.data() + range.begin, moment.slice(at, range.length));
+    at += range.length;
+  }
+  return out;
+}
+
+void AdamW::gather_state_to_first_rank(Buf params, std::vector<float>& master, std::vector<float>& m,
+                                       std::vector<float>& v) const {
+  if (!experts_) throw InternalError("AdamW::gather_state_to_first_rank without expert parallelism");
+  dist::Communicator& comm = experts_->communicator();
+  const bool first = comm.rank() == 0;
+  if (first != (master.size() == count_))
+    throw InternalError("AdamW::gather_state_to_first_rank: rank 0 alone passes a copy of the parameters");
+  GatherSteps steps = experts_->first_group_experts();
+  const std::vector<FlatRange> all{FlatRange{0, int64_t(count_)}};
+  gather_to_first_rank(comm, ops_, steps, params, size_t(params.numel) == count_ ? all : held_, master);
+  // With ZeRO-1 the other ranks' shards of each data-parallel piece too (the tails rank 0 holds).
+  if (zero_) {
+    for (const FlatRange& piece : data_parallel_) {
+      std::vector<std::vector<FlatRange>>& step = steps.emplace_back(size_t(comm.size()));
+      for (int q = 1; q < zero_->size(); ++q) {
+        const dist::ShardLayout shards{piece.length, zero_->size(), q};
+        if (shards.shard() > 0) step[size_t(q)].push_back({piece.begin + shards.begin(), shards.shard()});
+      }
+    }
+  }
+  m.clear();
+  v.clear();
+  if (first) m = own_ranges_on_host(m_);
+  gather_to_first_rank(comm, ops_, steps, m_, local_, m);
+  if (first) v = own_ranges_on_host(v_);
+  gather_to_first_rank(comm, ops_, steps, v_, local_, v);
 }
 
 std::int64_t AdamW::state_bytes() const {
@@ -188,9 +181,9 @@ std::int64_t AdamW::state_bytes() const {
 }
 
 std::vector<float> AdamW::copy_first_moment() const {
-  if (zero_ || experts_) {
-    if (gathered_m_.size() != count_)
-      throw InternalError("AdamW: gather_moments() before copying sharded or expert-parallel moments");
+  if (experts_) throw InternalError("AdamW: an expert-parallel optimizer's moments go to rank 0 alone");
+  if (zero_) {
+    if (gathered_m_.size() != count_) throw InternalError("AdamW: gather_moments() before copying sharded moments");
     return gathered_m_;
   }
   std::vector<float> out(count_);
@@ -199,9 +192,9 @@ std::vector<float> AdamW::copy_first_moment() const {
 }
 
 std::vector<float> AdamW::copy_second_moment() const {
-  if (zero_ || experts_) {
-    if (gathered_v_.size() != count_)
-      throw InternalError("AdamW: gather_moments() before copying sharded or expert-parallel moments");
+  if (experts_) throw InternalError("AdamW: an expert-parallel optimizer's moments go to rank 0 alone");
+  if (zero_) {
+    if (gathered_v_.size() != count_) throw InternalError("AdamW: gather_moments() before copying sharded moments");
     return gathered_v_;
   }
   std::vector<float> out(count_);

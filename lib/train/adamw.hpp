@@ -35,13 +35,13 @@ struct AdamWSettings {
 // not another rank's routed expert (expert_ownership.hpp), so the routed experts' optimizer memory
 // falls as 1/dist.expert_parallel. The weights and gradients step() gets may each hold only what
 // is not another rank's expert, in order (Model::drop_weights, drop_gradients), or everything
-// (the other experts' weights there then go stale); either way a checkpoint's host copy takes the
-// other experts from their owners through complete_parameters(). With ZeRO-1 too, the state of
-// everything but the routed experts is sharded over all ranks, each data-parallel piece (the
-// ranges between two MoE layers' routed experts, at the same place of every rank's held buffers)
-// on its own, while this rank's own experts' state stays whole with it; after the update each
-// piece's shards are all-gathered, and the checkpoint's moments are gathered for rank 0 alone to
-// write (sharded() is false).
+// (the other experts' weights there then go stale); either way a checkpoint's host copy, on rank
+// 0 alone, takes the other experts from their owners (gather_state_to_first_rank). With ZeRO-1
+// too, the state of everything but the routed experts is sharded over all ranks, each
+// data-parallel piece (the ranges between two MoE layers' routed experts, at the same place of
+// every rank's held buffers) on its own, while this rank's own experts' state stays whole with
+// it; after the update each piece's shards are all-gathered, and a checkpoint's moments go whole
+// to rank 0 alone to write (sharded() is false), each rank sending its shards and experts.
 class AdamW {
  public:
   // decay_mask: empty (decay everything) or one flag per parameter. ops: the model's backend.
@@ -54,8 +54,8 @@ class AdamW {
   void step(tensor::Buf params, tensor::Buf working, tensor::Buf grads, float lr);
 
   std::int64_t steps_taken() const { return step_; }
-  // The whole moments. Sharded or with foreign experts: every rank calls gather_moments() (a
-  // collective) first.
+  // The whole moments. Sharded: every rank calls gather_moments() (a collective) first. Not with
+  // foreign experts (gather_state_to_first_rank).
   std::vector<float> copy_first_moment() const;
   std::vector<float> copy_second_moment() const;
   void gather_moments();
@@ -77,9 +77,13 @@ class AdamW {
   void copy_own_moments(std::int64_t length, std::vector<float>& m, std::vector<float>& v) const;
   // Whether other ranks update some of the parameters (expert parallelism).
   bool has_foreign() const { return experts_ != nullptr; }
-  // Every rank at once when has_foreign(): the parameters others update, in `master` (a host
-  // copy of the flat parameters), take their owners' values. Nothing otherwise.
-  void complete_parameters(std::span<float> master) const;
+  // Every rank at once when has_foreign(), for a checkpoint that rank 0 writes: rank 0's host
+  // copies of the whole flat parameters and moments. There `master` (its copy of the parameters,
+  // 0 or stale at the other ranks' experts) takes those experts' values from their owners, and m
+  // and v are filled. The other ranks send their parts straight from the backend (params: the
+  // weights step() gets) and build no copy of the model: master, m and v stay empty there.
+  void gather_state_to_first_rank(tensor::Buf params, std::vector<float>& master, std::vector<float>& m,
+                                  std::vector<float>& v) const;
   // Bytes of optimizer state this rank keeps (m, v and the decay mask).
   std::int64_t state_bytes() const;
 
@@ -87,8 +91,7 @@ class AdamW {
   void update(tensor::Buf params, tensor::Buf working, tensor::Buf grads, tensor::Buf m, tensor::Buf v,
               tensor::Buf mask, float lr);
   std::vector<float> whole(tensor::Buf moment);
-  std::vector<float> whole_with_foreign(tensor::Buf moment);
-  void gather_data_parallel(std::span<float> whole);
+  std::vector<float> own_ranges_on_host(tensor::Buf moment) const;
   // Where `range` (of the flat layout) is in b: all of it, or what this rank holds (held_).
   std::int64_t held_offset(tensor::Buf b, const FlatRange& range) const;
   void put_local(tensor::Buf moment, std::span<const float> packed, std::span<const FlatRange> given);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -23,7 +24,7 @@ struct CheckpointWriter::Part {
   std::vector<float> master, m, v;
 };
 
-CheckpointWriter::CheckpointWriter(fs::path run_dir, const model::Model& model, CheckpointExtras extras, int64_t keep,
+CheckpointWriter::CheckpointWriter(fs::path run_dir, model::Model& model, CheckpointExtras extras, int64_t keep,
                                    bool background, dist::Communicator& comm)
     : run_dir_(std::move(run_dir)),
       model_(model),
@@ -60,8 +61,76 @@ void CheckpointWriter::write(const Part& part) const {
                         uint64_t(part.layout.count), part.range, part.adam_steps, part.master, part.m, part.v);
 }
 
+CheckpointWriter::Part CheckpointWriter::copy_state(AdamW& optimizer, const TrainingState& state,
+                                                    HostHeapGrowth& host) const {
+  const bool first = comm_.rank() == 0;
+  Part part;
+  part.sharded = optimizer.sharded();
+  part.layout = optimizer.layout();
+  part.adam_steps = optimizer.steps_taken();
+  if (!first && !part.sharded && !optimizer.has_foreign()) return part;  // rank 0 writes everything
+  const tensor::Buf weights = model_.master();
+  // The weights: rank 0's whole, for model.safetensors; with ZeRO-1 every rank's part of them.
+  std::vector<float> master, m, v;
+  if (first) {
+    master = model_.copy_parameters();
+    if (int64_t(master.size()) != part.layout.count)
+      throw InternalError("CheckpointWriter: the optimizer's parameters are not the model's");
+    host.sample();
+  }
+  if (optimizer.has_foreign()) {  // the experts that others update, from them to rank 0 alone
+    optimizer.gather_state_to_first_rank(weights, master, m, v);
+  } else if (part.sharded) {
+    if (weights.numel != part.layout.count)
+      throw InternalError("CheckpointWriter: the optimizer's parameters are not the model's");
+    part.range = optimizer_part(part.layout);
+    part.master.resize(size_t(part.range.length));
+    if (part.range.length > 0)
+      model_.ops().copy_to_host(part.master.data(), weights.slice(part.range.begin, part.range.length));
+    optimizer.copy_own_moments(part.range.length, part.m, part.v);
+  } else {
+    m = optimizer.copy_first_moment();
+    v = optimizer.copy_second_moment();
+  }
+  host.sample();
+  if (first) {
+    CheckpointSnapshot& whole = part.whole.emplace();
+    whole.state = state;
+    whole.adam_steps = part.adam_steps;
+    whole.master = std::move(master);
+    whole.m = std::move(m);
+    whole.v = std::move(v);
+  }
+  return part;
+}
+
+void CheckpointWriter::report_host_memory(const HostHeapGrowth& host) {
+  if (reported_) return;
+  reported_ = true;
+  // Each rank's peak at its place; -1 where the allocator cannot tell.
+  std::vector<int64_t> peaks(size_t(comm_.size()), 0);
+  const std::optional<size_t> peak = host.peak();
+  peaks[size_t(comm_.rank())] = peak ? int64_t(*peak) : -1;
+  tensor::Buf exchanged{model_.ops().allocate(peaks.size() * sizeof(int64_t), "checkpoint copies' host memory"),
+                        int64_t(peaks.size()), tensor::DType::i64};
+  try {
+    model_.ops().copy_from_host(exchanged, peaks.data());
+    comm_.all_reduce_sum(exchanged);
+    model_.ops().copy_to_host(peaks.data(), exchanged);
+  } catch (...) {
+    model_.ops().release(exchanged.data);
+    throw;
+  }
+  model_.ops().release(exchanged.data);
+  if (comm_.rank() != 0 || *std::min_element(peaks.begin(), peaks.end()) < 0) return;
+  std::string others;
+  if (peaks.size() > 1) others = str(", at most ", *std::max_element(peaks.begin() + 1, peaks.end()), " on another rank");
+  log_info("checkpoint copy: a peak of ", peaks[0], " bytes of host memory on rank 0", others);
+}
+
 fs::path CheckpointWriter::submit(AdamW& optimizer, const TrainingState& state) {
   wait();
+  HostHeapGrowth host;
   target_ = checkpoint_path(run_dir_, state.step);
   // Rank 0 makes the temporary directory; its name (rank 0's pid) reaches the others through a
   // collective, which also orders the making before anything they write into it.
@@ -72,37 +141,11 @@ fs::path CheckpointWriter::submit(AdamW& optimizer, const TrainingState& state) 
     owner = double(getpid());
   }
   owner = comm_.all_reduce_sum(owner);
-  Part part;
+  Part part = copy_state(optimizer, state, host);
   part.directory = target_;
   part.directory += str(".tmp-", int64_t(owner));
-  part.sharded = optimizer.sharded();
-  part.layout = optimizer.layout();
-  part.adam_steps = optimizer.steps_taken();
-  // The weights: rank 0's whole, for model.safetensors; with ZeRO-1 every rank's part of them.
-  std::vector<float> master;
-  if (comm_.rank() == 0 || part.sharded || optimizer.has_foreign()) master = model_.copy_parameters();
-  if (optimizer.has_foreign()) {  // every rank: the experts that others update, from them
-    optimizer.complete_parameters(master);
-    optimizer.gather_moments();
-  }
-  if (!master.empty() && int64_t(master.size()) != part.layout.count)
-    throw InternalError("CheckpointWriter: the optimizer's parameters are not the model's");
-  if (part.sharded) {
-    part.range = optimizer_part(part.layout);
-    part.master.assign(master.begin() + part.range.begin, master.begin() + part.range.begin + part.range.length);
-    optimizer.copy_own_moments(part.range.length, part.m, part.v);
-  }
-  if (comm_.rank() == 0) {
-    CheckpointSnapshot& whole = part.whole.emplace();
-    whole.state = state;
-    whole.adam_steps = part.adam_steps;
-    whole.master = std::move(master);
-    if (!part.sharded) {
-      whole.m = optimizer.copy_first_moment();
-      whole.v = optimizer.copy_second_moment();
-    }
-  }
-  if (optimizer.has_foreign()) optimizer.release_gathered_moments();
+  host.sample();
+  report_host_memory(host);
   pending_ = true;
   local_done_ = false;
   local_error_ = nullptr;

@@ -4,8 +4,10 @@
 //   rank 0     the weights, the tokenizer, dsk/config.yaml, dsk/state.yaml, and the optimizer
 //              state: dsk/optimizer.bin.zst whole, or with ZeRO-1 the manifest and its own part;
 //   rank r > 0 with ZeRO-1, its part of the optimizer state (optimizer_shards.hpp); else nothing.
-// (ZeRO-1 with expert parallelism gathers the moments and writes them whole, from rank 0:
-// AdamW::sharded() is false, a rank's state not being one range of the flat layout.)
+// Under expert parallelism (with ZeRO-1 too: AdamW::sharded() is false, a rank's state not being
+// one range of the flat layout) rank 0 writes the whole state, its copy completed at the step
+// with the other experts' weights and moments (and their shards of the rest), which their owners
+// send it straight from the backend: no other rank builds a host copy of the model.
 // The ranks must share the run directory's filesystem (as for any multi-node checkpoint).
 //
 // The checkpoint appears only when every rank's part is whole: after each step the ranks tell each
@@ -13,8 +15,11 @@
 // and went well; once all are, rank 0 renames the directory into place and prunes old ones. A rank
 // that could not write its part makes the save fail on every rank, and the checkpoint before stays
 // the last whole one. At most one checkpoint is in flight: a second save waits for the first, so
-// host memory stays bounded by one copy of the weights and this rank's part of the moments. A
-// kill -9 at any moment leaves only a temporary directory (removed at the next start).
+// host memory stays bounded by one copy of the weights and of the moments on rank 0 (only its
+// part of the moments with ZeRO-1 without expert parallelism), and by its part of a ZeRO-1 run's
+// state on another rank. The first save logs the host memory the copy took on rank 0 and the most on another
+// rank (core/host_memory.hpp). A kill -9 at any moment leaves only a temporary directory
+// (removed at the next start).
 #pragma once
 
 #include <exception>
@@ -23,6 +28,7 @@
 #include <optional>
 
 #include "core/fs.hpp"
+#include "core/host_memory.hpp"
 #include "dist/communicator.hpp"
 #include "model/model.hpp"
 #include "train/adamw.hpp"
@@ -33,7 +39,7 @@ namespace dsk::train {
 class CheckpointWriter {
  public:
   // background = false writes in submit() itself (checkpoint.async: false). comm: the run's ranks.
-  CheckpointWriter(std::filesystem::path run_dir, const model::Model& model, CheckpointExtras extras, int64_t keep,
+  CheckpointWriter(std::filesystem::path run_dir, model::Model& model, CheckpointExtras extras, int64_t keep,
                    bool background, dist::Communicator& comm);
   ~CheckpointWriter();  // waits for this rank's write (its error is logged); an unfinished checkpoint is dropped
   CheckpointWriter(const CheckpointWriter&) = delete;
@@ -53,12 +59,14 @@ class CheckpointWriter {
 
  private:
   struct Part;  // what this rank writes
+  Part copy_state(AdamW& optimizer, const TrainingState& state, HostHeapGrowth& host) const;
+  void report_host_memory(const HostHeapGrowth& host);
   void write(const Part& part) const;
   void agree(bool block);
   void finish_local();
 
   const std::filesystem::path run_dir_;
-  const model::Model& model_;
+  model::Model& model_;  // read only, but for the backend's master weights that a save sends
   const CheckpointExtras extras_;
   const int64_t keep_;
   const bool background_;
@@ -70,6 +78,7 @@ class CheckpointWriter {
   std::exception_ptr local_error_;
   std::future<void> in_flight_;
   tensor::Buf states_;  // the ranks' states of their parts, exchanged in the backend's memory
+  bool reported_ = false;  // the host memory of a save's copy is logged
 };
 
 }  // namespace dsk::train

@@ -20,7 +20,7 @@ void append(std::vector<FlatRange>& ranges, std::int64_t begin, std::int64_t len
 }  // namespace
 
 ExpertOwnership::ExpertOwnership(const model::Model& model, dist::Communicator& comm, int group)
-    : comm_(comm), ops_(model.ops()), group_(group), first_(comm.rank() / group * group) {
+    : comm_(comm), group_(group), first_(comm.rank() / group * group) {
   const int experts = model.architecture().n_routed;
   if (group < 2 || experts % group != 0 || comm.size() % group != 0)
     throw InternalError("ExpertOwnership: the experts or the ranks do not split into groups of " + std::to_string(group));
@@ -59,41 +59,13 @@ ExpertOwnership::ExpertOwnership(const model::Model& model, dist::Communicator& 
 
 std::vector<FlatRange> ExpertOwnership::local(std::int64_t count) const { return complement(foreign_, count); }
 
-void ExpertOwnership::fill_foreign(std::span<float> whole) const {
-  // Per layer, every rank's experts packed into its slot of one buffer, all-gathered over all the
-  // ranks (those of the other groups send the same values for their own group), then each rank
-  // unpacks the slots of its group's other ranks. One layer at a time bounds the extra memory.
-  std::int64_t widest = 0;
-  for (const auto& ranks : owned_) widest = std::max(widest, total_length(ranks[0]));
-  const std::int64_t slots = comm_.size();
-  void* memory = ops_.allocate(size_t(slots * widest) * sizeof(float), "routed experts gathered for a checkpoint");
-  std::vector<float> packed(size_t(slots * widest));
-  try {
-    for (const auto& ranks : owned_) {
-      const std::int64_t slot = total_length(ranks[0]);
-      tensor::Buf stage{memory, slots * slot, tensor::DType::f32};
-      float* mine = packed.data() + comm_.rank() * slot;
-      for (const FlatRange& range : ranks[size_t(comm_.rank() - first_)]) {
-        std::copy_n(whole.data() + range.begin, range.length, mine);
-        mine += range.length;
-      }
-      ops_.copy_from_host(stage.slice(comm_.rank() * slot, slot), packed.data() + comm_.rank() * slot);
-      comm_.all_gather(stage, slot);
-      ops_.copy_to_host(packed.data(), stage);
-      for (int r = 0; r < group_; ++r) {
-        if (first_ + r == comm_.rank()) continue;
-        const float* theirs = packed.data() + (first_ + r) * slot;
-        for (const FlatRange& range : ranks[size_t(r)]) {
-          std::copy_n(theirs, range.length, whole.data() + range.begin);
-          theirs += range.length;
-        }
-      }
-    }
-  } catch (...) {
-    ops_.release(memory);
-    throw;
+GatherSteps ExpertOwnership::first_group_experts() const {
+  GatherSteps steps;
+  for (const auto& ranks : owned_) {
+    std::vector<std::vector<FlatRange>>& step = steps.emplace_back(size_t(comm_.size()));
+    for (int r = 1; r < group_; ++r) step[size_t(r)] = ranks[size_t(r)];
   }
-  ops_.release(memory);
+  return steps;
 }
 
 }  // namespace dsk::train

@@ -7,7 +7,7 @@
 //
 // AdamW (adamw.hpp) keeps m and v only outside foreign() and leaves the weights there alone; the
 // trainer does not even hold them (Model::drop_weights: the forward runs only the local experts),
-// and a checkpoint takes them from their owners (fill_foreign).
+// and a checkpoint takes them from their owners, to rank 0 alone (first_group_experts).
 // With ZeRO-1, AdamW shards the state of everything but routed() over all ranks and keeps the
 // owned() experts' whole.
 //
@@ -24,6 +24,7 @@
 
 #include "dist/communicator.hpp"
 #include "model/model.hpp"
+#include "train/first_rank_gather.hpp"
 #include "train/flat_range.hpp"
 
 namespace dsk::train {
@@ -39,18 +40,20 @@ class ExpertOwnership {
   // Those of the experts this rank owns, and of all the routed experts, in order.
   const std::vector<FlatRange>& owned() const { return owned_here_; }
   const std::vector<FlatRange>& routed() const { return routed_; }
-  // The ranks that own the same experts as this one (the same place in every group), by rank.
+  // All the ranks (the communicator given), and the ranks that own the same experts as this one
+  // (the same place in every group), by rank.
+  dist::Communicator& communicator() const { return comm_; }
   dist::Communicator& replicas() const { return *replicas_; }
   // [0, count) without foreign(): what this rank updates, in order.
   std::vector<FlatRange> local(std::int64_t count) const;
 
-  // Every rank at once (a collective per MoE layer): the foreign ranges of `whole` (a host copy
-  // of a flat buffer, this rank's own ranges current) receive their owners' values.
-  void fill_foreign(std::span<float> whole) const;
+  // How rank 0 gets the experts it does not own (a checkpoint's weights and moments), one MoE
+  // layer a step (first_rank_gather.hpp): the other ranks of the first group send their own, the
+  // rest (whose experts are the same ones again) nothing.
+  GatherSteps first_group_experts() const;
 
  private:
   dist::Communicator& comm_;
-  tensor::Ops& ops_;
   int group_, first_;
   // Per MoE layer, per rank of the group: the ranges of its experts there, merged and in order.
   std::vector<std::vector<std::vector<FlatRange>>> owned_;

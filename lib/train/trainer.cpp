@@ -408,10 +408,12 @@ void TrainingRun::save() {
     // Another content than the whole model (an adapter: small) is written in the step loop, by rank 0.
     writer_->wait();
     optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
-    if (!leader()) return;
-    save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml);
-    prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
-    log_info("checkpoint ", last_checkpoint_.string());
+    if (leader()) {
+      save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml);
+      prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
+      log_info("checkpoint ", last_checkpoint_.string());
+    }
+    optimizer_.release_gathered_moments();
     return;
   }
   // Every rank writes its part (in the background with checkpoint.async) while the ranks train on.

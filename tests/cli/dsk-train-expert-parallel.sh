@@ -19,8 +19,13 @@
 #   - the gradient all-reduce leaves the routed experts out (the log's "gradient sync" line: the
 #     model's bytes less the experts'), each rank keeps its own experts' gradients apart, summed
 #     over nothing with one group and over the 2 ranks that hold the same experts with two;
-#   - with train.recompute full (the exchange redone in backward) and with ZeRO-1 the losses and
-#     the gathered optimizer state are bit-identical to the plain expert-parallel run; ZeRO-1
+#   - a save copies the model to the host on rank 0 alone: the log's "checkpoint copy" line gives
+#     rank 0's peak as at least the weights and both moments (12 bytes an element), every other
+#     rank's as less than its own experts' weights (it sends its part from the backend), with
+#     ZeRO-1 too and on 4 ranks; ZeRO-1 without expert parallelism copies each rank's part;
+#   - with train.recompute full (the exchange redone in backward; written here with
+#     checkpoint.async false) and with ZeRO-1 the losses, the checkpoint's weights and the
+#     gathered optimizer state are bit-identical to the plain expert-parallel run; ZeRO-1
 #     shards only the state of what is not a routed expert (rank 0 keeps less than without it),
 #     reduce-scatters the model less the experts, and a rank holds its own experts only;
 #   - on 4 ranks with expert_parallel 2 (two groups of 2 ranks, each splitting the experts; the
@@ -105,6 +110,22 @@ parameter_memory() {
 }
 # "start-up memory: a peak of S bytes on rank 0 while the model was built" -> S
 startup_peak() { sed -n 's/.*start-up memory: a peak of \([0-9]*\) bytes on rank 0.*/\1/p' "$1"; }
+# "checkpoint copy: a peak of X bytes of host memory on rank 0, at most Y on another rank" -> "X Y"
+checkpoint_copy() {
+  local pattern='.*checkpoint copy: a peak of \([0-9]*\) bytes of host memory on rank 0, at most \([0-9]*\) on '
+  sed -n "s/${pattern}another rank$/\1 \2/p" "$1"
+}
+# Rank 0 copies the weights and both moments whole; no other rank builds a copy of the model:
+# less than its own experts' weights (the bytes of half the experts).
+expect_copy_on_rank_0_alone() {
+  local copy
+  copy=$(checkpoint_copy "$1")
+  [ -n "$copy" ] || fail "$2: no checkpoint copy line: $(cat "$1")"
+  set -- "$1" "$2" $copy
+  [ "$3" -ge $((12 * params)) ] && [ "$4" -lt $((4 * experts / 2)) ] ||
+    fail "$2: a save took $3 bytes of host memory on rank 0 and $4 on another rank: expected at least the \
+$((12 * params)) of the weights and moments on rank 0 and less than the $((4 * experts / 2)) of a rank's experts elsewhere"
+}
 # "model: deepseek_v3, P parameters on ..." -> P
 parameters() { sed -n 's/.*model: [a-z_0-9]*, \([0-9]*\) parameters on.*/\1/p' "$1"; }
 
@@ -157,10 +178,16 @@ cmp <(expert_loads one/metrics.jsonl) <(expert_loads ep/metrics.jsonl) ||
   fail "expert-load shares differ from 1 rank's"
 diff=$(max_weight_difference one/checkpoints/step-000020/model.safetensors ep/checkpoints/step-000020/model.safetensors)
 below "$diff" 1e-5 || fail "expert-parallel final weights differ from 1 rank's by $diff"
+expect_copy_on_rank_0_alone ep.err "2 expert-parallel ranks"
 
 mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir recompute --set dist.expert_parallel=2 \
-  --set train.recompute=full >/dev/null 2>recompute.err || fail "recompute full: $(cat recompute.err)"
+  --set train.recompute=full --set checkpoint.async=false >/dev/null 2>recompute.err ||
+  fail "recompute full: $(cat recompute.err)"
 cmp <(losses ep/metrics.jsonl) <(losses recompute/metrics.jsonl) || fail "recompute full changed the losses"
+cmp <(optimizer_state ep/checkpoints/step-000020) <(optimizer_state recompute/checkpoints/step-000020) ||
+  fail "recompute full, written in the step loop: the optimizer state differs"
+cmp ep/checkpoints/step-000020/model.safetensors recompute/checkpoints/step-000020/model.safetensors ||
+  fail "recompute full, written in the step loop: the weights differ"
 mpi 2 dsk-train -c base.yaml --device cpu --run-dir zero --set dist.expert_parallel=2 --set dist.zero=1 \
   >/dev/null 2>zero.err || fail "ZeRO-1: $(cat zero.err)"
 cmp <(losses ep/metrics.jsonl) <(losses zero/metrics.jsonl) || fail "ZeRO-1 changed the expert-parallel losses"
@@ -178,6 +205,14 @@ cmp <(optimizer_state ep/checkpoints/step-000020) <(optimizer_state zero/checkpo
   fail "ZeRO-1's gathered optimizer state differs"
 cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/model.safetensors ||
   fail "the experts gathered from their owners differ from ZeRO-1's weights"
+expect_copy_on_rank_0_alone zero.err "ZeRO-1 with expert parallelism"
+# Without expert parallelism ZeRO-1's ranks write their own parts: another rank copies its part
+# of the weights and moments (half of each, but for the tail), rank 0 the whole weights besides.
+mpi 2 dsk-train -c base.yaml --device cpu --run-dir zero-only --set dist.zero=1 --steps 5 >/dev/null \
+  2>zero-only.err || fail "ZeRO-1 alone: $(cat zero-only.err)"
+set -- $(checkpoint_copy zero-only.err)
+[ "${2:-0}" -ge $((12 * (params / 2))) ] && [ "$2" -lt $((12 * params)) ] ||
+  fail "ZeRO-1 without expert parallelism: $(grep 'checkpoint copy' zero-only.err)"
 
 # Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
 dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
@@ -194,6 +229,7 @@ for buckets in one small zero; do
     fail "4 ranks in 2 groups, $buckets: $(grep 'parameter memory' groups.err)"
   [ "$(startup_peak groups.err)" = "$expected_peak" ] ||
     fail "4 ranks in 2 groups, $buckets: $(grep 'start-up memory' groups.err), expected $expected_peak bytes"
+  expect_copy_on_rank_0_alone groups.err "4 ranks in 2 groups, $buckets"
   if [ $buckets = zero ]; then
     grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 4 ranks (ZeRO-1) in \
 [0-9]* pieces; routed experts: this rank's $((4 * experts / 2)) bytes summed over 2 ranks" groups.err ||
