@@ -6,7 +6,7 @@
 // ones; many rows (prefill, training) take G = 4 heads a thread, paying the sincos once per 4
 // pairs. Every element gets the same formula either way. Backward is the same rotation by the
 // negative angle.
-#include "cuda/rope_rotation.cuh"
+#include "cuda/elementwise.cuh"
 
 namespace dsk::kernels::cuda {
 
@@ -29,22 +29,27 @@ __global__ void rope_kernel(T* x, const int32_t* positions, RopeDevice rope, int
   const int i = (int)(index % half);
   const int64_t row_group = index / half;
   const int n = (int)(row_group / head_groups), first_head = (int)(row_group % head_groups) * G;
-  const RopePair pair = rope_pair(rope, positions[n], i, half, sign);
+  const float angle = (float)positions[n] * rope.inv_freq[i];
+  float sin_a, cos_a;
+  sincosf(angle, &sin_a, &cos_a);
+  cos_a = cos_a * rope.attention_factor;
+  sin_a = sign * sin_a * rope.attention_factor;
+  const int ia = rope.interleaved ? 2 * i : i;
+  const int ib = rope.interleaved ? 2 * i + 1 : i + half;
   T* row = x + ((int64_t)n * H + first_head) * head_stride + offset;
   float a[G], b[G];
 #pragma unroll
   for (int g = 0; g < G; g++)
     if (first_head + g < H) {
-      a[g] = to_float(row[(int64_t)g * head_stride + pair.ia]);
-      b[g] = to_float(row[(int64_t)g * head_stride + pair.ib]);
+      a[g] = to_float(row[(int64_t)g * head_stride + ia]);
+      b[g] = to_float(row[(int64_t)g * head_stride + ib]);
     }
 #pragma unroll
   for (int g = 0; g < G; g++)
     if (first_head + g < H) {
       T* head = row + (int64_t)g * head_stride;
-      const float2 rotated = rotate_pair(pair, a[g], b[g]);
-      head[pair.ia] = from_float<T>(rotated.x);
-      head[pair.ib] = from_float<T>(rotated.y);
+      head[ia] = from_float<T>(a[g] * cos_a - b[g] * sin_a);
+      head[ib] = from_float<T>(a[g] * sin_a + b[g] * cos_a);
     }
 }
 

@@ -3,9 +3,9 @@
 // few microseconds each where the step's whole work per layer is tens of microseconds.
 // One thread per (position, head slot, pair): slots [0, H) rotate a query head in place, [H, H +
 // KVH) rotate a key head in place and also store it in the pool, [H + KVH, H + 2 KVH) copy a
-// value head's pair into the pool. The rotation is rope.cu's (rope_rotation.cuh).
+// value head's pair into the pool. The rotation is rope.cu's formula, element for element.
+#include "cuda/elementwise.cuh"
 #include "cuda/paged_attention.cuh"
-#include "cuda/rope_rotation.cuh"
 
 namespace dsk::kernels::cuda {
 
@@ -22,8 +22,8 @@ __global__ void rope_paged_kv_write_kernel(T* q, T* k, const T* v, T* k_pool, T*
   const int i = (int)(index % half);
   const int64_t row_head = index / half;
   const int n = (int)(row_head / heads), head = (int)(row_head % heads);
-  const int2 columns = rope_columns(rope, i, half);
-  const int ia = columns.x, ib = columns.y;
+  const int ia = rope.interleaved ? 2 * i : i;
+  const int ib = rope.interleaved ? 2 * i + 1 : i + half;
   const int64_t row = int64_t(KVH) * D, slot = slots[n];
   if (head >= H + KVH) {  // a value: copied as it is
     const int64_t column = int64_t(head - H - KVH) * D;
@@ -33,10 +33,14 @@ __global__ void rope_paged_kv_write_kernel(T* q, T* k, const T* v, T* k_pool, T*
     to[ib] = from[ib];
     return;
   }
-  const RopePair pair = rope_pair(rope, positions[n], i, half, 1.0f);
+  const float angle = (float)positions[n] * rope.inv_freq[i];
+  float sin_a, cos_a;
+  sincosf(angle, &sin_a, &cos_a);
+  cos_a = cos_a * rope.attention_factor;
+  sin_a = sin_a * rope.attention_factor;
   T* x = head < H ? q + ((int64_t)n * H + head) * D : k + n * row + int64_t(head - H) * D;
-  const float2 rotated = rotate_pair(pair, to_float(x[ia]), to_float(x[ib]));
-  const T ra = from_float<T>(rotated.x), rb = from_float<T>(rotated.y);
+  const float a = to_float(x[ia]), b = to_float(x[ib]);
+  const T ra = from_float<T>(a * cos_a - b * sin_a), rb = from_float<T>(a * sin_a + b * cos_a);
   x[ia] = ra;
   x[ib] = rb;
   if (head < H) return;
