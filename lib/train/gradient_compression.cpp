@@ -34,6 +34,14 @@ Int8GradientCompression::Int8GradientCompression(dist::Communicator& comm, tenso
   if (!residual_.empty()) ops_.zero(residual_);
 }
 
+Int8GradientCompression::~Int8GradientCompression() {
+  for (std::vector<Piece>& bucket : pieces_)
+    for (Piece& piece : bucket) {
+      if (piece.levels_gather) piece.levels_gather->wait();
+      if (piece.scales_gather) piece.scales_gather->wait();
+    }
+}
+
 void Int8GradientCompression::start(int b, Buf grads) {
   for (Piece& piece : pieces_[size_t(b)]) {
     const int64_t numel = piece.range.numel, chunks = piece.scales.numel / piece.comm->size();

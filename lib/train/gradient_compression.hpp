@@ -36,6 +36,11 @@ class Int8GradientCompression {
   // which the buckets' expert pieces go.
   Int8GradientCompression(dist::Communicator& comm, tensor::Ops& ops, std::span<const GradientBucket> buckets,
                           int64_t count, bool error_feedback, dist::Communicator* replicas = nullptr);
+  // Waits for the all-gathers still under way (a step abandoned by an exception): they write
+  // into this object's buffers.
+  ~Int8GradientCompression();
+  Int8GradientCompression(const Int8GradientCompression&) = delete;
+  Int8GradientCompression& operator=(const Int8GradientCompression&) = delete;
 
   // Quantizes bucket b's pieces of grads (plus the residual) and starts the all-gathers of their
   // levels and scales.
