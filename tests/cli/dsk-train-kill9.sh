@@ -49,14 +49,18 @@ kill_rounds() {
     [ "$target" -lt 24 ] || break
     "$@" >/dev/null 2>round.err &
     pid=$!
+    # The rank to kill is looked up while the run starts, not at the moment: the lookup walks
+    # /proc and takes longer than a step (0.4 s against 30 ms on a loaded 2-core machine), which
+    # let runs finish before the kill landed. mpirun stops the other rank.
+    victim=$pid rank=$((RANDOM % 2))
+    [ "$name" = "1 rank" ] || victim=
     for _ in $(seq 3000); do
-      [ "$(logged)" -ge "$target" ] && break
+      [ -n "$victim" ] || victim=$(rank_pid "$pid" "$rank")
+      [ -n "$victim" ] && [ "$(logged)" -ge "$target" ] && break
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.01
     done
     sleep "0.0$((RANDOM % 3))$((RANDOM % 10))"
-    victim=$pid
-    [ "$name" = "1 rank" ] || victim=$(rank_pid "$pid" $((RANDOM % 2)))  # mpirun stops the other rank
     if [ -n "$victim" ] && kill -9 "$victim" 2>/dev/null; then kills=$((kills + 1)); fi
     wait "$pid" 2>/dev/null || true
     # Whatever is listed as a checkpoint is whole.
