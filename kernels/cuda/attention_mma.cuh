@@ -24,6 +24,7 @@ using ptx::cp_async_commit;
 using ptx::ldmatrix_x4;
 using ptx::ldmatrix_x4_transposed;
 using ptx::mma_bf16;
+using ptx::pack_bf16;
 using ptx::shared_address;
 
 __device__ __forceinline__ void cp_async_wait_all() { ptx::cp_async_wait<0>(); }
@@ -61,11 +62,6 @@ __device__ __forceinline__ void load_tile_async(bf16* destination, const bf16* s
 template <int THREADS>
 __device__ __forceinline__ void load_floats_async(float* destination, const float* source, int count, int valid) {
   for (int i = int(threadIdx.x); i < count; i += THREADS) cp_async_4(destination + i, i < valid ? source + i : source, i < valid);
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float low, float high) {
-  const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);  // .x (low half) = the lower column
-  return *reinterpret_cast<const uint32_t*>(&pair);
 }
 
 // The three ways a warp reads 16 x 16 operands out of a bf16 tile of pitch PITCH (elements) at
