@@ -60,7 +60,7 @@ struct RowSplit {
 // short context spreads over the partitions even when max_keys (what the host sized the grid by:
 // a CUDA graph's replays use the plan's longest) is far longer than the keys the query sees.
 // With one partition the normalised output goes to out; otherwise the unnormalised sum, the max
-// and the softmax denominator go to partial [N, H, partitions, Dv + 2] for the merge kernel.
+// and the softmax denominator go to partial [N, H, partitions, Dv + 2] for the merge.
 //
 // Per chunk: Q.K with the key rows split over lanes (RowSplit of Dk: each lane keeps its columns
 // of q in registers, groups of lanes take the chunk's keys in turn, key_batch keys' rows loaded
@@ -69,11 +69,10 @@ struct RowSplit {
 // the same way (RowSplit of Dv, acc in registers). The groups' P.V sums are added by a butterfly
 // at the end, the 4 warps' in shared memory: fixed orders, so the same inputs give the same bits.
 template <typename T, int W, int PL>
-__global__ void __launch_bounds__(kThreads)
-    paged_attention_kernel(T* out, float* partial, const T* q, const T* k_pool, const T* v_pool,
-                           const int32_t* block_tables, const int32_t* sequence, const int32_t* positions,
-                           PagedAttentionShape s, int partitions) {
-  let_dependents_start();  // the product that follows fetches its weights meanwhile
+__device__ __forceinline__ void attend_partition(T* out, float* partial, const T* q, const T* k_pool,
+                                                 const T* v_pool, const int32_t* block_tables,
+                                                 const int32_t* sequence, const int32_t* positions,
+                                                 const PagedAttentionShape& s, int partitions) {
   extern __shared__ float shared[];
   const int Dk = s.Dk, Dv = s.Dv;
   float* acc_s = shared;                   // [kWarps, Dv]
@@ -242,24 +241,22 @@ __global__ void __launch_bounds__(kThreads)
 // Merges the partitions of one (query, head): warp 0 finds the largest max and each partition's
 // weight exp(max_p - max) (0 for an empty one, whose columns were never written), then every thread
 // adds its columns over the partitions in partition order, 8 records' loads in flight at a time.
+// The records come from other blocks of the launch, so they are read from L2 (__ldcg).
 template <typename T>
-__global__ void paged_attention_merge_kernel(T* out, const float* partial, int Dv, int partitions) {
-  let_dependents_start();  // the product that follows fetches its weights meanwhile
+__device__ void merge_partitions(T* out, const float* records, int Dv, int partitions) {
   __shared__ float weight_s[kMaxPartitions];
   __shared__ float total_s;
-  const int64_t row = blockIdx.x;  // n * H + h
-  const float* records = partial + row * partitions * (Dv + 2);
   if (threadIdx.x < 32) {
     const int lane = threadIdx.x;
     float most = -INFINITY;
-    for (int p = lane; p < partitions; p += 32) most = fmaxf(most, records[p * (Dv + 2) + Dv]);
+    for (int p = lane; p < partitions; p += 32) most = fmaxf(most, __ldcg(records + p * (Dv + 2) + Dv));
     most = warp_reduce(most, Max{});
     float total = 0.0f;
     for (int p = lane; p < partitions; p += 32) {
-      const float m = records[p * (Dv + 2) + Dv];
+      const float m = __ldcg(records + p * (Dv + 2) + Dv);
       const float weight = m == -INFINITY ? 0.0f : expf(m - most);
       weight_s[p] = weight;
-      if (weight > 0.0f) total += weight * records[p * (Dv + 2) + Dv + 1];
+      if (weight > 0.0f) total += weight * __ldcg(records + p * (Dv + 2) + Dv + 1);
     }
     total = warp_reduce(total, Sum{});
     if (lane == 0) total_s = total;
@@ -271,10 +268,40 @@ __global__ void paged_attention_merge_kernel(T* out, const float* partial, int D
 #pragma unroll 8
     for (int p = 0; p < partitions; p++) {
       const float weight = weight_s[p];
-      if (weight > 0.0f) value += weight * records[p * (Dv + 2) + d];
+      if (weight > 0.0f) value += weight * __ldcg(records + p * (Dv + 2) + d);
     }
-    out[row * Dv + d] = from_float<T>(total > 0.0f ? value / total : 0.0f);
+    out[d] = from_float<T>(total > 0.0f ? value / total : 0.0f);
   }
+}
+
+// Whether this block is the last of its (query, head)'s partitions to finish: the classic
+// fence-then-count arrival, so that the last one merges and no second kernel is needed (a decode
+// step's 16-32 merge launches cost more in launch and drain than their work). The last block sets
+// the counter back to zero for the next launch, so the counters stay zero between launches.
+__device__ bool last_to_arrive(unsigned* turn, int partitions) {
+  __shared__ bool last;
+  __threadfence();  // this block's record is visible before its arrival is counted
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(turn, 1u) == unsigned(partitions - 1);
+    if (last) *turn = 0u;  // every other block of this (query, head) has already counted
+  }
+  __syncthreads();
+  if (last) __threadfence();  // the others' records are read after their arrivals
+  return last;
+}
+
+template <typename T, int W, int PL>
+__global__ void __launch_bounds__(kThreads)
+    paged_attention_kernel(T* out, float* partial, unsigned* turns, const T* q, const T* k_pool, const T* v_pool,
+                           const int32_t* block_tables, const int32_t* sequence, const int32_t* positions,
+                           PagedAttentionShape s, int partitions) {
+  let_dependents_start();  // the product that follows fetches its weights meanwhile
+  attend_partition<T, W, PL>(out, partial, q, k_pool, v_pool, block_tables, sequence, positions, s, partitions);
+  if (partitions == 1) return;
+  const int64_t row = (int64_t)blockIdx.x * s.H + blockIdx.y;  // n * H + h
+  if (last_to_arrive(turns + row, partitions))
+    merge_partitions(out + row * s.Dv, partial + row * partitions * (s.Dv + 2), s.Dv, partitions);
 }
 
 int multiprocessors() {
@@ -293,12 +320,14 @@ int multiprocessors() {
 // merge takes.
 int partitions_for(const PagedAttentionShape& s) {
   const int64_t queries = (int64_t)s.N * s.H, target = (int64_t)kBlocksPerSm * multiprocessors();
-  if (queries == 0 || queries >= 2 * multiprocessors()) return 1;
+  if (queries == 0 || queries >= paged_attention_turns()) return 1;
   const int64_t rounds = (s.max_keys + kPartitionKeys - 1) / kPartitionKeys;
   return (int)std::max<int64_t>(1, std::min<int64_t>({kMaxPartitions, rounds, (target + queries - 1) / queries}));
 }
 
 }  // namespace
+
+int paged_attention_turns() { return 2 * multiprocessors(); }
 
 template <typename T>
 void paged_kv_write(T* pool, const T* rows, const int32_t* slots, int N, int row, int stride, cudaStream_t stream) {
@@ -319,7 +348,7 @@ size_t paged_attention_scratch_floats(const PagedAttentionShape& s) {
 template <typename T>
 void paged_attention_forward(T* out, const T* q, const T* k_pool, const T* v_pool, const int32_t* block_tables,
                              const int32_t* sequence, const int32_t* positions, const PagedAttentionShape& s,
-                             float* scratch, cudaStream_t stream) {
+                             float* scratch, unsigned* turns, cudaStream_t stream) {
   if (s.Dk > kMaxDk || s.Dv > kMaxDv || s.Dk <= 0 || s.Dv <= 0 || s.KVH <= 0 || s.H % s.KVH != 0)
     throw InternalError(str("paged_attention_forward: unsupported shape H ", s.H, " KVH ", s.KVH, " Dk ", s.Dk, " Dv ",
                             s.Dv, " (Dk <= ", kMaxDk, ", Dv <= ", kMaxDv, ", H a multiple of KVH)"));
@@ -335,7 +364,7 @@ void paged_attention_forward(T* out, const T* q, const T* k_pool, const T* v_poo
     auto launch = [&](auto per_lane) {
       constexpr int PL = decltype(per_lane)::value;
       paged_attention_kernel<T, W, PL><<<grid, kThreads, shared_bytes, stream>>>(
-          out, scratch, q, k_pool, v_pool, block_tables, sequence, positions, s, partitions);
+          out, scratch, turns, q, k_pool, v_pool, block_tables, sequence, positions, s, partitions);
     };
     // Vectors a lane holds of a key or value row: the scalar path (odd head sizes) up to
     // kMaxDk / 32 columns; the vector path 1, 2, 4 (bf16: up to Dk 1024) or 8 (fp32).
@@ -353,15 +382,13 @@ void paged_attention_forward(T* out, const T* q, const T* k_pool, const T* v_poo
       launch(std::integral_constant<int, kMost>{});
   });
   DSK_CUDA_CHECK_LAUNCH();
-  if (partitions == 1) return;
-  paged_attention_merge_kernel<T><<<unsigned(s.N * s.H), 128, 0, stream>>>(out, scratch, s.Dv, partitions);
-  DSK_CUDA_CHECK_LAUNCH();
 }
 
 #define DSK_INSTANTIATE(T)                                                                                        \
   template void paged_kv_write<T>(T*, const T*, const int32_t*, int, int, int, cudaStream_t);                    \
   template void paged_attention_forward<T>(T*, const T*, const T*, const T*, const int32_t*, const int32_t*,     \
-                                           const int32_t*, const PagedAttentionShape&, float*, cudaStream_t);
+                                           const int32_t*, const PagedAttentionShape&, float*, unsigned*,   \
+                                           cudaStream_t);
 DSK_INSTANTIATE(float)
 DSK_INSTANTIATE(bf16)
 #undef DSK_INSTANTIATE

@@ -12,9 +12,11 @@
 // blocks to fill the GPU (batch 1 of llama-1b: 16 blocks on 132 SMs), so when there are fewer
 // than 2 per SM the keys are also split over partitions that take rounds of 128 keys round-robin
 // (so a short context still spreads when max_keys, as in a CUDA graph's replays, is the longest
-// possible), and a second kernel merges their partial results (flash-decoding). fp32 statistics
-// and accumulation; deterministic (fixed reduction orders, no atomics). Dk <= 1024, Dv <= 512
-// (MLA's absorbed form: 576 and 512).
+// possible), and the last partition block of a (query, head) to finish merges their partial
+// results (flash-decoding without a second kernel). fp32 statistics and accumulation;
+// deterministic: fixed reduction orders, and the merge adds the partitions in partition order
+// whichever block does it (the only atomic counts arrivals). Dk <= 1024, Dv <= 512 (MLA's
+// absorbed form: 576 and 512).
 #pragma once
 
 #include "cpu/kernels.hpp"
@@ -38,9 +40,13 @@ void rope_paged_kv_write(T* q, T* k, const T* v, T* k_pool, T* v_pool, const int
 
 // Floats of scratch paged_attention_forward needs for shape s (0 when it does not split).
 size_t paged_attention_scratch_floats(const PagedAttentionShape& s);
+// The arrival counters a launch that splits uses, one per (query, head): turns holds this many,
+// zero before the first launch; each launch leaves them zero. Launches that may run at the same
+// time (other streams) need counters of their own.
+int paged_attention_turns();
 template <typename T>
 void paged_attention_forward(T* out, const T* q, const T* k_pool, const T* v_pool, const int32_t* block_tables,
                              const int32_t* sequence, const int32_t* positions, const PagedAttentionShape& s,
-                             float* scratch, cudaStream_t stream);
+                             float* scratch, unsigned* turns, cudaStream_t stream);
 
 }  // namespace dsk::kernels::cuda

@@ -108,12 +108,14 @@ void bench_paged_attention(int sequences, int news, int keys, int grid_keys) {
   const cuda::PagedAttentionShape s{N,   kHeads,     kHeads,     kHeadDim, kHeadDim, int(row), int(row), int(row),
                                     kBlockSize, max_blocks, 1.0f / std::sqrt(float(kHeadDim)), grid_keys};
   float* scratch = device_alloc<float>(std::max<size_t>(1, cuda::paged_attention_scratch_floats(s)));
+  unsigned* turns = device_alloc<unsigned>(size_t(cuda::paged_attention_turns()));
+  DSK_CUDA_CHECK(cudaMemset(turns, 0, size_t(cuda::paged_attention_turns()) * sizeof(unsigned)));
   report("paged_attention", N, keys, grid_keys, per_launch_us([&] {
            cuda::paged_attention_forward<bf16>(out, q, k_pool, v_pool, d_tables, d_sequence, d_positions, s, scratch,
-                                               nullptr);
+                                               turns, nullptr);
          }));
   for (void* p : {(void*)q, (void*)k_pool, (void*)v_pool, (void*)out, (void*)d_tables, (void*)d_sequence,
-                  (void*)d_positions, (void*)scratch})
+                  (void*)d_positions, (void*)scratch, (void*)turns})
     DSK_CUDA_CHECK(cudaFree(p));
 }
 

@@ -5,7 +5,7 @@
 #  1. builds the three GPU tests (scripts/device/build-on-device.sh) and scripts/bench/decode_kernels_bench.cu
 #     (nvcc, the line in its header) against this tree's kernels, and again against the kernels of
 #     a base commit when .carry/base-kernels/kernels holds them (made on the build machine with
-#       rm -rf .carry/base-kernels && mkdir -p .carry/base-kernels && git archive BASE kernels | tar -x -C .carry/base-kernels
+#       rm -rf .carry/base-kernels && mkdir -p .carry/base-kernels && git archive BASE kernels scripts/bench | tar -x -C .carry/base-kernels
 #     ) or this copy is a git checkout (BASE, default: git merge-base HEAD main);
 #  2. tests/gpu/paged_attention_test.cu (fp32 1e-5, bf16 1e-2 relative L2 against the CPU; batch-1
 #     and ragged decodes over 1..20000 keys, key partitions, graph-sized grids, MLA's absorbed
@@ -24,20 +24,22 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 summary=()
 
 bench_sources=(kernels/cuda/paged_attention.cu kernels/cuda/rope.cu kernels/cuda/rmsnorm.cu kernels/cuda/common.cu)
-build_bench() {  # kernels root, output binary
-  nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -I"$1" -Ilib \
-    scripts/bench/decode_kernels_bench.cu "${bench_sources[@]/#kernels/$1}" -o "$2"
+build_bench() {  # tree root (its kernels/, and its scripts/bench/ when it has one: the kernels' API changes), binary
+  local bench="$1/scripts/bench/decode_kernels_bench.cu"
+  [ -f "$bench" ] || bench=scripts/bench/decode_kernels_bench.cu
+  nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -I"$1/kernels" -Ilib \
+    "$bench" "${bench_sources[@]/#/$1/}" -o "$2"
 }
 base="$PWD/.carry/base-kernels"
 if [ ! -d "$base/kernels" ] && git rev-parse --git-dir >/dev/null 2>&1; then
   commit=${BASE:-$(git merge-base HEAD main 2>/dev/null)}
-  [ -n "$commit" ] && mkdir -p "$OUT/base" && git archive "$commit" kernels | tar -x -C "$OUT/base" && base="$OUT/base"
+  [ -n "$commit" ] && mkdir -p "$OUT/base" && git archive "$commit" kernels scripts/bench | tar -x -C "$OUT/base" && base="$OUT/base"
 fi
-build_bench kernels "$OUT/bench-after" >"$OUT/bench-build.log" 2>&1 &
+build_bench . "$OUT/bench-after" >"$OUT/bench-build.log" 2>&1 &
 after_build=$!
 before_build=
 if [ -d "$base/kernels" ]; then
-  build_bench "$base/kernels" "$OUT/bench-before" >"$OUT/bench-build-before.log" 2>&1 &
+  build_bench "$base" "$OUT/bench-before" >"$OUT/bench-build-before.log" 2>&1 &
   before_build=$!
 fi
 scripts/device/build-on-device.sh dsk_gpu_paged_attention dsk_gpu_rope dsk_gpu_rmsnorm 2>&1 | tee "$OUT/build.log" |

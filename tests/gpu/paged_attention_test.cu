@@ -82,9 +82,24 @@ void check_case(const Case& c, uint64_t seed) {
   DSK_CUDA_CHECK(cudaMemcpy(sequence.get(), r.sequence.data(), size_t(r.N) * 4, cudaMemcpyHostToDevice));
   DSK_CUDA_CHECK(cudaMemcpy(positions.get(), r.positions.data(), size_t(r.N) * 4, cudaMemcpyHostToDevice));
   DeviceBuffer<float> scratch(std::max<size_t>(cuda::paged_attention_scratch_floats(s), 1));
-  cuda::paged_attention_forward<T>(out.get(), dq.get(), dk.get(), c.mla ? dk.get() : dv.get(), tables.get(),
-                                   sequence.get(), positions.get(), s, scratch.get(), nullptr);
-  check_close(c.name, download(out), want, default_tolerance<T>());
+  DeviceBuffer<unsigned> turns(size_t(cuda::paged_attention_turns()));
+  DSK_CUDA_CHECK(cudaMemset(turns.get(), 0, size_t(cuda::paged_attention_turns()) * sizeof(unsigned)));
+  // Twice: a split launch's last partition merges and must leave the arrival counters at zero for
+  // the next launch, which would otherwise merge early (or never) and write other numbers.
+  std::vector<float> first;
+  for (int launch = 0; launch < 2; launch++) {
+    out.poison();
+    cuda::paged_attention_forward<T>(out.get(), dq.get(), dk.get(), c.mla ? dk.get() : dv.get(), tables.get(),
+                                     sequence.get(), positions.get(), s, scratch.get(), turns.get(), nullptr);
+    const std::vector<float> got = download(out);
+    check_close(c.name, got, want, default_tolerance<T>());
+    if (launch == 0) first = got;
+    else CHECK_MESSAGE(got == first, c.name, ": a second launch gave other bits");
+  }
+  std::vector<unsigned> left(size_t(cuda::paged_attention_turns()));
+  DSK_CUDA_CHECK(cudaMemcpy(left.data(), turns.get(), left.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+  CHECK_MESSAGE(std::all_of(left.begin(), left.end(), [](unsigned t) { return t == 0; }),
+                c.name, ": the arrival counters were not left at zero");
 }
 
 const std::vector<Case>& cases() {
@@ -157,6 +172,6 @@ TEST_CASE_TEMPLATE("paged_kv_write puts each row in its slot and touches nothing
 TEST_CASE("paged attention refuses head sizes it has no room for") {
   cpu::PagedAttentionShape s{1, 2, 1, 2048, 64, 4096, 2048, 2048, 16, 1, 1.0f, 1};
   CHECK_THROWS_AS(cuda::paged_attention_forward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, s,
-                                                       nullptr, nullptr),
+                                                       nullptr, nullptr, nullptr),
                   dsk::InternalError);
 }

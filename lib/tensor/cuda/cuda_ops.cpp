@@ -109,6 +109,10 @@ class CudaOps final : public Ops {
     DSK_CUDA_CHECK(cudaGetDeviceProperties(&props, device_));
     name_ = props.name;
     DSK_CUDA_CHECK(cudaMalloc(&scalar_, sizeof(float)));
+    // Paged attention's arrival counters: zero once here, and every launch leaves them zero.
+    const size_t turn_bytes = size_t(cuda::paged_attention_turns()) * sizeof(unsigned);
+    DSK_CUDA_CHECK(cudaMalloc(&paged_turns_, turn_bytes));
+    DSK_CUDA_CHECK(cudaMemset(paged_turns_, 0, turn_bytes));
     // A created stream, not the legacy default one: only such a stream can be captured into a
     // CUDA graph. It is a blocking stream (not cudaStreamNonBlocking) on purpose: work that other
     // code still queues on the legacy stream (tests' cudaMemcpy, libraries) stays ordered with ours.
@@ -118,6 +122,7 @@ class CudaOps final : public Ops {
     cudaStreamSynchronize(stream_);
     for (void* p : owned_) cudaFree(p);
     cudaFree(scalar_);
+    cudaFree(paged_turns_);
     cudaStreamDestroy(stream_);
   }
 
@@ -454,7 +459,7 @@ class CudaOps final : public Ops {
     const size_t floats = cuda::paged_attention_scratch_floats(s);
     float* scratch_floats = floats ? f(scratch(floats * 4)) : nullptr;
     cuda::paged_attention_forward<T>(a(out), a(q), a(k_pool), a(v_pool), i32(block_tables), i32(sequence),
-                                     i32(positions), s, scratch_floats, stream_);
+                                     i32(positions), s, scratch_floats, paged_turns_, stream_);
   }
   void sample_rows(Buf ids, Buf logits, Buf temperatures, Buf seeds, int rows, int V) override {
     cuda::sample_rows(ids.as<int32_t>(), f(logits), temperatures.empty() ? nullptr : f(temperatures),
@@ -530,6 +535,7 @@ class CudaOps final : public Ops {
   cudaStream_t stream_ = nullptr;  // every op, copy and memset: one stream, ops in order
   cuda::Blas blas_;
   float* scalar_ = nullptr;
+  unsigned* paged_turns_ = nullptr;  // paged attention's arrival counters (paged_attention.cuh)
   AllocationTally tally_;
   std::vector<void*> owned_;
   DeviceScratch scratch_, lm_head_chunk_;
