@@ -8,7 +8,10 @@
 // result is deterministic without atomics; or, with a one-pass TileChoice (KeyConfig's
 // ORDERED_DQ), the key-tile blocks add dQ parts into an fp32 accumulator in a fixed order.
 // Packed rows (s.segment_start): the tensor-core kernels are compiled with and without segments
-// (kSegments), the SIMT ones test the pointer.
+// (kSegments), the SIMT ones test the pointer. On Hopper (an sm_90a build, DSK_WGMMA, and an
+// sm_90 device) the backward of plain causal rows with 64-wide heads runs the same two kernels
+// on wgmma instead (attention_wgmma.cuh).
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
@@ -16,6 +19,7 @@
 #include "cuda/attention.cuh"
 #include "cuda/attention_flash_launch.cuh"
 #include "cuda/attention_simt.cuh"
+#include "cuda/attention_wgmma.cuh"
 
 namespace dsk::kernels::cuda {
 
@@ -133,8 +137,29 @@ void flash_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf
 // scratch holds D [B, H, Tq], then (from a 16-byte boundary) the tile choice's workspace.
 size_t dsum_floats(const AttentionShape& s) { return (size_t(s.B) * s.H * s.Tq + 3) / 4 * 4; }
 
+// Whether this build has the wgmma kernels and the current device runs them (sm_90).
+bool wgmma_device() {
+#ifdef DSK_WGMMA
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int8_t> known[kMaxDevices] = {};  // 0 not asked yet, 1 yes, -1 no
+  int device = 0;
+  DSK_CUDA_CHECK(cudaGetDevice(&device));
+  if (device >= kMaxDevices) return false;
+  if (known[device] == 0) {
+    int major = 0;
+    DSK_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    known[device] = major == 9 ? 1 : -1;
+  }
+  return known[device] == 1;
+#else
+  return false;
+#endif
+}
+
 void flash_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
                     const bf16* k, const bf16* v, const AttentionShape& s, float* workspace, cudaStream_t stream) {
+  if (s.Dk == flash::hopper::kD && s.Dv == flash::hopper::kD && !s.segment_start && wgmma_device())
+    return flash::hopper::launch_backward(dq, dk, dv, dout, lse, dsum, q, k, v, s, stream);
   with_padded_head_dims(s.Dk, s.Dv, [&](auto dk_dim, auto dv_dim) {
     constexpr int DKP = decltype(dk_dim)::value, DVP = decltype(dv_dim)::value;
     using Choice = TileChoice<DKP, DVP>;

@@ -4,7 +4,8 @@
 // Tolerances, relative L2 over each tensor (parity.cuh): T = float (the SIMT fp32 path) 1e-5;
 // T = bf16 (tensor cores, P and dS rounded to bf16 before their products) 2e-2, lse 1e-4.
 // Every case also runs twice and must give the same bits, and leaves the padding columns of
-// strided gradient rows untouched.
+// strided gradient rows untouched. bf16 with Dk = Dv = 64 and no packed rows runs the wgmma
+// backward (attention_wgmma.cuh) on an sm_90a build and device, the mma.sync one elsewhere.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -141,6 +142,9 @@ TEST_CASE_TEMPLATE("attention: strided q, k, v rows (padding columns left alone)
   SUBCASE("strides multiples of 8") {
     check_case<T>({2, 50, 50, 2, 1, 64, 32, 16, 24, 8},
                   fresh_seed());
+  }
+  SUBCASE("64-wide heads (the wgmma backward on sm_90a), strides multiples of 8") {
+    check_case<T>({2, 50, 50, 2, 1, 64, 64, 16, 24, 8}, fresh_seed());
   }
   // bf16 rows not 16-byte aligned go to the SIMT kernels instead of the tensor cores.
   SUBCASE("strides not multiples of 8") {
