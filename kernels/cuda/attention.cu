@@ -126,17 +126,6 @@ struct TileChoice<128, 128> {  // llama-1b
 };
 #endif
 
-void flash_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s,
-                   cudaStream_t stream) {
-  with_padded_head_dims(s.Dk, s.Dv, [&](auto dk, auto dv) {
-    constexpr int DKP = decltype(dk)::value, DVP = decltype(dv)::value;
-    flash::launch_forward<DKP, DVP, typename TileChoice<DKP, DVP>::Forward>(out, lse, q, k, v, s, stream);
-  });
-}
-
-// scratch holds D [B, H, Tq], then (from a 16-byte boundary) the tile choice's workspace.
-size_t dsum_floats(const AttentionShape& s) { return (size_t(s.B) * s.H * s.Tq + 3) / 4 * 4; }
-
 // Whether this build has the wgmma kernels and the current device runs them (sm_90).
 bool wgmma_device() {
 #ifdef DSK_WGMMA
@@ -156,9 +145,26 @@ bool wgmma_device() {
 #endif
 }
 
+// The wgmma kernels take plain causal attention (no packed rows) with 64-wide heads.
+bool wgmma_path(const AttentionShape& s) {
+  return s.Dk == flash::hopper::kD && s.Dv == flash::hopper::kD && !s.segment_start && wgmma_device();
+}
+
+void flash_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s,
+                   cudaStream_t stream) {
+  if (wgmma_path(s)) return flash::hopper::launch_forward(out, lse, q, k, v, s, stream);
+  with_padded_head_dims(s.Dk, s.Dv, [&](auto dk, auto dv) {
+    constexpr int DKP = decltype(dk)::value, DVP = decltype(dv)::value;
+    flash::launch_forward<DKP, DVP, typename TileChoice<DKP, DVP>::Forward>(out, lse, q, k, v, s, stream);
+  });
+}
+
+// scratch holds D [B, H, Tq], then (from a 16-byte boundary) the tile choice's workspace.
+size_t dsum_floats(const AttentionShape& s) { return (size_t(s.B) * s.H * s.Tq + 3) / 4 * 4; }
+
 void flash_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
                     const bf16* k, const bf16* v, const AttentionShape& s, float* workspace, cudaStream_t stream) {
-  if (s.Dk == flash::hopper::kD && s.Dv == flash::hopper::kD && !s.segment_start && wgmma_device())
+  if (wgmma_path(s))
     return flash::hopper::launch_backward(dq, dk, dv, dout, lse, dsum, q, k, v, s, stream);
   with_padded_head_dims(s.Dk, s.Dv, [&](auto dk_dim, auto dv_dim) {
     constexpr int DKP = decltype(dk_dim)::value, DVP = decltype(dv_dim)::value;

@@ -1,8 +1,10 @@
-// The Hopper path of the bf16 attention backward for heads of 64 (dense-124m, the long shapes):
-// attention_flash.cuh's two kernels (dK/dV per key tile, dQ per query tile, each recomputing the
-// probabilities from the forward's lse, so no atomics and the same bits on every run), with their
-// five products a step on wgmma (wgmma.cuh) instead of mma.sync. One warpgroup a block owns 64
-// rows (keys, or queries) and takes 64 columns (queries, or keys) a step:
+// The Hopper path of bf16 attention for heads of 64 (dense-124m, the long shapes):
+// attention_flash.cuh's forward and its two backward kernels (dK/dV per key tile, dQ per query
+// tile, each recomputing the probabilities from the forward's lse, so no atomics and the same bits
+// on every run), with their products on wgmma (wgmma.cuh) instead of mma.sync. One warpgroup a
+// block owns 64 rows (queries, or keys) and takes 64 columns (keys, or queries) a step:
+// - forward: S = Q K^T from shared memory, the online softmax in the accumulators (the same
+//   update as the mma.sync kernel), O += P V with P as register fragments and V MN-major;
 // - dK/dV: S^T = K Q^T and dP^T = V dO^T from shared memory (both operands K-major), then
 //   P^T and dS^T = P^T (dP^T - D) in the accumulators, which become the A fragments of
 //   dV += P^T dO and dK += dS^T Q in registers, with dO and Q read MN-major from the same tiles;
@@ -69,8 +71,12 @@ __device__ __forceinline__ const float (&as_warp_tiles(const float (&d)[32]))[1]
   return *reinterpret_cast<const float(*)[1][kD / 8][4]>(&d);
 }
 
+// The accumulators as attention_flash.cuh's [8-column blocks][4] of one m16 tile.
+__device__ __forceinline__ float (&as_blocks(float (&d)[32]))[8][4] { return *reinterpret_cast<float(*)[8][4]>(&d); }
+
 // dk, dv (layouts of k, v) +=. dsum [B, H, Tq] = rowsum(dout * out). Grid: (B * KVH, key tiles).
-__global__ void __launch_bounds__(kThreads)
+// Three blocks an SM (168 registers, 16 bytes spilled) measured 3-4% faster than two (214).
+__global__ void __launch_bounds__(kThreads, 3)
     backward_kv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* dsum, const bf16* q,
                        const bf16* k, const bf16* v, AttentionShape s) {
   extern __shared__ __align__(16) uint8_t shared[];
@@ -149,30 +155,104 @@ __global__ void __launch_bounds__(kThreads)
                               s.Tk - warp_n0, s.Dv, as_warp_tiles(dv_acc), 1.0f);
 }
 
-// dq (layout of q) +=. Grid: (B * H, query tiles), the last query tiles (most keys) first.
+// A block of the query-tiled kernels (forward, dQ). Grid: (B * H, query tiles), the last query
+// tiles (most keys to visit) first; the block visits the key tiles below key_tiles.
+struct QueryBlock {
+  int b, h, kvh, m0, offset, key_tiles;
+  __device__ explicit QueryBlock(const AttentionShape& s) {
+    b = int(blockIdx.x) / s.H;
+    h = int(blockIdx.x) % s.H;
+    kvh = h / (s.H / s.KVH);
+    m0 = int(gridDim.y - 1 - blockIdx.y) * kRows;
+    offset = s.Tk - s.Tq;
+    key_tiles = (min(s.Tk, offset + m0 + kRows) + kStep - 1) / kStep;  // up to the last key a query sees
+  }
+  // Some key of tile n0.. follows some query of the block: the causal mask applies.
+  __device__ bool on_diagonal(int n0) const { return n0 + kStep - 1 > offset + m0; }
+  __device__ bool hidden(int n0, int i) const { return n0 + element_column(i) > offset + m0 + element_row(i); }
+  // Key tile `tile` of K and V into stage tile % 2 of k_tiles and v_tiles, asynchronously.
+  __device__ void load_keys(uint8_t* k_tiles, uint8_t* v_tiles, const bf16* k, const bf16* v, const AttentionShape& s,
+                            int tile) const {
+    const int n0 = tile * kStep, stage = tile % 2;
+    const int64_t row = int64_t(b) * s.Tk + n0;
+    load_tile(k_tiles + stage * kTileBytes, k + row * s.k_stride + int64_t(kvh) * s.Dk, s.k_stride, s.Tk - n0);
+    load_tile(v_tiles + stage * kTileBytes, v + row * s.v_stride + int64_t(kvh) * s.Dv, s.v_stride, s.Tk - n0);
+  }
+};
+
+// out [B, Tq, H, Dv] (=), lse [B, H, Tq].
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, AttentionShape s) {
+  extern __shared__ __align__(16) uint8_t shared[];
+  uint8_t* const q_tile = aligned_tiles(shared);
+  uint8_t* const k_tiles = q_tile + kTileBytes;       // [2 stages]
+  uint8_t* const v_tiles = k_tiles + 2 * kTileBytes;  // [2 stages]
+  const QueryBlock block(s);
+  load_tile(q_tile, q + (int64_t(block.b) * s.Tq + block.m0) * s.q_stride + int64_t(block.h) * s.Dk, s.q_stride,
+            s.Tq - block.m0);
+  if (block.key_tiles > 0) block.load_keys(k_tiles, v_tiles, k, v, s, 0);
+  cp_async_commit();
+
+  float o[32] = {};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {};
+  const float scale_log2 = s.scale * kLog2e;
+  for (int tile = 0; tile < block.key_tiles; tile++) {
+    cp_async_wait_all();
+    wgmma::fence_shared_for_async();
+    __syncthreads();  // the tile is in; the other stage is free (last tile's products waited for)
+    if (tile + 1 < block.key_tiles) {
+      block.load_keys(k_tiles, v_tiles, k, v, s, tile + 1);
+      cp_async_commit();
+    }
+    const int n0 = tile * kStep;
+    float scores[32];
+    wgmma::fence();
+    product_abt(scores, q_tile, k_tiles + (tile % 2) * kTileBytes);
+    wgmma::commit();
+    wgmma::wait<0>();
+    wgmma::pin(scores);
+    const bool diagonal = block.on_diagonal(n0);
+#pragma unroll
+    for (int i = 0; i < 32; i++) scores[i] = diagonal && block.hidden(n0, i) ? -INFINITY : scores[i] * scale_log2;
+    online_softmax_update<kStep, kD>(as_blocks(scores), as_blocks(o), row_max, row_sum);
+    product_pb(o, scores, v_tiles + (tile % 2) * kTileBytes);  // O += P V
+    wgmma::commit();
+    wgmma::wait<0>();
+    wgmma::pin(o);
+  }
+
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    float sum = row_sum[half];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int m = block.m0 + element_row(2 * half);
+    if (m >= s.Tq) continue;
+    const float inverse = 1.0f / sum;  // > 0: every query sees its own key
+    bf16* out_row = out + ((int64_t(block.b) * s.Tq + m) * s.H + block.h) * s.Dv;
+#pragma unroll
+    for (int j = 0; j < kD / 8; j++)
+      *reinterpret_cast<__nv_bfloat162*>(out_row + element_column(4 * j)) =
+          __floats2bfloat162_rn(o[4 * j + 2 * half] * inverse, o[4 * j + 2 * half + 1] * inverse);
+    if (threadIdx.x % 4 == 0) lse[(int64_t(block.b) * s.H + block.h) * s.Tq + m] = (row_max[half] + log2f(sum)) * kLn2;
+  }
+}
+
+// dq (layout of q) +=.
 __global__ void __launch_bounds__(kThreads)
     backward_q_kernel(bf16* dq, const bf16* dout, const float* lse, const float* dsum, const bf16* q, const bf16* k,
                       const bf16* v, AttentionShape s) {
   extern __shared__ __align__(16) uint8_t shared[];
   uint8_t* const q_tile = aligned_tiles(shared);
   uint8_t* const dout_tile = q_tile + kTileBytes;
-  uint8_t* const k_tiles = dout_tile + kTileBytes;      // [2 stages]
+  uint8_t* const k_tiles = dout_tile + kTileBytes;    // [2 stages]
   uint8_t* const v_tiles = k_tiles + 2 * kTileBytes;  // [2 stages]
-
-  const int b = int(blockIdx.x) / s.H, h = int(blockIdx.x) % s.H, kvh = h / (s.H / s.KVH);
-  const int m0 = int(gridDim.y - 1 - blockIdx.y) * kRows, offset = s.Tk - s.Tq;
-  const int key_end = min(s.Tk, offset + m0 + kRows);  // keys some query of the block sees
-  const int key_tiles = (key_end + kStep - 1) / kStep;
+  const QueryBlock block(s);
+  const int b = block.b, h = block.h, m0 = block.m0;
   const int64_t row = int64_t(b) * s.Tq + m0, dout_stride = int64_t(s.H) * s.Dv;
   load_tile(q_tile, q + row * s.q_stride + int64_t(h) * s.Dk, s.q_stride, s.Tq - m0);
   load_tile(dout_tile, dout + row * dout_stride + int64_t(h) * s.Dv, dout_stride, s.Tq - m0);
-  auto load_keys = [&](int tile) {
-    const int n0 = tile * kStep, stage = tile % 2;
-    const int64_t key_row = int64_t(b) * s.Tk + n0;
-    load_tile(k_tiles + stage * kTileBytes, k + key_row * s.k_stride + int64_t(kvh) * s.Dk, s.k_stride, s.Tk - n0);
-    load_tile(v_tiles + stage * kTileBytes, v + key_row * s.v_stride + int64_t(kvh) * s.Dv, s.v_stride, s.Tk - n0);
-  };
-  if (key_tiles > 0) load_keys(0);
+  if (block.key_tiles > 0) block.load_keys(k_tiles, v_tiles, k, v, s, 0);
   cp_async_commit();
 
   // This thread's two query rows: their lse (base 2) and D = rowsum(dout * out).
@@ -187,12 +267,12 @@ __global__ void __launch_bounds__(kThreads)
 
   float dq_acc[32] = {};
   const float scale_log2 = s.scale * kLog2e;
-  for (int tile = 0; tile < key_tiles; tile++) {
+  for (int tile = 0; tile < block.key_tiles; tile++) {
     cp_async_wait_all();
     wgmma::fence_shared_for_async();
     __syncthreads();
-    if (tile + 1 < key_tiles) {
-      load_keys(tile + 1);
+    if (tile + 1 < block.key_tiles) {
+      block.load_keys(k_tiles, v_tiles, k, v, s, tile + 1);
       cp_async_commit();
     }
     const int n0 = tile * kStep;
@@ -207,11 +287,11 @@ __global__ void __launch_bounds__(kThreads)
     wgmma::wait<0>();
     wgmma::pin(ds);
     wgmma::pin(dp);
-    const bool diagonal = n0 + kStep - 1 > offset + m0;  // some key of the tile follows some query
+    const bool diagonal = block.on_diagonal(n0);
 #pragma unroll
     for (int i = 0; i < 32; i++) {
       const int half = i % 4 / 2;
-      const bool hidden = diagonal && n0 + element_column(i) > offset + m0 + element_row(i);
+      const bool hidden = diagonal && block.hidden(n0, i);
       const float probability = hidden ? 0.0f : exp2f(ds[i] * scale_log2 - row_lse[half]);
       ds[i] = probability * (dp[i] - row_dsum[half]);
     }
@@ -224,6 +304,14 @@ __global__ void __launch_bounds__(kThreads)
   const int warp_m0 = m0 + 16 * (int(threadIdx.x) / 32);
   add_accumulator_rows<1, kD>(dq + (int64_t(b) * s.Tq + warp_m0) * s.q_stride + int64_t(h) * s.Dk, s.q_stride,
                               s.Tq - warp_m0, s.Dk, as_warp_tiles(dq_acc), s.scale);
+}
+
+// out, lse for Dk = Dv = 64 without packed rows, on an sm_90a build and device.
+inline void launch_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const AttentionShape& s,
+                           cudaStream_t stream) {
+  allow_shared_memory(forward_kernel, kSmemBytes);
+  forward_kernel<<<grid(s.B * s.H, tiles(s.Tq, kRows)), kThreads, kSmemBytes, stream>>>(out, lse, q, k, v, s);
+  DSK_CUDA_CHECK_LAUNCH();
 }
 
 // dq, dk, dv += for Dk = Dv = 64 without packed rows, on an sm_90a build and device.
