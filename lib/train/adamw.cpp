@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "train/first_rank_gather.hpp"
+#include "train/zero_split.hpp"
 
 namespace dsk::train {
 
@@ -23,22 +24,18 @@ AdamW::AdamW(tensor::Ops& ops, std::size_t parameter_count, AdamWSettings settin
   layout_ = dist::ShardLayout{int64_t(count_), zero_ ? zero_->size() : 1, zero_ ? zero_->rank() : 0};
   // This rank's elements of a flat buffer: all of it, its shard followed by the tail, or all but
   // the other ranks' experts.
-  if (zero_ && experts) {
-    experts_ = experts;
-    held_ = experts->local(int64_t(count_));
-    // Each data-parallel piece (between two MoE layers' routed experts) sharded on its own, and
-    // this rank's own experts whole.
-    data_parallel_ = complement(experts->routed(), int64_t(count_));
-    for (const FlatRange& piece : data_parallel_) {
-      const dist::ShardLayout shards{piece.length, zero_->size(), zero_->rank()};
-      if (shards.shard() > 0) local_.push_back({piece.begin + shards.begin(), shards.shard()});
-      if (shards.tail() > 0) local_.push_back({piece.begin + shards.sharded(), shards.tail()});
+  if (zero_) {
+    // The whole layout sharded as one piece, or under expert parallelism each data-parallel piece
+    // (between two MoE layers' routed experts) on its own and this rank's own experts whole.
+    data_parallel_ = experts ? complement(experts->routed(), int64_t(count_))
+                             : std::vector<FlatRange>{FlatRange{0, int64_t(count_)}};
+    local_ = zero_updated_ranges(data_parallel_, zero_->size(), zero_->rank());
+    if (experts) {
+      experts_ = experts;
+      held_ = experts->local(int64_t(count_));
+      local_.insert(local_.end(), experts->owned().begin(), experts->owned().end());
+      std::sort(local_.begin(), local_.end(), [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
     }
-    local_.insert(local_.end(), experts->owned().begin(), experts->owned().end());
-    std::sort(local_.begin(), local_.end(), [](const FlatRange& a, const FlatRange& b) { return a.begin < b.begin; });
-  } else if (zero_) {
-    if (layout_.shard() > 0) local_.push_back({layout_.begin(), layout_.shard()});
-    if (layout_.tail() > 0) local_.push_back({layout_.sharded(), layout_.tail()});
   } else if (experts) {
     experts_ = experts;
     held_ = local_ = experts->local(int64_t(count_));
@@ -98,14 +95,10 @@ void AdamW::step(Buf params, Buf working, Buf grads, float lr) {
     at += range.length;
   }
   if (!zero_) return;
-  if (experts_) {
-    for (const FlatRange& piece : data_parallel_) {
-      const dist::ShardLayout shards{piece.length, zero_->size(), zero_->rank()};
-      if (shards.shard() > 0)
-        zero_->all_gather(params.slice(held_offset(params, piece), shards.sharded()), shards.shard());
-    }
-  } else if (layout_.shard() > 0) {
-    zero_->all_gather(params.slice(0, layout_.sharded()), layout_.shard());
+  for (const FlatRange& piece : data_parallel_) {
+    const ZeroSplit split = zero_split(piece, zero_->size(), zero_->rank());
+    if (split.shard.length > 0)
+      zero_->all_gather(params.slice(held_offset(params, split.sharded), split.sharded.length), split.shard.length);
   }
   // The other ranks' shards of the working copy follow their freshly gathered master weights.
   if (!working.empty() && working.data != params.data) ops_.cast(working, params);
@@ -163,8 +156,8 @@ void AdamW::gather_state_to_first_rank(Buf params, std::vector<float>& master, s
     for (const FlatRange& piece : data_parallel_) {
       std::vector<std::vector<FlatRange>>& step = steps.emplace_back(size_t(comm.size()));
       for (int q = 1; q < zero_->size(); ++q) {
-        const dist::ShardLayout shards{piece.length, zero_->size(), q};
-        if (shards.shard() > 0) step[size_t(q)].push_back({piece.begin + shards.begin(), shards.shard()});
+        const FlatRange shard = zero_split(piece, zero_->size(), q).shard;
+        if (shard.length > 0) step[size_t(q)].push_back(shard);
       }
     }
   }

@@ -104,7 +104,9 @@ class AdamW {
   const ExpertOwnership* experts_ = nullptr;
   std::vector<FlatRange> local_;  // what this rank updates, in order: m_, v_ and mask_ hold these
   std::vector<FlatRange> held_;   // expert parallelism: all but the other ranks' experts
-  std::vector<FlatRange> data_parallel_;  // ZeRO-1 with expert parallelism: all but the routed experts
+  // ZeRO-1: the pieces sharded each on its own (zero_split.hpp): the whole layout, or with expert
+  // parallelism the ranges between the routed experts.
+  std::vector<FlatRange> data_parallel_;
   tensor::Arena arena_;
   tensor::Buf m_, v_, mask_;  // sharded: [shard, then tail]
   std::vector<float> gathered_m_, gathered_v_;

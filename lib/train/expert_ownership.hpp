@@ -1,5 +1,5 @@
 // Which rank updates which routed expert under expert parallelism (dist.expert_parallel: N; with
-// ZeRO-1 too, but for int8 gradients), so that the AdamW state of an expert is held only by the
+// ZeRO-1 and int8 gradients too), so that the AdamW state of an expert is held only by the
 // ranks that run it: in each group of N consecutive ranks, the group's rank r owns the experts
 // [r*E/N, (r+1)*E/N) of every MoE layer (as model/expert_dispatch.hpp splits the compute), and the
 // same-index ranks of the other groups own them too (their copies stay equal: their gradients are

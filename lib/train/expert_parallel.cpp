@@ -54,18 +54,12 @@ int64_t expert_parallel_ranks(const Config& config, const dist::Communicator& co
   return ranks;
 }
 
-// Whether the ranks update only their own experts (ExpertOwnership): expert parallelism, but for
-// ZeRO-1 with int8 gradients (whose all-gather carries every expert to every rank's shards).
-bool owns_experts(const Config& config, int64_t ranks) {
-  return ranks > 1 && (config.get_int("dist.zero") == 0 || config.get_string("dist.grad_dtype") != "int8");
-}
-
 }  // namespace
 
 model::ModelOptions expert_share(const Config& config, const dist::Communicator& comm) {
   model::ModelOptions options;
   const int64_t ranks = expert_parallel_ranks(config, comm);
-  if (!owns_experts(config, ranks)) return options;
+  if (ranks == 1) return options;
   options.expert_rank = int(comm.rank() % ranks);
   options.expert_ranks = int(ranks);
   return options;
@@ -92,7 +86,7 @@ std::unique_ptr<ExpertOwnership> make_expert_ownership(const Config& config, dis
   const int64_t ranks = config.get_int("dist.expert_parallel");
   // Adapters (dsk-finetune) train other parameters than the experts: nothing to split there.
   const bool whole_model = trainable.data == model.master().data && trainable.numel == model.master().numel;
-  if (!owns_experts(config, ranks) || !whole_model) {
+  if (ranks == 1 || !whole_model) {
     if (!model.dropped_weights().empty())
       throw InternalError("the model lacks the other ranks' experts, but this rank does not own its experts alone");
     return nullptr;

@@ -18,8 +18,8 @@
 // checkpoint resumes on any number of ranks, with or without expert parallelism. With ZeRO-1 the
 // AdamW state of the rest (attention, shared experts, router, embeddings) is sharded over all
 // ranks, each piece between two MoE layers' experts reduce-scattered and all-gathered on its own,
-// while the experts' state stays with their owners (adamw.hpp); but ZeRO-1 with int8 gradients
-// shards the whole model's state and every rank holds every expert. The expert loads each rank
+// while the experts' state stays with their owners (adamw.hpp), int8 gradients included (every
+// rank then holds the whole sum of the rest and updates its shards of it). The expert loads each rank
 // counts for its own tokens are summed over the ranks before the bias update (as with data
 // parallelism alone), so every rank balances alike.
 //
@@ -46,9 +46,9 @@
 
 namespace dsk::train {
 
-// How a model that this rank trains whole holds its weights: with expert parallelism (but for
-// ZeRO-1 with int8 gradients), only this rank's experts (model.hpp, ModelOptions), so that start-up never builds the
-// others'; default options otherwise. UsageError when dist.expert_parallel does not divide the
+// How a model that this rank trains whole holds its weights: with expert parallelism, only this
+// rank's experts (model.hpp, ModelOptions), so that start-up never builds the others'; default
+// options otherwise. UsageError when dist.expert_parallel does not divide the
 // number of ranks.
 model::ModelOptions expert_share(const Config& config, const dist::Communicator& comm);
 
@@ -62,7 +62,7 @@ std::unique_ptr<model::RowExchange> make_row_exchange(dist::Communicator& comm, 
 std::unique_ptr<model::RowExchange> enable_expert_parallel(const Config& config, dist::Communicator& comm,
                                                            model::Model& model);
 
-// Who updates which routed expert, when expert parallelism is on (not ZeRO-1 with int8) and `trainable`
+// Who updates which routed expert, when expert parallelism is on and `trainable`
 // (the optimizer's flat parameters) is the model's own master buffer; null otherwise. A model
 // built whole (not with expert_share()'s options) then drops the other ranks' experts' weights
 // and gradients. Generation on the model then refuses the routed experts (it would run them all).

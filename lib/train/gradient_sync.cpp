@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "train/flat_range.hpp"
+#include "train/zero_split.hpp"
 
 namespace dsk::train {
 
@@ -17,14 +17,16 @@ bool splits_experts(const ExpertGradientSplit& experts, int ranks) {
   return !experts.routed.empty() && experts.replicas && ranks > 1;
 }
 
-// [0, count) less the routed experts' ranges (ascending): ZeRO-1's data-parallel pieces.
-std::vector<GradientRange> between(const std::vector<GradientRange>& routed, int64_t count) {
-  std::vector<FlatRange> experts;
-  for (const GradientRange& range : routed) experts.push_back({range.offset, range.numel});
-  std::vector<GradientRange> pieces;
-  for (const FlatRange& piece : complement(experts, count)) pieces.push_back({piece.begin, piece.length});
-  return pieces;
+// ZeRO-1's pieces (zero_split.hpp): [0, count), or less the routed experts' ranges (ascending)
+// when they go apart.
+std::vector<FlatRange> data_parallel_pieces(const ExpertGradientSplit& experts, bool split, int64_t count) {
+  if (!split) return {FlatRange{0, count}};
+  std::vector<FlatRange> routed;
+  for (const GradientRange& range : experts.routed) routed.push_back({range.offset, range.numel});
+  return complement(routed, count);
 }
+
+Buf part(Buf buffer, const FlatRange& range) { return buffer.slice(range.begin, range.length); }
 
 std::vector<GradientBucket> plan(std::span<const GradientRange> stages, int64_t bucket_bytes,
                                  const ExpertGradientSplit& experts, bool split) {
@@ -43,13 +45,12 @@ GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t c
                            int64_t bucket_bytes, bool zero1, GradientWire wire, const ExpertGradientSplit& experts)
     : comm_(comm),
       ops_(ops),
-      layout_{count, comm.size(), comm.rank()},
       zero1_(zero1 && comm.size() > 1 && !wire.int8),
       wire_dtype_(wire.dtype),
       int8_wire_(wire.int8),
       replicas_(splits_experts(experts, comm.size()) ? experts.replicas : nullptr),
       buckets_(plan(stages, bucket_bytes, experts, replicas_ != nullptr)),
-      data_parallel_(zero1_ && replicas_ ? between(experts.routed, count) : std::vector<GradientRange>{}),
+      data_parallel_(zero1_ ? data_parallel_pieces(experts, replicas_ != nullptr, count) : std::vector<FlatRange>{}),
       owned_(replicas_ ? experts.owned : std::vector<GradientRange>{}),
       pending_(buckets_.size()),
       started_(buckets_.size(), false),
@@ -122,21 +123,18 @@ void GradientSync::finish_bucket(int b, Buf grads) {
     for (const GradientRange& piece : bucket.experts) unwire(piece);
 }
 
-// ZeRO-1 with expert parallelism: each data-parallel piece reduce-scattered (this rank's shard and
-// the piece's tail summed over all ranks), this rank's experts summed over their replicas.
+// ZeRO-1: each data-parallel piece reduce-scattered (this rank's shard and the piece's tail summed
+// over all ranks), this rank's experts summed over their replicas.
 void GradientSync::reduce_pieces(Buf grads) {
-  for (const GradientRange& piece : data_parallel_) {
-    const dist::ShardLayout shards{piece.numel, comm_.size(), comm_.rank()};
-    Buf sent = grads.slice(piece.offset, piece.numel);
-    if (!wire_.empty()) {
-      ops_.cast(wire_.slice(piece.offset, piece.numel), sent);
-      sent = wire_.slice(piece.offset, piece.numel);
-    }
-    if (shards.shard() > 0) comm_.reduce_scatter_sum(sent.slice(0, shards.sharded()), shards.shard());
-    if (shards.tail() > 0) comm_.all_reduce_sum(sent.slice(shards.sharded(), shards.tail()));
+  const Buf sent = wire_.empty() ? grads : wire_;
+  for (const FlatRange& piece : data_parallel_) {
+    const ZeroSplit split = zero_split(piece, comm_.size(), comm_.rank());
+    if (!wire_.empty()) ops_.cast(part(wire_, piece), part(grads, piece));
+    if (split.shard.length > 0) comm_.reduce_scatter_sum(part(sent, split.sharded), split.shard.length);
+    if (split.tail.length > 0) comm_.all_reduce_sum(part(sent, split.tail));
     if (wire_.empty()) continue;
-    for (const GradientRange& mine : shard_of(piece))
-      ops_.cast(grads.slice(mine.offset, mine.numel), wire_.slice(mine.offset, mine.numel));
+    for (const FlatRange& mine : {split.shard, split.tail})
+      if (mine.length > 0) ops_.cast(part(grads, mine), part(wire_, mine));
   }
   for (const GradientRange& piece : owned_) {
     if (replicas_->size() == 1) break;
@@ -150,30 +148,6 @@ void GradientSync::reduce_pieces(Buf grads) {
   }
 }
 
-// This rank's shard of a data-parallel piece and the piece's tail (what it updates of it).
-std::vector<GradientRange> GradientSync::shard_of(const GradientRange& piece) const {
-  const dist::ShardLayout shards{piece.numel, comm_.size(), comm_.rank()};
-  std::vector<GradientRange> out;
-  if (shards.shard() > 0) out.push_back({piece.offset + shards.begin(), shards.shard()});
-  if (shards.tail() > 0) out.push_back({piece.offset + shards.sharded(), shards.tail()});
-  return out;
-}
-
-// ZeRO-1: this rank's shard and the tail, summed over the ranks.
-void GradientSync::reduce_sharded(Buf grads) {
-  Buf sent = grads;
-  if (!wire_.empty()) {
-    ops_.cast(wire_, grads);
-    sent = wire_;
-  }
-  const int64_t shard = layout_.shard(), begin = layout_.begin(), sharded = layout_.sharded(), tail = layout_.tail();
-  if (shard > 0) comm_.reduce_scatter_sum(sent.slice(0, sharded), shard);
-  if (tail > 0) comm_.all_reduce_sum(sent.slice(sharded, tail));
-  if (wire_.empty()) return;
-  if (shard > 0) ops_.cast(grads.slice(begin, shard), wire_.slice(begin, shard));
-  if (tail > 0) ops_.cast(grads.slice(sharded, tail), wire_.slice(sharded, tail));
-}
-
 // Of what this rank holds after the reduction: everything (int8 too: every rank then holds the
 // same whole sum, and under expert parallelism every replica of an expert the same sum of it), or
 // with ZeRO-1 its shard plus the tail (the tail is the same on every rank, so only rank 0 counts
@@ -184,11 +158,11 @@ double GradientSync::squared_norm(Buf grads) {
     // (held by one rank of every group: counted once per replica), in one sum over the ranks.
     std::vector<Buf> pieces;
     std::vector<int> kinds;  // 0 shard, 1 tail, 2 expert
-    for (const GradientRange& piece : data_parallel_) {
-      const dist::ShardLayout shards{piece.numel, comm_.size(), comm_.rank()};
-      pieces.push_back(grads.slice(piece.offset + shards.begin(), shards.shard()));
+    for (const FlatRange& piece : data_parallel_) {
+      const ZeroSplit split = zero_split(piece, comm_.size(), comm_.rank());
+      pieces.push_back(part(grads, split.shard));
       kinds.push_back(0);
-      pieces.push_back(grads.slice(piece.offset + shards.sharded(), shards.tail()));
+      pieces.push_back(part(grads, split.tail));
       kinds.push_back(1);
     }
     for (const GradientRange& piece : owned_) {
@@ -220,32 +194,26 @@ double GradientSync::squared_norm(Buf grads) {
     return shared + comm_.all_reduce_sum(experts) / double(replicas_->size());
   }
   if (!zero1_) return ops_.sum_of_squares(grads);
-  const int64_t shard = layout_.shard(), tail = layout_.tail();
-  double local = shard > 0 ? ops_.sum_of_squares(grads.slice(layout_.begin(), shard)) : 0.0;
-  double tail_squares = tail > 0 ? ops_.sum_of_squares(grads.slice(layout_.sharded(), tail)) : 0.0;
+  // ZeRO-1 alone: one piece, the whole buffer.
+  const ZeroSplit split = zero_split(data_parallel_.at(0), comm_.size(), comm_.rank());
+  double local = split.shard.length > 0 ? ops_.sum_of_squares(part(grads, split.shard)) : 0.0;
+  double tail_squares = split.tail.length > 0 ? ops_.sum_of_squares(part(grads, split.tail)) : 0.0;
   return comm_.all_reduce_sum(local) + tail_squares;
 }
 
 void GradientSync::scale(Buf grads, float factor) {
-  if (zero1_ && replicas_) {
-    for (const GradientRange& piece : data_parallel_)
-      for (const GradientRange& mine : shard_of(piece)) ops_.scale(grads.slice(mine.offset, mine.numel), factor);
-    for (const GradientRange& piece : owned_) ops_.scale(grads.slice(piece.offset, piece.numel), factor);
-    return;
-  }
   if (!zero1_) {
     ops_.scale(grads, factor);
     return;
   }
-  if (layout_.shard() > 0) ops_.scale(grads.slice(layout_.begin(), layout_.shard()), factor);
-  if (layout_.tail() > 0) ops_.scale(grads.slice(layout_.sharded(), layout_.tail()), factor);
+  for (const FlatRange& mine : zero_updated_ranges(data_parallel_, comm_.size(), comm_.rank()))
+    ops_.scale(part(grads, mine), factor);
+  for (const GradientRange& piece : owned_) ops_.scale(grads.slice(piece.offset, piece.numel), factor);
 }
 
 double GradientSync::reduce_and_clip(Buf grads, float max_norm) {
-  if (comm_.size() > 1 && zero1_ && replicas_) {
+  if (comm_.size() > 1 && zero1_) {
     reduce_pieces(grads);
-  } else if (comm_.size() > 1 && zero1_) {
-    reduce_sharded(grads);
   } else if (comm_.size() > 1) {
     // In bucket order, as every rank starts them; what no stage_done() started starts now.
     for (size_t b = 0; b < buckets_.size(); b++)

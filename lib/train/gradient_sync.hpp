@@ -40,6 +40,7 @@
 #include "dist/communicator.hpp"
 #include "tensor/arena.hpp"
 #include "tensor/ops.hpp"
+#include "train/flat_range.hpp"
 #include "train/gradient_buckets.hpp"
 #include "train/gradient_compression.hpp"
 
@@ -86,23 +87,21 @@ class GradientSync {
  private:
   void start_bucket(int b, tensor::Buf grads);
   void finish_bucket(int b, tensor::Buf grads);
-  void reduce_sharded(tensor::Buf grads);
   void reduce_pieces(tensor::Buf grads);
-  std::vector<GradientRange> shard_of(const GradientRange& piece) const;
   double squared_norm(tensor::Buf grads);
   void scale(tensor::Buf grads, float factor);
 
   dist::Communicator& comm_;
   tensor::Ops& ops_;
-  dist::ShardLayout layout_;
   bool zero1_;  // the one-shot reduce-scatter (not with int8)
   tensor::DType wire_dtype_;
   bool int8_wire_;
   dist::Communicator* replicas_ = nullptr;  // expert parallelism: the experts' ranks; else null
   std::vector<GradientBucket> buckets_;
-  // ZeRO-1 with expert parallelism: the gradient buffer less the routed experts (each piece
-  // reduce-scattered on its own), and this rank's experts (summed over replicas_).
-  std::vector<GradientRange> data_parallel_, owned_;
+  // ZeRO-1: the pieces reduce-scattered each on its own (zero_split.hpp): the whole buffer, or
+  // with expert parallelism the buffer less the routed experts.
+  std::vector<FlatRange> data_parallel_;
+  std::vector<GradientRange> owned_;  // expert parallelism: this rank's experts (summed over replicas_)
   std::vector<std::vector<std::unique_ptr<dist::PendingCollective>>> pending_;  // per bucket, while under way
   std::vector<bool> started_;
   tensor::Arena arena_;

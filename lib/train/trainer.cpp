@@ -161,7 +161,7 @@ class TrainingRun {
   // Expert parallelism (expert_parallel.hpp): null unless dist.expert_parallel > 1.
   std::unique_ptr<model::RowExchange> expert_exchange_;
   std::unique_ptr<Objective> objective_;
-  // Expert parallelism (not ZeRO-1 with int8): which experts' AdamW state this rank keeps (null: all).
+  // Expert parallelism: which experts' AdamW state this rank keeps (null: all).
   std::unique_ptr<ExpertOwnership> expert_ownership_;
   // The backend's peak once the model (weights and gradients) is built, before the optimizer state.
   const size_t startup_peak_bytes_;

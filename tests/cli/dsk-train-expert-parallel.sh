@@ -37,7 +37,9 @@
 #     all-gather carries the model less the experts (a byte a level), each rank's experts go over
 #     their replicas alone (nothing with one group), a rank holds its own experts' gradients only
 #     (at start-up too), and the losses follow the uncompressed expert-parallel run's within the
-#     int8 tolerance of dsk-train-data-parallel.sh for deepseek_v3 (2% relative), and differ;
+#     int8 tolerance of dsk-train-data-parallel.sh for deepseek_v3 (2% relative), and differ; with
+#     ZeRO-1 too, bit-identical to int8 without it (losses, weights, gathered optimizer state),
+#     each rank holding its own experts only and the AdamW state of fp32's ZeRO-1 on the same ranks;
 #   - an expert-parallel run of 2 ranks resumes on 1 rank to the end, as 1 rank alone would, and a
 #     1-rank run resumes on 2 expert-parallel ranks;
 #   - expert_parallel not dividing the number of ranks, or on a model without routed experts, is
@@ -231,6 +233,7 @@ for buckets in one small zero; do
     fail "4 ranks in 2 groups, $buckets: $(grep 'start-up memory' groups.err), expected $expected_peak bytes"
   expect_copy_on_rank_0_alone groups.err "4 ranks in 2 groups, $buckets"
   if [ $buckets = zero ]; then
+    groups_zero_bytes=$(state_bytes groups.err)
     grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 4 ranks (ZeRO-1) in \
 [0-9]* pieces; routed experts: this rank's $((4 * experts / 2)) bytes summed over 2 ranks" groups.err ||
       fail "4 ranks in 2 groups, ZeRO-1: $(grep 'gradient sync' groups.err)"
@@ -269,6 +272,32 @@ $(grep 'parameter memory' int8.err)"
   diff=$(max_relative_difference $reference/metrics.jsonl int8-$ranks/metrics.jsonl)
   below 0 "$diff" && below "$diff" 2e-2 ||
     fail "int8 on $ranks expert-parallel ranks: losses differ from fp32's by $diff (relative; expected in (0, 2e-2))"
+  # With ZeRO-1 too: the same int8 sums (every rank holds the whole sum of the rest), each rank
+  # updating its shards and its own experts, so the same bits as without ZeRO-1; the experts'
+  # weights, gradients and state with their owners alone, the rest's state sharded as fp32's
+  # ZeRO-1 shards it.
+  mpi $ranks dsk-train -c base.yaml --device cpu --run-dir int8-zero-$ranks --set data.grad_accum=$accum \
+    --set dist.expert_parallel=2 --set dist.grad_dtype=int8 --set dist.bucket_mb=0.001 --set dist.zero=1 \
+    >/dev/null 2>int8-zero.err || fail "int8 and ZeRO-1 on $ranks expert-parallel ranks: $(cat int8-zero.err)"
+  cmp <(losses int8-$ranks/metrics.jsonl) <(losses int8-zero-$ranks/metrics.jsonl) ||
+    fail "int8 on $ranks expert-parallel ranks: ZeRO-1 changed the losses"
+  cmp <(optimizer_state int8-$ranks/checkpoints/step-000020) <(optimizer_state int8-zero-$ranks/checkpoints/step-000020) ||
+    fail "int8 on $ranks expert-parallel ranks: ZeRO-1's gathered optimizer state differs"
+  cmp int8-$ranks/checkpoints/step-000020/model.safetensors int8-zero-$ranks/checkpoints/step-000020/model.safetensors ||
+    fail "int8 on $ranks expert-parallel ranks: ZeRO-1's weights differ"
+  [ "$(parameter_memory int8-zero.err)" = "$held" ] ||
+    fail "int8 and ZeRO-1 on $ranks expert-parallel ranks: rank 0 should hold the weights and gradients of its own \
+experts only: $(grep 'parameter memory' int8-zero.err)"
+  [ "$(startup_peak int8-zero.err)" = "$ep_peak" ] ||
+    fail "int8 and ZeRO-1 on $ranks expert-parallel ranks: $(grep 'start-up memory' int8-zero.err), expected $ep_peak bytes"
+  [ "$(gradient_sync int8-zero.err int8)" = "$(gradient_sync int8.err int8)" ] ||
+    fail "int8 and ZeRO-1 on $ranks expert-parallel ranks: $(grep 'gradient sync' int8-zero.err)"
+  zero_reference=$zero_bytes
+  [ $ranks = 4 ] && zero_reference=$groups_zero_bytes
+  [ "$(state_bytes int8-zero.err)" = "$zero_reference" ] ||
+    fail "int8 and ZeRO-1 on $ranks expert-parallel ranks: rank 0 keeps $(state_bytes int8-zero.err) bytes of optimizer \
+state, fp32 ZeRO-1 on the same ranks $zero_reference"
+  expect_copy_on_rank_0_alone int8-zero.err "int8 and ZeRO-1 on $ranks expert-parallel ranks"
 done
 
 # 10 steps on 2 ranks with expert parallelism, then 1 rank takes the checkpoint on to step 20, as
