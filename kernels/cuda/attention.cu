@@ -11,7 +11,6 @@
 // (kSegments), the SIMT ones test the pointer. On Hopper (an sm_90a build, DSK_WGMMA, and an
 // sm_90 device) the backward of plain causal rows with 64-wide heads runs the same two kernels
 // on wgmma instead (attention_wgmma.cuh).
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
@@ -129,17 +128,7 @@ struct TileChoice<128, 128> {  // llama-1b
 // Whether this build has the wgmma kernels and the current device runs them (sm_90).
 bool wgmma_device() {
 #ifdef DSK_WGMMA
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int8_t> known[kMaxDevices] = {};  // 0 not asked yet, 1 yes, -1 no
-  int device = 0;
-  DSK_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= kMaxDevices) return false;
-  if (known[device] == 0) {
-    int major = 0;
-    DSK_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    known[device] = major == 9 ? 1 : -1;
-  }
-  return known[device] == 1;
+  return device_traits().major == 9;
 #else
   return false;
 #endif

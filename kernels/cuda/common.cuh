@@ -39,6 +39,15 @@ __host__ __device__ __forceinline__ bf16 from_float<bf16>(float x) { return __fl
 
 inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
 
+// What the launchers ask of the current device, queried once per device: the queries cost
+// microseconds, as much as the few-microsecond kernels of a decode step they would precede.
+struct DeviceTraits {
+  int major = 0;                   // compute capability: 9 has PDL, the copy engine's bulk copies, wgmma
+  int multiprocessors = 0;
+  int shared_per_block_optin = 0;  // bytes of shared memory a block may have once it asks
+};
+const DeviceTraits& device_traits();
+
 // Programmatic dependent launch (sm_90): lets the stream's next kernel, when it was launched as a
 // dependent (gemv_kernels.cuh), start its blocks now; they wait for this grid's end themselves
 // before reading what it writes. The kernels that feed a few-row product call it first thing.

@@ -14,7 +14,6 @@
 // this overlaps each one's weight fetch with the tail of the one before.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -212,20 +211,8 @@ __global__ void __launch_bounds__(Split::kWarps * 32)
   }
 }
 
-// Whether the current device has programmatic dependent launch (sm_90 on), asked once per device.
-inline bool programmatic_launch() {
-  constexpr int kDevices = 64;
-  static std::atomic<int> known[kDevices] = {};  // 0 not asked yet, 1 no, 2 yes
-  int device = 0;
-  DSK_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= kDevices) return false;
-  if (known[device] == 0) {
-    int major = 0;
-    DSK_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    known[device] = major >= 9 ? 2 : 1;
-  }
-  return known[device] == 2;
-}
+// Whether the current device has programmatic dependent launch (sm_90 on).
+inline bool programmatic_launch() { return device_traits().major >= 9; }
 
 // Launches kernel<<<blocks, threads, shared_bytes, stream>>>(args...) as a programmatic dependent
 // of the stream's previous kernel (the kernel calls wait_for_previous_grid before reading its

@@ -231,39 +231,36 @@ __global__ void __launch_bounds__(Split::kWarps * 32)
 }
 
 // Blocks of `kernel` that fit on one SM with `shared_bytes` of dynamic shared memory, times the
-// SMs: one wave. Cached per device, kernel and size (the queries cost microseconds against a
-// few-microsecond kernel); the first query of a kernel also lets it have all the shared memory a
+// SMs: one wave. Cached per device, kernel and size (the occupancy query costs microseconds
+// against a few-microsecond kernel); the first query of a kernel also lets it have all the shared memory a
 // block may (the same limit every time, so that no later call lowers it under an earlier size).
 inline int one_wave_blocks(const void* kernel, int threads, size_t shared_bytes) {
   static std::mutex mutex;
   static std::map<std::tuple<int, const void*, size_t>, int> cache;
   int device = 0;
   DSK_CUDA_CHECK(cudaGetDevice(&device));
+  const DeviceTraits& traits = device_traits();
   const std::lock_guard<std::mutex> lock(mutex);
   const auto key = std::make_tuple(device, kernel, shared_bytes);
   if (auto found = cache.find(key); found != cache.end()) return found->second;
-  int sms = 0, limit = 0, per_sm = 0;
-  DSK_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  DSK_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  DSK_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
+  int per_sm = 0;
+  DSK_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, traits.shared_per_block_optin));
   DSK_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared_bytes));
-  return cache[key] = sms * per_sm;
+  return cache[key] = traits.multiprocessors * per_sm;
 }
 
 // The dynamic shared memory a job needs, or 0 when this device cannot stream it (before sm_90,
 // rows not in whole 16-byte chunks, or more shared memory than a block may have).
 template <typename T, typename Split, int SOURCES>
 size_t stream_shared_bytes(int rows_per_stage, int N, int C, const T* inp, const StreamJob<T>& job) {
-  int device = 0, major = 0, limit = 0;
-  DSK_CUDA_CHECK(cudaGetDevice(&device));
-  DSK_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  DSK_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (major < 9 || !aligned16(inp) || (size_t(C) * sizeof(T)) % 16 != 0) return 0;
+  const DeviceTraits& traits = device_traits();
+  if (traits.major < 9 || !aligned16(inp) || (size_t(C) * sizeof(T)) % 16 != 0) return 0;
   for (int p = 0; p < job.count; p++)
     if (!aligned16(job.part[p].weight)) return 0;
   const size_t bytes = kBarrierBytes + size_t(Split::kStages) * size_t(stage_bytes<T, SOURCES>(rows_per_stage, C)) +
                        size_t(N) * C * sizeof(T);
-  return bytes <= size_t(limit) ? bytes : 0;
+  return bytes <= size_t(traits.shared_per_block_optin) ? bytes : 0;
 }
 
 // Launches the job streamed; false (nothing launched) when this device cannot stream it.
@@ -275,11 +272,8 @@ bool launch_stream(StreamJob<T> job, const T* inp, int N, int C, cudaStream_t st
   if (shared_bytes == 0) return false;
   constexpr int kThreads = Split::kWarps * 32;
   const auto kernel = gemv_stream_kernel<T, Split, SOURCES>;
-  int sms = 0, device = 0;
-  DSK_CUDA_CHECK(cudaGetDevice(&device));
-  DSK_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int wave = std::min(one_wave_blocks(reinterpret_cast<const void*>(kernel), kThreads, shared_bytes),
-                            sms * Split::kBlocksPerSm);
+                            device_traits().multiprocessors * Split::kBlocksPerSm);
   if (wave == 0) return false;
   // Blocks shared among the parts by their columns, at least one each and no more than columns.
   const int parts = SOURCES == 1 ? job.count : 1;

@@ -304,15 +304,7 @@ __global__ void __launch_bounds__(kThreads)
     merge_partitions(out + row * s.Dv, partial + row * partitions * (s.Dv + 2), s.Dv, partitions);
 }
 
-int multiprocessors() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    DSK_CUDA_CHECK(cudaGetDevice(&device));
-    DSK_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
-}
+int multiprocessors() { return device_traits().multiprocessors; }
 
 // Split the keys only when the (query, head) blocks alone would leave SMs idle (fewer than 2 per
 // SM: decode of a small batch), into as many partitions as bring the grid to kBlocksPerSm blocks
