@@ -7,6 +7,7 @@
 // pairs. Every element gets the same formula either way. Backward is the same rotation by the
 // negative angle.
 #include "cuda/elementwise.cuh"
+#include "cuda/rope_rotation.cuh"
 
 namespace dsk::kernels::cuda {
 
@@ -29,27 +30,22 @@ __global__ void rope_kernel(T* x, const int32_t* positions, RopeDevice rope, int
   const int i = (int)(index % half);
   const int64_t row_group = index / half;
   const int n = (int)(row_group / head_groups), first_head = (int)(row_group % head_groups) * G;
-  const float angle = (float)positions[n] * rope.inv_freq[i];
-  float sin_a, cos_a;
-  sincosf(angle, &sin_a, &cos_a);
-  cos_a = cos_a * rope.attention_factor;
-  sin_a = sign * sin_a * rope.attention_factor;
-  const int ia = rope.interleaved ? 2 * i : i;
-  const int ib = rope.interleaved ? 2 * i + 1 : i + half;
+  const PairRotation r = pair_rotation(rope, positions[n], i, half, sign);
   T* row = x + ((int64_t)n * H + first_head) * head_stride + offset;
   float a[G], b[G];
 #pragma unroll
   for (int g = 0; g < G; g++)
     if (first_head + g < H) {
-      a[g] = to_float(row[(int64_t)g * head_stride + ia]);
-      b[g] = to_float(row[(int64_t)g * head_stride + ib]);
+      a[g] = to_float(row[(int64_t)g * head_stride + r.ia]);
+      b[g] = to_float(row[(int64_t)g * head_stride + r.ib]);
     }
 #pragma unroll
   for (int g = 0; g < G; g++)
     if (first_head + g < H) {
       T* head = row + (int64_t)g * head_stride;
-      head[ia] = from_float<T>(a[g] * cos_a - b[g] * sin_a);
-      head[ib] = from_float<T>(a[g] * sin_a + b[g] * cos_a);
+      const float2 rotated = rotate_pair(a[g], b[g], r);
+      head[r.ia] = from_float<T>(rotated.x);
+      head[r.ib] = from_float<T>(rotated.y);
     }
 }
 

@@ -3,9 +3,10 @@
 // few microseconds each where the step's whole work per layer is tens of microseconds.
 // One thread per (position, head slot, pair): slots [0, H) rotate a query head in place, [H, H +
 // KVH) rotate a key head in place and also store it in the pool, [H + KVH, H + 2 KVH) copy a
-// value head's pair into the pool. The rotation is rope.cu's formula, element for element.
+// value head's pair into the pool. The rotation is rope.cu's (rope_rotation.cuh).
 #include "cuda/elementwise.cuh"
 #include "cuda/paged_attention.cuh"
+#include "cuda/rope_rotation.cuh"
 
 namespace dsk::kernels::cuda {
 
@@ -33,14 +34,10 @@ __global__ void rope_paged_kv_write_kernel(T* q, T* k, const T* v, T* k_pool, T*
     to[ib] = from[ib];
     return;
   }
-  const float angle = (float)positions[n] * rope.inv_freq[i];
-  float sin_a, cos_a;
-  sincosf(angle, &sin_a, &cos_a);
-  cos_a = cos_a * rope.attention_factor;
-  sin_a = sin_a * rope.attention_factor;
+  const PairRotation r = pair_rotation(rope, positions[n], i, half, 1.0f);
   T* x = head < H ? q + ((int64_t)n * H + head) * D : k + n * row + int64_t(head - H) * D;
-  const float a = to_float(x[ia]), b = to_float(x[ib]);
-  const T ra = from_float<T>(a * cos_a - b * sin_a), rb = from_float<T>(a * sin_a + b * cos_a);
+  const float2 rotated = rotate_pair(to_float(x[ia]), to_float(x[ib]), r);
+  const T ra = from_float<T>(rotated.x), rb = from_float<T>(rotated.y);
   x[ia] = ra;
   x[ib] = rb;
   if (head < H) return;
