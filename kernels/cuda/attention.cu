@@ -9,8 +9,9 @@
 // ORDERED_DQ), the key-tile blocks add dQ parts into an fp32 accumulator in a fixed order.
 // Packed rows (s.segment_start): the tensor-core kernels are compiled with and without segments
 // (kSegments), the SIMT ones test the pointer. On Hopper (an sm_90a build, DSK_WGMMA, and an
-// sm_90 device) the backward of plain causal rows with 64-wide heads runs the same two kernels
-// on wgmma instead (attention_wgmma.cuh).
+// sm_90 device) plain causal rows with 64-wide heads take the same forward and two backward
+// kernels with their products on wgmma instead (attention_wgmma.cuh); the tile choices below
+// then serve packed rows, the other head dims and older GPUs.
 #include <cstdint>
 #include <type_traits>
 
