@@ -46,30 +46,32 @@ __global__ void dropout_backward_kernel(T* din, const T* dout, int64_t packs, fl
   store_vec(din + p * W, g);
 }
 
+// Both kernels take (written, read, packs, factor, threshold, seed) and walk the same packs: one
+// launcher, which picks the vector width from n and both pointers.
+template <bool kBackward, typename T>
+void launch_dropout(T* written, const T* read, int64_t n, float factor, uint32_t threshold, uint64_t seed,
+                    cudaStream_t stream) {
+  if (n == 0) return;
+  dispatch_width<T>(vectorizable<vec_width<T>>(n, written, read), [&](auto width) {
+    constexpr int W = decltype(width)::value;
+    const auto kernel = kBackward ? dropout_backward_kernel<T, W> : dropout_forward_kernel<T, W>;
+    kernel<<<blocks_for(n / W, kThreads), kThreads, 0, stream>>>(written, read, n / W, factor, threshold, seed);
+  });
+  DSK_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 template <typename T>
 void dropout_forward(T* out, const T* in, int64_t n, float factor, uint32_t threshold, uint64_t seed,
                      cudaStream_t stream) {
-  if (n == 0) return;
-  dispatch_width<T>(vectorizable<vec_width<T>>(n, out, in), [&](auto width) {
-    constexpr int W = decltype(width)::value;
-    dropout_forward_kernel<T, W>
-        <<<blocks_for(n / W, kThreads), kThreads, 0, stream>>>(out, in, n / W, factor, threshold, seed);
-  });
-  DSK_CUDA_CHECK_LAUNCH();
+  launch_dropout</*kBackward=*/false>(out, in, n, factor, threshold, seed, stream);
 }
 
 template <typename T>
 void dropout_backward(T* din, const T* dout, int64_t n, float factor, uint32_t threshold, uint64_t seed,
                       cudaStream_t stream) {
-  if (n == 0) return;
-  dispatch_width<T>(vectorizable<vec_width<T>>(n, din, dout), [&](auto width) {
-    constexpr int W = decltype(width)::value;
-    dropout_backward_kernel<T, W>
-        <<<blocks_for(n / W, kThreads), kThreads, 0, stream>>>(din, dout, n / W, factor, threshold, seed);
-  });
-  DSK_CUDA_CHECK_LAUNCH();
+  launch_dropout</*kBackward=*/true>(din, dout, n, factor, threshold, seed, stream);
 }
 
 #define DSK_INSTANTIATE(T)                                                                            \

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "tensor/allocation.hpp"
 #include "train/first_rank_gather.hpp"
 #include "train/zero_split.hpp"
 
@@ -107,15 +108,14 @@ void AdamW::step(Buf params, Buf working, Buf grads, float lr) {
 std::vector<float> AdamW::whole(Buf moment) {
   std::vector<float> out(count_);
   const int64_t shard = layout_.shard(), tail = layout_.tail(), sharded = layout_.sharded();
-  void* memory = ops_.allocate(count_ * sizeof(float), "AdamW moments gathered for a checkpoint");
-  Buf full{memory, int64_t(count_), DType::f32};
+  const tensor::Allocation gathered(ops_, DType::f32, int64_t(count_), "AdamW moments gathered for a checkpoint");
+  const Buf full = gathered.buf();
   if (shard > 0) {
     ops_.copy(full.slice(layout_.begin(), shard), moment.slice(0, shard));
     zero_->all_gather(full.slice(0, sharded), shard);
   }
   if (tail > 0) ops_.copy(full.slice(sharded, tail), moment.slice(shard, tail));
   ops_.copy_to_host(out.data(), full);
-  ops_.release(memory);
   return out;
 }
 

@@ -31,15 +31,11 @@ CheckpointWriter::CheckpointWriter(fs::path run_dir, model::Model& model, Checkp
       extras_(std::move(extras)),
       keep_(keep),
       background_(background),
-      comm_(comm) {
-  // Kept for the run: allocating (cudaMalloc, cudaFree) at every step would stall the device.
-  states_.data = model_.ops().allocate(size_t(comm_.size()) * sizeof(float), "checkpoint parts' states");
-  states_.numel = comm_.size();
-  states_.dtype = tensor::DType::f32;
-}
+      comm_(comm),
+      // Kept for the run: allocating (cudaMalloc, cudaFree) at every step would stall the device.
+      states_(model_.ops(), tensor::DType::f32, comm_.size(), "checkpoint parts' states") {}
 
 CheckpointWriter::~CheckpointWriter() {
-  model_.ops().release(states_.data);
   if (!in_flight_.valid()) return;
   try {
     in_flight_.get();
@@ -111,17 +107,13 @@ void CheckpointWriter::report_host_memory(const HostHeapGrowth& host) {
   std::vector<int64_t> peaks(size_t(comm_.size()), 0);
   const std::optional<size_t> peak = host.peak();
   peaks[size_t(comm_.rank())] = peak ? int64_t(*peak) : -1;
-  tensor::Buf exchanged{model_.ops().allocate(peaks.size() * sizeof(int64_t), "checkpoint copies' host memory"),
-                        int64_t(peaks.size()), tensor::DType::i64};
-  try {
-    model_.ops().copy_from_host(exchanged, peaks.data());
-    comm_.all_reduce_sum(exchanged);
-    model_.ops().copy_to_host(peaks.data(), exchanged);
-  } catch (...) {
-    model_.ops().release(exchanged.data);
-    throw;
+  {
+    const tensor::Allocation exchanged(model_.ops(), tensor::DType::i64, int64_t(peaks.size()),
+                                       "checkpoint copies' host memory");
+    model_.ops().copy_from_host(exchanged.buf(), peaks.data());
+    comm_.all_reduce_sum(exchanged.buf());
+    model_.ops().copy_to_host(peaks.data(), exchanged.buf());
   }
-  model_.ops().release(exchanged.data);
   if (comm_.rank() != 0 || *std::min_element(peaks.begin(), peaks.end()) < 0) return;
   std::string others;
   if (peaks.size() > 1) others = str(", at most ", *std::max_element(peaks.begin() + 1, peaks.end()), " on another rank");
@@ -188,9 +180,9 @@ void CheckpointWriter::agree(bool block) {
   const int ranks = comm_.size();
   std::vector<float> states(size_t(ranks), 0.0f);
   states[size_t(comm_.rank())] = local_done_ ? (local_error_ ? 2.0f : 1.0f) : 0.0f;
-  model_.ops().copy_from_host(states_, states.data());
-  comm_.all_reduce_sum(states_);
-  model_.ops().copy_to_host(states.data(), states_);
+  model_.ops().copy_from_host(states_.buf(), states.data());
+  comm_.all_reduce_sum(states_.buf());
+  model_.ops().copy_to_host(states.data(), states_.buf());
   std::vector<int> failed;
   for (int rank = 0; rank < ranks; ++rank) {
     if (states[size_t(rank)] == 0.0f) return;  // some rank still writes (only when not blocking)

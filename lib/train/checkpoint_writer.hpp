@@ -31,6 +31,7 @@
 #include "core/host_memory.hpp"
 #include "dist/communicator.hpp"
 #include "model/model.hpp"
+#include "tensor/allocation.hpp"
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 
@@ -77,7 +78,7 @@ class CheckpointWriter {
   bool local_done_ = false;                   // this rank's part of it is written, or failed
   std::exception_ptr local_error_;
   std::future<void> in_flight_;
-  tensor::Buf states_;  // the ranks' states of their parts, exchanged in the backend's memory
+  const tensor::Allocation states_;  // the ranks' states of their parts, exchanged in the backend's memory
   bool reported_ = false;  // the host memory of a save's copy is logged
 };
 

@@ -20,57 +20,33 @@
 #include <random>
 #include <vector>
 
+#include "attention_tensors.cuh"
 #include "cuda/attention.cuh"
 #include "cuda_timing.cuh"
 
 namespace {
 
 namespace cuda = dsk::kernels::cuda;
-using dsk::bench::device_random;
+using dsk::bench::AttentionTensors;
+using dsk::bench::BenchShape;
+using dsk::bench::kAttentionShapes;
 using dsk::bench::median_ms;
-
-struct BenchShape {
-  const char* name;
-  int B, T, H, Dk, Dv;
-};
-
-// dense-124m llama; moe-16e deepseek_v3 (MLA: Dk = 64 nope + 32 rope, Dv = 64); a long sequence;
-// llama-1b.
-constexpr BenchShape kShapes[] = {
-    {"dense-124m", 16, 1024, 12, 64, 64},
-    {"moe-16e-mla", 8, 1024, 16, 96, 64},
-    {"long-4k", 4, 4096, 12, 64, 64},
-    {"llama-1b", 4, 2048, 16, 128, 128},
-};
 
 constexpr int kRuns = 20;  // cuda_timing.cuh's median_ms
 
 template <typename T>
 void bench(const BenchShape& shape) {
   const int B = shape.B, length = shape.T, H = shape.H;
-  const cuda::AttentionShape s{B, length, length, H, H, shape.Dk, shape.Dv, H * shape.Dk, H * shape.Dk, H * shape.Dv,
-                               1.0f / std::sqrt(float(shape.Dk))};
-  const size_t qk_size = size_t(B) * length * H * shape.Dk, v_size = size_t(B) * length * H * shape.Dv;
-  T* q = device_random<T>(qk_size, 1);
-  T* k = device_random<T>(qk_size, 2);
-  T* v = device_random<T>(v_size, 3);
-  T* dout = device_random<T>(v_size, 4);
-  T *out, *dq, *dk, *dv;
-  float *lse, *scratch;
-  DSK_CUDA_CHECK(cudaMalloc(&out, v_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMalloc(&dq, qk_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMalloc(&dk, qk_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMalloc(&dv, v_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMalloc(&lse, size_t(B) * H * length * sizeof(float)));
-  DSK_CUDA_CHECK(cudaMalloc(&scratch, cuda::attention_backward_scratch_floats(s) * sizeof(float)));
-  DSK_CUDA_CHECK(cudaMemset(dq, 0, qk_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMemset(dk, 0, qk_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMemset(dv, 0, v_size * sizeof(T)));
+  const cuda::AttentionShape s = dsk::bench::causal_attention_shape(shape);
+  const AttentionTensors<T> t(shape, s);
+  DSK_CUDA_CHECK(cudaMemset(t.dq, 0, t.qk_size * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMemset(t.dk, 0, t.qk_size * sizeof(T)));
+  DSK_CUDA_CHECK(cudaMemset(t.dv, 0, t.v_size * sizeof(T)));
 
-  auto forward = [&] { cuda::attention_forward<T>(out, lse, q, k, v, s, nullptr); };
+  auto forward = [&] { cuda::attention_forward<T>(t.out, t.lse, t.q, t.k, t.v, s, nullptr); };
   auto forward_backward = [&] {
     forward();
-    cuda::attention_backward<T>(dq, dk, dv, dout, out, lse, q, k, v, s, scratch, nullptr);
+    cuda::attention_backward<T>(t.dq, t.dk, t.dv, t.dout, t.out, t.lse, t.q, t.k, t.v, s, t.scratch, nullptr);
   };
   const double forward_ms = median_ms(forward), forward_backward_ms = median_ms(forward_backward);
   const double causal_pairs = double(B) * H * length * length / 2;
@@ -80,9 +56,6 @@ void bench(const BenchShape& shape) {
               forward_ms, forward_flops / forward_ms / 1e9, forward_backward_ms,
               (forward_flops + backward_flops) / forward_backward_ms / 1e9);
   std::fflush(stdout);
-  for (void* p : {(void*)q, (void*)k, (void*)v, (void*)dout, (void*)out, (void*)dq, (void*)dk, (void*)dv,
-                  (void*)lse, (void*)scratch})
-    DSK_CUDA_CHECK(cudaFree(p));
 }
 
 }  // namespace
@@ -105,7 +78,7 @@ int main(int argc, char** argv) {
                  fp32 ? "fp32 (SIMT)" : "bf16 (tensor cores)", kRuns);
     std::printf("%-12s %3s %5s %3s %4s %4s %10s %8s %12s %8s\n", "shape", "B", "T", "H", "Dk", "Dv", "fwd_ms",
                 "fwd_TF/s", "fwd+bwd_ms", "all_TF/s");
-    for (const BenchShape& shape : kShapes) fp32 ? bench<float>(shape) : bench<cuda::bf16>(shape);
+    for (const BenchShape& shape : kAttentionShapes) fp32 ? bench<float>(shape) : bench<cuda::bf16>(shape);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "attention_bench: error: %s\n", error.what());
     return 4;

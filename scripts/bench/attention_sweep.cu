@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_tensors.cuh"
 #include "cuda/attention.cuh"
 #include "cuda/attention_flash_launch.cuh"
 #include "cuda_timing.cuh"
@@ -37,23 +38,14 @@ namespace {
 namespace cuda = dsk::kernels::cuda;
 namespace flash = dsk::kernels::cuda::flash;
 using cuda::bf16;
+using dsk::bench::BenchShape;
 using dsk::bench::device_random;
+using dsk::bench::kAttentionShapes;
 using dsk::bench::median_ms;
 using flash::ForwardConfig;
 using flash::KeyConfig;
 using flash::QueryConfig;
 
-struct BenchShape {
-  const char* name;
-  int B, T, H, Dk, Dv;
-};
-
-constexpr BenchShape kShapes[] = {  // attention_bench.cu's
-    {"dense-124m", 16, 1024, 12, 64, 64},
-    {"moe-16e-mla", 8, 1024, 16, 96, 64},
-    {"long-4k", 4, 4096, 12, 64, 64},
-    {"llama-1b", 4, 2048, 16, 128, 128},
-};
 constexpr double kMaxError = 1e-2;
 bool g_skip_ordered_dq = false;  // --no-ordered-dq
 
@@ -127,8 +119,7 @@ struct Tensors {
 
   explicit Tensors(const BenchShape& shape) {
     const int B = shape.B, T = shape.T, H = shape.H;
-    s = cuda::AttentionShape{B, T, T, H, H, shape.Dk, shape.Dv, H * shape.Dk, H * shape.Dk, H * shape.Dv,
-                             1.0f / std::sqrt(float(shape.Dk))};
+    s = dsk::bench::causal_attention_shape(shape);
     qk_size = size_t(B) * T * H * shape.Dk;
     v_size = size_t(B) * T * H * shape.Dv;
     q = device_random<bf16>(qk_size, 1);
@@ -362,7 +353,7 @@ int main(int argc, char** argv) {
     std::printf("%-12s %-6s %-8s %-34s %9s %11s %8s %9s %s\n", "shape", "dims", "kernel", "config", "kernel_ms",
                 "fwd+bwd_ms", "speedup", "rel_err", "check");
     std::vector<Row> rows;
-    for (const BenchShape& shape : kShapes) {
+    for (const BenchShape& shape : kAttentionShapes) {
       if (shape.Dk == 64 && shape.Dv == 64) sweep_shape<64, 64>(shape, rows);
       if (shape.Dk == 96 && shape.Dv == 64) sweep_shape<96, 64>(shape, rows);
       if (shape.Dk == 128 && shape.Dv == 128) sweep_shape<128, 128>(shape, rows);

@@ -17,19 +17,16 @@
 #include <random>
 #include <vector>
 
+#include "attention_tensors.cuh"
 #include "cuda/attention.cuh"
 #include "cuda_timing.cuh"
 
 namespace {
 
 namespace cuda = dsk::kernels::cuda;
-using dsk::bench::device_random;
+using dsk::bench::AttentionTensors;
+using dsk::bench::BenchShape;
 using dsk::bench::median_ms;
-
-struct BenchShape {
-  const char* name;
-  int B, T, H, Dk, Dv;
-};
 
 constexpr BenchShape kShapes[] = {
     {"llama-1b", 4, 2048, 16, 128, 128},
@@ -42,26 +39,13 @@ constexpr int kRuns = 20;  // cuda_timing.cuh's median_ms
 void bench(const BenchShape& shape) {
   using T = cuda::bf16;
   const int B = shape.B, length = shape.T, H = shape.H;
-  cuda::AttentionShape s{B, length, length, H, H, shape.Dk, shape.Dv, H * shape.Dk, H * shape.Dk, H * shape.Dv,
-                         1.0f / std::sqrt(float(shape.Dk))};
-  const size_t qk_size = size_t(B) * length * H * shape.Dk, v_size = size_t(B) * length * H * shape.Dv;
-  T* q = device_random<T>(qk_size, 1);
-  T* k = device_random<T>(qk_size, 2);
-  T* v = device_random<T>(v_size, 3);
-  T* dout = device_random<T>(v_size, 4);
-  T *out, *dq, *dk, *dv;
-  float *lse, *scratch;
+  cuda::AttentionShape s = dsk::bench::causal_attention_shape(shape);
+  const AttentionTensors<T> t(shape, s);
   int32_t* starts;
-  DSK_CUDA_CHECK(cudaMalloc(&out, v_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMalloc(&dq, qk_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMalloc(&dk, qk_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMalloc(&dv, v_size * sizeof(T)));
-  DSK_CUDA_CHECK(cudaMalloc(&lse, size_t(B) * H * length * sizeof(float)));
-  DSK_CUDA_CHECK(cudaMalloc(&scratch, cuda::attention_backward_scratch_floats(s) * sizeof(float)));
   DSK_CUDA_CHECK(cudaMalloc(&starts, size_t(B) * length * sizeof(int32_t)));
   auto forward_backward = [&] {
-    cuda::attention_forward<T>(out, lse, q, k, v, s, nullptr);
-    cuda::attention_backward<T>(dq, dk, dv, dout, out, lse, q, k, v, s, scratch, nullptr);
+    cuda::attention_forward<T>(t.out, t.lse, t.q, t.k, t.v, s, nullptr);
+    cuda::attention_backward<T>(t.dq, t.dk, t.dv, t.dout, t.out, t.lse, t.q, t.k, t.v, s, t.scratch, nullptr);
   };
   const double causal_ms = median_ms(forward_backward);
   std::printf("%-12s %3d %5d %3d %4d %4d %8s %10.3f %10s %8s %6s\n", shape.name, B, length, H, shape.Dk, shape.Dv,
@@ -83,9 +67,7 @@ void bench(const BenchShape& shape) {
                 shape.Dv, example, causal_ms, packed_ms, pairs / causal_pairs, packed_ms / causal_ms);
     std::fflush(stdout);
   }
-  for (void* p : {(void*)q, (void*)k, (void*)v, (void*)dout, (void*)out, (void*)dq, (void*)dk, (void*)dv,
-                  (void*)lse, (void*)scratch, (void*)starts})
-    DSK_CUDA_CHECK(cudaFree(p));
+  DSK_CUDA_CHECK(cudaFree(starts));
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ OUT="${OUT:-$PWD/out-decode-kernels-gpu}"
 mkdir -p "$OUT"
 build="${DSK_BUILD:-$PWD/build-gpu}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
-summary=()
+source scripts/device/lib/summary.sh
 
 bench_sources=(kernels/cuda/paged_attention.cu kernels/cuda/rope.cu kernels/cuda/rmsnorm.cu kernels/cuda/common.cu)
 build_bench() {  # tree root (its kernels/, and its scripts/bench/ when it has one: the kernels' API changes), binary
@@ -47,14 +47,7 @@ scripts/device/build-on-device.sh dsk_gpu_paged_attention dsk_gpu_rope dsk_gpu_r
 wait $after_build || { tail -20 "$OUT/bench-build.log"; echo "decode-kernels-gpu: the bench did not build"; }
 [ -z "$before_build" ] || wait $before_build || { tail -20 "$OUT/bench-build-before.log"; rm -f "$OUT/bench-before"; }
 
-for test in paged_attention rope rmsnorm; do
-  start=$(date +%s)
-  DSK_SOURCE_DIR="$PWD" "$build/tests/gpu/dsk_gpu_$test" >"$OUT/$test.log" 2>&1
-  code=$?
-  summary+=("$(printf '%-34s %s (%ss)' "dsk_gpu_$test" "$([ $code = 0 ] && echo pass || echo "FAIL $code")" \
-    $(( $(date +%s) - start )))")
-  [ $code = 0 ] || tail -40 "$OUT/$test.log"
-done
+timed_gpu_tests paged_attention rope rmsnorm
 
 [ -x "$OUT/bench-after" ] && "$OUT/bench-after" >"$OUT/bench-after.txt" 2>"$OUT/bench-after.log"
 [ -x "$OUT/bench-before" ] && "$OUT/bench-before" >"$OUT/bench-before.txt" 2>"$OUT/bench-before.log"

@@ -22,21 +22,14 @@ build="${DSK_BUILD:-$PWD/build-gpu}"
 data="$PWD/.carry/gpu-data"
 export PATH="$build/tools:$data/bin:$PATH" DSK_SOURCE_DIR="$PWD"
 parts=" ${PARTS:-ops cli bench} "
-summary=()
-note() { summary+=("$(printf '%-34s %s' "$1" "$2")"); }
-verdict() { [ "$1" = 0 ] && echo pass || echo "FAIL $1"; }
+source scripts/device/lib/summary.sh
 
 scripts/device/build-on-device.sh dsk-finetune dsk-train dsk-tokenize dsk_gpu_segment_attention dsk_gpu_attention ||
   exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 
 if [[ $parts == *" ops "* ]]; then
-  for test in dsk_gpu_segment_attention dsk_gpu_attention; do
-    "$build/tests/gpu/$test" >"$OUT/$test.log" 2>&1
-    code=$?
-    note "$test" "$(verdict $code)"
-    [ $code = 0 ] || tail -40 "$OUT/$test.log"
-  done
+  gpu_tests 40 dsk_gpu_segment_attention dsk_gpu_attention
 fi
 
 if [[ $parts == *" cli "* ]]; then

@@ -26,18 +26,11 @@ build="${DSK_BUILD:-$PWD/build-gpu}"
 data="$PWD/.carry/gpu-data"
 shape=${SHAPE:-llama-1b} prompt=${PROMPT:-128} new=${NEW:-128} concurrent=${CONCURRENT:-32}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
-summary=()
+source scripts/device/lib/summary.sh
 
 scripts/device/build-on-device.sh dsk_gpu_matmul dsk_gpu_paged_attention dsk_gpu_sampling dsk_gpu_serve_engine \
   dsk_serve_bench 2>&1 | tee "$OUT/build.log" | tail -5 || { echo "serve-gpu: the build failed ($OUT/build.log)"; exit 1; }
-for test in matmul paged_attention sampling serve_engine; do
-  start=$(date +%s)
-  DSK_SOURCE_DIR="$PWD" "$build/tests/gpu/dsk_gpu_$test" >"$OUT/$test.log" 2>&1
-  code=$?
-  summary+=("$(printf '%-34s %s (%ss)' "dsk_gpu_$test" "$([ $code = 0 ] && echo pass || echo "FAIL $code")" \
-    $(( $(date +%s) - start )))")
-  [ $code = 0 ] || tail -40 "$OUT/$test.log"
-done
+timed_gpu_tests matmul paged_attention sampling serve_engine
 
 config="$data/shapes/$shape/config.json"
 "$build/lib/serve/dsk_serve_bench" "$config" --prompt "$prompt" --new "$new" --concurrent "$concurrent" \

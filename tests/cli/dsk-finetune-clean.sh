@@ -2,20 +2,10 @@
 # dsk-finetune clean as a pipe stage: each drop reason counted in the report, kept records in order
 # and byte for byte, stdin to stdout, lengths in characters and tokens, and the exit codes of dsk(7).
 set -euo pipefail
-[ -x "${DSK_BUILD_DIR:?}/tools/dsk-finetune" ] || { echo "dsk-finetune is not built"; exit 77; }
+source "$(dirname "$0")/lib/test-helpers.sh"
+require_tool dsk-finetune
 tokenizer_dir="${DSK_SOURCE_DIR:?}/tests/fixtures/tokenizer/tiny-gpt2"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { sed -n "s/^$1: //p" "$2" | tail -1; }
-expect() {  # expect CODE PATTERN command...: exit code, and stderr matching PATTERN
-  local code=$1 pattern=$2; shift 2
-  local got=0
-  "$@" >out.txt 2>err.txt || got=$?
-  [ "$got" = "$code" ] || fail "$* exited $got, expected $code: $(cat err.txt)"
-  grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
-}
+in_scratch_dir
 
 {
   printf '{"prompt": "2+2?", "completion": "4", "id": 1}\n'

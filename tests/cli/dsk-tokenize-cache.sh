@@ -4,11 +4,9 @@
 # cache file is rebuilt, a changed tokenizer.json gets a file of its own, "off" writes none, and
 # a directory that cannot be written is no error.
 set -euo pipefail
-[ -x "${DSK_BUILD_DIR:?}/tools/dsk-tokenize" ] || { echo "dsk-tokenize is not built"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/lib/test-helpers.sh"
+require_tool dsk-tokenize
+in_scratch_dir
 
 mkdir gpt2
 cp "${DSK_SOURCE_DIR:?}/tests/fixtures/tokenizer/tiny-gpt2/tokenizer.json" gpt2/

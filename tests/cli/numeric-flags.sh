@@ -4,10 +4,8 @@
 # 0" or "FLAG: expects an integer, got 'x'"; never CLI11's "Could not convert" or a range bound
 # of 310 digits.
 set -euo pipefail
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/lib/test-helpers.sh"
+in_scratch_dir
 
 # expect MESSAGE command...: exit 2, and the error line is exactly "TOOL: error: MESSAGE".
 expect() {

@@ -3,10 +3,8 @@
 # takes (empty, not YAML, a mapping without 'kind', a record of another kind) is a usage error,
 # exit 2; a record of the right kind that lacks its path is bad data, exit 3.
 set -euo pipefail
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/lib/test-helpers.sh"
+in_scratch_dir
 
 # expect CODE PATTERN STDIN command...
 expect() {

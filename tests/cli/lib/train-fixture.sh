@@ -4,14 +4,13 @@
 #   make_shards                      ./shards, ./tokenizer.json, ./tokenizer_config.json
 #   write_config FILE MODEL_TYPE     a dsk-train config (llama or deepseek_v3) training on ./shards
 #   make_tiny_base                   a 2-step llama checkpoint (its path); expect_error CODE PATTERN cmd...
-#   in_scratch_dir                   cd to a temporary directory removed at exit
+#   in_scratch_dir, fail, field, expect   (test-helpers.sh)
 #   use_mpi; mpi N command...        ranks under OpenMPI (the test is skipped without mpirun)
 #   max_relative_difference A B      of the losses of two metrics.jsonl files
 #   optimizer_state CHECKPOINT       its whole optimizer state as bytes (ZeRO-1's parts joined)
 #   stop_after_lines N METRICS cmd...  runs cmd in the background (stdout interrupted.yaml, stderr
 #                                    interrupted.err), SIGTERM once METRICS has N lines; expects 143
-fail() { echo "FAIL: $*" >&2; exit 1; }
-field() { sed -n "s/^$1: //p" "$2" | tail -1; }  # a record's field
+source "$(dirname "${BASH_SOURCE[0]}")/test-helpers.sh"  # fail, field, in_scratch_dir, expect
 
 make_shards() {
   cp "${DSK_SOURCE_DIR:?}/tests/fixtures/tokenizer/tiny-gpt2/tokenizer.json" tokenizer.json
@@ -93,13 +92,6 @@ expect_error() {
   "$@" >/dev/null 2>err.txt || got=$?
   [ "$got" = "$code" ] || fail "$*: exit $got, expected $code: $(cat err.txt)"
   grep -q -- "$pattern" err.txt || fail "$*: message: $(cat err.txt)"
-}
-
-# A fresh working directory for the test, removed when the shell exits, and the current one.
-in_scratch_dir() {
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-  cd "$work"
 }
 
 # Several ranks on this machine through OpenMPI, as root too and with more ranks than cores.
