@@ -76,13 +76,12 @@ __global__ void products(float* a_bt, float* a_b, float* rounded_a_bt_b, const b
   uint32_t fragments[kSide / 16][4];
   for (int k = 0; k < kSide / 16; k++) wgmma::fragment_from_accumulator(fragments[k], d, k);
 
+  uint32_t a_fragments[kSide / 16][4];
+  for (int k = 0; k < kSide / 16; k++) fragment_from_global(a_fragments[k], a, k);
   float e[32] = {};
   wgmma::fence();
-  for (int k = 0; k < kSide / 16; k++) {
-    uint32_t fragment[4];
-    fragment_from_global(fragment, a, k);
-    wgmma::mma_rs<true>(e, fragment, wgmma::descriptor(b_tile, wgmma::mn_major_step(k)), k > 0);
-  }
+  for (int k = 0; k < kSide / 16; k++)
+    wgmma::mma_rs<true>(e, a_fragments[k], wgmma::descriptor(b_tile, wgmma::mn_major_step(k)), k > 0);
   wgmma::commit();
   wgmma::wait<0>();
   wgmma::pin(e);
