@@ -8,6 +8,7 @@
 #include "distill/teacher_rows.hpp"
 #include "model/generate.hpp"
 #include "model/model.hpp"
+#include "tensor/allocation.hpp"
 #include "tensor/device.hpp"
 #include "train/evaluate.hpp"
 #include "train/token_windows.hpp"
@@ -42,22 +43,18 @@ double decode_speed(model::Model& model, const std::vector<int32_t>& prompt, int
   return double(made.size()) / std::max(seconds, 1e-9);
 }
 
-// Per-position buffers in the student's backend.
+// Per-position buffers in the student's backend, exactly N of each (no arena rounding: the
+// student_memory_bytes of the report counts them as they are). Owned, so that a throw between
+// two of them gives back the ones taken.
 struct StudentBuffers {
-  tensor::Ops& ops;
-  Buf targets, divergences, cross_entropies, top1_ids, top1_logprobs, top1_rest;
-  StudentBuffers(tensor::Ops& o, int64_t N) : ops(o) {
-    targets = Buf{ops.allocate(size_t(N) * 4, "eval targets"), N, DType::i32};
-    divergences = Buf{ops.allocate(size_t(N) * 4, "eval divergences"), N, DType::f32};
-    cross_entropies = Buf{ops.allocate(size_t(N) * 4, "eval cross-entropies"), N, DType::f32};
-    top1_ids = Buf{ops.allocate(size_t(N) * 4, "eval top-1 ids"), N, DType::i32};
-    top1_logprobs = Buf{ops.allocate(size_t(N) * 4, "eval top-1 logprobs"), N, DType::f32};
-    top1_rest = Buf{ops.allocate(size_t(N) * 4, "eval top-1 rest"), N, DType::f32};
-  }
-  ~StudentBuffers() {
-    for (Buf* b : {&targets, &divergences, &cross_entropies, &top1_ids, &top1_logprobs, &top1_rest})
-      ops.release(b->data);
-  }
+  const tensor::Allocation targets, divergences, cross_entropies, top1_ids, top1_logprobs, top1_rest;
+  StudentBuffers(tensor::Ops& ops, int64_t N)
+      : targets(ops, DType::i32, N, "eval targets"),
+        divergences(ops, DType::f32, N, "eval divergences"),
+        cross_entropies(ops, DType::f32, N, "eval cross-entropies"),
+        top1_ids(ops, DType::i32, N, "eval top-1 ids"),
+        top1_logprobs(ops, DType::f32, N, "eval top-1 logprobs"),
+        top1_rest(ops, DType::f32, N, "eval top-1 rest") {}
 };
 
 }  // namespace
@@ -100,19 +97,19 @@ DistillReport evaluate_distillation(const fs::path& teacher_dir, const fs::path&
         const double teacher_loss = teacher.forward(batch.tokens.data(), batch.targets.data(), B, T);
         student.forward_hidden(batch.tokens.data(), B, T, /*training=*/false);
         student_copy.upload(ids.data(), logprobs.data(), rest.data(), N);
-        student.ops().copy_from_host(buffers.targets, batch.targets.data());
-        student.ops().lm_head_distill_loss(buffers.divergences, buffers.cross_entropies, Buf{}, Buf{}, student.hidden(),
-                                           student.lm_head_weight(), buffers.targets, student_copy.ids(N),
-                                           student_copy.logprobs(N), student_copy.rest(N), int(N), arch.hidden, V,
-                                           report.top_k, -100, forward_kl, 0.0f);
-        student.ops().lm_head_top_k(buffers.top1_ids, buffers.top1_logprobs, buffers.top1_rest, student.hidden(),
-                                    student.lm_head_weight(), int(N), arch.hidden, V, 1, 1.0f);
-        student.ops().copy_to_host(student_top1.data(), buffers.top1_ids);
+        student.ops().copy_from_host(buffers.targets.buf(), batch.targets.data());
+        student.ops().lm_head_distill_loss(buffers.divergences.buf(), buffers.cross_entropies.buf(), Buf{}, Buf{},
+                                           student.hidden(), student.lm_head_weight(), buffers.targets.buf(),
+                                           student_copy.ids(N), student_copy.logprobs(N), student_copy.rest(N), int(N),
+                                           arch.hidden, V, report.top_k, -100, forward_kl, 0.0f);
+        student.ops().lm_head_top_k(buffers.top1_ids.buf(), buffers.top1_logprobs.buf(), buffers.top1_rest.buf(),
+                                    student.hidden(), student.lm_head_weight(), int(N), arch.hidden, V, 1, 1.0f);
+        student.ops().copy_to_host(student_top1.data(), buffers.top1_ids.buf());
         int64_t agree = 0;
         for (int64_t n = 0; n < N; n++) agree += student_top1[n] == ids[size_t(n) * report.top_k];
         agreement += double(agree) / double(N);
-        kl += student.ops().sum(buffers.divergences) / double(N);
-        student_loss += student.ops().sum(buffers.cross_entropies) / double(N);
+        kl += student.ops().sum(buffers.divergences.buf()) / double(N);
+        student_loss += student.ops().sum(buffers.cross_entropies.buf()) / double(N);
         return teacher_loss;
       });
   teacher.reset_expert_load();

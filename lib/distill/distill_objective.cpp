@@ -75,22 +75,20 @@ DistillObjective::DistillObjective(model::Model& student, const Config& config)
   }
 }
 
-DistillObjective::~DistillObjective() {
-  tensor::Ops& ops = student_.ops();
-  for (Buf* b : {&targets_, &divergences_, &cross_entropies_})
-    if (!b->empty()) ops.release(b->data);
-}
+DistillObjective::LossBuffers::LossBuffers(tensor::Ops& ops, int64_t N)
+    : targets(ops, DType::i32, N, "distillation targets"),
+      divergences(ops, DType::f32, N, "distillation divergences"),
+      cross_entropies(ops, DType::f32, N, "distillation cross-entropies") {}
 
 void DistillObjective::fill_teacher_rows(const train::Batch& batch, int B, int T) {
   const int64_t N = int64_t(B) * T;
   tensor::Ops& ops = student_.ops();
   if (N > planned_rows_) {  // the first batch: nothing is allocated after it
-    for (Buf* b : {&targets_, &divergences_, &cross_entropies_})
-      if (!b->empty()) ops.release(b->data);
+    // The old loss buffers go before the new teacher rows come, the old rows after (the backend's
+    // peak depends on this order).
+    buffers_.reset();
     rows_ = std::make_unique<TeacherRows>(ops, N, top_k_);
-    targets_ = Buf{ops.allocate(size_t(N) * 4, "distillation targets"), N, DType::i32};
-    divergences_ = Buf{ops.allocate(size_t(N) * 4, "distillation divergences"), N, DType::f32};
-    cross_entropies_ = Buf{ops.allocate(size_t(N) * 4, "distillation cross-entropies"), N, DType::f32};
+    buffers_.emplace(ops, N);
     planned_rows_ = N;
   }
   if (teacher_) {
@@ -116,8 +114,8 @@ double DistillObjective::forward_backward(const train::Batch& batch, int B, int 
   student_.forward_hidden(batch.tokens.data(), B, T, /*training=*/true);
   fill_teacher_rows(batch, B, T);
   tensor::Ops& ops = student_.ops();
-  const Buf targets = targets_.slice(0, N), divergences = divergences_.slice(0, N),
-            cross_entropies = cross_entropies_.slice(0, N);
+  const Buf targets = buffers_->targets.buf().slice(0, N), divergences = buffers_->divergences.buf().slice(0, N),
+            cross_entropies = buffers_->cross_entropies.buf().slice(0, N);
   ops.copy_from_host(targets, batch.targets.data());
   const model::Architecture& arch = student_.architecture();
   ops.lm_head_distill_loss(divergences, cross_entropies, student_.hidden_gradient(), student_.lm_head_gradient(),

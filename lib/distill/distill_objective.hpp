@@ -14,6 +14,7 @@
 #include "core/config.hpp"
 #include "distill/teacher_cache.hpp"
 #include "distill/teacher_rows.hpp"
+#include "tensor/allocation.hpp"
 #include "train/objective.hpp"
 
 namespace dsk::distill {
@@ -24,11 +25,17 @@ class DistillObjective : public train::NextTokenObjective {
   // another vocabulary size, temperature or top_k, or a cache made by another teacher (when
   // distill.teacher is given) or from shards of another tokenizer.
   DistillObjective(model::Model& student, const Config& config);
-  ~DistillObjective() override;
   double forward_backward(const train::Batch& batch, int B, int T, float loss_scale) override;
   double evaluate(const train::Batch& batch, int B, int T) override;
 
  private:
+  // The loss's per-position buffers in the student's backend, exactly N of each (no arena
+  // rounding: the logged peak counts them as they are).
+  struct LossBuffers {
+    LossBuffers(tensor::Ops& ops, int64_t N);
+    const tensor::Allocation targets, divergences, cross_entropies;
+  };
+
   void fill_teacher_rows(const train::Batch& batch, int B, int T);
 
   model::Model& student_;
@@ -37,7 +44,7 @@ class DistillObjective : public train::NextTokenObjective {
   std::optional<model::Model> teacher_;  // online
   std::unique_ptr<TeacherCache> cache_;
   std::unique_ptr<TeacherRows> rows_;
-  tensor::Buf targets_, divergences_, cross_entropies_;
+  std::optional<LossBuffers> buffers_;  // for planned_rows_ positions; none before the first batch
   int64_t planned_rows_ = 0;
   std::vector<int32_t> host_ids_;
   std::vector<float> host_logprobs_, host_rest_;

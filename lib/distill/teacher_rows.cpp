@@ -2,20 +2,14 @@
 
 namespace dsk::distill {
 
-using tensor::Buf;
 using tensor::DType;
 
-TeacherRows::TeacherRows(tensor::Ops& ops, int64_t rows, int K) : ops_(ops), K_(K) {
-  ids_ = Buf{ops.allocate(size_t(rows) * K * 4, "teacher ids"), rows * K, DType::i32};
-  logprobs_ = Buf{ops.allocate(size_t(rows) * K * 4, "teacher log-probabilities"), rows * K, DType::f32};
-  rest_ = Buf{ops.allocate(size_t(rows) * 4, "teacher rest mass"), rows, DType::f32};
-}
-
-TeacherRows::~TeacherRows() {
-  ops_.release(ids_.data);
-  ops_.release(logprobs_.data);
-  ops_.release(rest_.data);
-}
+TeacherRows::TeacherRows(tensor::Ops& ops, int64_t rows, int K)
+    : ops_(ops),
+      K_(K),
+      ids_(ops, DType::i32, rows * K, "teacher ids"),
+      logprobs_(ops, DType::f32, rows * K, "teacher log-probabilities"),
+      rest_(ops, DType::f32, rows, "teacher rest mass") {}
 
 void TeacherRows::compute(model::Model& teacher, const int32_t* tokens, int B, int T, float temperature) {
   teacher.forward_hidden(tokens, B, T, /*training=*/false);

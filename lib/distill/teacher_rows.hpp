@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/model.hpp"
+#include "tensor/allocation.hpp"
 #include "tensor/ops.hpp"
 
 namespace dsk::distill {
@@ -15,9 +16,6 @@ class TeacherRows {
  public:
   // Room for `rows` positions of K ids, K log-probabilities and a rest mass each.
   TeacherRows(tensor::Ops& ops, int64_t rows, int K);
-  ~TeacherRows();
-  TeacherRows(const TeacherRows&) = delete;
-  TeacherRows& operator=(const TeacherRows&) = delete;
 
   // The first B*T rows: the teacher's distribution at `temperature` after tokens [B,T] (inference:
   // no activations are kept for backward).
@@ -28,14 +26,16 @@ class TeacherRows {
   void download(int32_t* ids, float* logprobs, float* rest, int64_t rows);
 
   int top_k() const { return K_; }
-  tensor::Buf ids(int64_t rows) const { return ids_.slice(0, rows * K_); }
-  tensor::Buf logprobs(int64_t rows) const { return logprobs_.slice(0, rows * K_); }
-  tensor::Buf rest(int64_t rows) const { return rest_.slice(0, rows); }
+  tensor::Buf ids(int64_t rows) const { return ids_.buf().slice(0, rows * K_); }
+  tensor::Buf logprobs(int64_t rows) const { return logprobs_.buf().slice(0, rows * K_); }
+  tensor::Buf rest(int64_t rows) const { return rest_.buf().slice(0, rows); }
 
  private:
   tensor::Ops& ops_;
   int K_;
-  tensor::Buf ids_, logprobs_, rest_;
+  // Owned, so that a constructor that throws after the first gives that one back; exactly their
+  // bytes (not an arena's 256-byte rounding), so the backend's logged peak is what it always was.
+  const tensor::Allocation ids_, logprobs_, rest_;
 };
 
 }  // namespace dsk::distill
