@@ -3,6 +3,7 @@
 #include "tensor/cpu_ops.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -32,6 +33,8 @@ class CpuOps final : public Ops {
   std::string describe() const override { return "cpu (fp32)"; }
 
   void* allocate(size_t bytes, const std::string& what) override {
+    // Rounded up to the alignment; a size within 255 of SIZE_MAX would wrap to a tiny block.
+    if (bytes > SIZE_MAX - 255) throw ResourceError(str("cannot allocate ", bytes, " bytes of host memory for ", what));
     void* p = std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256);
     if (!p) throw ResourceError(str("out of host memory allocating ", bytes, " bytes for ", what));
     tally_.add(p, bytes);

@@ -3,8 +3,10 @@
 // way out of an exception too.
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <stdexcept>
 
+#include "core/error.hpp"
 #include "tensor/allocation.hpp"
 #include "tensor/cpu_ops.hpp"
 
@@ -29,5 +31,12 @@ TEST_CASE("an allocation holds exactly its bytes and gives them back at the end 
     throw std::runtime_error("a collective failed");
   } catch (const std::runtime_error&) {
   }
+  CHECK(ops->memory_in_use() == before);
+}
+
+TEST_CASE("the CPU backend refuses a size that would wrap when rounded to its alignment") {
+  auto ops = make_cpu_ops();
+  const size_t before = ops->memory_in_use();
+  CHECK_THROWS_AS(ops->allocate(SIZE_MAX - 10, "a bogus size"), dsk::ResourceError);
   CHECK(ops->memory_in_use() == before);
 }
