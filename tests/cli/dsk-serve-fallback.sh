@@ -21,20 +21,20 @@ served_by() {  # the model that answered a small request to big, and the fallbac
 }
 [ "$(served_by | head -1)" = big ] || fail "big does not answer when idle"
 
-# The burst: 32 requests of ~60 tokens each, one at a time. They are sent by one curl at once
-# (--parallel), so that all of them reach big's queue before its oldest wait passes the bound. With
-# a curl process a request, they started over seconds on a loaded machine (CI's 2 cores): the late
-# ones went to small once the fallback engaged, big's queue drained, and the probe below found big
-# answering again.
-# Probe once the oldest has waited past max_queue_wait (polled, not a fixed sleep: how long the
-# burst lasts depends on the machine).
+# The burst: 64 requests of ~120 tokens each, one at a time: seconds of queue on a fast machine, so
+# that the probe below lands while big's oldest request still waits. They are sent by one curl at
+# once (--parallel), so that all of them reach big's queue before its oldest wait passes the bound:
+# with a curl process a request, they started over seconds on a loaded machine (CI's 2 cores), the
+# late ones went to small once the fallback engaged, big's queue drained, and the probe found big
+# answering again. Probe once the oldest has waited past max_queue_wait (polled, not a fixed sleep:
+# how long the burst lasts depends on the machine).
 burst_requests=()
-for i in $(seq 32); do
+for i in $(seq 64); do
   [ "$i" = 1 ] || burst_requests+=(--next)
   burst_requests+=(-s -o /dev/null -H 'Content-Type: application/json' "$BASE/v1/completions"
-    -d "{\"model\": \"big\", \"prompt\": \"burst $i\", \"max_tokens\": 60, \"temperature\": 0}")
+    -d "{\"model\": \"big\", \"prompt\": \"burst $i\", \"max_tokens\": 120, \"temperature\": 0}")
 done
-curl --parallel --parallel-immediate --parallel-max 32 "${burst_requests[@]}" &
+curl --parallel --parallel-immediate --parallel-max 64 "${burst_requests[@]}" 2>/dev/null &  # no progress meter
 oldest_wait() { curl -s "$BASE/metrics" | sed -n 's/^dsk_serve_oldest_wait_seconds{model="big"[^}]*} //p'; }
 for _ in $(seq 500); do
   python3 -c "import sys; sys.exit(0 if float('${wait:-0}' or 0) > 0.35 else 1)" 2>/dev/null && break
