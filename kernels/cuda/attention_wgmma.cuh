@@ -19,8 +19,8 @@
 namespace dsk::kernels::cuda::flash::hopper {
 
 constexpr int kD = 64;             // Dk = Dv
-constexpr int kRows = 64;          // keys (dK/dV) or queries (dQ) a block owns: one warpgroup's M
-constexpr int kStep = 64;          // queries (dK/dV) or keys (dQ) a step takes: the products' N
+constexpr int kRows = 64;          // keys (dK/dV) or queries (forward, dQ) a block owns: one warpgroup's M
+constexpr int kStep = 64;          // queries (dK/dV) or keys (forward, dQ) a step takes: the products' N
 constexpr int kThreads = 128;      // one warpgroup
 constexpr int kTileBytes = kRows * kD * int(sizeof(bf16));
 // Two fixed tiles, two stages of two tiles, two stages of two float vectors, and the slack that
