@@ -66,6 +66,14 @@ __device__ __forceinline__ void product_pb(float (&d)[32], const float (&a_acc)[
   for (int k = 0; k < kStep / 16; k++) wgmma::mma_rs<true>(d, a[k], wgmma::descriptor(y, wgmma::mn_major_step(k)), true);
 }
 
+// Waits for the products issued since the last wait, and keeps their accumulators' reads after it.
+template <class... Accumulators>
+__device__ __forceinline__ void finish_products(Accumulators&... d) {
+  wgmma::commit();
+  wgmma::wait<0>();
+  (wgmma::pin(d), ...);
+}
+
 // The accumulators as attention_mma.cuh's [m16 tiles][8-column blocks][4] (the same layout per warp).
 __device__ __forceinline__ const float (&as_warp_tiles(const float (&d)[32]))[1][kD / 8][4] {
   return *reinterpret_cast<const float(*)[1][kD / 8][4]>(&d);
@@ -128,10 +136,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     wgmma::fence();
     product_abt(p, k_tile, q_stage);
     product_abt(ds, v_tile, dout_stage);
-    wgmma::commit();
-    wgmma::wait<0>();
-    wgmma::pin(p);
-    wgmma::pin(ds);
+    finish_products(p, ds);
     const bool edge = n0 + kRows - 1 > offset + m0 || m0 + kStep > s.Tq;
 #pragma unroll
     for (int i = 0; i < 32; i++) {
@@ -142,10 +147,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
     product_pb(dv_acc, p, dout_stage);  // dV += P^T dO
     product_pb(dk_acc, ds, q_stage);    // dK += dS^T Q (x scale below)
-    wgmma::commit();
-    wgmma::wait<0>();
-    wgmma::pin(dv_acc);
-    wgmma::pin(dk_acc);
+    finish_products(dv_acc, dk_acc);
   }
 
   const int warp_n0 = n0 + 16 * (int(threadIdx.x) / 32);
@@ -208,17 +210,13 @@ __global__ void __launch_bounds__(kThreads)
     float scores[32];
     wgmma::fence();
     product_abt(scores, q_tile, k_tiles + (tile % 2) * kTileBytes);
-    wgmma::commit();
-    wgmma::wait<0>();
-    wgmma::pin(scores);
+    finish_products(scores);
     const bool diagonal = block.on_diagonal(n0);
 #pragma unroll
     for (int i = 0; i < 32; i++) scores[i] = diagonal && block.hidden(n0, i) ? -INFINITY : scores[i] * scale_log2;
     online_softmax_update<kStep, kD>(as_blocks(scores), as_blocks(o), row_max, row_sum);
     product_pb(o, scores, v_tiles + (tile % 2) * kTileBytes);  // O += P V
-    wgmma::commit();
-    wgmma::wait<0>();
-    wgmma::pin(o);
+    finish_products(o);
   }
 
 #pragma unroll
@@ -283,10 +281,7 @@ __global__ void __launch_bounds__(kThreads)
     wgmma::fence();
     product_abt(ds, q_tile, k_stage);
     product_abt(dp, dout_tile, v_stage);
-    wgmma::commit();
-    wgmma::wait<0>();
-    wgmma::pin(ds);
-    wgmma::pin(dp);
+    finish_products(ds, dp);
     const bool diagonal = block.on_diagonal(n0);
 #pragma unroll
     for (int i = 0; i < 32; i++) {
@@ -296,9 +291,7 @@ __global__ void __launch_bounds__(kThreads)
       ds[i] = probability * (dp[i] - row_dsum[half]);
     }
     product_pb(dq_acc, ds, k_stage);  // dQ += dS K (x scale below)
-    wgmma::commit();
-    wgmma::wait<0>();
-    wgmma::pin(dq_acc);
+    finish_products(dq_acc);
   }
 
   const int warp_m0 = m0 + 16 * (int(threadIdx.x) / 32);

@@ -22,6 +22,7 @@ const DeviceTraits& device_traits() {
     throw InternalError(str("CUDA: device ", device, " is past the ", kDevices, " this build keeps traits of"));
   std::call_once(asked[device], [device] {
     DeviceTraits& t = traits[device];
+    t.device = device;
     DSK_CUDA_CHECK(cudaDeviceGetAttribute(&t.major, cudaDevAttrComputeCapabilityMajor, device));
     DSK_CUDA_CHECK(cudaDeviceGetAttribute(&t.multiprocessors, cudaDevAttrMultiProcessorCount, device));
     DSK_CUDA_CHECK(cudaDeviceGetAttribute(&t.shared_per_block_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));

@@ -42,6 +42,7 @@ inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + thread
 // What the launchers ask of the current device, queried once per device: the queries cost
 // microseconds, as much as the few-microsecond kernels of a decode step they would precede.
 struct DeviceTraits {
+  int device = 0;                  // the CUDA device these are of
   int major = 0;                   // compute capability: 9 has PDL, the copy engine's bulk copies, wgmma
   int multiprocessors = 0;
   int shared_per_block_optin = 0;  // bytes of shared memory a block may have once it asks

@@ -237,11 +237,9 @@ __global__ void __launch_bounds__(Split::kWarps * 32)
 inline int one_wave_blocks(const void* kernel, int threads, size_t shared_bytes) {
   static std::mutex mutex;
   static std::map<std::tuple<int, const void*, size_t>, int> cache;
-  int device = 0;
-  DSK_CUDA_CHECK(cudaGetDevice(&device));
   const DeviceTraits& traits = device_traits();
   const std::lock_guard<std::mutex> lock(mutex);
-  const auto key = std::make_tuple(device, kernel, shared_bytes);
+  const auto key = std::make_tuple(traits.device, kernel, shared_bytes);
   if (auto found = cache.find(key); found != cache.end()) return found->second;
   int per_sm = 0;
   DSK_CUDA_CHECK(

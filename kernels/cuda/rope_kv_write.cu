@@ -23,8 +23,7 @@ __global__ void rope_paged_kv_write_kernel(T* q, T* k, const T* v, T* k_pool, T*
   const int i = (int)(index % half);
   const int64_t row_head = index / half;
   const int n = (int)(row_head / heads), head = (int)(row_head % heads);
-  const int ia = rope.interleaved ? 2 * i : i;
-  const int ib = rope.interleaved ? 2 * i + 1 : i + half;
+  const auto [ia, ib] = pair_columns(rope, i, half);
   const int64_t row = int64_t(KVH) * D, slot = slots[n];
   if (head >= H + KVH) {  // a value: copied as it is
     const int64_t column = int64_t(head - H - KVH) * D;

@@ -9,10 +9,18 @@
 
 namespace dsk::kernels::cuda {
 
+// The columns of pair i of a head: (i, i + half) for rotate_half, (2i, 2i + 1) interleaved.
+struct PairColumns {
+  int ia, ib;
+};
+__device__ __forceinline__ PairColumns pair_columns(const RopeDevice& rope, int i, int half) {
+  return {rope.interleaved ? 2 * i : i, rope.interleaved ? 2 * i + 1 : i + half};
+}
+
 // Pair i of a head: its columns and its angle's cos and sin at one position, times the attention
 // factor; sign -1 gives the transpose (the backward).
 struct PairRotation {
-  int ia, ib;  // (i, i + half) for rotate_half, (2i, 2i + 1) interleaved
+  int ia, ib;
   float cos, sin;
 };
 
@@ -20,8 +28,8 @@ __device__ __forceinline__ PairRotation pair_rotation(const RopeDevice& rope, in
                                                       float sign) {
   float sin_a, cos_a;
   sincosf(float(position) * rope.inv_freq[i], &sin_a, &cos_a);
-  return {rope.interleaved ? 2 * i : i, rope.interleaved ? 2 * i + 1 : i + half, cos_a * rope.attention_factor,
-          sign * sin_a * rope.attention_factor};
+  const PairColumns columns = pair_columns(rope, i, half);
+  return {columns.ia, columns.ib, cos_a * rope.attention_factor, sign * sin_a * rope.attention_factor};
 }
 
 // (a cos - b sin, a sin + b cos).
