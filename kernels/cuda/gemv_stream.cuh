@@ -51,7 +51,8 @@ struct StreamJob {
   float norm_eps;
 };
 
-constexpr int kBarrierBytes = 128;  // the stages' mbarriers, ahead of the stages in shared memory
+constexpr int kBarrierBytes = 128;  // the stages' mbarriers, then the norm's kGemvMaxRows factors
+constexpr int kNormOffset = kBarrierBytes - kGemvMaxRows * int(sizeof(float));
 
 template <typename T, int SOURCES>
 __host__ __device__ inline int64_t stage_bytes(int rows_per_stage, int C) {
@@ -110,32 +111,47 @@ __device__ __forceinline__ void dot_stage_row(float (&sums)[SOURCES][kGemvMaxRow
   }
 }
 
-// Rows [0, N) of x [N, C] (shared memory) in place to RMSNorm(x) * weight, with rmsnorm_forward's
-// arithmetic in its order (rmsnorm.cu: a warp a row, each lane its 16-byte chunks in column order,
-// then the butterfly), so the products see the bits the unfused norm would have written.
+// RMSNorm of input rows in shared memory, with rmsnorm_forward's arithmetic in its order
+// (rmsnorm.cu: a warp a row, each lane its 16-byte chunks in column order, then the butterfly), so
+// that the products see the bits the unfused norm would have written. In two steps, so that every
+// thread of a block can take part in the second: a warp sums a row's squares (row_inverse_rms),
+// then the block scales the rows' chunks by it and the weight (scale_rows).
+
+// 1 / sqrt(mean(row^2) + eps) of row [C], in every lane of the calling warp.
 template <typename T>
-__device__ __forceinline__ void normalize_rows(T* x, const T* weight, float eps, int N, int C) {
+__device__ __forceinline__ float row_inverse_rms(const T* row, int C, float eps, int lane) {
   constexpr int kVector = 16 / sizeof(T);
-  const int warps = int(blockDim.x) / 32, lane = int(threadIdx.x) % 32, chunks = C / kVector;
-  for (int n = int(threadIdx.x) / 32; n < N; n += warps) {
-    T* row = x + int64_t(n) * C;
-    float sum = 0;
-    for (int k = lane; k < chunks; k += 32) {
-      const Chunk<T, kVector> chunk = load_aligned_chunk<T, kVector>(row + k * kVector);
+  float sum = 0;
+  for (int k = lane; k < C / kVector; k += 32) {
+    const Chunk<T, kVector> chunk = load_aligned_chunk<T, kVector>(row + k * kVector);
 #pragma unroll
-      for (int v = 0; v < kVector; v++) sum += to_float(chunk.values[v]) * to_float(chunk.values[v]);
-    }
-    sum = warp_sum(sum);
-    const float r = 1.0f / sqrtf(sum / C + eps);
-    for (int k = lane; k < chunks; k += 32) {
-      Chunk<T, kVector> chunk = load_aligned_chunk<T, kVector>(row + k * kVector);
+    for (int v = 0; v < kVector; v++) sum += to_float(chunk.values[v]) * to_float(chunk.values[v]);
+  }
+  sum = warp_sum(sum);
+  return 1.0f / sqrtf(sum / C + eps);
+}
+
+// Rows [0, N) of x [N, C] in place to weight * x * inverse_rms[n], chunk `first`, first + step, ...
+// (weight 16-byte aligned, read once per chunk with one load).
+template <typename T>
+__device__ __forceinline__ void scale_rows(T* x, const T* weight, const float* inverse_rms, int N, int C, int first,
+                                           int step) {
+  constexpr int kVector = 16 / sizeof(T);
+  const int chunks = C / kVector;
+  for (int i = first; i < N * chunks; i += step) {
+    const int n = i / chunks, k = i % chunks;
+    const float r = inverse_rms[n];
+    T* at = x + int64_t(n) * C + int64_t(k) * kVector;
+    Chunk<T, kVector> chunk = load_aligned_chunk<T, kVector>(at);
+    const uint4 raw_weight = __ldg(reinterpret_cast<const uint4*>(weight) + k);
+    Chunk<T, kVector> w;
+    memcpy(&w, &raw_weight, sizeof(raw_weight));
 #pragma unroll
-      for (int v = 0; v < kVector; v++)
-        chunk.values[v] = from_float<T>(to_float(weight[k * kVector + v]) * (to_float(chunk.values[v]) * r));
-      uint4 raw;
-      memcpy(&raw, &chunk, sizeof(raw));
-      *reinterpret_cast<uint4*>(row + k * kVector) = raw;
-    }
+    for (int v = 0; v < kVector; v++)
+      chunk.values[v] = from_float<T>(to_float(w.values[v]) * (to_float(chunk.values[v]) * r));
+    uint4 raw;
+    memcpy(&raw, &chunk, sizeof(raw));
+    *reinterpret_cast<uint4*>(at) = raw;
   }
 }
 
@@ -166,6 +182,7 @@ __global__ void __launch_bounds__(Split::kWarps * 32)
     gemv_stream_kernel(const __grid_constant__ StreamJob<T> job, const T* inp, int N, int C) {
 #if __CUDA_ARCH__ >= 900
   constexpr int kStages = Split::kStages;
+  static_assert(kStages * int(sizeof(uint64_t)) <= kNormOffset, "the stages' mbarriers overlap the norm's factors");
   extern __shared__ __align__(128) char shared[];
   uint64_t* full = reinterpret_cast<uint64_t*>(shared);
   const int R = job.rows_per_stage;
@@ -208,7 +225,13 @@ __global__ void __launch_bounds__(Split::kWarps * 32)
     reinterpret_cast<uint4*>(x)[i] = reinterpret_cast<const uint4*>(inp)[i];
   __syncthreads();
   if (job.norm_weight) {
-    normalize_rows<T>(x, job.norm_weight, job.norm_eps, N, C);
+    float* inverse_rms = reinterpret_cast<float*>(shared + kNormOffset);
+    for (int n = int(threadIdx.x) / 32; n < N; n += int(blockDim.x) / 32) {
+      const float r = row_inverse_rms<T>(x + int64_t(n) * C, C, job.norm_eps, int(threadIdx.x) % 32);
+      if (threadIdx.x % 32 == 0) inverse_rms[n] = r;
+    }
+    __syncthreads();
+    scale_rows<T>(x, job.norm_weight, inverse_rms, N, C, int(threadIdx.x), int(blockDim.x));
     __syncthreads();
   }
 
@@ -256,6 +279,7 @@ size_t stream_shared_bytes(int rows_per_stage, int N, int C, const T* inp, const
   if (traits.major < 9 || !aligned16(inp) || (size_t(C) * sizeof(T)) % 16 != 0) return 0;
   for (int p = 0; p < job.count; p++)
     if (!aligned16(job.part[p].weight)) return 0;
+  if (job.norm_weight && !aligned16(job.norm_weight)) return 0;
   const size_t bytes = kBarrierBytes + size_t(Split::kStages) * size_t(stage_bytes<T, SOURCES>(rows_per_stage, C)) +
                        size_t(N) * C * sizeof(T);
   return bytes <= size_t(traits.shared_per_block_optin) ? bytes : 0;

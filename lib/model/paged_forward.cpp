@@ -4,6 +4,7 @@
 #include "model/paged_forward.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -142,6 +143,7 @@ struct StepView {
   Buf tokens, positions, sequence, slots, logit_rows, block_tables;
   Buf to_heads, to_tokens, head_offsets;  // MLA: rows [N*H] token-major <-> head-major, offsets [H+1]
   std::vector<AttentionRun> runs;
+  bool one_token_each = false;  // every token is the only one of its sequence in the step
 };
 
 // On CUDA, a fresh prompt chunk (tokens 0..T-1 of one sequence, adjacent in the step) goes
@@ -217,7 +219,10 @@ StepView upload_step(Ops& ops, PagedWorkspace& ws, const PagedStep& step, const 
   if (a.mla()) append_head_orders(host, N, a.heads);
   Buf meta = ws.meta.slice(0, int64_t(host.size()));
   ops.copy_from_host(meta, host.data());
-  StepView v{N, S, R, max_keys, width, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}};
+  StepView v{N, S, R, max_keys, width, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, false};
+  std::vector<char> seen(size_t(S), 0);
+  v.one_token_each = true;
+  for (int n = 0; n < N; n++) v.one_token_each = v.one_token_each && !std::exchange(seen[size_t(step.sequence[n])], 1);
   const int D = a.head_dim;
   v.runs = attention_runs(step, ops.device() == tensor::Device::cuda && !a.mla() && D % 8 == 0 && D <= 256);
   if (a.mla()) {
@@ -432,6 +437,49 @@ PagedWorkspace make_paged_workspace(const ModelParts& m, const PagedPlan& plan) 
 
 namespace {
 
+// Every layer of a step whose tokens are each their sequence's only one, in one op where the
+// backend has it (Ops::decode_layers_forward: dense GQA models); false when it did not run.
+bool fused_layers(const ModelParts& m, PagedWorkspace& ws, const StepView& v, Buf x) {
+  const Architecture& a = m.arch;
+  if (!ws.plan.fused_decode || !v.one_token_each || a.mla() || a.n_routed > 0) return false;
+  const Weights& w = m.weights;
+  Ops::DecodeLayers d;
+  for (int l = 0; l < a.layers; l++) {
+    const LayerParams& p = m.layout.layers[l];
+    if (p.moe || p.mlp.gate.bias != kNone || p.mlp.up.bias != kNone || p.mlp.gate.out != a.intermediate) return false;
+    d.layers.push_back({w.w(p.input_norm, a.hidden), weight_of(w, p.q), weight_of(w, p.k), weight_of(w, p.v),
+                        w.w(p.q.bias, p.q.out), w.w(p.k.bias, p.k.out), w.w(p.v.bias, p.v.out), weight_of(w, p.o),
+                        w.w(p.o.bias, p.o.out), w.w(p.post_norm, a.hidden), weight_of(w, p.mlp.gate),
+                        weight_of(w, p.mlp.up), weight_of(w, p.mlp.down), w.w(p.mlp.down.bias, p.mlp.down.out),
+                        ws.k_pool[l], ws.v_pool[l]});
+  }
+  const int N = v.N;
+  d.x = x;
+  d.q = ws.q.slice(0, int64_t(N) * a.heads * a.head_dim);
+  d.k = ws.k_new.slice(0, int64_t(N) * ws.k_row);
+  d.v = ws.v_new.slice(0, int64_t(N) * ws.v_row);
+  d.attention = ws.attention_out.slice(0, int64_t(N) * a.heads * a.head_dim);
+  d.act = rows(ws.mlp.act, N, a.intermediate);
+  d.positions = v.positions;
+  d.slots = v.slots;
+  d.sequence = v.sequence;
+  d.block_tables = v.block_tables;
+  d.rope = &m.rope;
+  d.N = N;
+  d.C = a.hidden;
+  d.H = a.heads;
+  d.KVH = a.kv_heads;
+  d.D = a.head_dim;
+  d.I = a.intermediate;
+  d.block_size = ws.plan.block_size;
+  d.table_width = v.table_width;
+  d.eps = a.rms_eps;
+  d.scale = a.softmax_scale();
+  if (!m.ops.decode_layers_forward(d)) return false;
+  ws.fused_decode_steps++;
+  return true;
+}
+
 // The uploaded step through every layer; the logits of its logit rows stay in ws.logits ([R, V] f32).
 Buf compute_step(const ModelParts& m, PagedWorkspace& ws, const StepView& v) {
   Ops& ops = m.ops;
@@ -439,7 +487,8 @@ Buf compute_step(const ModelParts& m, PagedWorkspace& ws, const StepView& v) {
   const int N = v.N, C = a.hidden, V = a.vocab, R = v.R;
   const Buf x = rows(ws.x, N, C);
   ops.embedding_forward(x, v.tokens, m.weights.w(m.layout.embed, int64_t(V) * C), N, C);
-  for (int l = 0; l < a.layers; l++) layer_forward(m, ws, v, l, x);
+  if (!fused_layers(m, ws, v, x))
+    for (int l = 0; l < a.layers; l++) layer_forward(m, ws, v, l, x);
   Buf logits = ws.logits.slice(0, int64_t(R) * V);
   if (R == 0) return logits;
   // Only the wanted rows go through the final norm and the LM head (the embedding op gathers rows).

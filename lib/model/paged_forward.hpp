@@ -54,6 +54,10 @@ struct PagedPlan {
   // spare block of the pool; a step's block tables, positions and slots are the graph's inputs.
   // Prefill chunks, mixed steps and steps that want logits run op by op.
   bool cuda_graphs = false;
+  // Steps whose tokens are each their sequence's only one (decode steps) run all the layers of a
+  // dense GQA model in one persistent kernel where the backend has it (Ops::decode_layers_forward).
+  // Off by default: on the H200 it is still slower than the ops (kernels/cuda/decode_layers.cuh).
+  bool fused_decode = false;
 };
 
 // Bytes one block of block_size positions takes over all layers, in `dtype` (sizes a pool).
@@ -98,6 +102,9 @@ struct PagedWorkspace {
   // plan.cuda_graphs: the decode step of each bucket, captured at its first step; null when the
   // capture failed (that bucket then runs op by op).
   std::map<int, std::unique_ptr<tensor::OpGraph>> decode_graphs;
+  // Steps whose layers ran as one op (plan.fused_decode), counted where they ran op by op first
+  // (a graph replay repeats its captured step without counting).
+  int64_t fused_decode_steps = 0;
 };
 
 // What the paged forward reads of a Model (model.cpp hands them over).

@@ -138,6 +138,7 @@ class GenerationEngine final : public Engine {
     plan.max_sequences = options_.max_batch;
     plan.max_blocks = (context_ + options_.block_size - 1) / options_.block_size;
     plan.cuda_graphs = options_.cuda_graphs;
+    plan.fused_decode = options_.fused_decode;
     return model_.new_paged_workspace(plan);
   }
 

@@ -69,6 +69,7 @@ struct EngineOptions {
   int max_queue = 1024;                 // waiting requests at most; more: QueueFull
   bool prefix_sharing = true;
   bool cuda_graphs = false;             // CUDA: greedy decode steps replay CUDA graphs (paged_forward.hpp)
+  bool fused_decode = false;            // CUDA: decode steps' layers in one persistent kernel (paged_forward.hpp)
 };
 
 // A snapshot for /metrics and the router (fallback decisions).

@@ -229,6 +229,24 @@ class Ops {
   // whole head (in place), then paged_kv_write of k and v [N, KVH, D] into rows of KVH * D.
   virtual void rope_paged_kv_write(Buf q, Buf k, Buf v, Buf k_pool, Buf v_pool, Buf positions, Buf slots,
                                    const RopeTables& rope, int N, int H, int KVH, int D);
+  // A decode step's decoder layers at once (kernels/cuda/decode_layers.cuh): dense GQA layers
+  // (layer_forward of model/paged_forward.cpp: norm, q/k/v, RoPE, KV write, paged attention, o,
+  // norm, SwiGLU MLP, each onto the residual stream x [N, C]) for N tokens that are each the one
+  // new token of their sequence. Scratch q and attention [N, H*D], k, v [N, KVH*D], act [N, I]. false, with
+  // nothing run, where the backend has no such kernel for this shape (the CPU): the caller then
+  // runs the layers op by op, which are its reference.
+  struct DecodeLayerWeights {
+    Buf input_norm, q, k, v, q_bias, k_bias, v_bias, o, o_bias, post_norm, gate, up, down, down_bias, k_pool, v_pool;
+  };
+  struct DecodeLayers {
+    std::vector<DecodeLayerWeights> layers;
+    Buf x, q, k, v, attention, act;  // attention [N, H*D]
+    Buf positions, slots, sequence, block_tables;  // i32: [N] each, [sequences, table_width]
+    const RopeTables* rope = nullptr;              // over the whole head
+    int N = 0, C = 0, H = 0, KVH = 0, D = 0, I = 0, block_size = 0, table_width = 0;
+    float eps = 0, scale = 0;
+  };
+  virtual bool decode_layers_forward(const DecodeLayers& /*step*/) { return false; }
   // The next token of each row of logits f32 [rows, V] on the device (kernels.hpp: sample_rows):
   // ids i32 [rows]; temperatures f32 [rows] (empty: all greedy), seeds i64 [rows] (their bits).
   virtual void sample_rows(Buf ids, Buf logits, Buf temperatures, Buf seeds, int rows, int V) = 0;

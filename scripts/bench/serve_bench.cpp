@@ -3,7 +3,7 @@
 // it beside scripts/bench/serve_hf.py, HF transformers' generate on the same shape).
 //
 //   dsk_serve_bench CONFIG_JSON [--prompt 128] [--new 128] [--concurrent 32] [--precision bf16] [--device cuda]
-//                   [--graphs both|off|on]
+//                   [--graphs both|off|on] [--fused on|off|both]
 //
 // The bound: a decode step reads every weight once, so one sequence cannot decode faster than
 // (device copy bandwidth) / (bytes of the weights); the bandwidth is measured here as a device-
@@ -14,6 +14,8 @@
 //   dsk batch N tokens_per_s D wall_s E preemptions F
 // the "dsk" lines run every op eagerly, the "dsk graphs" lines replay CUDA graphs for the decode
 // steps (EngineOptions::cuda_graphs); --graphs picks which run (both by default, eager first).
+// --fused on runs decode steps' layers in the persistent kernel (EngineOptions::fused_decode,
+// off by default as in the engine), labelled "... fused"; --fused both runs each way.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -41,6 +43,7 @@ struct Options {
   std::string precision = "bf16";
   std::string device = "cuda";  // cpu: a smoke test of this driver with a tiny config
   std::string graphs = "both";  // off | on | both
+  std::string fused = "off";    // on | off | both
 };
 
 Options parse(int argc, char** argv) {
@@ -57,11 +60,14 @@ Options parse(int argc, char** argv) {
     else if (arg == "--precision") o.precision = value();
     else if (arg == "--device") o.device = value();
     else if (arg == "--graphs") o.graphs = value();
+    else if (arg == "--fused") o.fused = value();
     else if (o.config.empty() && !arg.starts_with("--")) o.config = arg;
     else throw UsageError("unknown argument " + arg);
   }
   if (o.graphs != "off" && o.graphs != "on" && o.graphs != "both")
     throw UsageError("--graphs takes off, on or both, not " + o.graphs);
+  if (o.fused != "off" && o.fused != "on" && o.fused != "both")
+    throw UsageError("--fused takes off, on or both, not " + o.fused);
   if (o.config.empty()) throw UsageError("usage: dsk_serve_bench CONFIG_JSON [--prompt N] [--new N] [--concurrent N]");
   return o;
 }
@@ -140,15 +146,18 @@ int main(int argc, char** argv) {
     std::printf("bound copy_tb_s %.3f weights_gb %.3f tokens_per_s %.0f\n", bandwidth / 1e12, weight_bytes / 1e9,
                 bandwidth / weight_bytes);
     std::fflush(stdout);
-    for (const bool graphs : {false, true}) {
-      if (o.graphs == (graphs ? "off" : "on")) continue;
+    for (const int variant : {0, 1, 2, 3}) {
+      const bool graphs = variant >= 2, fused = variant % 2 == 1;
+      if (o.graphs == (graphs ? "off" : "on") || o.fused == (fused ? "off" : "on")) continue;
       serve::EngineOptions options;
       options.device = o.device;
       options.precision = o.precision;
       options.max_batch = std::max(64, o.concurrent);
       options.max_batch_tokens = std::max(4096, o.prompt);
       options.cuda_graphs = graphs;
-      const char* label = graphs ? "dsk graphs" : "dsk";
+      options.fused_decode = fused;
+      const std::string name = std::string(graphs ? "dsk graphs" : "dsk") + (fused ? " fused" : "");
+      const char* label = name.c_str();
       // The same random weights (seed 1) for both runs.
       auto engine = serve::create_engine(model::Model(model::read_hf_config(o.config), 1, 0.02f, ops), options);
 

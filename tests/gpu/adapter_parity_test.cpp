@@ -15,6 +15,7 @@
 #include <random>
 #include <vector>
 
+#include "relative_error.hpp"
 #include "finetune/bottleneck.hpp"
 #include "finetune/lora.hpp"
 #include "finetune/prefix.hpp"
@@ -25,6 +26,8 @@
 
 using namespace dsk;
 using namespace dsk::finetune;
+
+using dsk::gpu_tests::max_relative_error;
 
 namespace {
 
@@ -63,16 +66,6 @@ model::Architecture small_deepseek() {
   a.n_group = 1;
   a.topk_group = 1;
   return a;
-}
-
-double max_relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    diff = std::max(diff, double(std::fabs(got[i] - want[i])));
-    scale = std::max(scale, double(std::fabs(want[i])));
-  }
-  return scale > 0 ? diff / scale : diff;
 }
 
 double l2_relative_error(const std::vector<float>& got, const std::vector<float>& want) {

@@ -14,6 +14,7 @@
 #include <random>
 #include <vector>
 
+#include "relative_error.hpp"
 #include "model/hf_config.hpp"
 #include "model/model.hpp"
 #include "tensor/device.hpp"
@@ -23,21 +24,11 @@ using namespace dsk;
 using namespace dsk::model;
 namespace fs = std::filesystem;
 
+using dsk::gpu_tests::max_relative_error;
+
 namespace {
 
 const fs::path kFixtures = fs::path(DSK_SOURCE_DIR) / "tests/fixtures/models";
-
-double max_relative_error(const std::vector<float>& got, const std::vector<float>& want, size_t begin = 0,
-                          size_t count = ~size_t(0)) {
-  count = std::min(count, want.size() - begin);
-  double diff = 0, scale = 0;
-  for (size_t i = begin; i < begin + count; i++) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    diff = std::max(diff, (double)std::fabs(got[i] - want[i]));
-    scale = std::max(scale, (double)std::fabs(want[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
 
 struct Batch {
   int B, T;

@@ -17,6 +17,7 @@
 #include <numeric>
 #include <random>
 
+#include "relative_error.hpp"
 #include "model/model.hpp"
 #include "model/paged_forward.hpp"
 #include "serve/engine.hpp"
@@ -28,19 +29,11 @@ using namespace dsk::model;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
+using dsk::gpu_tests::max_relative_error;
+
 namespace {
 
 const fs::path kFixtures = fs::path(DSK_SOURCE_DIR) / "tests/fixtures/models";
-
-double max_relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    diff = std::max(diff, (double)std::fabs(got[i] - want[i]));
-    scale = std::max(scale, (double)std::fabs(want[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
 
 std::vector<float> run_chunkings(Model& model, uint64_t seed) {
   const auto sequences = testing::random_sequences({23, 9, 31}, model.architecture().vocab, seed);

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "cuda/adamw.cuh"
 #include "cuda/attention.cuh"
 #include "cuda/cross_entropy.cuh"
+#include "cuda/decode_layers.cuh"
 #include "cuda/distill.cuh"
 #include "cuda/elementwise.cuh"
 #include "cuda/gemv.cuh"
@@ -113,6 +115,9 @@ class CudaOps final : public Ops {
     const size_t turn_bytes = size_t(cuda::paged_attention_turns()) * sizeof(unsigned);
     DSK_CUDA_CHECK(cudaMalloc(&paged_turns_, turn_bytes));
     DSK_CUDA_CHECK(cudaMemset(paged_turns_, 0, turn_bytes));
+    // The persistent decode kernel's counters (grid barrier, merges), likewise.
+    DSK_CUDA_CHECK(cudaMalloc(&decode_counters_, cuda::kDecodeCounters * sizeof(unsigned)));
+    DSK_CUDA_CHECK(cudaMemset(decode_counters_, 0, cuda::kDecodeCounters * sizeof(unsigned)));
     // A created stream, not the legacy default one: only such a stream can be captured into a
     // CUDA graph. It is a blocking stream (not cudaStreamNonBlocking) on purpose: work that other
     // code still queues on the legacy stream (tests' cudaMemcpy, libraries) stays ordered with ours.
@@ -123,6 +128,8 @@ class CudaOps final : public Ops {
     for (void* p : owned_) cudaFree(p);
     cudaFree(scalar_);
     cudaFree(paged_turns_);
+    cudaFree(decode_counters_);
+    cudaFree(decode_table_);
     cudaStreamDestroy(stream_);
   }
 
@@ -461,6 +468,41 @@ class CudaOps final : public Ops {
     cuda::paged_attention_forward<T>(a(out), a(q), a(k_pool), a(v_pool), i32(block_tables), i32(sequence),
                                      i32(positions), s, scratch_floats, paged_turns_, stream_);
   }
+  bool decode_layers_forward(const DecodeLayers& s) override {
+    if (!s.rope || s.rope->host.inv_freq.size() * 2 != size_t(s.D)) return false;  // RoPE over the whole head only
+    std::vector<cuda::DecodeLayer<T>> layers;
+    for (const DecodeLayerWeights& l : s.layers)
+      layers.push_back({a(l.input_norm), {a(l.q), a(l.k), a(l.v)}, {optional(l.q_bias), optional(l.k_bias),
+                        optional(l.v_bias)}, a(l.o), optional(l.o_bias), a(l.post_norm), a(l.gate), a(l.up), a(l.down),
+                        optional(l.down_bias), a(l.k_pool), a(l.v_pool)});
+    cuda::DecodeLayersArgs<T> args{};
+    args.layers = decode_table(layers);
+    args.layer_count = int(layers.size());
+    args.x = a(s.x);
+    args.q = a(s.q);
+    args.k = a(s.k);
+    args.v = a(s.v);
+    args.act = a(s.act);
+    args.attention = a(s.attention);
+    args.partials = f(scratch(cuda::decode_layers_partial_floats(s.N, s.H, s.D, int(sizeof(T))) * sizeof(float)));
+    args.counters = decode_counters_;
+    args.positions = i32(s.positions);
+    args.slots = i32(s.slots);
+    args.sequence = i32(s.sequence);
+    args.block_tables = i32(s.block_tables);
+    args.rope = device_rope(*s.rope);
+    args.N = s.N;
+    args.C = s.C;
+    args.H = s.H;
+    args.KVH = s.KVH;
+    args.D = s.D;
+    args.I = s.I;
+    args.block_size = s.block_size;
+    args.table_width = s.table_width;
+    args.eps = s.eps;
+    args.scale = s.scale;
+    return cuda::decode_layers_forward<T>(args, layers.data(), stream_);
+  }
   void sample_rows(Buf ids, Buf logits, Buf temperatures, Buf seeds, int rows, int V) override {
     cuda::sample_rows(ids.as<int32_t>(), f(logits), temperatures.empty() ? nullptr : f(temperatures),
                       seeds.empty() ? nullptr : reinterpret_cast<const uint64_t*>(seeds.as<int64_t>()), rows, V,
@@ -521,6 +563,28 @@ class CudaOps final : public Ops {
     }
   }
 
+  static const T* optional(Buf b) { return b.empty() ? nullptr : a(b); }
+
+  // The decode kernel's layer table in device memory: copied when it changes (a model's first
+  // step; never inside a graph capture, which follows an eager run of the same step).
+  const cuda::DecodeLayer<T>* decode_table(const std::vector<cuda::DecodeLayer<T>>& layers) {
+    const size_t bytes = layers.size() * sizeof(cuda::DecodeLayer<T>);
+    if (decode_table_ && bytes == decode_table_host_.size() &&
+        std::memcmp(decode_table_host_.data(), layers.data(), bytes) == 0)
+      return static_cast<const cuda::DecodeLayer<T>*>(decode_table_);
+    if (bytes > decode_table_host_.capacity() || !decode_table_) {
+      cudaFree(decode_table_);
+      decode_table_ = nullptr;
+      DSK_CUDA_CHECK(cudaMalloc(&decode_table_, bytes));
+      decode_table_host_.reserve(bytes);
+    }
+    DSK_CUDA_CHECK(cudaMemcpyAsync(decode_table_, layers.data(), bytes, cudaMemcpyHostToDevice, stream_));
+    DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    const char* raw = reinterpret_cast<const char*>(layers.data());
+    decode_table_host_.assign(raw, raw + bytes);
+    return static_cast<const cuda::DecodeLayer<T>*>(decode_table_);
+  }
+
   uint64_t scratch_generation() const { return scratch_.generation() + lm_head_chunk_.generation(); }
   static T* a(Buf b) { return static_cast<T*>(b.data); }  // act: checked by the arenas' dtype
   static float* f(Buf b) { return b.as<float>(); }
@@ -536,6 +600,9 @@ class CudaOps final : public Ops {
   cuda::Blas blas_;
   float* scalar_ = nullptr;
   unsigned* paged_turns_ = nullptr;  // paged attention's arrival counters (paged_attention.cuh)
+  unsigned* decode_counters_ = nullptr;  // decode_layers.cuh's counters
+  void* decode_table_ = nullptr;        // decode_layers.cuh's layer table, and its host copy
+  std::vector<char> decode_table_host_;
   AllocationTally tally_;
   std::vector<void*> owned_;
   DeviceScratch scratch_, lm_head_chunk_;

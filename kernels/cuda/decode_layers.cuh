@@ -1,0 +1,91 @@
+// A decode step's decoder layers in one persistent kernel (decode_layers.cu), for dense GQA
+// models (llama, qwen2) at up to kGemvMaxRows sequences of one new token each.
+//
+// Why: op by op, a layer is six kernels (q/k/v, RoPE + KV write, paged attention, o, gate/up,
+// down), and each boundary costs about 4 us (the wait for the previous grid, its memory flush,
+// the first bytes' latency, the last blocks' tail) against the 20-25 us a layer's weights take to
+// stream on an H200: batch 1 stayed at 0.4 of the bandwidth bound. Here one block an SM runs all
+// the layers. A producer warp streams every weight row the block will need, layer after layer,
+// into a ring of shared-memory stages (cp.async.bulk, an mbarrier a stage), never waiting for
+// the data: weights do not depend on it. The consumer warps wait at a grid-wide barrier where a
+// product needs the whole of the previous one (five a layer), then dot the streamed rows with
+// their input rows. So the weight stream keeps going through the barriers and the attention.
+//
+// Where it stands (H200, llama-1b, scripts/bench/decode_layers_bench.cu): 1.10 ms a step of one
+// sequence, slower than the same layers op by op (about 1.0 ms with the LM head), so the engine
+// keeps it off by default (PagedPlan::fused_decode). Its trace shows why: the five grid barriers
+// of a layer take 4-7 us each (the skew of the blocks' arrivals plus the atomic's round trips)
+// and the attention items 9-13 us, about 45 us a layer in which the ring is full and DRAM idles,
+// against 24 us of weight bytes.
+//
+// Same arithmetic as the ops it replaces, in the same order, for the products (the rows of
+// gemv_stream.cuh, RMSNorm computed by the products as rmsnorm_gemv_*) and RoPE
+// (rope_rotation.cuh); attention sums its keys in another order than paged_attention_forward
+// (within float rounding), and writes the new key and value to the pool as rope_paged_kv_write.
+#pragma once
+
+#include "cuda/common.cuh"
+#include "cuda/elementwise.cuh"
+#include "cuda/gemv.cuh"
+
+namespace dsk::kernels::cuda {
+
+// One layer's weights (rows of [out, in], as Linear) and its pool; biases may be null.
+template <typename T>
+struct DecodeLayer {
+  const T* input_norm;
+  const T* qkv[3];  // q [H * D, C], k and v [KVH * D, C]
+  const T* qkv_bias[3];
+  const T* o;  // [C, H * D]
+  const T* o_bias;
+  const T* post_norm;
+  const T* gate;  // gate and up [I, C]
+  const T* up;
+  const T* down;  // [C, I]
+  const T* down_bias;
+  T* k_pool;  // [slots, KVH * D]
+  T* v_pool;
+};
+
+// The step: N tokens, token n the one new token of sequence[n] (its row of block_tables) at
+// positions[n], writing its key and value to slots[n].
+template <typename T>
+struct DecodeLayersArgs {
+  const DecodeLayer<T>* layers;  // device array of layer_count
+  int layer_count;
+  T* x;  // [N, C] the residual stream, in and out
+  T* q;  // [N, H * D], k and v [N, KVH * D]: the step's products (q and k before RoPE)
+  T* k;
+  T* v;
+  T* attention;    // [N, H * D]: attention's output
+  T* act;          // [N, I]: SwiGLU's output
+  float* partials; // decode_layers_partial_floats
+  unsigned* counters;  // kDecodeCounters, zero before the first launch; each launch leaves them zero
+  const int32_t* positions;
+  const int32_t* slots;
+  const int32_t* sequence;
+  const int32_t* block_tables;  // [sequences, table_width]
+  RopeDevice rope;              // over the whole head (rot_dim D)
+  int N, C, H, KVH, D, I, block_size, table_width;
+  float eps, scale;
+};
+
+// Heads a step may have at most, and the counters a launch uses (grid barrier, heads' merges).
+constexpr int kDecodeMaxHeads = 256;
+constexpr int kDecodeCounters = 2 + kGemvMaxRows * kDecodeMaxHeads;
+
+// Floats of `partials` a launch needs, or 0 where decode_layers_forward cannot run this shape on
+// the current device (then nothing is launched: the caller runs the ops).
+size_t decode_layers_partial_floats(int N, int H, int D, int element_bytes);
+
+// x += the layers' updates; false (nothing launched) where the device, the shape or the
+// alignment does not allow it. host_layers: the same table as args.layers, in host memory.
+template <typename T>
+bool decode_layers_forward(const DecodeLayersArgs<T>& args, const DecodeLayer<T>* host_layers, cudaStream_t stream);
+
+#ifdef DSK_DECODE_TRACE
+// Prints the phases of the last launch's traced layer (decode_layers.cu; a profiling build only).
+void decode_layers_print_trace();
+#endif
+
+}  // namespace dsk::kernels::cuda
