@@ -15,6 +15,13 @@ std::unique_ptr<Communicator> make_nccl_communicator(const LaunchInfo& launch, t
 
 namespace {
 
+// A collective that was over when it was started: one rank's, or the blocking forms' below.
+struct FinishedCollective : PendingCollective {
+  void wait() override {}
+};
+
+std::unique_ptr<PendingCollective> finished() { return std::make_unique<FinishedCollective>(); }
+
 class SingleCommunicator : public Communicator {
  public:
   explicit SingleCommunicator(tensor::Ops* ops) : ops_(ops) {}
@@ -22,7 +29,10 @@ class SingleCommunicator : public Communicator {
   int size() const override { return 1; }
   std::string describe() const override { return "single process"; }
   void all_reduce_sum(tensor::Buf) override {}
-  void reduce_scatter_sum(tensor::Buf, int64_t) override {}
+  std::unique_ptr<PendingCollective> start_reduce_scatter_sum(tensor::Buf, std::span<const int64_t> counts) override {
+    if (counts.size() != 1) throw InternalError("reduce-scatter on one rank: one block, the rank's own");
+    return finished();
+  }
   void all_gather(tensor::Buf, int64_t) override {}
   void all_to_all(tensor::Buf send, std::span<const int64_t> send_counts, tensor::Buf recv,
                   std::span<const int64_t> recv_counts) override {
@@ -46,20 +56,14 @@ class SingleCommunicator : public Communicator {
 
 }  // namespace
 
-namespace {
-struct FinishedCollective : PendingCollective {
-  void wait() override {}
-};
-}  // namespace
-
 std::unique_ptr<PendingCollective> Communicator::start_all_reduce_sum(tensor::Buf values) {
   all_reduce_sum(values);
-  return std::make_unique<FinishedCollective>();
+  return finished();
 }
 
 std::unique_ptr<PendingCollective> Communicator::start_all_gather(tensor::Buf whole, int64_t shard) {
   all_gather(whole, shard);
-  return std::make_unique<FinishedCollective>();
+  return finished();
 }
 
 std::unique_ptr<Communicator> make_single_communicator(tensor::Ops* ops) {

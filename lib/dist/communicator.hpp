@@ -5,7 +5,8 @@
 // collectives in the same order, as with NCCL and MPI themselves.
 //
 // Sums are in place. The sharded forms follow the layout NCCL and MPI call "in place": rank r's
-// shard of a buffer is elements [r * shard, (r + 1) * shard).
+// shard of a buffer is elements [r * shard, (r + 1) * shard) (the reduce-scatter's blocks may
+// also differ in length: rank r's then follows rank r - 1's).
 #pragma once
 
 #include <cstdint>
@@ -41,9 +42,6 @@ class Communicator {
 
   // values (f32, bf16 or i64) = the sum over ranks of values.
   virtual void all_reduce_sum(tensor::Buf values) = 0;
-  // whole has size() * shard elements; afterwards this rank's shard holds the sum over ranks of
-  // that shard (the rest of whole is left undefined).
-  virtual void reduce_scatter_sum(tensor::Buf whole, int64_t shard) = 0;
   // whole has size() * shard elements; each rank's shard goes to every rank.
   virtual void all_gather(tensor::Buf whole, int64_t shard) = 0;
   // Variable all-to-all (expert parallelism's token dispatch): send holds size() blocks one after
@@ -61,6 +59,13 @@ class Communicator {
   // finished by the PendingCollective's wait(). This base runs the blocking form at once.
   virtual std::unique_ptr<PendingCollective> start_all_reduce_sum(tensor::Buf values);
   virtual std::unique_ptr<PendingCollective> start_all_gather(tensor::Buf whole, int64_t shard);
+  // values (f32 or bf16) holds size() blocks one after another, block q of counts[q] elements
+  // (host values, the same on every rank; some may be 0); once finished, this rank's block holds,
+  // in place, the sum over ranks of that block (the rest of values is left undefined). Equal
+  // counts are the sharded layout above; unequal ones are a ZeRO-1 gradient bucket's share of the
+  // ranks' shards (train/zero_split.hpp), reduce-scattered while the backward goes on.
+  virtual std::unique_ptr<PendingCollective> start_reduce_scatter_sum(tensor::Buf values,
+                                                                      std::span<const int64_t> counts) = 0;
 
   // Seconds this rank waited on collectives (blocking ones and wait()s) since the last call: the
   // communication that computation did not hide, with the time spent waiting for slower ranks.

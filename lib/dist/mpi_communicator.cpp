@@ -1,7 +1,7 @@
 // The CPU backend's collectives through OpenMPI. Buffers are host memory. MPI's own reductions
 // are used (MPI_SUM over float, double, int64); OpenMPI's reduction order is fixed for a given
 // number of ranks and message size, so a rerun gives the same bits. The non-blocking forms
-// (MPI_Iallreduce, MPI_Iallgather) move on when the caller tests them (progress()) or waits.
+// (MPI_Iallreduce, MPI_Iallgather, MPI_Ireduce_scatter) move on when the caller tests them (progress()) or waits.
 #ifdef DSK_DIST_MPI
 
 #include <mpi.h>
@@ -54,17 +54,32 @@ class WaitTimer {
   Clock::time_point start_ = Clock::now();
 };
 
+// MPI's in-place reduce-scatters leave this rank's sum at the start of the buffer: `bytes` of it
+// go to `offset` bytes in, where the communicator's layout keeps this rank's block.
+struct MoveToBlock {
+  void* base = nullptr;
+  size_t offset = 0, bytes = 0;
+  void operator()() const {
+    if (offset > 0 && bytes > 0) std::memmove(static_cast<char*>(base) + offset, base, bytes);
+  }
+};
+
 class MpiPending : public PendingCollective {
  public:
-  MpiPending(MPI_Request request, double& wait_seconds, Watchdog* watchdog)
-      : request_(request), wait_seconds_(wait_seconds), watchdog_(watchdog) {}
+  // counts: arrays MPI reads until the collective completes; then: what wait() does after it.
+  MpiPending(MPI_Request request, double& wait_seconds, Watchdog* watchdog, std::vector<int> counts = {},
+             MoveToBlock then = {})
+      : request_(request), wait_seconds_(wait_seconds), watchdog_(watchdog), counts_(std::move(counts)), then_(then) {}
   ~MpiPending() override {
     if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
   }
   void wait() override {
-    WaitTimer timer(wait_seconds_);
-    auto waiting = watchdog_ ? watchdog_->watch("MPI_Wait") : Watchdog::Wait();
-    check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
+    {
+      WaitTimer timer(wait_seconds_);
+      auto waiting = watchdog_ ? watchdog_->watch("MPI_Wait") : Watchdog::Wait();
+      check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
+    }
+    std::exchange(then_, MoveToBlock{})();
   }
   void progress() override {
     int done = 0;
@@ -75,6 +90,8 @@ class MpiPending : public PendingCollective {
   MPI_Request request_;
   double& wait_seconds_;
   Watchdog* watchdog_;  // null with one rank
+  std::vector<int> counts_;
+  MoveToBlock then_;
 };
 
 class MpiCommunicator : public Communicator {
@@ -128,20 +145,6 @@ class MpiCommunicator : public Communicator {
     check(MPI_Allreduce(MPI_IN_PLACE, values.data, int_count(values.numel), mpi_type(values.dtype), MPI_SUM,
                         comm_),
           "MPI_Allreduce");
-  }
-
-  void reduce_scatter_sum(Buf whole, int64_t shard) override {
-    WaitTimer timer(wait_seconds());
-    // MPI's in-place form leaves the result at the start of the buffer: move it to this rank's shard.
-    auto waiting = watch("MPI_Reduce_scatter_block");
-    check(MPI_Reduce_scatter_block(MPI_IN_PLACE, whole.data, int_count(shard), mpi_type(whole.dtype), MPI_SUM,
-                                   comm_),
-          "MPI_Reduce_scatter_block");
-    if (rank_ != 0) {
-      const size_t bytes = size_t(shard) * tensor::dtype_size(whole.dtype);
-      char* base = static_cast<char*>(whole.data);
-      std::memmove(base + size_t(rank_) * bytes, base, bytes);
-    }
   }
 
   void all_gather(Buf whole, int64_t shard) override {
@@ -200,6 +203,26 @@ class MpiCommunicator : public Communicator {
                          comm_, &request),
           "MPI_Iallgather");
     return std::make_unique<MpiPending>(request, wait_seconds(), watchdog_ ? &*watchdog_ : nullptr);
+  }
+
+  std::unique_ptr<PendingCollective> start_reduce_scatter_sum(Buf values, std::span<const int64_t> counts) override {
+    if (int64_t(counts.size()) != size_) throw InternalError("reduce-scatter: one count per rank expected");
+    std::vector<int> received(counts.size());
+    int64_t before = 0, total = 0;  // before: the elements of the lower ranks' blocks
+    for (int q = 0; q < size_; ++q) {
+      received[size_t(q)] = int_count(counts[size_t(q)]);
+      if (q < rank_) before += counts[size_t(q)];
+      total += counts[size_t(q)];
+    }
+    if (total > values.numel) throw InternalError("reduce-scatter: the counts exceed the buffer");
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Ireduce_scatter(MPI_IN_PLACE, values.data, received.data(), mpi_type(values.dtype), MPI_SUM, comm_,
+                              &request),
+          "MPI_Ireduce_scatter");
+    const size_t element = tensor::dtype_size(values.dtype);
+    const MoveToBlock move{values.data, size_t(before) * element, size_t(counts[size_t(rank_)]) * element};
+    return std::make_unique<MpiPending>(request, wait_seconds(), watchdog_ ? &*watchdog_ : nullptr,
+                                        std::move(received), move);
   }
 
   double take_wait_seconds() override { return std::exchange(wait_seconds(), 0.0); }

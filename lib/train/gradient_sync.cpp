@@ -1,5 +1,6 @@
 #include "train/gradient_sync.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -33,6 +34,26 @@ std::vector<GradientBucket> plan(std::span<const GradientRange> stages, int64_t 
   return split ? plan_buckets(stages, bucket_bytes, experts.routed, experts.owned) : plan_buckets(stages, bucket_bytes);
 }
 
+// ZeRO-1: each bucket's shared pieces as parts of the data-parallel pieces that hold them (a
+// shared piece never crosses a routed expert, so one piece holds it whole).
+std::vector<std::vector<ZeroPart>> zero_parts_of(const std::vector<GradientBucket>& buckets,
+                                                 const std::vector<FlatRange>& pieces, int ranks, int rank) {
+  std::vector<std::vector<ZeroPart>> parts(buckets.size());
+  for (size_t b = 0; b < buckets.size(); b++)
+    for (const GradientRange& shared : buckets[b].shared) {
+      const FlatRange range{shared.offset, shared.numel};
+      auto holds = [&](const FlatRange& piece) {
+        return piece.begin <= range.begin && range.begin + range.length <= piece.begin + piece.length;
+      };
+      const auto piece = std::find_if(pieces.begin(), pieces.end(), holds);
+      if (piece == pieces.end())
+        throw InternalError(str("gradient bucket ", b, "'s piece [", range.begin, ", +", range.length,
+                                ") is in no ZeRO-1 piece"));
+      parts[b].push_back(zero_part(*piece, range, ranks, rank));
+    }
+  return parts;
+}
+
 int64_t total_numel(const std::vector<GradientRange>& ranges) {
   int64_t total = 0;
   for (const GradientRange& range : ranges) total += range.numel;
@@ -51,6 +72,8 @@ GradientSync::GradientSync(dist::Communicator& comm, tensor::Ops& ops, int64_t c
       replicas_(splits_experts(experts, comm.size()) ? experts.replicas : nullptr),
       buckets_(plan(stages, bucket_bytes, experts, replicas_ != nullptr)),
       data_parallel_(zero1_ ? data_parallel_pieces(experts, replicas_ != nullptr, count) : std::vector<FlatRange>{}),
+      zero_parts_(zero1_ ? zero_parts_of(buckets_, data_parallel_, comm.size(), comm.rank())
+                         : std::vector<std::vector<ZeroPart>>{}),
       owned_(replicas_ ? experts.owned : std::vector<GradientRange>{}),
       pending_(buckets_.size()),
       started_(buckets_.size(), false),
@@ -73,7 +96,7 @@ GradientSync::~GradientSync() {
     for (auto& pending : bucket) pending->wait();
 }
 
-bool GradientSync::overlaps() const { return comm_.size() > 1 && !zero1_ && buckets_.size() > 1; }
+bool GradientSync::overlaps() const { return comm_.size() > 1 && buckets_.size() > 1; }
 
 void GradientSync::stage_done(int stage, Buf grads) {
   for (size_t b = 0; b < buckets_.size(); b++) {
@@ -91,20 +114,33 @@ void GradientSync::start_bucket(int b, Buf grads) {
     int8_->start(b, grads);
     return;
   }
-  auto start = [&](const GradientRange& piece, dist::Communicator& comm) {
-    Buf sent = grads.slice(piece.offset, piece.numel);
-    if (!wire_.empty()) {
-      Buf wire = wire_.slice(piece.offset, piece.numel);
-      ops_.cast(wire, sent);
-      sent = wire;
-    }
-    pending_[size_t(b)].push_back(comm.start_all_reduce_sum(sent));
+  const Buf sent = wire_.empty() ? grads : wire_;
+  std::vector<std::unique_ptr<dist::PendingCollective>>& pending = pending_[size_t(b)];
+  auto to_wire = [&](const GradientRange& piece) {
+    if (!wire_.empty()) ops_.cast(wire_.slice(piece.offset, piece.numel), grads.slice(piece.offset, piece.numel));
   };
-  for (const GradientRange& piece : bucket.shared) start(piece, comm_);
+  for (size_t i = 0; i < bucket.shared.size(); i++) {
+    const GradientRange& piece = bucket.shared[i];
+    to_wire(piece);
+    if (!zero1_) {
+      pending.push_back(comm_.start_all_reduce_sum(sent.slice(piece.offset, piece.numel)));
+      continue;
+    }
+    // ZeRO-1: each rank gets the sums of its shard's elements in the piece, and all the tail's.
+    const ZeroPart& zero = zero_parts_[size_t(b)][i];
+    if (zero.sharded.length > 0)
+      pending.push_back(comm_.start_reduce_scatter_sum(part(sent, zero.sharded), zero.counts));
+    if (zero.tail.length > 0) pending.push_back(comm_.start_all_reduce_sum(part(sent, zero.tail)));
+  }
   if (replicas_ && replicas_->size() > 1)
-    for (const GradientRange& piece : bucket.experts) start(piece, *replicas_);
+    for (const GradientRange& piece : bucket.experts) {
+      to_wire(piece);
+      pending.push_back(replicas_->start_all_reduce_sum(sent.slice(piece.offset, piece.numel)));
+    }
 }
 
+// Back from the wire what this rank holds summed: the whole bucket, or with ZeRO-1 its shards'
+// and the tails' parts of the shared pieces (the rest of the wire is left undefined), and its experts.
 void GradientSync::finish_bucket(int b, Buf grads) {
   const GradientBucket& bucket = buckets_[size_t(b)];
   started_[size_t(b)] = false;
@@ -115,37 +151,19 @@ void GradientSync::finish_bucket(int b, Buf grads) {
   for (auto& pending : pending_[size_t(b)]) pending->wait();
   pending_[size_t(b)].clear();
   if (wire_.empty()) return;
-  auto unwire = [&](const GradientRange& piece) {
-    ops_.cast(grads.slice(piece.offset, piece.numel), wire_.slice(piece.offset, piece.numel));
+  auto unwire = [&](const FlatRange& range) {
+    if (range.length > 0) ops_.cast(part(grads, range), part(wire_, range));
   };
-  for (const GradientRange& piece : bucket.shared) unwire(piece);
-  if (replicas_ && replicas_->size() > 1)
-    for (const GradientRange& piece : bucket.experts) unwire(piece);
-}
-
-// ZeRO-1: each data-parallel piece reduce-scattered (this rank's shard and the piece's tail summed
-// over all ranks), this rank's experts summed over their replicas.
-void GradientSync::reduce_pieces(Buf grads) {
-  const Buf sent = wire_.empty() ? grads : wire_;
-  for (const FlatRange& piece : data_parallel_) {
-    const ZeroSplit split = zero_split(piece, comm_.size(), comm_.rank());
-    if (!wire_.empty()) ops_.cast(part(wire_, piece), part(grads, piece));
-    if (split.shard.length > 0) comm_.reduce_scatter_sum(part(sent, split.sharded), split.shard.length);
-    if (split.tail.length > 0) comm_.all_reduce_sum(part(sent, split.tail));
-    if (wire_.empty()) continue;
-    for (const FlatRange& mine : {split.shard, split.tail})
-      if (mine.length > 0) ops_.cast(part(grads, mine), part(wire_, mine));
-  }
-  for (const GradientRange& piece : owned_) {
-    if (replicas_->size() == 1) break;
-    Buf sent = grads.slice(piece.offset, piece.numel);
-    if (!wire_.empty()) {
-      ops_.cast(wire_.slice(piece.offset, piece.numel), sent);
-      sent = wire_.slice(piece.offset, piece.numel);
+  for (size_t i = 0; i < bucket.shared.size(); i++) {
+    if (!zero1_) {
+      unwire({bucket.shared[i].offset, bucket.shared[i].numel});
+      continue;
     }
-    replicas_->all_reduce_sum(sent);
-    if (!wire_.empty()) ops_.cast(grads.slice(piece.offset, piece.numel), sent);
+    unwire(zero_parts_[size_t(b)][i].shard);
+    unwire(zero_parts_[size_t(b)][i].tail);
   }
+  if (replicas_ && replicas_->size() > 1)
+    for (const GradientRange& piece : bucket.experts) unwire({piece.offset, piece.numel});
 }
 
 // Of what this rank holds after the reduction: everything (int8 too: every rank then holds the
@@ -212,9 +230,7 @@ void GradientSync::scale(Buf grads, float factor) {
 }
 
 double GradientSync::reduce_and_clip(Buf grads, float max_norm) {
-  if (comm_.size() > 1 && zero1_) {
-    reduce_pieces(grads);
-  } else if (comm_.size() > 1) {
+  if (comm_.size() > 1) {
     // In bucket order, as every rank starts them; what no stage_done() started starts now.
     for (size_t b = 0; b < buckets_.size(); b++)
       if (!started_[b]) start_bucket(int(b), grads);
@@ -234,12 +250,12 @@ std::string GradientSync::describe() const {
     experts += total_numel(bucket.experts);
   }
   const int64_t element = int8_wire_ ? 1 : int64_t(tensor::dtype_size(wire_dtype_));
-  std::string line = zero1_ ? str("gradient sync: ", shared * element, " bytes a step reduce-scattered over ",
-                                  comm_.size(), " ranks (ZeRO-1)",
-                                  replicas_ ? str(" in ", data_parallel_.size(), " pieces") : std::string())
-                            : str("gradient sync: ", shared * element, " bytes a step ",
-                                  int8_wire_ ? "all-gathered as int8 levels" : "all-reduced", " over ", comm_.size(),
-                                  " ranks in ", buckets_.size(), buckets_.size() == 1 ? " bucket" : " buckets");
+  const std::string how = zero1_ ? str("reduce-scattered over ", comm_.size(), " ranks (ZeRO-1",
+                                       replicas_ ? str(", ", data_parallel_.size(), " pieces") : std::string(), ")")
+                                 : str(int8_wire_ ? "all-gathered as int8 levels" : "all-reduced", " over ",
+                                       comm_.size(), " ranks");
+  std::string line = str("gradient sync: ", shared * element, " bytes a step ", how, " in ", buckets_.size(),
+                         buckets_.size() == 1 ? " bucket" : " buckets");
   if (replicas_)
     line += str("; routed experts: this rank's ", experts * element, " bytes summed over ", replicas_->size(),
                 replicas_->size() == 1 ? " rank (nothing sent)" : " ranks", ", the others' left out");

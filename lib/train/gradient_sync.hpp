@@ -10,17 +10,21 @@
 // all-reduce of the whole buffer: each element is summed over the same ranks by the same library,
 // and with two ranks (a + b == b + a) the bits are the same for any bucketing.
 //
-// With ZeRO-1 a reduce-scatter instead, one-shot after the backward (no overlap: the shards are
-// of the whole buffer), so each rank gets the summed gradients of only its shard (and of the
-// small tail), which is all its optimizer updates (adamw.hpp); the norm is then summed from the
-// shards.
+// With ZeRO-1 the same buckets are reduce-scattered instead, started and overlapped the same way,
+// so each rank gets the summed gradients of only its shard (and of the small tail), which is all
+// its optimizer updates (adamw.hpp); the norm is then summed from the shards. The shards are of
+// the whole buffer (zero_split.hpp), not of a bucket: a bucket's reduce-scatter gives each rank
+// the part of the bucket within its shard (blocks of unequal length: MPI_Ireduce_scatter; NCCL
+// grouped reduces, or its reduce-scatter where they are equal) and all-reduces the part of the
+// tail in it. With two ranks the sums are again those of one reduce-scatter, bit for bit.
 //
 // Under expert parallelism (ExpertGradientSplit), the routed experts stay out of the all-ranks
-// buckets, or with ZeRO-1 out of its reduce-scatter (then one per piece of the buffer between two
-// MoE layers' experts, each sharded over all ranks on its own, as AdamW shards their state): each rank sums the gradients of the experts it holds only over the ranks
-// that hold the same experts (a sub-communicator: one rank per expert-parallel group; none when
-// there is one group), and leaves the other experts' gradients alone (its AdamW does not update
-// them: expert_ownership.hpp). The norm adds the experts' squares once per group (the pieces'
+// buckets (with ZeRO-1 the buffer between two MoE layers' experts is then sharded piece by piece,
+// as AdamW shards their state, and a bucket's reduce-scatter is one per piece it meets): each
+// rank sums the gradients of the experts it holds only over the ranks that hold the same experts
+// (a sub-communicator: one rank per expert-parallel group; none when there is one group), and
+// leaves the other experts' gradients alone (its AdamW does not update them:
+// expert_ownership.hpp). The norm adds the experts' squares once per group (the pieces'
 // sums of squares come back from the device at once: Ops::sums_of_squares). int8 splits a bucket
 // the same way: its shared pieces compressed and all-gathered over all ranks, this rank's experts
 // over their replicas (gradient_compression.hpp).
@@ -43,6 +47,7 @@
 #include "train/flat_range.hpp"
 #include "train/gradient_buckets.hpp"
 #include "train/gradient_compression.hpp"
+#include "train/zero_split.hpp"
 
 namespace dsk::train {
 
@@ -68,8 +73,8 @@ class GradientSync {
                int64_t bucket_bytes, bool zero1, GradientWire wire, const ExpertGradientSplit& experts = {});
   ~GradientSync();
 
-  // Whether stage_done() starts reductions during the backward (several ranks, several stages,
-  // no one-shot ZeRO-1 reduce-scatter): then the caller hooks it into the backward.
+  // Whether stage_done() starts reductions during the backward (several ranks, several
+  // buckets): then the caller hooks it into the backward.
   bool overlaps() const;
   // The backward has finished `stage` of grads: starts the bucket it completes, if any.
   void stage_done(int stage, tensor::Buf grads);
@@ -80,27 +85,28 @@ class GradientSync {
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
   // What a step sends, for the log: "gradient sync: N bytes a step all-reduced over R ranks in B
-  // buckets", under expert parallelism then "; routed experts: this rank's M bytes summed over K
-  // ranks, the others' left out"; empty with one rank.
+  // buckets" (ZeRO-1: "reduce-scattered over R ranks (ZeRO-1) in B buckets", under expert
+  // parallelism "(ZeRO-1, P pieces)"), under expert parallelism then "; routed experts: this
+  // rank's M bytes summed over K ranks, the others' left out"; empty with one rank.
   std::string describe() const;
 
  private:
   void start_bucket(int b, tensor::Buf grads);
   void finish_bucket(int b, tensor::Buf grads);
-  void reduce_pieces(tensor::Buf grads);
   double squared_norm(tensor::Buf grads);
   void scale(tensor::Buf grads, float factor);
 
   dist::Communicator& comm_;
   tensor::Ops& ops_;
-  bool zero1_;  // the one-shot reduce-scatter (not with int8)
+  bool zero1_;  // reduce-scatters in place of all-reduces (not with int8)
   tensor::DType wire_dtype_;
   bool int8_wire_;
   dist::Communicator* replicas_ = nullptr;  // expert parallelism: the experts' ranks; else null
   std::vector<GradientBucket> buckets_;
-  // ZeRO-1: the pieces reduce-scattered each on its own (zero_split.hpp): the whole buffer, or
-  // with expert parallelism the buffer less the routed experts.
+  // ZeRO-1: the pieces sharded each on its own (zero_split.hpp): the whole buffer, or with expert
+  // parallelism the buffer less the routed experts; and per bucket its shared pieces' parts of them.
   std::vector<FlatRange> data_parallel_;
+  std::vector<std::vector<ZeroPart>> zero_parts_;
   std::vector<GradientRange> owned_;  // expert parallelism: this rank's experts (summed over replicas_)
   std::vector<std::vector<std::unique_ptr<dist::PendingCollective>>> pending_;  // per bucket, while under way
   std::vector<bool> started_;

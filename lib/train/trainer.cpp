@@ -323,7 +323,7 @@ void TrainingRun::take_step() {
     data_->next(batch_, B_, T_);
     if (micro < first || micro >= first + per_rank) continue;
     batch_.micro_in_step = micro;
-    // The last micro-batch's backward starts the gradient all-reduce bucket by bucket.
+    // The last micro-batch's backward starts the gradient all-reduce (ZeRO-1: reduce-scatter) bucket by bucket.
     const bool last = micro == first + per_rank - 1 && gradient_sync_.overlaps();
     std::optional<BackwardHookScope> hook;
     if (last) hook.emplace(model_, [&](int stage) { gradient_sync_.stage_done(stage, trainable.grads); });

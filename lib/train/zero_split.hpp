@@ -4,9 +4,12 @@
 // parallelism each data-parallel piece between two MoE layers' routed experts (at the same place of
 // every rank's held buffers). A piece's first ranks * (length / ranks) elements are sharded
 // (dist::ShardLayout of its length: rank r's shard at r * shard), and the rest, the tail (fewer than
-// ranks elements), is summed over all ranks and updated by every rank alike.
+// ranks elements), is summed over all ranks and updated by every rank alike. A piece is reduced
+// part by part (zero_part: a gradient bucket's share of it, as the bucket's backward finishes),
+// each part's elements summed to the same ranks as the whole piece's.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -22,6 +25,20 @@ struct ZeroSplit {
 
 // Of `piece` (in the flat layout, absolute), for rank `rank` of `ranks`.
 ZeroSplit zero_split(FlatRange piece, int ranks, int rank);
+
+// A part of a piece reduced on its own: where it meets the piece's shards (`sharded`: rank 0's
+// elements of it first, then rank 1's..., counts[r] of rank r's, `shard` this rank's: a
+// reduce-scatter of unequal blocks) and its tail (`tail`: all-reduced). Every rank gets the same
+// counts. The parts of a piece together reduce to each rank exactly its zero_split shard.
+struct ZeroPart {
+  FlatRange sharded;
+  std::vector<std::int64_t> counts;  // ranks of them, summing to sharded.length
+  FlatRange shard;
+  FlatRange tail;
+};
+
+// Of `part` (within `piece`; InternalError otherwise), for rank `rank` of `ranks`.
+ZeroPart zero_part(FlatRange piece, FlatRange part, int ranks, int rank);
 
 // What rank `rank` updates of `pieces` (ascending): each piece's shard, then its tail, the empty
 // ones left out, in order.

@@ -4,7 +4,9 @@
 # deepseek_v3 (MoE: expert loads summed over ranks before the bias update):
 #   - 2 ranks follow the 1-rank run at the same global batch (losses within 1e-6 relative; measured 7e-8 over 40 steps: the
 #     gradient sums are ordered differently) and write one record, one metrics.jsonl, one checkpoint;
-#   - ZeRO-1 (sharded AdamW state) gives bit-identical losses and weights to replicated state; each
+#   - ZeRO-1 (sharded AdamW state) gives bit-identical losses and weights to replicated state, in
+#     one bucket after the backward and in small buckets reduce-scattered during it (the log's
+#     "gradient sync" line says how many: several, overlapped, not one after the backward); each
 #     rank writes its part of the optimizer state (dsk/optimizer.yaml and one file per rank), and
 #     the parts joined are the replicated run's dsk/optimizer.bin.zst;
 #   - a ZeRO-1 run of 2 ranks resumes on 1 rank, and a 1-rank checkpoint (one optimizer file) on 2
@@ -77,7 +79,7 @@ for model_type in llama deepseek_v3; do
   cmp <(losses int8/metrics.jsonl) <(losses int8-zero/metrics.jsonl) ||
     fail "$model_type: int8 with ZeRO-1 changed the losses"
 
-  mpi 2 dsk-train -q -c base.yaml --device cpu --run-dir zero --set dist.zero=1 >zero.yaml 2>zero.err ||
+  mpi 2 dsk-train -c base.yaml --device cpu --run-dir zero --set dist.zero=1 >zero.yaml 2>zero.err ||
     fail "$model_type: ZeRO-1: $(cat zero.err)"
   cmp <(losses two/metrics.jsonl) <(losses zero/metrics.jsonl) || fail "$model_type: ZeRO-1 changed the losses"
   for file in optimizer.yaml optimizer.rank-00000-of-00002.bin.zst optimizer.rank-00001-of-00002.bin.zst; do
@@ -86,6 +88,23 @@ for model_type in llama deepseek_v3; do
   [ ! -e zero/checkpoints/step-000020/dsk/optimizer.bin.zst ] || fail "$model_type: ZeRO-1 rank 0 wrote the whole state"
   cmp <(optimizer_state two/checkpoints/step-000020) <(optimizer_state zero/checkpoints/step-000020) ||
     fail "$model_type: ZeRO-1's optimizer parts differ from replicated state's"
+  grep -q "reduce-scattered over 2 ranks (ZeRO-1) in 1 bucket$" zero.err ||
+    fail "$model_type: ZeRO-1, one bucket: $(grep 'gradient sync' zero.err)"
+
+  # ZeRO-1 in 1 KiB buckets: each reduce-scattered as its layers' backward finishes (a bucket
+  # straddling the ranks' shards gives each rank its part), the same bits as one bucket and as
+  # replicated state.
+  mpi 2 dsk-train -c base.yaml --device cpu --run-dir zero-buckets --set dist.zero=1 --set dist.bucket_mb=0.001 \
+    >/dev/null 2>zero-buckets.err || fail "$model_type: ZeRO-1 bucketed: $(cat zero-buckets.err)"
+  grep -q "gradient sync: .* reduce-scattered over 2 ranks (ZeRO-1) in [2-9][0-9]* buckets" zero-buckets.err ||
+    fail "$model_type: ZeRO-1 not bucketed: $(grep 'gradient sync' zero-buckets.err)"
+  cmp <(losses zero/metrics.jsonl) <(losses zero-buckets/metrics.jsonl) ||
+    fail "$model_type: bucketed ZeRO-1 changed the losses or norms"
+  cmp two/checkpoints/step-000020/model.safetensors zero-buckets/checkpoints/step-000020/model.safetensors ||
+    fail "$model_type: bucketed ZeRO-1 changed the weights"
+  cmp <(optimizer_state two/checkpoints/step-000020) <(optimizer_state zero-buckets/checkpoints/step-000020) ||
+    fail "$model_type: bucketed ZeRO-1's optimizer parts differ from replicated state's"
+  grep -q comm_wait_s zero-buckets/metrics.jsonl || fail "$model_type: no comm_wait_s in bucketed ZeRO-1's metrics"
 
   # 2 ranks with sharded state for 10 steps, then 1 rank takes the checkpoint on to step 20, as
   # the same two commands do on 1 rank (--steps 10 also shortens the first half's schedule).
@@ -107,7 +126,7 @@ for model_type in llama deepseek_v3; do
   diff=$(max_relative_difference halves/metrics.jsonl grow/metrics.jsonl)
   python3 -c "import sys; sys.exit(0 if $diff < 1e-6 else 1)" ||
     fail "$model_type: 1 rank then 2 differ from 1 rank by $diff (relative)"
-  rm -rf one two zero switch halves grow buckets fp32 int8 int8-zero
+  rm -rf one two zero zero-buckets switch halves grow buckets fp32 int8 int8-zero
 done
 
 # Usage errors: exit 2 and a message that says what to do.

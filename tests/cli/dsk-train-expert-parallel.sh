@@ -32,7 +32,9 @@
 #     experts' gradients summed over the two groups' same-place ranks) the losses and the final
 #     weights follow 1 rank's at the same global batch too, with small buckets (several all-reduces
 #     started during the backward) as with one, and with ZeRO-1 (the experts summed over 2 ranks
-#     apart from its reduce-scatter);
+#     apart from its reduce-scatter), in one bucket and in small ones;
+#   - ZeRO-1 in small buckets (reduce-scattered during the backward, the log's "gradient sync"
+#     line: several buckets) gives the same bits as the plain expert-parallel run on 2 ranks;
 #   - int8 gradients (dist.grad_dtype int8) on 2 ranks and on 4 ranks in 2 groups: the all-ranks
 #     all-gather carries the model less the experts (a byte a level), each rank's experts go over
 #     their replicas alone (nothing with one group), a rank holds its own experts' gradients only
@@ -200,14 +202,25 @@ zero_bytes=$(state_bytes zero.err)
   fail "ZeRO-1 with expert parallelism: rank 0 keeps $zero_bytes bytes of optimizer state, without ZeRO-1 $ep_bytes"
 [ "$(parameter_memory zero.err)" = "$held" ] || fail "ZeRO-1 with expert parallelism: $(grep 'parameter memory' zero.err)"
 [ "$(startup_peak zero.err)" = "$ep_peak" ] || fail "ZeRO-1 with expert parallelism: $(grep 'start-up memory' zero.err)"
-grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 2 ranks (ZeRO-1) in [0-9]* \
-pieces; routed experts: this rank's $((4 * experts / 2)) bytes summed over 1 rank" zero.err ||
+grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 2 ranks (ZeRO-1, [0-9]* \
+pieces) in 1 bucket; routed experts: this rank's $((4 * experts / 2)) bytes summed over 1 rank" zero.err ||
   fail "ZeRO-1 with expert parallelism: $(grep 'gradient sync' zero.err)"
 cmp <(optimizer_state ep/checkpoints/step-000020) <(optimizer_state zero/checkpoints/step-000020) ||
   fail "ZeRO-1's gathered optimizer state differs"
 cmp ep/checkpoints/step-000020/model.safetensors zero/checkpoints/step-000020/model.safetensors ||
   fail "the experts gathered from their owners differ from ZeRO-1's weights"
 expect_copy_on_rank_0_alone zero.err "ZeRO-1 with expert parallelism"
+# ZeRO-1 in 1 KiB buckets (a bucket's pieces reduce-scattered as its layers' backward finishes,
+# a bucket straddling two ranks' shards, or a piece's edge): the same bits.
+mpi 2 dsk-train -c base.yaml --device cpu --run-dir zero-small --set dist.expert_parallel=2 --set dist.zero=1 \
+  --set dist.bucket_mb=0.001 >/dev/null 2>zero-small.err || fail "ZeRO-1 in small buckets: $(cat zero-small.err)"
+grep -q "gradient sync: .* (ZeRO-1, [0-9]* pieces) in [2-9][0-9]* buckets" zero-small.err ||
+  fail "ZeRO-1 with expert parallelism, small buckets: $(grep 'gradient sync' zero-small.err)"
+cmp <(losses ep/metrics.jsonl) <(losses zero-small/metrics.jsonl) || fail "ZeRO-1 in small buckets changed the losses"
+cmp <(optimizer_state ep/checkpoints/step-000020) <(optimizer_state zero-small/checkpoints/step-000020) ||
+  fail "ZeRO-1 in small buckets: the gathered optimizer state differs"
+cmp ep/checkpoints/step-000020/model.safetensors zero-small/checkpoints/step-000020/model.safetensors ||
+  fail "ZeRO-1 in small buckets: the weights differ"
 # Without expert parallelism ZeRO-1's ranks write their own parts: another rank copies its part
 # of the weights and moments (half of each, but for the tail), rank 0 the whole weights besides.
 mpi 2 dsk-train -c base.yaml --device cpu --run-dir zero-only --set dist.zero=1 --steps 5 >/dev/null \
@@ -218,11 +231,12 @@ set -- $(checkpoint_copy zero-only.err)
 
 # Two groups of 2 ranks: 4 ranks, one micro-batch each, against 1 rank at the same global batch.
 dsk-train -q -c base.yaml --device cpu --run-dir one4 --set data.grad_accum=4 >/dev/null
-# ZeRO-1 (zero): its reduce-scatter carries the model less the experts, summed over 2 ranks apart.
-for buckets in one small zero; do
+# ZeRO-1 (zero, and zero-small in small buckets): its reduce-scatter carries the model less the
+# experts, summed over 2 ranks apart.
+for buckets in one small zero zero-small; do
   bucket_mb=25 zero=0
-  [ $buckets = small ] && bucket_mb=0.01  # 10 KiB: a bucket every few layers
-  [ $buckets = zero ] && zero=1
+  case $buckets in *small) bucket_mb=0.01 ;; esac  # 10 KiB: a bucket every few layers
+  case $buckets in zero*) zero=1 ;; esac
   mpi 4 dsk-train -c base.yaml --device cpu --run-dir groups-$buckets --set data.grad_accum=4 \
     --set dist.expert_parallel=2 --set dist.bucket_mb=$bucket_mb --set dist.zero=$zero >/dev/null 2>groups.err ||
     fail "4 ranks, groups of 2, $buckets: $(cat groups.err)"
@@ -234,14 +248,17 @@ for buckets in one small zero; do
   expect_copy_on_rank_0_alone groups.err "4 ranks in 2 groups, $buckets"
   if [ $buckets = zero ]; then
     groups_zero_bytes=$(state_bytes groups.err)
-    grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 4 ranks (ZeRO-1) in \
-[0-9]* pieces; routed experts: this rank's $((4 * experts / 2)) bytes summed over 2 ranks" groups.err ||
+  fi
+  if [ $zero = 1 ]; then
+    grep -q "gradient sync: $((4 * (params - experts))) bytes a step reduce-scattered over 4 ranks (ZeRO-1, \
+[0-9]* pieces) in [0-9]* buckets*; routed experts: this rank's $((4 * experts / 2)) bytes summed over 2 \
+ranks" groups.err ||
       fail "4 ranks in 2 groups, ZeRO-1: $(grep 'gradient sync' groups.err)"
   else
     [ "$(gradient_sync groups.err)" = "$((4 * (params - experts))) 4 $((4 * experts / 2)) 2" ] ||
       fail "4 ranks in 2 groups: the routed experts should be summed over 2 ranks only: $(grep 'gradient sync' groups.err)"
   fi
-  if [ $buckets = small ]; then
+  if [ $bucket_mb != 25 ]; then
     grep -q "gradient sync: .* in [2-9][0-9]* buckets" groups.err || fail "one bucket only: $(grep 'gradient sync' groups.err)"
   fi
   diff=$(max_relative_difference one4/metrics.jsonl groups-$buckets/metrics.jsonl)

@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -225,14 +226,37 @@ class NcclCommunicator : public Communicator {
 
   void all_reduce_sum(Buf values) override { start_all_reduce_sum(values)->wait(); }
 
-  void reduce_scatter_sum(Buf whole, int64_t shard) override {
-    // NCCL's in-place reduce-scatter writes rank r's result at whole + r * shard.
-    char* base = static_cast<char*>(whole.data);
-    void* out = base + size_t(rank_) * size_t(shard) * tensor::dtype_size(whole.dtype);
-    enqueue("ncclReduceScatter", [&](cudaStream_t stream) {
-      check(ncclReduceScatter(whole.data, out, size_t(shard), nccl_type(whole.dtype), ncclSum, comm_, stream),
-            "ncclReduceScatter");
-    })->wait();
+  // Equal blocks: NCCL's reduce-scatter, in place (rank r's sum at block r). Unequal ones (a ZeRO-1
+  // bucket's share of the ranks' shards; NCCL has no reduce-scatter of its own for them): one
+  // in-place reduce per block to the rank that owns it, grouped so that they run as one operation.
+  std::unique_ptr<PendingCollective> start_reduce_scatter_sum(Buf values, std::span<const int64_t> counts) override {
+    if (int64_t(counts.size()) != size_) throw InternalError("reduce-scatter: one count per rank expected");
+    int64_t total = 0;
+    for (int64_t count : counts) total += count;
+    if (total > values.numel) throw InternalError("reduce-scatter: the counts exceed the buffer");
+    char* base = static_cast<char*>(values.data);
+    const size_t element = tensor::dtype_size(values.dtype);
+    const ncclDataType_t type = nccl_type(values.dtype);
+    if (std::all_of(counts.begin(), counts.end(), [&](int64_t count) { return count == counts[0]; })) {
+      const size_t shard = size_t(counts[0]);
+      void* out = base + size_t(rank_) * shard * element;
+      return enqueue("ncclReduceScatter", [&](cudaStream_t stream) {
+        check(ncclReduceScatter(values.data, out, shard, type, ncclSum, comm_, stream), "ncclReduceScatter");
+      });
+    }
+    return enqueue("ncclReduce (reduce-scatter of unequal blocks)", [&](cudaStream_t stream) {
+      size_t offset = 0;
+      check(ncclGroupStart(), "ncclGroupStart");
+      for (int q = 0; q < size_; ++q) {
+        const size_t count = size_t(counts[size_t(q)]);
+        if (count > 0) {
+          char* block = base + offset * element;
+          check(ncclReduce(block, block, count, type, ncclSum, q, comm_, stream), "ncclReduce");
+        }
+        offset += count;
+      }
+      check(ncclGroupEnd(), "ncclGroupEnd");
+    });
   }
 
   void all_gather(Buf whole, int64_t shard) override { start_all_gather(whole, shard)->wait(); }
