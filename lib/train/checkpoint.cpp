@@ -37,6 +37,8 @@ std::string state_to_yaml(const TrainingState& state) {
   out << YAML::Key << "elapsed_s" << YAML::Value << state.elapsed_s;
   out << YAML::Key << "train_loss" << YAML::Value << state.train_loss;
   if (state.val_loss) out << YAML::Key << "val_loss" << YAML::Value << *state.val_loss;
+  if (state.error_feedback_ranks > 0)
+    out << YAML::Key << "error_feedback_ranks" << YAML::Value << state.error_feedback_ranks;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -59,6 +61,8 @@ TrainingState state_from_yaml(const fs::path& file) {
   state.elapsed_s = required_yaml_field<double>(root, "elapsed_s", file);
   state.train_loss = required_yaml_field<double>(root, "train_loss", file);
   if (root["val_loss"]) state.val_loss = required_yaml_field<double>(root, "val_loss", file);
+  if (root["error_feedback_ranks"])
+    state.error_feedback_ranks = required_yaml_field<int64_t>(root, "error_feedback_ranks", file);
   return state;
 }
 

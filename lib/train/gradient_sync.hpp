@@ -79,6 +79,9 @@ class GradientSync {
   double reduce_and_clip(tensor::Buf grads, float max_norm);
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
+  // This rank's int8 error-feedback residual (f32 [count]), which checkpoints carry; empty
+  // without int8 error feedback or with one rank.
+  tensor::Buf error_feedback_residual() const { return int8_ ? int8_->residual() : tensor::Buf{}; }
   // What a step sends, for the log: "gradient sync: N bytes a step all-reduced over R ranks in B
   // buckets", under expert parallelism then "; routed experts: this rank's M bytes summed over K
   // ranks, the others' left out"; empty with one rank.
