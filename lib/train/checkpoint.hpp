@@ -67,9 +67,11 @@ struct CheckpointContent {
 // Writes RUN/checkpoints/step-NNNNNN atomically (replacing one of the same step) and returns its path.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const model::Model& model,
                                       AdamW& optimizer, const TrainingState& state, const CheckpointExtras& extras);
-// The same with other contents than the whole model (extras' tokenizer and ids are not used).
+// The same with other contents than the whole model (extras' tokenizer and ids are not used);
+// error_feedback: every rank's int8 residual, in rank order (gather_error_feedback), or none.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const CheckpointContent& content,
-                                      AdamW& optimizer, const TrainingState& state, const std::string& config_yaml);
+                                      AdamW& optimizer, const TrainingState& state, const std::string& config_yaml,
+                                      std::span<const std::vector<float>> error_feedback = {});
 
 // What a checkpoint holds, copied to host memory at the end of a step (waits for the device; a
 // sharded optimizer's gather_moments() comes first, on every rank), so that writing it can go on

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "io/safetensors.hpp"
+#include "tensor/allocation.hpp"
 
 namespace dsk::train {
 namespace fs = std::filesystem;
@@ -34,6 +35,20 @@ std::string error_feedback_file_name(int rank, int ranks) {
   char name[64];
   std::snprintf(name, sizeof name, "error_feedback.rank-%05d-of-%05d.safetensors", rank, ranks);
   return name;
+}
+
+std::vector<std::vector<float>> gather_error_feedback(dist::Communicator& comm, tensor::Ops& ops, tensor::Buf residual) {
+  if (residual.empty()) return {};
+  const tensor::Allocation whole(ops, tensor::DType::f32, comm.size() * residual.numel, "int8 residuals to save");
+  ops.copy(whole.buf().slice(comm.rank() * residual.numel, residual.numel), residual);
+  comm.all_gather(whole.buf(), residual.numel);
+  if (comm.rank() != 0) return {};
+  std::vector<float> host(size_t(whole.buf().numel));
+  ops.copy_to_host(host.data(), whole.buf());
+  std::vector<std::vector<float>> residuals;
+  for (int rank = 0; rank < comm.size(); ++rank)
+    residuals.emplace_back(host.begin() + rank * residual.numel, host.begin() + (rank + 1) * residual.numel);
+  return residuals;
 }
 
 void save_error_feedback(const fs::path& dsk_dir, int rank, int ranks, int64_t step, std::span<const float> residual) {

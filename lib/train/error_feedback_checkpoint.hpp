@@ -3,7 +3,8 @@
 //
 //   dsk/error_feedback.rank-00001-of-00002.safetensors    one F32 tensor "residual" [count]
 //
-// beside the optimizer state, metadata {"format": "dsk-int8-residual-1", "rank", "ranks",
+// beside the optimizer state (or rank 0 writes every rank's, for a checkpoint it writes alone),
+// metadata {"format": "dsk-int8-residual-1", "rank", "ranks",
 // "step"}, and dsk/state.yaml says how many ranks wrote one (error_feedback_ranks), so that a
 // checkpoint that should have them and lacks one is told from one that never had them.
 //
@@ -18,13 +19,21 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "dist/communicator.hpp"
 #include "tensor/ops.hpp"
 
 namespace dsk::train {
 
 // "error_feedback.rank-00001-of-00002.safetensors"
 std::string error_feedback_file_name(int rank, int ranks);
+
+// Every rank, for a checkpoint that rank 0 writes alone (dsk-finetune's adapter): the ranks'
+// residuals on rank 0, in rank order (an all-gather: an adapter's residual is small); nothing
+// elsewhere, nor anywhere when `residual` is empty (a collective only when it is not).
+std::vector<std::vector<float>> gather_error_feedback(dist::Communicator& comm, tensor::Ops& ops,
+                                                      tensor::Buf residual);
 
 // Writes rank `rank`'s residual into dsk_dir (a checkpoint's dsk/ under its temporary name), to a
 // temporary name renamed into place when whole.

@@ -411,8 +411,10 @@ void TrainingRun::save() {
     // Another content than the whole model (an adapter: small) is written in the step loop, by rank 0.
     writer_->wait();
     optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
+    const std::vector<std::vector<float>> residuals =
+        gather_error_feedback(*comm_, *ops_, gradient_sync_.error_feedback_residual());  // likewise
     if (leader()) {
-      save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml);
+      save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml, residuals);
       prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
       log_info("checkpoint ", last_checkpoint_.string());
     }

@@ -5,13 +5,17 @@
 # optimizer state and residuals of 2 ranks that never stopped; with ZeRO-1 too, and for
 # deepseek_v3 under expert parallelism (a rank's residual covers its own experts). Without the
 # residual a resumed run drifts from the first step after the resume. Then:
-#   - another number of ranks, or int8 switched on or off, cannot use the residual: the run starts
-#     it from zero (or drops it), rank 0 says so in one line, and the run goes on to the end;
+#   - another number of ranks, int8 switched on or off, or another split of the experts cannot
+#     use the residual: the run starts it from zero (or drops it), rank 0 says so in one line,
+#     and the run goes on to the end;
 #   - a checkpoint whose state.yaml says residuals were saved but one is missing or truncated is
-#     refused with exit 3 and a message naming the file.
+#     refused with exit 3 and a message naming the file;
+#   - dsk-finetune (whose adapter checkpoints rank 0 writes alone, the ranks' residuals gathered to
+#     it) resumes bit-exactly too.
 set -euo pipefail
 source "$(dirname "$0")/lib/train-fixture.sh"
 use_mpi
+require_tool dsk-finetune
 in_scratch_dir
 make_shards
 
@@ -107,4 +111,24 @@ refuse missing "$residual" "missing"
 cp -r llama-half truncated
 truncate -s 100 "truncated/$residual"
 refuse truncated "$residual" ""
+
+# dsk-finetune's checkpoints (an adapter, written by rank 0 alone) carry every rank's residual too.
+base=$(make_tiny_base)
+tune=(--base "$base" --data "$DSK_SOURCE_DIR/assets/finetune/train.jsonl" --device cpu --set data.seq_len=160
+      --set data.micro_batch=2 --set data.grad_accum=2 --set eval.every=0 --set logging.every=1
+      --set schedule.type=constant --set dist.grad_dtype=int8)
+mpi 2 dsk-finetune train -q "${tune[@]}" --steps 12 -o tune-straight >/dev/null 2>tune.err || fail "finetune: $(cat tune.err)"
+mpi 2 dsk-finetune train -q "${tune[@]}" --steps 6 -o tune-resumed >/dev/null 2>tune.err ||
+  fail "finetune, first half: $(cat tune.err)"
+for rank in 0 1; do
+  [ -s tune-resumed/checkpoints/step-000006/dsk/error_feedback.rank-0000$rank-of-00002.safetensors ] ||
+    fail "finetune: no residual of rank $rank: $(ls tune-resumed/checkpoints/step-000006/dsk)"
+done
+mpi 2 dsk-finetune train "${tune[@]}" --steps 12 -o tune-resumed >/dev/null 2>tune.err || fail "finetune, resumed: $(cat tune.err)"
+grep -q "resuming from" tune.err && ! grep -q "int8 error feedback" tune.err ||
+  fail "finetune: not resumed with the residual: $(cat tune.err)"
+cmp <(step_columns tune-straight/metrics.jsonl) <(step_columns tune-resumed/metrics.jsonl) ||
+  fail "finetune: the resumed run's losses differ"
+cmp tune-straight/adapter/adapter_model.safetensors tune-resumed/adapter/adapter_model.safetensors ||
+  fail "finetune: the resumed adapter differs"
 echo "PASS"
