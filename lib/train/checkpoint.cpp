@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "train/error_feedback_checkpoint.hpp"
 #include "train/optimizer_shards.hpp"
 #include "train/optimizer_state.hpp"
 #include "train/yaml_field.hpp"
@@ -37,6 +38,8 @@ std::string state_to_yaml(const TrainingState& state) {
   out << YAML::Key << "elapsed_s" << YAML::Value << state.elapsed_s;
   out << YAML::Key << "train_loss" << YAML::Value << state.train_loss;
   if (state.val_loss) out << YAML::Key << "val_loss" << YAML::Value << *state.val_loss;
+  if (state.error_feedback_ranks > 0)
+    out << YAML::Key << "error_feedback_ranks" << YAML::Value << state.error_feedback_ranks;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -59,6 +62,8 @@ TrainingState state_from_yaml(const fs::path& file) {
   state.elapsed_s = required_yaml_field<double>(root, "elapsed_s", file);
   state.train_loss = required_yaml_field<double>(root, "train_loss", file);
   if (root["val_loss"]) state.val_loss = required_yaml_field<double>(root, "val_loss", file);
+  if (root["error_feedback_ranks"])
+    state.error_feedback_ranks = required_yaml_field<int64_t>(root, "error_feedback_ranks", file);
   return state;
 }
 
@@ -115,7 +120,8 @@ fs::path checkpoint_path(const fs::path& run_dir, int64_t step) {
 }
 
 fs::path save_checkpoint(const fs::path& run_dir, const CheckpointContent& content, AdamW& optimizer,
-                         const TrainingState& state, const std::string& config_yaml) {
+                         const TrainingState& state, const std::string& config_yaml,
+                         std::span<const std::vector<float>> error_feedback) {
   const fs::path target = checkpoint_path(run_dir, state.step);
   fs::create_directories(target.parent_path());
   AtomicDirectory directory(target);
@@ -123,9 +129,13 @@ fs::path save_checkpoint(const fs::path& run_dir, const CheckpointContent& conte
   const fs::path dsk_dir = directory.path() / "dsk";
   fs::create_directories(dsk_dir);
   write_file_atomic(dsk_dir / "config.yaml", config_yaml);
-  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(state));
+  TrainingState written = state;
+  written.error_feedback_ranks = int64_t(error_feedback.size());
+  write_file_atomic(dsk_dir / "state.yaml", state_to_yaml(written));
   save_optimizer_state(dsk_dir / "optimizer.bin.zst", optimizer.steps_taken(), content.master(),
                        optimizer.copy_first_moment(), optimizer.copy_second_moment());
+  for (size_t rank = 0; rank < error_feedback.size(); ++rank)
+    save_error_feedback(dsk_dir, int(rank), int(error_feedback.size()), state.step, error_feedback[rank]);
   directory.commit(/*replace_existing=*/true);
   return target;
 }

@@ -6,6 +6,8 @@
 //     dsk/state.yaml                    step, tokens, data cursor, seed, counters (TrainingState)
 //     dsk/optimizer.bin.zst             fp32 master weights and AdamW moments
 //     (ZeRO-1 on N ranks: dsk/optimizer.yaml and one part per rank instead, optimizer_shards.hpp)
+//     dsk/error_feedback.rank-*.safetensors   int8 gradients' residuals, one per rank
+//                                              (error_feedback_checkpoint.hpp)
 //
 // A checkpoint is built under a temporary name and renamed into place when whole, so a directory
 // named step-NNNNNN is always complete; leftovers of a crash (step-*.tmp-*) are removed.
@@ -35,6 +37,8 @@ struct TrainingState {
   double elapsed_s = 0;         // training time before this process
   double train_loss = 0;        // the last step's loss
   std::optional<double> val_loss;
+  // Ranks that saved their int8 error-feedback residual (error_feedback_checkpoint.hpp); 0: none.
+  int64_t error_feedback_ranks = 0;
 };
 
 // What goes beside the weights: where the tokenizer is, and the ids for generation_config.json.
@@ -63,9 +67,11 @@ struct CheckpointContent {
 // Writes RUN/checkpoints/step-NNNNNN atomically (replacing one of the same step) and returns its path.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const model::Model& model,
                                       AdamW& optimizer, const TrainingState& state, const CheckpointExtras& extras);
-// The same with other contents than the whole model (extras' tokenizer and ids are not used).
+// The same with other contents than the whole model (extras' tokenizer and ids are not used);
+// error_feedback: every rank's int8 residual, in rank order (gather_error_feedback), or none.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const CheckpointContent& content,
-                                      AdamW& optimizer, const TrainingState& state, const std::string& config_yaml);
+                                      AdamW& optimizer, const TrainingState& state, const std::string& config_yaml,
+                                      std::span<const std::vector<float>> error_feedback = {});
 
 // What a checkpoint holds, copied to host memory at the end of a step (waits for the device; a
 // sharded optimizer's gather_moments() comes first, on every rank), so that writing it can go on

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "train/error_feedback_checkpoint.hpp"
 #include "train/optimizer_shards.hpp"
 
 namespace dsk::train {
@@ -22,16 +23,20 @@ struct CheckpointWriter::Part {
   OptimizerPart range;
   int64_t adam_steps = 0;
   std::vector<float> master, m, v;
+  // With int8 error feedback: this rank's residual, saved at this step.
+  int64_t step = 0;
+  std::vector<float> residual;
 };
 
 CheckpointWriter::CheckpointWriter(fs::path run_dir, model::Model& model, CheckpointExtras extras, int64_t keep,
-                                   bool background, dist::Communicator& comm)
+                                   bool background, dist::Communicator& comm, tensor::Buf error_feedback)
     : run_dir_(std::move(run_dir)),
       model_(model),
       extras_(std::move(extras)),
       keep_(keep),
       background_(background),
       comm_(comm),
+      error_feedback_(error_feedback),
       // Kept for the run: allocating (cudaMalloc, cudaFree) at every step would stall the device.
       states_(model_.ops(), tensor::DType::f32, comm_.size(), "checkpoint parts' states") {}
 
@@ -55,6 +60,7 @@ void CheckpointWriter::write(const Part& part) const {
   if (part.sharded)
     save_optimizer_part(dsk_dir / optimizer_part_name(part.layout.rank, part.layout.ranks),
                         uint64_t(part.layout.count), part.range, part.adam_steps, part.master, part.m, part.v);
+  if (!error_feedback_.empty()) save_error_feedback(dsk_dir, comm_.rank(), comm_.size(), part.step, part.residual);
 }
 
 CheckpointWriter::Part CheckpointWriter::copy_state(AdamW& optimizer, const TrainingState& state,
@@ -64,6 +70,11 @@ CheckpointWriter::Part CheckpointWriter::copy_state(AdamW& optimizer, const Trai
   part.sharded = optimizer.sharded();
   part.layout = optimizer.layout();
   part.adam_steps = optimizer.steps_taken();
+  part.step = state.step;
+  if (!error_feedback_.empty()) {
+    part.residual.resize(size_t(error_feedback_.numel));
+    model_.ops().copy_to_host(part.residual.data(), error_feedback_);
+  }
   if (!first && !part.sharded && !optimizer.has_foreign()) return part;  // rank 0 writes everything
   const tensor::Buf weights = model_.master();
   // The weights: rank 0's whole, for model.safetensors; with ZeRO-1 every rank's part of them.
@@ -92,6 +103,7 @@ CheckpointWriter::Part CheckpointWriter::copy_state(AdamW& optimizer, const Trai
   if (first) {
     CheckpointSnapshot& whole = part.whole.emplace();
     whole.state = state;
+    whole.state.error_feedback_ranks = error_feedback_.empty() ? 0 : comm_.size();
     whole.adam_steps = part.adam_steps;
     whole.master = std::move(master);
     whole.m = std::move(m);

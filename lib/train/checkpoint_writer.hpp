@@ -3,7 +3,8 @@
 // while one thread per rank writes it into the checkpoint's temporary directory:
 //   rank 0     the weights, the tokenizer, dsk/config.yaml, dsk/state.yaml, and the optimizer
 //              state: dsk/optimizer.bin.zst whole, or with ZeRO-1 the manifest and its own part;
-//   rank r > 0 with ZeRO-1, its part of the optimizer state (optimizer_shards.hpp); else nothing.
+//   rank r > 0 with ZeRO-1, its part of the optimizer state (optimizer_shards.hpp); else nothing;
+//   every rank with int8 error feedback also its residual (error_feedback_checkpoint.hpp).
 // Under expert parallelism (with ZeRO-1 too: AdamW::sharded() is false, a rank's state not being
 // one range of the flat layout) rank 0 writes the whole state, its copy completed at the step
 // with the other experts' weights and moments (and their shards of the rest), which their owners
@@ -17,7 +18,7 @@
 // the last whole one. At most one checkpoint is in flight: a second save waits for the first, so
 // host memory stays bounded by one copy of the weights and of the moments on rank 0 (only its
 // part of the moments with ZeRO-1 without expert parallelism), and by its part of a ZeRO-1 run's
-// state on another rank. The first save logs the host memory the copy took on rank 0 and the most on another
+// state on another rank (and by each rank's int8 residual). The first save logs the host memory the copy took on rank 0 and the most on another
 // rank (core/host_memory.hpp). A kill -9 at any moment leaves only a temporary directory
 // (removed at the next start).
 #pragma once
@@ -40,8 +41,9 @@ namespace dsk::train {
 class CheckpointWriter {
  public:
   // background = false writes in submit() itself (checkpoint.async: false). comm: the run's ranks.
+  // error_feedback: this rank's int8 residual (GradientSync::error_feedback_residual; empty: none).
   CheckpointWriter(std::filesystem::path run_dir, model::Model& model, CheckpointExtras extras, int64_t keep,
-                   bool background, dist::Communicator& comm);
+                   bool background, dist::Communicator& comm, tensor::Buf error_feedback = {});
   ~CheckpointWriter();  // waits for this rank's write (its error is logged); an unfinished checkpoint is dropped
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
@@ -72,6 +74,7 @@ class CheckpointWriter {
   const int64_t keep_;
   const bool background_;
   dist::Communicator& comm_;
+  const tensor::Buf error_feedback_;
   std::optional<AtomicDirectory> directory_;  // rank 0: the checkpoint in flight, under its temporary name
   std::filesystem::path target_;              // the checkpoint in flight
   bool pending_ = false;                      // a checkpoint is in flight (the same on every rank)

@@ -84,6 +84,9 @@ class GradientSync {
   double reduce_and_clip(tensor::Buf grads, float max_norm);
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
+  // This rank's int8 error-feedback residual (f32 [count]), which checkpoints carry; empty
+  // without int8 error feedback or with one rank.
+  tensor::Buf error_feedback_residual() const { return int8_ ? int8_->residual() : tensor::Buf{}; }
   // What a step sends, for the log: "gradient sync: N bytes a step all-reduced over R ranks in B
   // buckets" (ZeRO-1: "reduce-scattered over R ranks (ZeRO-1) in B buckets", under expert
   // parallelism "(ZeRO-1, P pieces)"), under expert parallelism then "; routed experts: this

@@ -21,6 +21,7 @@
 #include "train/adamw.hpp"
 #include "train/checkpoint.hpp"
 #include "train/checkpoint_writer.hpp"
+#include "train/error_feedback_checkpoint.hpp"
 #include "train/gradient_sync.hpp"
 #include "train/evaluate.hpp"
 #include "train/expert_parallel.hpp"
@@ -275,7 +276,7 @@ TrainingRun::TrainingRun(const Config& config, const TrainingHooks& hooks)
   resume_or_start();
   if (leader()) write_file_atomic(run_dir_ / "config.yaml", extras_.config_yaml);
   writer_.emplace(run_dir_, model_, extras_, config.get_int("checkpoint.keep"), config.get_bool("checkpoint.async"),
-                  *comm_);
+                  *comm_, gradient_sync_.error_feedback_residual());
 }
 
 void TrainingRun::resume_or_start() {
@@ -304,6 +305,8 @@ void TrainingRun::resume_or_start() {
     for (const std::string& line : changed_settings(read_file(saved_config), extras_.config_yaml))
       log_warn("resuming with a setting that differs from the checkpoint's config: ", line);
   }
+  restore_error_feedback(*latest, state_.error_feedback_ranks, state_.step, comm_->rank(), comm_->size(), *ops_,
+                         gradient_sync_.error_feedback_residual());
   data_->set_cursor(state_.data_cursor);
   if (metrics_) metrics_->truncate_after(state_.step);
   last_checkpoint_ = *latest;
@@ -408,8 +411,10 @@ void TrainingRun::save() {
     // Another content than the whole model (an adapter: small) is written in the step loop, by rank 0.
     writer_->wait();
     optimizer_.gather_moments();  // ZeRO-1: a collective, on every rank
+    const std::vector<std::vector<float>> residuals =
+        gather_error_feedback(*comm_, *ops_, gradient_sync_.error_feedback_residual());  // likewise
     if (leader()) {
-      save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml);
+      save_checkpoint(run_dir_, *checkpoint_content_, optimizer_, saved, extras_.config_yaml, residuals);
       prune_checkpoints(run_dir_, config_.get_int("checkpoint.keep"));
       log_info("checkpoint ", last_checkpoint_.string());
     }

@@ -7,6 +7,8 @@
 #   in_scratch_dir, fail, field, expect   (test-helpers.sh)
 #   use_mpi; mpi N command...        ranks under OpenMPI (the test is skipped without mpirun)
 #   max_relative_difference A B      of the losses of two metrics.jsonl files
+#   step_columns METRICS             step, loss, grad norm, lr and expert load of each line: what a
+#                                    resumed run must repeat bit for bit
 #   optimizer_state CHECKPOINT       its whole optimizer state as bytes (ZeRO-1's parts joined)
 #   stop_after_lines N METRICS cmd...  runs cmd in the background (stdout interrupted.yaml, stderr
 #                                    interrupted.err), SIGTERM once METRICS has N lines; expects 143
@@ -108,6 +110,12 @@ a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
 b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
 assert len(a) == len(b), (len(a), len(b))
 print(max(abs(x - y) / abs(x) for x, y in zip(a, b)))' "$1" "$2"; }
+
+step_columns() { python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), repr(m["lr"]), m.get("expert_load"))' "$1"; }
 
 stop_after_lines() {
   local lines=$1 metrics=$2
