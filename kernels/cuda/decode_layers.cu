@@ -641,8 +641,7 @@ int stage_size(const DecodeLayersArgs<T>& a, int work_bytes) {
 
 }  // namespace
 
-size_t decode_layers_partial_floats(int N, int H, int D, int element_bytes) {
-  (void)element_bytes;
+size_t decode_layers_partial_floats(int N, int H, int D) {
   const int partitions = attention_partitions(N, H, device_traits().multiprocessors);
   return size_t(N) * H * partitions * (D + 2);
 }

@@ -74,9 +74,8 @@ struct DecodeLayersArgs {
 constexpr int kDecodeMaxHeads = 256;
 constexpr int kDecodeCounters = 2 + kGemvMaxRows * kDecodeMaxHeads;
 
-// Floats of `partials` a launch needs, or 0 where decode_layers_forward cannot run this shape on
-// the current device (then nothing is launched: the caller runs the ops).
-size_t decode_layers_partial_floats(int N, int H, int D, int element_bytes);
+// Floats of `partials` a launch for N tokens of H heads of D needs on the current device.
+size_t decode_layers_partial_floats(int N, int H, int D);
 
 // x += the layers' updates; false (nothing launched) where the device, the shape or the
 // alignment does not allow it. host_layers: the same table as args.layers, in host memory.

@@ -96,7 +96,7 @@ int main() {
   a.v = random_buffer(size_t(sequences) * kKVH * kD, 10, 0.0f);
   a.act = random_buffer(size_t(sequences) * kI, 11, 0.0f);
   a.attention = random_buffer(size_t(sequences) * kH * kD, 12, 0.0f);
-  DSK_CUDA_CHECK(cudaMalloc(&a.partials, decode_layers_partial_floats(1, kH, kD, 2) * sizeof(float)));
+  DSK_CUDA_CHECK(cudaMalloc(&a.partials, decode_layers_partial_floats(1, kH, kD) * sizeof(float)));
   DSK_CUDA_CHECK(cudaMalloc(&a.counters, kDecodeCounters * sizeof(unsigned)));
   DSK_CUDA_CHECK(cudaMemset(a.counters, 0, kDecodeCounters * sizeof(unsigned)));
   a.block_tables = upload(tables);
@@ -126,9 +126,9 @@ int main() {
     a.positions = upload(positions);
     a.slots = upload(slot_of);
     a.sequence = upload(sequence);
-    if (decode_layers_partial_floats(N, kH, kD, 2) > decode_layers_partial_floats(1, kH, kD, 2)) {
+    if (decode_layers_partial_floats(N, kH, kD) > decode_layers_partial_floats(1, kH, kD)) {
       cudaFree(a.partials);
-      DSK_CUDA_CHECK(cudaMalloc(&a.partials, decode_layers_partial_floats(N, kH, kD, 2) * sizeof(float)));
+      DSK_CUDA_CHECK(cudaMalloc(&a.partials, decode_layers_partial_floats(N, kH, kD) * sizeof(float)));
     }
     bool ran = true;
     const double ms = bench::median_ms([&] { ran = decode_layers_forward<T>(a, layers.data(), nullptr) && ran; });

@@ -484,7 +484,7 @@ class CudaOps final : public Ops {
     args.v = a(s.v);
     args.act = a(s.act);
     args.attention = a(s.attention);
-    args.partials = f(scratch(cuda::decode_layers_partial_floats(s.N, s.H, s.D, int(sizeof(T))) * sizeof(float)));
+    args.partials = f(scratch(cuda::decode_layers_partial_floats(s.N, s.H, s.D) * sizeof(float)));
     args.counters = decode_counters_;
     args.positions = i32(s.positions);
     args.slots = i32(s.slots);
@@ -572,11 +572,12 @@ class CudaOps final : public Ops {
     if (decode_table_ && bytes == decode_table_host_.size() &&
         std::memcmp(decode_table_host_.data(), layers.data(), bytes) == 0)
       return static_cast<const cuda::DecodeLayer<T>*>(decode_table_);
-    if (bytes > decode_table_host_.capacity() || !decode_table_) {
+    if (bytes > decode_table_bytes_) {
       cudaFree(decode_table_);
       decode_table_ = nullptr;
+      decode_table_bytes_ = 0;
       DSK_CUDA_CHECK(cudaMalloc(&decode_table_, bytes));
-      decode_table_host_.reserve(bytes);
+      decode_table_bytes_ = bytes;
     }
     DSK_CUDA_CHECK(cudaMemcpyAsync(decode_table_, layers.data(), bytes, cudaMemcpyHostToDevice, stream_));
     DSK_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -601,7 +602,8 @@ class CudaOps final : public Ops {
   float* scalar_ = nullptr;
   unsigned* paged_turns_ = nullptr;  // paged attention's arrival counters (paged_attention.cuh)
   unsigned* decode_counters_ = nullptr;  // decode_layers.cuh's counters
-  void* decode_table_ = nullptr;        // decode_layers.cuh's layer table, and its host copy
+  void* decode_table_ = nullptr;        // decode_layers.cuh's layer table, its size, and its host copy
+  size_t decode_table_bytes_ = 0;
   std::vector<char> decode_table_host_;
   AllocationTally tally_;
   std::vector<void*> owned_;

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The persistent decode kernel (kernels/cuda/decode_layers.cuh) on the GPU machine, in one call
+# (about 2.5 minutes on one H200; carry .carry/devlibs and .carry/gpu-data: scripts/device/pack-gpu-data.sh):
+#   scripts/device/decode-layers-gpu.sh
+#  1. builds tests/gpu/decode_layers_test.cpp and dsk_serve_bench (scripts/device/build-on-device.sh)
+#     and scripts/bench/decode_layers_bench.cu twice with nvcc (timed, and traced per phase);
+#  2. the test: the kernel's logits against the same decode steps op by op (fp32 1e-4, bf16 3e-2);
+#  3. the kernel alone on llama-1b's layers against the weights-over-copy-bandwidth bound, with
+#     the traced build's per-phase table; then dsk_serve_bench with graphs, op by op and fused.
+# Env: WARPS and KEYS (the kernel's consumer warps and keys in flight, for a sweep).
+# Writes $OUT/decode-layers-gpu.txt (the summary, printed last) and the logs beside it.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-$PWD/out-decode-layers-gpu}"
+mkdir -p "$OUT"
+build="${DSK_BUILD:-$PWD/build-gpu}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
+source scripts/device/lib/summary.sh
+
+tuning=()
+[ -n "${WARPS:-}" ] && tuning+=("-DDSK_DECODE_CONSUMER_WARPS=$WARPS")
+[ -n "${KEYS:-}" ] && tuning+=("-DDSK_DECODE_KEYS_IN_FLIGHT=$KEYS")
+build_bench() {  # binary, extra nvcc flags...
+  local binary=$1
+  shift
+  nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels -Ilib -Iscripts/bench \
+    "${tuning[@]}" "$@" scripts/bench/decode_layers_bench.cu kernels/cuda/decode_layers.cu kernels/cuda/common.cu \
+    -o "$binary"
+}
+build_bench "$OUT/bench" >"$OUT/bench-build.log" 2>&1 &
+timed=$!
+build_bench "$OUT/bench-trace" -DDSK_DECODE_TRACE >"$OUT/bench-trace-build.log" 2>&1 &
+traced=$!
+scripts/device/build-on-device.sh dsk_gpu_decode_layers dsk_serve_bench 2>&1 | tee "$OUT/build.log" | tail -5 ||
+  { echo "decode-layers-gpu: the build failed ($OUT/build.log)"; exit 1; }
+wait $timed || { tail -20 "$OUT/bench-build.log"; echo "decode-layers-gpu: the bench did not build"; }
+wait $traced || tail -20 "$OUT/bench-trace-build.log"
+
+timed_gpu_tests decode_layers
+for run in bench bench-trace; do
+  [ -x "$OUT/$run" ] && "$OUT/$run" >"$OUT/$run.txt" 2>&1
+  cat "$OUT/$run.txt" 2>/dev/null
+done
+step=$(sed -n 's/^N 1: \([0-9.]*\) us a step.* \([0-9.]*\) of the bound/\1 us (\2 of the bound)/p' "$OUT/bench.txt" 2>/dev/null)
+note "layers alone, llama-1b, 1 sequence" "${step:-?}"
+"$build/lib/serve/dsk_serve_bench" .carry/gpu-data/shapes/llama-1b/config.json --graphs on --fused both \
+  >"$OUT/serve.txt" 2>"$OUT/serve.log" || tail -20 "$OUT/serve.log"
+cat "$OUT/serve.txt"
+for label in "dsk graphs" "dsk graphs fused"; do
+  rate=$(sed -n "s/^$label batch 1 decode_tokens_per_s \([0-9.]*\) of_bound \([0-9.]*\).*/\1 tokens\/s (\2 of the bound)/p" "$OUT/serve.txt")
+  note "engine batch 1, ${label#dsk }" "${rate:-?}"
+done
+printf '%s\n' "${summary[@]}" | tee "$OUT/decode-layers-gpu.txt"
