@@ -6,9 +6,9 @@
 // columns [b * OC / G, (b + 1) * OC / G) of each, a stage holding as many of its rows as fit. The
 // producer issues the stages in that order into the ring as slots come free; the consumers take
 // them in the same order. Between the products the consumers meet at a grid barrier, then copy
-// the product's input rows into shared memory (RMSNorm'd before q/k/v and gate/up; attention's
-// partitions merged before o). Attention runs between q/k/v and o: an item per (token, head, key
-// partition), spread over the blocks.
+// the product's input rows into shared memory (RMSNorm'd before q/k/v and gate/up). Attention
+// runs between q/k/v and o: an item per (token, head, key partition), spread over the blocks; the
+// last item of a head to finish merges its partitions.
 #include <cuda/ptx>
 
 #include <algorithm>
@@ -31,7 +31,7 @@ using gemv::Chunk;
 
 // Consumer warps a block and keys in flight a lane group: scripts/bench/decode_layers_bench.cu
 // times other values by defining these. On the H200 (llama-1b, one sequence) 8 warps and 2 keys
-// took 1.10 ms a step; 16 warps 1.26 (2 keys) and 1.52 (4 keys, spilling registers).
+// took 1.01-1.10 ms a step; 16 warps 1.26 (2 keys) and 1.52 (4 keys, spilling registers).
 #ifndef DSK_DECODE_CONSUMER_WARPS
 #define DSK_DECODE_CONSUMER_WARPS 8
 #endif
@@ -46,8 +46,7 @@ constexpr int kBarrierBytes = 256;  // full[kStages], empty[kStages], then the n
 constexpr int kNormOffset = 128;
 constexpr int kMaxPartitions = 8;
 constexpr int kTurnCounters = 2;  // counters: the grid barrier's arrivals and exits, then the heads' turns
-constexpr int kKeysInFlight = DSK_DECODE_KEYS_IN_FLIGHT;
-  // keys a lane group loads before it uses the first
+constexpr int kKeysInFlight = DSK_DECODE_KEYS_IN_FLIGHT;  // keys a lane group loads before it uses the first
 
 enum Product { kQkv, kO, kGateUp, kDown, kProducts };
 
