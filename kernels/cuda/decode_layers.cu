@@ -14,8 +14,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <map>
-#include <mutex>
 
 #include "core/error.hpp"
 #include "cuda/decode_layers.cuh"
@@ -665,22 +663,9 @@ bool decode_layers_forward(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* h
   if (stage_bytes == 0) return false;
   const size_t shared_bytes = size_t(kBarrierBytes) + work_bytes + size_t(kStages) * stage_bytes;
   const auto kernel = decode_layers_kernel<T>;
-  static std::mutex mutex;
-  static std::map<std::pair<int, size_t>, int> resident;  // blocks an SM, per device and size
-  int per_sm = 0;
-  {
-    const std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_pair(traits.device, shared_bytes);
-    if (auto found = resident.find(key); found != resident.end()) {
-      per_sm = found->second;
-    } else {
-      DSK_CUDA_CHECK(
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, traits.shared_per_block_optin));
-      DSK_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared_bytes));
-      resident[key] = per_sm;
-    }
-  }
-  if (per_sm < 1) return false;
+  // One block an SM must fit (gemv_stream.cuh's cached occupancy query, which also lets the
+  // kernel have all the shared memory a block may).
+  if (gemv::one_wave_blocks(reinterpret_cast<const void*>(kernel), kThreads, shared_bytes) < 1) return false;
   // Cooperative: every block resident at once, which the grid barriers need (or the launch fails).
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(unsigned(traits.multiprocessors));
