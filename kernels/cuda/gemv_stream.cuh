@@ -87,9 +87,13 @@ __device__ __forceinline__ Chunk<T, Vector> load_aligned_chunk(const T* p) {
 }
 
 // sums[s][n] = this lane's share of row `row` of source s (in shared memory) dotted with input row n.
-template <typename T, int SOURCES>
+// ROWS: the input rows when known at compile time (N is then ROWS), 0 when only N knows. Known, the
+// loop has no branch a row, so the compiler issues the unrolled chunks' loads together.
+template <typename T, int SOURCES, int ROWS = 0>
 __device__ __forceinline__ void dot_stage_row(float (&sums)[SOURCES][kGemvMaxRows], const T* stage, const T* x,
                                               int row, int rows_per_stage, int N, int C, int lane) {
+  static_assert(ROWS >= 0 && ROWS <= kGemvMaxRows, "ROWS is 0 (any) or at most kGemvMaxRows");
+  constexpr int kRows = ROWS == 0 ? kGemvMaxRows : ROWS;
   constexpr int kVector = 16 / sizeof(T);
   const int chunks = C / kVector;
 #pragma unroll 4
@@ -99,8 +103,8 @@ __device__ __forceinline__ void dot_stage_row(float (&sums)[SOURCES][kGemvMaxRow
     for (int s = 0; s < SOURCES; s++)
       w[s] = load_aligned_chunk<T, kVector>(stage + (int64_t(s) * rows_per_stage + row) * C + k * kVector);
 #pragma unroll
-    for (int n = 0; n < kGemvMaxRows; n++) {
-      if (n < N) {
+    for (int n = 0; n < kRows; n++) {
+      if (ROWS != 0 || n < N) {
         const Chunk<T, kVector> xc = load_aligned_chunk<T, kVector>(x + int64_t(n) * C + k * kVector);
 #pragma unroll
         for (int s = 0; s < SOURCES; s++)
@@ -155,6 +159,24 @@ __device__ __forceinline__ void scale_rows(T* x, const T* weight, const float* i
   }
 }
 
+// Input row n's output at a column, in every lane (the warp sums its lanes): the product + the
+// column's bias (bias_at, or null) + `residual` (when `adds`), rounded to T; or SwiGLU of the two
+// products, each rounded as the unfused products are.
+template <typename T, int SOURCES>
+__device__ __forceinline__ T column_value(float (&sums)[SOURCES][kGemvMaxRows], int n, const T* bias_at, bool adds,
+                                          float residual) {
+  if constexpr (SOURCES == 2) {
+    const float g = to_float(from_float<T>(warp_sum(sums[0][n])));
+    const float u = to_float(from_float<T>(warp_sum(sums[1][n])));
+    return from_float<T>(silu(g) * u);
+  } else {
+    float total = warp_sum(sums[0][n]);
+    if (bias_at) total += to_float(*bias_at);
+    if (adds) total += residual;
+    return from_float<T>(total);
+  }
+}
+
 // Lane 0 writes column col of every input row: the product (+ bias, += out), or SwiGLU of the two.
 template <typename T, int SOURCES>
 __device__ __forceinline__ void write_column(const GemvPart<T>& part, float (&sums)[SOURCES][kGemvMaxRows], int64_t col,
@@ -163,21 +185,15 @@ __device__ __forceinline__ void write_column(const GemvPart<T>& part, float (&su
   for (int n = 0; n < kGemvMaxRows; n++) {
     if (n >= N) continue;
     T* o = part.out + int64_t(n) * part.OC + col;
-    if constexpr (SOURCES == 2) {
-      const float g = to_float(from_float<T>(warp_sum(sums[0][n])));  // rounded as the unfused products are
-      const float u = to_float(from_float<T>(warp_sum(sums[1][n])));
-      if (lane == 0) *o = from_float<T>(silu(g) * u);
-    } else {
-      float total = warp_sum(sums[0][n]);
-      if (lane != 0) continue;
-      if (part.bias) total += to_float(part.bias[col]);
-      if (accumulate) total += to_float(*o);
-      *o = from_float<T>(total);
-    }
+    const T* bias_at = SOURCES == 1 && part.bias ? part.bias + col : nullptr;
+    const T value = column_value<T, SOURCES>(sums, n, bias_at, accumulate, accumulate ? to_float(*o) : 0.0f);
+    if (lane == 0) *o = value;
   }
 }
 
-template <typename T, typename Split, int SOURCES>
+// ROWS: 1 when the launch has one input row (a batch-1 decode step, which dot_stage_row then
+// computes without a branch a row), 0 for any N.
+template <typename T, typename Split, int SOURCES, int ROWS>
 __global__ void __launch_bounds__(Split::kWarps * 32)
     gemv_stream_kernel(const __grid_constant__ StreamJob<T> job, const T* inp, int N, int C) {
 #if __CUDA_ARCH__ >= 900
@@ -242,7 +258,7 @@ __global__ void __launch_bounds__(Split::kWarps * 32)
     const int rows = stage_rows(i);
     for (int row = warp; row < rows; row += Split::kWarps) {
       float sums[SOURCES][kGemvMaxRows] = {};
-      dot_stage_row<T, SOURCES>(sums, stage_at(slot), x, row, R, N, C, lane);
+      dot_stage_row<T, SOURCES, ROWS>(sums, stage_at(slot), x, row, R, N, C, lane);
       write_column<T, SOURCES>(sources[0], sums, begin + int64_t(i) * R + row, N, job.accumulate, lane);
     }
     __syncthreads();  // every warp is done with the slot before the copy engine refills it
@@ -293,7 +309,7 @@ bool launch_stream(StreamJob<T> job, const T* inp, int N, int C, cudaStream_t st
   const size_t shared_bytes = stream_shared_bytes<T, Split, SOURCES>(job.rows_per_stage, N, C, inp, job);
   if (shared_bytes == 0) return false;
   constexpr int kThreads = Split::kWarps * 32;
-  const auto kernel = gemv_stream_kernel<T, Split, SOURCES>;
+  const auto kernel = N == 1 ? gemv_stream_kernel<T, Split, SOURCES, 1> : gemv_stream_kernel<T, Split, SOURCES, 0>;
   const int wave = std::min(one_wave_blocks(reinterpret_cast<const void*>(kernel), kThreads, shared_bytes),
                             device_traits().multiprocessors * Split::kBlocksPerSm);
   if (wave == 0) return false;
