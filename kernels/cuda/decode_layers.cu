@@ -28,8 +28,10 @@ namespace ptx = ::cuda::ptx;
 using gemv::Chunk;
 
 // Consumer warps a block and keys in flight a lane group: scripts/bench/decode_layers_bench.cu
-// times other values by defining these. On the H200 (llama-1b, one sequence) 8 warps and 2 keys
-// took 1.01-1.10 ms a step; 16 warps 1.26 (2 keys) and 1.52 (4 keys, spilling registers).
+// times other values by defining these. On the H200 (llama-1b, one sequence, rows known at compile
+// time) 8 warps and 2 keys took 0.80 ms a step, 12 warps 0.89 and 4 warps 0.91 (traced builds);
+// a block of 9 warps (8 consumers and the producer) gets at most 168 registers a thread (each
+// scheduler has a quarter of the register file, and one of them holds three warps).
 #ifndef DSK_DECODE_CONSUMER_WARPS
 #define DSK_DECODE_CONSUMER_WARPS 8
 #endif
@@ -233,8 +235,9 @@ struct StageCursor {
 // would (write_column: the product + bias, += the residual, or SwiGLU of gate and up). The rows go
 // round robin over the warps across stages, so that stages of fewer rows than warps (gate/up,
 // down) still keep every warp busy. The outputs are picked without arrays: an array indexed at
-// run time would live in local memory, which the ring leaves almost no L1 to cache.
-template <typename T, int SOURCES>
+// run time would live in local memory, which the ring leaves almost no L1 to cache. ROWS is a.N,
+// known at compile time (dot_stage_row).
+template <typename T, int SOURCES, int ROWS>
 __device__ void consume_product(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* layer, int l, int product,
                                 const T* x, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
                                 StageCursor& cursor) {
@@ -269,7 +272,7 @@ __device__ void consume_product(const DecodeLayersArgs<T>& a, const DecodeLayer<
     const int offset = int((first - range.begin) % kConsumerWarps);
     for (int row = (warp - offset + kConsumerWarps) % kConsumerWarps; row < rows; row += kConsumerWarps) {
       float sums[SOURCES][kGemvMaxRows] = {};
-      gemv::dot_stage_row<T, SOURCES>(sums, stage, x, row, R, a.N, p.K, lane);
+      gemv::dot_stage_row<T, SOURCES, ROWS>(sums, stage, x, row, R, ROWS, p.K, lane);
       const int64_t column = first + row;
       GemvPart<T> part{a.x, nullptr, bias0, a.C};
       int64_t local = column;
@@ -520,7 +523,7 @@ __device__ void load_normalized(T* x, const DecodeLayersArgs<T>& a, const T* wei
   normalize_input<T>(x, weight, a.eps, a.N, a.C, inverse_rms);
 }
 
-template <typename T>
+template <typename T, int ROWS>
 __device__ void consume(const DecodeLayersArgs<T>& a, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
                         float* inverse_rms, char* work) {
   T* x = reinterpret_cast<T*>(work);
@@ -535,7 +538,7 @@ __device__ void consume(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
     DSK_TRACE(l, 1);
     load_normalized(x, a, layer->input_norm, inverse_rms);
     DSK_TRACE(l, 2);
-    consume_product<T, 1>(a, layer, l, kQkv, x, ring, stage_bytes, full, empty, cursor);
+    consume_product<T, 1, ROWS>(a, layer, l, kQkv, x, ring, stage_bytes, full, empty, cursor);
     DSK_TRACE(l, 3);
     grid_barrier(a.counters, target);
     DSK_TRACE(l, 4);
@@ -548,20 +551,20 @@ __device__ void consume(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
     load_rows(x, a.attention, a.N, a.H * a.D);
     consumers_sync();
     DSK_TRACE(l, 7);
-    consume_product<T, 1>(a, layer, l, kO, x, ring, stage_bytes, full, empty, cursor);
+    consume_product<T, 1, ROWS>(a, layer, l, kO, x, ring, stage_bytes, full, empty, cursor);
     DSK_TRACE(l, 8);
     grid_barrier(a.counters, target);
     DSK_TRACE(l, 9);
     load_normalized(x, a, layer->post_norm, inverse_rms);
     DSK_TRACE(l, 10);
-    consume_product<T, 2>(a, layer, l, kGateUp, x, ring, stage_bytes, full, empty, cursor);
+    consume_product<T, 2, ROWS>(a, layer, l, kGateUp, x, ring, stage_bytes, full, empty, cursor);
     DSK_TRACE(l, 11);
     grid_barrier(a.counters, target);
     DSK_TRACE(l, 12);
     load_rows(x, a.act, a.N, a.I);
     consumers_sync();
     DSK_TRACE(l, 13);
-    consume_product<T, 1>(a, layer, l, kDown, x, ring, stage_bytes, full, empty, cursor);
+    consume_product<T, 1, ROWS>(a, layer, l, kDown, x, ring, stage_bytes, full, empty, cursor);
     DSK_TRACE(l, 14);
   }
   consumers_sync();
@@ -572,7 +575,8 @@ __device__ void consume(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
   }
 }
 
-template <typename T>
+// ROWS: the step's tokens, a.N (1 to kGemvMaxRows), a kernel each.
+template <typename T, int ROWS>
 __global__ void __launch_bounds__(kThreads, 1)
     decode_layers_kernel(const __grid_constant__ DecodeLayersArgs<T> a, int work_bytes, int stage_bytes) {
 #if __CUDA_ARCH__ >= 900
@@ -593,7 +597,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == kConsumers) produce(a, ring, stage_bytes, full, empty);
     return;
   }
-  consume(a, ring, stage_bytes, full, empty, reinterpret_cast<float*>(shared + kNormOffset), work);
+  consume<T, ROWS>(a, ring, stage_bytes, full, empty, reinterpret_cast<float*>(shared + kNormOffset), work);
 #endif
 }
 
@@ -662,7 +666,10 @@ bool decode_layers_forward(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* h
   const int stage_bytes = stage_size(a, work_bytes);
   if (stage_bytes == 0) return false;
   const size_t shared_bytes = size_t(kBarrierBytes) + work_bytes + size_t(kStages) * stage_bytes;
-  const auto kernel = decode_layers_kernel<T>;
+  static_assert(kGemvMaxRows == 4, "a kernel for each token count");
+  void (*const kernels[])(DecodeLayersArgs<T>, int, int) = {decode_layers_kernel<T, 1>, decode_layers_kernel<T, 2>,
+                                                            decode_layers_kernel<T, 3>, decode_layers_kernel<T, 4>};
+  const auto kernel = kernels[a.N - 1];
   // One block an SM must fit (gemv_stream.cuh's cached occupancy query, which also lets the
   // kernel have all the shared memory a block may).
   if (gemv::one_wave_blocks(reinterpret_cast<const void*>(kernel), kThreads, shared_bytes) < 1) return false;

@@ -11,12 +11,13 @@
 // product needs the whole of the previous one (five a layer), then dot the streamed rows with
 // their input rows. So the weight stream keeps going through the barriers and the attention.
 //
-// Where it stands (H200, llama-1b, scripts/bench/decode_layers_bench.cu): 1.10 ms a step of one
-// sequence, slower than the same layers op by op (about 1.0 ms with the LM head), so the engine
-// keeps it off by default (PagedPlan::fused_decode). Its trace shows why: the five grid barriers
-// of a layer take 4-7 us each (the skew of the blocks' arrivals plus the atomic's round trips)
-// and the attention items 9-13 us, about 45 us a layer in which the ring is full and DRAM idles,
-// against 24 us of weight bytes.
+// Where it stands (H200, llama-1b, scripts/bench/decode_layers_bench.cu, docs/benchmarks.md):
+// 0.80 ms a step of one sequence, 0.48 of the weights-over-bandwidth bound; in the engine, 1,170
+// tokens/s against 1,113 op by op in the same call, too close (and measured once) to make it the
+// default (PagedPlan::fused_decode stays off). Without its barriers and attention the same
+// streaming and products reach 0.86 of the bound; with them a layer is 50 us: the products 19,
+// the five grid barriers 20 (the release of the block's writes and the counter's round trips,
+// about 3 us each, plus the blocks' skew), attention 7, the input loads 3.5.
 //
 // Same arithmetic as the ops it replaces, in the same order, for the products (the rows of
 // gemv_stream.cuh, RMSNorm computed by the products as rmsnorm_gemv_*) and RoPE
