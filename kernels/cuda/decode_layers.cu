@@ -50,6 +50,11 @@ constexpr int kKeysInFlight = DSK_DECODE_KEYS_IN_FLIGHT;  // keys a lane group l
 
 enum Product { kQkv, kO, kGateUp, kDown, kProducts };
 
+// Ablation (scripts/bench/decode_layers_bench.cu built with these, for where the time goes; the
+// results are then wrong): DSK_DECODE_ABLATE_BARRIERS makes the grid barriers block-local,
+// _ATTENTION skips the attention items, _PRODUCTS takes each stage and frees it undotted,
+// _LOADS completes each stage without copying into it.
+
 // Profiling (scripts/bench/decode_layers_bench.cu built with -DDSK_DECODE_TRACE): the SM clock at
 // the end of each phase of one layer, per block, and the clocks the consumers spent waiting for
 // each product's stages.
@@ -181,8 +186,13 @@ __device__ void produce(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
     T* stage = reinterpret_cast<T*>(ring + int64_t(slot) * stage_bytes);
     const ProductShape p = product_shape(a, fill.product);
     const int64_t row_bytes = int64_t(p.K) * sizeof(T);
+#ifdef DSK_DECODE_ABLATE_LOADS
+    ptx::mbarrier_arrive(&full[slot]);
+    if (false)
+#else
     ptx::mbarrier_arrive_expect_tx(ptx::sem_release, ptx::scope_cta, ptx::space_shared, &full[slot],
                                    uint32_t(fill.rows() * row_bytes * p.sources));
+#endif
     for_each_copy(a, a.layers + fill.layer, fill.product, fill.first, fill.rows(), fill.stage_rows,
                   [&](int64_t at, const T* from, int64_t rows) {
                     ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, stage + at * p.K, from,
@@ -204,6 +214,9 @@ __device__ __forceinline__ T load_shared_result(const T* p) {
 // Every consumer of every block has arrived (and their writes are visible to all).
 __device__ void grid_barrier(unsigned* arrivals, unsigned& target) {
   consumers_sync();
+#ifdef DSK_DECODE_ABLATE_BARRIERS
+  return;
+#endif
   target += gridDim.x;
   if (threadIdx.x == 0) {
     // A release reduction: the block's writes (ordered before it by the bar.sync above, which
@@ -270,7 +283,11 @@ __device__ void consume_product(const DecodeLayersArgs<T>& a, const DecodeLayer<
     const T* stage = reinterpret_cast<const T*>(ring + int64_t(slot) * stage_bytes);
     const int rows = int(min(int64_t(R), range.end - first));
     const int offset = int((first - range.begin) % kConsumerWarps);
+#ifdef DSK_DECODE_ABLATE_PRODUCTS
+    for (int row = rows; row < rows; row++) {
+#else
     for (int row = (warp - offset + kConsumerWarps) % kConsumerWarps; row < rows; row += kConsumerWarps) {
+#endif
       float sums[SOURCES][kGemvMaxRows] = {};
       gemv::dot_stage_row<T, SOURCES, ROWS>(sums, stage, x, row, R, ROWS, p.K, lane);
       const int64_t column = first + row;
@@ -542,9 +559,11 @@ __device__ void consume(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
     DSK_TRACE(l, 3);
     grid_barrier(a.counters, target);
     DSK_TRACE(l, 4);
+#ifndef DSK_DECODE_ABLATE_ATTENTION
     for (int item = int(blockIdx.x); item < items; item += int(gridDim.x))
       attention_item(a, layer, item / (a.H * partitions), item / partitions % a.H, item % partitions, partitions,
                      reinterpret_cast<float*>(work));
+#endif
     DSK_TRACE(l, 5);
     grid_barrier(a.counters, target);
     DSK_TRACE(l, 6);

@@ -7,7 +7,10 @@
 #  2. the test: the kernel's logits against the same decode steps op by op (fp32 1e-4, bf16 3e-2);
 #  3. the kernel alone on llama-1b's layers against the weights-over-copy-bandwidth bound, with
 #     the traced build's per-phase table; then dsk_serve_bench with graphs, op by op and fused.
-# Env: WARPS and KEYS (the kernel's consumer warps and keys in flight, for a sweep).
+# Env: WARPS and KEYS (the kernel's consumer warps and keys in flight, for a sweep); ABLATE=1 also
+# times the kernel with parts of it removed (decode_layers.cu's DSK_DECODE_ABLATE_*: wrong results,
+# for where the time goes): no grid barriers and no attention, then no products or no weight loads
+# as well.
 # Writes $OUT/decode-layers-gpu.txt (the summary, printed last) and the logs beside it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,14 +38,27 @@ scripts/device/build-on-device.sh dsk_gpu_decode_layers dsk_serve_bench 2>&1 | t
   { echo "decode-layers-gpu: the build failed ($OUT/build.log)"; exit 1; }
 wait $timed || { tail -20 "$OUT/bench-build.log"; echo "decode-layers-gpu: the bench did not build"; }
 wait $traced || tail -20 "$OUT/bench-trace-build.log"
+ablations=()
+if [ "${ABLATE:-0}" = 1 ]; then
+  synchronization=(-DDSK_DECODE_ABLATE_BARRIERS -DDSK_DECODE_ABLATE_ATTENTION)
+  build_bench "$OUT/bench-no-sync" "${synchronization[@]}" >"$OUT/ablate-build.log" 2>&1 &
+  build_bench "$OUT/bench-no-sync-no-products" "${synchronization[@]}" -DDSK_DECODE_ABLATE_PRODUCTS \
+    >>"$OUT/ablate-build.log" 2>&1 &
+  build_bench "$OUT/bench-no-sync-no-loads" "${synchronization[@]}" -DDSK_DECODE_ABLATE_LOADS >>"$OUT/ablate-build.log" 2>&1 &
+  wait
+  ablations=(bench-no-sync bench-no-sync-no-products bench-no-sync-no-loads)
+fi
 
 timed_gpu_tests decode_layers
-for run in bench bench-trace; do
+for run in bench bench-trace "${ablations[@]}"; do
+  echo "== $run"
   [ -x "$OUT/$run" ] && "$OUT/$run" >"$OUT/$run.txt" 2>&1
   cat "$OUT/$run.txt" 2>/dev/null
 done
-step=$(sed -n 's/^N 1: \([0-9.]*\) us a step.* \([0-9.]*\) of the bound/\1 us (\2 of the bound)/p' "$OUT/bench.txt" 2>/dev/null)
-note "layers alone, llama-1b, 1 sequence" "${step:-?}"
+for run in bench "${ablations[@]}"; do
+  step=$(sed -n 's/^N 1: \([0-9.]*\) us a step.* \([0-9.]*\) of the bound/\1 us (\2 of the bound)/p' "$OUT/$run.txt" 2>/dev/null)
+  note "layers alone, llama-1b, 1 sequence${run#bench}" "${step:-?}"
+done
 "$build/lib/serve/dsk_serve_bench" .carry/gpu-data/shapes/llama-1b/config.json --graphs on --fused both \
   >"$OUT/serve.txt" 2>"$OUT/serve.log" || tail -20 "$OUT/serve.log"
 cat "$OUT/serve.txt"
