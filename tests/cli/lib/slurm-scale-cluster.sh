@@ -60,8 +60,12 @@ actuator:
         sleep 0.1
       done
     }
+    # slurmctld takes a resumed node as up only if it booted after the resume began, comparing
+    # whole seconds; slurmd -b reports its own start as the boot, so it starts a second after
+    # (with the boot in the same second, n2 once stayed "not resumed" until ResumeTimeout).
     if [ "\$DSK_SCALE_ACTION" = resume ]; then
       wait_gone
+      sleep 1
       slurmd -b -N "\$DSK_SCALE_NODE" </dev/null >/dev/null 2>&1
     else
       kill "\$(cat "\$pid_file")"
