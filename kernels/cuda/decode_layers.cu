@@ -187,17 +187,18 @@ __device__ void produce(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
     const ProductShape p = product_shape(a, fill.product);
     const int64_t row_bytes = int64_t(p.K) * sizeof(T);
 #ifdef DSK_DECODE_ABLATE_LOADS
+    (void)stage;
+    (void)row_bytes;
     ptx::mbarrier_arrive(&full[slot]);
-    if (false)
 #else
     ptx::mbarrier_arrive_expect_tx(ptx::sem_release, ptx::scope_cta, ptx::space_shared, &full[slot],
                                    uint32_t(fill.rows() * row_bytes * p.sources));
-#endif
     for_each_copy(a, a.layers + fill.layer, fill.product, fill.first, fill.rows(), fill.stage_rows,
                   [&](int64_t at, const T* from, int64_t rows) {
                     ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, stage + at * p.K, from,
                                        uint32_t(rows * row_bytes), &full[slot]);
                   });
+#endif
     fill.next(a, stage_bytes);
   }
 }
