@@ -18,13 +18,15 @@
 #include "core/error.hpp"
 #include "cuda/decode_layers.cuh"
 #include "cuda/gemv_stream.cuh"
+#include "cuda/mma.cuh"
 #include "cuda/rope_rotation.cuh"
 
 namespace dsk::kernels::cuda {
 
 namespace {
 
-namespace ptx = ::cuda::ptx;
+namespace ptx = ::cuda::ptx;  // libcu++'s PTX wrappers; dsk's own (mma.cuh) are named in full
+using ::dsk::kernels::cuda::ptx::mma_bf16;
 using gemv::Chunk;
 
 // Consumer warps a block and keys in flight a lane group: scripts/bench/decode_layers_bench.cu
@@ -172,8 +174,10 @@ struct StageWalk {
 };
 
 // Streams every stage of the step into the ring, in the consumers' order, as their slots come
-// free. (Prefetching the stages past the ring into L2 as well, cp.async.bulk.prefetch, measured
-// slower on the H200: 1.47 against 1.27 ms a llama-1b step.)
+// free. (Also asking L2 for the stages past the ring, cp.async.bulk.prefetch, measured slower on
+// the H200: 1.47 against 1.27 ms a llama-1b step with the CUDA-core products, 1.06 against 0.88
+// with the tensor-core ones, 2 to 6 stages ahead: the copy engine takes an SM's requests in
+// order, so the prefetches delay the ring's own copies.)
 template <typename T>
 __device__ void produce(const DecodeLayersArgs<T>& a, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty) {
   StageWalk<T> fill;
@@ -245,43 +249,78 @@ struct StageCursor {
   int taken = 0;
 };
 
+// Where a product's outputs go: the part written (out, bias, width) for each column.
+template <typename T>
+struct ProductOutputs {
+  const DecodeLayersArgs<T>& a;
+  int product;
+  const T* bias[3] = {};
+
+  __device__ ProductOutputs(const DecodeLayersArgs<T>& args, const DecodeLayer<T>* layer, int p) : a(args), product(p) {
+    if (product == kQkv) {
+      for (int part = 0; part < 3; part++) bias[part] = layer->qkv_bias[part];
+    } else if (product != kGateUp) {
+      bias[0] = product == kO ? layer->o_bias : layer->down_bias;
+    }
+  }
+  __device__ bool accumulates() const { return product == kO || product == kDown; }
+  // Column `column` of the product is column `local` of the returned part.
+  __device__ GemvPart<T> part(int64_t column, int64_t& local) const {
+    local = column;
+    if (product == kGateUp) return {a.act, nullptr, nullptr, a.I};
+    if (product != kQkv) return {a.x, nullptr, bias[0], a.C};
+    const int hd = a.H * a.D, kvd = a.KVH * a.D;
+    if (column < hd) return {a.q, nullptr, bias[0], hd};
+    if (column < hd + kvd) {
+      local = column - hd;
+      return {a.k, nullptr, bias[1], kvd};
+    }
+    local = column - hd - kvd;
+    return {a.v, nullptr, bias[2], kvd};
+  }
+};
+
+// Waits for the consumers' next stage and returns it.
+template <typename T>
+__device__ __forceinline__ const T* take_stage(char* ring, int stage_bytes, uint64_t* full, const StageCursor& cursor,
+                                               int l, int product) {
+  (void)l;
+  (void)product;
+  const int slot = cursor.taken % kStages;
+#ifdef DSK_DECODE_TRACE
+  const long long waiting = clock64();
+#endif
+  gemv::wait_stage(&full[slot], uint32_t(cursor.taken / kStages) & 1u);
+#ifdef DSK_DECODE_TRACE
+  if (l == kTraceLayer && threadIdx.x == 0) trace_wait[blockIdx.x][product] += clock64() - waiting;
+#endif
+  return reinterpret_cast<const T*>(ring + int64_t(slot) * stage_bytes);
+}
+
+// This warp is done reading the cursor's stage: its slot may be refilled once every warp is.
+__device__ __forceinline__ void release_stage(uint64_t* empty, const StageCursor& cursor) {
+  __syncwarp();
+  if (threadIdx.x % 32 == 0) ptx::mbarrier_arrive(&empty[cursor.taken % kStages]);
+}
+
 // Dots this block's columns of a product with the input rows x, writing each column as the op
 // would (write_column: the product + bias, += the residual, or SwiGLU of gate and up). The rows go
 // round robin over the warps across stages, so that stages of fewer rows than warps (gate/up,
 // down) still keep every warp busy. The outputs are picked without arrays: an array indexed at
 // run time would live in local memory, which the ring leaves almost no L1 to cache. ROWS is a.N,
-// known at compile time (dot_stage_row).
+// known at compile time (dot_stage_row). The CUDA-core path: fp32, steps of one token, and bf16
+// widths that are not whole tiles (consume_product_mma).
 template <typename T, int SOURCES, int ROWS>
-__device__ void consume_product(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* layer, int l, int product,
-                                const T* x, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
-                                StageCursor& cursor) {
-  (void)l;
+__device__ void consume_product_simt(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* layer, int l, int product,
+                                     const T* x, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
+                                     StageCursor& cursor) {
   const ProductShape p = product_shape(a, product);
   const int R = rows_per_stage<T>(p, stage_bytes);
   const ColumnRange range = block_columns(p.columns);
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  const int hd = a.H * a.D, kvd = a.KVH * a.D;
-  const T* bias0 = nullptr;
-  const T* bias1 = nullptr;
-  const T* bias2 = nullptr;
-  if (product == kQkv) {
-    bias0 = layer->qkv_bias[0];
-    bias1 = layer->qkv_bias[1];
-    bias2 = layer->qkv_bias[2];
-  } else if (product != kGateUp) {
-    bias0 = product == kO ? layer->o_bias : layer->down_bias;
-  }
-  const bool accumulate = product == kO || product == kDown;
+  const ProductOutputs<T> outputs(a, layer, product);
   for (int64_t first = range.begin; first < range.end; first += R, cursor.taken++) {
-    const int slot = cursor.taken % kStages;
-#ifdef DSK_DECODE_TRACE
-    const long long waiting = clock64();
-#endif
-    gemv::wait_stage(&full[slot], uint32_t(cursor.taken / kStages) & 1u);
-#ifdef DSK_DECODE_TRACE
-    if (l == kTraceLayer && threadIdx.x == 0) trace_wait[blockIdx.x][product] += clock64() - waiting;
-#endif
-    const T* stage = reinterpret_cast<const T*>(ring + int64_t(slot) * stage_bytes);
+    const T* stage = take_stage<T>(ring, stage_bytes, full, cursor, l, product);
     const int rows = int(min(int64_t(R), range.end - first));
     const int offset = int((first - range.begin) % kConsumerWarps);
 #ifdef DSK_DECODE_ABLATE_PRODUCTS
@@ -291,27 +330,110 @@ __device__ void consume_product(const DecodeLayersArgs<T>& a, const DecodeLayer<
 #endif
       float sums[SOURCES][kGemvMaxRows] = {};
       gemv::dot_stage_row<T, SOURCES, ROWS>(sums, stage, x, row, R, ROWS, p.K, lane);
-      const int64_t column = first + row;
-      GemvPart<T> part{a.x, nullptr, bias0, a.C};
-      int64_t local = column;
-      if (product == kQkv) {
-        if (column < hd) {
-          part = {a.q, nullptr, bias0, hd};
-        } else if (column < hd + kvd) {
-          part = {a.k, nullptr, bias1, kvd};
-          local = column - hd;
-        } else {
-          part = {a.v, nullptr, bias2, kvd};
-          local = column - hd - kvd;
-        }
-      } else if (product == kGateUp) {
-        part = {a.act, nullptr, nullptr, a.I};
-      }
-      gemv::write_column<T, SOURCES>(part, sums, local, a.N, accumulate, lane);
+      int64_t local;
+      const GemvPart<T> part = outputs.part(first + row, local);
+      gemv::write_column<T, SOURCES>(part, sums, local, a.N, outputs.accumulates(), lane);
     }
-    __syncwarp();
-    if (lane == 0) ptx::mbarrier_arrive(&empty[slot]);
+    release_stage(empty, cursor);
   }
+}
+
+// The tensor-core path (bf16 steps of 2 to 4 tokens, every width a whole number of kTileK): a
+// stage's rows go in tiles of kTileColumns, each one mma.m16n8k16's n, with the input rows as its m
+// (rows past N zero). The warps split the K of every tile (a warp its kTileK blocks
+// [w * B / W, (w + 1) * B / W)), so that every warp works on every stage; their partial sums meet
+// in shared memory (`reduce`, two tiles' worth, alternating), where warp 0 adds them in warp order
+// and writes the tile's columns as write_column would, while the others start the next tile.
+// Its cost hardly depends on N, where the CUDA-core path's grows with it: on the H200 (llama-1b's
+// 16 layers, 2026-12-02) 4 tokens took 985-993 us a step against 1337; one token 794-799 against
+// 796-806, and 406 against 332 us with the barriers, attention and weight loads left out, so one
+// token stays on the CUDA cores.
+//
+// Fragments (PTX's m16n8k16 layouts; lane = 4 g + t): a lane loads the 16 bytes at elements
+// [8t, 8t + 8) of a kTileK block of weight row g and of input row g, and gives elements 8t..8t+3
+// to one mma (as its k = 2t, 2t+1, 2t+8, 2t+9) and 8t+4..8t+7 to the other. A and B take the same
+// k order, so the dot is that of the rows, in another summation order than the CUDA-core path's.
+constexpr int kTileColumns = 8, kTileK = 32;
+constexpr int kTileFloats = kConsumerWarps * 2 * kGemvMaxRows * kTileColumns;  // a tile's partials, up to 2 sources
+constexpr int kReduceBytes = 2 * kTileFloats * int(sizeof(float));
+
+template <int SOURCES, int ROWS>
+__device__ void consume_product_mma(const DecodeLayersArgs<bf16>& a, const DecodeLayer<bf16>* layer, int l,
+                                    int product, const bf16* x, char* ring, int stage_bytes, uint64_t* full,
+                                    uint64_t* empty, float* reduce, StageCursor& cursor) {
+  const ProductShape p = product_shape(a, product);
+  const int R = rows_per_stage<bf16>(p, stage_bytes);
+  const ColumnRange range = block_columns(p.columns);
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, g = lane / 4, t = lane % 4;
+  const ProductOutputs<bf16> outputs(a, layer, product);
+  const int k_blocks = p.K / kTileK;
+#ifdef DSK_DECODE_ABLATE_PRODUCTS
+  const int k_begin = 0, k_end = 0;
+#else
+  const int k_begin = warp * k_blocks / kConsumerWarps, k_end = (warp + 1) * k_blocks / kConsumerWarps;
+#endif
+  const bf16* x_lane = x + int64_t(min(g, ROWS - 1)) * p.K + t * 8;
+  int tiles = 0;
+  for (int64_t first = range.begin; first < range.end; first += R, cursor.taken++) {
+    const bf16* stage = take_stage<bf16>(ring, stage_bytes, full, cursor, l, product);
+    const int rows = int(min(int64_t(R), range.end - first));
+    for (int tile = 0; tile < rows; tile += kTileColumns, tiles++) {
+      // Lanes past the stage's rows read its last one; their columns are dropped.
+      const bf16* w_lane = stage + int64_t(tile + min(g, rows - tile - 1)) * p.K + t * 8;
+      float sums[SOURCES][2][4] = {};  // two accumulators a source: two chains of mma, not one
+      for (int kb = k_begin; kb < k_end; kb++) {
+        uint4 in = {0, 0, 0, 0};
+        if (g < ROWS) in = *reinterpret_cast<const uint4*>(x_lane + kb * kTileK);
+        const uint32_t low[4] = {in.x, 0, in.y, 0}, high[4] = {in.z, 0, in.w, 0};
+#pragma unroll
+        for (int s = 0; s < SOURCES; s++) {
+          const uint4 w = *reinterpret_cast<const uint4*>(w_lane + int64_t(s) * R * p.K + kb * kTileK);
+          mma_bf16(sums[s][0], low, w.x, w.y);
+          mma_bf16(sums[s][1], high, w.z, w.w);
+        }
+      }
+      // c0, c1 of lane (g, t): input row g, columns 2t and 2t + 1 of the tile.
+      float* partials = reduce + (tiles % 2) * kTileFloats;
+      if (g < ROWS) {
+#pragma unroll
+        for (int s = 0; s < SOURCES; s++)
+          *reinterpret_cast<float2*>(partials + ((warp * SOURCES + s) * kGemvMaxRows + g) * kTileColumns + 2 * t) =
+              make_float2(sums[s][0][0] + sums[s][1][0], sums[s][0][1] + sums[s][1][1]);
+      }
+      if (tile + kTileColumns >= rows) release_stage(empty, cursor);  // the stage's last read
+      consumers_sync();
+      const int n = lane / kTileColumns, column = lane % kTileColumns;
+      if (warp == 0 && n < ROWS && tile + column < rows) {
+        float totals[SOURCES];
+#pragma unroll
+        for (int s = 0; s < SOURCES; s++) {
+          totals[s] = 0;
+#pragma unroll
+          for (int w = 0; w < kConsumerWarps; w++)
+            totals[s] += partials[((w * SOURCES + s) * kGemvMaxRows + n) * kTileColumns + column];
+        }
+        int64_t local;
+        const GemvPart<bf16> part = outputs.part(first + tile + column, local);
+        bf16* out = part.out + int64_t(n) * part.OC + local;
+        const bf16* bias_at = SOURCES == 1 && part.bias ? part.bias + local : nullptr;
+        const bool adds = outputs.accumulates();
+        *out = gemv::column_output<bf16, SOURCES>(totals, bias_at, adds, adds ? to_float(*out) : 0.0f);
+      }
+    }
+  }
+}
+
+template <typename T, int SOURCES, int ROWS>
+__device__ void consume_product(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* layer, int l, int product,
+                                const T* x, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
+                                float* reduce, StageCursor& cursor) {
+  if constexpr (std::is_same_v<T, bf16> && ROWS > 1) {
+    if (product_shape(a, product).K % kTileK == 0)
+      return consume_product_mma<SOURCES, ROWS>(a, layer, l, product, x, ring, stage_bytes, full, empty, reduce,
+                                                cursor);
+  }
+  (void)reduce;
+  consume_product_simt<T, SOURCES, ROWS>(a, layer, l, product, x, ring, stage_bytes, full, empty, cursor);
 }
 
 // x [N, K] (shared) in place to RMSNorm(x) * weight, rmsnorm_forward's bits (gemv_stream.cuh).
@@ -543,7 +665,7 @@ __device__ void load_normalized(T* x, const DecodeLayersArgs<T>& a, const T* wei
 
 template <typename T, int ROWS>
 __device__ void consume(const DecodeLayersArgs<T>& a, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
-                        float* inverse_rms, char* work) {
+                        float* inverse_rms, char* work, float* reduce) {
   T* x = reinterpret_cast<T*>(work);
   const int partitions = attention_partitions(a.N, a.H, int(gridDim.x));
   const int items = a.N * a.H * partitions;
@@ -556,7 +678,7 @@ __device__ void consume(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
     DSK_TRACE(l, 1);
     load_normalized(x, a, layer->input_norm, inverse_rms);
     DSK_TRACE(l, 2);
-    consume_product<T, 1, ROWS>(a, layer, l, kQkv, x, ring, stage_bytes, full, empty, cursor);
+    consume_product<T, 1, ROWS>(a, layer, l, kQkv, x, ring, stage_bytes, full, empty, reduce, cursor);
     DSK_TRACE(l, 3);
     grid_barrier(a.counters, target);
     DSK_TRACE(l, 4);
@@ -571,20 +693,20 @@ __device__ void consume(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
     load_rows(x, a.attention, a.N, a.H * a.D);
     consumers_sync();
     DSK_TRACE(l, 7);
-    consume_product<T, 1, ROWS>(a, layer, l, kO, x, ring, stage_bytes, full, empty, cursor);
+    consume_product<T, 1, ROWS>(a, layer, l, kO, x, ring, stage_bytes, full, empty, reduce, cursor);
     DSK_TRACE(l, 8);
     grid_barrier(a.counters, target);
     DSK_TRACE(l, 9);
     load_normalized(x, a, layer->post_norm, inverse_rms);
     DSK_TRACE(l, 10);
-    consume_product<T, 2, ROWS>(a, layer, l, kGateUp, x, ring, stage_bytes, full, empty, cursor);
+    consume_product<T, 2, ROWS>(a, layer, l, kGateUp, x, ring, stage_bytes, full, empty, reduce, cursor);
     DSK_TRACE(l, 11);
     grid_barrier(a.counters, target);
     DSK_TRACE(l, 12);
     load_rows(x, a.act, a.N, a.I);
     consumers_sync();
     DSK_TRACE(l, 13);
-    consume_product<T, 1, ROWS>(a, layer, l, kDown, x, ring, stage_bytes, full, empty, cursor);
+    consume_product<T, 1, ROWS>(a, layer, l, kDown, x, ring, stage_bytes, full, empty, reduce, cursor);
     DSK_TRACE(l, 14);
   }
   consumers_sync();
@@ -604,7 +726,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* full = reinterpret_cast<uint64_t*>(shared);
   uint64_t* empty = full + kStages;
   char* work = shared + kBarrierBytes;
-  char* ring = work + work_bytes;
+  float* reduce = reinterpret_cast<float*>(work + work_bytes);
+  char* ring = work + work_bytes + kReduceBytes;
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; s++) {
       ptx::mbarrier_init(&full[s], 1);
@@ -617,7 +740,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == kConsumers) produce(a, ring, stage_bytes, full, empty);
     return;
   }
-  consume<T, ROWS>(a, ring, stage_bytes, full, empty, reinterpret_cast<float*>(shared + kNormOffset), work);
+  consume<T, ROWS>(a, ring, stage_bytes, full, empty, reinterpret_cast<float*>(shared + kNormOffset), work, reduce);
 #endif
 }
 
@@ -653,7 +776,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 template <typename T>
 int stage_size(const DecodeLayersArgs<T>& a, int work_bytes) {
   const DeviceTraits& traits = device_traits();
-  const int64_t ring = int64_t(traits.shared_per_block_optin) - kBarrierBytes - work_bytes;
+  const int64_t ring = int64_t(traits.shared_per_block_optin) - kBarrierBytes - work_bytes - kReduceBytes;
   const int stage = int(ring / kStages / 128 * 128);
   for (int product = 0; product < kProducts; product++)
     if (stage <= 0 || rows_per_stage<T>(product_shape(a, product), stage) < 1) return 0;
@@ -685,7 +808,7 @@ bool decode_layers_forward(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* h
   const int work_bytes = work_area_bytes(a.N, a.C, a.H, a.D, a.I, int(sizeof(T)));
   const int stage_bytes = stage_size(a, work_bytes);
   if (stage_bytes == 0) return false;
-  const size_t shared_bytes = size_t(kBarrierBytes) + work_bytes + size_t(kStages) * stage_bytes;
+  const size_t shared_bytes = size_t(kBarrierBytes) + work_bytes + kReduceBytes + size_t(kStages) * stage_bytes;
   static_assert(kGemvMaxRows == 4, "a kernel for each token count");
   void (*const kernels[])(DecodeLayersArgs<T>, int, int) = {decode_layers_kernel<T, 1>, decode_layers_kernel<T, 2>,
                                                             decode_layers_kernel<T, 3>, decode_layers_kernel<T, 4>};

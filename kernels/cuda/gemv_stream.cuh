@@ -159,22 +159,31 @@ __device__ __forceinline__ void scale_rows(T* x, const T* weight, const float* i
   }
 }
 
-// Input row n's output at a column, in every lane (the warp sums its lanes): the product + the
+// A column's output from its whole products (totals[s]: source s's dot): the product + the
 // column's bias (bias_at, or null) + `residual` (when `adds`), rounded to T; or SwiGLU of the two
 // products, each rounded as the unfused products are.
 template <typename T, int SOURCES>
-__device__ __forceinline__ T column_value(float (&sums)[SOURCES][kGemvMaxRows], int n, const T* bias_at, bool adds,
-                                          float residual) {
+__device__ __forceinline__ T column_output(const float (&totals)[SOURCES], const T* bias_at, bool adds, float residual) {
   if constexpr (SOURCES == 2) {
-    const float g = to_float(from_float<T>(warp_sum(sums[0][n])));
-    const float u = to_float(from_float<T>(warp_sum(sums[1][n])));
+    const float g = to_float(from_float<T>(totals[0]));
+    const float u = to_float(from_float<T>(totals[1]));
     return from_float<T>(silu(g) * u);
   } else {
-    float total = warp_sum(sums[0][n]);
+    float total = totals[0];
     if (bias_at) total += to_float(*bias_at);
     if (adds) total += residual;
     return from_float<T>(total);
   }
+}
+
+// Input row n's output at a column, in every lane: column_output of the warp's summed lanes.
+template <typename T, int SOURCES>
+__device__ __forceinline__ T column_value(float (&sums)[SOURCES][kGemvMaxRows], int n, const T* bias_at, bool adds,
+                                          float residual) {
+  float totals[SOURCES];
+#pragma unroll
+  for (int s = 0; s < SOURCES; s++) totals[s] = warp_sum(sums[s][n]);
+  return column_output<T, SOURCES>(totals, bias_at, adds, residual);
 }
 
 // Lane 0 writes column col of every input row: the product (+ bias, += out), or SwiGLU of the two.
