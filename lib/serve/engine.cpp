@@ -363,6 +363,7 @@ class GenerationEngine final : public Engine {
     stats_.prompt_tokens = prompt_tokens_;
     stats_.generated_tokens = generated_tokens_;
     stats_.cached_prompt_tokens = scheduler_.cached_tokens();
+    stats_.fused_decode_steps = uint64_t(workspace_.fused_decode_steps);
   }
 
   // The engine is going away: every request not finished yet ends as cancelled.

@@ -81,6 +81,7 @@ struct EngineStats {
   uint64_t prompt_tokens = 0, generated_tokens = 0;
   uint64_t cached_prompt_tokens = 0;    // prompt tokens whose keys/values came from shared blocks
   double oldest_wait_seconds = 0;       // queue wait of the oldest waiting request
+  uint64_t fused_decode_steps = 0;      // steps whose layers ran as the persistent kernel (fused_decode)
 };
 
 struct QueueFull : std::runtime_error {

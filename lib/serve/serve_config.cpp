@@ -28,6 +28,8 @@ Schema make_schema() {
   schema.integer("engine.max_queue", 1024, "waiting requests per model at most; more are answered 503").minimum = 1;
   schema.boolean("engine.prefix_sharing", true, "share the KV blocks of identical prompt prefixes");
   schema.boolean("engine.cuda_graphs", true, "CUDA: replay greedy decode steps of llama/qwen2 as CUDA graphs");
+  schema.boolean("engine.fused_decode", true,
+                 "CUDA: decode steps of 1-4 sequences (llama/qwen2) run their layers as one persistent kernel");
   KeySpec& threads = schema.integer("http.threads", 512, "connections served at once (a streaming client holds one)");
   threads.minimum = 1;
   threads.maximum = 65536;
@@ -153,6 +155,7 @@ ServeSettings serve_settings(const Config& config) {
   engine.max_queue = static_cast<int>(config.get_int("engine.max_queue"));
   engine.prefix_sharing = config.get_bool("engine.prefix_sharing");
   engine.cuda_graphs = config.get_bool("engine.cuda_graphs");
+  engine.fused_decode = config.get_bool("engine.fused_decode");
 
   HttpOptions& http = settings.http;
   http.threads = static_cast<int>(config.get_int("http.threads"));

@@ -5,8 +5,9 @@
 //    <= 5e-2 in bf16 for the dense ones (the MoE's bf16 error is reported: its router's random
 //    scores are near ties that bf16 flips, as in model_parity_test);
 //  - the engine, fp32: 32 concurrent greedy requests get the very tokens of the CPU engine, op by
-//    op and with CUDA graphs (EngineOptions::cuda_graphs); bf16: every request ends with its
-//    max_tokens tokens, both ways.
+//    op and with CUDA graphs (EngineOptions::cuda_graphs), and with decode steps of 1-4 sequences
+//    in the persistent kernel (EngineOptions::fused_decode); bf16: every request ends with its
+//    max_tokens tokens, each way.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -17,7 +18,10 @@
 #include <numeric>
 #include <random>
 
+#include <unistd.h>
+
 #include "relative_error.hpp"
+#include "model/hf_config.hpp"
 #include "model/model.hpp"
 #include "model/paged_forward.hpp"
 #include "serve/engine.hpp"
@@ -76,18 +80,26 @@ std::vector<std::vector<int32_t>> engine_prompts(int requests) {
   return prompts;
 }
 
+struct EngineRun {
+  bool cuda_graphs = false;
+  bool fused_decode = false;
+  fs::path model = kFixtures / "llama" / "checkpoint";
+  std::map<int, serve::FinishReason>* finish = nullptr;  // each request's finish, when asked for
+  uint64_t* fused_decode_steps = nullptr;                // EngineStats::fused_decode_steps, when asked for
+};
+
 std::map<int, std::vector<int32_t>> run_engine(const std::string& device, const std::string& precision, int requests,
-                                               std::map<int, serve::FinishReason>* finish = nullptr,
-                                               bool cuda_graphs = false) {
+                                               const EngineRun& run = {}) {
   serve::EngineOptions options;
-  options.cuda_graphs = cuda_graphs;
+  options.cuda_graphs = run.cuda_graphs;
+  options.fused_decode = run.fused_decode;
   options.device = device;
   options.precision = precision;
   options.max_batch = 16;
   options.max_batch_tokens = 48;
   options.block_size = 4;
   options.kv_blocks = 300;
-  auto engine = serve::Engine::create(kFixtures / "llama" / "checkpoint", options);
+  auto engine = serve::Engine::create(run.model, options);
   const auto prompts = engine_prompts(requests);
   Events events;
   for (int i = 0; i < requests; i++) {
@@ -99,7 +111,8 @@ std::map<int, std::vector<int32_t>> run_engine(const std::string& device, const 
     engine->submit(std::move(r));
   }
   events.wait(size_t(requests));
-  if (finish) *finish = events.finish_;
+  if (run.finish) *run.finish = events.finish_;
+  if (run.fused_decode_steps) *run.fused_decode_steps = engine->stats().fused_decode_steps;
   return events.tokens_;
 }
 
@@ -164,7 +177,7 @@ TEST_CASE("the CUDA engine (fp32) gives 32 concurrent greedy requests the CPU en
 
 TEST_CASE("the CUDA engine (bf16) ends every request with its tokens") {
   std::map<int, serve::FinishReason> finish;
-  const auto gpu = run_engine("cuda", "bf16", 32, &finish);
+  const auto gpu = run_engine("cuda", "bf16", 32, {.finish = &finish});
   CHECK(finish.size() == 32);
   for (const auto& [id, reason] : finish) CHECK(reason == serve::FinishReason::length);
 }
@@ -196,13 +209,45 @@ TEST_CASE("the CUDA engine samples on the device: a seed repeats itself, other s
   CHECK(differing == 3);
 }
 
-// Last in the file: a fault here cannot take the op-by-op cases above with it.
+// The last two in the file: a fault in them cannot take the op-by-op cases above with it.
 TEST_CASE("the CUDA engine with CUDA graphs: the CPU engine's greedy tokens (fp32), whole requests (bf16)") {
   // The decode steps replay graphs, padded to batch buckets (spare KV block). The requests end at
   // different lengths, so the batch passes through several buckets.
-  check_greedy_tokens(run_engine("cpu", "fp32", 32), run_engine("cuda", "fp32", 32, nullptr, true));
+  check_greedy_tokens(run_engine("cpu", "fp32", 32), run_engine("cuda", "fp32", 32, {.cuda_graphs = true}));
   std::map<int, serve::FinishReason> finish;
-  run_engine("cuda", "bf16", 32, &finish, true);
+  run_engine("cuda", "bf16", 32, {.cuda_graphs = true, .finish = &finish});
   CHECK(finish.size() == 32);
   for (const auto& [id, reason] : finish) CHECK(reason == serve::FinishReason::length);
+}
+
+// The engine's decode steps of 1-4 sequences in the persistent kernel (EngineOptions::fused_decode),
+// replayed as graphs. fp32 on the llama fixture (whose shapes the kernel takes in fp32): the CPU
+// engine's greedy tokens. bf16 needs 16-byte chunks of a head (head_dim 8 is too narrow), so a
+// random model at the fixture's architecture with heads of 64 is written as a checkpoint first:
+// every request ends whole. Either way some steps must have run fused.
+TEST_CASE("the CUDA engine with the fused decode kernel: the CPU engine's greedy tokens (fp32), whole requests (bf16)") {
+  uint64_t fused_steps = 0;
+  const auto gpu = run_engine("cuda", "fp32", 32, {.cuda_graphs = true, .fused_decode = true,
+                                                   .fused_decode_steps = &fused_steps});
+  check_greedy_tokens(run_engine("cpu", "fp32", 32), gpu);
+  MESSAGE("fp32: " << fused_steps << " fused decode steps");
+  CHECK(fused_steps > 0);
+
+  Architecture wide = read_hf_config(kFixtures / "llama" / "checkpoint" / "config.json");
+  wide.hidden = 256;
+  wide.heads = 4;
+  wide.kv_heads = 2;
+  wide.head_dim = 64;
+  wide.intermediate = 512;
+  const fs::path dir = fs::temp_directory_path() / ("dsk-serve-engine-fused-" + std::to_string(getpid()));
+  Model(wide, 5, 0.05f).save_hf_checkpoint(dir, "F32");
+  std::map<int, serve::FinishReason> finish;
+  fused_steps = 0;
+  run_engine("cuda", "bf16", 32, {.cuda_graphs = true, .fused_decode = true, .model = dir, .finish = &finish,
+                                  .fused_decode_steps = &fused_steps});
+  fs::remove_all(dir);
+  CHECK(finish.size() == 32);
+  for (const auto& [id, reason] : finish) CHECK(reason == serve::FinishReason::length);
+  MESSAGE("bf16: " << fused_steps << " fused decode steps");
+  CHECK(fused_steps > 0);
 }
