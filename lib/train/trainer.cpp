@@ -299,9 +299,9 @@ void TrainingRun::resume_or_start() {
     throw UsageError(str(run_dir_.string(), ": the run has already done ", state_.step, " steps, more than the ",
                          total_steps_, " asked for (a new checkpoint.dir starts over)"));
   const fs::path saved_config = *latest / "dsk" / "config.yaml";
-  if (fs::exists(saved_config)) {
+  if (leader() && fs::exists(saved_config)) {
     // Allowed (a lower lr to finish a run, say), but the losses are no longer those of the
-    // uninterrupted run, so say what changed.
+    // uninterrupted run, so say what changed (once: every rank resumes from the same config).
     for (const std::string& line : changed_settings(read_file(saved_config), extras_.config_yaml))
       log_warn("resuming with a setting that differs from the checkpoint's config: ", line);
   }

@@ -12,11 +12,7 @@ export OMP_NUM_THREADS=1  # tiny models; and the same thread count every run kee
 make_shards
 train_teacher 20
 
-losses() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), repr(m["lr"]))' "$1"; }
+losses() { metric_lines "$1" loss grad_norm lr; }
 
 # init: by ratio (from a checkpoint record on stdin), by explicit fields, and at random.
 dsk-distill -q init - -o student --ratio 0.5 <teacher.rec >init.rec

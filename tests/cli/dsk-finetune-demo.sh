@@ -39,11 +39,7 @@ dsk-finetune train -q -c "$DSK_SOURCE_DIR/configs/finetune-lora.yaml" --base "$b
   fail "configs/finetune-lora.yaml: $(cat example.yaml)"
 
 # The straight run.
-losses() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), repr(m["lr"]))' "$1"; }
+losses() { metric_lines "$1" loss grad_norm lr; }
 dsk-finetune train -q -c lora.yaml >straight.yaml
 [ "$(field kind straight.yaml)" = adapter ] && [ "$(field step straight.yaml)" = 8 ] || fail "record: $(cat straight.yaml)"
 [ "$(field peft_type straight.yaml)" = LORA ] && [ "$(field r straight.yaml)" = 4 ] || fail "record: $(cat straight.yaml)"

@@ -25,11 +25,7 @@ grep -qx "# num_virtual_tokens -> prefix.num_virtual_tokens (prefix.yaml:3)" pri
   grep -qx "  encoder_hidden_size: 32" printed.yaml && grep -qx "  method: prefix" printed.yaml ||
   fail "flat keys not mapped: $(cat printed.yaml)"
 
-losses() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]))' "$1"; }
+losses() { metric_lines "$1" loss grad_norm; }
 dsk-finetune train -c prefix.yaml >straight.yaml 2>straight.err
 # token_dim = 2 K/V heads x 8 = 16, 2 layers: the MLP 8x16 + 32x16 + 32 + 64x32 + 64 trained ...
 [ "$(field peft_type straight.yaml)" = PREFIX_TUNING ] && [ "$(field num_virtual_tokens straight.yaml)" = 8 ] &&

@@ -27,11 +27,7 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 make_shards
 
-losses() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), m.get("expert_load") is not None)' "$1"; }
+losses() { metric_lines "$1" loss grad_norm expert_load?; }
 
 for model_type in llama deepseek_v3; do
   write_config base.yaml "$model_type"

@@ -53,11 +53,7 @@ in_scratch_dir
 make_shards
 
 # step, loss, grad norm and expert load of every line: what must agree bit for bit.
-losses() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), m.get("expert_load"))' "$1"; }
+losses() { metric_lines "$1" loss grad_norm expert_load; }
 
 expert_loads() { python3 -c '
 import json, sys

@@ -61,7 +61,8 @@ grep -q "^error_feedback_ranks: 2$" llama-half/checkpoints/step-000010/dsk/state
   fail "state.yaml does not say that 2 ranks saved residuals: $(cat llama-half/checkpoints/step-000010/dsk/state.yaml)"
 
 # expect_resume NAME PATTERN RANKS SETTINGS...: the step-10 checkpoint of the llama run (or of
-# $model's) resumed on RANKS ranks logs PATTERN once (rank 0 alone) and runs to step 20.
+# $model's) resumed on RANKS ranks logs PATTERN once (rank 0 alone), names each setting that
+# changed once, and runs to step 20.
 model=llama
 expect_resume() {
   local name=$1 pattern=$2 ranks=$3
@@ -72,6 +73,11 @@ expect_resume() {
   [ "$(field step "$name.yaml")" = 20 ] || fail "$name: record: $(cat "$name.yaml")"
   [ "$(grep -c "int8 error feedback" "$name.err")" = 1 ] && grep -q "$pattern" "$name.err" ||
     fail "$name: expected one line matching '$pattern': $(cat "$name.err")"
+  # The settings that differ from the checkpoint's (dist.bucket_mb at least) are named once each.
+  local changed
+  changed=$(sed -n 's/.*resuming with a setting that differs from the checkpoint.s config: //p' "$name.err")
+  [ -n "$changed" ] && [ -z "$(sort <<<"$changed" | uniq -d)" ] ||
+    fail "$name: each changed setting should be named once: $(cat "$name.err")"
 }
 expect_resume one-rank "residuals that 2 ranks saved .* are dropped (this run has one rank)" 1 \
   --set dist.grad_dtype=int8

@@ -21,11 +21,7 @@ grep -q "grad_accum: 8" base.yaml && grep -q "^  every: 2" base.yaml && grep -q 
   fail "config fixture changed"
 dsk-train -c base.yaml --print-config | grep -q "^  async: true" || fail "checkpoints are not asynchronous by default"
 
-losses() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), repr(m["lr"]))' "$1"; }
+losses() { metric_lines "$1" loss grad_norm lr; }
 # The final checkpoint's optimizer state: one file, or every rank's part.
 optimizer_files() { cat "$1"/dsk/optimizer*.zst; }
 

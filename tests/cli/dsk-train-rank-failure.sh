@@ -52,11 +52,7 @@ resume_to_end() {
   train2 --run-dir "$1" --set dist.zero=1 >"$1.yaml" 2>"$1.err" || fail "resuming $1: $(cat "$1.err")"
   [ "$(field step "$1.yaml")" = 60 ] || fail "resumed $1: $(cat "$1.yaml")"
 }
-losses() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), repr(m["lr"]))' "$1"; }
+losses() { metric_lines "$1" loss grad_norm lr; }
 
 # The reference: 2 ZeRO-1 ranks, never stopped.
 train2 --run-dir straight --set dist.zero=1 >straight.yaml 2>straight.err || fail "straight run: $(cat straight.err)"

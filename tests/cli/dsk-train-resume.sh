@@ -12,11 +12,7 @@ export OMP_NUM_THREADS=2
 make_shards
 
 # Columns of metrics.jsonl that must agree bit for bit (not time, not tokens/s).
-losses() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), repr(m["lr"]), m.get("expert_load"))' "$1"; }
+losses() { metric_lines "$1" loss grad_norm lr expert_load; }
 
 # Starts dsk-train in the background, waits until it has logged `after` steps, sends `signal`.
 interrupt_after() {

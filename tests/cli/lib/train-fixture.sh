@@ -111,11 +111,7 @@ b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
 assert len(a) == len(b), (len(a), len(b))
 print(max(abs(x - y) / abs(x) for x, y in zip(a, b)))' "$1" "$2"; }
 
-step_columns() { python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    print(m["step"], repr(m["loss"]), repr(m["grad_norm"]), repr(m["lr"]), m.get("expert_load"))' "$1"; }
+step_columns() { metric_lines "$1" loss grad_norm lr expert_load; }
 
 stop_after_lines() {
   local lines=$1 metrics=$2
