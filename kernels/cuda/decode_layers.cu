@@ -176,8 +176,8 @@ struct StageWalk {
 // Streams every stage of the step into the ring, in the consumers' order, as their slots come
 // free. (Also asking L2 for the stages past the ring, cp.async.bulk.prefetch, measured slower on
 // the H200: 1.47 against 1.27 ms a llama-1b step with the CUDA-core products, 1.06 against 0.88
-// with the tensor-core ones, 2 to 6 stages ahead: the copy engine takes an SM's requests in
-// order, so the prefetches delay the ring's own copies.)
+// with tensor-core ones, 2 to 6 stages ahead; probably because an SM's copy engine takes its
+// requests in order, so the prefetches delay the ring's own copies.)
 template <typename T>
 __device__ void produce(const DecodeLayersArgs<T>& a, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty) {
   StageWalk<T> fill;
