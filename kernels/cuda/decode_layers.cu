@@ -345,8 +345,8 @@ __device__ void consume_product_simt(const DecodeLayersArgs<T>& a, const DecodeL
 // in shared memory (`reduce`, two tiles' worth, alternating), where warp 0 adds them in warp order
 // and writes the tile's columns as write_column would, while the others start the next tile.
 // Its cost hardly depends on N, where the CUDA-core path's grows with it: on the H200 (llama-1b's
-// 16 layers, 2026-12-02) 4 tokens took 985-993 us a step against 1337; one token 794-799 against
-// 796-806, and 406 against 332 us with the barriers, attention and weight loads left out, so one
+// 16 layers, 2026-12-02) 4 tokens took 985-1001 us a step against 1337; one token 794-799 against
+// 796-810, and 406 against 332 us with the barriers, attention and weight loads left out, so one
 // token stays on the CUDA cores.
 //
 // Fragments (PTX's m16n8k16 layouts; lane = 4 g + t): a lane loads the 16 bytes at elements
