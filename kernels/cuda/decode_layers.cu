@@ -354,8 +354,21 @@ __device__ void consume_product_simt(const DecodeLayersArgs<T>& a, const DecodeL
 // to one mma (as its k = 2t, 2t+1, 2t+8, 2t+9) and 8t+4..8t+7 to the other. A and B take the same
 // k order, so the dot is that of the rows, in another summation order than the CUDA-core path's.
 constexpr int kTileColumns = 8, kTileK = 32;
+// Tiles whose partial sums wait for one block barrier: the warps dot kTileGroup tiles one after
+// the other, each into its own slot of `reduce`, then meet once; warp i finishes tile i of the
+// group while the others start the next group (which writes the other half).
+#ifndef DSK_DECODE_TILE_GROUP
+#define DSK_DECODE_TILE_GROUP 4
+#endif
+constexpr int kTileGroup = DSK_DECODE_TILE_GROUP;
+// The fewest tokens a step must have to take the tensor-core path.
+#ifndef DSK_DECODE_MMA_MIN_ROWS
+#define DSK_DECODE_MMA_MIN_ROWS 2
+#endif
+constexpr int kMmaMinRows = DSK_DECODE_MMA_MIN_ROWS;
+static_assert(kTileGroup <= kConsumerWarps, "a warp finishes each tile of a group");
 constexpr int kTileFloats = kConsumerWarps * 2 * kGemvMaxRows * kTileColumns;  // a tile's partials, up to 2 sources
-constexpr int kReduceBytes = 2 * kTileFloats * int(sizeof(float));
+constexpr int kReduceBytes = 2 * kTileGroup * kTileFloats * int(sizeof(float));
 
 template <int SOURCES, int ROWS>
 __device__ void consume_product_mma(const DecodeLayersArgs<bf16>& a, const DecodeLayer<bf16>* layer, int l,
@@ -373,11 +386,39 @@ __device__ void consume_product_mma(const DecodeLayersArgs<bf16>& a, const Decod
   const int k_begin = warp * k_blocks / kConsumerWarps, k_end = (warp + 1) * k_blocks / kConsumerWarps;
 #endif
   const bf16* x_lane = x + int64_t(min(g, ROWS - 1)) * p.K + t * 8;
-  int tiles = 0;
+  const int n = lane / kTileColumns, column = lane % kTileColumns;
+  // The group's tiles: their first column in the product and their width (this warp finishes
+  // tile `warp` of a group, if it has one).
+  int64_t finish_first = 0;
+  int finish_width = 0;
+  int in_group = 0, groups = 0;
+  // Meets the other warps and finishes this warp's tile of the group that just ended.
+  auto close_group = [&]() {
+    consumers_sync();
+    const float* partials = reduce + ((groups % 2) * kTileGroup + warp) * kTileFloats;
+    if (warp < in_group && n < ROWS && column < finish_width) {
+      float totals[SOURCES];
+#pragma unroll
+      for (int s = 0; s < SOURCES; s++) {
+        totals[s] = 0;
+#pragma unroll
+        for (int w = 0; w < kConsumerWarps; w++)
+          totals[s] += partials[((w * SOURCES + s) * kGemvMaxRows + n) * kTileColumns + column];
+      }
+      int64_t local;
+      const GemvPart<bf16> part = outputs.part(finish_first + column, local);
+      bf16* out = part.out + int64_t(n) * part.OC + local;
+      const bf16* bias_at = SOURCES == 1 && part.bias ? part.bias + local : nullptr;
+      const bool adds = outputs.accumulates();
+      *out = gemv::column_output<bf16, SOURCES>(totals, bias_at, adds, adds ? to_float(*out) : 0.0f);
+    }
+    in_group = 0;
+    groups++;
+  };
   for (int64_t first = range.begin; first < range.end; first += R, cursor.taken++) {
     const bf16* stage = take_stage<bf16>(ring, stage_bytes, full, cursor, l, product);
     const int rows = int(min(int64_t(R), range.end - first));
-    for (int tile = 0; tile < rows; tile += kTileColumns, tiles++) {
+    for (int tile = 0; tile < rows; tile += kTileColumns) {
       // Lanes past the stage's rows read its last one; their columns are dropped.
       const bf16* w_lane = stage + int64_t(tile + min(g, rows - tile - 1)) * p.K + t * 8;
       float sums[SOURCES][2][4] = {};  // two accumulators a source: two chains of mma, not one
@@ -392,42 +433,30 @@ __device__ void consume_product_mma(const DecodeLayersArgs<bf16>& a, const Decod
           mma_bf16(sums[s][1], high, w.z, w.w);
         }
       }
+      if (tile + kTileColumns >= rows) release_stage(empty, cursor);  // the stage's last read
       // c0, c1 of lane (g, t): input row g, columns 2t and 2t + 1 of the tile.
-      float* partials = reduce + (tiles % 2) * kTileFloats;
+      float* partials = reduce + ((groups % 2) * kTileGroup + in_group) * kTileFloats;
       if (g < ROWS) {
 #pragma unroll
         for (int s = 0; s < SOURCES; s++)
           *reinterpret_cast<float2*>(partials + ((warp * SOURCES + s) * kGemvMaxRows + g) * kTileColumns + 2 * t) =
               make_float2(sums[s][0][0] + sums[s][1][0], sums[s][0][1] + sums[s][1][1]);
       }
-      if (tile + kTileColumns >= rows) release_stage(empty, cursor);  // the stage's last read
-      consumers_sync();
-      const int n = lane / kTileColumns, column = lane % kTileColumns;
-      if (warp == 0 && n < ROWS && tile + column < rows) {
-        float totals[SOURCES];
-#pragma unroll
-        for (int s = 0; s < SOURCES; s++) {
-          totals[s] = 0;
-#pragma unroll
-          for (int w = 0; w < kConsumerWarps; w++)
-            totals[s] += partials[((w * SOURCES + s) * kGemvMaxRows + n) * kTileColumns + column];
-        }
-        int64_t local;
-        const GemvPart<bf16> part = outputs.part(first + tile + column, local);
-        bf16* out = part.out + int64_t(n) * part.OC + local;
-        const bf16* bias_at = SOURCES == 1 && part.bias ? part.bias + local : nullptr;
-        const bool adds = outputs.accumulates();
-        *out = gemv::column_output<bf16, SOURCES>(totals, bias_at, adds, adds ? to_float(*out) : 0.0f);
+      if (in_group == warp) {
+        finish_first = first + tile;
+        finish_width = min(kTileColumns, rows - tile);
       }
+      if (++in_group == kTileGroup) close_group();
     }
   }
+  if (in_group > 0) close_group();
 }
 
 template <typename T, int SOURCES, int ROWS>
 __device__ void consume_product(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* layer, int l, int product,
                                 const T* x, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
                                 float* reduce, StageCursor& cursor) {
-  if constexpr (std::is_same_v<T, bf16> && ROWS > 1) {
+  if constexpr (std::is_same_v<T, bf16> && ROWS >= kMmaMinRows) {
     if (product_shape(a, product).K % kTileK == 0)
       return consume_product_mma<SOURCES, ROWS>(a, layer, l, product, x, ring, stage_bytes, full, empty, reduce,
                                                 cursor);
