@@ -86,6 +86,28 @@ __device__ __forceinline__ Chunk<T, Vector> load_aligned_chunk(const T* p) {
   return chunk;
 }
 
+// The 16 bytes at p (16-byte aligned) as floats. For bf16 a pair of values takes two instructions
+// (a shift for the low half, a mask for the high one), where __bfloat162float's high half takes a
+// permute and a shift; the values are the same.
+template <typename T>
+__device__ __forceinline__ void load_chunk_floats(const T* p, float (&values)[16 / sizeof(T)]) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  if constexpr (std::is_same_v<T, bf16>) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      values[2 * i] = __uint_as_float(words[i] << 16);
+      values[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+    }
+  } else {
+    static_assert(std::is_same_v<T, float>, "bf16 or fp32");
+    values[0] = __uint_as_float(raw.x);
+    values[1] = __uint_as_float(raw.y);
+    values[2] = __uint_as_float(raw.z);
+    values[3] = __uint_as_float(raw.w);
+  }
+}
+
 // sums[s][n] = this lane's share of row `row` of source s (in shared memory) dotted with input row n.
 // ROWS: the input rows when known at compile time (N is then ROWS), 0 when only N knows. Known, the
 // loop has no branch a row, so the compiler issues the unrolled chunks' loads together.
@@ -98,18 +120,19 @@ __device__ __forceinline__ void dot_stage_row(float (&sums)[SOURCES][kGemvMaxRow
   const int chunks = C / kVector;
 #pragma unroll 4
   for (int k = lane; k < chunks; k += 32) {
-    Chunk<T, kVector> w[SOURCES];
+    float w[SOURCES][kVector];
 #pragma unroll
     for (int s = 0; s < SOURCES; s++)
-      w[s] = load_aligned_chunk<T, kVector>(stage + (int64_t(s) * rows_per_stage + row) * C + k * kVector);
+      load_chunk_floats<T>(stage + (int64_t(s) * rows_per_stage + row) * C + k * kVector, w[s]);
 #pragma unroll
     for (int n = 0; n < kRows; n++) {
       if (ROWS != 0 || n < N) {
-        const Chunk<T, kVector> xc = load_aligned_chunk<T, kVector>(x + int64_t(n) * C + k * kVector);
+        float xc[kVector];
+        load_chunk_floats<T>(x + int64_t(n) * C + k * kVector, xc);
 #pragma unroll
         for (int s = 0; s < SOURCES; s++)
 #pragma unroll
-          for (int v = 0; v < kVector; v++) sums[s][n] += to_float(w[s].values[v]) * to_float(xc.values[v]);
+          for (int v = 0; v < kVector; v++) sums[s][n] += w[s][v] * xc[v];
       }
     }
   }
