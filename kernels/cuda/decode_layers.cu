@@ -184,9 +184,7 @@ __device__ void produce(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
   fill.enter(a, stage_bytes);
   for (int issued = 0; !fill.done(a); issued++) {
     const int slot = issued % kStages;
-    if (issued >= kStages)
-      while (!ptx::mbarrier_try_wait_parity(&empty[slot], uint32_t(issued / kStages - 1) & 1u)) {
-      }
+    if (issued >= kStages) gemv::wait_stage(&empty[slot], uint32_t(issued / kStages - 1) & 1u);
     T* stage = reinterpret_cast<T*>(ring + int64_t(slot) * stage_bytes);
     const ProductShape p = product_shape(a, fill.product);
     const int64_t row_bytes = int64_t(p.K) * sizeof(T);
@@ -303,17 +301,119 @@ __device__ __forceinline__ void release_stage(uint64_t* empty, const StageCursor
   if (threadIdx.x % 32 == 0) ptx::mbarrier_arrive(&empty[cursor.taken % kStages]);
 }
 
+// One token's CUDA-core products, two rows a warp at a time: each input chunk is read once for
+// both rows and their chains of FMAs interleave, and the column's residual or bias is requested
+// before the dot, whose time then hides its latency. Each row's sum is dot_stage_row's, in its
+// order, so the bits are the same. Pairs of a stage's rows go round robin over the warps, counting
+// on from the product's previous stages so that every warp gets as many. On the H200 (llama-1b's
+// 16 layers, one token, 2026-12-02) the products alone (no barriers, attention or weight loads)
+// took 283 us a step against 335 a row at a time, and 262 with load_chunk_floats; the kernel 755
+// against 798.
+template <typename T, int SOURCES>
+__device__ __forceinline__ void dot_stage_pair(float (&sums)[2][SOURCES], const T* stage, const T* x, int row0,
+                                               int row1, int rows_per_stage, int K, int lane) {
+  constexpr int kVector = 16 / sizeof(T);
+  const int chunks = K / kVector;
+#pragma unroll 4
+  for (int k = lane; k < chunks; k += 32) {
+    float xc[kVector], w[2][SOURCES][kVector];
+    gemv::load_chunk_floats<T>(x + k * kVector, xc);
+#pragma unroll
+    for (int s = 0; s < SOURCES; s++) {
+      gemv::load_chunk_floats<T>(stage + (int64_t(s) * rows_per_stage + row0) * K + k * kVector, w[0][s]);
+      gemv::load_chunk_floats<T>(stage + (int64_t(s) * rows_per_stage + row1) * K + k * kVector, w[1][s]);
+    }
+#pragma unroll
+    for (int v = 0; v < kVector; v++)
+#pragma unroll
+      for (int r = 0; r < 2; r++)
+#pragma unroll
+        for (int s = 0; s < SOURCES; s++) sums[r][s] += w[r][s][v] * xc[v];
+  }
+}
+
+// What a column adds to its product before rounding: its bias and (o, down) the residual it
+// accumulates into, loaded ahead of the dot.
+template <typename T>
+struct ColumnAddend {
+  T* out = nullptr;
+  const T* bias_at = nullptr;
+  float residual = 0;
+};
+
+template <typename T, int SOURCES>
+__device__ __forceinline__ ColumnAddend<T> column_addend(const ProductOutputs<T>& outputs, int64_t column) {
+  int64_t local;
+  const GemvPart<T> part = outputs.part(column, local);
+  ColumnAddend<T> addend;
+  addend.out = part.out + local;
+  if (SOURCES == 1 && part.bias) addend.bias_at = part.bias + local;
+  if (outputs.accumulates()) addend.residual = to_float(*addend.out);
+  return addend;
+}
+
+// consume_product_simt for one token, a pair of rows a warp (dot_stage_pair).
+template <typename T, int SOURCES>
+__device__ void consume_product_pairs(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* layer, int l, int product,
+                                      const T* x, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
+                                      StageCursor& cursor) {
+  const ProductShape p = product_shape(a, product);
+  const int R = rows_per_stage<T>(p, stage_bytes);
+  const ColumnRange range = block_columns(p.columns);
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const ProductOutputs<T> outputs(a, layer, product);
+  int pairs_before = 0;
+  for (int64_t first = range.begin; first < range.end; first += R, cursor.taken++) {
+    const T* stage = take_stage<T>(ring, stage_bytes, full, cursor, l, product);
+    const int rows = int(min(int64_t(R), range.end - first)), pairs = (rows + 1) / 2;
+#ifdef DSK_DECODE_ABLATE_PRODUCTS
+    for (int pair = pairs; pair < pairs; pair++) {
+#else
+    for (int pair = (warp - pairs_before % kConsumerWarps + kConsumerWarps) % kConsumerWarps; pair < pairs;
+         pair += kConsumerWarps) {
+#endif
+      const int row0 = 2 * pair, row1 = min(row0 + 1, rows - 1);
+      const ColumnAddend<T> addend0 = column_addend<T, SOURCES>(outputs, first + row0);
+      const ColumnAddend<T> addend1 = column_addend<T, SOURCES>(outputs, first + row1);
+      float sums[2][SOURCES] = {};
+      if (row1 != row0) {
+        dot_stage_pair<T, SOURCES>(sums, stage, x, row0, row1, R, p.K, lane);
+      } else {  // a lone last row
+        float row_sums[SOURCES][kGemvMaxRows] = {};
+        gemv::dot_stage_row<T, SOURCES, 1>(row_sums, stage, x, row0, R, 1, p.K, lane);
+#pragma unroll
+        for (int s = 0; s < SOURCES; s++) sums[0][s] = row_sums[s][0];
+      }
+      float totals[2][SOURCES];
+#pragma unroll
+      for (int r = 0; r < 2; r++)
+#pragma unroll
+        for (int s = 0; s < SOURCES; s++) totals[r][s] = gemv::warp_sum(sums[r][s]);
+      const bool adds = outputs.accumulates();
+      if (lane == 0) {
+        *addend0.out = gemv::column_output<T, SOURCES>(totals[0], addend0.bias_at, adds, addend0.residual);
+        if (row1 != row0)
+          *addend1.out = gemv::column_output<T, SOURCES>(totals[1], addend1.bias_at, adds, addend1.residual);
+      }
+    }
+    pairs_before += pairs;
+    release_stage(empty, cursor);
+  }
+}
+
 // Dots this block's columns of a product with the input rows x, writing each column as the op
 // would (write_column: the product + bias, += the residual, or SwiGLU of gate and up). The rows go
 // round robin over the warps across stages, so that stages of fewer rows than warps (gate/up,
 // down) still keep every warp busy. The outputs are picked without arrays: an array indexed at
 // run time would live in local memory, which the ring leaves almost no L1 to cache. ROWS is a.N,
-// known at compile time (dot_stage_row). The CUDA-core path: fp32, steps of one token, and bf16
-// widths that are not whole tiles (consume_product_mma).
+// known at compile time (dot_stage_row). The CUDA-core path of steps of 2 to 4 tokens: fp32, and
+// bf16 widths that are not whole tiles (consume_product_mma); one token takes the pairs above.
 template <typename T, int SOURCES, int ROWS>
 __device__ void consume_product_simt(const DecodeLayersArgs<T>& a, const DecodeLayer<T>* layer, int l, int product,
                                      const T* x, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty,
                                      StageCursor& cursor) {
+  if constexpr (ROWS == 1)
+    return consume_product_pairs<T, SOURCES>(a, layer, l, product, x, ring, stage_bytes, full, empty, cursor);
   const ProductShape p = product_shape(a, product);
   const int R = rows_per_stage<T>(p, stage_bytes);
   const ColumnRange range = block_columns(p.columns);
@@ -342,12 +442,13 @@ __device__ void consume_product_simt(const DecodeLayersArgs<T>& a, const DecodeL
 // stage's rows go in tiles of kTileColumns, each one mma.m16n8k16's n, with the input rows as its m
 // (rows past N zero). The warps split the K of every tile (a warp its kTileK blocks
 // [w * B / W, (w + 1) * B / W)), so that every warp works on every stage; their partial sums meet
-// in shared memory (`reduce`, two tiles' worth, alternating), where warp 0 adds them in warp order
-// and writes the tile's columns as write_column would, while the others start the next tile.
+// in shared memory (`reduce`) a group of kTileGroup tiles at a time, where warp i adds tile i's in
+// warp order and writes its columns as write_column would.
 // Its cost hardly depends on N, where the CUDA-core path's grows with it: on the H200 (llama-1b's
-// 16 layers, 2026-12-02) 4 tokens took 985-1001 us a step against 1337; one token 794-799 against
-// 796-810, and 406 against 332 us with the barriers, attention and weight loads left out, so one
-// token stays on the CUDA cores.
+// 16 layers, 2026-12-02) 4 tokens took 976-992 us a step against 1337 (groups of 1, 2, 4 or 8
+// tiles within 1.5% of each other); one token 781-797 us against the CUDA cores' 754-756 (their
+// pairs of rows), and 375 against 262 us with the barriers, attention and weight loads left out,
+// so one token stays on the CUDA cores.
 //
 // Fragments (PTX's m16n8k16 layouts; lane = 4 g + t): a lane loads the 16 bytes at elements
 // [8t, 8t + 8) of a kTileK block of weight row g and of input row g, and gives elements 8t..8t+3
