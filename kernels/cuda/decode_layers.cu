@@ -43,8 +43,14 @@ using gemv::Chunk;
 constexpr int kConsumerWarps = DSK_DECODE_CONSUMER_WARPS;
 constexpr int kConsumers = kConsumerWarps * 32;
 constexpr int kThreads = kConsumers + 32;  // and the producer warp
-constexpr int kStages = 4;
+// Stages in the ring (the shared memory left after the work area, split evenly); the bench times
+// other counts by defining this.
+#ifndef DSK_DECODE_STAGES
+#define DSK_DECODE_STAGES 4
+#endif
+constexpr int kStages = DSK_DECODE_STAGES;
 constexpr int kBarrierBytes = 256;  // full[kStages], empty[kStages], then the norm's factors
+static_assert(2 * kStages * 8 <= 128, "the stages' mbarriers overlap the norm's factors");
 constexpr int kNormOffset = 128;
 constexpr int kMaxPartitions = 8;
 constexpr int kTurnCounters = 2;  // counters: the grid barrier's arrivals and exits, then the heads' turns

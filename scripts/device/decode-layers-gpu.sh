@@ -7,7 +7,8 @@
 #  2. the test: the kernel's logits against the same decode steps op by op (fp32 1e-4, bf16 3e-2);
 #  3. the kernel alone on llama-1b's layers against the weights-over-copy-bandwidth bound, with
 #     the traced build's per-phase table; then dsk_serve_bench with graphs, op by op and fused.
-# Env: WARPS and KEYS (the kernel's consumer warps and keys in flight, for a sweep); ABLATE=1 also
+# Env: WARPS, KEYS and STAGES (the kernel's consumer warps, keys in flight and ring stages, for a
+# sweep); ABLATE=1 also
 # times the kernel with parts of it removed (decode_layers.cu's DSK_DECODE_ABLATE_*: wrong results,
 # for where the time goes): no grid barriers and no attention, then no products or no weight loads
 # as well.
@@ -23,6 +24,10 @@ source scripts/device/lib/summary.sh
 tuning=()
 [ -n "${WARPS:-}" ] && tuning+=("-DDSK_DECODE_CONSUMER_WARPS=$WARPS")
 [ -n "${KEYS:-}" ] && tuning+=("-DDSK_DECODE_KEYS_IN_FLIGHT=$KEYS")
+[ -n "${STAGES:-}" ] && tuning+=("-DDSK_DECODE_STAGES=$STAGES")
+# The bench binaries go outside $OUT: the device tool brings back a limited number of files.
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
 build_bench() {  # binary, extra nvcc flags...
   local binary=$1
   shift
@@ -30,9 +35,9 @@ build_bench() {  # binary, extra nvcc flags...
     "${tuning[@]}" "$@" scripts/bench/decode_layers_bench.cu kernels/cuda/decode_layers.cu kernels/cuda/common.cu \
     -o "$binary"
 }
-build_bench "$OUT/bench" >"$OUT/bench-build.log" 2>&1 &
+build_bench "$bin/bench" >"$OUT/bench-build.log" 2>&1 &
 timed=$!
-build_bench "$OUT/bench-trace" -DDSK_DECODE_TRACE >"$OUT/bench-trace-build.log" 2>&1 &
+build_bench "$bin/bench-trace" -DDSK_DECODE_TRACE >"$OUT/bench-trace-build.log" 2>&1 &
 traced=$!
 scripts/device/build-on-device.sh dsk_gpu_decode_layers dsk_serve_bench 2>&1 | tee "$OUT/build.log" | tail -5 ||
   { echo "decode-layers-gpu: the build failed ($OUT/build.log)"; exit 1; }
@@ -41,10 +46,10 @@ wait $traced || tail -20 "$OUT/bench-trace-build.log"
 ablations=()
 if [ "${ABLATE:-0}" = 1 ]; then
   synchronization=(-DDSK_DECODE_ABLATE_BARRIERS -DDSK_DECODE_ABLATE_ATTENTION)
-  build_bench "$OUT/bench-no-sync" "${synchronization[@]}" >"$OUT/ablate-build.log" 2>&1 &
-  build_bench "$OUT/bench-no-sync-no-products" "${synchronization[@]}" -DDSK_DECODE_ABLATE_PRODUCTS \
+  build_bench "$bin/bench-no-sync" "${synchronization[@]}" >"$OUT/ablate-build.log" 2>&1 &
+  build_bench "$bin/bench-no-sync-no-products" "${synchronization[@]}" -DDSK_DECODE_ABLATE_PRODUCTS \
     >>"$OUT/ablate-build.log" 2>&1 &
-  build_bench "$OUT/bench-no-sync-no-loads" "${synchronization[@]}" -DDSK_DECODE_ABLATE_LOADS >>"$OUT/ablate-build.log" 2>&1 &
+  build_bench "$bin/bench-no-sync-no-loads" "${synchronization[@]}" -DDSK_DECODE_ABLATE_LOADS >>"$OUT/ablate-build.log" 2>&1 &
   wait
   ablations=(bench-no-sync bench-no-sync-no-products bench-no-sync-no-loads)
 fi
@@ -52,7 +57,7 @@ fi
 timed_gpu_tests decode_layers
 for run in bench bench-trace "${ablations[@]}"; do
   echo "== $run"
-  [ -x "$OUT/$run" ] && "$OUT/$run" >"$OUT/$run.txt" 2>&1
+  [ -x "$bin/$run" ] && "$bin/$run" >"$OUT/$run.txt" 2>&1
   cat "$OUT/$run.txt" 2>/dev/null
 done
 for run in bench "${ablations[@]}"; do
