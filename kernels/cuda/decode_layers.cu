@@ -49,6 +49,21 @@ constexpr int kThreads = kConsumers + 32;  // and the producer warp
 #define DSK_DECODE_STAGES 4
 #endif
 constexpr int kStages = DSK_DECODE_STAGES;
+// Stages the producer has in flight at most (issued, not landed), by the step's tokens. Bulk
+// copies in flight to an SM delay its other loads: every round trip of a grid barrier, the input
+// rows and attention waits behind them. On the H200 (llama-1b, one token, 2026-12-02) one stage
+// of 48 KB in flight took 678-686 us a step against 764-766 with all four (two 745-749, three
+// 758; 24-39 KB stages, one in flight, 694-725); four tokens, whose products take longer, ran
+// 972-980 us with four and 982-987 with one. The bench times others by defining
+// DSK_DECODE_IN_FLIGHT (for every token count).
+template <int ROWS>
+constexpr int stages_in_flight() {
+#ifdef DSK_DECODE_IN_FLIGHT
+  return DSK_DECODE_IN_FLIGHT;
+#else
+  return ROWS == 1 ? 1 : kStages;
+#endif
+}
 constexpr int kBarrierBytes = 256;  // full[kStages], empty[kStages], then the norm's factors
 static_assert(2 * kStages * 8 <= 128, "the stages' mbarriers overlap the norm's factors");
 constexpr int kNormOffset = 128;
@@ -180,17 +195,24 @@ struct StageWalk {
 };
 
 // Streams every stage of the step into the ring, in the consumers' order, as their slots come
-// free. (Also asking L2 for the stages past the ring, cp.async.bulk.prefetch, measured slower on
-// the H200: 1.47 against 1.27 ms a llama-1b step with the CUDA-core products, 1.06 against 0.88
-// with tensor-core ones, 2 to 6 stages ahead; probably because an SM's copy engine takes its
-// requests in order, so the prefetches delay the ring's own copies.)
-template <typename T>
+// free, with at most stages_in_flight copies under way. (Also asking L2 for the stages past the
+// ring, cp.async.bulk.prefetch, measured slower on the H200: 1.47 against 1.27 ms a llama-1b step
+// with the CUDA-core products, 1.06 against 0.88 with tensor-core ones, 2 to 6 stages ahead;
+// likely for the reason that fewer copies in flight are faster: more data on its way to an SM
+// delays the consumers' own round trips.)
+template <typename T, int ROWS>
 __device__ void produce(const DecodeLayersArgs<T>& a, char* ring, int stage_bytes, uint64_t* full, uint64_t* empty) {
+  constexpr int kInFlight = stages_in_flight<ROWS>();
+  static_assert(kInFlight >= 1 && kInFlight <= kStages, "stages in flight: 1 to the ring's");
   StageWalk<T> fill;
   fill.enter(a, stage_bytes);
   for (int issued = 0; !fill.done(a); issued++) {
     const int slot = issued % kStages;
     if (issued >= kStages) gemv::wait_stage(&empty[slot], uint32_t(issued / kStages - 1) & 1u);
+    if (kInFlight < kStages && issued >= kInFlight) {  // the stage kInFlight back has landed
+      const int landed = issued - kInFlight;
+      gemv::wait_stage(&full[landed % kStages], uint32_t(landed / kStages) & 1u);
+    }
     T* stage = reinterpret_cast<T*>(ring + int64_t(slot) * stage_bytes);
     const ProductShape p = product_shape(a, fill.product);
     const int64_t row_bytes = int64_t(p.K) * sizeof(T);
@@ -380,7 +402,7 @@ __device__ void consume_product_pairs(const DecodeLayersArgs<T>& a, const Decode
 #endif
       const int row0 = 2 * pair, row1 = min(row0 + 1, rows - 1);
       const ColumnAddend<T> addend0 = column_addend<T, SOURCES>(outputs, first + row0);
-      const ColumnAddend<T> addend1 = column_addend<T, SOURCES>(outputs, first + row1);
+      const ColumnAddend<T> addend1 = row1 != row0 ? column_addend<T, SOURCES>(outputs, first + row1) : addend0;
       float sums[2][SOURCES] = {};
       if (row1 != row0) {
         dot_stage_pair<T, SOURCES>(sums, stage, x, row0, row1, R, p.K, lane);
@@ -873,7 +895,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
   if (threadIdx.x >= kConsumers) {
-    if (threadIdx.x == kConsumers) produce(a, ring, stage_bytes, full, empty);
+    if (threadIdx.x == kConsumers) produce<T, ROWS>(a, ring, stage_bytes, full, empty);
     return;
   }
   consume<T, ROWS>(a, ring, stage_bytes, full, empty, reinterpret_cast<float*>(shared + kNormOffset), work, reduce);
