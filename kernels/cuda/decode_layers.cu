@@ -194,6 +194,20 @@ struct StageWalk {
   }
 };
 
+// `bytes` of weights at `from` into shared memory at `to`, completing on `full`, with an L2 policy:
+// evict first, as a step reads each weight once (on the H200, llama-1b, 2026-12-02: 671-673 us a
+// step against 676-679 at one token, 962-970 against 979-983 at four). libcu++'s cp_async_bulk
+// has no cache-hint form.
+__device__ __forceinline__ void copy_weights(void* to, const void* from, uint32_t bytes, uint64_t* full,
+                                             uint64_t policy) {
+  const uint32_t to_shared = uint32_t(__cvta_generic_to_shared(to));
+  const uint32_t full_shared = uint32_t(__cvta_generic_to_shared(full));
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;"
+      ::"r"(to_shared), "l"(from), "r"(bytes), "r"(full_shared), "l"(policy)
+      : "memory");
+}
+
 // Streams every stage of the step into the ring, in the consumers' order, as their slots come
 // free, with at most stages_in_flight copies under way. (Also asking L2 for the stages past the
 // ring, cp.async.bulk.prefetch, measured slower on the H200: 1.47 against 1.27 ms a llama-1b step
@@ -206,6 +220,8 @@ __device__ void produce(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
   static_assert(kInFlight >= 1 && kInFlight <= kStages, "stages in flight: 1 to the ring's");
   StageWalk<T> fill;
   fill.enter(a, stage_bytes);
+  uint64_t read_once;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(read_once));
   for (int issued = 0; !fill.done(a); issued++) {
     const int slot = issued % kStages;
     if (issued >= kStages) gemv::wait_stage(&empty[slot], uint32_t(issued / kStages - 1) & 1u);
@@ -219,14 +235,14 @@ __device__ void produce(const DecodeLayersArgs<T>& a, char* ring, int stage_byte
 #ifdef DSK_DECODE_ABLATE_LOADS
     (void)stage;
     (void)row_bytes;
+    (void)read_once;
     ptx::mbarrier_arrive(&full[slot]);
 #else
     ptx::mbarrier_arrive_expect_tx(ptx::sem_release, ptx::scope_cta, ptx::space_shared, &full[slot],
                                    uint32_t(fill.rows() * row_bytes * p.sources));
     for_each_copy(a, a.layers + fill.layer, fill.product, fill.first, fill.rows(), fill.stage_rows,
                   [&](int64_t at, const T* from, int64_t rows) {
-                    ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, stage + at * p.K, from,
-                                       uint32_t(rows * row_bytes), &full[slot]);
+                    copy_weights(stage + at * p.K, from, uint32_t(rows * row_bytes), &full[slot], read_once);
                   });
 #endif
     fill.next(a, stage_bytes);
