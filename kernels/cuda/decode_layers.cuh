@@ -11,13 +11,14 @@
 // product needs the whole of the previous one (five a layer), then dot the streamed rows with
 // their input rows. So the weight stream keeps going through the barriers and the attention.
 //
-// Where it stands (H200, llama-1b, scripts/bench/decode_layers_bench.cu, docs/benchmarks.md):
-// 0.80 ms a step of one sequence, 0.48 of the weights-over-bandwidth bound; in the engine, 1,170
-// tokens/s against 1,113 op by op in the same call, too close (and measured once) to make it the
-// default (PagedPlan::fused_decode stays off). Without its barriers and attention the same
-// streaming and products reach 0.86 of the bound; with them a layer is 50 us: the products 19,
-// the five grid barriers 20 (the release of the block's writes and the counter's round trips,
-// about 3 us each, plus the blocks' skew), attention 7, the input loads 3.5.
+// Where it stands (H200, llama-1b, scripts/bench/decode_layers_bench.cu, docs/benchmarks.md,
+// 2026-12-02): 0.67 ms a step of one sequence, 0.57 of the weights-over-bandwidth bound; in the
+// engine 1,355-1,364 tokens/s against 1,154-1,157 op by op in the same call, so it is the default
+// for steps of 1-4 sequences (PagedPlan::fused_decode). Without its barriers and attention the
+// same streaming and products reach 0.77-0.85 of the bound; with them a layer is 41 us: the
+// products 16, the five grid barriers 13 (about 3 us each, once the producer keeps only one
+// stage in flight: with four, the round trips waited behind the copies and took 4-6), attention
+// 7.5, the input loads and norms 4.5.
 //
 // Same arithmetic as the ops it replaces, in the same order, for the products (the rows of
 // gemv_stream.cuh, RMSNorm computed by the products as rmsnorm_gemv_*) and RoPE

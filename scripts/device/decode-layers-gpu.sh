@@ -7,8 +7,8 @@
 #  2. the test: the kernel's logits against the same decode steps op by op (fp32 1e-4, bf16 3e-2);
 #  3. the kernel alone on llama-1b's layers against the weights-over-copy-bandwidth bound, with
 #     the traced build's per-phase table; then dsk_serve_bench with graphs, op by op and fused.
-# Env: WARPS, KEYS and STAGES (the kernel's consumer warps, keys in flight and ring stages, for a
-# sweep); ABLATE=1 also
+# Env: WARPS, KEYS, STAGES and IN_FLIGHT (the kernel's consumer warps, keys in flight, ring
+# stages and weight stages in flight, for a sweep); ABLATE=1 also
 # times the kernel with parts of it removed (decode_layers.cu's DSK_DECODE_ABLATE_*: wrong results,
 # for where the time goes): no grid barriers and no attention, then no products or no weight loads
 # as well.
@@ -25,6 +25,7 @@ tuning=()
 [ -n "${WARPS:-}" ] && tuning+=("-DDSK_DECODE_CONSUMER_WARPS=$WARPS")
 [ -n "${KEYS:-}" ] && tuning+=("-DDSK_DECODE_KEYS_IN_FLIGHT=$KEYS")
 [ -n "${STAGES:-}" ] && tuning+=("-DDSK_DECODE_STAGES=$STAGES")
+[ -n "${IN_FLIGHT:-}" ] && tuning+=("-DDSK_DECODE_IN_FLIGHT=$IN_FLIGHT")
 # The bench binaries go outside $OUT: the device tool brings back a limited number of files.
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
